@@ -1,0 +1,91 @@
+/**
+ * Per-layer key/value cache for incremental decoding, held on the model's backend.
+ * keys[l], values[l]: [capacity, Hkv·d]; rows 0 … length−1 are valid. A forward pass writes its new
+ * rows at `length` in every layer, then `advance(S)` commits them. Capacity grows by doubling.
+ */
+import { ArgumentError } from '../errors.js';
+import type { Backend, BTensor } from '../tensor/backend.js';
+
+export class KvCache {
+  private keysByLayer: BTensor[] = [];
+  private valuesByLayer: BTensor[] = [];
+  private cap = 0;
+  length = 0;
+
+  constructor(
+    private readonly backend: Backend,
+    readonly numLayers: number,
+    readonly kvWidth: number,
+    /** Hard limit: positions the model can address (max_position_embeddings). */
+    readonly maxLength: number,
+    initialCapacity = 64,
+  ) {
+    this.allocate(Math.min(initialCapacity, maxLength));
+  }
+
+  get capacity(): number {
+    return this.cap;
+  }
+
+  keys(layer: number): BTensor {
+    return this.keysByLayer[layer]!;
+  }
+
+  values(layer: number): BTensor {
+    return this.valuesByLayer[layer]!;
+  }
+
+  /** Make room for `extra` more rows after `length`. */
+  reserve(extra: number): void {
+    const need = this.length + extra;
+    if (need > this.maxLength) {
+      throw new ArgumentError(`KV cache: ${need} positions exceed the model's limit of ${this.maxLength} (max_position_embeddings / n_positions)`);
+    }
+    if (need <= this.cap) return;
+    let cap = Math.max(this.cap, 1);
+    while (cap < need) cap *= 2;
+    this.allocate(Math.min(cap, this.maxLength));
+  }
+
+  /** Write the new rows of one layer at the current length (call reserve first). */
+  write(layer: number, k: BTensor, v: BTensor): void {
+    this.backend.writeRows(this.keysByLayer[layer]!, k, this.length);
+    this.backend.writeRows(this.valuesByLayer[layer]!, v, this.length);
+  }
+
+  advance(rows: number): void {
+    this.length += rows;
+  }
+
+  /** Forget everything after the first `length` rows (e.g. to rewind a conversation). */
+  truncate(length: number): void {
+    if (length < 0 || length > this.length) throw new ArgumentError(`KV cache: cannot truncate ${this.length} rows to ${length}`);
+    this.length = length;
+  }
+
+  reset(): void {
+    this.length = 0;
+  }
+
+  dispose(): void {
+    for (const t of [...this.keysByLayer, ...this.valuesByLayer]) this.backend.dispose(t);
+    this.keysByLayer = [];
+    this.valuesByLayer = [];
+    this.cap = 0;
+  }
+
+  private allocate(cap: number): void {
+    const b = this.backend;
+    const grow = (old: BTensor | undefined): BTensor => {
+      const t = b.zeros([cap, this.kvWidth]);
+      if (old && this.length > 0) {
+        b.tidy(() => b.writeRows(t, b.sliceRows(old, 0, this.length), 0));
+      }
+      if (old) b.dispose(old);
+      return t;
+    };
+    this.keysByLayer = Array.from({ length: this.numLayers }, (_, l) => grow(this.keysByLayer[l]));
+    this.valuesByLayer = Array.from({ length: this.numLayers }, (_, l) => grow(this.valuesByLayer[l]));
+    this.cap = cap;
+  }
+}

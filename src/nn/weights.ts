@@ -1,0 +1,120 @@
+/**
+ * Weights by scoped name (candle's `vb.pp("model.layers.3")`): every tensor is fetched with the shape
+ * config.json implies, and a missing tensor or a wrong shape fails naming the full key and both
+ * shapes. Tied/shared tensors that safetensors stored once are found through the aliases
+ * `safetensors.torch.save_model` writes into `__metadata__` (removed name → kept name).
+ */
+import { ModelLoadError } from '../errors.js';
+import type { WeightFiles } from '../convert/safetensors.js';
+import { type Shape, Tensor, shapeToString } from '../tensor/tensor.js';
+
+/** A linear layer in the nn.Linear layout: weight [out, in], optional bias [out]. */
+export interface LinearWeights {
+  readonly weight: Tensor;
+  readonly bias?: Tensor;
+}
+
+/** LayerNorm (weight + bias) or RMSNorm (weight only): [hidden]. */
+export interface NormWeights {
+  readonly weight: Tensor;
+  readonly bias?: Tensor;
+}
+
+/**
+ * One decoder block, in the same terms for both families:
+ * GPT-2: up = mlp.c_fc, down = mlp.c_proj, no gate; Llama: SwiGLU down(silu(gate(x)) ⊙ up(x)).
+ */
+export interface BlockWeights {
+  readonly attnNorm: NormWeights;
+  readonly q: LinearWeights; // [H·d, D]
+  readonly k: LinearWeights; // [Hkv·d, D]
+  readonly v: LinearWeights; // [Hkv·d, D]
+  readonly o: LinearWeights; // [D, H·d]
+  readonly mlpNorm: NormWeights;
+  readonly gate?: LinearWeights; // [I, D]
+  readonly up: LinearWeights; // [I, D]
+  readonly down: LinearWeights; // [D, I]
+}
+
+export interface LMWeights {
+  readonly embed: Tensor; // [V, D]
+  readonly positions?: Tensor; // [P, D], GPT-2's learned positions
+  readonly blocks: readonly BlockWeights[];
+  readonly finalNorm: NormWeights; // [D]
+  readonly lmHead: Tensor; // [V, D]; the same Tensor as `embed` when tied
+}
+
+export class WeightLoader {
+  private constructor(
+    private readonly files: WeightFiles,
+    private readonly prefix: string,
+    private readonly used: Set<string>,
+  ) {}
+
+  static root(files: WeightFiles): WeightLoader {
+    return new WeightLoader(files, '', new Set());
+  }
+
+  get dir(): string {
+    return this.files.dir;
+  }
+
+  /** A loader whose names are relative to `prefix` (joined with a dot). */
+  pp(prefix: string): WeightLoader {
+    return new WeightLoader(this.files, this.key(prefix), this.used);
+  }
+
+  key(name: string): string {
+    return this.prefix ? `${this.prefix}.${name}` : name;
+  }
+
+  /** The stored name a key resolves to (itself, or the tensor `__metadata__` aliases it to). */
+  private resolve(key: string): string | undefined {
+    if (this.files.has(key)) return key;
+    const alias = this.files.metadata[key];
+    if (alias !== undefined && this.files.has(alias)) return alias;
+    return undefined;
+  }
+
+  has(name: string): boolean {
+    return this.resolve(this.key(name)) !== undefined;
+  }
+
+  /** The tensor `name` with exactly `shape`, as float32. */
+  get(name: string, shape: Shape): Tensor {
+    const key = this.key(name);
+    const stored = this.resolve(key);
+    if (stored === undefined) {
+      throw new ModelLoadError(`${this.files.dir}: missing tensor "${key}" (expected shape ${shapeToString(shape)})`);
+    }
+    const info = this.files.info(stored);
+    if (info.shape.length !== shape.length || info.shape.some((d, i) => d !== shape[i])) {
+      throw new ModelLoadError(`${this.files.dir}: tensor "${key}" has shape ${shapeToString(info.shape)}, but config.json implies ${shapeToString(shape)}`);
+    }
+    this.used.add(stored);
+    return this.files.readF32(stored);
+  }
+
+  /** A GPT-2 Conv1D weight stored [in, out], returned transposed to the nn.Linear layout [out, in]. */
+  getConv1d(name: string, inFeatures: number, outFeatures: number): Tensor {
+    const t = this.get(name, [inFeatures, outFeatures]);
+    return transpose(t);
+  }
+
+  /** Tensors present in the files that no `get` asked for. */
+  unused(ignore: (name: string) => boolean = () => false): string[] {
+    return this.files.names.filter((n) => !this.used.has(n) && !ignore(n));
+  }
+}
+
+export function transpose(t: Tensor): Tensor {
+  const [R, C] = t.shape as [number, number];
+  const out = new Tensor([C, R]);
+  for (let r = 0; r < R; r++) for (let c = 0; c < C; c++) out.data[c * R + r] = t.data[r * C + c]!;
+  return out;
+}
+
+/** Rows [start, end) of a matrix, copied. */
+export function rowRange(t: Tensor, start: number, end: number): Tensor {
+  return t.sliceRows(start, end).clone();
+}

@@ -1,0 +1,70 @@
+/**
+ * The backend seam: one interface, one method per primitive. Models are written against it and run
+ * unchanged on the CPU (plain TypeScript, the executable definition of every op) and the GPU (WGSL).
+ *
+ * Primitive ops (the whole list; everything else is composed from them):
+ *   matmul       y = x·wᵀ (+ b)                      x [M,K], w [N,K] (nn.Linear layout), b [N]
+ *   add, mul     a ∘ b, b same shape or a row vector [C] broadcast over a's rows
+ *   scale        a · s
+ *   activation   gelu_tanh | gelu_erf | gelu_quick | silu | relu
+ *   embedding    rows of a table [V,D] gathered by token ids
+ *   layerNorm    (x − μ)/√(σ² + ε)·γ + β over the last dim
+ *   rmsNorm      x/√(mean x² + ε)·γ over the last dim
+ *   softmax      rows of [R,C], optionally with a causal mask
+ *   rope         rotate-half rotary embedding at given positions
+ *   attention    causal scaled-dot-product attention with grouped KV heads over a KV cache
+ *   writeRows    copy rows into a larger tensor in place (KV-cache append)
+ *   sliceRows    rows [start, end) of a matrix
+ *
+ * Tensors handed out by a backend are opaque handles (`BTensor`); `read` brings one back to the host.
+ * Ops are issued eagerly in program order; a GPU backend may queue them and only wait in `read`.
+ */
+import type { Activation } from './kernels/elementwise.js';
+import type { AttentionParams } from './kernels/attention.js';
+import type { CausalMask } from './kernels/softmax.js';
+import type { Shape, Tensor } from './tensor.js';
+
+export interface BTensor {
+  readonly shape: Shape;
+}
+
+export type BackendName = 'cpu' | 'gpu';
+
+/** How an uploaded weight will be used, so a backend can pack its layout once at load time. */
+export type WeightRole = 'linear' | 'embedding' | 'vector' | 'activation';
+
+export interface Backend {
+  readonly name: BackendName;
+  /** One line for logs and `spikelm info`: the device and how it runs. */
+  describe(): string;
+
+  upload(t: Tensor, role?: WeightRole): BTensor;
+  read(t: BTensor): Promise<Tensor>;
+  zeros(shape: Shape): BTensor;
+  dispose(t: BTensor): void;
+  /** Run fn; every tensor it creates that is not part of its result is disposed afterwards. */
+  tidy<T>(fn: () => T): T;
+
+  matmul(x: BTensor, w: BTensor, bias?: BTensor): BTensor;
+  add(a: BTensor, b: BTensor): BTensor;
+  mul(a: BTensor, b: BTensor): BTensor;
+  scale(a: BTensor, s: number): BTensor;
+  activation(kind: Activation, x: BTensor): BTensor;
+  embedding(table: BTensor, ids: Int32Array): BTensor;
+  layerNorm(x: BTensor, gamma: BTensor, beta: BTensor | undefined, eps: number): BTensor;
+  rmsNorm(x: BTensor, gamma: BTensor, eps: number): BTensor;
+  softmax(x: BTensor, mask?: CausalMask): BTensor;
+  rope(x: BTensor, positions: Int32Array, numHeads: number, headDim: number, invFreq: Float64Array): BTensor;
+  attention(q: BTensor, k: BTensor, v: BTensor, params: AttentionParams): BTensor;
+  writeRows(dst: BTensor, src: BTensor, rowOffset: number): void;
+  sliceRows(x: BTensor, start: number, end: number): BTensor;
+}
+
+export function rowsOf(t: BTensor): number {
+  const c = t.shape.length === 0 ? 1 : t.shape[t.shape.length - 1]!;
+  return c === 0 ? 0 : t.shape.reduce((a, b) => a * b, 1) / c;
+}
+
+export function colsOf(t: BTensor): number {
+  return t.shape.length === 0 ? 1 : t.shape[t.shape.length - 1]!;
+}

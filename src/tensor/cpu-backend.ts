@@ -1,0 +1,168 @@
+/**
+ * The CPU backend: every primitive as the plain-TypeScript kernel of its family file. This is the
+ * executable definition the GPU kernels are tested against. Handles are host Tensors.
+ */
+import { ShapeError } from '../errors.js';
+import type { Backend, BTensor, WeightRole } from './backend.js';
+import { type Activation, activationCpu, binaryCpu, scaleCpu } from './kernels/elementwise.js';
+import { type AttentionParams, attentionCpu } from './kernels/attention.js';
+import { embeddingCpu } from './kernels/embedding.js';
+import { matmulCpu } from './kernels/matmul.js';
+import { layerNormCpu, rmsNormCpu } from './kernels/norm.js';
+import { ropeCpu } from './kernels/rope.js';
+import { type CausalMask, softmaxCpu } from './kernels/softmax.js';
+import { threadCount } from './threads.js';
+import { type Shape, Tensor, shapeToString } from './tensor.js';
+
+function host(t: BTensor): Tensor {
+  if (!(t instanceof Tensor)) throw new ShapeError('cpu backend: got a tensor that lives on another backend');
+  return t;
+}
+
+export class CpuBackend implements Backend {
+  readonly name = 'cpu' as const;
+
+  describe(): string {
+    return `cpu (plain TypeScript, ${threadCount()} thread${threadCount() === 1 ? '' : 's'} for large matmuls)`;
+  }
+
+  upload(t: Tensor, role?: WeightRole): Tensor {
+    if (role === 'linear' || role === 'embedding') {
+      // Weights go to shared memory once, so the matmul workers read them in place.
+      if (t.data.buffer instanceof SharedArrayBuffer) return t;
+      const shared = new Tensor(t.shape, new Float32Array(new SharedArrayBuffer(t.data.byteLength)));
+      shared.data.set(t.data);
+      return shared;
+    }
+    return t;
+  }
+
+  async read(t: BTensor): Promise<Tensor> {
+    return host(t);
+  }
+
+  /** Synchronous read, available on the CPU backend only. */
+  readSync(t: BTensor): Tensor {
+    return host(t);
+  }
+
+  zeros(shape: Shape): Tensor {
+    return Tensor.zeros(shape);
+  }
+
+  dispose(): void {}
+
+  tidy<T>(fn: () => T): T {
+    return fn();
+  }
+
+  matmul(xIn: BTensor, wIn: BTensor, biasIn?: BTensor): Tensor {
+    const x = host(xIn), w = host(wIn), bias = biasIn ? host(biasIn) : undefined;
+    const K = x.cols, M = x.rows, N = w.rows;
+    if (w.cols !== K) throw new ShapeError(`matmul: x ${shapeToString(x.shape)} and weight ${shapeToString(w.shape)} disagree on K (weights are [out, in])`);
+    const y = new Tensor([...x.shape.slice(0, -1), N]);
+    matmulCpu(x.data, w.data, bias?.data, y.data, M, K, N);
+    return y;
+  }
+
+  add(a: BTensor, b: BTensor): Tensor {
+    return this.binary('add', a, b);
+  }
+
+  mul(a: BTensor, b: BTensor): Tensor {
+    return this.binary('mul', a, b);
+  }
+
+  private binary(op: 'add' | 'mul', aIn: BTensor, bIn: BTensor): Tensor {
+    const a = host(aIn), b = host(bIn);
+    const sameShape = a.size === b.size && a.shape.join() === b.shape.join();
+    if (!sameShape && !(b.rank === 1 && b.size === a.cols)) {
+      throw new ShapeError(`${op}: shapes ${shapeToString(a.shape)} and ${shapeToString(b.shape)} do not match (b must equal a or be a row vector)`);
+    }
+    const out = new Tensor(a.shape);
+    binaryCpu(op, a.data, b.data, out.data);
+    return out;
+  }
+
+  scale(aIn: BTensor, s: number): Tensor {
+    const a = host(aIn);
+    const out = new Tensor(a.shape);
+    scaleCpu(a.data, s, out.data);
+    return out;
+  }
+
+  activation(kind: Activation, xIn: BTensor): Tensor {
+    const x = host(xIn);
+    const out = new Tensor(x.shape);
+    activationCpu(kind, x.data, out.data);
+    return out;
+  }
+
+  embedding(tableIn: BTensor, ids: Int32Array): Tensor {
+    const table = host(tableIn);
+    const [V, D] = table.shape as [number, number];
+    const out = new Tensor([ids.length, D]);
+    embeddingCpu(table.data, V, D, ids, out.data);
+    return out;
+  }
+
+  layerNorm(xIn: BTensor, gamma: BTensor, beta: BTensor | undefined, eps: number): Tensor {
+    const x = host(xIn);
+    this.checkVector(gamma, x.cols, 'layerNorm gamma');
+    if (beta) this.checkVector(beta, x.cols, 'layerNorm beta');
+    const out = new Tensor(x.shape);
+    layerNormCpu(x.data, host(gamma).data, beta ? host(beta).data : undefined, eps, x.rows, x.cols, out.data);
+    return out;
+  }
+
+  rmsNorm(xIn: BTensor, gamma: BTensor, eps: number): Tensor {
+    const x = host(xIn);
+    this.checkVector(gamma, x.cols, 'rmsNorm gamma');
+    const out = new Tensor(x.shape);
+    rmsNormCpu(x.data, host(gamma).data, eps, x.rows, x.cols, out.data);
+    return out;
+  }
+
+  softmax(xIn: BTensor, mask?: CausalMask): Tensor {
+    const x = host(xIn);
+    const out = new Tensor(x.shape);
+    softmaxCpu(x.data, x.rows, x.cols, out.data, mask);
+    return out;
+  }
+
+  rope(xIn: BTensor, positions: Int32Array, numHeads: number, headDim: number, invFreq: Float64Array): Tensor {
+    const x = host(xIn);
+    const out = new Tensor(x.shape);
+    ropeCpu(x.data, positions, numHeads, headDim, invFreq, out.data);
+    return out;
+  }
+
+  attention(qIn: BTensor, kIn: BTensor, vIn: BTensor, params: AttentionParams): Tensor {
+    const q = host(qIn), k = host(kIn), v = host(vIn);
+    const S = q.rows;
+    const kvWidth = params.numKvHeads * params.headDim;
+    if (q.cols !== params.numHeads * params.headDim) throw new ShapeError(`attention: q ${shapeToString(q.shape)} is not [S, ${params.numHeads}·${params.headDim}]`);
+    if (k.cols !== kvWidth || v.cols !== kvWidth || k.rows < params.kvLength || v.rows < params.kvLength) {
+      throw new ShapeError(`attention: k ${shapeToString(k.shape)} / v ${shapeToString(v.shape)} must be [≥${params.kvLength}, ${kvWidth}]`);
+    }
+    const out = new Tensor(q.shape);
+    attentionCpu(q.data, k.data, v.data, S, params, out.data);
+    return out;
+  }
+
+  writeRows(dstIn: BTensor, srcIn: BTensor, rowOffset: number): void {
+    const dst = host(dstIn), src = host(srcIn);
+    if (src.cols !== dst.cols || rowOffset < 0 || rowOffset + src.rows > dst.rows) {
+      throw new ShapeError(`writeRows: cannot write ${shapeToString(src.shape)} at row ${rowOffset} of ${shapeToString(dst.shape)}`);
+    }
+    dst.data.set(src.data, rowOffset * dst.cols);
+  }
+
+  sliceRows(x: BTensor, start: number, end: number): Tensor {
+    return host(x).sliceRows(start, end);
+  }
+
+  private checkVector(t: BTensor, n: number, what: string): void {
+    if (t.shape.length !== 1 || t.shape[0] !== n) throw new ShapeError(`${what}: expected [${n}], got ${shapeToString(t.shape)}`);
+  }
+}

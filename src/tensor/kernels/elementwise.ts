@@ -1,0 +1,73 @@
+/**
+ * Elementwise kernels: add / mul (same shape, or a [C] vector broadcast over the rows of [R, C]),
+ * scale, and the activations GELU (tanh form `gelu_new` and exact erf form), SiLU and ReLU.
+ */
+import { ShapeError } from '../../errors.js';
+
+export type BinaryOp = 'add' | 'mul';
+
+/** out = a ∘ b, with b either the same length as a or a row vector broadcast over a's rows. */
+export function binaryCpu(op: BinaryOp, a: Float32Array, b: Float32Array, out: Float32Array): void {
+  const n = a.length;
+  const c = b.length;
+  if (c === 0 || n % c !== 0) throw new ShapeError(`${op}: cannot broadcast ${c} elements over ${n}`);
+  if (op === 'add') for (let i = 0; i < n; i++) out[i] = a[i]! + b[i % c]!;
+  else for (let i = 0; i < n; i++) out[i] = a[i]! * b[i % c]!;
+}
+
+export function scaleCpu(a: Float32Array, s: number, out: Float32Array): void {
+  for (let i = 0; i < a.length; i++) out[i] = a[i]! * s;
+}
+
+export type Activation = 'gelu_tanh' | 'gelu_erf' | 'gelu_quick' | 'silu' | 'relu';
+
+const SQRT_2_OVER_PI = Math.sqrt(2 / Math.PI);
+
+/** GELU, tanh approximation (HF `gelu_new`, `gelu_pytorch_tanh`): ½x(1 + tanh(√(2/π)(x + 0.044715x³))). */
+export function geluTanh(x: number): number {
+  return 0.5 * x * (1 + Math.tanh(SQRT_2_OVER_PI * (x + 0.044715 * x * x * x)));
+}
+
+/** GELU, exact (HF `gelu`): ½x(1 + erf(x/√2)). */
+export function geluErf(x: number): number {
+  return 0.5 * x * (1 + erf(x / Math.SQRT2));
+}
+
+/** Quick GELU (HF `quick_gelu`): x·σ(1.702x). */
+export function geluQuick(x: number): number {
+  return x / (1 + Math.exp(-1.702 * x));
+}
+
+/** SiLU / swish: x·σ(x). */
+export function silu(x: number): number {
+  return x / (1 + Math.exp(-x));
+}
+
+export function relu(x: number): number {
+  return x > 0 ? x : 0;
+}
+
+export const ACTIVATIONS: Readonly<Record<Activation, (x: number) => number>> = {
+  gelu_tanh: geluTanh,
+  gelu_erf: geluErf,
+  gelu_quick: geluQuick,
+  silu,
+  relu,
+};
+
+export function activationCpu(kind: Activation, a: Float32Array, out: Float32Array): void {
+  const f = ACTIVATIONS[kind];
+  for (let i = 0; i < a.length; i++) out[i] = f(a[i]!);
+}
+
+/**
+ * erf(x) via the complementary error function's Chebyshev fit (Numerical Recipes `erfcc`):
+ * fractional error below 1.2e-7 everywhere, ample for float32.
+ */
+export function erf(x: number): number {
+  const z = Math.abs(x);
+  const t = 1 / (1 + 0.5 * z);
+  const r = t * Math.exp(-z * z - 1.26551223 + t * (1.00002368 + t * (0.37409196 + t * (0.09678418 + t * (-0.18628806 +
+    t * (0.27886807 + t * (-1.13520398 + t * (1.48851587 + t * (-0.82215223 + t * 0.17087277)))))))));
+  return x >= 0 ? 1 - r : r - 1;
+}

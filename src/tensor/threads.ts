@@ -1,0 +1,108 @@
+/**
+ * Worker threads for the CPU matmul: the output columns are split between the calling thread and
+ * the pool's workers, which read x, w and bias and write y in place through SharedArrayBuffers.
+ *
+ * The hand-off is synchronous (Atomics.wait / notify on a per-worker control word, jobs posted on a
+ * MessagePort and taken with receiveMessageOnPort), so the CPU backend keeps a synchronous API.
+ * Workers run `matmulBlocked`'s own source (eval'd), so there is one kernel, not a copy.
+ * Set SPIKELM_THREADS=1 to disable the pool, or to N to use N threads in all.
+ */
+import os from 'node:os';
+import { MessageChannel, type MessagePort, Worker, receiveMessageOnPort } from 'node:worker_threads';
+import { matmulBlocked } from './kernels/matmul.js';
+
+/** Below this many multiply-adds a hand-off costs more than it saves (measured in bench/matmul). */
+export const PARALLEL_MIN_MACS = 1 << 20;
+
+const IDLE = 0, POSTED = 1, DONE = 2, FAILED = 3;
+
+interface PoolWorker {
+  worker: Worker;
+  port: MessagePort;
+  control: Int32Array;
+}
+
+const WORKER_SOURCE = (kernel: string) => `
+const { receiveMessageOnPort, workerData } = require('node:worker_threads');
+const matmulBlocked = ${kernel};
+const { port, control } = workerData;
+for (;;) {
+  const state = Atomics.load(control, 0);
+  if (state !== ${POSTED}) { Atomics.wait(control, 0, state); continue; }
+  const job = receiveMessageOnPort(port).message;
+  try {
+    matmulBlocked(job.x, job.w, job.bias, job.y, job.M, job.K, job.N, job.n0, job.n1);
+    Atomics.store(control, 0, ${DONE});
+  } catch (err) {
+    port.postMessage(String(err && err.stack || err));
+    Atomics.store(control, 0, ${FAILED});
+  }
+  Atomics.notify(control, 0);
+}
+`;
+
+let pool: PoolWorker[] | undefined;
+
+export function threadCount(): number {
+  const env = process.env.SPIKELM_THREADS;
+  if (env !== undefined && env !== '') {
+    const n = Number.parseInt(env, 10);
+    if (Number.isFinite(n) && n >= 1) return n;
+  }
+  return Math.max(1, Math.min(os.availableParallelism?.() ?? os.cpus().length, 8));
+}
+
+function getPool(): PoolWorker[] {
+  if (pool) return pool;
+  pool = [];
+  const source = WORKER_SOURCE(matmulBlocked.toString());
+  for (let i = 0; i < threadCount() - 1; i++) {
+    const { port1, port2 } = new MessageChannel();
+    const control = new Int32Array(new SharedArrayBuffer(4));
+    const worker = new Worker(source, { eval: true, workerData: { port: port2, control }, transferList: [port2] });
+    worker.unref();
+    port1.unref();
+    pool.push({ worker, port: port1, control });
+  }
+  return pool;
+}
+
+const isShared = (a: Float32Array | null): boolean => a === null || a.buffer instanceof SharedArrayBuffer;
+
+/**
+ * Run y = x·wᵀ + bias across the pool. Returns false (nothing done) when the product is too small
+ * or an operand is not in shared memory; the caller then runs the single-threaded kernel.
+ */
+export function parallelMatmul(x: Float32Array, w: Float32Array, bias: Float32Array | null, y: Float32Array, M: number, K: number, N: number): boolean {
+  if (M * K * N < PARALLEL_MIN_MACS || N < 8) return false;
+  if (!isShared(w) || !isShared(bias) || !isShared(x) || !isShared(y)) return false;
+  const workers = getPool();
+  if (workers.length === 0) return false;
+  const parts = workers.length + 1;
+  // Column ranges in multiples of 4 so every thread runs full register blocks.
+  const step = Math.ceil(N / parts / 4) * 4;
+  const used: PoolWorker[] = [];
+  for (let i = 0; i < workers.length; i++) {
+    const n0 = (i + 1) * step;
+    const n1 = Math.min(N, n0 + step);
+    if (n0 >= n1) break;
+    const pw = workers[i]!;
+    pw.port.postMessage({ x, w, bias, y, M, K, N, n0, n1 });
+    Atomics.store(pw.control, 0, POSTED);
+    Atomics.notify(pw.control, 0);
+    used.push(pw);
+  }
+  matmulBlocked(x, w, bias, y, M, K, N, 0, Math.min(step, N));
+  let failure: string | undefined;
+  for (const pw of used) {
+    for (;;) {
+      const state = Atomics.load(pw.control, 0);
+      if (state === DONE || state === FAILED) break;
+      Atomics.wait(pw.control, 0, state);
+    }
+    if (Atomics.load(pw.control, 0) === FAILED) failure = String(receiveMessageOnPort(pw.port)?.message ?? 'unknown error');
+    Atomics.store(pw.control, 0, IDLE);
+  }
+  if (failure) throw new Error(`matmul worker failed: ${failure}`);
+  return true;
+}
