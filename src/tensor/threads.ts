@@ -69,15 +69,33 @@ function getPool(): PoolWorker[] {
 
 const isShared = (a: Float32Array | null): boolean => a === null || a.buffer instanceof SharedArrayBuffer;
 
+/** Shared staging for operands that live in ordinary memory (copies cost O(MK + MN) ≪ O(MKN)). */
+const staging = { x: new Float32Array(new SharedArrayBuffer(4)), y: new Float32Array(new SharedArrayBuffer(4)), bias: new Float32Array(new SharedArrayBuffer(4)) };
+
+function copyInto(dst: Float32Array, src: Float32Array): Float32Array {
+  dst.set(src);
+  return dst;
+}
+
+function stage(which: 'x' | 'y' | 'bias', n: number): Float32Array {
+  if (staging[which].length < n) staging[which] = new Float32Array(new SharedArrayBuffer(n * 4));
+  return staging[which].subarray(0, n);
+}
+
 /**
  * Run y = x·wᵀ + bias across the pool. Returns false (nothing done) when the product is too small
  * or an operand is not in shared memory; the caller then runs the single-threaded kernel.
  */
 export function parallelMatmul(x: Float32Array, w: Float32Array, bias: Float32Array | null, y: Float32Array, M: number, K: number, N: number): boolean {
   if (M * K * N < PARALLEL_MIN_MACS || N < 8) return false;
-  if (!isShared(w) || !isShared(bias) || !isShared(x) || !isShared(y)) return false;
+  // Weights must already be shared (the CPU backend packs them so at load time).
+  if (!isShared(w)) return false;
   const workers = getPool();
   if (workers.length === 0) return false;
+  const yOut = y;
+  if (!isShared(x)) x = copyInto(stage('x', x.length), x);
+  if (bias && !isShared(bias)) bias = copyInto(stage('bias', bias.length), bias);
+  if (!isShared(y)) y = stage('y', y.length);
   const parts = workers.length + 1;
   // Column ranges in multiples of 4 so every thread runs full register blocks.
   const step = Math.ceil(N / parts / 4) * 4;
@@ -104,5 +122,6 @@ export function parallelMatmul(x: Float32Array, w: Float32Array, bias: Float32Ar
     Atomics.store(pw.control, 0, IDLE);
   }
   if (failure) throw new Error(`matmul worker failed: ${failure}`);
+  if (y !== yOut) yOut.set(y);
   return true;
 }

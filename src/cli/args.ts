@@ -1,0 +1,120 @@
+/**
+ * Command-line flags. Every flag accepts the seed's snake_case spelling (`--model_name`) and the
+ * kebab-case one (`--model-name`), as `--flag value` or `--flag=value`. Unknown flags, missing
+ * values and malformed numbers are errors that name the flag.
+ */
+import { ArgumentError } from '../errors.js';
+
+export type FlagType = 'string' | 'number' | 'int' | 'boolean' | 'int-list' | 'string-list';
+
+export interface FlagSpec {
+  readonly type: FlagType;
+  readonly help: string;
+  /** Other names for the same flag (kebab-case, without dashes). */
+  readonly aliases?: readonly string[];
+  readonly default?: string | number | boolean | readonly number[] | readonly string[];
+}
+
+export type FlagValues = Record<string, string | number | boolean | number[] | string[] | undefined>;
+
+export interface ParsedArgs {
+  readonly flags: FlagValues;
+  readonly positional: string[];
+}
+
+const normalize = (name: string): string => name.replace(/_/g, '-');
+
+export function parseArgs(argv: readonly string[], specs: Readonly<Record<string, FlagSpec>>, command: string): ParsedArgs {
+  const byName = new Map<string, string>();
+  for (const [name, spec] of Object.entries(specs)) {
+    byName.set(name, name);
+    for (const a of spec.aliases ?? []) byName.set(a, name);
+  }
+  const flags: FlagValues = {};
+  const positional: string[] = [];
+  for (let i = 0; i < argv.length; i++) {
+    const arg = argv[i]!;
+    if (!arg.startsWith('--') || arg === '--') {
+      positional.push(arg);
+      continue;
+    }
+    const eq = arg.indexOf('=');
+    const rawName = normalize(arg.slice(2, eq === -1 ? undefined : eq));
+    const name = byName.get(rawName);
+    if (!name) {
+      throw new ArgumentError(`${command}: unknown flag --${rawName} (known: ${Object.keys(specs).map((k) => `--${k}`).join(', ')})`);
+    }
+    const spec = specs[name]!;
+    let value: string | undefined = eq === -1 ? undefined : arg.slice(eq + 1);
+    if (spec.type === 'boolean') {
+      if (value === undefined) flags[name] = true;
+      else if (value === 'true' || value === '1') flags[name] = true;
+      else if (value === 'false' || value === '0') flags[name] = false;
+      else throw new ArgumentError(`${command}: --${name} takes true or false, got "${value}"`);
+      continue;
+    }
+    if (value === undefined) {
+      value = argv[i + 1];
+      if (value === undefined || (value.startsWith('--') && value.length > 2)) throw new ArgumentError(`${command}: --${name} needs a value`);
+      i++;
+    }
+    flags[name] = convert(value, spec.type, name, command);
+  }
+  for (const [name, spec] of Object.entries(specs)) {
+    if (flags[name] === undefined && spec.default !== undefined) {
+      flags[name] = (Array.isArray(spec.default) ? [...spec.default] : spec.default) as FlagValues[string];
+    }
+  }
+  return { flags, positional };
+}
+
+function convert(value: string, type: FlagType, name: string, command: string): string | number | number[] | string[] {
+  const fail = (what: string): never => {
+    throw new ArgumentError(`${command}: --${name} must be ${what}, got "${value}"`);
+  };
+  switch (type) {
+    case 'string':
+      return value;
+    case 'number': {
+      const n = Number(value);
+      if (value.trim() === '' || !Number.isFinite(n)) fail('a number');
+      return n;
+    }
+    case 'int': {
+      const n = Number(value);
+      if (!/^-?\d+$/.test(value.trim()) || !Number.isSafeInteger(n)) fail('an integer');
+      return n;
+    }
+    case 'int-list': {
+      const parts = value.split(',').map((s) => s.trim()).filter((s) => s !== '');
+      if (parts.length === 0) fail('a comma-separated list of integers');
+      return parts.map((p) => {
+        const n = Number(p);
+        if (!/^-?\d+$/.test(p) || !Number.isSafeInteger(n)) fail('a comma-separated list of integers');
+        return n;
+      });
+    }
+    case 'string-list': {
+      const parts = value.split(',').map((s) => s.trim()).filter((s) => s !== '');
+      if (parts.length === 0) fail('a comma-separated list');
+      return parts;
+    }
+    default:
+      return value;
+  }
+}
+
+export function requireFlag<T>(flags: FlagValues, name: string, command: string): T {
+  const v = flags[name];
+  if (v === undefined) throw new ArgumentError(`${command}: --${name} is required`);
+  return v as T;
+}
+
+export function helpText(command: string, summary: string, specs: Readonly<Record<string, FlagSpec>>): string {
+  const lines = [`spikelm ${command}: ${summary}`, '', 'flags (snake_case spellings are accepted too):'];
+  for (const [name, spec] of Object.entries(specs)) {
+    const def = spec.default === undefined ? '' : ` (default ${Array.isArray(spec.default) ? spec.default.join(',') : String(spec.default)})`;
+    lines.push(`  --${name}${spec.type === 'boolean' ? '' : ` <${spec.type}>`}  ${spec.help}${def}`);
+  }
+  return lines.join('\n');
+}

@@ -1,0 +1,81 @@
+/** `spikelm generate` and `spikelm logits`. */
+import { ArgumentError } from '../errors.js';
+import { generate } from '../nn/generate.js';
+import { requireFlag } from './args.js';
+import { type Command, MODEL_FLAGS } from './command.js';
+import { loadModelFromFlags } from './model-dir.js';
+
+export const generateCommand: Command = {
+  name: 'generate',
+  summary: 'continue a prompt with the ANN (greedy unless --temperature > 0)',
+  flags: {
+    ...MODEL_FLAGS,
+    prompt: { type: 'string', help: 'text to continue' },
+    'max-new-tokens': { type: 'int', help: 'tokens to generate', default: 32 },
+    temperature: { type: 'number', help: 'sampling temperature; 0 = greedy', default: 0 },
+    'top-k': { type: 'int', help: 'sample from the k most likely tokens (0 = all)', default: 0 },
+    'top-p': { type: 'number', help: 'nucleus sampling mass', default: 1 },
+    'repetition-penalty': { type: 'number', help: 'penalty > 1 for tokens already present', default: 1 },
+    seed: { type: 'int', help: 'random seed for sampling', default: 0 },
+    json: { type: 'boolean', help: 'print { input_ids, output_ids, text } as JSON' },
+  },
+  async run({ flags }, io) {
+    const prompt = requireFlag<string>(flags, 'prompt', 'generate');
+    const maxNewTokens = flags['max-new-tokens'] as number;
+    if (maxNewTokens < 0) throw new ArgumentError(`generate: --max-new-tokens must be ≥ 0, got ${maxNewTokens}`);
+    const { model, tokenizer } = await loadModelFromFlags(flags, io);
+    const inputIds = tokenizer.encode(prompt);
+    if (inputIds.length === 0) throw new ArgumentError('generate: the prompt encodes to no tokens');
+    const promptText = tokenizer.decode(inputIds, { skipSpecialTokens: true });
+    const json = flags.json === true;
+    const newIds: number[] = [];
+    let printed = 0;
+    if (!json) io.out(prompt);
+    const result = await generate(model, inputIds, {
+      maxNewTokens,
+      temperature: flags.temperature as number,
+      topK: flags['top-k'] as number,
+      topP: flags['top-p'] as number,
+      repetitionPenalty: flags['repetition-penalty'] as number,
+      seed: flags.seed as number,
+      onToken: (id) => {
+        newIds.push(id);
+        if (json) return;
+        // Decode in context (SentencePiece strips a leading space of a lone piece) and print only
+        // complete characters: a partial UTF-8 sequence decodes to U+FFFD until it is finished.
+        const text = tokenizer.decode([...inputIds, ...newIds], { skipSpecialTokens: true }).slice(promptText.length);
+        if (!text.endsWith('\uFFFD') && text.length > printed) {
+          io.out(text.slice(printed));
+          printed = text.length;
+        }
+      },
+    });
+    const text = tokenizer.decode([...inputIds, ...result.ids], { skipSpecialTokens: true }).slice(promptText.length);
+    if (json) {
+      io.out(`${JSON.stringify({ input_ids: inputIds, output_ids: result.ids, text })}\n`);
+    } else {
+      if (text.length > printed) io.out(text.slice(printed));
+      io.out('\n');
+    }
+    if (result.stoppedBy === 'context_limit') io.err(`note: stopped at the model's context limit of ${model.config.maxPositions} positions\n`);
+    return 0;
+  },
+};
+
+export const logitsCommand: Command = {
+  name: 'logits',
+  summary: 'print { input_ids, last_logits } for a prompt as JSON',
+  flags: {
+    ...MODEL_FLAGS,
+    prompt: { type: 'string', help: 'text to score' },
+  },
+  async run({ flags }, io) {
+    const prompt = requireFlag<string>(flags, 'prompt', 'logits');
+    const { model, tokenizer } = await loadModelFromFlags(flags, io);
+    const inputIds = tokenizer.encode(prompt);
+    if (inputIds.length === 0) throw new ArgumentError('logits: the prompt encodes to no tokens');
+    const logits = await model.backend.read(model.forward(inputIds));
+    io.out(`${JSON.stringify({ input_ids: inputIds, last_logits: Array.from(logits.data) })}\n`);
+    return 0;
+  },
+};

@@ -1,0 +1,46 @@
+/**
+ * `spikelm <command> [flags]`. Errors print one line, `spikelm: error: …`, and exit non-zero
+ * (2 for bad arguments, 1 otherwise); SPIKELM_DEBUG=1 adds the stack trace.
+ */
+import { ArgumentError, SpikelmError } from '../errors.js';
+import { helpText, parseArgs } from './args.js';
+import { type CliIO, type Command, processIO } from './command.js';
+import { generateCommand, logitsCommand } from './generate.js';
+import { infoCommand } from './info.js';
+
+export const COMMANDS: readonly Command[] = [generateCommand, logitsCommand, infoCommand];
+
+function usage(): string {
+  const lines = ['usage: spikelm <command> [flags]', '', 'commands:'];
+  for (const c of COMMANDS) lines.push(`  ${c.name.padEnd(10)} ${c.summary}`);
+  lines.push('', 'run `spikelm <command> --help` for its flags');
+  return lines.join('\n');
+}
+
+export async function main(argv: readonly string[], io: CliIO = processIO): Promise<number> {
+  const [name, ...rest] = argv;
+  if (!name || name === '--help' || name === '-h' || name === 'help') {
+    io.out(`${usage()}\n`);
+    return name ? 0 : 2;
+  }
+  const command = COMMANDS.find((c) => c.name === name);
+  if (!command) {
+    io.err(`spikelm: error: unknown command "${name}"\n${usage()}\n`);
+    return 2;
+  }
+  if (rest.includes('--help') || rest.includes('-h')) {
+    io.out(`${helpText(command.name, command.summary, command.flags)}\n`);
+    return 0;
+  }
+  try {
+    const args = parseArgs(rest, command.flags, command.name);
+    if (args.positional.length > 0) throw new ArgumentError(`${command.name}: unexpected argument "${args.positional[0]}"`);
+    return await command.run(args, io);
+  } catch (err) {
+    const e = err as Error;
+    const message = e instanceof SpikelmError ? e.message : `${e.name ?? 'Error'}: ${e.message ?? String(err)}`;
+    io.err(`spikelm: error: ${message.split('\n')[0]}\n`);
+    if (process.env.SPIKELM_DEBUG) io.err(`${e.stack ?? ''}\n`);
+    return err instanceof ArgumentError ? 2 : 1;
+  }
+}

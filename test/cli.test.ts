@@ -1,0 +1,98 @@
+/** The CLI, in-process (main with captured output) and once through the real `bin/spikelm.js`. */
+import { execFileSync, spawnSync } from 'node:child_process';
+import fs from 'node:fs';
+import path from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { parseArgs } from '../src/cli/args.js';
+import { main } from '../src/cli/main.js';
+import { fixtureDir, golden } from './helpers/fixtures.js';
+import { TOL, expectClose } from './helpers/tolerance.js';
+
+async function run(argv: string[]): Promise<{ code: number; out: string; err: string }> {
+  let out = '', err = '';
+  const code = await main(argv, { out: (t) => void (out += t), err: (t) => void (err += t) });
+  return { code, out, err };
+}
+
+const stories = fixtureDir('stories260k');
+
+describe('spikelm generate / logits', () => {
+  it('prints the golden story for stories260k', async () => {
+    const r = await run(['generate', '--model', stories, '--prompt', 'Once upon a time', '--max-new-tokens', '40']);
+    expect(r.code).toBe(0);
+    expect(r.out).toMatch(/^Once upon a time, there was a little girl named Lily\. She loved to play outside in the park\. One day, she saw a big, red ball\./);
+  });
+
+  it('--json gives input_ids, output_ids and text; snake_case flags work', async () => {
+    const g = golden('gpt2-random-f16')['Hello, world']!;
+    const r = await run(['generate', '--model_name', fixtureDir('gpt2-random-f16'), '--prompt', 'Hello, world', '--max_new_tokens=12', '--json']);
+    expect(r.code).toBe(0);
+    const j = JSON.parse(r.out);
+    expect(j.input_ids).toEqual(g.input_ids);
+    expect(j.output_ids).toEqual(g.greedy_continuation);
+    expect(typeof j.text).toBe('string');
+  });
+
+  it('sampling is reproducible with a seed and differs across seeds', async () => {
+    const args = (seed: number) => ['generate', '--model', stories, '--prompt', 'Once upon a time', '--max-new-tokens', '20', '--temperature', '1', '--top-k', '50', '--top-p', '0.95', '--seed', String(seed), '--json'];
+    const a = JSON.parse((await run(args(1))).out).output_ids;
+    const b = JSON.parse((await run(args(1))).out).output_ids;
+    const c = JSON.parse((await run(args(2))).out).output_ids;
+    expect(a).toEqual(b);
+    expect(c).not.toEqual(a);
+  });
+
+  it('logits prints { input_ids, last_logits } matching golden', async () => {
+    const g = golden('stories260k')['Once upon a time']!;
+    const r = await run(['logits', '--model', stories, '--prompt', 'Once upon a time', '--backend', 'cpu']);
+    const j = JSON.parse(r.out);
+    expect(j.input_ids).toEqual(g.input_ids);
+    expectClose(j.last_logits, g.last_logits, TOL.golden, 'cli logits');
+  });
+
+  it.each([
+    [['generate', '--model', '/no/such/dir', '--prompt', 'x'], 1, /no such directory/],
+    [['generate', '--model', 'HuggingFaceTB/SmolLM2-135M', '--prompt', 'x'], 1, /cannot download models/],
+    [['generate', '--model', path.dirname(stories), '--prompt', 'x'], 1, /config\.json: not found/],
+    [['generate', '--model', stories], 2, /--prompt is required/],
+    [['generate', '--model', stories, '--prompt', 'x', '--max-new-tokens', 'ten'], 2, /--max-new-tokens must be an integer/],
+    [['generate', '--model', stories, '--prompt', 'x', '--frobnicate'], 2, /unknown flag --frobnicate/],
+    [['generate', '--model', stories, '--prompt', 'x', '--backend', 'tpu'], 2, /--backend must be cpu, gpu or auto/],
+    [['generate', '--model', stories, '--prompt', 'x', '--temperature', '-1'], 2, /--temperature must be a number ≥ 0/],
+    [['frobnicate'], 2, /unknown command/],
+  ])('%j exits %i with one clear line', async (argv, code, pattern) => {
+    const r = await run(argv as string[]);
+    expect(r.code).toBe(code);
+    expect(r.err).toMatch(pattern);
+    expect(r.err.trim().split('\n')[0]).toMatch(/^spikelm: error: /);
+  });
+
+  it('a directory with broken weights fails with one line, exit 1', async () => {
+    const dir = fs.mkdtempSync(path.join(fs.realpathSync('/tmp'), 'spikelm-bad-'));
+    for (const f of ['config.json', 'tokenizer.json']) fs.copyFileSync(path.join(stories, f), path.join(dir, f));
+    fs.writeFileSync(path.join(dir, 'model.safetensors'), Buffer.from([1, 2, 3]));
+    const r = await run(['generate', '--model', dir, '--prompt', 'x']);
+    expect(r.code).toBe(1);
+    expect(r.err).toMatch(/model\.safetensors: file is 3 bytes, too short/);
+  });
+});
+
+describe('argument parsing', () => {
+  it('accepts snake_case and kebab-case, = and space forms, lists', () => {
+    const specs = { 'model-name': { type: 'string', help: '' }, timesteps: { type: 'int-list', help: '' }, simplified: { type: 'boolean', help: '' } } as const;
+    const a = parseArgs(['--model_name', 'd', '--timesteps=1,2,4', '--simplified'], specs, 't');
+    expect(a.flags).toEqual({ 'model-name': 'd', timesteps: [1, 2, 4], simplified: true });
+  });
+});
+
+describe('bin/spikelm.js', () => {
+  it('runs the built CLI as a separate process', () => {
+    const root = path.resolve(fixtureDir('stories260k'), '..', '..', '..');
+    expect(fs.existsSync(path.join(root, 'dist', 'cli', 'main.js')), 'dist/ is missing: `npm test` builds it first').toBe(true);
+    const out = execFileSync(process.execPath, [path.join(root, 'bin', 'spikelm.js'), 'generate', '--model', stories, '--prompt', 'Once upon a time', '--max-new-tokens', '12'], { encoding: 'utf8' });
+    expect(out).toMatch(/^Once upon a time, there was a little girl named Lily/);
+    const bad = spawnSync(process.execPath, [path.join(root, 'bin', 'spikelm.js'), 'logits', '--model', '/nope', '--prompt', 'x'], { encoding: 'utf8' });
+    expect(bad.status).toBe(1);
+    expect(bad.stderr.trim().split('\n')).toHaveLength(1);
+  });
+});

@@ -1,0 +1,70 @@
+/**
+ * Tolerances, stated once per number format: |actual − expected| ≤ atol + rtol·|expected|.
+ * Comparisons report max abs error, relative RMS error and the first mismatches.
+ */
+import { expect } from 'vitest';
+
+export interface Tolerance {
+  readonly atol: number;
+  readonly rtol: number;
+}
+
+export const TOL = {
+  /** Two float32 computations of the same value by different summation orders. */
+  f32: { atol: 1e-5, rtol: 1e-5 },
+  /** float32 engine vs the float64 golden reference (issue 2's acceptance bound). */
+  golden: { atol: 1e-4, rtol: 1e-4 },
+  /** GPU (WGSL f32, different reduction order and transcendental approximations) vs golden. */
+  gpuGolden: { atol: 1e-3, rtol: 1e-3 },
+  /** A GPU kernel vs its CPU twin on random inputs. */
+  gpuKernel: { atol: 1e-4, rtol: 1e-4 },
+} as const satisfies Record<string, Tolerance>;
+
+export interface Comparison {
+  readonly ok: boolean;
+  readonly maxAbsError: number;
+  readonly relRmsError: number;
+  readonly mismatches: string[];
+}
+
+export function compare(actual: ArrayLike<number>, expected: ArrayLike<number>, tol: Tolerance): Comparison {
+  if (actual.length !== expected.length) {
+    return { ok: false, maxAbsError: Infinity, relRmsError: Infinity, mismatches: [`length ${actual.length} ≠ ${expected.length}`] };
+  }
+  let maxAbs = 0, errSq = 0, refSq = 0;
+  const mismatches: string[] = [];
+  for (let i = 0; i < expected.length; i++) {
+    const a = actual[i]!, e = expected[i]!;
+    const d = Math.abs(a - e);
+    if (!(d <= tol.atol + tol.rtol * Math.abs(e))) {
+      if (mismatches.length < 8) mismatches.push(`[${i}] ${a} vs ${e} (|Δ| ${d.toExponential(2)})`);
+      else if (mismatches.length === 8) mismatches.push('…');
+    }
+    if (!(d <= maxAbs)) maxAbs = Number.isNaN(d) ? NaN : Math.max(maxAbs, d);
+    errSq += d * d;
+    refSq += e * e;
+  }
+  const relRms = Math.sqrt(errSq / Math.max(refSq, 1e-30));
+  return { ok: mismatches.length === 0, maxAbsError: maxAbs, relRmsError: relRms, mismatches };
+}
+
+export function expectClose(actual: ArrayLike<number>, expected: ArrayLike<number>, tol: Tolerance, what = 'values'): Comparison {
+  const c = compare(actual, expected, tol);
+  if (!c.ok) {
+    expect.fail(`${what}: max |Δ| ${c.maxAbsError.toExponential(3)}, rel RMS ${c.relRmsError.toExponential(3)}, tolerance ${tol.atol} + ${tol.rtol}·|ref|; first mismatches: ${c.mismatches.join('; ')}`);
+  }
+  return c;
+}
+
+/** Deterministic pseudo-random floats in [−scale, scale). */
+export function randomArray(n: number, seed: number, scale = 1): Float32Array {
+  let s = seed >>> 0 || 1;
+  const out = new Float32Array(n);
+  for (let i = 0; i < n; i++) {
+    s ^= s << 13; s >>>= 0;
+    s ^= s >>> 17;
+    s ^= s << 5; s >>>= 0;
+    out[i] = ((s / 4294967296) * 2 - 1) * scale;
+  }
+  return out;
+}
