@@ -132,7 +132,9 @@ function uploadWeights(b: Backend, w: LMWeights): DeviceWeights {
   const norm = (n: NormWeights): DeviceNorm => ({ weight: b.upload(n.weight, 'vector'), ...(n.bias ? { bias: b.upload(n.bias, 'vector') } : {}) });
   const lmHead = b.upload(w.lmHead, 'linear');
   return {
-    embed: w.embed === w.lmHead ? lmHead : b.upload(w.embed, 'embedding'),
+    // A tied matrix is uploaded in both roles: backends pack a matmul weight and a gather table
+    // differently (the CPU backend keeps one shared copy).
+    embed: b.upload(w.embed, 'embedding'),
     ...(w.positions ? { positions: b.upload(w.positions, 'embedding') } : {}),
     blocks: w.blocks.map((blk) => ({
       attnNorm: norm(blk.attnNorm), q: lin(blk.q), k: lin(blk.k), v: lin(blk.v), o: lin(blk.o),

@@ -12,7 +12,8 @@ import { layerNormCpu, rmsNormCpu } from './kernels/norm.js';
 import { ropeCpu } from './kernels/rope.js';
 import { type CausalMask, softmaxCpu } from './kernels/softmax.js';
 import { threadCount } from './threads.js';
-import { type Shape, Tensor, shapeToString } from './tensor.js';
+import { attentionDims, binaryBroadcast, checkVector, embeddingDims, matmulDims, ropeCheck, writeRowsCheck } from './shapes.js';
+import { type Shape, Tensor } from './tensor.js';
 
 function host(t: BTensor): Tensor {
   if (!(t instanceof Tensor)) throw new ShapeError('cpu backend: got a tensor that lives on another backend');
@@ -26,15 +27,20 @@ export class CpuBackend implements Backend {
     return `cpu (plain TypeScript, ${threadCount()} thread${threadCount() === 1 ? '' : 's'} for large matmuls)`;
   }
 
+  /** Shared-memory copies of uploaded weights, so a tied matrix uploaded in two roles is one copy. */
+  private readonly sharedCopies = new WeakMap<Tensor, Tensor>();
+
   upload(t: Tensor, role?: WeightRole): Tensor {
-    if (role === 'linear' || role === 'embedding') {
-      // Weights go to shared memory once, so the matmul workers read them in place.
-      if (t.data.buffer instanceof SharedArrayBuffer) return t;
-      const shared = new Tensor(t.shape, new Float32Array(new SharedArrayBuffer(t.data.byteLength)));
+    if (role !== 'linear' && role !== 'embedding') return t;
+    // Weights go to shared memory once, so the matmul workers read them in place.
+    if (t.data.buffer instanceof SharedArrayBuffer) return t;
+    let shared = this.sharedCopies.get(t);
+    if (!shared) {
+      shared = new Tensor(t.shape, new Float32Array(new SharedArrayBuffer(t.data.byteLength)));
       shared.data.set(t.data);
-      return shared;
+      this.sharedCopies.set(t, shared);
     }
-    return t;
+    return shared;
   }
 
   async read(t: BTensor): Promise<Tensor> {
@@ -58,8 +64,7 @@ export class CpuBackend implements Backend {
 
   matmul(xIn: BTensor, wIn: BTensor, biasIn?: BTensor): Tensor {
     const x = host(xIn), w = host(wIn), bias = biasIn ? host(biasIn) : undefined;
-    const K = x.cols, M = x.rows, N = w.rows;
-    if (w.cols !== K) throw new ShapeError(`matmul: x ${shapeToString(x.shape)} and weight ${shapeToString(w.shape)} disagree on K (weights are [out, in])`);
+    const { M, K, N } = matmulDims(x, w, bias);
     const y = new Tensor([...x.shape.slice(0, -1), N]);
     matmulCpu(x.data, w.data, bias?.data, y.data, M, K, N);
     return y;
@@ -75,10 +80,7 @@ export class CpuBackend implements Backend {
 
   private binary(op: 'add' | 'mul', aIn: BTensor, bIn: BTensor): Tensor {
     const a = host(aIn), b = host(bIn);
-    const sameShape = a.size === b.size && a.shape.join() === b.shape.join();
-    if (!sameShape && !(b.rank === 1 && b.size === a.cols)) {
-      throw new ShapeError(`${op}: shapes ${shapeToString(a.shape)} and ${shapeToString(b.shape)} do not match (b must equal a or be a row vector)`);
-    }
+    binaryBroadcast(op, a, b);
     const out = new Tensor(a.shape);
     binaryCpu(op, a.data, b.data, out.data);
     return out;
@@ -100,7 +102,7 @@ export class CpuBackend implements Backend {
 
   embedding(tableIn: BTensor, ids: Int32Array): Tensor {
     const table = host(tableIn);
-    const [V, D] = table.shape as [number, number];
+    const { V, D } = embeddingDims(table);
     const out = new Tensor([ids.length, D]);
     embeddingCpu(table.data, V, D, ids, out.data);
     return out;
@@ -108,8 +110,8 @@ export class CpuBackend implements Backend {
 
   layerNorm(xIn: BTensor, gamma: BTensor, beta: BTensor | undefined, eps: number): Tensor {
     const x = host(xIn);
-    this.checkVector(gamma, x.cols, 'layerNorm gamma');
-    if (beta) this.checkVector(beta, x.cols, 'layerNorm beta');
+    checkVector(gamma, x.cols, 'layerNorm gamma');
+    checkVector(beta, x.cols, 'layerNorm beta');
     const out = new Tensor(x.shape);
     layerNormCpu(x.data, host(gamma).data, beta ? host(beta).data : undefined, eps, x.rows, x.cols, out.data);
     return out;
@@ -117,7 +119,7 @@ export class CpuBackend implements Backend {
 
   rmsNorm(xIn: BTensor, gamma: BTensor, eps: number): Tensor {
     const x = host(xIn);
-    this.checkVector(gamma, x.cols, 'rmsNorm gamma');
+    checkVector(gamma, x.cols, 'rmsNorm gamma');
     const out = new Tensor(x.shape);
     rmsNormCpu(x.data, host(gamma).data, eps, x.rows, x.cols, out.data);
     return out;
@@ -132,6 +134,7 @@ export class CpuBackend implements Backend {
 
   rope(xIn: BTensor, positions: Int32Array, numHeads: number, headDim: number, invFreq: Float64Array): Tensor {
     const x = host(xIn);
+    ropeCheck(x, positions, numHeads, headDim);
     const out = new Tensor(x.shape);
     ropeCpu(x.data, positions, numHeads, headDim, invFreq, out.data);
     return out;
@@ -139,12 +142,7 @@ export class CpuBackend implements Backend {
 
   attention(qIn: BTensor, kIn: BTensor, vIn: BTensor, params: AttentionParams): Tensor {
     const q = host(qIn), k = host(kIn), v = host(vIn);
-    const S = q.rows;
-    const kvWidth = params.numKvHeads * params.headDim;
-    if (q.cols !== params.numHeads * params.headDim) throw new ShapeError(`attention: q ${shapeToString(q.shape)} is not [S, ${params.numHeads}·${params.headDim}]`);
-    if (k.cols !== kvWidth || v.cols !== kvWidth || k.rows < params.kvLength || v.rows < params.kvLength) {
-      throw new ShapeError(`attention: k ${shapeToString(k.shape)} / v ${shapeToString(v.shape)} must be [≥${params.kvLength}, ${kvWidth}]`);
-    }
+    const { S } = attentionDims(q, k, v, params);
     const out = new Tensor(q.shape);
     attentionCpu(q.data, k.data, v.data, S, params, out.data);
     return out;
@@ -152,17 +150,11 @@ export class CpuBackend implements Backend {
 
   writeRows(dstIn: BTensor, srcIn: BTensor, rowOffset: number): void {
     const dst = host(dstIn), src = host(srcIn);
-    if (src.cols !== dst.cols || rowOffset < 0 || rowOffset + src.rows > dst.rows) {
-      throw new ShapeError(`writeRows: cannot write ${shapeToString(src.shape)} at row ${rowOffset} of ${shapeToString(dst.shape)}`);
-    }
+    writeRowsCheck(dst, src, rowOffset);
     dst.data.set(src.data, rowOffset * dst.cols);
   }
 
   sliceRows(x: BTensor, start: number, end: number): Tensor {
     return host(x).sliceRows(start, end);
-  }
-
-  private checkVector(t: BTensor, n: number, what: string): void {
-    if (t.shape.length !== 1 || t.shape[0] !== n) throw new ShapeError(`${what}: expected [${n}], got ${shapeToString(t.shape)}`);
   }
 }

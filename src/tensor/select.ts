@@ -4,6 +4,7 @@
 import { ArgumentError } from '../errors.js';
 import type { Backend } from './backend.js';
 import { CpuBackend } from './cpu-backend.js';
+import { GpuBackend } from './gpu/gpu-backend.js';
 
 export type BackendChoice = 'cpu' | 'gpu' | 'auto';
 
@@ -20,6 +21,10 @@ export interface SelectedBackend {
 
 export async function selectBackend(choice: BackendChoice): Promise<SelectedBackend> {
   if (choice === 'cpu') return { backend: new CpuBackend(), reason: 'requested' };
-  if (choice === 'gpu') throw new ArgumentError('--backend gpu: the GPU backend is not available in this build');
-  return { backend: new CpuBackend(), reason: 'auto: no GPU backend in this build' };
+  if (choice === 'gpu') return { backend: await GpuBackend.create(), reason: 'requested' };
+  try {
+    return { backend: await GpuBackend.create(), reason: 'auto: a WebGPU adapter is available' };
+  } catch (err) {
+    return { backend: new CpuBackend(), reason: `auto: no GPU (${(err as Error).message.split('.')[0]})` };
+  }
 }

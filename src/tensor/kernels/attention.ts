@@ -10,6 +10,7 @@
  * asserts the fused kernel agrees with it.
  */
 import { ArgumentError } from '../../errors.js';
+import { type GpuRuntime, type GpuTensor, fillTemplate } from '../gpu/runtime.js';
 import { softmaxCpu } from './softmax.js';
 
 export interface AttentionParams {
@@ -85,4 +86,53 @@ export function attentionComposite(q: Float32Array, k: Float32Array, v: Float32A
       }
   }
   return out;
+}
+
+// ---------------------------------------------------------------------------------------------
+// GPU twin: one invocation per (query, head), two passes over the keys (max, then exp-sum and the
+// weighted values), the output row kept in a private array of headDim floats.
+
+const ATTENTION_WGSL = `
+struct Params { S: u32, H: u32, group: u32, queryStart: u32, scale: f32, qWidth: u32, kvWidth: u32 }
+@group(0) @binding(0) var<storage, read> q: array<f32>;
+@group(0) @binding(1) var<storage, read> k: array<f32>;
+@group(0) @binding(2) var<storage, read> v: array<f32>;
+@group(0) @binding(3) var<storage, read_write> y: array<f32>;
+@group(0) @binding(4) var<uniform> p: Params;
+const D = {{headDim}}u;
+@compute @workgroup_size(64)
+fn main(@builtin(global_invocation_id) gid: vec3u) {
+  let idx = gid.x;
+  if (idx >= p.S * p.H) { return; }
+  let h = idx % p.H;
+  let s = idx / p.H;
+  let g = h / p.group;
+  let qo = s * p.qWidth + h * D;
+  let last = p.queryStart + s;
+  var m = -3.4e38;
+  for (var j = 0u; j <= last; j++) {
+    let ko = j * p.kvWidth + g * D;
+    var dot = 0.0;
+    for (var i = 0u; i < D; i++) { dot += q[qo + i] * k[ko + i]; }
+    m = max(m, dot * p.scale);
+  }
+  var acc: array<f32, D>;
+  var sum = 0.0;
+  for (var j = 0u; j <= last; j++) {
+    let ko = j * p.kvWidth + g * D;
+    var dot = 0.0;
+    for (var i = 0u; i < D; i++) { dot += q[qo + i] * k[ko + i]; }
+    let e = exp(dot * p.scale - m);
+    sum += e;
+    for (var i = 0u; i < D; i++) { acc[i] += e * v[ko + i]; }
+  }
+  for (var i = 0u; i < D; i++) { y[qo + i] = acc[i] / sum; }
+}`;
+
+export function attentionGpu(rt: GpuRuntime, q: GpuTensor, k: GpuTensor, v: GpuTensor, S: number, p: AttentionParams, y: GpuTensor): void {
+  checkAttention(p, S);
+  const d = p.headDim;
+  const pipe = rt.pipeline(`attention/d${d}`, () => fillTemplate(ATTENTION_WGSL, { headDim: d }));
+  rt.dispatch(pipe, [q.buffer, k.buffer, v.buffer, y.buffer],
+    [S, p.numHeads, p.numHeads / p.numKvHeads, p.queryStart, { f32: p.scale }, p.numHeads * d, p.numKvHeads * d], [Math.ceil((S * p.numHeads) / 64)]);
 }

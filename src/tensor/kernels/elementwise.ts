@@ -3,6 +3,7 @@
  * scale, and the activations GELU (tanh form `gelu_new` and exact erf form), SiLU and ReLU.
  */
 import { ShapeError } from '../../errors.js';
+import { type GpuRuntime, type GpuTensor, fillTemplate } from '../gpu/runtime.js';
 
 export type BinaryOp = 'add' | 'mul';
 
@@ -70,4 +71,73 @@ export function erf(x: number): number {
   const r = t * Math.exp(-z * z - 1.26551223 + t * (1.00002368 + t * (0.37409196 + t * (0.09678418 + t * (-0.18628806 +
     t * (0.27886807 + t * (-1.13520398 + t * (1.48851587 + t * (-0.82215223 + t * 0.17087277)))))))));
   return x >= 0 ? 1 - r : r - 1;
+}
+
+// ---------------------------------------------------------------------------------------------
+// GPU twins: one invocation per element (64 per workgroup), linear index folded over x and y.
+
+const BINARY_WGSL = `
+struct Params { n: u32, c: u32, threadsX: u32 }
+@group(0) @binding(0) var<storage, read> a: array<f32>;
+@group(0) @binding(1) var<storage, read> b: array<f32>;
+@group(0) @binding(2) var<storage, read_write> y: array<f32>;
+@group(0) @binding(3) var<uniform> p: Params;
+@compute @workgroup_size(64)
+fn main(@builtin(global_invocation_id) gid: vec3u) {
+  let i = gid.y * p.threadsX + gid.x;
+  if (i >= p.n) { return; }
+  y[i] = a[i] {{op}} b[i % p.c];
+}`;
+
+/** WGSL expressions of the activations of `v`; tanh's argument is clamped (|t| ≥ 15 is ±1 in f32) because some drivers overflow. */
+const ACTIVATION_WGSL: Readonly<Record<Activation, string>> = {
+  gelu_tanh: '0.5 * v * (1.0 + tanh(clamp(0.7978845608028654 * (v + 0.044715 * v * v * v), -15.0, 15.0)))',
+  gelu_erf: '0.5 * v * (1.0 + erf_(v * 0.7071067811865476))',
+  gelu_quick: 'v / (1.0 + exp(-1.702 * v))',
+  silu: 'v / (1.0 + exp(-v))',
+  relu: 'max(v, 0.0)',
+};
+
+/** erf on the GPU: the same Chebyshev fit as `erf` above. */
+export const ERF_WGSL = `
+fn erf_(x: f32) -> f32 {
+  let z = abs(x);
+  let t = 1.0 / (1.0 + 0.5 * z);
+  let r = t * exp(-z * z - 1.26551223 + t * (1.00002368 + t * (0.37409196 + t * (0.09678418 + t * (-0.18628806 +
+    t * (0.27886807 + t * (-1.13520398 + t * (1.48851587 + t * (-0.82215223 + t * 0.17087277)))))))));
+  return select(r - 1.0, 1.0 - r, x >= 0.0);
+}`;
+
+const UNARY_WGSL = `
+struct Params { n: u32, threadsX: u32, s: f32 }
+@group(0) @binding(0) var<storage, read> a: array<f32>;
+@group(0) @binding(1) var<storage, read_write> y: array<f32>;
+@group(0) @binding(2) var<uniform> p: Params;
+${ERF_WGSL}
+@compute @workgroup_size(64)
+fn main(@builtin(global_invocation_id) gid: vec3u) {
+  let i = gid.y * p.threadsX + gid.x;
+  if (i >= p.n) { return; }
+  let v = a[i];
+  y[i] = {{expr}};
+}`;
+
+export function binaryGpu(rt: GpuRuntime, op: BinaryOp, a: GpuTensor, b: GpuTensor, y: GpuTensor): void {
+  const pipe = rt.pipeline(`binary/${op}`, () => fillTemplate(BINARY_WGSL, { op: op === 'add' ? '+' : '*' }));
+  const { groups, threadsX } = rt.groups1d(a.size, 64);
+  rt.dispatch(pipe, [a.buffer, b.buffer, y.buffer], [a.size, b.size, threadsX], groups);
+}
+
+function unaryGpu(rt: GpuRuntime, key: string, expr: string, a: GpuTensor, y: GpuTensor, s = 0): void {
+  const pipe = rt.pipeline(`unary/${key}`, () => fillTemplate(UNARY_WGSL, { expr }));
+  const { groups, threadsX } = rt.groups1d(a.size, 64);
+  rt.dispatch(pipe, [a.buffer, y.buffer], [a.size, threadsX, { f32: s }], groups);
+}
+
+export function scaleGpu(rt: GpuRuntime, a: GpuTensor, s: number, y: GpuTensor): void {
+  unaryGpu(rt, 'scale', 'v * p.s', a, y, s);
+}
+
+export function activationGpu(rt: GpuRuntime, kind: Activation, a: GpuTensor, y: GpuTensor): void {
+  unaryGpu(rt, kind, ACTIVATION_WGSL[kind], a, y);
 }

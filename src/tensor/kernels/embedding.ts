@@ -2,11 +2,61 @@
  * Embedding gather: out[i, :] = table[ids[i], :]     table: [V, D], ids: [S] → out: [S, D]
  */
 import { ArgumentError } from '../../errors.js';
+import type { GpuRuntime, GpuTensor } from '../gpu/runtime.js';
 
 export function embeddingCpu(table: Float32Array, V: number, D: number, ids: Int32Array, out: Float32Array): void {
   for (let i = 0; i < ids.length; i++) {
     const id = ids[i]!;
     if (id < 0 || id >= V) throw new ArgumentError(`embedding: token id ${id} at position ${i} is outside the vocabulary [0, ${V})`);
     out.set(table.subarray(id * D, id * D + D), i * D);
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// GPU twin. The table is packed in row chunks (a 50257×768 table exceeds one 128 MiB binding);
+// each chunk's dispatch writes the rows whose ids fall in its range. Ids are checked on the host.
+
+/** An embedding table [V, D] on the GPU, in row chunks of at most one binding each. */
+export class GpuEmbeddingTable {
+  disposed = false;
+  constructor(readonly shape: readonly [number, number], readonly chunks: readonly { buffer: GPUBuffer; row0: number; row1: number }[]) {}
+}
+
+export function packEmbeddingTable(rt: GpuRuntime, table: Float32Array, V: number, D: number, maxBytes = rt.maxBindingBytes): GpuEmbeddingTable {
+  const rowsPerChunk = Math.max(1, Math.floor(maxBytes / (4 * Math.max(D, 1))));
+  const chunks = [];
+  for (let row0 = 0; row0 < V; row0 += rowsPerChunk) {
+    const row1 = Math.min(V, row0 + rowsPerChunk);
+    chunks.push({ buffer: rt.fromHost([row1 - row0, D], table.subarray(row0 * D, row1 * D), `embedding rows [${row0}, ${row1})`).buffer, row0, row1 });
+  }
+  return new GpuEmbeddingTable([V, D], chunks);
+}
+
+const EMBEDDING_WGSL = `
+struct Params { S: u32, D: u32, row0: u32, row1: u32, threadsX: u32 }
+@group(0) @binding(0) var<storage, read> table: array<f32>;
+@group(0) @binding(1) var<storage, read> ids: array<u32>;
+@group(0) @binding(2) var<storage, read_write> y: array<f32>;
+@group(0) @binding(3) var<uniform> p: Params;
+@compute @workgroup_size(64)
+fn main(@builtin(global_invocation_id) gid: vec3u) {
+  let i = gid.y * p.threadsX + gid.x;
+  if (i >= p.S * p.D) { return; }
+  let id = ids[i / p.D];
+  if (id < p.row0 || id >= p.row1) { return; }
+  y[i] = table[(id - p.row0) * p.D + i % p.D];
+}`;
+
+export function embeddingGpu(rt: GpuRuntime, table: GpuEmbeddingTable, ids: Int32Array, y: GpuTensor): void {
+  const [V, D] = table.shape;
+  for (let i = 0; i < ids.length; i++) {
+    if (ids[i]! < 0 || ids[i]! >= V) throw new ArgumentError(`embedding: token id ${ids[i]} at position ${i} is outside the vocabulary [0, ${V})`);
+  }
+  const idBuffer = rt.transient(Uint32Array.from(ids));
+  const pipe = rt.pipeline('embedding', () => EMBEDDING_WGSL);
+  const { groups, threadsX } = rt.groups1d(ids.length * D, 64);
+  for (const c of table.chunks) {
+    if (!ids.some((id) => id >= c.row0 && id < c.row1)) continue;
+    rt.dispatch(pipe, [c.buffer, idBuffer, y.buffer], [ids.length, D, c.row0, c.row1, threadsX], groups);
   }
 }

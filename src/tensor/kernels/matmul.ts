@@ -7,9 +7,25 @@
  *   matmulBlocked    4×4 register blocks (16 accumulators, 8 loads per 16 FMAs), column range [n0, n1);
  *                    self-contained so the worker threads (threads.ts) can run its source as-is.
  * The dispatcher `matmulCpu` splits the columns across the thread pool when the product is large.
+ *
+ * GPU variants (WGSL, below the CPU code): weights are packed once at upload (`packLinearWeight`)
+ * as wᵀ, [K, Npad] with Npad = N rounded up to 4, so adjacent invocations read adjacent vec4
+ * columns. A weight larger than one storage binding (GPT-2's 50257×768 LM head is 154 MB; llvmpipe
+ * binds at most 128 MiB) is split into column chunks, each its own buffer and its own dispatch.
+ *   blocked4   each invocation: 4 rows × one vec4 of columns, barrier-free (fast on llvmpipe)
+ *   blocked1   the same with 1 row: matrix-vector for decode
+ *   tiled      16×16 workgroup tiles in workgroup memory (the classic GPU kernel; barriers are
+ *              emulated on llvmpipe, so it is slow there)
+ *   splitk     matrix-vector with K split over 16 invocations per vec4 column and a workgroup
+ *              reduction (decode on real GPUs, where one invocation per column starves the chip)
+ *   plain      unpacked [N, K] weights (tensors made on the GPU): one invocation per output
+ * `chooseMatmulVariant` picks per adapter and M; SPIKELM_MATMUL=<variant> overrides it.
  */
 import { ShapeError } from '../../errors.js';
 import { parallelMatmul } from '../threads.js';
+import { GpuError } from '../gpu/device.js';
+import { type GpuRuntime, GpuTensor, fillTemplate } from '../gpu/runtime.js';
+import type { Tensor } from '../tensor.js';
 
 /** The definition: y = x·wᵀ + bias, accumulated in double precision. */
 export function matmulReference(x: Float32Array, w: Float32Array, bias: Float32Array | undefined, M: number, K: number, N: number): Float32Array {
@@ -86,4 +102,212 @@ export function matmulCpu(x: Float32Array, w: Float32Array, bias: Float32Array |
   if (bias && bias.length !== N) throw new ShapeError(`matmul: bias has ${bias.length} elements, expected N = ${N}`);
   if (y.length !== M * N) throw new ShapeError(`matmul: output has ${y.length} elements, expected M·N = ${M}·${N}`);
   if (!parallelMatmul(x, w, bias ?? null, y, M, K, N)) matmulBlocked(x, w, bias ?? null, y, M, K, N, 0, N);
+}
+
+// ---------------------------------------------------------------------------------------------
+// GPU twins
+
+export type MatmulVariant = 'blocked4' | 'blocked1' | 'tiled' | 'splitk' | 'plain';
+export const PACKED_VARIANTS: readonly MatmulVariant[] = ['blocked4', 'blocked1', 'tiled', 'splitk'];
+
+interface WeightChunk {
+  readonly buffer: GPUBuffer;
+  /** Output columns [n0, n1) of the full weight. */
+  readonly n0: number;
+  readonly n1: number;
+  /** Packed row length (columns rounded up to 4). */
+  readonly nPad: number;
+}
+
+/** A linear weight [N, K] packed for the GPU as wᵀ column chunks. */
+export class GpuLinearWeight {
+  disposed = false;
+  constructor(readonly shape: readonly [number, number], readonly chunks: readonly WeightChunk[]) {}
+}
+
+/** Pack w [N, K] as wᵀ [K, Npad] chunks no larger than `maxBytes` each. */
+export function packLinearWeight(rt: GpuRuntime, w: Tensor, maxBytes = rt.maxBindingBytes): GpuLinearWeight {
+  const [N, K] = w.shape as [number, number];
+  const colsPerChunk = Math.max(4, Math.floor(maxBytes / (4 * Math.max(K, 1)) / 4) * 4);
+  if (K * 4 * 4 > maxBytes) throw new GpuError(`matmul weight [${N}, ${K}]: even 4 columns exceed the binding limit of ${maxBytes} bytes`);
+  const chunks: WeightChunk[] = [];
+  for (let n0 = 0; n0 < N; n0 += colsPerChunk) {
+    const n1 = Math.min(N, n0 + colsPerChunk);
+    const nPad = Math.ceil((n1 - n0) / 4) * 4;
+    const packed = new Float32Array(K * nPad);
+    for (let n = n0; n < n1; n++) {
+      const row = w.data.subarray(n * K, (n + 1) * K);
+      for (let k = 0; k < K; k++) packed[k * nPad + (n - n0)] = row[k]!;
+    }
+    chunks.push({ buffer: rt.fromHost([K, nPad], packed, `weight chunk [${n0}, ${n1})`).buffer, n0, n1, nPad });
+  }
+  return new GpuLinearWeight([N, K], chunks);
+}
+
+const BLOCKED_WGSL = `
+struct Params { M: u32, K: u32, N: u32, nPad4: u32, nValid: u32, colOffset: u32, hasBias: u32, rowBlocks: u32, threadsX: u32 }
+@group(0) @binding(0) var<storage, read> x: array<f32>;
+@group(0) @binding(1) var<storage, read> w: array<vec4f>;
+@group(0) @binding(2) var<storage, read> bias: array<f32>;
+@group(0) @binding(3) var<storage, read_write> y: array<f32>;
+@group(0) @binding(4) var<uniform> p: Params;
+@compute @workgroup_size(64)
+fn main(@builtin(global_invocation_id) gid: vec3u) {
+  let idx = gid.y * p.threadsX + gid.x;
+  let c4 = idx % p.nPad4;
+  let rb = idx / p.nPad4;
+  if (rb >= p.rowBlocks) { return; }
+  let m0 = rb * {{rows}}u;
+{{rowBases}}
+{{accumulators}}
+  for (var k = 0u; k < p.K; k++) {
+    let wv = w[k * p.nPad4 + c4];
+{{fmas}}
+  }
+{{writes}}
+}`;
+
+function blockedSource(rows: number): string {
+  const r = Array.from({ length: rows }, (_, i) => i);
+  return fillTemplate(BLOCKED_WGSL, {
+    rows,
+    rowBases: r.map((i) => `  let xb${i} = min(m0 + ${i}u, p.M - 1u) * p.K;`).join('\n'),
+    accumulators: r.map((i) => `  var acc${i} = vec4f(0.0);`).join('\n'),
+    fmas: r.map((i) => `    acc${i} += x[xb${i} + k] * wv;`).join('\n'),
+    writes: r.map((i) => `  if (m0 + ${i}u < p.M) { store(m0 + ${i}u, c4, acc${i}); }`).join('\n'),
+  }) + `
+fn store(m: u32, c4: u32, acc: vec4f) {
+  for (var j = 0u; j < 4u; j++) {
+    let n = c4 * 4u + j;
+    if (n < p.nValid) {
+      var v = acc[j];
+      if (p.hasBias != 0u) { v += bias[p.colOffset + n]; }
+      y[m * p.N + p.colOffset + n] = v;
+    }
+  }
+}`;
+}
+
+const TILED_WGSL = `
+struct Params { M: u32, K: u32, N: u32, nPad: u32, nValid: u32, colOffset: u32, hasBias: u32 }
+@group(0) @binding(0) var<storage, read> x: array<f32>;
+@group(0) @binding(1) var<storage, read> w: array<f32>;
+@group(0) @binding(2) var<storage, read> bias: array<f32>;
+@group(0) @binding(3) var<storage, read_write> y: array<f32>;
+@group(0) @binding(4) var<uniform> p: Params;
+var<workgroup> xs: array<f32, 256>;
+var<workgroup> ws: array<f32, 256>;
+@compute @workgroup_size(16, 16)
+fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_id) lid: vec3u) {
+  let n = wid.x * 16u + lid.x;
+  let m = wid.y * 16u + lid.y;
+  var acc = 0.0;
+  for (var k0 = 0u; k0 < p.K; k0 += 16u) {
+    var xv = 0.0;
+    if (m < p.M && k0 + lid.x < p.K) { xv = x[m * p.K + k0 + lid.x]; }
+    xs[lid.y * 16u + lid.x] = xv;
+    var wv = 0.0;
+    if (k0 + lid.y < p.K && n < p.nPad) { wv = w[(k0 + lid.y) * p.nPad + n]; }
+    ws[lid.y * 16u + lid.x] = wv;
+    workgroupBarrier();
+    for (var kk = 0u; kk < 16u; kk++) { acc += xs[lid.y * 16u + kk] * ws[kk * 16u + lid.x]; }
+    workgroupBarrier();
+  }
+  if (m < p.M && n < p.nValid) {
+    if (p.hasBias != 0u) { acc += bias[p.colOffset + n]; }
+    y[m * p.N + p.colOffset + n] = acc;
+  }
+}`;
+
+const SPLITK_WGSL = `
+struct Params { M: u32, K: u32, N: u32, nPad4: u32, nValid: u32, colOffset: u32, hasBias: u32 }
+@group(0) @binding(0) var<storage, read> x: array<f32>;
+@group(0) @binding(1) var<storage, read> w: array<vec4f>;
+@group(0) @binding(2) var<storage, read> bias: array<f32>;
+@group(0) @binding(3) var<storage, read_write> y: array<f32>;
+@group(0) @binding(4) var<uniform> p: Params;
+var<workgroup> partial: array<vec4f, 256>;
+@compute @workgroup_size(16, 16)
+fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_id) lid: vec3u) {
+  let c4 = wid.x * 16u + lid.x;
+  let m = wid.y;
+  var acc = vec4f(0.0);
+  if (c4 < p.nPad4) {
+    for (var k = lid.y; k < p.K; k += 16u) { acc += x[m * p.K + k] * w[k * p.nPad4 + c4]; }
+  }
+  partial[lid.y * 16u + lid.x] = acc;
+  workgroupBarrier();
+  for (var stride = 8u; stride > 0u; stride = stride / 2u) {
+    if (lid.y < stride) { partial[lid.y * 16u + lid.x] += partial[(lid.y + stride) * 16u + lid.x]; }
+    workgroupBarrier();
+  }
+  if (lid.y == 0u && c4 < p.nPad4) {
+    let total = partial[lid.x];
+    for (var j = 0u; j < 4u; j++) {
+      let n = c4 * 4u + j;
+      if (n < p.nValid) {
+        var v = total[j];
+        if (p.hasBias != 0u) { v += bias[p.colOffset + n]; }
+        y[m * p.N + p.colOffset + n] = v;
+      }
+    }
+  }
+}`;
+
+const PLAIN_WGSL = `
+struct Params { M: u32, K: u32, N: u32, hasBias: u32, threadsX: u32 }
+@group(0) @binding(0) var<storage, read> x: array<f32>;
+@group(0) @binding(1) var<storage, read> w: array<f32>;
+@group(0) @binding(2) var<storage, read> bias: array<f32>;
+@group(0) @binding(3) var<storage, read_write> y: array<f32>;
+@group(0) @binding(4) var<uniform> p: Params;
+@compute @workgroup_size(64)
+fn main(@builtin(global_invocation_id) gid: vec3u) {
+  let idx = gid.y * p.threadsX + gid.x;
+  if (idx >= p.M * p.N) { return; }
+  let m = idx / p.N;
+  let n = idx % p.N;
+  var acc = 0.0;
+  for (var k = 0u; k < p.K; k++) { acc += x[m * p.K + k] * w[n * p.K + k]; }
+  if (p.hasBias != 0u) { acc += bias[n]; }
+  y[idx] = acc;
+}`;
+
+export function chooseMatmulVariant(rt: GpuRuntime, M: number): MatmulVariant {
+  const forced = process.env.SPIKELM_MATMUL as MatmulVariant | undefined;
+  if (forced && PACKED_VARIANTS.includes(forced)) return forced;
+  if (rt.ctx.report.software) return M === 1 ? 'blocked1' : 'blocked4';
+  return M <= 4 ? 'splitk' : 'tiled';
+}
+
+/** y [M, N] = x [M, K] · wᵀ + bias on the GPU. */
+export function matmulGpu(rt: GpuRuntime, x: GpuTensor, w: GpuLinearWeight | GpuTensor, bias: GpuTensor | undefined, y: GpuTensor, M: number, K: number, N: number, variant?: MatmulVariant): void {
+  const biasBuffer = (bias ?? x).buffer; // any buffer will do when hasBias = 0
+  const hasBias = bias ? 1 : 0;
+  if (w instanceof GpuTensor) {
+    const pipe = rt.pipeline('matmul/plain', () => PLAIN_WGSL);
+    const { groups, threadsX } = rt.groups1d(M * N, 64);
+    rt.dispatch(pipe, [x.buffer, w.buffer, biasBuffer, y.buffer], [M, K, N, hasBias, threadsX], groups);
+    return;
+  }
+  const v = variant ?? chooseMatmulVariant(rt, M);
+  for (const c of w.chunks) {
+    const nValid = c.n1 - c.n0, nPad4 = c.nPad / 4;
+    const buffers = [x.buffer, c.buffer, biasBuffer, y.buffer];
+    if (v === 'blocked4' || v === 'blocked1') {
+      const rows = v === 'blocked4' ? 4 : 1;
+      const rowBlocks = Math.ceil(M / rows);
+      const pipe = rt.pipeline(`matmul/${v}`, () => blockedSource(rows));
+      const { groups, threadsX } = rt.groups1d(rowBlocks * nPad4, 64);
+      rt.dispatch(pipe, buffers, [M, K, N, nPad4, nValid, c.n0, hasBias, rowBlocks, threadsX], groups);
+    } else if (v === 'tiled') {
+      const pipe = rt.pipeline('matmul/tiled', () => TILED_WGSL);
+      rt.dispatch(pipe, buffers, [M, K, N, c.nPad, nValid, c.n0, hasBias], [Math.ceil(c.nPad / 16), Math.ceil(M / 16)]);
+    } else if (v === 'splitk') {
+      const pipe = rt.pipeline('matmul/splitk', () => SPLITK_WGSL);
+      rt.dispatch(pipe, buffers, [M, K, N, nPad4, nValid, c.n0, hasBias], [Math.ceil(nPad4 / 16), M]);
+    } else {
+      throw new GpuError(`matmul: variant "${v}" needs an unpacked weight`);
+    }
+  }
 }

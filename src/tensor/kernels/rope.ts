@@ -7,6 +7,7 @@
  * The rotation is linear and fixed per position, so it commutes with a sum over time steps.
  */
 import { ArgumentError } from '../../errors.js';
+import type { GpuRuntime, GpuTensor } from '../gpu/runtime.js';
 
 export interface RopeScaling {
   readonly type: 'linear' | 'llama3';
@@ -57,4 +58,46 @@ export function ropeCpu(x: Float32Array, positions: Int32Array, numHeads: number
       }
     }
   }
+}
+
+// ---------------------------------------------------------------------------------------------
+// GPU twin. cos/sin are computed on the host in double precision ([S, d/2] each, one small upload)
+// so the GPU's f32 trigonometry of large angles (position × frequency) adds no error.
+
+const ROPE_WGSL = `
+struct Params { S: u32, H: u32, d: u32, half: u32, threadsX: u32 }
+@group(0) @binding(0) var<storage, read> x: array<f32>;
+@group(0) @binding(1) var<storage, read> cosT: array<f32>;
+@group(0) @binding(2) var<storage, read> sinT: array<f32>;
+@group(0) @binding(3) var<storage, read_write> y: array<f32>;
+@group(0) @binding(4) var<uniform> p: Params;
+@compute @workgroup_size(64)
+fn main(@builtin(global_invocation_id) gid: vec3u) {
+  let idx = gid.y * p.threadsX + gid.x;
+  if (idx >= p.S * p.H * p.half) { return; }
+  let i = idx % p.half;
+  let h = (idx / p.half) % p.H;
+  let s = idx / (p.half * p.H);
+  let o = s * p.H * p.d + h * p.d;
+  let c = cosT[s * p.half + i];
+  let sn = sinT[s * p.half + i];
+  let x1 = x[o + i];
+  let x2 = x[o + i + p.half];
+  y[o + i] = x1 * c - x2 * sn;
+  y[o + i + p.half] = x2 * c + x1 * sn;
+}`;
+
+export function ropeGpu(rt: GpuRuntime, x: GpuTensor, positions: Int32Array, numHeads: number, headDim: number, invFreq: Float64Array, y: GpuTensor): void {
+  const half = headDim / 2, S = positions.length;
+  const cos = new Float32Array(S * half), sin = new Float32Array(S * half);
+  for (let s = 0; s < S; s++) {
+    for (let i = 0; i < half; i++) {
+      const a = positions[s]! * invFreq[i]!;
+      cos[s * half + i] = Math.cos(a);
+      sin[s * half + i] = Math.sin(a);
+    }
+  }
+  const pipe = rt.pipeline('rope', () => ROPE_WGSL);
+  const { groups, threadsX } = rt.groups1d(S * numHeads * half, 64);
+  rt.dispatch(pipe, [x.buffer, rt.transient(cos), rt.transient(sin), y.buffer], [S, numHeads, headDim, half, threadsX], groups);
 }

@@ -1,0 +1,132 @@
+/**
+ * Acquiring a WebGPU device through Dawn's Node bindings (the `webgpu` package).
+ *
+ * On a machine with a GPU the default adapter is used (Vulkan/Metal/D3D12). On Linux without one,
+ * Mesa's llvmpipe runs WGSL through EGL + OpenGL ES: EGL_PLATFORM=surfaceless, Dawn created with
+ * `backend=opengles`, and the adapter requested at the `compatibility` feature level. The adapter's
+ * real limits are requested (compatibility defaults are far lower, e.g. 128 invocations per
+ * workgroup instead of 1024). SPIKELM_GPU=default|opengles forces one path.
+ */
+import { execFileSync } from 'node:child_process';
+import fs from 'node:fs';
+import { SpikelmError } from '../../errors.js';
+
+export class GpuError extends SpikelmError {
+  override name = 'GpuError';
+}
+
+export const GPU_INSTALL_HINT =
+  'no WebGPU adapter found. On a machine without a GPU install Mesa\'s software renderer: `apt-get install -y libegl1 libegl-mesa0 libgles2` (as root, after apt-get update)';
+
+export interface GpuAdapterReport {
+  /** 'default' (native GPU API) or 'opengles' (EGL/GLES, e.g. Mesa llvmpipe). */
+  readonly path: 'default' | 'opengles';
+  readonly vendor: string;
+  readonly architecture: string;
+  readonly device: string;
+  readonly description: string;
+  /** A CPU rasterizer (llvmpipe, SwiftShader, lavapipe, WARP): kernels are chosen accordingly. */
+  readonly software: boolean;
+  readonly limits: Readonly<Record<string, number>>;
+  readonly features: readonly string[];
+}
+
+export interface GpuContext {
+  /**
+   * The Dawn instance (`create()`'s GPU object). It must stay strongly reachable for as long as the
+   * device is used: if V8 collects it, Dawn destroys the instance under the live device and the
+   * process aborts later from a native thread ("The futex facility returned an unexpected error
+   * code", `pthread_mutex_lock` assertions, `std::system_error: Invalid argument`), typically after
+   * a few hundred objects have been created and a GC has run.
+   */
+  readonly instance: GPU;
+  readonly device: GPUDevice;
+  readonly report: GpuAdapterReport;
+}
+
+/** The limits worth raising above the compatibility defaults. */
+const REQUESTED_LIMITS = [
+  'maxStorageBufferBindingSize', 'maxBufferSize', 'maxComputeInvocationsPerWorkgroup', 'maxComputeWorkgroupSizeX',
+  'maxComputeWorkgroupSizeY', 'maxComputeWorkgroupSizeZ', 'maxComputeWorkgroupStorageSize', 'maxComputeWorkgroupsPerDimension',
+  'maxStorageBuffersPerShaderStage', 'maxBindGroups', 'maxUniformBufferBindingSize',
+] as const;
+
+function hasVulkanLoader(): boolean {
+  if (process.platform !== 'linux') return true;
+  try {
+    return execFileSync('ldconfig', ['-p'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).includes('libvulkan.so');
+  } catch {
+    return ['/usr/lib/x86_64-linux-gnu/libvulkan.so.1', '/usr/lib/libvulkan.so.1'].some((p) => fs.existsSync(p));
+  }
+}
+
+let cached: Promise<GpuContext> | undefined;
+/** Every Dawn instance that produced a device, kept reachable for the life of the process. */
+const liveInstances: GPU[] = [];
+
+/** The process's GPU device (one per process; Dawn instances are expensive). Throws GpuError if none. */
+export function acquireGpu(): Promise<GpuContext> {
+  cached ??= openGpu().catch((err) => {
+    cached = undefined;
+    throw err;
+  });
+  return cached;
+}
+
+/** True when an adapter can be opened (and opens it). */
+export async function gpuAvailable(): Promise<boolean> {
+  try {
+    await acquireGpu();
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+async function openGpu(): Promise<GpuContext> {
+  let webgpu: typeof import('webgpu');
+  try {
+    webgpu = await import('webgpu');
+  } catch (err) {
+    throw new GpuError(`cannot load the webgpu package (${(err as Error).message})`);
+  }
+  Object.assign(globalThis, webgpu.globals);
+  const forced = process.env.SPIKELM_GPU;
+  let adapter: GPUAdapter | null = null;
+  let instance: GPU | undefined;
+  let path: 'default' | 'opengles' = 'default';
+  if (forced !== 'opengles' && (forced === 'default' || hasVulkanLoader())) {
+    instance = webgpu.create([]);
+    adapter = await instance.requestAdapter({ powerPreference: 'high-performance' });
+  }
+  if (!adapter && forced !== 'default' && process.platform === 'linux') {
+    process.env.EGL_PLATFORM ??= 'surfaceless';
+    path = 'opengles';
+    instance = webgpu.create(['backend=opengles']);
+    adapter = await instance.requestAdapter({ featureLevel: 'compatibility' } as GPURequestAdapterOptions);
+  }
+  if (!adapter || !instance) throw new GpuError(GPU_INSTALL_HINT);
+  liveInstances.push(instance);
+
+  const requiredLimits: Record<string, number> = {};
+  for (const name of REQUESTED_LIMITS) {
+    const v = (adapter.limits as unknown as Record<string, number>)[name];
+    if (typeof v === 'number') requiredLimits[name] = v;
+  }
+  const device = await adapter.requestDevice({ requiredLimits });
+  const info = adapter.info;
+  const description = info.description || info.device || 'unknown adapter';
+  const limits: Record<string, number> = {};
+  for (const name of REQUESTED_LIMITS) limits[name] = (device.limits as unknown as Record<string, number>)[name]!;
+  const text = `${info.vendor} ${info.architecture} ${info.device} ${info.description}`.toLowerCase();
+  return {
+    instance,
+    device,
+    report: {
+      path, vendor: info.vendor, architecture: info.architecture, device: info.device, description,
+      software: /llvmpipe|softpipe|swiftshader|lavapipe|warp|microsoft basic/.test(text) || Boolean((info as { isFallbackAdapter?: boolean }).isFallbackAdapter),
+      limits,
+      features: [...adapter.features],
+    },
+  };
+}

@@ -1,0 +1,207 @@
+/**
+ * The GPU backend: every primitive of backend.ts as a WGSL dispatch (the kernels live beside their
+ * CPU twins in src/tensor/kernels/). Weights are uploaded once and stay resident; activations come
+ * from a buffer pool; a forward pass is recorded into one compute pass and submitted when a result
+ * is read.
+ */
+import { ShapeError } from '../../errors.js';
+import type { Backend, BTensor, WeightRole } from '../backend.js';
+import { type Activation, activationGpu, binaryGpu, scaleGpu } from '../kernels/elementwise.js';
+import { type AttentionParams, attentionGpu } from '../kernels/attention.js';
+import { copyGpu } from '../kernels/copy.js';
+import { GpuEmbeddingTable, embeddingGpu, packEmbeddingTable } from '../kernels/embedding.js';
+import { GpuLinearWeight, type MatmulVariant, matmulGpu, packLinearWeight } from '../kernels/matmul.js';
+import { layerNormGpu, rmsNormGpu } from '../kernels/norm.js';
+import { ropeGpu } from '../kernels/rope.js';
+import { type CausalMask, softmaxGpu } from '../kernels/softmax.js';
+import { attentionDims, binaryBroadcast, checkVector, embeddingDims, matmulDims, ropeCheck, sliceRowsCheck, writeRowsCheck } from '../shapes.js';
+import { type Shape, Tensor, shapeToString } from '../tensor.js';
+import { type GpuContext, acquireGpu } from './device.js';
+import { GpuRuntime, GpuTensor } from './runtime.js';
+
+export interface GpuBackendOptions {
+  /** Split weights larger than this many bytes into chunks (default: the adapter's binding limit). */
+  readonly maxWeightChunkBytes?: number;
+  /** Force one matmul variant (default: chosen per adapter and shape). */
+  readonly matmulVariant?: MatmulVariant;
+}
+
+export class GpuBackend implements Backend {
+  readonly name = 'gpu' as const;
+  readonly rt: GpuRuntime;
+
+  constructor(ctx: GpuContext, private readonly options: GpuBackendOptions = {}) {
+    this.rt = new GpuRuntime(ctx);
+  }
+
+  static async create(options: GpuBackendOptions = {}): Promise<GpuBackend> {
+    return new GpuBackend(await acquireGpu(), options);
+  }
+
+  get report() {
+    return this.rt.ctx.report;
+  }
+
+  describe(): string {
+    const r = this.report;
+    return `gpu (${r.description}${r.software ? ', software rasterizer' : ''}; ${r.path === 'opengles' ? 'Dawn OpenGL ES, compatibility mode' : 'Dawn native backend'})`;
+  }
+
+  private dense(t: BTensor, what: string): GpuTensor {
+    if (t instanceof GpuTensor) {
+      if (t.disposed) throw new ShapeError(`${what}: tensor was disposed`);
+      return t;
+    }
+    if (t instanceof Tensor) throw new ShapeError(`${what}: got a CPU tensor; upload it to the GPU backend first`);
+    throw new ShapeError(`${what}: expected a dense GPU tensor, got a packed weight`);
+  }
+
+  upload(t: Tensor, role?: WeightRole): BTensor {
+    this.rt.checkHealthy();
+    const max = this.options.maxWeightChunkBytes;
+    if (role === 'linear') {
+      if (t.rank !== 2) throw new ShapeError(`upload: a linear weight must be [out, in], got ${shapeToString(t.shape)}`);
+      return packLinearWeight(this.rt, t, max);
+    }
+    if (role === 'embedding') {
+      const { V, D } = embeddingDims(t);
+      return packEmbeddingTable(this.rt, t.data, V, D, max);
+    }
+    if (t.size * 4 > this.rt.maxBindingBytes) throw new ShapeError(`upload: ${shapeToString(t.shape)} exceeds the adapter's binding limit; upload it as a 'linear' or 'embedding' weight`);
+    return this.rt.fromHost(t.shape, t.data);
+  }
+
+  async read(t: BTensor): Promise<Tensor> {
+    const g = this.dense(t, 'read');
+    return new Tensor(g.shape, await this.rt.read(g));
+  }
+
+  /** Wait for all queued GPU work (for benchmarks). */
+  sync(): Promise<void> {
+    return this.rt.sync();
+  }
+
+  zeros(shape: Shape): GpuTensor {
+    return this.rt.zeros(shape);
+  }
+
+  dispose(t: BTensor): void {
+    if (t instanceof GpuTensor) this.rt.release(t);
+    else if (t instanceof GpuLinearWeight || t instanceof GpuEmbeddingTable) {
+      if (t.disposed) return;
+      t.disposed = true;
+      this.rt.flush();
+      for (const c of t.chunks) c.buffer.destroy();
+    }
+  }
+
+  tidy<T>(fn: () => T): T {
+    return this.rt.tidy(fn);
+  }
+
+  matmul(xIn: BTensor, w: BTensor, biasIn?: BTensor): GpuTensor {
+    const x = this.dense(xIn, 'matmul x');
+    const bias = biasIn ? this.dense(biasIn, 'matmul bias') : undefined;
+    const { M, K, N } = matmulDims(x, w, bias);
+    const weight = w instanceof GpuLinearWeight ? w : this.dense(w, 'matmul weight');
+    const y = this.rt.alloc([...x.shape.slice(0, -1), N]);
+    matmulGpu(this.rt, x, weight, bias, y, M, K, N, this.options.matmulVariant);
+    return y;
+  }
+
+  add(a: BTensor, b: BTensor): GpuTensor {
+    return this.binary('add', a, b);
+  }
+
+  mul(a: BTensor, b: BTensor): GpuTensor {
+    return this.binary('mul', a, b);
+  }
+
+  private binary(op: 'add' | 'mul', aIn: BTensor, bIn: BTensor): GpuTensor {
+    const a = this.dense(aIn, op), b = this.dense(bIn, op);
+    binaryBroadcast(op, a, b);
+    const y = this.rt.alloc(a.shape);
+    binaryGpu(this.rt, op, a, b, y);
+    return y;
+  }
+
+  scale(aIn: BTensor, s: number): GpuTensor {
+    const a = this.dense(aIn, 'scale');
+    const y = this.rt.alloc(a.shape);
+    scaleGpu(this.rt, a, s, y);
+    return y;
+  }
+
+  activation(kind: Activation, xIn: BTensor): GpuTensor {
+    const x = this.dense(xIn, kind);
+    const y = this.rt.alloc(x.shape);
+    activationGpu(this.rt, kind, x, y);
+    return y;
+  }
+
+  embedding(table: BTensor, ids: Int32Array): GpuTensor {
+    if (!(table instanceof GpuEmbeddingTable)) throw new ShapeError("embedding: the table must be uploaded with role 'embedding'");
+    const y = this.rt.alloc([ids.length, table.shape[1]]);
+    embeddingGpu(this.rt, table, ids, y);
+    return y;
+  }
+
+  layerNorm(xIn: BTensor, gammaIn: BTensor, betaIn: BTensor | undefined, eps: number): GpuTensor {
+    const x = this.dense(xIn, 'layerNorm'), gamma = this.dense(gammaIn, 'layerNorm gamma');
+    const beta = betaIn ? this.dense(betaIn, 'layerNorm beta') : undefined;
+    const C = x.shape.at(-1) ?? 1;
+    checkVector(gamma, C, 'layerNorm gamma');
+    checkVector(beta, C, 'layerNorm beta');
+    const y = this.rt.alloc(x.shape);
+    layerNormGpu(this.rt, x, gamma, beta, eps, x.size / C, C, y);
+    return y;
+  }
+
+  rmsNorm(xIn: BTensor, gammaIn: BTensor, eps: number): GpuTensor {
+    const x = this.dense(xIn, 'rmsNorm'), gamma = this.dense(gammaIn, 'rmsNorm gamma');
+    const C = x.shape.at(-1) ?? 1;
+    checkVector(gamma, C, 'rmsNorm gamma');
+    const y = this.rt.alloc(x.shape);
+    rmsNormGpu(this.rt, x, gamma, eps, x.size / C, C, y);
+    return y;
+  }
+
+  softmax(xIn: BTensor, mask?: CausalMask): GpuTensor {
+    const x = this.dense(xIn, 'softmax');
+    const C = x.shape.at(-1) ?? 1;
+    const y = this.rt.alloc(x.shape);
+    softmaxGpu(this.rt, x, C === 0 ? 0 : x.size / C, C, y, mask);
+    return y;
+  }
+
+  rope(xIn: BTensor, positions: Int32Array, numHeads: number, headDim: number, invFreq: Float64Array): GpuTensor {
+    const x = this.dense(xIn, 'rope');
+    ropeCheck(x, positions, numHeads, headDim);
+    const y = this.rt.alloc(x.shape);
+    ropeGpu(this.rt, x, positions, numHeads, headDim, invFreq, y);
+    return y;
+  }
+
+  attention(qIn: BTensor, kIn: BTensor, vIn: BTensor, params: AttentionParams): GpuTensor {
+    const q = this.dense(qIn, 'attention q'), k = this.dense(kIn, 'attention k'), v = this.dense(vIn, 'attention v');
+    const { S } = attentionDims(q, k, v, params);
+    const y = this.rt.alloc(q.shape);
+    attentionGpu(this.rt, q, k, v, S, params, y);
+    return y;
+  }
+
+  writeRows(dstIn: BTensor, srcIn: BTensor, rowOffset: number): void {
+    const dst = this.dense(dstIn, 'writeRows'), src = this.dense(srcIn, 'writeRows');
+    writeRowsCheck(dst, src, rowOffset);
+    copyGpu(this.rt, src, 0, dst, rowOffset * (dst.shape.at(-1) ?? 1), src.size);
+  }
+
+  sliceRows(xIn: BTensor, start: number, end: number): GpuTensor {
+    const x = this.dense(xIn, 'sliceRows');
+    sliceRowsCheck(x, start, end);
+    const C = x.shape.at(-1) ?? 1;
+    const y = this.rt.alloc([end - start, C]);
+    copyGpu(this.rt, x, start * C, y, 0, (end - start) * C);
+    return y;
+  }
+}

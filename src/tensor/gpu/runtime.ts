@@ -1,0 +1,318 @@
+/**
+ * The GPU runtime under the backend: device buffers and their pool, WGSL templates and the pipeline
+ * cache, per-dispatch uniforms, and one command encoder per batch.
+ *
+ * Every op is a compute dispatch appended to one open compute pass; nothing is submitted until a
+ * result is read (or `flush` is called), so a whole forward pass is one submit. Buffers released
+ * while the batch is open go back to the pool and may be reused by later dispatches of the same
+ * pass — that is safe because dispatches in a pass execute in order. Host data that a batch needs
+ * (token ids, rope tables, uniforms) goes into fresh buffers, never pooled ones, because
+ * queue.writeBuffer would land before the still-unsubmitted dispatches that use the old contents.
+ *
+ * Errors: each batch runs inside validation and out-of-memory error scopes, checked when it is
+ * submitted; device loss and uncaptured errors are recorded and raised by the next op.
+ */
+import { GpuError, type GpuContext } from './device.js';
+
+/** A dense float32 tensor in a device buffer (row-major, like the host Tensor). */
+export class GpuTensor {
+  disposed = false;
+  constructor(
+    readonly shape: readonly number[],
+    readonly buffer: GPUBuffer,
+    readonly size: number,
+    /** Pooled buffers go back to the pool on dispose; weights and caches are destroyed. */
+    readonly pooled: boolean,
+  ) {}
+}
+
+export type ParamValue = number | { readonly f32: number } | { readonly i32: number };
+
+export interface Binding {
+  readonly buffer: GPUBuffer;
+}
+
+const BUFFER_USAGE = 0x80 /* STORAGE */ | 0x4 /* COPY_SRC */ | 0x8; /* COPY_DST */
+
+/** Fill `{{name}}` placeholders of a WGSL template (gpu.cpp style). Unknown names are an error. */
+export function fillTemplate(source: string, vars: Readonly<Record<string, string | number>>): string {
+  return source.replace(/\{\{(\w+)\}\}/g, (_, name: string) => {
+    if (!(name in vars)) throw new GpuError(`WGSL template: no value for {{${name}}}`);
+    return String(vars[name]);
+  });
+}
+
+export class GpuRuntime {
+  readonly device: GPUDevice;
+  private readonly pool = new Map<number, GPUBuffer[]>();
+  private readonly pipelines = new Map<string, GPUComputePipeline>();
+  private readonly uniforms = new Map<string, GPUBuffer>();
+  private encoder: GPUCommandEncoder | undefined;
+  private pass: GPUComputePassEncoder | undefined;
+  private afterSubmit: GPUBuffer[] = [];
+  private pendingErrors: Promise<GPUError | null>[] = [];
+  private lostReason: string | undefined;
+  private uncaptured: string | undefined;
+  private scopes: Set<GpuTensor>[] = [];
+  /** Dispatches issued (for benchmarks and tests). */
+  dispatchCount = 0;
+
+  constructor(readonly ctx: GpuContext) {
+    this.device = ctx.device;
+    void this.device.lost.then((info) => {
+      this.lostReason = `${info.reason}: ${info.message}`;
+    });
+    this.device.addEventListener('uncapturederror', (ev) => {
+      this.uncaptured ??= (ev as GPUUncapturedErrorEvent).error.message;
+    });
+  }
+
+  get maxBindingBytes(): number {
+    return Math.min(this.ctx.report.limits.maxStorageBufferBindingSize ?? 134217728, this.ctx.report.limits.maxBufferSize ?? 268435456);
+  }
+
+  checkHealthy(): void {
+    if (this.lostReason) throw new GpuError(`GPU device lost (${this.lostReason})`);
+    if (this.uncaptured) {
+      const msg = this.uncaptured;
+      this.uncaptured = undefined;
+      throw new GpuError(`GPU error: ${msg}`);
+    }
+  }
+
+  // ---- buffers ------------------------------------------------------------------------------
+
+  private sizeClass(bytes: number): number {
+    let c = 256;
+    while (c < bytes) c *= 2;
+    return c;
+  }
+
+  /** An uninitialised float32 tensor from the pool (contents are whatever was there). */
+  alloc(shape: readonly number[]): GpuTensor {
+    const size = shape.reduce((a, b) => a * b, 1);
+    const bytes = this.sizeClass(Math.max(4, size * 4));
+    if (bytes > this.maxBindingBytes) throw new GpuError(`activation of shape [${shape.join(', ')}] (${size * 4} bytes) exceeds the adapter's binding limit of ${this.maxBindingBytes} bytes`);
+    const free = this.pool.get(bytes);
+    const buffer = free?.pop() ?? this.device.createBuffer({ size: bytes, usage: BUFFER_USAGE });
+    const t = new GpuTensor(shape, buffer, size, true);
+    this.scopes.at(-1)?.add(t);
+    return t;
+  }
+
+  /** A tensor initialised from host data (a fresh, non-pooled buffer). */
+  fromHost(shape: readonly number[], data: Float32Array | Uint32Array | Int32Array, label?: string): GpuTensor {
+    const size = data.length;
+    const bytes = Math.max(16, Math.ceil((size * 4) / 16) * 16);
+    const buffer = this.device.createBuffer({ size: bytes, usage: BUFFER_USAGE, mappedAtCreation: true, ...(label ? { label } : {}) });
+    new Uint8Array(buffer.getMappedRange()).set(new Uint8Array(data.buffer, data.byteOffset, data.byteLength));
+    buffer.unmap();
+    return new GpuTensor(shape, buffer, size, false);
+  }
+
+  /** A zero-filled tensor (fresh buffers are zero-initialised by WebGPU). */
+  zeros(shape: readonly number[]): GpuTensor {
+    const size = shape.reduce((a, b) => a * b, 1);
+    const bytes = Math.max(16, Math.ceil((size * 4) / 16) * 16);
+    if (bytes > this.maxBindingBytes) throw new GpuError(`tensor of shape [${shape.join(', ')}] exceeds the adapter's binding limit of ${this.maxBindingBytes} bytes`);
+    const t = new GpuTensor(shape, this.device.createBuffer({ size: bytes, usage: BUFFER_USAGE }), size, false);
+    return t;
+  }
+
+  /** Host data needed by the current batch only (ids, tables): destroyed after the batch is submitted. */
+  transient(data: Float32Array | Uint32Array | Int32Array): GPUBuffer {
+    const t = this.fromHost([data.length], data);
+    this.afterSubmit.push(t.buffer);
+    return t.buffer;
+  }
+
+  release(t: GpuTensor): void {
+    if (t.disposed) return;
+    t.disposed = true;
+    for (const s of this.scopes) s.delete(t);
+    if (!t.pooled) {
+      // It may still be used by the open batch: destroy it once that batch is submitted.
+      if (this.encoder) this.afterSubmit.push(t.buffer);
+      else t.buffer.destroy();
+      return;
+    }
+    const list = this.pool.get(t.buffer.size) ?? [];
+    list.push(t.buffer);
+    this.pool.set(t.buffer.size, list);
+  }
+
+  tidy<T>(fn: () => T): T {
+    const scope = new Set<GpuTensor>();
+    this.scopes.push(scope);
+    let result: T;
+    try {
+      result = fn();
+    } finally {
+      this.scopes.pop();
+    }
+    const keep = new Set<unknown>();
+    const visit = (v: unknown) => {
+      if (v instanceof GpuTensor) keep.add(v);
+      else if (Array.isArray(v)) v.forEach(visit);
+      else if (v && typeof v === 'object' && Object.getPrototypeOf(v) === Object.prototype) Object.values(v).forEach(visit);
+    };
+    visit(result);
+    for (const t of scope) if (!keep.has(t)) this.release(t);
+    for (const t of keep) this.scopes.at(-1)?.add(t as GpuTensor);
+    return result;
+  }
+
+  // ---- pipelines and dispatch ---------------------------------------------------------------
+
+  /**
+   * The compute pipeline of a WGSL source, cached by key. The bind group layout is declared from the
+   * source's own `@binding(i) var<…>` lines rather than inferred ('auto' drops bindings a variant
+   * does not read, which would make one host-side binding list invalid for it).
+   */
+  pipeline(key: string, code: () => string): GPUComputePipeline {
+    let p = this.pipelines.get(key);
+    if (!p) {
+      const source = code();
+      const entries: GPUBindGroupLayoutEntry[] = [];
+      for (const m of source.matchAll(/@binding\((\d+)\)\s*var<\s*(uniform|storage\s*,\s*read_write|storage\s*,\s*read|storage)\s*>/g)) {
+        const kind = m[2]!.replace(/\s/g, '');
+        const buffer: GPUBufferBindingLayout = { type: kind === 'uniform' ? 'uniform' : kind === 'storage,read' ? 'read-only-storage' : 'storage' };
+        entries.push({ binding: Number(m[1]), visibility: 4 /* COMPUTE */, buffer });
+      }
+      const layout = this.device.createPipelineLayout({ bindGroupLayouts: [this.device.createBindGroupLayout({ entries, label: key })] });
+      const module = this.device.createShaderModule({ code: source, label: key });
+      p = this.device.createComputePipeline({ layout, compute: { module, entryPoint: 'main' }, label: key });
+      this.pipelines.set(key, p);
+    }
+    return p;
+  }
+
+  /** A uniform buffer holding `values` (u32, f32 or i32 each), shared by dispatches with equal values. */
+  private uniform(values: readonly ParamValue[]): GPUBuffer {
+    const n = Math.max(4, Math.ceil(values.length / 4) * 4);
+    const words = new Uint32Array(n);
+    const f32 = new Float32Array(words.buffer), i32 = new Int32Array(words.buffer);
+    values.forEach((v, i) => {
+      if (typeof v === 'number') {
+        if (!Number.isInteger(v) || v < 0 || v > 0xffffffff) throw new GpuError(`uniform ${i}: ${v} is not a u32`);
+        words[i] = v;
+      } else if ('f32' in v) f32[i] = v.f32;
+      else i32[i] = v.i32;
+    });
+    const key = Array.from(words, (w) => w.toString(36)).join(',');
+    let buf = this.uniforms.get(key);
+    if (buf) {
+      this.uniforms.delete(key); // refresh LRU position
+      this.uniforms.set(key, buf);
+      return buf;
+    }
+    buf = this.device.createBuffer({ size: words.byteLength, usage: 0x40 /* UNIFORM */, mappedAtCreation: true });
+    new Uint32Array(buf.getMappedRange()).set(words);
+    buf.unmap();
+    this.uniforms.set(key, buf);
+    if (this.uniforms.size > 4096) {
+      const [oldKey, old] = this.uniforms.entries().next().value as [string, GPUBuffer];
+      this.uniforms.delete(oldKey);
+      this.afterSubmit.push(old);
+    }
+    return buf;
+  }
+
+  private openPass(): GPUComputePassEncoder {
+    if (!this.pass) {
+      this.device.pushErrorScope('out-of-memory');
+      this.device.pushErrorScope('validation');
+      this.encoder = this.device.createCommandEncoder();
+      this.pass = this.encoder.beginComputePass();
+    }
+    return this.pass;
+  }
+
+  /**
+   * Append one dispatch: storage buffers bound at 0…n−1 in order, the uniforms (if any) after them.
+   */
+  dispatch(pipeline: GPUComputePipeline, buffers: readonly GPUBuffer[], params: readonly ParamValue[], groups: readonly [number, number?, number?]): void {
+    this.checkHealthy();
+    const pass = this.openPass();
+    const entries: GPUBindGroupEntry[] = buffers.map((buffer, binding) => ({ binding, resource: { buffer } }));
+    if (params.length) entries.push({ binding: buffers.length, resource: { buffer: this.uniform(params) } });
+    const bindGroup = this.device.createBindGroup({ layout: pipeline.getBindGroupLayout(0), entries });
+    pass.setPipeline(pipeline);
+    pass.setBindGroup(0, bindGroup);
+    const [x, y = 1, z = 1] = groups;
+    if (x > 0 && y > 0 && z > 0) pass.dispatchWorkgroups(x, y, z);
+    this.dispatchCount++;
+  }
+
+  /** Workgroup counts covering `threads` invocations of `workgroupSize`, folded into y past the x limit. */
+  groups1d(threads: number, workgroupSize: number): { groups: [number, number]; threadsX: number } {
+    const total = Math.ceil(threads / workgroupSize);
+    const maxX = this.ctx.report.limits.maxComputeWorkgroupsPerDimension ?? 65535;
+    const x = Math.min(total, maxX);
+    const y = Math.ceil(total / Math.max(x, 1));
+    return { groups: [Math.max(x, 1), Math.max(y, 1)], threadsX: Math.max(x, 1) * workgroupSize };
+  }
+
+  /** Submit the open batch (if any). Errors from it are raised by the next `sync`/`read`. */
+  flush(): void {
+    if (!this.encoder || !this.pass) return;
+    this.pass.end();
+    this.device.queue.submit([this.encoder.finish()]);
+    this.pendingErrors.push(this.device.popErrorScope(), this.device.popErrorScope());
+    this.encoder = undefined;
+    this.pass = undefined;
+    for (const b of this.afterSubmit) b.destroy();
+    this.afterSubmit = [];
+  }
+
+  private async checkErrors(): Promise<void> {
+    const pending = this.pendingErrors;
+    this.pendingErrors = [];
+    const errors = (await Promise.all(pending)).filter((e): e is GPUError => e !== null);
+    this.checkHealthy();
+    if (errors.length) throw new GpuError(`GPU error: ${errors[0]!.message.split('\n')[0]}`);
+  }
+
+  /** Submit and wait until the GPU has finished everything issued so far. */
+  async sync(): Promise<void> {
+    this.flush();
+    await this.device.queue.onSubmittedWorkDone();
+    await this.checkErrors();
+  }
+
+  /** Copy a tensor back to the host (submits the open batch first). */
+  async read(t: GpuTensor): Promise<Float32Array> {
+    if (t.disposed) throw new GpuError('read: tensor was disposed');
+    this.checkHealthy();
+    const bytes = Math.max(4, t.size * 4);
+    const staging = this.device.createBuffer({ size: Math.ceil(bytes / 4) * 4, usage: 0x1 /* MAP_READ */ | 0x8 /* COPY_DST */ });
+    this.openPass();
+    this.pass!.end();
+    this.pass = undefined;
+    this.encoder!.copyBufferToBuffer(t.buffer, 0, staging, 0, Math.ceil(bytes / 4) * 4);
+    this.device.queue.submit([this.encoder!.finish()]);
+    this.pendingErrors.push(this.device.popErrorScope(), this.device.popErrorScope());
+    this.encoder = undefined;
+    for (const b of this.afterSubmit) b.destroy();
+    this.afterSubmit = [];
+    try {
+      await staging.mapAsync(0x1 /* READ */);
+    } catch (err) {
+      await this.checkErrors();
+      throw new GpuError(`reading back a [${t.shape.join(', ')}] tensor failed: ${(err as Error).message}`);
+    }
+    const out = new Float32Array(t.size);
+    out.set(new Float32Array(staging.getMappedRange(), 0, t.size));
+    staging.unmap();
+    staging.destroy();
+    await this.checkErrors();
+    return out;
+  }
+
+  /** Bytes held in the pool (for tests). */
+  pooledBytes(): number {
+    let n = 0;
+    for (const [size, list] of this.pool) n += size * list.length;
+    return n;
+  }
+}

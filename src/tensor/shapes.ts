@@ -1,0 +1,66 @@
+/**
+ * Shape rules of the primitive ops, shared by every backend so a GPU op rejects exactly what the
+ * CPU op rejects, with the same message.
+ */
+import { ShapeError } from '../errors.js';
+import type { BTensor } from './backend.js';
+import type { AttentionParams } from './kernels/attention.js';
+import { numel, shapeToString } from './tensor.js';
+
+const cols = (t: BTensor): number => (t.shape.length === 0 ? 1 : t.shape[t.shape.length - 1]!);
+const rows = (t: BTensor): number => {
+  const c = cols(t);
+  return c === 0 ? 0 : numel(t.shape) / c;
+};
+
+export function matmulDims(x: BTensor, w: BTensor, bias?: BTensor): { M: number; K: number; N: number } {
+  const K = cols(x), M = rows(x);
+  if (w.shape.length !== 2) throw new ShapeError(`matmul: weight must be [out, in], got ${shapeToString(w.shape)}`);
+  const [N, wK] = w.shape as [number, number];
+  if (wK !== K) throw new ShapeError(`matmul: x ${shapeToString(x.shape)} and weight ${shapeToString(w.shape)} disagree on K (weights are [out, in])`);
+  if (bias && (bias.shape.length !== 1 || bias.shape[0] !== N)) throw new ShapeError(`matmul: bias ${shapeToString(bias.shape)} must be [${N}]`);
+  return { M, K, N };
+}
+
+/** add/mul: b has a's shape, or is a row vector of a's last dimension. Returns whether it broadcasts. */
+export function binaryBroadcast(op: string, a: BTensor, b: BTensor): boolean {
+  const same = a.shape.length === b.shape.length && a.shape.every((d, i) => d === b.shape[i]);
+  if (same) return false;
+  if (b.shape.length === 1 && b.shape[0] === cols(a)) return true;
+  throw new ShapeError(`${op}: shapes ${shapeToString(a.shape)} and ${shapeToString(b.shape)} do not match (b must equal a or be a row vector)`);
+}
+
+export function checkVector(t: BTensor | undefined, n: number, what: string): void {
+  if (t && (t.shape.length !== 1 || t.shape[0] !== n)) throw new ShapeError(`${what}: expected [${n}], got ${shapeToString(t.shape)}`);
+}
+
+export function embeddingDims(table: BTensor): { V: number; D: number } {
+  if (table.shape.length !== 2) throw new ShapeError(`embedding: table must be [vocab, dim], got ${shapeToString(table.shape)}`);
+  return { V: table.shape[0]!, D: table.shape[1]! };
+}
+
+export function attentionDims(q: BTensor, k: BTensor, v: BTensor, p: AttentionParams): { S: number } {
+  const kvWidth = p.numKvHeads * p.headDim;
+  if (cols(q) !== p.numHeads * p.headDim) throw new ShapeError(`attention: q ${shapeToString(q.shape)} is not [S, ${p.numHeads}·${p.headDim}]`);
+  if (cols(k) !== kvWidth || cols(v) !== kvWidth || rows(k) < p.kvLength || rows(v) < p.kvLength) {
+    throw new ShapeError(`attention: k ${shapeToString(k.shape)} / v ${shapeToString(v.shape)} must be [≥${p.kvLength}, ${kvWidth}]`);
+  }
+  return { S: rows(q) };
+}
+
+export function writeRowsCheck(dst: BTensor, src: BTensor, rowOffset: number): void {
+  if (cols(src) !== cols(dst) || rowOffset < 0 || rowOffset + rows(src) > rows(dst)) {
+    throw new ShapeError(`writeRows: cannot write ${shapeToString(src.shape)} at row ${rowOffset} of ${shapeToString(dst.shape)}`);
+  }
+}
+
+export function sliceRowsCheck(x: BTensor, start: number, end: number): void {
+  if (start < 0 || end > rows(x) || start > end) throw new ShapeError(`sliceRows: [${start}, ${end}) out of range for ${rows(x)} rows`);
+}
+
+export function ropeCheck(x: BTensor, positions: Int32Array, numHeads: number, headDim: number): void {
+  if (cols(x) !== numHeads * headDim || rows(x) !== positions.length) {
+    throw new ShapeError(`rope: x ${shapeToString(x.shape)} is not [${positions.length}, ${numHeads}·${headDim}]`);
+  }
+  if (headDim % 2 !== 0) throw new ShapeError(`rope: head dimension ${headDim} must be even`);
+}
