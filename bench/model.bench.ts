@@ -7,6 +7,7 @@ import { fileURLToPath } from 'node:url';
 import type { Backend } from '../src/tensor/backend.js';
 import { CpuBackend } from '../src/tensor/cpu-backend.js';
 import { loadModel } from '../src/nn/model.js';
+import { benchGpu } from './gpu.js';
 import { type BenchRow, type BenchContext, type Suite, timeIt } from './harness.js';
 
 export const FIXTURES = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', 'test', 'fixtures');
@@ -39,13 +40,16 @@ export async function benchModel(name: string, backend: Backend, ctx: BenchConte
 
 export const modelSuite: Suite = {
   name: 'model',
-  description: 'ANN prefill (128 tokens) and cached decode tokens/s on the fixtures, CPU',
+  description: 'ANN prefill (128 tokens) and cached decode tokens/s on the fixtures, CPU vs GPU',
   async run(ctx) {
     const rows: BenchRow[] = [];
+    const gpu = await benchGpu(ctx);
     for (const name of MODEL_FIXTURES) {
-      const r = await benchModel(name, new CpuBackend(), ctx);
-      for (const row of r) ctx.log(`${row.name}: ${Number(row.metrics['tokens/s']).toFixed(1)} tokens/s`);
-      rows.push(...r);
+      for (const backend of gpu ? [new CpuBackend(), gpu] : [new CpuBackend()]) {
+        const r = await benchModel(name, backend, ctx);
+        for (const row of r) ctx.log(`${row.name}: ${Number(row.metrics['tokens/s']).toFixed(1)} tokens/s`);
+        rows.push(...r);
+      }
     }
     return rows;
   },

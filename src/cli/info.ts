@@ -1,6 +1,7 @@
 /** `spikelm info`: versions, CPU, threads and the backends this machine can run. */
 import os from 'node:os';
 import { CpuBackend } from '../tensor/cpu-backend.js';
+import { acquireGpu } from '../tensor/gpu/device.js';
 import type { Command } from './command.js';
 import { loadModelFromFlags } from './model-dir.js';
 
@@ -18,7 +19,7 @@ export const infoCommand: Command = {
       platform: `${process.platform}-${process.arch}`,
       cpu: os.cpus()[0]?.model ?? 'unknown',
       cores: os.availableParallelism?.() ?? os.cpus().length,
-      backends: { cpu: new CpuBackend().describe() },
+      backends: { cpu: new CpuBackend().describe(), gpu: await gpuReport() },
     };
     if (typeof flags.model === 'string') {
       const { model, tokenizer, dir } = await loadModelFromFlags(flags, io);
@@ -35,6 +36,19 @@ export const infoCommand: Command = {
     return 0;
   },
 };
+
+async function gpuReport(): Promise<Record<string, unknown>> {
+  try {
+    const { report } = await acquireGpu();
+    return {
+      available: true, dawn_backend: report.path, description: report.description, vendor: report.vendor,
+      architecture: report.architecture, device: report.device, software: report.software,
+      features: report.features, limits: report.limits,
+    };
+  } catch (err) {
+    return { available: false, reason: (err as Error).message };
+  }
+}
 
 function countParameters(w: import('../nn/weights.js').LMWeights): number {
   const seen = new Set<unknown>();

@@ -35,6 +35,7 @@ export function attentionCpu(q: Float32Array, k: Float32Array, v: Float32Array, 
   const group = H / Hkv;
   const qWidth = H * d, kvWidth = Hkv * d;
   const scores = new Float64Array(p.kvLength);
+  const acc = new Float64Array(d);
   for (let h = 0; h < H; h++) {
     const g = Math.floor(h / group);
     for (let s = 0; s < S; s++) {
@@ -53,11 +54,12 @@ export function attentionCpu(q: Float32Array, k: Float32Array, v: Float32Array, 
         scores[j] = Math.exp(scores[j]! - max);
         sum += scores[j]!;
       }
-      for (let i = 0; i < d; i++) {
-        let acc = 0;
-        for (let j = 0; j <= last; j++) acc += scores[j]! * v[j * kvWidth + g * d + i]!;
-        out[qo + i] = acc / sum;
+      acc.fill(0);
+      for (let j = 0; j <= last; j++) {
+        const weight = scores[j]!, vo = j * kvWidth + g * d;
+        for (let i = 0; i < d; i++) acc[i] += weight * v[vo + i]!;
       }
+      for (let i = 0; i < d; i++) out[qo + i] = acc[i]! / sum;
     }
   }
 }
@@ -89,10 +91,13 @@ export function attentionComposite(q: Float32Array, k: Float32Array, v: Float32A
 }
 
 // ---------------------------------------------------------------------------------------------
-// GPU twin: one invocation per (query, head), two passes over the keys (max, then exp-sum and the
-// weighted values), the output row kept in a private array of headDim floats.
+// GPU twins: one invocation per (query, head).
+//   scalar  two passes over the keys (max, then exp-sum and weighted values), any head dimension
+//   vec4    one pass with an online softmax (running max m and sum l; when m grows, rescale l and
+//           the accumulated output by exp(m_old − m_new)), q/k/v read as vec4: head dims % 4 = 0
+// Both keep the output row in registers (a private array sized by the head dimension).
 
-const ATTENTION_WGSL = `
+const ATTENTION_SCALAR_WGSL = `
 struct Params { S: u32, H: u32, group: u32, queryStart: u32, scale: f32, qWidth: u32, kvWidth: u32 }
 @group(0) @binding(0) var<storage, read> q: array<f32>;
 @group(0) @binding(1) var<storage, read> k: array<f32>;
@@ -129,10 +134,55 @@ fn main(@builtin(global_invocation_id) gid: vec3u) {
   for (var i = 0u; i < D; i++) { y[qo + i] = acc[i] / sum; }
 }`;
 
-export function attentionGpu(rt: GpuRuntime, q: GpuTensor, k: GpuTensor, v: GpuTensor, S: number, p: AttentionParams, y: GpuTensor): void {
+const ATTENTION_VEC4_WGSL = `
+struct Params { S: u32, H: u32, group: u32, queryStart: u32, scale: f32, qWidth: u32, kvWidth: u32 }
+@group(0) @binding(0) var<storage, read> q: array<vec4f>;
+@group(0) @binding(1) var<storage, read> k: array<vec4f>;
+@group(0) @binding(2) var<storage, read> v: array<vec4f>;
+@group(0) @binding(3) var<storage, read_write> y: array<vec4f>;
+@group(0) @binding(4) var<uniform> p: Params;
+const D4 = {{headDim4}}u;
+@compute @workgroup_size(64)
+fn main(@builtin(global_invocation_id) gid: vec3u) {
+  let idx = gid.x;
+  if (idx >= p.S * p.H) { return; }
+  let h = idx % p.H;
+  let s = idx / p.H;
+  let g = h / p.group;
+  let qo = (s * p.qWidth + h * D4 * 4u) / 4u;
+  let last = p.queryStart + s;
+  var qv: array<vec4f, D4>;
+  var acc: array<vec4f, D4>;
+  for (var i = 0u; i < D4; i++) { qv[i] = q[qo + i] * p.scale; }
+  var m = -3.4e38;
+  var l = 0.0;
+  for (var j = 0u; j <= last; j++) {
+    let ko = (j * p.kvWidth + g * D4 * 4u) / 4u;
+    var score = 0.0;
+    for (var i = 0u; i < D4; i++) { score += dot(qv[i], k[ko + i]); }
+    if (score > m) {
+      let correction = exp(m - score);
+      l *= correction;
+      for (var i = 0u; i < D4; i++) { acc[i] *= correction; }
+      m = score;
+    }
+    let e = exp(score - m);
+    l += e;
+    for (var i = 0u; i < D4; i++) { acc[i] += e * v[ko + i]; }
+  }
+  for (var i = 0u; i < D4; i++) { y[qo + i] = acc[i] / l; }
+}`;
+
+export type AttentionVariant = 'scalar' | 'vec4';
+
+export function attentionGpu(rt: GpuRuntime, q: GpuTensor, k: GpuTensor, v: GpuTensor, S: number, p: AttentionParams, y: GpuTensor, variant?: AttentionVariant): void {
   checkAttention(p, S);
   const d = p.headDim;
-  const pipe = rt.pipeline(`attention/d${d}`, () => fillTemplate(ATTENTION_WGSL, { headDim: d }));
+  const chosen = variant ?? (d % 4 === 0 ? 'vec4' : 'scalar');
+  if (chosen === 'vec4' && d % 4 !== 0) throw new ArgumentError(`attention: the vec4 variant needs a head dimension divisible by 4, got ${d}`);
+  const pipe = chosen === 'vec4'
+    ? rt.pipeline(`attention/vec4/d${d}`, () => fillTemplate(ATTENTION_VEC4_WGSL, { headDim4: d / 4 }))
+    : rt.pipeline(`attention/scalar/d${d}`, () => fillTemplate(ATTENTION_SCALAR_WGSL, { headDim: d }));
   rt.dispatch(pipe, [q.buffer, k.buffer, v.buffer, y.buffer],
     [S, p.numHeads, p.numHeads / p.numKvHeads, p.queryStart, { f32: p.scale }, p.numHeads * d, p.numKvHeads * d], [Math.ceil((S * p.numHeads) / 64)]);
 }

@@ -87,17 +87,42 @@ fn main(@builtin(global_invocation_id) gid: vec3u) {
   y[o + i + p.half] = x2 * c + x1 * sn;
 }`;
 
-export function ropeGpu(rt: GpuRuntime, x: GpuTensor, positions: Int32Array, numHeads: number, headDim: number, invFreq: Float64Array, y: GpuTensor): void {
-  const half = headDim / 2, S = positions.length;
-  const cos = new Float32Array(S * half), sin = new Float32Array(S * half);
-  for (let s = 0; s < S; s++) {
-    for (let i = 0; i < half; i++) {
-      const a = positions[s]! * invFreq[i]!;
-      cos[s * half + i] = Math.cos(a);
-      sin[s * half + i] = Math.sin(a);
+/** cos/sin tables per (positions, frequencies): every layer's q and k rotations of a forward pass share one upload. */
+const ropeTables = new WeakMap<GpuRuntime, Map<string, { cos: GpuTensor; sin: GpuTensor }>>();
+
+function ropeTablesFor(rt: GpuRuntime, positions: Int32Array, invFreq: Float64Array): { cos: GpuTensor; sin: GpuTensor } {
+  let cache = ropeTables.get(rt);
+  if (!cache) ropeTables.set(rt, (cache = new Map()));
+  const contiguous = positions.every((p, i) => p === positions[0]! + i);
+  const key = `${contiguous ? `${positions[0]}+${positions.length}` : positions.join(',')}|${invFreq.join(',')}`;
+  let tables = cache.get(key);
+  if (!tables) {
+    const half = invFreq.length, S = positions.length;
+    const cos = new Float32Array(S * half), sin = new Float32Array(S * half);
+    for (let s = 0; s < S; s++) {
+      for (let i = 0; i < half; i++) {
+        const a = positions[s]! * invFreq[i]!;
+        cos[s * half + i] = Math.cos(a);
+        sin[s * half + i] = Math.sin(a);
+      }
+    }
+    tables = { cos: rt.fromHost([S, half], cos), sin: rt.fromHost([S, half], sin) };
+    cache.set(key, tables);
+    if (cache.size > 16) {
+      const [oldKey, old] = cache.entries().next().value as [string, { cos: GpuTensor; sin: GpuTensor }];
+      cache.delete(oldKey);
+      rt.release(old.cos);
+      rt.release(old.sin);
     }
   }
+  return tables;
+}
+
+export function ropeGpu(rt: GpuRuntime, x: GpuTensor, positions: Int32Array, numHeads: number, headDim: number, invFreq: Float64Array, y: GpuTensor): void {
+  const half = headDim / 2, S = positions.length;
+  if (invFreq.length !== half) throw new ArgumentError(`rope: ${invFreq.length} frequencies for head dimension ${headDim}`);
+  const { cos, sin } = ropeTablesFor(rt, positions, invFreq);
   const pipe = rt.pipeline('rope', () => ROPE_WGSL);
   const { groups, threadsX } = rt.groups1d(S * numHeads * half, 64);
-  rt.dispatch(pipe, [x.buffer, rt.transient(cos), rt.transient(sin), y.buffer], [S, numHeads, headDim, half, threadsX], groups);
+  rt.dispatch(pipe, [x.buffer, cos.buffer, sin.buffer, y.buffer], [S, numHeads, headDim, half, threadsX], groups);
 }

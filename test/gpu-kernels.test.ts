@@ -1,0 +1,222 @@
+/**
+ * Every WGSL kernel variant against its CPU twin on random inputs, at shapes that are not multiples
+ * of the workgroup size (M=1, odd K and N). Each variant's worst max |Δ| and relative RMS error over
+ * the sampled shapes is printed.
+ */
+import fc from 'fast-check';
+import { afterAll, describe, expect, it } from 'vitest';
+import { CpuBackend } from '../src/tensor/cpu-backend.js';
+import type { GpuBackend } from '../src/tensor/gpu/gpu-backend.js';
+import { GpuTensor } from '../src/tensor/gpu/runtime.js';
+import { GpuError } from '../src/tensor/gpu/device.js';
+import type { Activation } from '../src/tensor/kernels/elementwise.js';
+import { type MatmulVariant, matmulGpu, matmulReference, packLinearWeight } from '../src/tensor/kernels/matmul.js';
+import { ropeInvFreq } from '../src/tensor/kernels/rope.js';
+import { attentionGpu } from '../src/tensor/kernels/attention.js';
+import { Tensor } from '../src/tensor/tensor.js';
+import { requireGpu } from './helpers/backends.js';
+import { TOL, compare, randomArray } from './helpers/tolerance.js';
+
+const cpu = new CpuBackend();
+const report = new Map<string, { maxAbs: number; relRms: number; cases: number }>();
+
+function check(name: string, actual: Float32Array, expected: Float32Array, tol = TOL.gpuKernel): void {
+  const c = compare(actual, expected, tol);
+  const r = report.get(name) ?? { maxAbs: 0, relRms: 0, cases: 0 };
+  report.set(name, { maxAbs: Math.max(r.maxAbs, c.maxAbsError), relRms: Math.max(r.relRms, c.relRmsError), cases: r.cases + 1 });
+  if (!c.ok) expect.fail(`${name}: max |Δ| ${c.maxAbsError.toExponential(2)}, rel RMS ${c.relRmsError.toExponential(2)}; first mismatches ${c.mismatches.join('; ')}`);
+}
+
+afterAll(() => {
+  if (report.size === 0) return;
+  const lines = [...report].map(([k, v]) => `  ${k.padEnd(34)} max |Δ| ${v.maxAbs.toExponential(2)}  rel RMS ${v.relRms.toExponential(2)}  (${v.cases} cases)`);
+  console.log(`GPU vs CPU parity (tolerance ${TOL.gpuKernel.atol} + ${TOL.gpuKernel.rtol}·|ref|):\n${lines.join('\n')}`);
+});
+
+const t = (shape: number[], seed: number, scale = 1) => Tensor.from(shape, randomArray(shape.reduce((a, b) => a * b, 1), seed, scale));
+const RUNS = { numRuns: 12 };
+const odd = fc.integer({ min: 1, max: 70 });
+
+async function read(g: GpuBackend, x: unknown): Promise<Float32Array> {
+  return (await g.read(x as GpuTensor)).data;
+}
+
+describe('matmul variants', () => {
+  const packed: MatmulVariant[] = ['blocked4', 'blocked1', 'tiled', 'splitk'];
+  it.each(packed)('%s equals the reference, with and without bias and with the weight split into chunks', async (variant, ...rest) => {
+    const g = await requireGpu(rest[0] as never);
+    await fc.assert(
+      fc.asyncProperty(fc.integer({ min: 1, max: 37 }), odd, odd, fc.boolean(), fc.boolean(), fc.integer(), async (M, K, N, withBias, chunked, seed) => {
+        const x = t([M, K], seed), w = t([N, K], seed + 1), b = t([N], seed + 2);
+        const rt = g.rt;
+        // chunks of 8 columns (K·8·4 bytes) exercise the split path of large LM heads
+        const weight = packLinearWeight(rt, w, chunked ? K * 8 * 4 : undefined);
+        const xg = rt.fromHost([M, K], x.data), bg = rt.fromHost([N], b.data);
+        const y = rt.alloc([M, N]);
+        matmulGpu(rt, xg, weight, withBias ? bg : undefined, y, M, K, N, variant);
+        check(`matmul ${variant}${chunked ? ' (chunked)' : ''}`, await rt.read(y), matmulReference(x.data, w.data, withBias ? b.data : undefined, M, K, N));
+        g.dispose(weight);
+        for (const z of [xg, bg, y]) rt.release(z);
+      }),
+      RUNS,
+    );
+  });
+
+  it('plain (unpacked [N, K] weight made on the GPU) equals the reference', async (ctx) => {
+    const g = await requireGpu(ctx);
+    await fc.assert(
+      fc.asyncProperty(fc.integer({ min: 1, max: 9 }), odd, odd, fc.integer(), async (M, K, N, seed) => {
+        const x = t([M, K], seed), w = t([N, K], seed + 1), b = t([N], seed + 2);
+        check('matmul plain', await read(g, g.matmul(g.upload(x), g.upload(w), g.upload(b))), matmulReference(x.data, w.data, b.data, M, K, N));
+      }),
+      RUNS,
+    );
+  });
+});
+
+describe('elementwise, norms, softmax, rope, attention, gather, copies', () => {
+  it('add / mul (same shape and row broadcast) and scale', async (ctx) => {
+    const g = await requireGpu(ctx);
+    await fc.assert(
+      fc.asyncProperty(odd, odd, fc.boolean(), fc.integer(), async (R, C, broadcast, seed) => {
+        const a = t([R, C], seed), b = broadcast ? t([C], seed + 1) : t([R, C], seed + 1);
+        check('add', await read(g, g.add(g.upload(a), g.upload(b))), cpu.add(a, b).data);
+        check('mul', await read(g, g.mul(g.upload(a), g.upload(b))), cpu.mul(a, b).data);
+        check('scale', await read(g, g.scale(g.upload(a), -1.7)), cpu.scale(a, -1.7).data);
+      }),
+      RUNS,
+    );
+  });
+
+  it.each(['gelu_tanh', 'gelu_erf', 'gelu_quick', 'silu', 'relu'] as Activation[])('activation %s, including large |x|', async (kind, ...rest) => {
+    const g = await requireGpu(rest[0] as never);
+    await fc.assert(
+      fc.asyncProperty(fc.integer({ min: 1, max: 300 }), fc.integer(), async (n, seed) => {
+        const a = t([n], seed, 12);
+        a.data[0] = 80; if (n > 1) a.data[1] = -80;
+        check(`activation ${kind}`, await read(g, g.activation(kind, g.upload(a))), cpu.activation(kind, a).data);
+      }),
+      RUNS,
+    );
+  });
+
+  it('layerNorm (with and without β) and rmsNorm', async (ctx) => {
+    const g = await requireGpu(ctx);
+    await fc.assert(
+      fc.asyncProperty(odd, fc.integer({ min: 2, max: 90 }), fc.integer(), async (R, C, seed) => {
+        const x = t([R, C], seed, 5), gamma = t([C], seed + 1), beta = t([C], seed + 2);
+        check('layerNorm', await read(g, g.layerNorm(g.upload(x), g.upload(gamma), g.upload(beta), 1e-5)), cpu.layerNorm(x, gamma, beta, 1e-5).data);
+        check('layerNorm (no β)', await read(g, g.layerNorm(g.upload(x), g.upload(gamma), undefined, 1e-5)), cpu.layerNorm(x, gamma, undefined, 1e-5).data);
+        check('rmsNorm', await read(g, g.rmsNorm(g.upload(x), g.upload(gamma), 1e-6)), cpu.rmsNorm(x, gamma, 1e-6).data);
+      }),
+      RUNS,
+    );
+  });
+
+  it('softmax, plain and causal with a cache offset', async (ctx) => {
+    const g = await requireGpu(ctx);
+    await fc.assert(
+      fc.asyncProperty(fc.integer({ min: 1, max: 9 }), fc.integer({ min: 0, max: 20 }), fc.integer({ min: 1, max: 3 }), fc.integer(), async (S, past, heads, seed) => {
+        const C = S + past;
+        const x = t([heads * S, C], seed, 30);
+        const mask = { queries: S, queryStart: past };
+        check('softmax', await read(g, g.softmax(g.upload(x))), cpu.softmax(x).data);
+        check('softmax causal', await read(g, g.softmax(g.upload(x), mask)), cpu.softmax(x, mask).data);
+      }),
+      RUNS,
+    );
+  });
+
+  it('rope at arbitrary positions (also past 10k) and head counts', async (ctx) => {
+    const g = await requireGpu(ctx);
+    await fc.assert(
+      fc.asyncProperty(fc.integer({ min: 1, max: 9 }), fc.integer({ min: 1, max: 5 }), fc.integer({ min: 1, max: 17 }), fc.integer({ min: 0, max: 20000 }), fc.integer(), async (S, H, half, start, seed) => {
+        const d = 2 * half;
+        const x = t([S, H * d], seed);
+        const pos = Int32Array.from({ length: S }, (_, i) => start + 3 * i);
+        const inv = ropeInvFreq(d, 10000);
+        check('rope', await read(g, g.rope(g.upload(x), pos, H, d, inv)), cpu.rope(x, pos, H, d, inv).data);
+      }),
+      RUNS,
+    );
+  });
+
+  it('attention with GQA over a partly filled cache', async (ctx) => {
+    const g = await requireGpu(ctx);
+    await fc.assert(
+      fc.asyncProperty(fc.constantFrom([4, 4], [4, 2], [6, 3], [8, 1], [3, 1]), fc.integer({ min: 1, max: 9 }), fc.integer({ min: 0, max: 30 }), fc.constantFrom(1, 4, 8, 13, 64), fc.integer(), async ([H, Hkv], S, past, d, seed) => {
+        const L = past + S;
+        const q = t([S, H * d], seed), k = t([L + 5, Hkv * d], seed + 1), v = t([L + 5, Hkv * d], seed + 2);
+        const p = { numHeads: H, numKvHeads: Hkv, headDim: d, queryStart: past, kvLength: L, scale: 1 / Math.sqrt(d) };
+        const expected = cpu.attention(q, k, v, p).data;
+        check('attention (dispatcher)', await read(g, g.attention(g.upload(q), g.upload(k), g.upload(v), p)), expected);
+        for (const variant of d % 4 === 0 ? (['scalar', 'vec4'] as const) : (['scalar'] as const)) {
+          const y = g.rt.alloc([S, H * d]);
+          attentionGpu(g.rt, g.rt.fromHost(q.shape, q.data), g.rt.fromHost(k.shape, k.data), g.rt.fromHost(v.shape, v.data), S, p, y, variant);
+          check(`attention ${variant}`, await g.rt.read(y), expected);
+        }
+      }),
+      RUNS,
+    );
+  });
+
+  it('embedding gather, also across table chunks', async (ctx) => {
+    const g = await requireGpu(ctx);
+    const chunked = await requireGpu(ctx, { maxWeightChunkBytes: 7 * 13 * 4 });
+    await fc.assert(
+      fc.asyncProperty(fc.array(fc.integer({ min: 0, max: 60 }), { minLength: 1, maxLength: 20 }), fc.integer(), async (ids, seed) => {
+        const table = t([61, 13], seed);
+        const idArr = Int32Array.from(ids);
+        check('embedding', await read(g, g.embedding(g.upload(table, 'embedding'), idArr)), cpu.embedding(table, idArr).data);
+        check('embedding (chunked)', await read(chunked, chunked.embedding(chunked.upload(table, 'embedding'), idArr)), cpu.embedding(table, idArr).data);
+      }),
+      RUNS,
+    );
+  });
+
+  it('writeRows and sliceRows', async (ctx) => {
+    const g = await requireGpu(ctx);
+    await fc.assert(
+      fc.asyncProperty(fc.integer({ min: 1, max: 9 }), fc.integer({ min: 0, max: 9 }), odd, fc.integer(), async (rows, offset, C, seed) => {
+        const src = t([rows, C], seed);
+        const dstG = g.zeros([rows + offset + 2, C]);
+        g.writeRows(dstG, g.upload(src), offset);
+        const dstC = cpu.zeros([rows + offset + 2, C]);
+        cpu.writeRows(dstC, src, offset);
+        check('writeRows', await read(g, dstG), dstC.data);
+        check('sliceRows', await read(g, g.sliceRows(dstG, offset, offset + rows)), src.data);
+      }),
+      RUNS,
+    );
+  });
+});
+
+describe('GPU errors surface, never as silent wrong numbers', () => {
+  it('a validation error in a batch is raised when its result is read', async (ctx) => {
+    const g = await requireGpu(ctx);
+    const rt = g.rt;
+    const a = rt.fromHost([4], new Float32Array([1, 2, 3, 4]));
+    const y = rt.alloc([4]);
+    const destroyed = rt.fromHost([4], new Float32Array(4));
+    destroyed.buffer.destroy();
+    const pipe = rt.pipeline('test/copy', () => `
+@group(0) @binding(0) var<storage, read> a: array<f32>;
+@group(0) @binding(1) var<storage, read_write> y: array<f32>;
+@compute @workgroup_size(4) fn main(@builtin(global_invocation_id) i: vec3u) { y[i.x] = a[i.x]; }`);
+    rt.dispatch(pipe, [destroyed.buffer, y.buffer], [], [1]);
+    await expect(rt.read(y)).rejects.toThrow(GpuError);
+    // the backend keeps working afterwards
+    const ok = await read(g, g.add(g.upload(Tensor.from([4], [1, 2, 3, 4])), g.upload(Tensor.from([4], [1, 1, 1, 1]))));
+    expect(Array.from(ok)).toEqual([2, 3, 4, 5]);
+    rt.release(a);
+  });
+
+  it('shape errors match the CPU backend, and CPU tensors are refused', async (ctx) => {
+    const g = await requireGpu(ctx);
+    expect(() => g.matmul(g.upload(t([2, 3], 1)), g.upload(t([4, 5], 2), 'linear'))).toThrow(/disagree on K/);
+    expect(() => g.add(t([2], 1), t([2], 1))).toThrow(/CPU tensor/);
+    const x = g.upload(t([2], 1));
+    g.dispose(x);
+    await expect(g.read(x)).rejects.toThrow(/disposed/);
+  });
+});

@@ -1,0 +1,53 @@
+/**
+ * Backends for tests. The GPU backend runs on Mesa llvmpipe in CI; when CI=true (or
+ * SPIKELM_REQUIRE_GPU=1) a missing adapter FAILS the GPU tests. Elsewhere they are skipped with a
+ * message saying how to enable them.
+ */
+import type { TestContext } from 'vitest';
+import type { Backend } from '../../src/tensor/backend.js';
+import { CpuBackend } from '../../src/tensor/cpu-backend.js';
+import { GPU_INSTALL_HINT } from '../../src/tensor/gpu/device.js';
+import { GpuBackend, type GpuBackendOptions } from '../../src/tensor/gpu/gpu-backend.js';
+
+export const GPU_REQUIRED = process.env.CI === 'true' || process.env.SPIKELM_REQUIRE_GPU === '1';
+
+let gpuError: string | undefined;
+let warned = false;
+const gpus = new Map<string, Promise<GpuBackend | undefined>>();
+
+/** A GPU backend (one per option set), or undefined when no adapter exists. */
+export function tryGpu(options: GpuBackendOptions = {}): Promise<GpuBackend | undefined> {
+  const key = JSON.stringify(options);
+  let p = gpus.get(key);
+  if (!p) {
+    p = GpuBackend.create(options).catch((err) => {
+      gpuError = (err as Error).message;
+      return undefined;
+    });
+    gpus.set(key, p);
+  }
+  return p;
+}
+
+/** The GPU backend, or: fail (in CI) / skip with instructions (locally) when there is none. */
+export async function requireGpu(ctx: TestContext, options: GpuBackendOptions = {}): Promise<GpuBackend> {
+  const gpu = await tryGpu(options);
+  if (gpu) return gpu;
+  if (GPU_REQUIRED) throw new Error(`GPU tests must run here (CI=true) but no adapter was found: ${gpuError ?? GPU_INSTALL_HINT}`);
+  if (!warned) {
+    console.warn(`GPU tests skipped: ${gpuError ?? GPU_INSTALL_HINT}. Set CI=true to make this a failure.`);
+    warned = true;
+  }
+  ctx.skip();
+  throw new Error('unreachable');
+}
+
+export type BackendName = 'cpu' | 'gpu';
+export const BACKEND_NAMES: readonly BackendName[] = ['cpu', 'gpu'];
+
+const cpu = new CpuBackend();
+
+/** For `describe.each(BACKEND_NAMES)`: the named backend inside a test. */
+export async function backendFor(name: BackendName, ctx: TestContext): Promise<Backend> {
+  return name === 'cpu' ? cpu : requireGpu(ctx);
+}
