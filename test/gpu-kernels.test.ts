@@ -43,20 +43,23 @@ async function read(g: GpuBackend, x: unknown): Promise<Float32Array> {
 
 describe('matmul variants', () => {
   const packed: MatmulVariant[] = ['blocked4', 'blocked1', 'tiled', 'splitk'];
-  it.each(packed)('%s equals the reference, with and without bias and with the weight split into chunks', async (variant, ...rest) => {
+  it.each(packed)('%s equals the reference, with and without bias / residual and with the weight split into chunks', async (variant, ...rest) => {
     const g = await requireGpu(rest[0] as never);
     await fc.assert(
       fc.asyncProperty(fc.integer({ min: 1, max: 37 }), odd, odd, fc.boolean(), fc.boolean(), fc.integer(), async (M, K, N, withBias, chunked, seed) => {
-        const x = t([M, K], seed), w = t([N, K], seed + 1), b = t([N], seed + 2);
+        const x = t([M, K], seed), w = t([N, K], seed + 1), b = t([N], seed + 2), r = t([M, N], seed + 3);
+        const withResidual = seed % 2 === 0;
         const rt = g.rt;
         // chunks of 8 columns (K·8·4 bytes) exercise the split path of large LM heads
         const weight = packLinearWeight(rt, w, chunked ? K * 8 * 4 : undefined);
-        const xg = rt.fromHost([M, K], x.data), bg = rt.fromHost([N], b.data);
+        const xg = rt.fromHost([M, K], x.data), bg = rt.fromHost([N], b.data), rg = rt.fromHost([M, N], r.data);
         const y = rt.alloc([M, N]);
-        matmulGpu(rt, xg, weight, withBias ? bg : undefined, y, M, K, N, variant);
-        check(`matmul ${variant}${chunked ? ' (chunked)' : ''}`, await rt.read(y), matmulReference(x.data, w.data, withBias ? b.data : undefined, M, K, N));
+        matmulGpu(rt, xg, weight, withBias ? bg : undefined, y, M, K, N, variant, withResidual ? rg : undefined);
+        const expected = matmulReference(x.data, w.data, withBias ? b.data : undefined, M, K, N);
+        if (withResidual) for (let i = 0; i < expected.length; i++) expected[i] = expected[i]! + r.data[i]!;
+        check(`matmul ${variant}${chunked ? ' (chunked)' : ''}`, await rt.read(y), expected);
         g.dispose(weight);
-        for (const z of [xg, bg, y]) rt.release(z);
+        for (const z of [xg, bg, rg, y]) rt.release(z);
       }),
       RUNS,
     );

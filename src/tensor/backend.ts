@@ -3,24 +3,31 @@
  * unchanged on the CPU (plain TypeScript, the executable definition of every op) and the GPU (WGSL).
  *
  * Primitive ops (the whole list; everything else is composed from them):
- *   matmul       y = x·wᵀ (+ b)                      x [M,K], w [N,K] (nn.Linear layout), b [N]
+ *   matmul       y = x·wᵀ (+ b) (+ r)                x [M,K], w [N,K] (nn.Linear layout), b [N], residual r [M,N]
  *   add, mul     a ∘ b, b same shape or a row vector [C] broadcast over a's rows
  *   scale        a · s
  *   activation   gelu_tanh | gelu_erf | gelu_quick | silu | relu
+ *   gatedActivation  act(x[:, :C]) · x[:, C:] over a fused [gate | up] tensor [R, 2C]
  *   embedding    rows of a table [V,D] gathered by token ids
  *   layerNorm    (x − μ)/√(σ² + ε)·γ + β over the last dim
  *   rmsNorm      x/√(mean x² + ε)·γ over the last dim
  *   softmax      rows of [R,C], optionally with a causal mask
  *   rope         rotate-half rotary embedding at given positions
  *   attention    causal scaled-dot-product attention with grouped KV heads over a KV cache
+ *   qkvToCache   split a fused q|k|v projection: q rotated (RoPE) returned, k rotated and v written
+ *                into the cache rows in place
  *   writeRows    copy rows into a larger tensor in place (KV-cache append)
  *   sliceRows    rows [start, end) of a matrix
+ *
+ * The fused ops (matmul's residual, gatedActivation, qkvToCache) each equal a composite of the others;
+ * tests assert it. They exist because a GPU pays per dispatch.
  *
  * Tensors handed out by a backend are opaque handles (`BTensor`); `read` brings one back to the host.
  * Ops are issued eagerly in program order; a GPU backend may queue them and only wait in `read`.
  */
 import type { Activation } from './kernels/elementwise.js';
 import type { AttentionParams } from './kernels/attention.js';
+import type { QkvLayout } from './kernels/qkv.js';
 import type { CausalMask } from './kernels/softmax.js';
 import type { Shape, Tensor } from './tensor.js';
 
@@ -45,17 +52,19 @@ export interface Backend {
   /** Run fn; every tensor it creates that is not part of its result is disposed afterwards. */
   tidy<T>(fn: () => T): T;
 
-  matmul(x: BTensor, w: BTensor, bias?: BTensor): BTensor;
+  matmul(x: BTensor, w: BTensor, bias?: BTensor, residual?: BTensor): BTensor;
   add(a: BTensor, b: BTensor): BTensor;
   mul(a: BTensor, b: BTensor): BTensor;
   scale(a: BTensor, s: number): BTensor;
   activation(kind: Activation, x: BTensor): BTensor;
+  gatedActivation(kind: Activation, x: BTensor): BTensor;
   embedding(table: BTensor, ids: Int32Array): BTensor;
   layerNorm(x: BTensor, gamma: BTensor, beta: BTensor | undefined, eps: number): BTensor;
   rmsNorm(x: BTensor, gamma: BTensor, eps: number): BTensor;
   softmax(x: BTensor, mask?: CausalMask): BTensor;
   rope(x: BTensor, positions: Int32Array, numHeads: number, headDim: number, invFreq: Float64Array): BTensor;
   attention(q: BTensor, k: BTensor, v: BTensor, params: AttentionParams): BTensor;
+  qkvToCache(qkv: BTensor, kCache: BTensor, vCache: BTensor, layout: QkvLayout): BTensor;
   writeRows(dst: BTensor, src: BTensor, rowOffset: number): void;
   sliceRows(x: BTensor, start: number, end: number): BTensor;
 }

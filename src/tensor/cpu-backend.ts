@@ -4,7 +4,8 @@
  */
 import { ShapeError } from '../errors.js';
 import type { Backend, BTensor, WeightRole } from './backend.js';
-import { type Activation, activationCpu, binaryCpu, scaleCpu } from './kernels/elementwise.js';
+import { type Activation, activationCpu, binaryCpu, gatedActivationCpu, scaleCpu } from './kernels/elementwise.js';
+import { type QkvLayout, qkvToCacheCpu } from './kernels/qkv.js';
 import { type AttentionParams, attentionCpu } from './kernels/attention.js';
 import { embeddingCpu } from './kernels/embedding.js';
 import { matmulCpu } from './kernels/matmul.js';
@@ -12,7 +13,7 @@ import { layerNormCpu, rmsNormCpu } from './kernels/norm.js';
 import { ropeCpu } from './kernels/rope.js';
 import { type CausalMask, softmaxCpu } from './kernels/softmax.js';
 import { threadCount } from './threads.js';
-import { attentionDims, binaryBroadcast, checkVector, embeddingDims, matmulDims, ropeCheck, writeRowsCheck } from './shapes.js';
+import { attentionDims, binaryBroadcast, checkVector, embeddingDims, gatedDims, matmulDims, qkvCheck, ropeCheck, writeRowsCheck } from './shapes.js';
 import { type Shape, Tensor } from './tensor.js';
 
 function host(t: BTensor): Tensor {
@@ -62,11 +63,11 @@ export class CpuBackend implements Backend {
     return fn();
   }
 
-  matmul(xIn: BTensor, wIn: BTensor, biasIn?: BTensor): Tensor {
-    const x = host(xIn), w = host(wIn), bias = biasIn ? host(biasIn) : undefined;
-    const { M, K, N } = matmulDims(x, w, bias);
+  matmul(xIn: BTensor, wIn: BTensor, biasIn?: BTensor, residualIn?: BTensor): Tensor {
+    const x = host(xIn), w = host(wIn), bias = biasIn ? host(biasIn) : undefined, residual = residualIn ? host(residualIn) : undefined;
+    const { M, K, N } = matmulDims(x, w, bias, residual);
     const y = new Tensor([...x.shape.slice(0, -1), N]);
-    matmulCpu(x.data, w.data, bias?.data, y.data, M, K, N);
+    matmulCpu(x.data, w.data, bias?.data, y.data, M, K, N, residual?.data);
     return y;
   }
 
@@ -97,6 +98,14 @@ export class CpuBackend implements Backend {
     const x = host(xIn);
     const out = new Tensor(x.shape);
     activationCpu(kind, x.data, out.data);
+    return out;
+  }
+
+  gatedActivation(kind: Activation, xIn: BTensor): Tensor {
+    const x = host(xIn);
+    const { R, C } = gatedDims(x);
+    const out = new Tensor([...x.shape.slice(0, -1), C]);
+    gatedActivationCpu(kind, x.data, R, C, out.data);
     return out;
   }
 
@@ -146,6 +155,14 @@ export class CpuBackend implements Backend {
     const out = new Tensor(q.shape);
     attentionCpu(q.data, k.data, v.data, S, params, out.data);
     return out;
+  }
+
+  qkvToCache(qkvIn: BTensor, kIn: BTensor, vIn: BTensor, layout: QkvLayout): Tensor {
+    const qkv = host(qkvIn), k = host(kIn), v = host(vIn);
+    const { S, qWidth } = qkvCheck(qkv, k, v, layout);
+    const q = new Tensor([S, qWidth]);
+    qkvToCacheCpu(qkv.data, S, layout, q.data, k.data, v.data);
+    return q;
   }
 
   writeRows(dstIn: BTensor, srcIn: BTensor, rowOffset: number): void {

@@ -5,6 +5,7 @@
 import { ShapeError } from '../errors.js';
 import type { BTensor } from './backend.js';
 import type { AttentionParams } from './kernels/attention.js';
+import { type QkvLayout, qkvWidths } from './kernels/qkv.js';
 import { numel, shapeToString } from './tensor.js';
 
 const cols = (t: BTensor): number => (t.shape.length === 0 ? 1 : t.shape[t.shape.length - 1]!);
@@ -13,12 +14,13 @@ const rows = (t: BTensor): number => {
   return c === 0 ? 0 : numel(t.shape) / c;
 };
 
-export function matmulDims(x: BTensor, w: BTensor, bias?: BTensor): { M: number; K: number; N: number } {
+export function matmulDims(x: BTensor, w: BTensor, bias?: BTensor, residual?: BTensor): { M: number; K: number; N: number } {
   const K = cols(x), M = rows(x);
   if (w.shape.length !== 2) throw new ShapeError(`matmul: weight must be [out, in], got ${shapeToString(w.shape)}`);
   const [N, wK] = w.shape as [number, number];
   if (wK !== K) throw new ShapeError(`matmul: x ${shapeToString(x.shape)} and weight ${shapeToString(w.shape)} disagree on K (weights are [out, in])`);
   if (bias && (bias.shape.length !== 1 || bias.shape[0] !== N)) throw new ShapeError(`matmul: bias ${shapeToString(bias.shape)} must be [${N}]`);
+  if (residual && (cols(residual) !== N || rows(residual) !== M)) throw new ShapeError(`matmul: residual ${shapeToString(residual.shape)} must be [${M}, ${N}]`);
   return { M, K, N };
 }
 
@@ -63,4 +65,22 @@ export function ropeCheck(x: BTensor, positions: Int32Array, numHeads: number, h
     throw new ShapeError(`rope: x ${shapeToString(x.shape)} is not [${positions.length}, ${numHeads}·${headDim}]`);
   }
   if (headDim % 2 !== 0) throw new ShapeError(`rope: head dimension ${headDim} must be even`);
+}
+
+export function gatedDims(x: BTensor): { R: number; C: number } {
+  const c2 = cols(x);
+  if (c2 % 2 !== 0) throw new ShapeError(`gatedActivation: x ${shapeToString(x.shape)} must be [rows, 2·C] (gate | up)`);
+  return { R: rows(x), C: c2 / 2 };
+}
+
+export function qkvCheck(qkv: BTensor, kCache: BTensor, vCache: BTensor, l: QkvLayout): { S: number; qWidth: number } {
+  const { qWidth, kvWidth, total } = qkvWidths(l);
+  const S = rows(qkv);
+  if (cols(qkv) !== total) throw new ShapeError(`qkvToCache: qkv ${shapeToString(qkv.shape)} is not [S, ${qWidth} + 2·${kvWidth}]`);
+  if (l.positions.length !== S) throw new ShapeError(`qkvToCache: ${l.positions.length} positions for ${S} rows`);
+  if (l.invFreq && l.headDim % 2 !== 0) throw new ShapeError(`qkvToCache: head dimension ${l.headDim} must be even for rotary positions`);
+  for (const [name, c] of [['k', kCache], ['v', vCache]] as const) {
+    if (cols(c) !== kvWidth || rows(c) < l.rowOffset + S) throw new ShapeError(`qkvToCache: ${name} cache ${shapeToString(c.shape)} cannot take ${S} rows of ${kvWidth} at row ${l.rowOffset}`);
+  }
+  return { S, qWidth };
 }

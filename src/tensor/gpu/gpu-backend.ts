@@ -6,7 +6,8 @@
  */
 import { ShapeError } from '../../errors.js';
 import type { Backend, BTensor, WeightRole } from '../backend.js';
-import { type Activation, activationGpu, binaryGpu, scaleGpu } from '../kernels/elementwise.js';
+import { type Activation, activationGpu, binaryGpu, gatedActivationGpu, scaleGpu } from '../kernels/elementwise.js';
+import { type QkvLayout, qkvToCacheGpu } from '../kernels/qkv.js';
 import { type AttentionParams, attentionGpu } from '../kernels/attention.js';
 import { copyGpu } from '../kernels/copy.js';
 import { GpuEmbeddingTable, embeddingGpu, packEmbeddingTable } from '../kernels/embedding.js';
@@ -14,7 +15,7 @@ import { GpuLinearWeight, type MatmulVariant, matmulGpu, packLinearWeight } from
 import { layerNormGpu, rmsNormGpu } from '../kernels/norm.js';
 import { ropeGpu } from '../kernels/rope.js';
 import { type CausalMask, softmaxGpu } from '../kernels/softmax.js';
-import { attentionDims, binaryBroadcast, checkVector, embeddingDims, matmulDims, ropeCheck, sliceRowsCheck, writeRowsCheck } from '../shapes.js';
+import { attentionDims, binaryBroadcast, checkVector, embeddingDims, gatedDims, matmulDims, qkvCheck, ropeCheck, sliceRowsCheck, writeRowsCheck } from '../shapes.js';
 import { type Shape, Tensor, shapeToString } from '../tensor.js';
 import { type GpuContext, acquireGpu } from './device.js';
 import { GpuRuntime, GpuTensor } from './runtime.js';
@@ -99,13 +100,14 @@ export class GpuBackend implements Backend {
     return this.rt.tidy(fn);
   }
 
-  matmul(xIn: BTensor, w: BTensor, biasIn?: BTensor): GpuTensor {
+  matmul(xIn: BTensor, w: BTensor, biasIn?: BTensor, residualIn?: BTensor): GpuTensor {
     const x = this.dense(xIn, 'matmul x');
     const bias = biasIn ? this.dense(biasIn, 'matmul bias') : undefined;
-    const { M, K, N } = matmulDims(x, w, bias);
+    const residual = residualIn ? this.dense(residualIn, 'matmul residual') : undefined;
+    const { M, K, N } = matmulDims(x, w, bias, residual);
     const weight = w instanceof GpuLinearWeight ? w : this.dense(w, 'matmul weight');
     const y = this.rt.alloc([...x.shape.slice(0, -1), N]);
-    matmulGpu(this.rt, x, weight, bias, y, M, K, N, this.options.matmulVariant);
+    matmulGpu(this.rt, x, weight, bias, y, M, K, N, this.options.matmulVariant, residual);
     return y;
   }
 
@@ -136,6 +138,14 @@ export class GpuBackend implements Backend {
     const x = this.dense(xIn, kind);
     const y = this.rt.alloc(x.shape);
     activationGpu(this.rt, kind, x, y);
+    return y;
+  }
+
+  gatedActivation(kind: Activation, xIn: BTensor): GpuTensor {
+    const x = this.dense(xIn, `gated ${kind}`);
+    const { R, C } = gatedDims(x);
+    const y = this.rt.alloc([...x.shape.slice(0, -1), C]);
+    gatedActivationGpu(this.rt, kind, x, R, C, y);
     return y;
   }
 
@@ -188,6 +198,14 @@ export class GpuBackend implements Backend {
     const y = this.rt.alloc(q.shape);
     attentionGpu(this.rt, q, k, v, S, params, y);
     return y;
+  }
+
+  qkvToCache(qkvIn: BTensor, kIn: BTensor, vIn: BTensor, layout: QkvLayout): GpuTensor {
+    const qkv = this.dense(qkvIn, 'qkvToCache'), k = this.dense(kIn, 'qkvToCache k cache'), v = this.dense(vIn, 'qkvToCache v cache');
+    const { S, qWidth } = qkvCheck(qkv, k, v, layout);
+    const q = this.rt.alloc([S, qWidth]);
+    qkvToCacheGpu(this.rt, qkv, S, layout, q, k, v);
+    return q;
   }
 
   writeRows(dstIn: BTensor, srcIn: BTensor, rowOffset: number): void {

@@ -1,6 +1,7 @@
 /**
  * Elementwise kernels: add / mul (same shape, or a [C] vector broadcast over the rows of [R, C]),
- * scale, and the activations GELU (tanh form `gelu_new` and exact erf form), SiLU and ReLU.
+ * scale, the activations GELU (tanh form `gelu_new`, exact erf form, quick), SiLU and ReLU, and the
+ * gated activation act(gate)·up over a fused [gate | up] tensor. Each has its WGSL twin below.
  */
 import { ShapeError } from '../../errors.js';
 import { type GpuRuntime, type GpuTensor, fillTemplate } from '../gpu/runtime.js';
@@ -59,6 +60,19 @@ export const ACTIVATIONS: Readonly<Record<Activation, (x: number) => number>> = 
 export function activationCpu(kind: Activation, a: Float32Array, out: Float32Array): void {
   const f = ACTIVATIONS[kind];
   for (let i = 0; i < a.length; i++) out[i] = f(a[i]!);
+}
+
+/**
+ * Gated activation over a fused [gate | up] product x: [R, 2C] → out [R, C],
+ *   out[r, c] = act(x[r, c]) · x[r, C + c]          (SwiGLU when act = silu)
+ * The fused form saves a matmul and a pass; `binaryCpu('mul', act(gate), up)` is its composite.
+ */
+export function gatedActivationCpu(kind: Activation, x: Float32Array, R: number, C: number, out: Float32Array): void {
+  const f = ACTIVATIONS[kind];
+  for (let r = 0; r < R; r++) {
+    const o = r * 2 * C;
+    for (let c = 0; c < C; c++) out[r * C + c] = f(x[o + c]!) * x[o + C + c]!;
+  }
 }
 
 /**
@@ -121,6 +135,28 @@ fn main(@builtin(global_invocation_id) gid: vec3u) {
   let v = a[i];
   y[i] = {{expr}};
 }`;
+
+const GATED_WGSL = `
+struct Params { R: u32, C: u32, threadsX: u32 }
+@group(0) @binding(0) var<storage, read> x: array<f32>;
+@group(0) @binding(1) var<storage, read_write> y: array<f32>;
+@group(0) @binding(2) var<uniform> p: Params;
+${ERF_WGSL}
+@compute @workgroup_size(64)
+fn main(@builtin(global_invocation_id) gid: vec3u) {
+  let i = gid.y * p.threadsX + gid.x;
+  if (i >= p.R * p.C) { return; }
+  let r = i / p.C;
+  let c = i % p.C;
+  let v = x[r * 2u * p.C + c];
+  y[i] = ({{expr}}) * x[r * 2u * p.C + p.C + c];
+}`;
+
+export function gatedActivationGpu(rt: GpuRuntime, kind: Activation, x: GpuTensor, R: number, C: number, y: GpuTensor): void {
+  const pipe = rt.pipeline(`gated/${kind}`, () => fillTemplate(GATED_WGSL, { expr: ACTIVATION_WGSL[kind] }));
+  const { groups, threadsX } = rt.groups1d(R * C, 64);
+  rt.dispatch(pipe, [x.buffer, y.buffer], [R, C, threadsX], groups);
+}
 
 export function binaryGpu(rt: GpuRuntime, op: BinaryOp, a: GpuTensor, b: GpuTensor, y: GpuTensor): void {
   const pipe = rt.pipeline(`binary/${op}`, () => fillTemplate(BINARY_WGSL, { op: op === 'add' ? '+' : '*' }));

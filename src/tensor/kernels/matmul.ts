@@ -95,13 +95,15 @@ export function matmulBlocked(
   }
 }
 
-/** Dispatcher: y (allocated by the caller, length M·N) = x·wᵀ + bias. */
-export function matmulCpu(x: Float32Array, w: Float32Array, bias: Float32Array | undefined, y: Float32Array, M: number, K: number, N: number): void {
+/** Dispatcher: y (allocated by the caller, length M·N) = x·wᵀ + bias (+ residual, fused add). */
+export function matmulCpu(x: Float32Array, w: Float32Array, bias: Float32Array | undefined, y: Float32Array, M: number, K: number, N: number, residual?: Float32Array): void {
   if (x.length !== M * K) throw new ShapeError(`matmul: x has ${x.length} elements, expected M·K = ${M}·${K}`);
   if (w.length !== N * K) throw new ShapeError(`matmul: weight has ${w.length} elements, expected N·K = ${N}·${K}`);
   if (bias && bias.length !== N) throw new ShapeError(`matmul: bias has ${bias.length} elements, expected N = ${N}`);
   if (y.length !== M * N) throw new ShapeError(`matmul: output has ${y.length} elements, expected M·N = ${M}·${N}`);
+  if (residual && residual.length !== M * N) throw new ShapeError(`matmul: residual has ${residual.length} elements, expected M·N = ${M}·${N}`);
   if (!parallelMatmul(x, w, bias ?? null, y, M, K, N)) matmulBlocked(x, w, bias ?? null, y, M, K, N, 0, N);
+  if (residual) for (let i = 0; i < y.length; i++) y[i] = y[i]! + residual[i]!;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -145,12 +147,13 @@ export function packLinearWeight(rt: GpuRuntime, w: Tensor, maxBytes = rt.maxBin
 }
 
 const BLOCKED_WGSL = `
-struct Params { M: u32, K: u32, N: u32, nPad4: u32, nValid: u32, colOffset: u32, hasBias: u32, rowBlocks: u32, threadsX: u32 }
+struct Params { M: u32, K: u32, N: u32, nPad4: u32, nValid: u32, colOffset: u32, hasBias: u32, rowBlocks: u32, threadsX: u32, hasResidual: u32 }
 @group(0) @binding(0) var<storage, read> x: array<f32>;
 @group(0) @binding(1) var<storage, read> w: array<vec4f>;
 @group(0) @binding(2) var<storage, read> bias: array<f32>;
 @group(0) @binding(3) var<storage, read_write> y: array<f32>;
-@group(0) @binding(4) var<uniform> p: Params;
+@group(0) @binding(4) var<storage, read> residual: array<f32>;
+@group(0) @binding(5) var<uniform> p: Params;
 @compute @workgroup_size(64)
 fn main(@builtin(global_invocation_id) gid: vec3u) {
   let idx = gid.y * p.threadsX + gid.x;
@@ -182,6 +185,7 @@ fn store(m: u32, c4: u32, acc: vec4f) {
     if (n < p.nValid) {
       var v = acc[j];
       if (p.hasBias != 0u) { v += bias[p.colOffset + n]; }
+      if (p.hasResidual != 0u) { v += residual[m * p.N + p.colOffset + n]; }
       y[m * p.N + p.colOffset + n] = v;
     }
   }
@@ -189,12 +193,13 @@ fn store(m: u32, c4: u32, acc: vec4f) {
 }
 
 const TILED_WGSL = `
-struct Params { M: u32, K: u32, N: u32, nPad: u32, nValid: u32, colOffset: u32, hasBias: u32 }
+struct Params { M: u32, K: u32, N: u32, nPad: u32, nValid: u32, colOffset: u32, hasBias: u32, hasResidual: u32 }
 @group(0) @binding(0) var<storage, read> x: array<f32>;
 @group(0) @binding(1) var<storage, read> w: array<f32>;
 @group(0) @binding(2) var<storage, read> bias: array<f32>;
 @group(0) @binding(3) var<storage, read_write> y: array<f32>;
-@group(0) @binding(4) var<uniform> p: Params;
+@group(0) @binding(4) var<storage, read> residual: array<f32>;
+@group(0) @binding(5) var<uniform> p: Params;
 var<workgroup> xs: array<f32, 256>;
 var<workgroup> ws: array<f32, 256>;
 @compute @workgroup_size(16, 16)
@@ -215,17 +220,19 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_id) lid: ve
   }
   if (m < p.M && n < p.nValid) {
     if (p.hasBias != 0u) { acc += bias[p.colOffset + n]; }
+    if (p.hasResidual != 0u) { acc += residual[m * p.N + p.colOffset + n]; }
     y[m * p.N + p.colOffset + n] = acc;
   }
 }`;
 
 const SPLITK_WGSL = `
-struct Params { M: u32, K: u32, N: u32, nPad4: u32, nValid: u32, colOffset: u32, hasBias: u32 }
+struct Params { M: u32, K: u32, N: u32, nPad4: u32, nValid: u32, colOffset: u32, hasBias: u32, hasResidual: u32 }
 @group(0) @binding(0) var<storage, read> x: array<f32>;
 @group(0) @binding(1) var<storage, read> w: array<vec4f>;
 @group(0) @binding(2) var<storage, read> bias: array<f32>;
 @group(0) @binding(3) var<storage, read_write> y: array<f32>;
-@group(0) @binding(4) var<uniform> p: Params;
+@group(0) @binding(4) var<storage, read> residual: array<f32>;
+@group(0) @binding(5) var<uniform> p: Params;
 var<workgroup> partial: array<vec4f, 256>;
 @compute @workgroup_size(16, 16)
 fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_id) lid: vec3u) {
@@ -248,6 +255,7 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_id) lid: ve
       if (n < p.nValid) {
         var v = total[j];
         if (p.hasBias != 0u) { v += bias[p.colOffset + n]; }
+        if (p.hasResidual != 0u) { v += residual[m * p.N + p.colOffset + n]; }
         y[m * p.N + p.colOffset + n] = v;
       }
     }
@@ -255,12 +263,13 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_id) lid: ve
 }`;
 
 const PLAIN_WGSL = `
-struct Params { M: u32, K: u32, N: u32, hasBias: u32, threadsX: u32 }
+struct Params { M: u32, K: u32, N: u32, hasBias: u32, threadsX: u32, hasResidual: u32 }
 @group(0) @binding(0) var<storage, read> x: array<f32>;
 @group(0) @binding(1) var<storage, read> w: array<f32>;
 @group(0) @binding(2) var<storage, read> bias: array<f32>;
 @group(0) @binding(3) var<storage, read_write> y: array<f32>;
-@group(0) @binding(4) var<uniform> p: Params;
+@group(0) @binding(4) var<storage, read> residual: array<f32>;
+@group(0) @binding(5) var<uniform> p: Params;
 @compute @workgroup_size(64)
 fn main(@builtin(global_invocation_id) gid: vec3u) {
   let idx = gid.y * p.threadsX + gid.x;
@@ -270,6 +279,7 @@ fn main(@builtin(global_invocation_id) gid: vec3u) {
   var acc = 0.0;
   for (var k = 0u; k < p.K; k++) { acc += x[m * p.K + k] * w[n * p.K + k]; }
   if (p.hasBias != 0u) { acc += bias[n]; }
+  if (p.hasResidual != 0u) { acc += residual[idx]; }
   y[idx] = acc;
 }`;
 
@@ -280,32 +290,33 @@ export function chooseMatmulVariant(rt: GpuRuntime, M: number): MatmulVariant {
   return M <= 4 ? 'splitk' : 'tiled';
 }
 
-/** y [M, N] = x [M, K] · wᵀ + bias on the GPU. */
-export function matmulGpu(rt: GpuRuntime, x: GpuTensor, w: GpuLinearWeight | GpuTensor, bias: GpuTensor | undefined, y: GpuTensor, M: number, K: number, N: number, variant?: MatmulVariant): void {
+/** y [M, N] = x [M, K] · wᵀ + bias (+ residual [M, N]) on the GPU. */
+export function matmulGpu(rt: GpuRuntime, x: GpuTensor, w: GpuLinearWeight | GpuTensor, bias: GpuTensor | undefined, y: GpuTensor, M: number, K: number, N: number, variant?: MatmulVariant, residual?: GpuTensor): void {
   const biasBuffer = (bias ?? x).buffer; // any buffer will do when hasBias = 0
-  const hasBias = bias ? 1 : 0;
+  const residualBuffer = (residual ?? x).buffer;
+  const hasBias = bias ? 1 : 0, hasResidual = residual ? 1 : 0;
   if (w instanceof GpuTensor) {
     const pipe = rt.pipeline('matmul/plain', () => PLAIN_WGSL);
     const { groups, threadsX } = rt.groups1d(M * N, 64);
-    rt.dispatch(pipe, [x.buffer, w.buffer, biasBuffer, y.buffer], [M, K, N, hasBias, threadsX], groups);
+    rt.dispatch(pipe, [x.buffer, w.buffer, biasBuffer, y.buffer, residualBuffer], [M, K, N, hasBias, threadsX, hasResidual], groups);
     return;
   }
   const v = variant ?? chooseMatmulVariant(rt, M);
   for (const c of w.chunks) {
     const nValid = c.n1 - c.n0, nPad4 = c.nPad / 4;
-    const buffers = [x.buffer, c.buffer, biasBuffer, y.buffer];
+    const buffers = [x.buffer, c.buffer, biasBuffer, y.buffer, residualBuffer];
     if (v === 'blocked4' || v === 'blocked1') {
       const rows = v === 'blocked4' ? 4 : 1;
       const rowBlocks = Math.ceil(M / rows);
       const pipe = rt.pipeline(`matmul/${v}`, () => blockedSource(rows));
       const { groups, threadsX } = rt.groups1d(rowBlocks * nPad4, 64);
-      rt.dispatch(pipe, buffers, [M, K, N, nPad4, nValid, c.n0, hasBias, rowBlocks, threadsX], groups);
+      rt.dispatch(pipe, buffers, [M, K, N, nPad4, nValid, c.n0, hasBias, rowBlocks, threadsX, hasResidual], groups);
     } else if (v === 'tiled') {
       const pipe = rt.pipeline('matmul/tiled', () => TILED_WGSL);
-      rt.dispatch(pipe, buffers, [M, K, N, c.nPad, nValid, c.n0, hasBias], [Math.ceil(c.nPad / 16), Math.ceil(M / 16)]);
+      rt.dispatch(pipe, buffers, [M, K, N, c.nPad, nValid, c.n0, hasBias, hasResidual], [Math.ceil(c.nPad / 16), Math.ceil(M / 16)]);
     } else if (v === 'splitk') {
       const pipe = rt.pipeline('matmul/splitk', () => SPLITK_WGSL);
-      rt.dispatch(pipe, buffers, [M, K, N, nPad4, nValid, c.n0, hasBias], [Math.ceil(nPad4 / 16), M]);
+      rt.dispatch(pipe, buffers, [M, K, N, nPad4, nValid, c.n0, hasBias, hasResidual], [Math.ceil(nPad4 / 16), M]);
     } else {
       throw new GpuError(`matmul: variant "${v}" needs an unpacked weight`);
     }

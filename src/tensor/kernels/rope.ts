@@ -90,7 +90,7 @@ fn main(@builtin(global_invocation_id) gid: vec3u) {
 /** cos/sin tables per (positions, frequencies): every layer's q and k rotations of a forward pass share one upload. */
 const ropeTables = new WeakMap<GpuRuntime, Map<string, { cos: GpuTensor; sin: GpuTensor }>>();
 
-function ropeTablesFor(rt: GpuRuntime, positions: Int32Array, invFreq: Float64Array): { cos: GpuTensor; sin: GpuTensor } {
+export function ropeTablesFor(rt: GpuRuntime, positions: Int32Array, invFreq: Float64Array): { cos: GpuTensor; sin: GpuTensor } {
   let cache = ropeTables.get(rt);
   if (!cache) ropeTables.set(rt, (cache = new Map()));
   const contiguous = positions.every((p, i) => p === positions[0]! + i);
