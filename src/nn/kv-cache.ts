@@ -1,7 +1,9 @@
 /**
  * Per-layer key/value cache for incremental decoding, held on the model's backend.
- * keys[l], values[l]: [capacity, Hkv·d]; rows 0 … length−1 are valid. A forward pass writes its new
- * rows at `length` in every layer, then `advance(S)` commits them. Capacity grows by doubling.
+ * keys[l], values[l]: [steps·capacity, Hkv·d] — one block of `capacity` rows per time step (the ANN
+ * has one step; a spiking model keeps every past token's decoded key and value at every step).
+ * Rows 0 … length−1 of each block are valid. A forward pass writes its new rows at `length` in
+ * every layer, then `advance(S)` commits them. Capacity grows by doubling.
  */
 import { ArgumentError } from '../errors.js';
 import type { Backend, BTensor } from '../tensor/backend.js';
@@ -19,6 +21,8 @@ export class KvCache {
     /** Hard limit: positions the model can address (max_position_embeddings). */
     readonly maxLength: number,
     initialCapacity = 64,
+    /** Time steps per token (blocks per layer). */
+    readonly steps = 1,
   ) {
     this.allocate(Math.min(initialCapacity, maxLength));
   }
@@ -76,10 +80,13 @@ export class KvCache {
 
   private allocate(cap: number): void {
     const b = this.backend;
+    const oldCap = this.cap;
     const grow = (old: BTensor | undefined): BTensor => {
-      const t = b.zeros([cap, this.kvWidth]);
+      const t = b.zeros([this.steps * cap, this.kvWidth]);
       if (old && this.length > 0) {
-        b.tidy(() => b.writeRows(t, b.sliceRows(old, 0, this.length), 0));
+        for (let s = 0; s < this.steps; s++) {
+          b.tidy(() => b.writeRows(t, b.sliceRows(old, s * oldCap, s * oldCap + this.length), s * cap));
+        }
       }
       if (old) b.dispose(old);
       return t;

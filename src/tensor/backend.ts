@@ -17,6 +17,11 @@
  *   qkvToCache   split a fused q|k|v projection: q rotated (RoPE) returned, k rotated and v written
  *                into the cache rows in place
  *   writeRows    copy rows into a larger tensor in place (KV-cache append)
+ * and over the time axis of time-major [T·R, C] tensors (the spiking model's operands):
+ *   neuronRun    integrate-and-fire dynamics; integer spike counts out, membrane state in/out
+ *   timeMean     running mean (or sum) over time: the decoded value at every step
+ *   timeDelta    per-step output whose running mean (or sum) is a given sequence
+ *   sumAbsInto   add each step's Σ|x| to consecutive slots of a statistics vector (spike counts)
  *   sliceRows    rows [start, end) of a matrix
  *
  * The fused ops (matmul's residual, gatedActivation, qkvToCache) each equal a composite of the others;
@@ -27,7 +32,9 @@
  */
 import type { Activation } from './kernels/elementwise.js';
 import type { AttentionParams } from './kernels/attention.js';
+import type { NeuronConfig } from './kernels/neuron.js';
 import type { QkvLayout } from './kernels/qkv.js';
+import type { TimeDomain } from './kernels/temporal.js';
 import type { CausalMask } from './kernels/softmax.js';
 import type { Shape, Tensor } from './tensor.js';
 
@@ -65,8 +72,27 @@ export interface Backend {
   rope(x: BTensor, positions: Int32Array, numHeads: number, headDim: number, invFreq: Float64Array): BTensor;
   attention(q: BTensor, k: BTensor, v: BTensor, params: AttentionParams): BTensor;
   qkvToCache(qkv: BTensor, kCache: BTensor, vCache: BTensor, layout: QkvLayout): BTensor;
+  neuronRun(x: BTensor, steps: number, thresholds: DeviceThresholds, cfg: NeuronConfig, state?: TimeState): BTensor;
+  timeMean(x: BTensor, steps: number, domain: TimeDomain, state?: TimeState): BTensor;
+  timeDelta(f: BTensor, steps: number, domain: TimeDomain, state?: TimeState): BTensor;
+  sumAbsInto(x: BTensor, steps: number, stats: BTensor, offset: number): void;
   writeRows(dst: BTensor, src: BTensor, rowOffset: number): void;
   sliceRows(x: BTensor, start: number, end: number): BTensor;
+}
+
+/** Per-channel thresholds θ [C] and their float32 reciprocals, uploaded once. */
+export interface DeviceThresholds {
+  readonly theta: BTensor;
+  readonly invTheta: BTensor;
+}
+
+/**
+ * State carried between chunks of a time loop (single-step execution): a [R, C] tensor updated in
+ * place, and `t0`, the number of steps already taken (0 = start fresh, ignoring the tensor's contents).
+ */
+export interface TimeState {
+  readonly tensor: BTensor;
+  readonly t0: number;
 }
 
 export function rowsOf(t: BTensor): number {

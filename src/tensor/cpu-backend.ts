@@ -3,7 +3,9 @@
  * executable definition the GPU kernels are tested against. Handles are host Tensors.
  */
 import { ShapeError } from '../errors.js';
-import type { Backend, BTensor, WeightRole } from './backend.js';
+import type { Backend, BTensor, DeviceThresholds, TimeState, WeightRole } from './backend.js';
+import { type NeuronConfig, neuronRunCpu } from './kernels/neuron.js';
+import { type TimeDomain, sumAbsCpu, timeDeltaCpu, timeMeanCpu } from './kernels/temporal.js';
 import { type Activation, activationCpu, binaryCpu, gatedActivationCpu, scaleCpu } from './kernels/elementwise.js';
 import { type QkvLayout, qkvToCacheCpu } from './kernels/qkv.js';
 import { type AttentionParams, attentionCpu } from './kernels/attention.js';
@@ -13,7 +15,7 @@ import { layerNormCpu, rmsNormCpu } from './kernels/norm.js';
 import { ropeCpu } from './kernels/rope.js';
 import { type CausalMask, softmaxCpu } from './kernels/softmax.js';
 import { threadCount } from './threads.js';
-import { attentionDims, binaryBroadcast, checkVector, embeddingDims, gatedDims, matmulDims, qkvCheck, ropeCheck, writeRowsCheck } from './shapes.js';
+import { attentionDims, binaryBroadcast, checkVector, embeddingDims, gatedDims, matmulDims, qkvCheck, ropeCheck, stateCheck, timeMajorDims, writeRowsCheck } from './shapes.js';
 import { type Shape, Tensor } from './tensor.js';
 
 function host(t: BTensor): Tensor {
@@ -160,9 +162,44 @@ export class CpuBackend implements Backend {
   qkvToCache(qkvIn: BTensor, kIn: BTensor, vIn: BTensor, layout: QkvLayout): Tensor {
     const qkv = host(qkvIn), k = host(kIn), v = host(vIn);
     const { S, qWidth } = qkvCheck(qkv, k, v, layout);
-    const q = new Tensor([S, qWidth]);
+    const q = new Tensor([(layout.batches ?? 1) * S, qWidth]);
     qkvToCacheCpu(qkv.data, S, layout, q.data, k.data, v.data);
     return q;
+  }
+
+  neuronRun(xIn: BTensor, steps: number, th: DeviceThresholds, cfg: NeuronConfig, state?: TimeState): Tensor {
+    const x = host(xIn);
+    const { R, C } = timeMajorDims(x, steps, 'neuronRun');
+    checkVector(th.theta, C, 'neuronRun thresholds');
+    stateCheck(state?.tensor, R, C, 'neuronRun');
+    const out = new Tensor(x.shape);
+    neuronRunCpu(x.data, steps, R, C, host(th.theta).data, host(th.invTheta).data, cfg, out.data, state ? host(state.tensor).data : undefined, !state || state.t0 === 0);
+    return out;
+  }
+
+  timeMean(xIn: BTensor, steps: number, domain: TimeDomain, state?: TimeState): Tensor {
+    const x = host(xIn);
+    const { R, C } = timeMajorDims(x, steps, 'timeMean');
+    stateCheck(state?.tensor, R, C, 'timeMean');
+    const out = new Tensor(x.shape);
+    timeMeanCpu(x.data, steps, R * C, domain, out.data, state ? host(state.tensor).data : undefined, state?.t0 ?? 0);
+    return out;
+  }
+
+  timeDelta(fIn: BTensor, steps: number, domain: TimeDomain, state?: TimeState): Tensor {
+    const f = host(fIn);
+    const { R, C } = timeMajorDims(f, steps, 'timeDelta');
+    stateCheck(state?.tensor, R, C, 'timeDelta');
+    const out = new Tensor(f.shape);
+    timeDeltaCpu(f.data, steps, R * C, domain, out.data, state ? host(state.tensor).data : undefined, state?.t0 ?? 0);
+    return out;
+  }
+
+  sumAbsInto(xIn: BTensor, steps: number, stats: BTensor, offset: number): void {
+    const x = host(xIn), s = host(stats);
+    timeMajorDims(x, steps, 'sumAbsInto');
+    if (offset < 0 || offset + steps > s.size) throw new ShapeError(`sumAbsInto: slots [${offset}, ${offset + steps}) outside [0, ${s.size})`);
+    sumAbsCpu(x.data, steps, s.data, offset);
   }
 
   writeRows(dstIn: BTensor, srcIn: BTensor, rowOffset: number): void {

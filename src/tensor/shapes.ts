@@ -41,13 +41,17 @@ export function embeddingDims(table: BTensor): { V: number; D: number } {
   return { V: table.shape[0]!, D: table.shape[1]! };
 }
 
+/** Returns S, the query rows per block. */
 export function attentionDims(q: BTensor, k: BTensor, v: BTensor, p: AttentionParams): { S: number } {
   const kvWidth = p.numKvHeads * p.headDim;
+  const B = p.batches ?? 1, stride = p.kvBatchStride ?? p.kvLength;
   if (cols(q) !== p.numHeads * p.headDim) throw new ShapeError(`attention: q ${shapeToString(q.shape)} is not [S, ${p.numHeads}·${p.headDim}]`);
-  if (cols(k) !== kvWidth || cols(v) !== kvWidth || rows(k) < p.kvLength || rows(v) < p.kvLength) {
-    throw new ShapeError(`attention: k ${shapeToString(k.shape)} / v ${shapeToString(v.shape)} must be [≥${p.kvLength}, ${kvWidth}]`);
+  if (rows(q) % B !== 0) throw new ShapeError(`attention: q has ${rows(q)} rows, not a multiple of ${B} blocks`);
+  const needed = (p.kvOffset ?? 0) + (B - 1) * stride + p.kvLength;
+  if (cols(k) !== kvWidth || cols(v) !== kvWidth || rows(k) < needed || rows(v) < needed) {
+    throw new ShapeError(`attention: k ${shapeToString(k.shape)} / v ${shapeToString(v.shape)} must be [≥${needed}, ${kvWidth}]`);
   }
-  return { S: rows(q) };
+  return { S: rows(q) / B };
 }
 
 export function writeRowsCheck(dst: BTensor, src: BTensor, rowOffset: number): void {
@@ -75,12 +79,27 @@ export function gatedDims(x: BTensor): { R: number; C: number } {
 
 export function qkvCheck(qkv: BTensor, kCache: BTensor, vCache: BTensor, l: QkvLayout): { S: number; qWidth: number } {
   const { qWidth, kvWidth, total } = qkvWidths(l);
-  const S = rows(qkv);
-  if (cols(qkv) !== total) throw new ShapeError(`qkvToCache: qkv ${shapeToString(qkv.shape)} is not [S, ${qWidth} + 2·${kvWidth}]`);
-  if (l.positions.length !== S) throw new ShapeError(`qkvToCache: ${l.positions.length} positions for ${S} rows`);
+  const B = l.batches ?? 1;
+  const S = rows(qkv) / B;
+  if (cols(qkv) !== total || !Number.isInteger(S)) throw new ShapeError(`qkvToCache: qkv ${shapeToString(qkv.shape)} is not [${B}·S, ${qWidth} + 2·${kvWidth}]`);
+  if (l.positions.length !== S) throw new ShapeError(`qkvToCache: ${l.positions.length} positions for ${S} rows per block`);
   if (l.invFreq && l.headDim % 2 !== 0) throw new ShapeError(`qkvToCache: head dimension ${l.headDim} must be even for rotary positions`);
+  const needed = (B - 1) * (l.kvBatchStride ?? 0) + l.rowOffset + S;
+  if (B > 1 && (l.kvBatchStride ?? 0) < l.rowOffset + S) throw new ShapeError(`qkvToCache: cache block stride ${l.kvBatchStride} cannot hold rows up to ${l.rowOffset + S}`);
   for (const [name, c] of [['k', kCache], ['v', vCache]] as const) {
-    if (cols(c) !== kvWidth || rows(c) < l.rowOffset + S) throw new ShapeError(`qkvToCache: ${name} cache ${shapeToString(c.shape)} cannot take ${S} rows of ${kvWidth} at row ${l.rowOffset}`);
+    if (cols(c) !== kvWidth || rows(c) < needed) throw new ShapeError(`qkvToCache: ${name} cache ${shapeToString(c.shape)} cannot take ${S} rows of ${kvWidth} at row ${l.rowOffset}`);
   }
   return { S, qWidth };
+}
+
+/** A time-major [T·R, C] operand: returns R (rows per step) and C. */
+export function timeMajorDims(x: BTensor, steps: number, what: string): { R: number; C: number } {
+  if (!Number.isInteger(steps) || steps < 1) throw new ShapeError(`${what}: steps must be a positive integer, got ${steps}`);
+  const R = rows(x) / steps;
+  if (!Number.isInteger(R)) throw new ShapeError(`${what}: ${rows(x)} rows are not ${steps} steps of equal size`);
+  return { R, C: cols(x) };
+}
+
+export function stateCheck(state: BTensor | undefined, R: number, C: number, what: string): void {
+  if (state && numel(state.shape) !== R * C) throw new ShapeError(`${what}: state ${shapeToString(state.shape)} must hold ${R}·${C} values`);
 }

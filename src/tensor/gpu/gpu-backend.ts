@@ -5,7 +5,9 @@
  * is read.
  */
 import { ShapeError } from '../../errors.js';
-import type { Backend, BTensor, WeightRole } from '../backend.js';
+import type { Backend, BTensor, DeviceThresholds, TimeState, WeightRole } from '../backend.js';
+import { type NeuronConfig, neuronRunGpu } from '../kernels/neuron.js';
+import { type TimeDomain, sumAbsGpu, temporalGpu } from '../kernels/temporal.js';
 import { type Activation, activationGpu, binaryGpu, gatedActivationGpu, scaleGpu } from '../kernels/elementwise.js';
 import { type QkvLayout, qkvToCacheGpu } from '../kernels/qkv.js';
 import { type AttentionParams, attentionGpu } from '../kernels/attention.js';
@@ -15,7 +17,7 @@ import { GpuLinearWeight, type MatmulVariant, matmulGpu, packLinearWeight } from
 import { layerNormGpu, rmsNormGpu } from '../kernels/norm.js';
 import { ropeGpu } from '../kernels/rope.js';
 import { type CausalMask, softmaxGpu } from '../kernels/softmax.js';
-import { attentionDims, binaryBroadcast, checkVector, embeddingDims, gatedDims, matmulDims, qkvCheck, ropeCheck, sliceRowsCheck, writeRowsCheck } from '../shapes.js';
+import { attentionDims, binaryBroadcast, checkVector, embeddingDims, gatedDims, matmulDims, qkvCheck, ropeCheck, sliceRowsCheck, stateCheck, timeMajorDims, writeRowsCheck } from '../shapes.js';
 import { type Shape, Tensor, shapeToString } from '../tensor.js';
 import { type GpuContext, acquireGpu } from './device.js';
 import { GpuRuntime, GpuTensor } from './runtime.js';
@@ -203,9 +205,49 @@ export class GpuBackend implements Backend {
   qkvToCache(qkvIn: BTensor, kIn: BTensor, vIn: BTensor, layout: QkvLayout): GpuTensor {
     const qkv = this.dense(qkvIn, 'qkvToCache'), k = this.dense(kIn, 'qkvToCache k cache'), v = this.dense(vIn, 'qkvToCache v cache');
     const { S, qWidth } = qkvCheck(qkv, k, v, layout);
-    const q = this.rt.alloc([S, qWidth]);
+    const q = this.rt.alloc([(layout.batches ?? 1) * S, qWidth]);
     qkvToCacheGpu(this.rt, qkv, S, layout, q, k, v);
     return q;
+  }
+
+  neuronRun(xIn: BTensor, steps: number, th: DeviceThresholds, cfg: NeuronConfig, state?: TimeState): GpuTensor {
+    const x = this.dense(xIn, 'neuronRun');
+    const { R, C } = timeMajorDims(x, steps, 'neuronRun');
+    const theta = this.dense(th.theta, 'neuronRun thresholds'), inv = this.dense(th.invTheta, 'neuronRun thresholds');
+    checkVector(theta, C, 'neuronRun thresholds');
+    stateCheck(state?.tensor, R, C, 'neuronRun');
+    const out = this.rt.alloc(x.shape);
+    const membrane = state ? this.dense(state.tensor, 'neuronRun state') : this.rt.alloc([R, C]);
+    neuronRunGpu(this.rt, x, steps, R, C, theta, inv, cfg, out, membrane, !state || state.t0 === 0);
+    if (!state) this.rt.release(membrane);
+    return out;
+  }
+
+  timeMean(xIn: BTensor, steps: number, domain: TimeDomain, state?: TimeState): GpuTensor {
+    return this.temporal('mean', xIn, steps, domain, state);
+  }
+
+  timeDelta(fIn: BTensor, steps: number, domain: TimeDomain, state?: TimeState): GpuTensor {
+    return this.temporal('delta', fIn, steps, domain, state);
+  }
+
+  private temporal(op: 'mean' | 'delta', xIn: BTensor, steps: number, domain: TimeDomain, state?: TimeState): GpuTensor {
+    const what = op === 'mean' ? 'timeMean' : 'timeDelta';
+    const x = this.dense(xIn, what);
+    const { R, C } = timeMajorDims(x, steps, what);
+    stateCheck(state?.tensor, R, C, what);
+    const out = this.rt.alloc(x.shape);
+    const st = state ? this.dense(state.tensor, `${what} state`) : this.rt.alloc([R, C]);
+    temporalGpu(this.rt, op, x, steps, R * C, domain, out, st, state?.t0 ?? 0);
+    if (!state) this.rt.release(st);
+    return out;
+  }
+
+  sumAbsInto(xIn: BTensor, steps: number, statsIn: BTensor, offset: number): void {
+    const x = this.dense(xIn, 'sumAbsInto'), stats = this.dense(statsIn, 'sumAbsInto stats');
+    timeMajorDims(x, steps, 'sumAbsInto');
+    if (offset < 0 || offset + steps > stats.size) throw new ShapeError(`sumAbsInto: slots [${offset}, ${offset + steps}) outside [0, ${stats.size})`);
+    sumAbsGpu(this.rt, x, steps, stats, offset);
   }
 
   writeRows(dstIn: BTensor, srcIn: BTensor, rowOffset: number): void {

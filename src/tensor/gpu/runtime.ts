@@ -154,6 +154,7 @@ export class GpuRuntime {
     const visit = (v: unknown) => {
       if (v instanceof GpuTensor) keep.add(v);
       else if (Array.isArray(v)) v.forEach(visit);
+      else if (v instanceof Map) v.forEach(visit);
       else if (v && typeof v === 'object' && Object.getPrototypeOf(v) === Object.prototype) Object.values(v).forEach(visit);
     };
     visit(result);

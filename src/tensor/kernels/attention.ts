@@ -6,6 +6,10 @@
  *   out: [S, H·d],    out[s, h] = Σ_j softmax_j(scale · q[s,h]·k[j,g]) v[j,g],  j ≤ queryStart+s,
  *                     with g = ⌊h / (H/Hkv)⌋ the key/value head shared by query head h.
  *
+ * Batched: with `batches` = B > 1, q holds B blocks of S rows and k/v hold B blocks of
+ * `kvBatchStride` rows; block b attends only within block b (the spiking model runs one block per
+ * time step over the step's decoded keys and values).
+ *
  * `attentionComposite` builds the same thing from the primitives (matmul, scale, softmax) and a test
  * asserts the fused kernel agrees with it.
  */
@@ -22,28 +26,39 @@ export interface AttentionParams {
   /** Valid key/value rows (≥ queryStart + S). */
   readonly kvLength: number;
   readonly scale: number;
+  /** Independent blocks (default 1). */
+  readonly batches?: number;
+  /** Rows between the k/v blocks (default kvLength). */
+  readonly kvBatchStride?: number;
+  /** Row of k/v where block 0 starts (default 0). */
+  readonly kvOffset?: number;
 }
 
 export function checkAttention(p: AttentionParams, S: number): void {
   if (p.numHeads % p.numKvHeads !== 0) throw new ArgumentError(`attention: ${p.numHeads} heads are not a multiple of ${p.numKvHeads} KV heads`);
   if (p.kvLength < p.queryStart + S) throw new ArgumentError(`attention: ${p.kvLength} cached keys cannot cover queries up to position ${p.queryStart + S - 1}`);
+  if ((p.kvBatchStride ?? p.kvLength) < p.kvLength) throw new ArgumentError(`attention: kv block stride ${p.kvBatchStride} is shorter than ${p.kvLength} keys`);
+  if (!Number.isInteger(p.batches ?? 1) || (p.batches ?? 1) < 1) throw new ArgumentError(`attention: batches must be a positive integer, got ${p.batches}`);
 }
 
+/** S is the number of query rows per block. */
 export function attentionCpu(q: Float32Array, k: Float32Array, v: Float32Array, S: number, p: AttentionParams, out: Float32Array): void {
   checkAttention(p, S);
   const { numHeads: H, numKvHeads: Hkv, headDim: d, queryStart, scale } = p;
+  const B = p.batches ?? 1, stride = p.kvBatchStride ?? p.kvLength, kvOffset = p.kvOffset ?? 0;
   const group = H / Hkv;
   const qWidth = H * d, kvWidth = Hkv * d;
   const scores = new Float64Array(p.kvLength);
   const acc = new Float64Array(d);
+  for (let b = 0; b < B; b++)
   for (let h = 0; h < H; h++) {
     const g = Math.floor(h / group);
     for (let s = 0; s < S; s++) {
-      const qo = s * qWidth + h * d;
+      const qo = (b * S + s) * qWidth + h * d;
       const last = queryStart + s;
       let max = -Infinity;
       for (let j = 0; j <= last; j++) {
-        const ko = j * kvWidth + g * d;
+        const ko = (kvOffset + b * stride + j) * kvWidth + g * d;
         let dot = 0;
         for (let i = 0; i < d; i++) dot += q[qo + i]! * k[ko + i]!;
         scores[j] = dot * scale;
@@ -56,7 +71,7 @@ export function attentionCpu(q: Float32Array, k: Float32Array, v: Float32Array, 
       }
       acc.fill(0);
       for (let j = 0; j <= last; j++) {
-        const weight = scores[j]!, vo = j * kvWidth + g * d;
+        const weight = scores[j]!, vo = (kvOffset + b * stride + j) * kvWidth + g * d;
         for (let i = 0; i < d; i++) acc[i] += weight * v[vo + i]!;
       }
       for (let i = 0; i < d; i++) out[qo + i] = acc[i]! / sum;
@@ -98,7 +113,7 @@ export function attentionComposite(q: Float32Array, k: Float32Array, v: Float32A
 // Both keep the output row in registers (a private array sized by the head dimension).
 
 const ATTENTION_SCALAR_WGSL = `
-struct Params { S: u32, H: u32, group: u32, queryStart: u32, scale: f32, qWidth: u32, kvWidth: u32 }
+struct Params { S: u32, H: u32, group: u32, queryStart: u32, scale: f32, qWidth: u32, kvWidth: u32, B: u32, stride: u32, kvOffset: u32 }
 @group(0) @binding(0) var<storage, read> q: array<f32>;
 @group(0) @binding(1) var<storage, read> k: array<f32>;
 @group(0) @binding(2) var<storage, read> v: array<f32>;
@@ -107,16 +122,17 @@ struct Params { S: u32, H: u32, group: u32, queryStart: u32, scale: f32, qWidth:
 const D = {{headDim}}u;
 @compute @workgroup_size(64)
 fn main(@builtin(global_invocation_id) gid: vec3u) {
-  let idx = gid.x;
-  if (idx >= p.S * p.H) { return; }
+  let idx = gid.y * 65535u * 64u + gid.x;
+  if (idx >= p.B * p.S * p.H) { return; }
   let h = idx % p.H;
-  let s = idx / p.H;
+  let s = (idx / p.H) % p.S;
+  let b = idx / (p.H * p.S);
   let g = h / p.group;
-  let qo = s * p.qWidth + h * D;
+  let qo = (b * p.S + s) * p.qWidth + h * D;
   let last = p.queryStart + s;
   var m = -3.4e38;
   for (var j = 0u; j <= last; j++) {
-    let ko = j * p.kvWidth + g * D;
+    let ko = (p.kvOffset + b * p.stride + j) * p.kvWidth + g * D;
     var dot = 0.0;
     for (var i = 0u; i < D; i++) { dot += q[qo + i] * k[ko + i]; }
     m = max(m, dot * p.scale);
@@ -124,7 +140,7 @@ fn main(@builtin(global_invocation_id) gid: vec3u) {
   var acc: array<f32, D>;
   var sum = 0.0;
   for (var j = 0u; j <= last; j++) {
-    let ko = j * p.kvWidth + g * D;
+    let ko = (p.kvOffset + b * p.stride + j) * p.kvWidth + g * D;
     var dot = 0.0;
     for (var i = 0u; i < D; i++) { dot += q[qo + i] * k[ko + i]; }
     let e = exp(dot * p.scale - m);
@@ -135,7 +151,7 @@ fn main(@builtin(global_invocation_id) gid: vec3u) {
 }`;
 
 const ATTENTION_VEC4_WGSL = `
-struct Params { S: u32, H: u32, group: u32, queryStart: u32, scale: f32, qWidth: u32, kvWidth: u32 }
+struct Params { S: u32, H: u32, group: u32, queryStart: u32, scale: f32, qWidth: u32, kvWidth: u32, B: u32, stride: u32, kvOffset: u32 }
 @group(0) @binding(0) var<storage, read> q: array<vec4f>;
 @group(0) @binding(1) var<storage, read> k: array<vec4f>;
 @group(0) @binding(2) var<storage, read> v: array<vec4f>;
@@ -144,12 +160,13 @@ struct Params { S: u32, H: u32, group: u32, queryStart: u32, scale: f32, qWidth:
 const D4 = {{headDim4}}u;
 @compute @workgroup_size(64)
 fn main(@builtin(global_invocation_id) gid: vec3u) {
-  let idx = gid.x;
-  if (idx >= p.S * p.H) { return; }
+  let idx = gid.y * 65535u * 64u + gid.x;
+  if (idx >= p.B * p.S * p.H) { return; }
   let h = idx % p.H;
-  let s = idx / p.H;
+  let s = (idx / p.H) % p.S;
+  let b = idx / (p.H * p.S);
   let g = h / p.group;
-  let qo = (s * p.qWidth + h * D4 * 4u) / 4u;
+  let qo = ((b * p.S + s) * p.qWidth + h * D4 * 4u) / 4u;
   let last = p.queryStart + s;
   var qv: array<vec4f, D4>;
   var acc: array<vec4f, D4>;
@@ -157,7 +174,7 @@ fn main(@builtin(global_invocation_id) gid: vec3u) {
   var m = -3.4e38;
   var l = 0.0;
   for (var j = 0u; j <= last; j++) {
-    let ko = (j * p.kvWidth + g * D4 * 4u) / 4u;
+    let ko = ((p.kvOffset + b * p.stride + j) * p.kvWidth + g * D4 * 4u) / 4u;
     var score = 0.0;
     for (var i = 0u; i < D4; i++) { score += dot(qv[i], k[ko + i]); }
     if (score > m) {
@@ -183,6 +200,10 @@ export function attentionGpu(rt: GpuRuntime, q: GpuTensor, k: GpuTensor, v: GpuT
   const pipe = chosen === 'vec4'
     ? rt.pipeline(`attention/vec4/d${d}`, () => fillTemplate(ATTENTION_VEC4_WGSL, { headDim4: d / 4 }))
     : rt.pipeline(`attention/scalar/d${d}`, () => fillTemplate(ATTENTION_SCALAR_WGSL, { headDim: d }));
+  const B = p.batches ?? 1;
+  const total = Math.ceil((B * S * p.numHeads) / 64);
+  // Workgroups fold into y past 65535 (the shader's linear index assumes exactly that width).
+  const groups: [number, number] = total > 65535 ? [65535, Math.ceil(total / 65535)] : [total, 1];
   rt.dispatch(pipe, [q.buffer, k.buffer, v.buffer, y.buffer],
-    [S, p.numHeads, p.numHeads / p.numKvHeads, p.queryStart, { f32: p.scale }, p.numHeads * d, p.numKvHeads * d], [Math.ceil((S * p.numHeads) / 64)]);
+    [S, p.numHeads, p.numHeads / p.numKvHeads, p.queryStart, { f32: p.scale }, p.numHeads * d, p.numKvHeads * d, B, p.kvBatchStride ?? p.kvLength, p.kvOffset ?? 0], groups);
 }

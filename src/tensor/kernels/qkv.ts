@@ -3,7 +3,8 @@
  *   qkv: [S, H·d + 2·Hkv·d]  (columns: q heads, then k heads, then v heads)
  *   → q [S, H·d] rotated by RoPE (when frequencies are given),
  *     k rotated and v copied into the KV cache rows rowOffset … rowOffset+S−1.
- * Its composite is sliceCols + rope + writeRows; a test asserts they agree. Fusing it turns five
+ * With `batches` = B, qkv holds B blocks of S rows and block b goes to cache rows
+ * b·kvBatchStride + rowOffset + s. Its composite is sliceCols + rope + writeRows; a test asserts they agree. Fusing it turns five
  * dispatches per layer into one, which is what decode speed on a GPU is made of.
  */
 import { ArgumentError } from '../../errors.js';
@@ -18,8 +19,12 @@ export interface QkvLayout {
   readonly positions: Int32Array;
   /** RoPE inverse frequencies (length headDim/2); omitted for models without rotary positions. */
   readonly invFreq?: Float64Array;
-  /** First cache row to write. */
+  /** First cache row to write (within each block). */
   readonly rowOffset: number;
+  /** Independent blocks of S rows (one per time step in the spiking model); default 1. */
+  readonly batches?: number;
+  /** Cache rows between blocks (required when batches > 1). */
+  readonly kvBatchStride?: number;
 }
 
 export function qkvWidths(l: QkvLayout): { qWidth: number; kvWidth: number; total: number } {
@@ -27,10 +32,12 @@ export function qkvWidths(l: QkvLayout): { qWidth: number; kvWidth: number; tota
   return { qWidth, kvWidth, total: qWidth + 2 * kvWidth };
 }
 
+/** S is the number of rows per block. */
 export function qkvToCacheCpu(qkv: Float32Array, S: number, l: QkvLayout, q: Float32Array, kCache: Float32Array, vCache: Float32Array): void {
   const { qWidth, kvWidth, total } = qkvWidths(l);
   const d = l.headDim, half = d / 2;
-  if (qkv.length !== S * total) throw new ArgumentError(`qkvToCache: ${qkv.length} values for ${S} rows of ${total}`);
+  const B = l.batches ?? 1, stride = l.kvBatchStride ?? 0;
+  if (qkv.length !== B * S * total) throw new ArgumentError(`qkvToCache: ${qkv.length} values for ${B}·${S} rows of ${total}`);
   const rotate = (src: number, dst: Float32Array, dstOff: number, heads: number, cos: number[], sin: number[]) => {
     for (let h = 0; h < heads; h++) {
       for (let i = 0; i < half; i++) {
@@ -40,11 +47,12 @@ export function qkvToCacheCpu(qkv: Float32Array, S: number, l: QkvLayout, q: Flo
       }
     }
   };
-  for (let s = 0; s < S; s++) {
-    const row = s * total, cacheRow = (l.rowOffset + s) * kvWidth;
+  for (let bs = 0; bs < B * S; bs++) {
+    const b = Math.floor(bs / S), s = bs % S;
+    const row = bs * total, cacheRow = (b * stride + l.rowOffset + s) * kvWidth;
     if (!l.invFreq) {
       // no rotary positions (GPT-2): a plain split; head dims may be odd here
-      q.set(qkv.subarray(row, row + qWidth), s * qWidth);
+      q.set(qkv.subarray(row, row + qWidth), bs * qWidth);
       kCache.set(qkv.subarray(row + qWidth, row + qWidth + kvWidth), cacheRow);
       vCache.set(qkv.subarray(row + qWidth + kvWidth, row + total), cacheRow);
       continue;
@@ -55,7 +63,7 @@ export function qkvToCacheCpu(qkv: Float32Array, S: number, l: QkvLayout, q: Flo
       cos.push(Math.cos(a));
       sin.push(Math.sin(a));
     }
-    rotate(row, q, s * qWidth, l.numHeads, cos, sin);
+    rotate(row, q, bs * qWidth, l.numHeads, cos, sin);
     rotate(row + qWidth, kCache, cacheRow, l.numKvHeads, cos, sin);
     vCache.set(qkv.subarray(row + qWidth + kvWidth, row + total), cacheRow);
   }
@@ -65,7 +73,7 @@ export function qkvToCacheCpu(qkv: Float32Array, S: number, l: QkvLayout, q: Flo
 // GPU twin: one invocation per rotation pair of q and k, and per element of v.
 
 const QKV_WGSL = `
-struct Params { S: u32, H: u32, Hkv: u32, d: u32, rowOffset: u32, hasRope: u32, threadsX: u32 }
+struct Params { S: u32, H: u32, Hkv: u32, d: u32, rowOffset: u32, hasRope: u32, threadsX: u32, B: u32, stride: u32 }
 @group(0) @binding(0) var<storage, read> qkv: array<f32>;
 @group(0) @binding(1) var<storage, read> cosT: array<f32>;
 @group(0) @binding(2) var<storage, read> sinT: array<f32>;
@@ -81,11 +89,11 @@ fn main(@builtin(global_invocation_id) gid: vec3u) {
   if (p.hasRope == 0u) {
     // plain split, one invocation per element (head dims may be odd)
     let total = qWidth + 2u * kvWidth;
-    if (idx >= p.S * total) { return; }
-    let s = idx / total;
+    if (idx >= p.B * p.S * total) { return; }
+    let bs = idx / total;
     let u = idx % total;
-    let cacheRow = (p.rowOffset + s) * kvWidth;
-    if (u < qWidth) { q[s * qWidth + u] = qkv[idx]; }
+    let cacheRow = ((bs / p.S) * p.stride + p.rowOffset + bs % p.S) * kvWidth;
+    if (u < qWidth) { q[bs * qWidth + u] = qkv[idx]; }
     else if (u < qWidth + kvWidth) { kCache[cacheRow + u - qWidth] = qkv[idx]; }
     else { vCache[cacheRow + u - qWidth - kvWidth] = qkv[idx]; }
     return;
@@ -95,11 +103,12 @@ fn main(@builtin(global_invocation_id) gid: vec3u) {
   let kPairs = p.Hkv * half;
   let vCount = p.Hkv * p.d;
   let perRow = qPairs + kPairs + vCount;
-  if (idx >= p.S * perRow) { return; }
-  let s = idx / perRow;
+  if (idx >= p.B * p.S * perRow) { return; }
+  let bs = idx / perRow;
+  let s = bs % p.S;
   let u = idx % perRow;
-  let row = s * (qWidth + 2u * kvWidth);
-  let cacheRow = (p.rowOffset + s) * kvWidth;
+  let row = bs * (qWidth + 2u * kvWidth);
+  let cacheRow = ((bs / p.S) * p.stride + p.rowOffset + s) * kvWidth;
   if (u >= qPairs + kPairs) {
     let j = u - qPairs - kPairs;
     vCache[cacheRow + j] = qkv[row + qWidth + kvWidth + j];
@@ -115,8 +124,8 @@ fn main(@builtin(global_invocation_id) gid: vec3u) {
     let o = row + h * p.d;
     let x1 = qkv[o + i];
     let x2 = qkv[o + i + half];
-    q[s * qWidth + h * p.d + i] = x1 * c - x2 * sn;
-    q[s * qWidth + h * p.d + i + half] = x2 * c + x1 * sn;
+    q[bs * qWidth + h * p.d + i] = x1 * c - x2 * sn;
+    q[bs * qWidth + h * p.d + i + half] = x2 * c + x1 * sn;
   } else {
     let o = row + qWidth + h * p.d;
     let x1 = qkv[o + i];
@@ -131,7 +140,8 @@ export function qkvToCacheGpu(rt: GpuRuntime, qkv: GpuTensor, S: number, l: QkvL
   const tables = l.invFreq ? ropeTablesFor(rt, l.positions, l.invFreq) : undefined;
   const pipe = rt.pipeline('qkv', () => QKV_WGSL);
   const perRow = tables ? (l.numHeads + l.numKvHeads) * half + l.numKvHeads * l.headDim : (l.numHeads + 2 * l.numKvHeads) * l.headDim;
-  const { groups, threadsX } = rt.groups1d(S * perRow, 64);
+  const B = l.batches ?? 1;
+  const { groups, threadsX } = rt.groups1d(B * S * perRow, 64);
   rt.dispatch(pipe, [qkv.buffer, (tables?.cos ?? qkv).buffer, (tables?.sin ?? qkv).buffer, q.buffer, kCache.buffer, vCache.buffer],
-    [S, l.numHeads, l.numKvHeads, l.headDim, l.rowOffset, tables ? 1 : 0, threadsX], groups);
+    [S, l.numHeads, l.numKvHeads, l.headDim, l.rowOffset, tables ? 1 : 0, threadsX, B, l.kvBatchStride ?? 0], groups);
 }
