@@ -32,12 +32,15 @@ import { ArgumentError } from '../errors.js';
 import type { ModelConfig } from '../nn/config.js';
 import { KvCache } from '../nn/kv-cache.js';
 import { stackLinear } from '../nn/model.js';
-import type { LMWeights, LinearWeights, NormWeights } from '../nn/weights.js';
-import type { Backend, BTensor, DeviceThresholds, TimeState } from '../tensor/backend.js';
-import type { Activation } from '../tensor/kernels/elementwise.js';
-import { type NeuronConfig, inverseThresholds, validateNeuron } from '../tensor/kernels/neuron.js';
+import type { LMWeights, NormWeights } from '../nn/weights.js';
+import type { Backend, BTensor } from '../tensor/backend.js';
+import { type NeuronConfig, validateNeuron } from '../tensor/kernels/neuron.js';
 import { ropeInvFreq } from '../tensor/kernels/rope.js';
-import { Tensor } from '../tensor/tensor.js';
+import type { Tensor } from '../tensor/tensor.js';
+import {
+  Compensated, type OperatorForm, SpikeAttention, type SpikeCounter, SpikeEncoder, SpikeGatedActivation, SpikeLayerNorm, SpikeLinear, SpikeRMSNorm,
+  type TimeContext, multiStep, singleStep, timeMean,
+} from './operators.js';
 import { type EncoderSite, encoderSites } from './sites.js';
 import type { SurrogateName } from './surrogate.js';
 
@@ -49,7 +52,7 @@ export type Execution = 'multi' | 'single';
  * values) or `naive` (f applied to each step's currents, as a converter that only swaps modules
  * does — kept to measure what compensation buys).
  */
-export type OperatorForm = 'compensated' | 'naive';
+export type { OperatorForm };
 export interface OperatorForms {
   readonly norm: OperatorForm;
   readonly attention: OperatorForm;
@@ -100,67 +103,25 @@ export interface SnnOutput {
   readonly neurons: readonly number[];
 }
 
-interface DeviceLinear {
-  weight: BTensor;
-  bias?: BTensor;
-}
-interface DeviceNorm {
-  weight: BTensor;
-  bias?: BTensor;
-}
-interface DeviceBlock {
-  attnNorm: DeviceNorm;
-  qkv: DeviceLinear;
-  o: DeviceLinear;
-  mlpNorm: DeviceNorm;
-  gateUp?: DeviceLinear;
-  up?: DeviceLinear;
-  down: DeviceLinear;
-}
-
-/** One call's view of time: all T steps at once, or step t0 of a single-step loop. */
-interface TimeContext {
-  readonly steps: number;
-  readonly t0: number;
-  /** The carried state of one operator (single-step only). */
-  state(key: string, rows: number, cols: number): TimeState | undefined;
-  /** Where this call's steps sit in the per-step KV cache. */
-  readonly kvBatches: number;
-  readonly kvOffset: number;
-}
-
-/**
- * The synapses of an encoder: W·diag(θ) (they carry its thresholds), and with a centre μ the bias
- * b + W·μ (the offset the neuron no longer encodes).
- */
-export function scaleInputs(l: LinearWeights, theta: Float32Array | undefined, center?: Float32Array): LinearWeights {
-  if (!theta) return l;
-  const [N, K] = l.weight.shape as [number, number];
-  if (theta.length !== K) throw new ArgumentError(`thresholds: ${theta.length} values for a layer with ${K} inputs`);
-  if (center && center.length !== K) throw new ArgumentError(`centres: ${center.length} values for a layer with ${K} inputs`);
-  const w = new Tensor([N, K]);
-  for (let n = 0; n < N; n++) for (let k = 0; k < K; k++) w.data[n * K + k] = l.weight.data[n * K + k]! * theta[k]!;
-  if (!center) return { weight: w, ...(l.bias ? { bias: l.bias } : {}) };
-  const bias = new Tensor([N]);
-  for (let n = 0; n < N; n++) {
-    let acc = l.bias ? l.bias.data[n]! : 0;
-    for (let k = 0; k < K; k++) acc += l.weight.data[n * K + k]! * center[k]!;
-    bias.data[n] = acc;
-  }
-  return { weight: w, bias };
+interface SpikingBlock {
+  attnNorm: Compensated;
+  attention: SpikeAttention;
+  mlpNorm: Compensated;
+  /** up (or the fused gate|up) behind the mlp_in encoder. */
+  up: SpikeLinear;
+  /** The activation in compensated form; absent when a ReLU neuron is the down encoder itself. */
+  act?: Compensated;
+  down: SpikeLinear;
 }
 
 export class SpikingLM {
   readonly sites: readonly EncoderSite[];
   readonly invFreq: Float64Array | undefined;
-  private readonly siteIndex = new Map<string, number>();
-  private readonly thresholds = new Map<string, DeviceThresholds>();
-  private readonly negCenters = new Map<string, BTensor>();
-  private readonly blocks: DeviceBlock[];
+  private readonly blocks: SpikingBlock[];
   private readonly embed: BTensor;
   private readonly positions?: BTensor;
-  private readonly finalNorm: DeviceNorm;
-  private readonly lmHead: DeviceLinear;
+  private readonly finalNorm: Compensated;
+  private readonly head: SpikeLinear;
 
   constructor(
     readonly config: ModelConfig,
@@ -173,51 +134,50 @@ export class SpikingLM {
     if (!Number.isInteger(T) || T < 1) throw new ArgumentError(`timesteps must be a positive integer, got ${T}`);
     validateNeuron(spiking.neuron);
     this.sites = encoderSites(config);
-    this.sites.forEach((s, i) => this.siteIndex.set(s.name, i));
     const rate = spiking.mode === 'rate';
-    const b = backend;
-    const theta = (site: string): Float32Array | undefined => {
-      if (!rate) return undefined;
-      const th = spiking.thresholds.get(site);
-      const expected = this.sites[this.siteIndex.get(site)!]!.channels;
-      if (!th) throw new ArgumentError(`rate mode needs thresholds for encoder site "${site}" (run the calibration)`);
-      if (th.length !== expected) throw new ArgumentError(`thresholds for "${site}": ${th.length} values, the site has ${expected} channels`);
-      return th;
+    const b = backend, cfg = config, forms = this.forms;
+    const slots = new Map(this.sites.map((s, i) => [s.name, i]));
+    const encoder = (site: string, relu = false): SpikeEncoder => {
+      const expected = this.sites[slots.get(site)!]!.channels;
+      const th = rate ? spiking.thresholds.get(site) : undefined;
+      if (rate && !th) throw new ArgumentError(`rate mode needs thresholds for encoder site "${site}" (run the calibration)`);
+      if (th && th.length !== expected) throw new ArgumentError(`thresholds for "${site}": ${th.length} values, the site has ${expected} channels`);
+      const mu = rate ? spiking.centers?.get(site) : undefined;
+      if (mu && relu) throw new ArgumentError(`centres for "${site}": a ReLU neuron site cannot be centred (ReLU(x − μ) + μ ≠ ReLU(x))`);
+      const neuron = relu ? { ...spiking.neuron, signed: false } : spiking.neuron;
+      return new SpikeEncoder(b, site, th, neuron, mu, slots.get(site)!);
     };
-    const center = (site: string): Float32Array | undefined => (rate ? spiking.centers?.get(site) : undefined);
-    if (rate) {
-      for (const s of this.sites) {
-        const th = theta(s.name)!;
-        this.thresholds.set(s.name, { theta: b.upload(new Tensor([th.length], th), 'vector'), invTheta: b.upload(new Tensor([th.length], inverseThresholds(th)), 'vector') });
-        const mu = center(s.name);
-        if (mu && this.reluNeuron && s.name.endsWith('.down_in')) throw new ArgumentError(`centres for "${s.name}": a ReLU neuron site cannot be centred (ReLU(x − μ) + μ ≠ ReLU(x))`);
-        if (mu) {
-          if (mu.length !== th.length) throw new ArgumentError(`centres for "${s.name}": ${mu.length} values, the site has ${th.length} channels`);
-          this.negCenters.set(s.name, b.upload(new Tensor([mu.length], mu.map((v) => -v)), 'vector'));
-        }
-      }
-    }
-    const lin = (l: LinearWeights): DeviceLinear => ({ weight: b.upload(l.weight, 'linear'), ...(l.bias ? { bias: b.upload(l.bias, 'vector') } : {}) });
-    const norm = (n: NormWeights): DeviceNorm => ({ weight: b.upload(n.weight, 'vector'), ...(n.bias ? { bias: b.upload(n.bias, 'vector') } : {}) });
-    this.blocks = weights.blocks.map((blk, l) => ({
-      attnNorm: norm(blk.attnNorm),
-      qkv: lin(scaleInputs(stackLinear([blk.q, blk.k, blk.v]), theta(`layers.${l}.attn_in`), center(`layers.${l}.attn_in`))),
-      o: lin(scaleInputs(blk.o, theta(`layers.${l}.o_in`), center(`layers.${l}.o_in`))),
-      mlpNorm: norm(blk.mlpNorm),
-      ...(blk.gate
-        ? { gateUp: lin(scaleInputs(stackLinear([blk.gate, blk.up]), theta(`layers.${l}.mlp_in`), center(`layers.${l}.mlp_in`))) }
-        : { up: lin(scaleInputs(blk.up, theta(`layers.${l}.mlp_in`), center(`layers.${l}.mlp_in`))) }),
-      down: lin(scaleInputs(blk.down, theta(`layers.${l}.down_in`), center(`layers.${l}.down_in`))),
-    }));
+    const vec = (t: Tensor | undefined) => (t ? b.upload(t, 'vector') : undefined);
+    const norm = (key: string, n: NormWeights): Compensated =>
+      cfg.family === 'gpt2' ? SpikeLayerNorm(b, key, vec(n.weight)!, vec(n.bias), cfg.normEps, forms.norm) : SpikeRMSNorm(b, key, vec(n.weight)!, cfg.normEps, forms.norm);
+    this.invFreq = cfg.family === 'llama' ? ropeInvFreq(cfg.headDim, cfg.ropeTheta, cfg.ropeScaling) : undefined;
+    const reluNeuron = this.reluNeuron;
+    this.blocks = weights.blocks.map((blk, l) => {
+      const p = `layers.${l}`;
+      const attention = new SpikeAttention(b, cfg.hiddenSize, cfg.numHeads, {
+        T, causal: true, numKvHeads: cfg.numKvHeads, headDim: cfg.headDim, ...(this.invFreq ? { rope: this.invFreq } : {}), form: forms.attention,
+      }, new SpikeLinear(b, encoder(`${p}.attn_in`), stackLinear([blk.q, blk.k, blk.v])), new SpikeLinear(b, encoder(`${p}.o_in`), blk.o), `${p}.attention`);
+      const up = new SpikeLinear(b, encoder(`${p}.mlp_in`), blk.gate ? stackLinear([blk.gate, blk.up]) : blk.up);
+      const act = blk.gate
+        ? SpikeGatedActivation(b, `${p}.act`, cfg.activation, forms.activation)
+        : reluNeuron ? undefined : new Compensated(b, `${p}.act`, (x) => b.activation(cfg.activation, x), forms.activation);
+      return {
+        attnNorm: norm(`${p}.attn_norm`, blk.attnNorm), attention, mlpNorm: norm(`${p}.mlp_norm`, blk.mlpNorm), up,
+        ...(act ? { act } : {}), down: new SpikeLinear(b, encoder(`${p}.down_in`, reluNeuron), blk.down),
+      };
+    });
     this.embed = b.upload(weights.embed, 'embedding');
     if (weights.positions) this.positions = b.upload(weights.positions, 'embedding');
-    this.finalNorm = norm(weights.finalNorm);
-    this.lmHead = lin(scaleInputs({ weight: weights.lmHead }, theta('head_in'), center('head_in')));
-    this.invFreq = config.family === 'llama' ? ropeInvFreq(config.headDim, config.ropeTheta, config.ropeScaling) : undefined;
+    this.finalNorm = norm('final_norm', weights.finalNorm);
+    this.head = new SpikeLinear(b, encoder('head_in'), { weight: weights.lmHead });
   }
 
   get timesteps(): number {
     return this.spiking.timesteps;
+  }
+
+  get forms(): OperatorForms {
+    return this.spiking.operators ?? COMPENSATED;
   }
 
   /** The MLP activation runs as a plain unsigned IF neuron (ReLU networks without a gate). */
@@ -243,138 +203,46 @@ export class SpikingLM {
     const start = cache.length;
     cache.reserve(S);
     const positions = Int32Array.from({ length: S }, (_, i) => start + i);
-    const spikes = b.zeros([this.sites.length, T]);
-    const rows = opts.allLogits ? [0, S] : [S - 1, S];
-    const decodeRows = (headMean: BTensor, stepInBlock: number): BTensor =>
-      b.matmul(b.sliceRows(headMean, stepInBlock * S + rows[0]!, stepInBlock * S + rows[1]!), this.lmHead.weight, this.lmHead.bias);
+    const counter: SpikeCounter = { stats: b.zeros([this.sites.length, T]), stride: T };
+    const [r0, r1] = opts.allLogits ? [0, S] : [S - 1, S];
+    // The LM head is linear: decoded logits at step t are W·θ·(mean of its input spikes up to t) + b.
+    const decode = (headMean: BTensor, block: number): BTensor => this.head.onDecoded(b.sliceRows(headMean, block * S + r0, block * S + r1));
 
     return b.tidy(() => {
       const decoded = new Map<number, BTensor>();
       let logits: BTensor | undefined;
       if ((opts.execution ?? 'multi') === 'multi') {
-        const ctx: TimeContext = { steps: T, t0: 0, state: () => undefined, kvBatches: T, kvOffset: 0 };
-        const headMean = this.run(ctx, tokens, positions, cache, spikes, opts);
-        for (const t of decodedAt) decoded.set(t, decodeRows(headMean, t - 1));
-        logits = decodeRows(headMean, T - 1);
+        const headMean = this.run(multiStep(T, opts.observe), tokens, positions, cache, counter);
+        for (const t of decodedAt) decoded.set(t, decode(headMean, t - 1));
+        logits = decode(headMean, T - 1);
       } else {
-        const states = new Map<string, BTensor>();
+        const loop = singleStep(b, cache.capacity, opts.observe);
         for (let t = 0; t < T; t++) {
-          const ctx: TimeContext = {
-            steps: 1, t0: t, kvBatches: 1, kvOffset: t * cache.capacity,
-            state: (key, r, c) => {
-              let s = states.get(key);
-              if (!s) states.set(key, (s = b.zeros([r, c])));
-              return { tensor: s, t0: t };
-            },
-          };
-          const headMean = this.run(ctx, tokens, positions, cache, spikes, opts);
-          if (decodedAt.includes(t + 1)) decoded.set(t + 1, decodeRows(headMean, 0));
-          if (t === T - 1) logits = decodeRows(headMean, 0);
+          const headMean = this.run(loop.at(t), tokens, positions, cache, counter);
+          if (decodedAt.includes(t + 1)) decoded.set(t + 1, decode(headMean, 0));
+          if (t === T - 1) logits = decode(headMean, 0);
         }
       }
       cache.advance(S);
-      return { logits: logits!, decoded, spikes, neurons: this.sites.map((s) => s.channels * S) };
+      return { logits: logits!, decoded, spikes: counter.stats, neurons: this.sites.map((s) => s.channels * S) };
     });
   }
 
-  /** One call of the network over ctx.steps steps; returns the decoded LM-head input (mean of its spikes). */
-  private run(ctx: TimeContext, tokens: Int32Array, positions: Int32Array, cache: KvCache, spikes: BTensor, opts: SnnForwardOptions): BTensor {
-    const b = this.backend, cfg = this.config;
+  /** The network over ctx.steps steps; returns the decoded LM-head input (running mean of its spikes). */
+  private run(ctx: TimeContext, tokens: Int32Array, positions: Int32Array, cache: KvCache, counter: SpikeCounter): BTensor {
+    const b = this.backend;
     const S = tokens.length;
     // The embedding is a constant current: the same rows at every step.
     const repeat = (a: Int32Array) => Int32Array.from({ length: ctx.steps * S }, (_, i) => a[i % S]!);
     let h = b.embedding(this.embed, repeat(tokens));
     if (this.positions) h = b.add(h, b.embedding(this.positions, repeat(positions)));
-    for (let l = 0; l < cfg.numLayers; l++) h = this.block(ctx, l, h, positions, cache, spikes, opts);
-    const f = this.compensated(ctx, 'final_norm', h, (x) => this.norm(x, this.finalNorm), 'norm');
-    const n = this.encode(ctx, 'head_in', f, spikes, opts);
-    return this.mean(ctx, 'head_mean', n);
-  }
-
-  private block(ctx: TimeContext, l: number, h: BTensor, positions: Int32Array, cache: KvCache, spikes: BTensor, opts: SnnForwardOptions): BTensor {
-    const b = this.backend, cfg = this.config, w = this.blocks[l]!;
-    const S = positions.length, start = positions[0]!;
-    const key = (name: string) => `layers.${l}.${name}`;
-    // attention
-    const compensatedAttention = this.forms.attention === 'compensated';
-    const a = this.compensated(ctx, key('attn_norm'), h, (x) => this.norm(x, w.attnNorm), 'norm');
-    const qkvCurrents = b.matmul(this.encode(ctx, key('attn_in'), a, spikes, opts), w.qkv.weight, w.qkv.bias);
-    const qkv = compensatedAttention ? this.mean(ctx, key('qkv_mean'), qkvCurrents) : qkvCurrents;
-    const layout = { numHeads: cfg.numHeads, numKvHeads: cfg.numKvHeads, headDim: cfg.headDim, positions, invFreq: this.invFreq };
-    const q = b.qkvToCache(qkv, cache.keys(l), cache.values(l), { ...layout, rowOffset: ctx.kvOffset + start, batches: ctx.kvBatches, kvBatchStride: cache.capacity });
-    const attn = b.attention(q, cache.keys(l), cache.values(l), {
-      numHeads: cfg.numHeads, numKvHeads: cfg.numKvHeads, headDim: cfg.headDim, queryStart: start, kvLength: start + S,
-      scale: 1 / Math.sqrt(cfg.headDim), batches: ctx.kvBatches, kvBatchStride: cache.capacity, kvOffset: ctx.kvOffset,
+    this.blocks.forEach((blk, l) => {
+      h = blk.attention.forward(ctx, blk.attnNorm.forward(ctx, h), cache, l, positions, counter, h);
+      const up = blk.up.forward(ctx, blk.mlpNorm.forward(ctx, h), counter);
+      h = blk.down.forward(ctx, blk.act ? blk.act.forward(ctx, up) : up, counter, h);
     });
-    const attnCurrents = compensatedAttention ? this.delta(ctx, key('attn_delta'), attn) : attn;
-    h = b.matmul(this.encode(ctx, key('o_in'), attnCurrents, spikes, opts), w.o.weight, w.o.bias, h);
-    // MLP
-    const m = this.compensated(ctx, key('mlp_norm'), h, (x) => this.norm(x, w.mlpNorm), 'norm');
-    const mSpikes = this.encode(ctx, key('mlp_in'), m, spikes, opts);
-    let hidden: BTensor;
-    if (w.gateUp) {
-      const gu = b.matmul(mSpikes, w.gateUp.weight, w.gateUp.bias);
-      hidden = this.encode(ctx, key('down_in'), this.compensated(ctx, key('act'), gu, (x) => b.gatedActivation(cfg.activation, x), 'activation'), spikes, opts);
-    } else {
-      const up = b.matmul(mSpikes, w.up!.weight, w.up!.bias);
-      hidden = this.reluNeuron
-        ? this.encode(ctx, key('down_in'), up, spikes, opts, true)
-        : this.encode(ctx, key('down_in'), this.compensated(ctx, key('act'), up, (x) => b.activation(cfg.activation as Activation, x), 'activation'), spikes, opts);
-    }
-    return b.matmul(hidden, w.down.weight, w.down.bias, h);
-  }
-
-  /** Decoded value at each step (running mean over time). */
-  private mean(ctx: TimeContext, key: string, x: BTensor): BTensor {
-    const c = x.shape.at(-1)!;
-    return this.backend.timeMean(x, ctx.steps, 'mean', ctx.state(`${key}/mean`, this.rowsPerStep(ctx, x), c));
-  }
-
-  /** Per-step currents whose running mean is F. */
-  private delta(ctx: TimeContext, key: string, F: BTensor): BTensor {
-    const c = F.shape.at(-1)!;
-    return this.backend.timeDelta(F, ctx.steps, 'mean', ctx.state(`${key}/delta`, this.rowsPerStep(ctx, F), c));
-  }
-
-  /**
-   * A nonlinear f on a stream of currents: compensated, timeDelta(f(timeMean(x))); or naive, f on
-   * each step's currents.
-   */
-  private compensated(ctx: TimeContext, key: string, x: BTensor, f: (decoded: BTensor) => BTensor, kind: keyof OperatorForms): BTensor {
-    if (this.forms[kind] === 'naive') return f(x);
-    return this.delta(ctx, key, f(this.mean(ctx, key, x)));
-  }
-
-  get forms(): OperatorForms {
-    return this.spiking.operators ?? COMPENSATED;
-  }
-
-  /**
-   * The encoder of a site: neuron dynamics in rate mode (spike counts out; counted into `spikes`),
-   * the identity in exact mode. `relu` makes it an unsigned neuron, which computes ReLU itself
-   * (exact mode applies max(0, x)).
-   */
-  private encode(ctx: TimeContext, site: string, currents: BTensor, spikes: BTensor, opts: SnnForwardOptions, relu = false): BTensor {
-    const b = this.backend;
-    opts.observe?.(site, relu ? b.activation('relu', currents) : currents, ctx.steps);
-    if (this.spiking.mode === 'exact') return relu ? b.activation('relu', currents) : currents;
-    const neuron: NeuronConfig = relu ? { ...this.spiking.neuron, signed: false } : this.spiking.neuron;
-    const C = currents.shape.at(-1)!;
-    const negCenter = this.negCenters.get(site);
-    if (negCenter) currents = b.add(currents, negCenter);
-    const n = b.neuronRun(currents, ctx.steps, this.thresholds.get(site)!, neuron, ctx.state(`${site}/membrane`, this.rowsPerStep(ctx, currents), C));
-    b.sumAbsInto(n, ctx.steps, spikes, this.siteIndex.get(site)! * this.timesteps + ctx.t0);
-    return n;
-  }
-
-  private norm(x: BTensor, w: DeviceNorm): BTensor {
-    return this.config.family === 'gpt2'
-      ? this.backend.layerNorm(x, w.weight, w.bias, this.config.normEps)
-      : this.backend.rmsNorm(x, w.weight, this.config.normEps);
-  }
-
-  private rowsPerStep(ctx: TimeContext, x: BTensor): number {
-    return x.shape.slice(0, -1).reduce((a, d) => a * d, 1) / ctx.steps;
+    const spikes = this.head.encoder.forward(ctx, this.finalNorm.forward(ctx, h), counter);
+    return timeMean(b, ctx, 'head_in', spikes);
   }
 }
 

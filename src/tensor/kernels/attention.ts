@@ -32,11 +32,14 @@ export interface AttentionParams {
   readonly kvBatchStride?: number;
   /** Row of k/v where block 0 starts (default 0). */
   readonly kvOffset?: number;
+  /** false: every query sees all kvLength keys (default true: keys up to its own position). */
+  readonly causal?: boolean;
 }
 
 export function checkAttention(p: AttentionParams, S: number): void {
   if (p.numHeads % p.numKvHeads !== 0) throw new ArgumentError(`attention: ${p.numHeads} heads are not a multiple of ${p.numKvHeads} KV heads`);
-  if (p.kvLength < p.queryStart + S) throw new ArgumentError(`attention: ${p.kvLength} cached keys cannot cover queries up to position ${p.queryStart + S - 1}`);
+  if (p.causal === false && p.kvLength < 1) throw new ArgumentError('attention: no keys to attend to');
+  if (p.causal !== false && p.kvLength < p.queryStart + S) throw new ArgumentError(`attention: ${p.kvLength} cached keys cannot cover queries up to position ${p.queryStart + S - 1}`);
   if ((p.kvBatchStride ?? p.kvLength) < p.kvLength) throw new ArgumentError(`attention: kv block stride ${p.kvBatchStride} is shorter than ${p.kvLength} keys`);
   if (!Number.isInteger(p.batches ?? 1) || (p.batches ?? 1) < 1) throw new ArgumentError(`attention: batches must be a positive integer, got ${p.batches}`);
 }
@@ -55,7 +58,7 @@ export function attentionCpu(q: Float32Array, k: Float32Array, v: Float32Array, 
     const g = Math.floor(h / group);
     for (let s = 0; s < S; s++) {
       const qo = (b * S + s) * qWidth + h * d;
-      const last = queryStart + s;
+      const last = p.causal === false ? p.kvLength - 1 : queryStart + s;
       let max = -Infinity;
       for (let j = 0; j <= last; j++) {
         const ko = (kvOffset + b * stride + j) * kvWidth + g * d;
@@ -113,7 +116,7 @@ export function attentionComposite(q: Float32Array, k: Float32Array, v: Float32A
 // Both keep the output row in registers (a private array sized by the head dimension).
 
 const ATTENTION_SCALAR_WGSL = `
-struct Params { S: u32, H: u32, group: u32, queryStart: u32, scale: f32, qWidth: u32, kvWidth: u32, B: u32, stride: u32, kvOffset: u32 }
+struct Params { S: u32, H: u32, group: u32, queryStart: u32, scale: f32, qWidth: u32, kvWidth: u32, B: u32, stride: u32, kvOffset: u32, lastAll: u32 }
 @group(0) @binding(0) var<storage, read> q: array<f32>;
 @group(0) @binding(1) var<storage, read> k: array<f32>;
 @group(0) @binding(2) var<storage, read> v: array<f32>;
@@ -129,7 +132,8 @@ fn main(@builtin(global_invocation_id) gid: vec3u) {
   let b = idx / (p.H * p.S);
   let g = h / p.group;
   let qo = (b * p.S + s) * p.qWidth + h * D;
-  let last = p.queryStart + s;
+  var last = p.queryStart + s;
+  if (p.lastAll > 0u) { last = p.lastAll - 1u; }
   var m = -3.4e38;
   for (var j = 0u; j <= last; j++) {
     let ko = (p.kvOffset + b * p.stride + j) * p.kvWidth + g * D;
@@ -151,7 +155,7 @@ fn main(@builtin(global_invocation_id) gid: vec3u) {
 }`;
 
 const ATTENTION_VEC4_WGSL = `
-struct Params { S: u32, H: u32, group: u32, queryStart: u32, scale: f32, qWidth: u32, kvWidth: u32, B: u32, stride: u32, kvOffset: u32 }
+struct Params { S: u32, H: u32, group: u32, queryStart: u32, scale: f32, qWidth: u32, kvWidth: u32, B: u32, stride: u32, kvOffset: u32, lastAll: u32 }
 @group(0) @binding(0) var<storage, read> q: array<vec4f>;
 @group(0) @binding(1) var<storage, read> k: array<vec4f>;
 @group(0) @binding(2) var<storage, read> v: array<vec4f>;
@@ -167,7 +171,8 @@ fn main(@builtin(global_invocation_id) gid: vec3u) {
   let b = idx / (p.H * p.S);
   let g = h / p.group;
   let qo = ((b * p.S + s) * p.qWidth + h * D4 * 4u) / 4u;
-  let last = p.queryStart + s;
+  var last = p.queryStart + s;
+  if (p.lastAll > 0u) { last = p.lastAll - 1u; }
   var qv: array<vec4f, D4>;
   var acc: array<vec4f, D4>;
   for (var i = 0u; i < D4; i++) { qv[i] = q[qo + i] * p.scale; }
@@ -205,5 +210,5 @@ export function attentionGpu(rt: GpuRuntime, q: GpuTensor, k: GpuTensor, v: GpuT
   // Workgroups fold into y past 65535 (the shader's linear index assumes exactly that width).
   const groups: [number, number] = total > 65535 ? [65535, Math.ceil(total / 65535)] : [total, 1];
   rt.dispatch(pipe, [q.buffer, k.buffer, v.buffer, y.buffer],
-    [S, p.numHeads, p.numHeads / p.numKvHeads, p.queryStart, { f32: p.scale }, p.numHeads * d, p.numKvHeads * d, B, p.kvBatchStride ?? p.kvLength, p.kvOffset ?? 0], groups);
+    [S, p.numHeads, p.numHeads / p.numKvHeads, p.queryStart, { f32: p.scale }, p.numHeads * d, p.numKvHeads * d, B, p.kvBatchStride ?? p.kvLength, p.kvOffset ?? 0, p.causal === false ? p.kvLength : 0], groups);
 }
