@@ -33,8 +33,8 @@ describe.each(BACKEND_NAMES)('fused ops on %s', (name) => {
     );
   });
 
-  it.each(['silu', 'gelu_tanh', 'gelu_erf', 'relu'] as Activation[])('gatedActivation %s = act(gate) · up', async (kind, ...rest) => {
-    const b = await backendFor(name, rest[0] as never);
+  it.for(['silu', 'gelu_tanh', 'gelu_erf', 'relu'] as Activation[])('gatedActivation %s = act(gate) · up', async (kind, ctx) => {
+    const b = await backendFor(name, ctx);
     await fc.assert(
       fc.asyncProperty(fc.integer({ min: 1, max: 9 }), fc.integer({ min: 1, max: 40 }), fc.integer(), async (R, C, seed) => {
         const x = t([R, 2 * C], seed, 4);

@@ -43,8 +43,8 @@ async function read(g: GpuBackend, x: unknown): Promise<Float32Array> {
 
 describe('matmul variants', () => {
   const packed: MatmulVariant[] = ['blocked4', 'blocked1', 'tiled', 'splitk'];
-  it.each(packed)('%s equals the reference, with and without bias / residual and with the weight split into chunks', async (variant, ...rest) => {
-    const g = await requireGpu(rest[0] as never);
+  it.for(packed)('%s equals the reference, with and without bias / residual and with the weight split into chunks', async (variant, ctx) => {
+    const g = await requireGpu(ctx);
     await fc.assert(
       fc.asyncProperty(fc.integer({ min: 1, max: 37 }), odd, odd, fc.boolean(), fc.boolean(), fc.integer(), async (M, K, N, withBias, chunked, seed) => {
         const x = t([M, K], seed), w = t([N, K], seed + 1), b = t([N], seed + 2), r = t([M, N], seed + 3);
@@ -91,8 +91,8 @@ describe('elementwise, norms, softmax, rope, attention, gather, copies', () => {
     );
   });
 
-  it.each(['gelu_tanh', 'gelu_erf', 'gelu_quick', 'silu', 'relu'] as Activation[])('activation %s, including large |x|', async (kind, ...rest) => {
-    const g = await requireGpu(rest[0] as never);
+  it.for(['gelu_tanh', 'gelu_erf', 'gelu_quick', 'silu', 'relu'] as Activation[])('activation %s, including large |x|', async (kind, ctx) => {
+    const g = await requireGpu(ctx);
     await fc.assert(
       fc.asyncProperty(fc.integer({ min: 1, max: 300 }), fc.integer(), async (n, seed) => {
         const a = t([n], seed, 12);

@@ -32,8 +32,8 @@ describe.each(FIXTURE_NAMES)('GPU golden: %s', (name) => {
 });
 
 describe('GPU KV cache', () => {
-  it.each(['stories260k', 'gpt2-random-f16'] as const)('%s: incremental decoding equals full recompute (cache grows on the GPU)', async (name, ...rest) => {
-    const gpu = await requireGpu(rest[0] as never);
+  it.for(['stories260k', 'gpt2-random-f16'] as const)('%s: incremental decoding equals full recompute (cache grows on the GPU)', async (name, ctx) => {
+    const gpu = await requireGpu(ctx);
     const m = loadModel(fixtureDir(name), { backend: gpu });
     const ids = Object.values(golden(name))[1]!.input_ids;
     const V = m.config.vocabSize;

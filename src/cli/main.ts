@@ -7,8 +7,9 @@ import { helpText, parseArgs } from './args.js';
 import { type CliIO, type Command, processIO } from './command.js';
 import { generateCommand, logitsCommand } from './generate.js';
 import { infoCommand } from './info.js';
+import { convertCommand, fidelityCommand } from './snn.js';
 
-export const COMMANDS: readonly Command[] = [generateCommand, logitsCommand, infoCommand];
+export const COMMANDS: readonly Command[] = [generateCommand, logitsCommand, convertCommand, fidelityCommand, infoCommand];
 
 function usage(): string {
   const lines = ['usage: spikelm <command> [flags]', '', 'commands:'];

@@ -105,7 +105,7 @@ export function observe(plan: ConversionPlan, model: CausalLMLike, data: Calibra
 // ---- calibrate ----------------------------------------------------------------------------------
 
 export interface CalibrateOptions {
-  /** Quantile of |x − μ| per channel that becomes θ. Default 0.95 (see README: resolution vs spikes). */
+  /** Quantile of |x − μ| per channel that becomes θ. Default 0.9 (see README: resolution vs spikes). */
   readonly quantile?: number;
   /** Encode around the per-channel mean (bias takes W·μ). Default false. */
   readonly center?: boolean;
@@ -128,7 +128,7 @@ export interface Calibration {
   readonly sites: ReadonlyMap<string, SiteCalibration>;
 }
 
-export const DEFAULT_QUANTILE = 0.95;
+export const DEFAULT_QUANTILE = 0.9;
 
 export function quantileOf(sorted: Float32Array | number[], q: number): number {
   if (sorted.length === 0) return 0;

@@ -26,6 +26,9 @@ export interface FidelityRow {
   readonly distinct_predictions_ann: number;
   readonly distinct_predictions_snn: number;
   readonly spike_rate: number;
+  /** With `marginThreshold`: top-1 agreement over positions whose ANN top-2 logit margin is at least it. */
+  readonly top1_agreement_above_margin?: number;
+  readonly positions_above_margin?: number;
 }
 
 export interface FidelityReport {
@@ -37,6 +40,11 @@ export interface FidelityOptions {
   /** Tokens per forward chunk (default 64). */
   readonly chunk?: number;
   readonly onProgress?: (done: number, total: number) => void;
+  /**
+   * Also report top-1 agreement over positions where the ANN's top-2 logit margin is at least this:
+   * random-weight models have many near-ties, which no approximation can resolve.
+   */
+  readonly marginThreshold?: number;
 }
 
 function logSoftmax(logits: Float32Array, o: number, V: number, out: Float64Array): void {
@@ -61,6 +69,20 @@ class Accumulator {
   readonly predSnn = new Set<number>();
   spikes = 0;
   neuronSteps = 0;
+  marginPositions = 0;
+  marginAgree = 0;
+}
+
+function topMargin(logits: Float32Array, o: number, V: number): number {
+  let a = -Infinity, b = -Infinity;
+  for (let i = 0; i < V; i++) {
+    const v = logits[o + i]!;
+    if (v > a) {
+      b = a;
+      a = v;
+    } else if (v > b) b = v;
+  }
+  return a - b;
 }
 
 export async function measureFidelity(ann: CausalLM, snn: SpikingLM, ids: readonly number[], timesteps: readonly number[], opts: FidelityOptions = {}): Promise<FidelityReport> {
@@ -98,6 +120,10 @@ export async function measureFidelity(ann: CausalLM, snn: SpikingLM, ids: readon
           const pa = argmax(annLogits.subarray(o, o + V)), ps = argmax(snnLogits.subarray(o, o + V));
           a.positions++;
           if (pa === ps) a.agree++;
+          if (opts.marginThreshold !== undefined && topMargin(annLogits, o, V) >= opts.marginThreshold) {
+            a.marginPositions++;
+            if (pa === ps) a.marginAgree++;
+          }
           a.predAnn.add(pa);
           a.predSnn.add(ps);
           logSoftmax(annLogits, o, V, lpAnn);
@@ -141,6 +167,7 @@ export async function measureFidelity(ann: CausalLM, snn: SpikingLM, ids: readon
         distinct_predictions_ann: a.predAnn.size,
         distinct_predictions_snn: a.predSnn.size,
         spike_rate: a.neuronSteps ? a.spikes / a.neuronSteps : 0,
+        ...(opts.marginThreshold !== undefined ? { top1_agreement_above_margin: a.marginAgree / Math.max(a.marginPositions, 1), positions_above_margin: a.marginPositions } : {}),
       };
     }),
   };

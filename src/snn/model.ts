@@ -176,6 +176,15 @@ export class SpikingLM {
     return this.spiking.timesteps;
   }
 
+  /** The same network run for T steps (thresholds and weights shared). */
+  withTimesteps(timesteps: number): SpikingLM {
+    return new SpikingLM(this.config, this.weights, this.backend, { ...this.spiking, timesteps });
+  }
+
+  withSurrogate(surrogate: SpikingConfig['surrogate']): SpikingLM {
+    return new SpikingLM(this.config, this.weights, this.backend, { ...this.spiking, surrogate });
+  }
+
   get forms(): OperatorForms {
     return this.spiking.operators ?? COMPENSATED;
   }

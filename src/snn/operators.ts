@@ -177,7 +177,8 @@ export class Compensated {
   constructor(
     private readonly backend: Backend,
     readonly key: string,
-    private readonly f: (decoded: BTensor) => BTensor,
+    /** The function on decoded values. */
+    readonly f: (decoded: BTensor) => BTensor,
     readonly form: OperatorForm = 'compensated',
     readonly domain: TimeDomain = 'mean',
   ) {}

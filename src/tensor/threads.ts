@@ -1,18 +1,23 @@
 /**
- * Worker threads for the CPU matmul: the output columns are split between the calling thread and
- * the pool's workers, which read x, w and bias and write y in place through SharedArrayBuffers.
+ * Worker threads for the CPU backend's heavy kernels: matmul (output columns split between the
+ * calling thread and the workers) and attention ((block, head) units split). Workers read their
+ * operands and write their outputs in place through SharedArrayBuffers.
  *
  * The hand-off is synchronous (Atomics.wait / notify on a per-worker control word, jobs posted on a
  * MessagePort and taken with receiveMessageOnPort), so the CPU backend keeps a synchronous API.
- * Workers run `matmulBlocked`'s own source (eval'd), so there is one kernel, not a copy.
+ * Workers run the kernels' own source (`matmulBlocked.toString()`, `attentionRange.toString()`),
+ * so there is one kernel, not a copy.
  * Set SPIKELM_THREADS=1 to disable the pool, or to N to use N threads in all.
  */
 import os from 'node:os';
 import { MessageChannel, type MessagePort, Worker, receiveMessageOnPort } from 'node:worker_threads';
+import { type AttentionParams, attentionRange } from './kernels/attention.js';
 import { matmulBlocked } from './kernels/matmul.js';
 
 /** Below this many multiply-adds a hand-off costs more than it saves (measured in bench/matmul). */
 export const PARALLEL_MIN_MACS = 1 << 20;
+/** Attention: below this many score/value multiply-adds the work stays on the calling thread. */
+export const PARALLEL_MIN_ATTENTION = 1 << 18;
 
 const IDLE = 0, POSTED = 1, DONE = 2, FAILED = 3;
 
@@ -22,16 +27,18 @@ interface PoolWorker {
   control: Int32Array;
 }
 
-const WORKER_SOURCE = (kernel: string) => `
+const WORKER_SOURCE = () => `
 const { receiveMessageOnPort, workerData } = require('node:worker_threads');
-const matmulBlocked = ${kernel};
+const matmulBlocked = ${matmulBlocked.toString()};
+const attentionRange = ${attentionRange.toString()};
 const { port, control } = workerData;
 for (;;) {
   const state = Atomics.load(control, 0);
   if (state !== ${POSTED}) { Atomics.wait(control, 0, state); continue; }
   const job = receiveMessageOnPort(port).message;
   try {
-    matmulBlocked(job.x, job.w, job.bias, job.y, job.M, job.K, job.N, job.n0, job.n1);
+    if (job.kind === 'attention') attentionRange(job.q, job.k, job.v, job.S, job.p, job.out, job.u0, job.u1);
+    else matmulBlocked(job.x, job.w, job.bias, job.y, job.M, job.K, job.N, job.n0, job.n1);
     Atomics.store(control, 0, ${DONE});
   } catch (err) {
     port.postMessage(String(err && err.stack || err));
@@ -55,7 +62,7 @@ export function threadCount(): number {
 function getPool(): PoolWorker[] {
   if (pool) return pool;
   pool = [];
-  const source = WORKER_SOURCE(matmulBlocked.toString());
+  const source = WORKER_SOURCE();
   for (let i = 0; i < threadCount() - 1; i++) {
     const { port1, port2 } = new MessageChannel();
     const control = new Int32Array(new SharedArrayBuffer(4));
@@ -105,12 +112,22 @@ export function parallelMatmul(x: Float32Array, w: Float32Array, bias: Float32Ar
     const n1 = Math.min(N, n0 + step);
     if (n0 >= n1) break;
     const pw = workers[i]!;
-    pw.port.postMessage({ x, w, bias, y, M, K, N, n0, n1 });
-    Atomics.store(pw.control, 0, POSTED);
-    Atomics.notify(pw.control, 0);
+    postJob(pw, { kind: 'matmul', x, w, bias, y, M, K, N, n0, n1 });
     used.push(pw);
   }
   matmulBlocked(x, w, bias, y, M, K, N, 0, Math.min(step, N));
+  joinWorkers(used, 'matmul');
+  if (y !== yOut) yOut.set(y);
+  return true;
+}
+
+function postJob(pw: PoolWorker, job: object): void {
+  pw.port.postMessage(job);
+  Atomics.store(pw.control, 0, POSTED);
+  Atomics.notify(pw.control, 0);
+}
+
+function joinWorkers(used: readonly PoolWorker[], what: string): void {
   let failure: string | undefined;
   for (const pw of used) {
     for (;;) {
@@ -121,7 +138,28 @@ export function parallelMatmul(x: Float32Array, w: Float32Array, bias: Float32Ar
     if (Atomics.load(pw.control, 0) === FAILED) failure = String(receiveMessageOnPort(pw.port)?.message ?? 'unknown error');
     Atomics.store(pw.control, 0, IDLE);
   }
-  if (failure) throw new Error(`matmul worker failed: ${failure}`);
-  if (y !== yOut) yOut.set(y);
+  if (failure) throw new Error(`${what} worker failed: ${failure}`);
+}
+
+/**
+ * Attention over `units` (block, head) pairs across the pool. Returns false (nothing done) when the
+ * work is small or an operand is not in shared memory.
+ */
+export function parallelAttention(q: Float32Array, k: Float32Array, v: Float32Array, S: number, p: AttentionParams, out: Float32Array, units: number, work: number): boolean {
+  if (work < PARALLEL_MIN_ATTENTION || units < 2) return false;
+  if (![q, k, v, out].every((a) => a.buffer instanceof SharedArrayBuffer)) return false;
+  const workers = getPool();
+  if (workers.length === 0) return false;
+  const per = Math.ceil(units / (workers.length + 1));
+  const params = { ...p };
+  const used: PoolWorker[] = [];
+  for (let i = 0; i < workers.length; i++) {
+    const u0 = (i + 1) * per, u1 = Math.min(units, u0 + per);
+    if (u0 >= u1) break;
+    postJob(workers[i]!, { kind: 'attention', q, k, v, S, p: params, out, u0, u1 });
+    used.push(workers[i]!);
+  }
+  attentionRange(q, k, v, S, p, out, 0, Math.min(per, units));
+  joinWorkers(used, 'attention');
   return true;
 }

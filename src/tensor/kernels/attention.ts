@@ -16,6 +16,7 @@
 import { ArgumentError } from '../../errors.js';
 import { type GpuRuntime, type GpuTensor, fillTemplate } from '../gpu/runtime.js';
 import { softmaxCpu } from './softmax.js';
+import { parallelAttention } from '../threads.js';
 
 export interface AttentionParams {
   readonly numHeads: number;
@@ -44,17 +45,27 @@ export function checkAttention(p: AttentionParams, S: number): void {
   if (!Number.isInteger(p.batches ?? 1) || (p.batches ?? 1) < 1) throw new ArgumentError(`attention: batches must be a positive integer, got ${p.batches}`);
 }
 
-/** S is the number of query rows per block. */
+/** S is the number of query rows per block. Splits the (block, head) units across the thread pool when it pays. */
 export function attentionCpu(q: Float32Array, k: Float32Array, v: Float32Array, S: number, p: AttentionParams, out: Float32Array): void {
   checkAttention(p, S);
-  const { numHeads: H, numKvHeads: Hkv, headDim: d, queryStart, scale } = p;
-  const B = p.batches ?? 1, stride = p.kvBatchStride ?? p.kvLength, kvOffset = p.kvOffset ?? 0;
+  const units = (p.batches ?? 1) * p.numHeads;
+  const work = units * S * (p.queryStart + S) * p.headDim;
+  if (!parallelAttention(q, k, v, S, p, out, units, work)) attentionRange(q, k, v, S, p, out, 0, units);
+}
+
+/**
+ * Units [u0, u1) of (block b, head h), u = b·H + h. Self-contained (no outside references): the
+ * worker threads run its source.
+ */
+export function attentionRange(q: Float32Array, k: Float32Array, v: Float32Array, S: number, p: AttentionParams, out: Float32Array, u0: number, u1: number): void {
+  const H = p.numHeads, Hkv = p.numKvHeads, d = p.headDim, queryStart = p.queryStart, scale = p.scale;
+  const stride = p.kvBatchStride ?? p.kvLength, kvOffset = p.kvOffset ?? 0;
   const group = H / Hkv;
   const qWidth = H * d, kvWidth = Hkv * d;
   const scores = new Float64Array(p.kvLength);
   const acc = new Float64Array(d);
-  for (let b = 0; b < B; b++)
-  for (let h = 0; h < H; h++) {
+  for (let u = u0; u < u1; u++) {
+    const b = Math.floor(u / H), h = u % H;
     const g = Math.floor(h / group);
     for (let s = 0; s < S; s++) {
       const qo = (b * S + s) * qWidth + h * d;

@@ -64,24 +64,30 @@ export function neuronRunCpu(x: Float32Array, T: number, R: number, C: number, t
   const E = R * C;
   const B = Number.isFinite(cfg.maxSpikes) ? cfg.maxSpikes : 3.0e38;
   const beta = f(cfg.leak);
-  for (let e = 0; e < E; e++) {
-    const c = e % C;
-    const th = theta[c]!, inv = invTheta[c]!;
-    let v = membrane && !fresh ? membrane[e]! : cfg.initial === 'half' ? f(th * 0.5) : 0;
-    for (let t = 0; t < T; t++) {
-      const i = t * E + e;
-      v = f(f(beta * v) + x[i]!);
-      const ratio = f(v * inv);
-      let n = cfg.fire === '>=' ? Math.floor(ratio) : Math.ceil(ratio) - 1;
-      if (!cfg.signed && n < 0) n = 0;
-      if (n > B) n = B;
-      else if (n < -B) n = -B;
-      if (cfg.reset === 'subtract') v = f(v - f(n * th));
-      else if (cfg.reset === 'zero' && n !== 0) v = 0;
-      out[i] = n;
-    }
-    if (membrane) membrane[e] = v;
+  const gt = cfg.fire === '>', signed = cfg.signed, reset = cfg.reset;
+  // Membranes in a float32 array (steps outer, neurons inner: contiguous rows).
+  const v = membrane && !fresh ? membrane : new Float32Array(E);
+  if (!membrane || fresh) {
+    if (cfg.initial === 'half') for (let e = 0; e < E; e++) v[e] = theta[e % C]! * 0.5;
   }
+  for (let t = 0; t < T; t++) {
+    const o = t * E;
+    for (let r = 0; r < R; r++) {
+      const ro = r * C;
+      for (let c = 0; c < C; c++) {
+        const e = ro + c;
+        const m = f(f(beta * v[e]!) + x[o + e]!);
+        const ratio = f(m * invTheta[c]!);
+        let n = gt ? Math.ceil(ratio) - 1 : Math.floor(ratio);
+        if (!signed && n < 0) n = 0;
+        if (n > B) n = B;
+        else if (n < -B) n = -B;
+        v[e] = reset === 'subtract' ? m - f(n * theta[c]!) : reset === 'zero' && n !== 0 ? 0 : m;
+        out[o + e] = n;
+      }
+    }
+  }
+  if (membrane && membrane !== v) membrane.set(v);
 }
 
 // ---------------------------------------------------------------------------------------------

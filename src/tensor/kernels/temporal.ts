@@ -19,30 +19,38 @@ import type { GpuRuntime, GpuTensor } from '../gpu/runtime.js';
 
 export type TimeDomain = 'mean' | 'sum';
 
-/** `state` (length R·C): running sum in, running sum out. */
+const f = Math.fround;
+
+/**
+ * `state` (length R·C): running sum in, running sum out. Sums round to float32 at every step, as
+ * the stored state and the WGSL twin do, so a run split into steps equals the run in one piece.
+ */
 export function timeMeanCpu(x: Float32Array, T: number, E: number, domain: TimeDomain, out: Float32Array, state?: Float32Array, t0 = 0): void {
-  for (let e = 0; e < E; e++) {
-    let sum = state && t0 > 0 ? state[e]! : 0;
-    for (let t = 0; t < T; t++) {
-      sum += x[t * E + e]!;
-      out[t * E + e] = domain === 'mean' ? sum / (t0 + t + 1) : sum;
+  // Steps outer, elements inner: contiguous rows; the running sums live in a float32 array.
+  const sum = state && t0 > 0 ? state : new Float32Array(E);
+  for (let t = 0; t < T; t++) {
+    const o = t * E, step = t0 + t + 1;
+    for (let e = 0; e < E; e++) {
+      const s = (sum[e] = sum[e]! + x[o + e]!);
+      out[o + e] = domain === 'mean' ? s / step : s;
     }
-    if (state) state[e] = sum;
   }
+  if (state && state !== sum) state.set(sum);
 }
 
 /** `state` (length R·C): the previous step's F in, the last F out. */
 export function timeDeltaCpu(F: Float32Array, T: number, E: number, domain: TimeDomain, out: Float32Array, state?: Float32Array, t0 = 0): void {
-  for (let e = 0; e < E; e++) {
-    let prev = state && t0 > 0 ? state[e]! : 0;
-    for (let t = 0; t < T; t++) {
-      const step = t0 + t + 1;
-      const cur = F[t * E + e]!;
-      out[t * E + e] = domain === 'mean' ? step * cur - (step - 1) * prev : cur - prev;
-      prev = cur;
+  for (let t = 0; t < T; t++) {
+    const o = t * E, step = t0 + t + 1;
+    // the previous step's F: the row before, or the carried state at the first step of a chunk
+    const prev = t > 0 ? F : state && t0 > 0 ? state : undefined;
+    const po = t > 0 ? o - E : 0;
+    for (let e = 0; e < E; e++) {
+      const cur = F[o + e]!, p = prev ? prev[po + e]! : 0;
+      out[o + e] = domain === 'mean' ? f(step * cur) - f((step - 1) * p) : cur - p;
     }
-    if (state) state[e] = prev;
   }
+  if (state) state.set(F.subarray((T - 1) * E, T * E));
 }
 
 /** stats[offset + t] += Σ|x| over the rows of step t, for t < steps. */

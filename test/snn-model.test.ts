@@ -1,0 +1,136 @@
+/**
+ * The spiking model as a whole: exact mode is the ANN; rate mode is the quantized ANN it provably
+ * equals; single-step ≡ multi-step; a run's decoded logits at step t equal a run of t steps; cached
+ * incremental decoding equals a full recompute; CPU and GPU agree on logits and spike counts.
+ */
+import { describe, expect, it } from 'vitest';
+import { convertModelToSpiking, createCalibrationData } from '../src/convert/api.js';
+import { CausalLM, loadModel } from '../src/nn/model.js';
+import { loadTokenizer } from '../src/nn/tokenizer.js';
+import { DEFAULT_NEURON } from '../src/snn/neurons.js';
+import { SpikingLM, spikeRate } from '../src/snn/model.js';
+import type { Backend } from '../src/tensor/backend.js';
+import { requireGpu } from './helpers/backends.js';
+import { FIXTURE_NAMES, fixtureDir, golden } from './helpers/fixtures.js';
+import { TOL, expectClose } from './helpers/tolerance.js';
+
+const read = async (b: Backend, x: unknown) => (await b.read(x as never)).data;
+
+function converted(name: (typeof FIXTURE_NAMES)[number], timesteps: number, backend?: Backend) {
+  const dir = fixtureDir(name);
+  const ann = loadModel(dir, backend ? { backend } : {});
+  const tok = loadTokenizer(dir);
+  const { snn } = convertModelToSpiking(ann, createCalibrationData(tok, { numSamples: 8 }), { timesteps, backend: ann.backend });
+  return { ann, snn, tok };
+}
+
+describe('exact mode is the ANN', () => {
+  it.for(FIXTURE_NAMES)('%s: logits within 1e-4 of the golden reference (T = 1 and T = 3)', async (name) => {
+    const ann = loadModel(fixtureDir(name));
+    for (const T of [1, 3]) {
+      const snn = new SpikingLM(ann.config, ann.weights, ann.backend, { timesteps: T, mode: 'exact', neuron: DEFAULT_NEURON, thresholds: new Map(), surrogate: { name: 'atan', alpha: 2 } });
+      for (const g of Object.values(golden(name))) {
+        expectClose(await read(ann.backend, snn.forward(g.input_ids).logits), g.last_logits, TOL.golden, `${name} exact T=${T}`);
+      }
+    }
+  });
+
+  it.for(FIXTURE_NAMES)('%s on the GPU: equals the GPU ANN', async (name, ctx) => {
+    const gpu = await requireGpu(ctx);
+    const ann = loadModel(fixtureDir(name), { backend: gpu });
+    const snn = new SpikingLM(ann.config, ann.weights, gpu, { timesteps: 2, mode: 'exact', neuron: DEFAULT_NEURON, thresholds: new Map(), surrogate: { name: 'atan', alpha: 2 } });
+    const g = Object.values(golden(name))[0]!;
+    expectClose(await read(gpu, snn.forward(g.input_ids, snn.newCache(), { allLogits: true }).logits), await read(gpu, ann.forward(g.input_ids, ann.newCache(), { allLogits: true })), TOL.gpuKernel, name);
+  });
+});
+
+describe('rate mode (stories260k, default conversion)', () => {
+  const { ann, snn, tok } = converted('stories260k', 16);
+  const ids = tok.encode('Once upon a time, there was a little girl named Lily. She loved to play.');
+  const b = snn.backend;
+
+  it('equals the quantized ANN (thresholds θ/T, one step) exactly at T = 4, 8, 16', async () => {
+    for (const T of [4, 8, 16]) {
+      const rate = new SpikingLM(snn.config, snn.weights, b, { ...snn.spiking, timesteps: T });
+      const qann = new SpikingLM(snn.config, snn.weights, b, { ...snn.spiking, timesteps: 1, thresholds: new Map([...snn.spiking.thresholds].map(([k, v]) => [k, v.map((x) => x / T)])) });
+      expectClose(await read(b, rate.forward(ids, rate.newCache(), { allLogits: true }).logits), await read(b, qann.forward(ids, qann.newCache(), { allLogits: true }).logits), { atol: 1e-5, rtol: 1e-5 }, `T=${T}`);
+    }
+  });
+
+  it('single-step execution equals multi-step: logits and every spike count', async () => {
+    const m = snn.forward(ids, snn.newCache(), { allLogits: true, decodedAt: [3, 16] });
+    const s = snn.forward(ids, snn.newCache(), { allLogits: true, decodedAt: [3, 16], execution: 'single' });
+    expect(Array.from(await read(b, s.logits))).toEqual(Array.from(await read(b, m.logits)));
+    expect(Array.from(await read(b, s.decoded.get(3)))).toEqual(Array.from(await read(b, m.decoded.get(3))));
+    expect(Array.from(await read(b, s.spikes))).toEqual(Array.from(await read(b, m.spikes)));
+  });
+
+  it('the decoded logits at step t of a 16-step run equal a run of t steps', async () => {
+    const long = snn.forward(ids, snn.newCache(), { decodedAt: [1, 5, 9] });
+    for (const t of [1, 5, 9]) {
+      const short = new SpikingLM(snn.config, snn.weights, b, { ...snn.spiking, timesteps: t });
+      expect(Array.from(await read(b, short.forward(ids).logits))).toEqual(Array.from(await read(b, long.decoded.get(t))));
+    }
+  });
+
+  it('cached incremental decoding over several chunks equals a full recompute', async () => {
+    const V = ann.config.vocabSize;
+    const full = await read(b, snn.forward(ids, snn.newCache(), { allLogits: true }).logits);
+    const cache = snn.newCache(2);
+    let pos = 0;
+    for (const chunk of [ids.slice(0, 4), ids.slice(4, 5), ids.slice(5, 11), ...ids.slice(11).map((t) => [t])]) {
+      const part = await read(b, snn.forward(chunk, cache, { allLogits: true }).logits);
+      expectClose(part, full.subarray(pos * V, (pos + chunk.length) * V), { atol: 1e-5, rtol: 1e-5 }, `positions from ${pos}`);
+      pos += chunk.length;
+    }
+  });
+
+  it('reports spikes per neuron per step for every site, and rejects bad calls', async () => {
+    const out = snn.forward(ids);
+    const rate = await spikeRate(snn, out);
+    expect(rate.perSite.size).toBe(snn.sites.length);
+    for (const r of rate.perSite.values()) expect(r).toBeGreaterThan(0);
+    expect(() => snn.forward([])).toThrow(/empty input/);
+    expect(() => snn.forward(ids, ann.newCache())).toThrow(/holds 1 steps per token, the model runs 16/);
+    expect(() => snn.forward(ids, snn.newCache(), { decodedAt: [17] })).toThrow(/outside 1…16/);
+    expect(() => new SpikingLM(ann.config, ann.weights, b, { ...snn.spiking, thresholds: new Map() })).toThrow(/needs thresholds for encoder site "layers\.0\.attn_in"/);
+  });
+});
+
+describe('rate mode on the GPU', () => {
+  it('matches the CPU model: logits, and spike counts per site within 0.5%', async (ctx) => {
+    const gpu = await requireGpu(ctx);
+    const { snn: cpuSnn, tok } = converted('stories260k', 8);
+    const gpuSnn = new SpikingLM(cpuSnn.config, cpuSnn.weights, gpu, cpuSnn.spiking);
+    const ids = tok.encode('The little bird was sad because it could not fly.');
+    const c = cpuSnn.forward(ids, cpuSnn.newCache(), { allLogits: true });
+    const g = gpuSnn.forward(ids, gpuSnn.newCache(), { allLogits: true });
+    // float32 sums in another order can move a value across a rounding boundary of the θ grid,
+    // which moves a logit by at most one grid step; the bulk agrees to kernel tolerance
+    const cl = await read(cpuSnn.backend, c.logits), gl = await read(gpu, g.logits);
+    let close = 0;
+    for (let i = 0; i < cl.length; i++) if (Math.abs(cl[i]! - gl[i]!) <= 1e-3 + 1e-3 * Math.abs(cl[i]!)) close++;
+    expect(close / cl.length).toBeGreaterThan(0.97);
+    const cr = await spikeRate(cpuSnn, c), gr = await spikeRate(gpuSnn, g);
+    for (const [site, rate] of cr.perSite) expect(Math.abs(gr.perSite.get(site)! - rate) / rate).toBeLessThan(0.005);
+    // and cached decoding on the GPU equals its own full recompute
+    const V = cpuSnn.config.vocabSize;
+    const cache = gpuSnn.newCache(2);
+    const first = await read(gpu, gpuSnn.forward(ids.slice(0, 5), cache, { allLogits: true }).logits);
+    const rest = await read(gpu, gpuSnn.forward(ids.slice(5), cache, { allLogits: true }).logits);
+    expectClose(first, gl.subarray(0, 5 * V), TOL.gpuKernel, 'gpu cached prefix');
+    expectClose(rest, gl.subarray(5 * V), TOL.gpuKernel, 'gpu cached rest');
+  });
+});
+
+describe('a ReLU network (after replaceGeluWithRelu) converts through plain IF neurons', () => {
+  it('gpt2-random-f16: exact mode equals the ReLU ANN', async () => {
+    const { replaceGeluWithRelu } = await import('../src/convert/api.js');
+    const relu = replaceGeluWithRelu(loadModel(fixtureDir('gpt2-random-f16')));
+    expect(relu.config.activationName).toBe('relu');
+    const snn = new SpikingLM(relu.config, relu.weights, relu.backend, { timesteps: 2, mode: 'exact', neuron: DEFAULT_NEURON, thresholds: new Map(), surrogate: { name: 'atan', alpha: 2 } });
+    expect(snn.reluNeuron).toBe(true);
+    const ids = [464, 2068, 7586, 21831];
+    expectClose(await read(relu.backend, snn.forward(ids).logits), await read(relu.backend, (relu as CausalLM).forward(ids)), TOL.f32, 'relu exact');
+  });
+});
