@@ -5,8 +5,9 @@ import fs from 'node:fs';
 import { type BenchRow, type Suite, formatRows, machineMetadata } from './harness.js';
 import { matmulSuite } from './matmul.bench.js';
 import { modelSuite } from './model.bench.js';
+import { snnSuite } from './snn.bench.js';
 
-export const SUITES: readonly Suite[] = [matmulSuite, modelSuite];
+export const SUITES: readonly Suite[] = [matmulSuite, modelSuite, snnSuite];
 
 async function runBench(argv: string[]): Promise<void> {
   const quick = argv.includes('--quick');

@@ -96,3 +96,52 @@ describe('bin/spikelm.js', () => {
     expect(bad.stderr.trim().split('\n')).toHaveLength(1);
   });
 });
+
+describe('spikelm convert / fidelity', () => {
+  it('convert writes a spiking model (snake_case flags) and --verify prints the fidelity table', async () => {
+    const out = path.join(fs.mkdtempSync(path.join(fs.realpathSync('/tmp'), 'spikelm-cli-')), 'snn');
+    const r = await run(['convert', '--model_name', stories, '--output_dir', out, '--timesteps', '16', '--calibration_samples', '4', '--verify', '--surrogate_function', 'sigmoid']);
+    expect(r.code).toBe(0);
+    expect(fs.existsSync(path.join(out, 'snn_config.json'))).toBe(true);
+    expect(JSON.parse(fs.readFileSync(path.join(out, 'snn_config.json'), 'utf8')).surrogate.name).toBe('sigmoid');
+    expect(r.out).toMatch(/fidelity over \d+ positions/);
+    expect(r.out).toMatch(/^\s*16\s+\d+\.\d%/m);
+    expect(r.err).toMatch(/calibrating: 100%/);
+    // fidelity on the saved model, as JSON
+    const f = await run(['fidelity', '--model', stories, '--snn', out, '--timesteps', '4,16', '--json']);
+    expect(f.code).toBe(0);
+    const j = JSON.parse(f.out);
+    expect(j.mode).toBe('rate');
+    expect(j.results.map((x: { T: number }) => x.T)).toEqual([4, 16]);
+    for (const x of j.results) {
+      for (const k of ['top1_agreement', 'kl', 'max_abs_logit_err', 'ppl_ann', 'ppl_snn', 'distinct_predictions_ann', 'distinct_predictions_snn', 'spike_rate']) expect(typeof x[k]).toBe('number');
+    }
+    expect(j.positions).toBeGreaterThanOrEqual(256);
+    expect(j.results[1].kl).toBeLessThan(j.results[0].kl);
+  });
+
+  it('fidelity without --snn converts first; --simplified converts without calibration', async () => {
+    const text = path.join(fs.mkdtempSync(path.join(fs.realpathSync('/tmp'), 'spikelm-txt-')), 't.txt');
+    fs.writeFileSync(text, 'Once upon a time there was a cat. The cat liked to play with a ball.');
+    const f = await run(['fidelity', '--model', stories, '--timesteps', '2,8', '--text', text, '--json']);
+    expect(f.code).toBe(0);
+    expect(f.err).toMatch(/fewer than 256/);
+    const out = path.join(fs.mkdtempSync(path.join(fs.realpathSync('/tmp'), 'spikelm-cli-')), 'simple');
+    const s = await run(['convert', '--model', stories, '--output-dir', out, '--timesteps', '8', '--simplified']);
+    expect(s.code).toBe(0);
+    expect(JSON.parse(fs.readFileSync(path.join(out, 'snn_config.json'), 'utf8')).simplified).toBe(true);
+  });
+
+  it.each([
+    [['convert', '--model_name', 'HuggingFaceTB/SmolLM2-135M', '--output_dir', '/tmp/x'], 1, /cannot download models/],
+    [['convert', '--model', stories], 2, /--output-dir is required/],
+    [['convert', '--model', stories, '--output-dir', '/tmp/x', '--timesteps', '0'], 2, /--timesteps must be a positive integer/],
+    [['convert', '--model', stories, '--output-dir', '/tmp/x', '--surrogate_function', 'tanh'], 2, /--surrogate_function must be one of/],
+    [['fidelity', '--model', stories, '--snn', stories], 1, /snn_config\.json: not found/],
+    [['fidelity', '--model', stories, '--timesteps', '4,x'], 2, /comma-separated list of integers/],
+  ])('%j exits %i with one clear line', async (argv, code, pattern) => {
+    const r = await run(argv as string[]);
+    expect(r.code).toBe(code);
+    expect(r.err).toMatch(pattern);
+  });
+});

@@ -1,0 +1,207 @@
+/** Conversion stages alone, the seed API, calibration data, and save/load. */
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import fc from 'fast-check';
+import { describe, expect, it } from 'vitest';
+import {
+  applySurrogateGradients, calibrateTimesteps, convertModelToSpiking, createCalibrationData, loadSnnModel, replaceAttentionWithSpikeAttention,
+  replaceGeluWithRelu, replaceLayernormWithSpikeLayernorm, saveSnnModel, simplifiedConversion,
+} from '../src/convert/api.js';
+import { replaceActivationWithSpikeActivation } from '../src/convert/api.js';
+import { readSnnConfig } from '../src/convert/snn-io.js';
+import { SafetensorsFile } from '../src/convert/safetensors.js';
+import { calibrate, finalize, observe, quantileOf, replace, trace, unitCalibration } from '../src/convert/stages.js';
+import { loadModel } from '../src/nn/model.js';
+import { loadTokenizer } from '../src/nn/tokenizer.js';
+import { measureFidelity } from '../src/snn/fidelity.js';
+import { synapses } from '../src/snn/operators.js';
+import { CpuBackend } from '../src/tensor/cpu-backend.js';
+import { Tensor } from '../src/tensor/tensor.js';
+import { fixtureDir } from './helpers/fixtures.js';
+
+const stories = fixtureDir('stories260k');
+const ann = loadModel(stories);
+const tok = loadTokenizer(stories);
+const data = createCalibrationData(tok, { numSamples: 6, maxLength: 32 });
+const cpu = ann.backend as CpuBackend;
+const tmp = () => fs.mkdtempSync(path.join(os.tmpdir(), 'spikelm-conv-'));
+
+describe('stages', () => {
+  it('trace lists an encoder before every linear layer and every compensated operator', () => {
+    const plan = trace(ann);
+    expect(plan.sites).toHaveLength(4 * 5 + 1);
+    expect(plan.sites[0]).toMatchObject({ name: 'layers.0.attn_in', channels: 64, feeds: 'q, k, v' });
+    expect(plan.sites.find((s) => s.name === 'layers.4.down_in')!.channels).toBe(172);
+    expect(plan.operators.filter((o) => o.kind === 'activation')).toHaveLength(5);
+    const gpt2Relu = trace(replaceGeluWithRelu(loadModel(fixtureDir('gpt2-random-f16'))));
+    expect(gpt2Relu.operators.some((o) => o.kind === 'activation')).toBe(false); // the ReLU is the neuron
+  });
+
+  it('observe records the real activations: layers.0.attn_in is RMSNorm(embedding)', () => {
+    const obs = observe(trace(ann), ann, { ...data, samples: [data.samples[0]!] });
+    const ids = Int32Array.from(data.samples[0]!);
+    const expected = cpu.rmsNorm(cpu.embedding(ann.weights.embed, ids), ann.weights.blocks[0]!.attnNorm.weight, ann.config.normEps);
+    const o = obs.get('layers.0.attn_in')!;
+    expect(o.count).toBe(ids.length);
+    for (let c = 0; c < 64; c++) {
+      const col = Array.from({ length: ids.length }, (_, r) => expected.data[r * 64 + c]!);
+      expect(Array.from(o.values[c]!)).toEqual(col.map(Math.fround));
+      expect(o.maxAbs[c]).toBeCloseTo(Math.max(...col.map(Math.abs)), 5);
+    }
+  });
+
+  it('calibrate sets θ to the per-channel quantile of |x| (and of |x − μ| when centred), with a floor', () => {
+    fc.assert(
+      fc.property(fc.array(fc.array(fc.float({ min: -5, max: 5, noNaN: true }), { minLength: 3, maxLength: 30 }), { minLength: 2, maxLength: 4 }), fc.double({ min: 0.5, max: 1, noNaN: true }), (cols, q) => {
+        const n = Math.min(...cols.map((c) => c.length));
+        const values = cols.map((c) => Float32Array.from(c.slice(0, n)));
+        const plan = { family: 'llama', sites: [{ name: 's', channels: values.length, feeds: 'x' }], operators: [] };
+        const obs = new Map([['s', { channels: values.length, count: n, maxAbs: Float32Array.from(values, (v) => Math.max(...v.map(Math.abs))), mean: Float32Array.from(values, (v) => v.reduce((a, b) => a + b, 0) / n), values }]]);
+        const cal = calibrate(plan, obs, { quantile: q, floorRatio: 0 }).sites.get('s')!;
+        values.forEach((v, c) => {
+          const expected = Math.max(quantileOf(Float32Array.from(v, Math.abs).sort(), q), 1e-6);
+          expect(cal.theta[c]).toBeCloseTo(expected, 5);
+        });
+        const centred = calibrate(plan, obs, { quantile: q, center: true, floorRatio: 0 }).sites.get('s')!;
+        expect(centred.center).toBeDefined();
+      }),
+    );
+    const plan = { family: 'llama', sites: [{ name: 's', channels: 2, feeds: 'x' }], operators: [] };
+    const dead = new Map([['s', { channels: 2, count: 3, maxAbs: Float32Array.of(2, 0), mean: Float32Array.of(0, 0), values: [Float32Array.of(2, -2, 2), Float32Array.of(0, 0, 0)] }]]);
+    expect(calibrate(plan, dead, { quantile: 1, floorRatio: 0.1 }).sites.get('s')!.theta[1]).toBeCloseTo(0.1, 6); // floor = 10% of the median θ (1)
+    expect(() => calibrate(plan, dead, { quantile: 0 })).toThrow(/quantile must be in \(0, 1\]/);
+  });
+
+  it('replace builds a rate model whose synapses carry θ; finalize checks it against the plan', () => {
+    const plan = trace(ann);
+    const cal = unitCalibration(plan);
+    const snn = replace(ann, cal, { timesteps: 4 });
+    expect(snn.spiking.mode).toBe('rate');
+    expect(snn.spiking.thresholds.get('head_in')).toHaveLength(64);
+    expect(finalize(snn, { plan, calibration: cal, calibrationSource: 'test', simplified: true }).snn).toBe(snn);
+    const otherPlan = trace(loadModel(fixtureDir('tiny-gpt2-random')));
+    expect(() => finalize(snn, { plan: otherPlan, calibration: cal, calibrationSource: 'test', simplified: true })).toThrow(/does not match the traced plan/);
+  });
+});
+
+describe('calibration data', () => {
+  it('is deterministic, bounded by numSamples and maxLength, and accepts a user file', () => {
+    const a = createCalibrationData(tok, { numSamples: 5, maxLength: 16 });
+    expect(createCalibrationData(tok, { numSamples: 5, maxLength: 16 })).toEqual(a);
+    expect(a.samples).toHaveLength(5);
+    for (const s of a.samples) expect(s.length).toBeLessThanOrEqual(16);
+    expect(a.source).toMatch(/calibration-stories\.txt$/);
+    const file = path.join(tmp(), 'mine.txt');
+    fs.writeFileSync(file, 'The cat sat on the mat.\n\nThe dog ran to the park.\n');
+    const mine = createCalibrationData(tok, { file });
+    expect(mine.samples).toHaveLength(2);
+    expect(mine.samples[0]).toEqual(tok.encode('The cat sat on the mat.'));
+    expect(() => createCalibrationData(tok, { file: '/no/such.txt' })).toThrow(/not found/);
+    expect(() => createCalibrationData(tok, { numSamples: 0 })).toThrow(/numSamples/);
+  });
+});
+
+describe('the seed API', () => {
+  it('replaceGeluWithRelu swaps the activation and updates the config', () => {
+    const relu = replaceGeluWithRelu(loadModel(fixtureDir('gpt2-random-f16')));
+    expect(relu.config.activation).toBe('relu');
+    expect(relu.config.raw.activation_function).toBe('relu');
+    const llama = replaceGeluWithRelu(ann);
+    expect(llama.config.raw.hidden_act).toBe('relu');
+    expect(ann.config.activation).toBe('silu'); // the original is untouched
+  });
+
+  it('simplifiedConversion skips calibration and compensation; each replace… step restores one operator', async () => {
+    const ids = tok.encode('Once upon a time, there was a little girl named Lily. She loved to play outside in the park with her friends.');
+    const { snn: simple } = simplifiedConversion(ann, { timesteps: 16 });
+    expect(simple.forms).toEqual({ norm: 'naive', attention: 'naive', activation: 'naive' });
+    expect([...simple.spiking.thresholds.values()].every((t) => t.every((v) => v === 1))).toBe(true);
+    const ladder = [simple];
+    ladder.push(replaceLayernormWithSpikeLayernorm(ladder.at(-1)!));
+    ladder.push(replaceAttentionWithSpikeAttention(ladder.at(-1)!));
+    ladder.push(replaceActivationWithSpikeActivation(ladder.at(-1)!));
+    expect(ladder.at(-1)!.forms).toEqual({ norm: 'compensated', attention: 'compensated', activation: 'compensated' });
+    const { snn: calibrated } = convertModelToSpiking(ann, data, { timesteps: 16 });
+    const kl = async (s: typeof simple) => (await measureFidelity(ann, s, ids, [16])).results[0]!.kl;
+    const simpleKl = await kl(simple), fullKl = await kl(ladder.at(-1)!), calibratedKl = await kl(calibrated);
+    // compensation is what makes conversion converge: the naive network is far off
+    expect(simpleKl).toBeGreaterThan(10 * fullKl);
+    expect(simpleKl).toBeGreaterThan(10 * calibratedKl);
+  });
+
+  it('applySurrogateGradients and calibrateTimesteps', () => {
+    const { snn } = convertModelToSpiking(ann, data, { timesteps: 8 });
+    expect(applySurrogateGradients(snn, { fn: 'sigmoid', alpha: 3 }).spiking.surrogate).toEqual({ name: 'sigmoid', alpha: 3 });
+    expect(() => applySurrogateGradients(snn, { fn: 'nope' as never })).toThrow(/unknown function/);
+    const { model, report } = calibrateTimesteps(snn, 8, 32);
+    expect(model.timesteps).toBe(32);
+    expect(report.expectedErrorRatio).toBe(0.25);
+    expect(report.sites[0]!.boundAfter).toBeCloseTo(report.sites[0]!.boundBefore / 4, 10);
+    expect(model.spiking.thresholds).toBe(snn.spiking.thresholds);
+    expect(() => calibrateTimesteps(snn, 16, 32)).toThrow(/runs 8 steps, not originalT = 16/);
+  });
+});
+
+describe('save and load', () => {
+  it('round-trips to identical outputs, as an HF-style directory any loader can read', async () => {
+    const converted = convertModelToSpiking(ann, data, { timesteps: 8 });
+    const dir = path.join(tmp(), 'snn');
+    saveSnnModel(converted.snn, tok, dir, converted.record);
+    expect(fs.readdirSync(dir).sort()).toEqual(['config.json', 'model.safetensors', 'snn_config.json', 'tokenizer.json']);
+    const cfg = readSnnConfig(dir);
+    expect(cfg).toMatchObject({ format: 'spikelm-snn', timesteps: 8, mode: 'rate', neuron: { maxSpikes: 'inf', signed: true, reset: 'subtract' }, calibration: { quantile: 0.9 } });
+    expect(cfg.source_model.sha256).toMatch(/^[0-9a-f]{64}$/);
+    expect(Object.keys(cfg.calibration.sites)).toHaveLength(21);
+    const st = SafetensorsFile.open(path.join(dir, 'model.safetensors'));
+    expect(st.info('snn.thresholds.layers.0.attn_in').shape).toEqual([64]);
+    st.close();
+    const loaded = loadSnnModel(dir);
+    const ids = tok.encode('The little bird was sad because');
+    const a = converted.snn.forward(ids, converted.snn.newCache(), { allLogits: true });
+    const b = loaded.snn.forward(ids, loaded.snn.newCache(), { allLogits: true });
+    expect(Array.from(cpu.readSync(b.logits).data)).toEqual(Array.from(cpu.readSync(a.logits).data));
+    expect(Array.from(cpu.readSync(b.spikes).data)).toEqual(Array.from(cpu.readSync(a.spikes).data));
+    // the ANN part is a plain HF model
+    expect(Array.from(cpu.readSync(loadModel(dir).forward(ids)).data)).toEqual(Array.from(cpu.readSync(ann.forward(ids)).data));
+  });
+
+  it('GPT-2 (Conv1D layout) and a ReLU swap survive the round trip', () => {
+    const relu = replaceGeluWithRelu(loadModel(fixtureDir('gpt2-random-f16')));
+    const gtok = loadTokenizer(fixtureDir('gpt2-random-f16'));
+    const converted = convertModelToSpiking(relu, createCalibrationData(gtok, { numSamples: 2, maxLength: 16 }), { timesteps: 4 });
+    const dir = path.join(tmp(), 'gpt2snn');
+    saveSnnModel(converted.snn, gtok, dir, converted.record);
+    const loaded = loadSnnModel(dir);
+    expect(loaded.ann.config.activationName).toBe('relu');
+    const ids = [464, 2068, 7586];
+    expect(Array.from(cpu.readSync(loaded.snn.forward(ids).logits).data)).toEqual(Array.from(cpu.readSync(converted.snn.forward(ids).logits).data));
+  });
+
+  it('writes atomically: an existing model is replaced whole, a failed save leaves it intact and no temporary files', () => {
+    const parent = tmp();
+    const dir = path.join(parent, 'snn');
+    const { snn } = convertModelToSpiking(ann, data, { timesteps: 4 });
+    saveSnnModel(snn, tok, dir);
+    saveSnnModel(snn.withTimesteps(6), tok, dir);
+    expect(readSnnConfig(dir).timesteps).toBe(6);
+    const broken = { ...tok, files: ['/no/such/tokenizer.json'] };
+    expect(() => saveSnnModel(snn.withTimesteps(9), broken, dir)).toThrow();
+    expect(readSnnConfig(dir).timesteps).toBe(6);
+    expect(fs.readdirSync(parent)).toEqual(['snn']);
+  });
+
+  it('loading something that is not a converted model is a clear error', () => {
+    expect(() => loadSnnModel(stories)).toThrow(/snn_config\.json: not found/);
+    const dir = path.join(tmp(), 'bad');
+    fs.mkdirSync(dir);
+    fs.writeFileSync(path.join(dir, 'snn_config.json'), JSON.stringify({ format: 'spikelm-snn', timesteps: 0 }));
+    expect(() => loadSnnModel(dir)).toThrow(/"timesteps" must be a positive integer/);
+  });
+
+  it('synapse scaling is exact: W·diag(θ) applied to n equals W applied to θ·n', () => {
+    const w = Tensor.from([2, 3], [1, 2, 3, 4, 5, 6]);
+    const theta = Float32Array.of(0.5, 2, 4);
+    expect(Array.from(synapses({ weight: w }, theta).weight.data)).toEqual([0.5, 4, 12, 2, 10, 24]);
+  });
+});
