@@ -5,7 +5,8 @@
  */
 import { ArgumentError } from '../errors.js';
 
-export type FlagType = 'string' | 'number' | 'int' | 'boolean' | 'int-list' | 'string-list';
+/** 'optional-string': `--flag` alone is true, `--flag VALUE` is VALUE. */
+export type FlagType = 'string' | 'number' | 'int' | 'boolean' | 'int-list' | 'string-list' | 'optional-string';
 
 export interface FlagSpec {
   readonly type: FlagType;
@@ -53,6 +54,13 @@ export function parseArgs(argv: readonly string[], specs: Readonly<Record<string
       else throw new ArgumentError(`${command}: --${name} takes true or false, got "${value}"`);
       continue;
     }
+    if (spec.type === 'optional-string' && value === undefined) {
+      const next = argv[i + 1];
+      if (next === undefined || next.startsWith('--')) {
+        flags[name] = true;
+        continue;
+      }
+    }
     if (value === undefined) {
       value = argv[i + 1];
       if (value === undefined || (value.startsWith('--') && value.length > 2)) throw new ArgumentError(`${command}: --${name} needs a value`);
@@ -74,6 +82,7 @@ function convert(value: string, type: FlagType, name: string, command: string): 
   };
   switch (type) {
     case 'string':
+    case 'optional-string':
       return value;
     case 'number': {
       const n = Number(value);

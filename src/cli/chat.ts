@@ -1,0 +1,94 @@
+/**
+ * `spikelm chat`: an interactive REPL that streams replies (readline), or a scripted conversation
+ * with --script FILE (one user turn per line; lines starting with / are commands).
+ * Commands: /reset (start over), /stats (tokens/s, spikes, energy so far), /exit.
+ */
+import fs from 'node:fs';
+import readline from 'node:readline';
+import { ArgumentError } from '../errors.js';
+import { ChatSession, chatFormat } from '../conversation/chat.js';
+import { TemporalSpikeProcessor } from '../conversation/processor.js';
+import { formatEnergy } from '../snn/energy.js';
+import { type CliIO, type Command, MODEL_FLAGS } from './command.js';
+import { loadSessionModels } from './session.js';
+
+export const chatCommand: Command = {
+  name: 'chat',
+  summary: 'chat with a model (ANN, or spiking with --snn); /reset, /stats, /exit',
+  flags: {
+    ...MODEL_FLAGS,
+    snn: { type: 'optional-string', help: 'chat with the spiking model: a converted directory, or alone to convert now' },
+    timesteps: { type: 'int', help: 'time steps of the spiking model (default 16, or the saved model\'s)' },
+    script: { type: 'string', help: 'run the turns of this file (one per line) instead of reading the terminal' },
+    'max-new-tokens': { type: 'int', help: 'tokens per reply', default: 48 },
+    temperature: { type: 'number', help: 'sampling temperature; 0 = greedy', default: 0 },
+    'top-k': { type: 'int', help: 'top-k sampling (0 = off)', default: 0 },
+    'top-p': { type: 'number', help: 'nucleus sampling mass', default: 1 },
+    'repetition-penalty': { type: 'number', help: 'penalty > 1 for tokens already present', default: 1.1 },
+    seed: { type: 'int', help: 'random seed', default: 0 },
+    'max-context': { type: 'int', help: 'context kept before the window slides', default: 512 },
+    plain: { type: 'boolean', help: 'use the plain User:/Assistant: format even if the model has a chat template' },
+  },
+  async run({ flags }, io) {
+    const { ann, snn, tokenizer } = await loadSessionModels(flags, io);
+    const processor = new TemporalSpikeProcessor(snn ?? ann, { maxContextLength: flags['max-context'] as number });
+    const session = new ChatSession(processor, tokenizer, {
+      format: chatFormat(tokenizer, { plain: flags.plain === true }),
+      maxNewTokens: flags['max-new-tokens'] as number, temperature: flags.temperature as number, topK: flags['top-k'] as number,
+      topP: flags['top-p'] as number, repetitionPenalty: flags['repetition-penalty'] as number, seed: flags.seed as number,
+    });
+    io.err(`chatting with the ${snn ? `spiking model (T = ${processor.timesteps})` : 'ANN'} on ${ann.backend.describe()}; ${session.format.kind} format; /reset /stats /exit\n`);
+    const handle = async (line: string): Promise<boolean> => {
+      const text = line.trim();
+      if (text === '') return true;
+      if (text === '/exit' || text === '/quit') return false;
+      if (text === '/reset') {
+        session.reset();
+        io.out('(conversation reset)\n');
+        return true;
+      }
+      if (text === '/stats') {
+        io.out(`${stats(processor)}\n`);
+        return true;
+      }
+      if (text.startsWith('/')) {
+        io.out(`unknown command ${text} (commands: /reset /stats /exit)\n`);
+        return true;
+      }
+      io.out(`User: ${text}\nAssistant: `);
+      const r = await session.send(text, (delta) => io.out(delta));
+      io.out(`\n  [${r.tokens} tokens, ${(r.tokens / (r.ms / 1000)).toFixed(1)} tokens/s, fed ${r.promptTokensFed} prompt tokens, ${r.stoppedBy}]\n`);
+      return true;
+    };
+    if (typeof flags.script === 'string') {
+      if (!fs.existsSync(flags.script)) throw new ArgumentError(`--script ${flags.script}: not found`);
+      for (const line of fs.readFileSync(flags.script, 'utf8').split('\n')) if (!(await handle(line))) break;
+      io.out(`${stats(processor)}\n`);
+      return 0;
+    }
+    await repl(io, handle);
+    return 0;
+  },
+};
+
+function stats(p: TemporalSpikeProcessor): string {
+  const s = p.stats;
+  const lines = [`tokens fed ${s.tokens}, ${(s.tokens / Math.max(s.forwardMs / 1000, 1e-9)).toFixed(1)} tokens/s in the model, window rebuilds ${s.windowRebuilds}`];
+  if (p.lm.kind === 'snn') {
+    lines.push(`spikes ${s.spikesPerSite.reduce((a, b) => a + b, 0).toExponential(3)}, ${p.spikeRate().toFixed(3)} spikes/neuron/step`);
+    const e = p.energy();
+    if (e) lines.push(formatEnergy(e));
+  }
+  return lines.join('\n');
+}
+
+async function repl(io: CliIO, handle: (line: string) => Promise<boolean>): Promise<void> {
+  const rl = readline.createInterface({ input: process.stdin, output: process.stdout, prompt: '> ' });
+  rl.prompt();
+  for await (const line of rl) {
+    if (!(await handle(line))) break;
+    rl.prompt();
+  }
+  rl.close();
+  void io;
+}

@@ -1,0 +1,167 @@
+/**
+ * Chat: formats, and a session that keeps a conversation's messages and streams replies through a
+ * TemporalSpikeProcessor (so each turn feeds only the tokens the cache does not hold yet).
+ *
+ * Formats: the model's own chat template (tokenizer_config.json `chat_template`, rendered with
+ * @huggingface/jinja, SmolLM2-Instruct style: `<|im_start|>role\n…<|im_end|>`), or for base models
+ * without one a plain transcript, `User: …\nAssistant: …`. A reply stops at EOS, at the template's
+ * end-of-turn token (or its text, when it is not one token), at the plain format's next `User:`,
+ * or at the token budget.
+ */
+import { Template } from '@huggingface/jinja';
+import { ArgumentError } from '../errors.js';
+import { Sampler, type SamplingOptions } from '../nn/sampling.js';
+import type { TextTokenizer } from '../nn/tokenizer.js';
+import type { TemporalSpikeProcessor } from './processor.js';
+
+export interface ChatMessage {
+  readonly role: 'system' | 'user' | 'assistant';
+  readonly content: string;
+}
+
+export interface ChatFormat {
+  readonly kind: 'template' | 'plain';
+  /** The prompt text for these messages, ending where the assistant's reply begins. */
+  render(messages: readonly ChatMessage[]): string;
+  /** Token ids that end a reply. */
+  readonly stopTokenIds: readonly number[];
+  /** Texts that end a reply (cut from it). */
+  readonly stopStrings: readonly string[];
+}
+
+const TEMPLATE_END_MARKERS = ['<|im_end|>', '<|eot_id|>', '<|end|>', '</s>', '<end_of_turn>'];
+
+export function chatFormat(tokenizer: TextTokenizer, opts: { plain?: boolean } = {}): ChatFormat {
+  const source = tokenizer.config.chat_template;
+  const eos = tokenizer.eosTokenIds;
+  const text = (key: string): string => {
+    const v = tokenizer.config[key];
+    return typeof v === 'string' ? v : v && typeof v === 'object' && typeof (v as { content?: unknown }).content === 'string' ? (v as { content: string }).content : '';
+  };
+  if (typeof source === 'string' && !opts.plain) {
+    let template: Template;
+    try {
+      template = new Template(source);
+    } catch (err) {
+      throw new ArgumentError(`tokenizer_config.json chat_template does not parse: ${(err as Error).message}`);
+    }
+    const markers = TEMPLATE_END_MARKERS.filter((m) => source.includes(m));
+    const markerIds = markers.map((m) => tokenizer.tokenToId(m)).filter((id): id is number => id !== undefined);
+    return {
+      kind: 'template',
+      render: (messages) => template.render({ messages, add_generation_prompt: true, bos_token: text('bos_token'), eos_token: text('eos_token') }),
+      stopTokenIds: [...new Set([...eos, ...markerIds])],
+      stopStrings: markers,
+    };
+  }
+  return {
+    kind: 'plain',
+    render: (messages) => {
+      let s = '';
+      for (const m of messages) s += m.role === 'system' ? `${m.content}\n` : `${m.role === 'user' ? 'User' : 'Assistant'}: ${m.content}\n`;
+      return `${s}Assistant:`;
+    },
+    stopTokenIds: eos,
+    stopStrings: ['\nUser:', 'User:'],
+  };
+}
+
+export interface TurnResult {
+  readonly reply: string;
+  /** Tokens generated (the stop token included). */
+  readonly tokens: number;
+  /** Prompt tokens the cache did not hold and had to be fed. */
+  readonly promptTokensFed: number;
+  readonly ms: number;
+  readonly stoppedBy: 'stop_token' | 'stop_string' | 'max_new_tokens' | 'context_limit';
+}
+
+export interface ChatSessionOptions extends SamplingOptions {
+  readonly format?: ChatFormat;
+  readonly maxNewTokens?: number;
+  readonly conversationId?: string;
+  readonly system?: string;
+}
+
+export class ChatSession {
+  readonly messages: ChatMessage[] = [];
+  readonly format: ChatFormat;
+  readonly id: string;
+  private sampler: Sampler;
+  /** Token index where each message's rendering starts (turn boundaries for the window policy). */
+  private turnStarts: number[] = [];
+
+  constructor(readonly processor: TemporalSpikeProcessor, readonly tokenizer: TextTokenizer, readonly options: ChatSessionOptions = {}) {
+    this.format = options.format ?? chatFormat(tokenizer);
+    this.id = options.conversationId ?? 'chat';
+    this.sampler = new Sampler(options);
+    if (options.system) this.messages.push({ role: 'system', content: options.system });
+  }
+
+  /** Start over: no messages, the conversation's cache cleared, the sampler reseeded. */
+  reset(): void {
+    this.messages.length = this.options.system ? 1 : 0;
+    this.turnStarts = [];
+    this.processor.resetCache(this.id);
+    this.sampler = new Sampler(this.options);
+  }
+
+  /** The prompt tokens for the messages so far, and where each message starts. */
+  private promptTokens(): number[] {
+    const ids = this.tokenizer.encode(this.format.render(this.messages));
+    // turn starts: the token count of the rendering of each message prefix
+    this.turnStarts = this.messages.map((_, i) => (i === 0 ? 0 : this.tokenizer.encode(this.format.render(this.messages.slice(0, i))).length));
+    return ids;
+  }
+
+  async send(userText: string, onText?: (delta: string) => void): Promise<TurnResult> {
+    if (userText.trim() === '') throw new ArgumentError('chat: empty message');
+    const t0 = performance.now();
+    this.messages.push({ role: 'user', content: userText });
+    const prompt = this.promptTokens();
+    const cachedBefore = this.processor.cachedTokens(this.id).length;
+    let out = await this.processor.forward(prompt, { batchIds: [this.id], turnStarts: [this.turnStarts] });
+    const promptTokensFed = out.positionIds[0]!.length;
+    const maxNew = this.options.maxNewTokens ?? 64;
+    const stopIds = new Set(this.format.stopTokenIds);
+    const generated: number[] = [];
+    const all = [...prompt];
+    let printed = 0, reply = '', stoppedBy: TurnResult['stoppedBy'] = 'max_new_tokens';
+    void cachedBefore;
+    for (let i = 0; i < maxNew; i++) {
+      const id = this.sampler.next(out.lastLogits[0]!, all);
+      generated.push(id);
+      all.push(id);
+      if (stopIds.has(id)) {
+        stoppedBy = 'stop_token';
+        break;
+      }
+      reply = this.tokenizer.decode(generated, { skipSpecialTokens: true });
+      const cut = firstStop(reply, this.format.stopStrings);
+      if (cut !== undefined) {
+        reply = reply.slice(0, cut);
+        stoppedBy = 'stop_string';
+        break;
+      }
+      if (onText && !reply.endsWith('\uFFFD') && reply.length > printed) {
+        onText(reply.slice(printed));
+        printed = reply.length;
+      }
+      if (i + 1 < maxNew) out = await this.processor.forward(all, { batchIds: [this.id], turnStarts: [this.turnStarts] });
+    }
+    if (stoppedBy !== 'stop_string') reply = this.tokenizer.decode(generated.filter((t) => !stopIds.has(t)), { skipSpecialTokens: true });
+    reply = reply.replace(/\s+$/, '');
+    if (onText && reply.length > printed) onText(reply.slice(printed));
+    this.messages.push({ role: 'assistant', content: reply.trim() });
+    return { reply: reply.trim(), tokens: generated.length, promptTokensFed, ms: performance.now() - t0, stoppedBy };
+  }
+}
+
+function firstStop(text: string, stops: readonly string[]): number | undefined {
+  let best: number | undefined;
+  for (const s of stops) {
+    const i = text.indexOf(s);
+    if (i !== -1 && (best === undefined || i < best)) best = i;
+  }
+  return best;
+}

@@ -1,0 +1,248 @@
+/**
+ * TemporalSpikeProcessor: runs a spiking (or plain) model over conversations, one KV cache per
+ * conversation, feeding only what is not cached yet.
+ *
+ * forward(inputIds, { attentionMask, useCache, batchIds }) takes, per row, a conversation's whole
+ * token sequence so far (left- or right-padded; the mask marks the real tokens). With useCache the
+ * processor finds the longest prefix its cache for that conversation already holds, drops what
+ * differs after it, and feeds only the rest; it returns logits for the fed positions. Rows are
+ * computed independently, so padding never enters a computation: a padded batch gives exactly the
+ * logits of the unpadded rows.
+ *
+ * Context limit L = min(maxContextLength, max_position_embeddings). Policy when a conversation
+ * outgrows it: a sliding window. The oldest tokens are dropped — at the start of the oldest turn
+ * that leaves the window at most `keepFraction`·L long (at a token boundary when no turn starts
+ * are known) — and the cache is rebuilt from the kept tokens, with positions starting again at 0.
+ * Position ids therefore never reach L; the rebuild costs one prefill of the window, and the
+ * headroom (1 − keepFraction)·L is how many tokens can follow before the next rebuild.
+ *
+ * For a spiking model each cached token keeps its decoded key and value at every time step (the
+ * per-step state past tokens contribute), so incremental decoding equals a full recompute.
+ */
+import { ArgumentError } from '../errors.js';
+import type { KvCache } from '../nn/kv-cache.js';
+import type { CausalLM } from '../nn/model.js';
+import { type EnergyReport, energyReport } from '../snn/energy.js';
+import { SpikingLM } from '../snn/model.js';
+import { Tensor } from '../tensor/tensor.js';
+import { type LanguageModel, asLanguageModel } from './language-model.js';
+
+export interface ProcessorOptions {
+  /** Time steps for a spiking model (default: the model's own); ignored for an ANN. */
+  readonly T?: number;
+  /** Longest context to keep (default 512), capped by the model's max_position_embeddings. */
+  readonly maxContextLength?: number;
+  /** Fraction of the context kept when the window slides (default 0.75). */
+  readonly keepFraction?: number;
+}
+
+export interface ForwardOptions {
+  /** 1 for real tokens, 0 for padding; same shape as inputIds. */
+  readonly attentionMask?: readonly (readonly number[])[] | readonly number[];
+  readonly useCache?: boolean;
+  /** The conversation of each row (default: the row index). */
+  readonly batchIds?: readonly string[];
+  /** Token indices (into each row's real tokens) where turns start, for the window policy. */
+  readonly turnStarts?: readonly (readonly number[])[];
+}
+
+export interface ProcessorOutput {
+  /** Per row: logits of the fed positions, [n, V]. */
+  readonly logits: Tensor[];
+  /** Per row: logits of the last position. */
+  readonly lastLogits: Float32Array[];
+  /** Per conversation touched: what its cache holds now. */
+  readonly pastKeyValues: Record<string, { readonly length: number; readonly capacity: number; readonly steps: number; readonly windowStart: number }>;
+  /** Per row: the position ids the fed tokens used. */
+  readonly positionIds: number[][];
+}
+
+export interface PositionReport {
+  readonly positionIds: readonly number[];
+  readonly cacheLength: number;
+  readonly maxContextLength: number;
+  readonly maxPositionEmbeddings: number;
+  /** Tokens of the conversation dropped by the sliding window so far. */
+  readonly windowStart: number;
+}
+
+interface Conversation {
+  cache: KvCache;
+  /** Tokens the cache holds (window-relative: position i holds tokens[i]). */
+  tokens: number[];
+  /** Index, in the conversation's full sequence, of the first token in the window. */
+  windowStart: number;
+  lastPositions: number[];
+}
+
+export interface ProcessorStats {
+  /** Tokens fed to the model. */
+  tokens: number;
+  forwardMs: number;
+  /** Spikes per encoder site, and neuron-steps, accumulated over all forwards (spiking models). */
+  spikesPerSite: Float64Array;
+  neuronStepsPerSite: Float64Array;
+  /** Windows slid (cache rebuilds). */
+  windowRebuilds: number;
+  /** Σ over fed tokens of the keys each attended to (for attention MACs in energy reports). */
+  attendedKeys: number;
+}
+
+export class TemporalSpikeProcessor {
+  readonly lm: LanguageModel;
+  readonly maxContextLength: number;
+  readonly keepFraction: number;
+  readonly stats: ProcessorStats;
+  private readonly conversations = new Map<string, Conversation>();
+  private lastBatch: string[] = [];
+
+  constructor(model: CausalLM | SpikingLM | LanguageModel, opts: ProcessorOptions = {}) {
+    const base = model instanceof SpikingLM && opts.T !== undefined && opts.T !== model.timesteps ? model.withTimesteps(opts.T) : model;
+    this.lm = asLanguageModel(base);
+    const requested = opts.maxContextLength ?? 512;
+    if (!Number.isInteger(requested) || requested < 2) throw new ArgumentError(`maxContextLength must be an integer ≥ 2, got ${requested}`);
+    this.maxContextLength = Math.min(requested, this.lm.config.maxPositions);
+    this.keepFraction = opts.keepFraction ?? 0.75;
+    if (!(this.keepFraction > 0 && this.keepFraction < 1)) throw new ArgumentError(`keepFraction must be in (0, 1), got ${this.keepFraction}`);
+    const sites = this.lm.model instanceof SpikingLM ? this.lm.model.sites.length : 0;
+    this.stats = { tokens: 0, forwardMs: 0, spikesPerSite: new Float64Array(sites), neuronStepsPerSite: new Float64Array(sites), windowRebuilds: 0, attendedKeys: 0 };
+  }
+
+  get timesteps(): number {
+    return this.lm.timesteps;
+  }
+
+  /** Energy of everything run so far (spiking models), per DESIGN.md §4. */
+  energy(): EnergyReport | undefined {
+    if (this.lm.kind !== 'snn' || this.stats.tokens === 0) return undefined;
+    return energyReport({ config: this.lm.config, timesteps: this.lm.timesteps, tokens: this.stats.tokens, attendedKeys: this.stats.attendedKeys, spikesPerSite: this.stats.spikesPerSite });
+  }
+
+  /** Spikes per neuron per step over everything run so far. */
+  spikeRate(): number {
+    const s = this.stats.spikesPerSite.reduce((a, b) => a + b, 0), n = this.stats.neuronStepsPerSite.reduce((a, b) => a + b, 0);
+    return n ? s / n : 0;
+  }
+
+  async forward(inputIds: readonly number[] | readonly (readonly number[])[], opts: ForwardOptions = {}): Promise<ProcessorOutput> {
+    const rows = (inputIds.length > 0 && Array.isArray(inputIds[0]) ? inputIds : [inputIds]) as readonly (readonly number[])[];
+    if (rows.length === 0) throw new ArgumentError('forward: empty input (no rows)');
+    const masks = opts.attentionMask === undefined ? undefined : ((opts.attentionMask.length > 0 && Array.isArray(opts.attentionMask[0]) ? opts.attentionMask : [opts.attentionMask]) as readonly (readonly number[])[]);
+    if (masks && masks.length !== rows.length) throw new ArgumentError(`forward: attentionMask has ${masks.length} rows, inputIds ${rows.length}`);
+    if (opts.batchIds && opts.batchIds.length !== rows.length) throw new ArgumentError(`forward: ${opts.batchIds.length} batchIds for ${rows.length} rows`);
+    const useCache = opts.useCache ?? true;
+    const out: ProcessorOutput = { logits: [], lastLogits: [], pastKeyValues: {}, positionIds: [] };
+    this.lastBatch = [];
+    for (let r = 0; r < rows.length; r++) {
+      const id = opts.batchIds?.[r] ?? String(r);
+      const seq = realTokens(rows[r]!, masks?.[r], r);
+      const { logits, positions, conv } = await this.run(id, seq, useCache, opts.turnStarts?.[r]);
+      const V = this.lm.config.vocabSize;
+      out.logits.push(logits);
+      out.lastLogits.push(logits.data.slice(logits.data.length - V));
+      out.positionIds.push(positions);
+      out.pastKeyValues[id] = { length: conv.cache.length, capacity: conv.cache.capacity, steps: conv.cache.steps, windowStart: conv.windowStart };
+      if (!useCache) conv.cache.dispose();
+      this.lastBatch.push(id);
+    }
+    return out;
+  }
+
+  /** Forget one conversation's cache, or all of them. */
+  resetCache(batchId?: string): void {
+    if (batchId === undefined) {
+      for (const c of this.conversations.values()) c.cache.dispose();
+      this.conversations.clear();
+      return;
+    }
+    this.conversations.get(batchId)?.cache.dispose();
+    this.conversations.delete(batchId);
+  }
+
+  /** What the model really used in the last forward of a conversation (default: the last row fed). */
+  getPositionIds(batchId?: string): PositionReport {
+    const id = batchId ?? this.lastBatch.at(-1);
+    const conv = id === undefined ? undefined : this.conversations.get(id);
+    return {
+      positionIds: conv?.lastPositions ?? [],
+      cacheLength: conv?.cache.length ?? 0,
+      maxContextLength: this.maxContextLength,
+      maxPositionEmbeddings: this.lm.config.maxPositions,
+      windowStart: conv?.windowStart ?? 0,
+    };
+  }
+
+  cachedTokens(batchId: string): readonly number[] {
+    return this.conversations.get(batchId)?.tokens ?? [];
+  }
+
+  private conversation(id: string): Conversation {
+    let c = this.conversations.get(id);
+    if (!c) {
+      c = { cache: this.lm.newCache(64), tokens: [], windowStart: 0, lastPositions: [] };
+      this.conversations.set(id, c);
+    }
+    return c;
+  }
+
+  private async run(id: string, seq: readonly number[], useCache: boolean, turnStarts?: readonly number[]): Promise<{ logits: Tensor; positions: number[]; conv: Conversation }> {
+    const L = this.maxContextLength;
+    const conv = useCache ? this.conversation(id) : { cache: this.lm.newCache(64), tokens: [], windowStart: 0, lastPositions: [] };
+    // Slide the window when the sequence no longer fits after the current window start.
+    let start = conv.windowStart;
+    if (start > seq.length || seq.length - start > L) {
+      const minStart = seq.length - Math.floor(this.keepFraction * L);
+      const turn = (turnStarts ?? []).filter((t) => t >= minStart && t < seq.length).sort((a, b) => a - b)[0];
+      start = turn ?? minStart;
+      if (seq.length - start > L) start = seq.length - L;
+      if (start !== conv.windowStart) this.stats.windowRebuilds++;
+      conv.cache.reset();
+      conv.tokens = [];
+      conv.windowStart = start;
+    }
+    const window = seq.slice(start);
+    let common = 0;
+    while (common < conv.tokens.length && common < window.length && conv.tokens[common] === window[common]) common++;
+    // Everything cached: recompute the last token so there are logits to return.
+    if (common === window.length) common = Math.max(0, window.length - 1);
+    conv.cache.truncate(common);
+    conv.tokens.length = common;
+    const fresh = window.slice(common);
+    const t0 = performance.now();
+    const res = this.lm.step(fresh, conv.cache, false);
+    const logits = await this.lm.backend.read(res.logits);
+    this.lm.backend.dispose(res.logits);
+    if (res.spikes && res.neurons) {
+      const counts = (await this.lm.backend.read(res.spikes)).data;
+      const T = this.lm.timesteps;
+      for (let s = 0; s < this.stats.spikesPerSite.length; s++) {
+        for (let t = 0; t < T; t++) this.stats.spikesPerSite[s] += counts[s * T + t]!;
+        this.stats.neuronStepsPerSite[s] += res.neurons[s]! * T;
+      }
+      this.lm.backend.dispose(res.spikes);
+    }
+    this.stats.forwardMs += performance.now() - t0;
+    this.stats.tokens += fresh.length;
+    for (let i = 0; i < fresh.length; i++) this.stats.attendedKeys += common + i + 1;
+    conv.tokens.push(...fresh);
+    conv.lastPositions = Array.from({ length: fresh.length }, (_, i) => common + i);
+    return { logits: new Tensor([fresh.length, this.lm.config.vocabSize], logits.data), positions: conv.lastPositions, conv };
+  }
+}
+
+/** The real tokens of a row: contiguous positions with mask 1 (left or right padding only). */
+function realTokens(row: readonly number[], mask: readonly number[] | undefined, r: number): number[] {
+  if (!mask) {
+    if (row.length === 0) throw new ArgumentError(`forward: row ${r} is empty (empty input)`);
+    return [...row];
+  }
+  if (mask.length !== row.length) throw new ArgumentError(`forward: row ${r} has ${row.length} tokens but ${mask.length} mask values`);
+  const first = mask.indexOf(1), last = mask.lastIndexOf(1);
+  if (first === -1) throw new ArgumentError(`forward: row ${r} has no real tokens (attention mask all 0: empty input)`);
+  for (let i = 0; i < mask.length; i++) {
+    const m = mask[i];
+    if (m !== 0 && m !== 1) throw new ArgumentError(`forward: attention mask values must be 0 or 1, row ${r} has ${m}`);
+    if ((i < first || i > last) !== (m === 0)) throw new ArgumentError(`forward: row ${r}'s mask has a hole at ${i}; only left or right padding is supported`);
+  }
+  return row.slice(first, last + 1);
+}
