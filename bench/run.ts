@@ -5,9 +5,10 @@ import fs from 'node:fs';
 import { type BenchRow, type Suite, formatRows, machineMetadata } from './harness.js';
 import { matmulSuite } from './matmul.bench.js';
 import { modelSuite } from './model.bench.js';
+import { decodeSuite } from './decode.bench.js';
 import { snnSuite } from './snn.bench.js';
 
-export const SUITES: readonly Suite[] = [matmulSuite, modelSuite, snnSuite];
+export const SUITES: readonly Suite[] = [matmulSuite, modelSuite, snnSuite, decodeSuite];
 
 async function runBench(argv: string[]): Promise<void> {
   const quick = argv.includes('--quick');

@@ -145,3 +145,56 @@ describe('spikelm convert / fidelity', () => {
     expect(r.err).toMatch(pattern);
   });
 });
+
+describe('spikelm chat / test / demo', () => {
+  it('chat --script runs a 3-turn conversation with the spiking model, /stats and /reset included', async () => {
+    const dir = fs.mkdtempSync(path.join(fs.realpathSync('/tmp'), 'spikelm-chat-'));
+    const script = path.join(dir, 'turns.txt');
+    fs.writeFileSync(script, ['Once upon a time there was a girl named Lily.', 'She had a dog named Max.', '/stats', 'They went to the park.', '/reset', '/exit', 'never sent'].join('\n'));
+    const r = await run(['chat', '--model', stories, '--snn', '--timesteps', '8', '--script', script, '--max-new-tokens', '10']);
+    expect(r.code).toBe(0);
+    expect(r.out.match(/^User: /gm)).toHaveLength(3);
+    expect(r.out.match(/^Assistant: /gm)).toHaveLength(3);
+    expect(r.out).toMatch(/spikes\/neuron\/step/);
+    expect(r.out).toMatch(/E_SNN\/E_ANN/);
+    expect(r.out).toMatch(/\(conversation reset\)/);
+    expect(r.out).not.toMatch(/never sent/);
+    expect(r.err).toMatch(/spiking model \(T = 8\)/);
+  });
+
+  it('test --test_all writes report.json and exits 0; a broken SNN (θ × 100) fails fidelity and coherence', async () => {
+    const base = fs.mkdtempSync(path.join(fs.realpathSync('/tmp'), 'spikelm-test-'));
+    const out = path.join(base, 'report');
+    const r = await run(['test', '--model_name', stories, '--test_all', '--timesteps', '16', '--output_dir', out]);
+    expect(r.code).toBe(0);
+    const report = JSON.parse(fs.readFileSync(path.join(out, 'report.json'), 'utf8'));
+    expect(report.passed).toBe(true);
+    expect(report.tests.map((t: { name: string }) => t.name)).toEqual(['conversation', 'position_boundaries', 'attention_mask', 'multi_turn_coherence', 'energy', 'fidelity']);
+    expect(r.out).toMatch(/fidelity\s+PASS/);
+    // break a converted model: thresholds × 100
+    const { convertModelToSpiking, createCalibrationData, saveSnnModel } = await import('../src/convert/api.js');
+    const { loadModel } = await import('../src/nn/model.js');
+    const { loadTokenizer } = await import('../src/nn/tokenizer.js');
+    const { SpikingLM } = await import('../src/snn/model.js');
+    const tok = loadTokenizer(stories);
+    const { snn } = convertModelToSpiking(loadModel(stories), createCalibrationData(tok), { timesteps: 16 });
+    const broken = new SpikingLM(snn.config, snn.weights, snn.backend, { ...snn.spiking, thresholds: new Map([...snn.spiking.thresholds].map(([k, v]) => [k, v.map((x) => x * 100)])) });
+    saveSnnModel(broken, tok, path.join(base, 'broken'));
+    const b = await run(['test', '--model_name', stories, '--snn', path.join(base, 'broken'), '--test_fidelity', '--test_multi_turn', '--output_dir', path.join(base, 'broken-report')]);
+    expect(b.code).toBe(1);
+    expect(b.out).toMatch(/fidelity\s+FAIL/);
+    expect(b.out).toMatch(/multi_turn_coherence\s+FAIL/);
+    const br = JSON.parse(fs.readFileSync(path.join(base, 'broken-report', 'report.json'), 'utf8'));
+    expect(br.passed).toBe(false);
+    expect(br.tests.every((t: { passed: boolean }) => !t.passed)).toBe(true);
+  });
+
+  it('demo converts the bundled model and prints fidelity, a side-by-side chat, spikes and energy', async () => {
+    const r = await run(['demo', '--timesteps', '4,16', '--turns', '2', '--max-new-tokens', '8']);
+    expect(r.code).toBe(0);
+    expect(r.out).toMatch(/fidelity over 300 positions/);
+    expect(r.out.match(/^\s+ANN: /gm)).toHaveLength(2);
+    expect(r.out.match(/^\s+SNN: /gm)).toHaveLength(2);
+    expect(r.out).toMatch(/fp32: E_ANN .* E_SNN/);
+  });
+});
