@@ -6,9 +6,10 @@ import { type BenchRow, type Suite, formatRows, machineMetadata } from './harnes
 import { matmulSuite } from './matmul.bench.js';
 import { modelSuite } from './model.bench.js';
 import { decodeSuite } from './decode.bench.js';
+import { kernelsSuite } from './kernels.bench.js';
 import { snnSuite } from './snn.bench.js';
 
-export const SUITES: readonly Suite[] = [matmulSuite, modelSuite, snnSuite, decodeSuite];
+export const SUITES: readonly Suite[] = [matmulSuite, kernelsSuite, modelSuite, snnSuite, decodeSuite];
 
 async function runBench(argv: string[]): Promise<void> {
   const quick = argv.includes('--quick');

@@ -7,12 +7,13 @@ import { helpText, parseArgs } from './args.js';
 import { type CliIO, type Command, processIO } from './command.js';
 import { generateCommand, logitsCommand } from './generate.js';
 import { infoCommand } from './info.js';
+import { benchCommand } from './bench.js';
 import { chatCommand } from './chat.js';
 import { demoCommand } from './demo.js';
 import { convertCommand, fidelityCommand } from './snn.js';
 import { testCommand } from './test.js';
 
-export const COMMANDS: readonly Command[] = [demoCommand, generateCommand, logitsCommand, convertCommand, fidelityCommand, chatCommand, testCommand, infoCommand];
+export const COMMANDS: readonly Command[] = [demoCommand, generateCommand, logitsCommand, convertCommand, fidelityCommand, chatCommand, testCommand, benchCommand, infoCommand];
 
 function usage(): string {
   const lines = ['usage: spikelm <command> [flags]', '', 'commands:'];

@@ -32,8 +32,8 @@ import { ArgumentError } from '../errors.js';
 import type { ModelConfig } from '../nn/config.js';
 import { KvCache } from '../nn/kv-cache.js';
 import { stackLinear } from '../nn/model.js';
-import type { LMWeights, NormWeights } from '../nn/weights.js';
-import type { Backend, BTensor } from '../tensor/backend.js';
+import type { LMWeights, LinearWeights, NormWeights } from '../nn/weights.js';
+import type { Backend, BTensor, SpikeKernel } from '../tensor/backend.js';
 import { type NeuronConfig, validateNeuron } from '../tensor/kernels/neuron.js';
 import { ropeInvFreq } from '../tensor/kernels/rope.js';
 import type { Tensor } from '../tensor/tensor.js';
@@ -74,6 +74,10 @@ export interface SpikingConfig {
   readonly surrogate: { readonly name: SurrogateName; readonly alpha: number };
   /** Default: every operator compensated. */
   readonly operators?: OperatorForms;
+  /** Spike × weight products: 'auto' (default: by density), 'dense' or 'event' (event-driven). */
+  readonly spikeKernel?: SpikeKernel;
+  /** Measured fraction of nonzero spike counts per site, so a GPU can choose event-driven products. */
+  readonly densityHints?: ReadonlyMap<string, number>;
 }
 
 /** What conversion needs of an ANN: its config and host weights (a CausalLM has both). */
@@ -90,6 +94,8 @@ export interface SnnForwardOptions {
   readonly decodedAt?: readonly number[];
   /** Sees the input currents of every encoder site, [steps·S, C], before the neuron. */
   readonly observe?: (site: string, currents: BTensor, steps: number) => void;
+  /** Sees the spike counts every encoder emits, [steps·S, C]. */
+  readonly observeSpikes?: (site: string, spikes: BTensor, steps: number) => void;
 }
 
 export interface SnnOutput {
@@ -148,6 +154,13 @@ export class SpikingLM {
       return new SpikeEncoder(b, site, th, neuron, mu, slots.get(site)!);
     };
     const vec = (t: Tensor | undefined) => (t ? b.upload(t, 'vector') : undefined);
+    const linear = (enc: SpikeEncoder, w: LinearWeights): SpikeLinear => {
+      const l = new SpikeLinear(b, enc, w);
+      l.kernel = spiking.spikeKernel ?? 'auto';
+      const hint = spiking.densityHints?.get(enc.name);
+      if (hint !== undefined) l.densityHint = hint;
+      return l;
+    };
     const norm = (key: string, n: NormWeights): Compensated =>
       cfg.family === 'gpt2' ? SpikeLayerNorm(b, key, vec(n.weight)!, vec(n.bias), cfg.normEps, forms.norm) : SpikeRMSNorm(b, key, vec(n.weight)!, cfg.normEps, forms.norm);
     this.invFreq = cfg.family === 'llama' ? ropeInvFreq(cfg.headDim, cfg.ropeTheta, cfg.ropeScaling) : undefined;
@@ -156,20 +169,20 @@ export class SpikingLM {
       const p = `layers.${l}`;
       const attention = new SpikeAttention(b, cfg.hiddenSize, cfg.numHeads, {
         T, causal: true, numKvHeads: cfg.numKvHeads, headDim: cfg.headDim, ...(this.invFreq ? { rope: this.invFreq } : {}), form: forms.attention,
-      }, new SpikeLinear(b, encoder(`${p}.attn_in`), stackLinear([blk.q, blk.k, blk.v])), new SpikeLinear(b, encoder(`${p}.o_in`), blk.o), `${p}.attention`);
-      const up = new SpikeLinear(b, encoder(`${p}.mlp_in`), blk.gate ? stackLinear([blk.gate, blk.up]) : blk.up);
+      }, linear(encoder(`${p}.attn_in`), stackLinear([blk.q, blk.k, blk.v])), linear(encoder(`${p}.o_in`), blk.o), `${p}.attention`);
+      const up = linear(encoder(`${p}.mlp_in`), blk.gate ? stackLinear([blk.gate, blk.up]) : blk.up);
       const act = blk.gate
         ? SpikeGatedActivation(b, `${p}.act`, cfg.activation, forms.activation)
         : reluNeuron ? undefined : new Compensated(b, `${p}.act`, (x) => b.activation(cfg.activation, x), forms.activation);
       return {
         attnNorm: norm(`${p}.attn_norm`, blk.attnNorm), attention, mlpNorm: norm(`${p}.mlp_norm`, blk.mlpNorm), up,
-        ...(act ? { act } : {}), down: new SpikeLinear(b, encoder(`${p}.down_in`, reluNeuron), blk.down),
+        ...(act ? { act } : {}), down: linear(encoder(`${p}.down_in`, reluNeuron), blk.down),
       };
     });
     this.embed = b.upload(weights.embed, 'embedding');
     if (weights.positions) this.positions = b.upload(weights.positions, 'embedding');
     this.finalNorm = norm('final_norm', weights.finalNorm);
-    this.head = new SpikeLinear(b, encoder('head_in'), { weight: weights.lmHead });
+    this.head = linear(encoder('head_in'), { weight: weights.lmHead });
   }
 
   get timesteps(): number {
@@ -221,11 +234,11 @@ export class SpikingLM {
       const decoded = new Map<number, BTensor>();
       let logits: BTensor | undefined;
       if ((opts.execution ?? 'multi') === 'multi') {
-        const headMean = this.run(multiStep(T, opts.observe), tokens, positions, cache, counter);
+        const headMean = this.run(multiStep(T, { observe: opts.observe, observeSpikes: opts.observeSpikes }), tokens, positions, cache, counter);
         for (const t of decodedAt) decoded.set(t, decode(headMean, t - 1));
         logits = decode(headMean, T - 1);
       } else {
-        const loop = singleStep(b, cache.capacity, opts.observe);
+        const loop = singleStep(b, cache.capacity, { observe: opts.observe, observeSpikes: opts.observeSpikes });
         for (let t = 0; t < T; t++) {
           const headMean = this.run(loop.at(t), tokens, positions, cache, counter);
           if (decodedAt.includes(t + 1)) decoded.set(t + 1, decode(headMean, 0));

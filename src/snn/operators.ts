@@ -22,7 +22,7 @@
 import { ArgumentError } from '../errors.js';
 import type { KvCache } from '../nn/kv-cache.js';
 import type { LinearWeights } from '../nn/weights.js';
-import type { Backend, BTensor, DeviceThresholds, TimeState } from '../tensor/backend.js';
+import type { Backend, BTensor, DeviceThresholds, SpikeKernel, TimeState } from '../tensor/backend.js';
 import type { Activation } from '../tensor/kernels/elementwise.js';
 import { type NeuronConfig, inverseThresholds } from '../tensor/kernels/neuron.js';
 import type { CausalMask } from '../tensor/kernels/softmax.js';
@@ -44,20 +44,27 @@ export interface TimeContext {
   readonly kvOffset: number;
   /** Sees the input currents of every encoder (calibration's observe stage). */
   readonly observe?: (site: string, currents: BTensor, steps: number) => void;
+  /** Sees the spike counts every encoder emits (spike statistics). */
+  readonly observeSpikes?: (site: string, spikes: BTensor, steps: number) => void;
 }
 
 /** All T steps at once. */
-export function multiStep(T: number, observe?: TimeContext['observe']): TimeContext {
-  return { steps: T, t0: 0, state: () => undefined, kvBatches: T, kvOffset: 0, ...(observe ? { observe } : {}) };
+export interface Observers {
+  readonly observe?: TimeContext['observe'];
+  readonly observeSpikes?: TimeContext['observeSpikes'];
+}
+
+export function multiStep(T: number, observers: Observers = {}): TimeContext {
+  return { steps: T, t0: 0, state: () => undefined, kvBatches: T, kvOffset: 0, ...observers };
 }
 
 /** A single-step loop: `at(t)` is the context of step t, states kept in `states` across steps. */
-export function singleStep(backend: Backend, kvCapacity = 0, observe?: TimeContext['observe']): { at(t: number): TimeContext; readonly states: Map<string, BTensor> } {
+export function singleStep(backend: Backend, kvCapacity = 0, observers: Observers = {}): { at(t: number): TimeContext; readonly states: Map<string, BTensor> } {
   const states = new Map<string, BTensor>();
   return {
     states,
     at: (t) => ({
-      steps: 1, t0: t, kvBatches: 1, kvOffset: t * kvCapacity, ...(observe ? { observe } : {}),
+      steps: 1, t0: t, kvBatches: 1, kvOffset: t * kvCapacity, ...observers,
       state: (key, rows, cols) => {
         let s = states.get(key);
         if (!s) states.set(key, (s = backend.zeros([rows, cols])));
@@ -127,6 +134,7 @@ export class SpikeEncoder {
     const x = this.negCenter ? b.add(currents, this.negCenter) : currents;
     const n = b.neuronRun(x, ctx.steps, this.device, this.neuron, ctx.state(`${this.name}/membrane`, rowsPerStep(ctx, x), x.shape.at(-1)!));
     if (counter) b.sumAbsInto(n, ctx.steps, counter.stats, this.slot * counter.stride + ctx.t0);
+    ctx.observeSpikes?.(this.name, n, ctx.steps);
     return n;
   }
 }
@@ -151,10 +159,15 @@ export function synapses(l: LinearWeights, theta: Float32Array | undefined, cent
   return { weight: w, bias };
 }
 
-/** encoder → y_t = W·θ·n_t + b (+ a residual current). */
+/**
+ * encoder → y_t = W·θ·n_t + b (+ a residual current). In rate mode the product meets spike counts:
+ * dense or event-driven (`kernel`, default chosen by density; `densityHint` lets a GPU choose too).
+ */
 export class SpikeLinear {
   private readonly weight: BTensor;
   private readonly bias?: BTensor;
+  kernel: SpikeKernel = 'auto';
+  densityHint?: number;
 
   constructor(private readonly backend: Backend, readonly encoder: SpikeEncoder, weights: LinearWeights) {
     const w = synapses(weights, encoder.theta, encoder.center);
@@ -163,7 +176,9 @@ export class SpikeLinear {
   }
 
   forward(ctx: TimeContext, currents: BTensor, counter?: SpikeCounter, residual?: BTensor): BTensor {
-    return this.backend.matmul(this.encoder.forward(ctx, currents, counter), this.weight, this.bias, residual);
+    const input = this.encoder.forward(ctx, currents, counter);
+    if (this.encoder.exact) return this.backend.matmul(input, this.weight, this.bias, residual);
+    return this.backend.spikeMatmul(input, this.weight, this.bias, residual, this.kernel, this.densityHint);
   }
 
   /** The layer on already decoded spikes (e.g. the LM head on the mean of its input's spikes). */

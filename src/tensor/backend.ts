@@ -14,6 +14,8 @@
  *   softmax      rows of [R,C], optionally with a causal mask
  *   rope         rotate-half rotary embedding at given positions
  *   attention    causal scaled-dot-product attention with grouped KV heads over a KV cache
+ *   spikeMatmul  matmul of integer spike counts: dense, or event-driven (accumulate the weight rows of
+ *                active inputs only), chosen by spike density
  *   qkvToCache   split a fused q|k|v projection: q rotated (RoPE) returned, k rotated and v written
  *                into the cache rows in place
  *   writeRows    copy rows into a larger tensor in place (KV-cache append)
@@ -60,6 +62,7 @@ export interface Backend {
   tidy<T>(fn: () => T): T;
 
   matmul(x: BTensor, w: BTensor, bias?: BTensor, residual?: BTensor): BTensor;
+  spikeMatmul(spikes: BTensor, w: BTensor, bias: BTensor | undefined, residual: BTensor | undefined, kernel: SpikeKernel, densityHint?: number): BTensor;
   add(a: BTensor, b: BTensor): BTensor;
   mul(a: BTensor, b: BTensor): BTensor;
   scale(a: BTensor, s: number): BTensor;
@@ -79,6 +82,9 @@ export interface Backend {
   writeRows(dst: BTensor, src: BTensor, rowOffset: number): void;
   sliceRows(x: BTensor, start: number, end: number): BTensor;
 }
+
+/** How spikes meet weights: dense, event-driven, or chosen per call by spike density ('auto'). */
+export type SpikeKernel = 'auto' | 'dense' | 'event';
 
 /** Per-channel thresholds θ [C] and their float32 reciprocals, uploaded once. */
 export interface DeviceThresholds {

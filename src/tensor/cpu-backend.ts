@@ -3,7 +3,8 @@
  * executable definition the GPU kernels are tested against. Handles are host Tensors.
  */
 import { ShapeError } from '../errors.js';
-import type { Backend, BTensor, DeviceThresholds, TimeState, WeightRole } from './backend.js';
+import type { Backend, BTensor, DeviceThresholds, SpikeKernel, TimeState, WeightRole } from './backend.js';
+import { spikeDensity, spikeMatmulEventCpu, useEventDriven } from './kernels/spike-matmul.js';
 import { type NeuronConfig, neuronRunCpu } from './kernels/neuron.js';
 import { type TimeDomain, sumAbsCpu, timeDeltaCpu, timeMeanCpu } from './kernels/temporal.js';
 import { type Activation, activationCpu, binaryCpu, gatedActivationCpu, scaleCpu } from './kernels/elementwise.js';
@@ -70,6 +71,25 @@ export class CpuBackend implements Backend {
     const { M, K, N } = matmulDims(x, w, bias, residual);
     const y = new Tensor([...x.shape.slice(0, -1), N]);
     matmulCpu(x.data, w.data, bias?.data, y.data, M, K, N, residual?.data);
+    return y;
+  }
+
+  /** Transposed copies of linear weights, made the first time an event-driven product needs one. */
+  private readonly transposed = new WeakMap<Tensor, Float32Array>();
+
+  spikeMatmul(nIn: BTensor, wIn: BTensor, biasIn: BTensor | undefined, residualIn: BTensor | undefined, kernel: SpikeKernel, densityHint?: number): Tensor {
+    const n = host(nIn), w = host(wIn), bias = biasIn ? host(biasIn) : undefined, residual = residualIn ? host(residualIn) : undefined;
+    const { M, K, N } = matmulDims(n, w, bias, residual);
+    const event = kernel === 'event' || (kernel === 'auto' && useEventDriven(densityHint ?? spikeDensity(n.data), 'cpu'));
+    if (!event) return this.matmul(n, w, bias, residual);
+    let wT = this.transposed.get(w);
+    if (!wT) {
+      wT = new Float32Array(K * N);
+      for (let j = 0; j < N; j++) for (let k = 0; k < K; k++) wT[k * N + j] = w.data[j * K + k]!;
+      this.transposed.set(w, wT);
+    }
+    const y = new Tensor([...n.shape.slice(0, -1), N]);
+    spikeMatmulEventCpu(n.data, wT, bias?.data, residual?.data, y.data, M, K, N);
     return y;
   }
 

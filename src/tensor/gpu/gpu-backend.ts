@@ -5,7 +5,8 @@
  * is read.
  */
 import { ShapeError } from '../../errors.js';
-import type { Backend, BTensor, DeviceThresholds, TimeState, WeightRole } from '../backend.js';
+import type { Backend, BTensor, DeviceThresholds, SpikeKernel, TimeState, WeightRole } from '../backend.js';
+import { spikeMatmulEventGpu, useEventDriven } from '../kernels/spike-matmul.js';
 import { type NeuronConfig, neuronRunGpu } from '../kernels/neuron.js';
 import { type TimeDomain, sumAbsGpu, temporalGpu } from '../kernels/temporal.js';
 import { type Activation, activationGpu, binaryGpu, gatedActivationGpu, scaleGpu } from '../kernels/elementwise.js';
@@ -110,6 +111,19 @@ export class GpuBackend implements Backend {
     const weight = w instanceof GpuLinearWeight ? w : this.dense(w, 'matmul weight');
     const y = this.rt.alloc([...x.shape.slice(0, -1), N]);
     matmulGpu(this.rt, x, weight, bias, y, M, K, N, this.options.matmulVariant, residual);
+    return y;
+  }
+
+  /** 'auto' needs a density hint on the GPU (reading spikes back to count them would cost more). */
+  spikeMatmul(nIn: BTensor, w: BTensor, biasIn: BTensor | undefined, residualIn: BTensor | undefined, kernel: SpikeKernel, densityHint?: number): GpuTensor {
+    const event = kernel === 'event' || (kernel === 'auto' && densityHint !== undefined && useEventDriven(densityHint, 'gpu'));
+    if (!event || !(w instanceof GpuLinearWeight)) return this.matmul(nIn, w, biasIn, residualIn);
+    const n = this.dense(nIn, 'spikeMatmul spikes');
+    const bias = biasIn ? this.dense(biasIn, 'spikeMatmul bias') : undefined;
+    const residual = residualIn ? this.dense(residualIn, 'spikeMatmul residual') : undefined;
+    const { M, K, N } = matmulDims(n, w, bias, residual);
+    const y = this.rt.alloc([...n.shape.slice(0, -1), N]);
+    spikeMatmulEventGpu(this.rt, n, w, bias, residual, y, M, K, N);
     return y;
   }
 

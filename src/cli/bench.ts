@@ -1,0 +1,48 @@
+/** `spikelm bench`: the benchmark sweep across T and backends, written as JSON, CSV, Markdown and SVG plots. */
+import fs from 'node:fs';
+import { ArgumentError } from '../errors.js';
+import { writeReport } from '../bench/report.js';
+import { runSweep } from '../bench/sweep.js';
+import type { Command } from './command.js';
+import { resolveModelDir } from './model-dir.js';
+import { ProgressBar } from './progress.js';
+
+export const benchCommand: Command = {
+  name: 'bench',
+  summary: 'sweep T and backends: fidelity, spikes, energy and speed → results.json/.csv, report.md, SVG plots',
+  flags: {
+    model: { type: 'string', help: 'model directory', aliases: ['model-name'] },
+    snn: { type: 'string', help: 'a converted spiking model directory (default: convert --model now)' },
+    timesteps: { type: 'int-list', help: 'T values', default: [1, 2, 4, 8, 16, 32] },
+    backend: { type: 'string-list', help: 'backends to run: cpu,gpu', default: ['cpu'] },
+    out: { type: 'string', help: 'output directory', aliases: ['output-dir'] },
+    positions: { type: 'int', help: 'evaluation positions for fidelity', default: 256 },
+    'time-tokens': { type: 'int', help: 'tokens per timed forward', default: 32 },
+    quantile: { type: 'number', help: 'threshold quantile when converting now (higher = fewer spikes)' },
+    'time-budget': { type: 'int', help: 'ms of timing per task', default: 300 },
+    text: { type: 'string', help: 'evaluation text file (default: the bundled stories)' },
+  },
+  async run({ flags }, io) {
+    const modelDir = resolveModelDir(flags.model);
+    const out = flags.out;
+    if (typeof out !== 'string') throw new ArgumentError('bench: --out is required');
+    const backends = (flags.backend as string[]).map((b) => {
+      if (b !== 'cpu' && b !== 'gpu') throw new ArgumentError(`bench: --backend takes cpu and/or gpu, got "${b}"`);
+      return b;
+    });
+    const timesteps = flags.timesteps as number[];
+    for (const t of timesteps) if (!Number.isInteger(t) || t < 1) throw new ArgumentError(`bench: --timesteps must be positive integers, got ${t}`);
+    fs.mkdirSync(out, { recursive: true });
+    const bar = new ProgressBar(io, 'bench');
+    const result = await runSweep({
+      modelDir, timesteps, backends,
+      ...(typeof flags.snn === 'string' ? { snnDir: resolveModelDir(flags.snn, '--snn') } : {}),
+      positions: flags.positions as number, timeTokens: flags['time-tokens'] as number, timeBudgetMs: flags['time-budget'] as number,
+      ...(flags.quantile !== undefined ? { quantile: flags.quantile as number } : {}),
+      ...(typeof flags.text === 'string' ? { text: fs.readFileSync(flags.text, 'utf8') } : {}),
+      onProgress: (d, t) => bar.update(d, t),
+    });
+    for (const f of writeReport(out, result)) io.out(`${f}\n`);
+    return 0;
+  },
+};

@@ -1,0 +1,85 @@
+/** The benchmark report: the SVG writer, and `spikelm bench` end to end (issue 6's acceptance run). */
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import fc from 'fast-check';
+import { describe, expect, it } from 'vitest';
+import { lineChart } from '../src/bench/svg.js';
+import { main } from '../src/cli/main.js';
+import { checkWellFormedXml } from './helpers/xml.js';
+import { fixtureDir } from './helpers/fixtures.js';
+import { GPU_REQUIRED, tryGpu } from './helpers/backends.js';
+
+describe('SVG line charts', () => {
+  it('are well-formed XML for any data, escape text, and draw one polyline per series', () => {
+    fc.assert(
+      fc.property(
+        fc.array(fc.record({ name: fc.string(), points: fc.array(fc.tuple(fc.double({ min: -1e6, max: 1e6, noNaN: true }), fc.double({ noNaN: false })), { maxLength: 12 }), dashed: fc.boolean() }), { maxLength: 5 }),
+        fc.boolean(), fc.boolean(), fc.string(),
+        (series, xLog, yLog, title) => {
+          const svg = lineChart({ title, xLabel: 'x <&>', yLabel: 'y "q"', xLog, yLog, series, hlines: [{ y: 1, label: "a'b" }], note: 'n · m' });
+          const names = checkWellFormedXml(svg);
+          expect(names[0]).toBe('svg');
+          expect(svg).not.toMatch(/NaN|Infinity/);
+          const drawable = series.filter((s) => s.points.filter(([x, y]) => Number.isFinite(x) && Number.isFinite(y) && (!xLog || x > 0) && (!yLog || y > 0)).length > 1);
+          expect(names.filter((n) => n === 'polyline')).toHaveLength(drawable.length);
+        },
+      ),
+      { numRuns: 200 },
+    );
+  });
+
+  it('places log-axis points proportionally: 1, 10, 100 are evenly spaced', () => {
+    const svg = lineChart({ title: 't', xLabel: 'x', yLabel: 'y', xLog: true, yLog: true, series: [{ name: 's', points: [[1, 1], [10, 10], [100, 100]] }] });
+    const xs = [...svg.matchAll(/<circle cx="([\d.]+)"/g)].map((m) => Number(m[1]));
+    expect(xs).toHaveLength(3);
+    expect(Math.abs(xs[1]! - xs[0]! - (xs[2]! - xs[1]!))).toBeLessThan(0.2);
+  });
+});
+
+describe('spikelm bench', () => {
+  it('--model stories260k --timesteps 1,4,16 --backend cpu,gpu writes results.json/.csv, report.md and valid SVG plots', async () => {
+    const gpu = await tryGpu();
+    if (!gpu && GPU_REQUIRED) throw new Error('bench needs the GPU backend in CI');
+    const out = fs.mkdtempSync(path.join(os.tmpdir(), 'spikelm-bench-'));
+    let stdout = '', stderr = '';
+    const code = await main(['bench', '--model', fixtureDir('stories260k'), '--timesteps', '1,4,16', '--backend', gpu ? 'cpu,gpu' : 'cpu', '--out', out, '--time-budget', '100'], {
+      out: (t) => void (stdout += t), err: (t) => void (stderr += t),
+    });
+    expect(code, stderr).toBe(0);
+    const files = ['results.json', 'results.csv', 'report.md', 'fidelity-error.svg', 'top1.svg', 'energy.svg', 'time-per-token.svg'];
+    for (const f of files) expect(fs.existsSync(path.join(out, f)), f).toBe(true);
+    const results = JSON.parse(fs.readFileSync(path.join(out, 'results.json'), 'utf8'));
+    expect(Object.keys(results.metadata)).toEqual(expect.arrayContaining(['commit', 'node', 'cpu', 'adapter', 'date']));
+    expect(results.rows.map((r: { T: number }) => r.T)).toEqual(gpu ? [1, 4, 16, 1, 4, 16] : [1, 4, 16]);
+    for (const r of results.rows) {
+      for (const k of ['top1_agreement', 'kl', 'spike_rate', 'energy_ratio_fp32', 'ms_per_token_multi', 'ms_per_token_event', 'cost_multi']) expect(Number.isFinite(r[k]), k).toBe(true);
+    }
+    // the error falls with T
+    expect(results.rows[2].mean_abs_logit_err).toBeLessThan(results.rows[0].mean_abs_logit_err);
+    const csv = fs.readFileSync(path.join(out, 'results.csv'), 'utf8').split('\n');
+    expect(csv.filter((l) => l.startsWith('# commit'))).toHaveLength(1);
+    expect(csv.find((l) => l.startsWith('backend,T,'))).toBeDefined();
+    const md = fs.readFileSync(path.join(out, 'report.md'), 'utf8');
+    expect(md).toMatch(/## Targets/);
+    expect(md).toMatch(/multi-step at T = 16: [\d.]+·T × ANN — target ≤ 0.5·T/);
+    for (const svg of files.filter((f) => f.endsWith('.svg'))) {
+      const text = fs.readFileSync(path.join(out, svg), 'utf8');
+      const names = checkWellFormedXml(text);
+      expect(names.filter((n) => n === 'polyline').length, svg).toBeGreaterThan(0);
+      expect(text).toContain(results.metadata.commit);
+      expect(md).toContain(`(${svg})`);
+    }
+    expect(fs.readFileSync(path.join(out, 'fidelity-error.svg'), 'utf8')).toContain('θ/T slope');
+    expect(fs.readFileSync(path.join(out, 'energy.svg'), 'utf8')).toContain('break-even');
+  });
+
+  it('bad arguments are clear errors', async () => {
+    let err = '';
+    const io = { out: () => {}, err: (t: string) => void (err += t) };
+    expect(await main(['bench', '--model', fixtureDir('stories260k'), '--out', '/tmp/x', '--backend', 'tpu'], io)).toBe(2);
+    expect(err).toMatch(/--backend takes cpu and\/or gpu/);
+    expect(await main(['bench', '--model', fixtureDir('stories260k')], io)).toBe(2);
+    expect(err).toMatch(/--out is required/);
+  });
+});
