@@ -9,7 +9,7 @@ import { ArgumentError } from '../errors.js';
 import { ChatSession, chatFormat } from '../conversation/chat.js';
 import { TemporalSpikeProcessor } from '../conversation/processor.js';
 import { formatEnergy } from '../snn/energy.js';
-import { type CliIO, type Command, MODEL_FLAGS } from './command.js';
+import { type Command, MODEL_FLAGS } from './command.js';
 import { loadSessionModels } from './session.js';
 
 export const chatCommand: Command = {
@@ -66,7 +66,7 @@ export const chatCommand: Command = {
       io.out(`${stats(processor)}\n`);
       return 0;
     }
-    await repl(io, handle);
+    await repl(handle);
     return 0;
   },
 };
@@ -82,7 +82,7 @@ function stats(p: TemporalSpikeProcessor): string {
   return lines.join('\n');
 }
 
-async function repl(io: CliIO, handle: (line: string) => Promise<boolean>): Promise<void> {
+async function repl(handle: (line: string) => Promise<boolean>): Promise<void> {
   const rl = readline.createInterface({ input: process.stdin, output: process.stdout, prompt: '> ' });
   rl.prompt();
   for await (const line of rl) {
@@ -90,5 +90,4 @@ async function repl(io: CliIO, handle: (line: string) => Promise<boolean>): Prom
     rl.prompt();
   }
   rl.close();
-  void io;
 }

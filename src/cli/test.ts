@@ -34,7 +34,7 @@ export const testCommand: Command = {
     'output-dir': { type: 'string', help: 'where report.json goes', default: 'spikelm-report' },
   },
   async run({ flags }, io) {
-    const selected = TESTS.filter((t) => flags[`test-${t.replace(/_/g, '-').replace('multi-turn', 'multi-turn')}`] === true);
+    const selected = TESTS.filter((t) => flags[`test-${t.replace(/_/g, '-')}`] === true);
     const run = flags['test-all'] === true || selected.length === 0 ? [...TESTS] : selected;
     const { snn, tokenizer, dir } = await loadSessionModels({ ...flags, snn: flags.snn ?? true }, io, flags.timesteps as number);
     const model = snn!;

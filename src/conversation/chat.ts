@@ -119,7 +119,6 @@ export class ChatSession {
     const t0 = performance.now();
     this.messages.push({ role: 'user', content: userText });
     const prompt = this.promptTokens();
-    const cachedBefore = this.processor.cachedTokens(this.id).length;
     let out = await this.processor.forward(prompt, { batchIds: [this.id], turnStarts: [this.turnStarts] });
     const promptTokensFed = out.positionIds[0]!.length;
     const maxNew = this.options.maxNewTokens ?? 64;
@@ -127,7 +126,6 @@ export class ChatSession {
     const generated: number[] = [];
     const all = [...prompt];
     let printed = 0, reply = '', stoppedBy: TurnResult['stoppedBy'] = 'max_new_tokens';
-    void cachedBefore;
     for (let i = 0; i < maxNew; i++) {
       const id = this.sampler.next(out.lastLogits[0]!, all);
       generated.push(id);

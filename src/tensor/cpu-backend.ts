@@ -197,21 +197,20 @@ export class CpuBackend implements Backend {
     return out;
   }
 
-  timeMean(xIn: BTensor, steps: number, domain: TimeDomain, state?: TimeState): Tensor {
-    const x = host(xIn);
-    const { R, C } = timeMajorDims(x, steps, 'timeMean');
-    stateCheck(state?.tensor, R, C, 'timeMean');
-    const out = new Tensor(x.shape);
-    timeMeanCpu(x.data, steps, R * C, domain, out.data, state ? host(state.tensor).data : undefined, state?.t0 ?? 0);
-    return out;
+  timeMean(x: BTensor, steps: number, domain: TimeDomain, state?: TimeState): Tensor {
+    return this.temporal('timeMean', timeMeanCpu, x, steps, domain, state);
   }
 
-  timeDelta(fIn: BTensor, steps: number, domain: TimeDomain, state?: TimeState): Tensor {
-    const f = host(fIn);
-    const { R, C } = timeMajorDims(f, steps, 'timeDelta');
-    stateCheck(state?.tensor, R, C, 'timeDelta');
-    const out = new Tensor(f.shape);
-    timeDeltaCpu(f.data, steps, R * C, domain, out.data, state ? host(state.tensor).data : undefined, state?.t0 ?? 0);
+  timeDelta(f: BTensor, steps: number, domain: TimeDomain, state?: TimeState): Tensor {
+    return this.temporal('timeDelta', timeDeltaCpu, f, steps, domain, state);
+  }
+
+  private temporal(what: string, kernel: typeof timeMeanCpu, xIn: BTensor, steps: number, domain: TimeDomain, state?: TimeState): Tensor {
+    const x = host(xIn);
+    const { R, C } = timeMajorDims(x, steps, what);
+    stateCheck(state?.tensor, R, C, what);
+    const out = new Tensor(x.shape);
+    kernel(x.data, steps, R * C, domain, out.data, state ? host(state.tensor).data : undefined, state?.t0 ?? 0);
     return out;
   }
 

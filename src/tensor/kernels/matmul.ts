@@ -146,14 +146,34 @@ export function packLinearWeight(rt: GpuRuntime, w: Tensor, maxBytes = rt.maxBin
   return new GpuLinearWeight([N, K], chunks);
 }
 
-const BLOCKED_WGSL = `
-struct Params { M: u32, K: u32, N: u32, nPad4: u32, nValid: u32, colOffset: u32, hasBias: u32, rowBlocks: u32, threadsX: u32, hasResidual: u32 }
+/** The bindings every packed variant declares (x, w, bias, y, residual, params). */
+function matmulBindings(params: string, wType: 'f32' | 'vec4f'): string {
+  return `
+struct Params { ${params} }
 @group(0) @binding(0) var<storage, read> x: array<f32>;
-@group(0) @binding(1) var<storage, read> w: array<vec4f>;
+@group(0) @binding(1) var<storage, read> w: array<${wType}>;
 @group(0) @binding(2) var<storage, read> bias: array<f32>;
 @group(0) @binding(3) var<storage, read_write> y: array<f32>;
 @group(0) @binding(4) var<storage, read> residual: array<f32>;
-@group(0) @binding(5) var<uniform> p: Params;
+@group(0) @binding(5) var<uniform> p: Params;`;
+}
+
+/** Epilogue of the vec4 variants: four outputs of row m, plus bias and residual, bounds-checked. */
+const STORE_VEC4_WGSL = `
+fn store(m: u32, c4: u32, acc: vec4f) {
+  for (var j = 0u; j < 4u; j++) {
+    let n = c4 * 4u + j;
+    if (n < p.nValid) {
+      var v = acc[j];
+      if (p.hasBias != 0u) { v += bias[p.colOffset + n]; }
+      if (p.hasResidual != 0u) { v += residual[m * p.N + p.colOffset + n]; }
+      y[m * p.N + p.colOffset + n] = v;
+    }
+  }
+}`;
+
+const BLOCKED_WGSL = `${matmulBindings('M: u32, K: u32, N: u32, nPad4: u32, nValid: u32, colOffset: u32, hasBias: u32, rowBlocks: u32, threadsX: u32, hasResidual: u32', 'vec4f')}
+${STORE_VEC4_WGSL}
 @compute @workgroup_size(64)
 fn main(@builtin(global_invocation_id) gid: vec3u) {
   let idx = gid.y * p.threadsX + gid.x;
@@ -178,28 +198,10 @@ function blockedSource(rows: number): string {
     accumulators: r.map((i) => `  var acc${i} = vec4f(0.0);`).join('\n'),
     fmas: r.map((i) => `    acc${i} += x[xb${i} + k] * wv;`).join('\n'),
     writes: r.map((i) => `  if (m0 + ${i}u < p.M) { store(m0 + ${i}u, c4, acc${i}); }`).join('\n'),
-  }) + `
-fn store(m: u32, c4: u32, acc: vec4f) {
-  for (var j = 0u; j < 4u; j++) {
-    let n = c4 * 4u + j;
-    if (n < p.nValid) {
-      var v = acc[j];
-      if (p.hasBias != 0u) { v += bias[p.colOffset + n]; }
-      if (p.hasResidual != 0u) { v += residual[m * p.N + p.colOffset + n]; }
-      y[m * p.N + p.colOffset + n] = v;
-    }
-  }
-}`;
+  });
 }
 
-const TILED_WGSL = `
-struct Params { M: u32, K: u32, N: u32, nPad: u32, nValid: u32, colOffset: u32, hasBias: u32, hasResidual: u32 }
-@group(0) @binding(0) var<storage, read> x: array<f32>;
-@group(0) @binding(1) var<storage, read> w: array<f32>;
-@group(0) @binding(2) var<storage, read> bias: array<f32>;
-@group(0) @binding(3) var<storage, read_write> y: array<f32>;
-@group(0) @binding(4) var<storage, read> residual: array<f32>;
-@group(0) @binding(5) var<uniform> p: Params;
+const TILED_WGSL = `${matmulBindings('M: u32, K: u32, N: u32, nPad: u32, nValid: u32, colOffset: u32, hasBias: u32, hasResidual: u32', 'f32')}
 var<workgroup> xs: array<f32, 256>;
 var<workgroup> ws: array<f32, 256>;
 @compute @workgroup_size(16, 16)
@@ -225,14 +227,8 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_id) lid: ve
   }
 }`;
 
-const SPLITK_WGSL = `
-struct Params { M: u32, K: u32, N: u32, nPad4: u32, nValid: u32, colOffset: u32, hasBias: u32, hasResidual: u32 }
-@group(0) @binding(0) var<storage, read> x: array<f32>;
-@group(0) @binding(1) var<storage, read> w: array<vec4f>;
-@group(0) @binding(2) var<storage, read> bias: array<f32>;
-@group(0) @binding(3) var<storage, read_write> y: array<f32>;
-@group(0) @binding(4) var<storage, read> residual: array<f32>;
-@group(0) @binding(5) var<uniform> p: Params;
+const SPLITK_WGSL = `${matmulBindings('M: u32, K: u32, N: u32, nPad4: u32, nValid: u32, colOffset: u32, hasBias: u32, hasResidual: u32', 'vec4f')}
+${STORE_VEC4_WGSL}
 var<workgroup> partial: array<vec4f, 256>;
 @compute @workgroup_size(16, 16)
 fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_id) lid: vec3u) {
@@ -248,28 +244,10 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_id) lid: ve
     if (lid.y < stride) { partial[lid.y * 16u + lid.x] += partial[(lid.y + stride) * 16u + lid.x]; }
     workgroupBarrier();
   }
-  if (lid.y == 0u && c4 < p.nPad4) {
-    let total = partial[lid.x];
-    for (var j = 0u; j < 4u; j++) {
-      let n = c4 * 4u + j;
-      if (n < p.nValid) {
-        var v = total[j];
-        if (p.hasBias != 0u) { v += bias[p.colOffset + n]; }
-        if (p.hasResidual != 0u) { v += residual[m * p.N + p.colOffset + n]; }
-        y[m * p.N + p.colOffset + n] = v;
-      }
-    }
-  }
+  if (lid.y == 0u && c4 < p.nPad4) { store(m, c4, partial[lid.x]); }
 }`;
 
-const PLAIN_WGSL = `
-struct Params { M: u32, K: u32, N: u32, hasBias: u32, threadsX: u32, hasResidual: u32 }
-@group(0) @binding(0) var<storage, read> x: array<f32>;
-@group(0) @binding(1) var<storage, read> w: array<f32>;
-@group(0) @binding(2) var<storage, read> bias: array<f32>;
-@group(0) @binding(3) var<storage, read_write> y: array<f32>;
-@group(0) @binding(4) var<storage, read> residual: array<f32>;
-@group(0) @binding(5) var<uniform> p: Params;
+const PLAIN_WGSL = `${matmulBindings('M: u32, K: u32, N: u32, hasBias: u32, threadsX: u32, hasResidual: u32', 'f32')}
 @compute @workgroup_size(64)
 fn main(@builtin(global_invocation_id) gid: vec3u) {
   let idx = gid.y * p.threadsX + gid.x;
