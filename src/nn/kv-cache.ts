@@ -3,7 +3,7 @@
  * keys[l], values[l]: [steps·capacity, Hkv·d] — one block of `capacity` rows per time step (the ANN
  * has one step; a spiking model keeps every past token's decoded key and value at every step).
  * Rows 0 … length−1 of each block are valid. A forward pass writes its new rows at `length` in
- * every layer, then `advance(S)` commits them. Capacity grows by doubling.
+ * every layer (qkvToCache), then `advance(S)` commits them. Capacity grows by doubling.
  */
 import { ArgumentError } from '../errors.js';
 import type { Backend, BTensor } from '../tensor/backend.js';
@@ -49,12 +49,6 @@ export class KvCache {
     let cap = Math.max(this.cap, 1);
     while (cap < need) cap *= 2;
     this.allocate(Math.min(cap, this.maxLength));
-  }
-
-  /** Write the new rows of one layer at the current length (call reserve first). */
-  write(layer: number, k: BTensor, v: BTensor): void {
-    this.backend.writeRows(this.keysByLayer[layer]!, k, this.length);
-    this.backend.writeRows(this.valuesByLayer[layer]!, v, this.length);
   }
 
   advance(rows: number): void {
