@@ -9,7 +9,7 @@ import { ArgumentError } from '../errors.js';
 import { ChatSession, chatFormat } from '../conversation/chat.js';
 import { TemporalSpikeProcessor } from '../conversation/processor.js';
 import { formatEnergy } from '../snn/energy.js';
-import { type Command, MODEL_FLAGS } from './command.js';
+import { type Command, MODEL_FLAGS, samplingFlags, samplingFromFlags } from './command.js';
 import { loadSessionModels } from './session.js';
 
 export const chatCommand: Command = {
@@ -21,11 +21,7 @@ export const chatCommand: Command = {
     timesteps: { type: 'int', help: 'time steps of the spiking model (default 16, or the saved model\'s)' },
     script: { type: 'string', help: 'run the turns of this file (one per line) instead of reading the terminal' },
     'max-new-tokens': { type: 'int', help: 'tokens per reply', default: 48 },
-    temperature: { type: 'number', help: 'sampling temperature; 0 = greedy', default: 0 },
-    'top-k': { type: 'int', help: 'top-k sampling (0 = off)', default: 0 },
-    'top-p': { type: 'number', help: 'nucleus sampling mass', default: 1 },
-    'repetition-penalty': { type: 'number', help: 'penalty > 1 for tokens already present', default: 1.1 },
-    seed: { type: 'int', help: 'random seed', default: 0 },
+    ...samplingFlags(1.1),
     'max-context': { type: 'int', help: 'context kept before the window slides', default: 512 },
     plain: { type: 'boolean', help: 'use the plain User:/Assistant: format even if the model has a chat template' },
   },
@@ -34,8 +30,7 @@ export const chatCommand: Command = {
     const processor = new TemporalSpikeProcessor(snn ?? ann, { maxContextLength: flags['max-context'] as number });
     const session = new ChatSession(processor, tokenizer, {
       format: chatFormat(tokenizer, { plain: flags.plain === true }),
-      maxNewTokens: flags['max-new-tokens'] as number, temperature: flags.temperature as number, topK: flags['top-k'] as number,
-      topP: flags['top-p'] as number, repetitionPenalty: flags['repetition-penalty'] as number, seed: flags.seed as number,
+      maxNewTokens: flags['max-new-tokens'] as number, ...samplingFromFlags(flags),
     });
     io.err(`chatting with the ${snn ? `spiking model (T = ${processor.timesteps})` : 'ANN'} on ${ann.backend.describe()}; ${session.format.kind} format; /reset /stats /exit\n`);
     const handle = async (line: string): Promise<boolean> => {

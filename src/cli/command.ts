@@ -1,5 +1,6 @@
 /** The shape shared by every CLI command, and the output channels (replaceable in tests). */
-import type { FlagSpec, ParsedArgs } from './args.js';
+import type { SamplingOptions } from '../nn/sampling.js';
+import type { FlagSpec, FlagValues, ParsedArgs } from './args.js';
 
 export interface CliIO {
   /** Standard output (results). */
@@ -25,3 +26,21 @@ export const MODEL_FLAGS = {
   model: { type: 'string', help: 'Hugging Face model directory (config.json + model.safetensors + tokenizer.json)', aliases: ['model-name'] },
   backend: { type: 'string', help: 'cpu | gpu | auto', default: 'cpu' },
 } as const satisfies Record<string, FlagSpec>;
+
+/** The sampling flags of generate and chat (they differ only in the default repetition penalty). */
+export function samplingFlags(repetitionPenalty: number): Record<string, FlagSpec> {
+  return {
+    temperature: { type: 'number', help: 'sampling temperature; 0 = greedy', default: 0 },
+    'top-k': { type: 'int', help: 'sample from the k most likely tokens (0 = all)', default: 0 },
+    'top-p': { type: 'number', help: 'nucleus sampling mass', default: 1 },
+    'repetition-penalty': { type: 'number', help: 'penalty > 1 for tokens already present', default: repetitionPenalty },
+    seed: { type: 'int', help: 'random seed for sampling', default: 0 },
+  };
+}
+
+export function samplingFromFlags(flags: FlagValues): SamplingOptions {
+  return {
+    temperature: flags.temperature as number, topK: flags['top-k'] as number, topP: flags['top-p'] as number,
+    repetitionPenalty: flags['repetition-penalty'] as number, seed: flags.seed as number,
+  };
+}

@@ -2,7 +2,7 @@
 import { ArgumentError } from '../errors.js';
 import { generate } from '../nn/generate.js';
 import { requireFlag } from './args.js';
-import { type Command, MODEL_FLAGS } from './command.js';
+import { type Command, MODEL_FLAGS, samplingFlags, samplingFromFlags } from './command.js';
 import { loadModelFromFlags } from './model-dir.js';
 
 export const generateCommand: Command = {
@@ -12,11 +12,7 @@ export const generateCommand: Command = {
     ...MODEL_FLAGS,
     prompt: { type: 'string', help: 'text to continue' },
     'max-new-tokens': { type: 'int', help: 'tokens to generate', default: 32 },
-    temperature: { type: 'number', help: 'sampling temperature; 0 = greedy', default: 0 },
-    'top-k': { type: 'int', help: 'sample from the k most likely tokens (0 = all)', default: 0 },
-    'top-p': { type: 'number', help: 'nucleus sampling mass', default: 1 },
-    'repetition-penalty': { type: 'number', help: 'penalty > 1 for tokens already present', default: 1 },
-    seed: { type: 'int', help: 'random seed for sampling', default: 0 },
+    ...samplingFlags(1),
     json: { type: 'boolean', help: 'print { input_ids, output_ids, text } as JSON' },
   },
   async run({ flags }, io) {
@@ -33,11 +29,7 @@ export const generateCommand: Command = {
     if (!json) io.out(prompt);
     const result = await generate(model, inputIds, {
       maxNewTokens,
-      temperature: flags.temperature as number,
-      topK: flags['top-k'] as number,
-      topP: flags['top-p'] as number,
-      repetitionPenalty: flags['repetition-penalty'] as number,
-      seed: flags.seed as number,
+      ...samplingFromFlags(flags),
       onToken: (id) => {
         newIds.push(id);
         if (json) return;

@@ -126,14 +126,19 @@ export function attentionComposite(q: Float32Array, k: Float32Array, v: Float32A
 //           the accumulated output by exp(m_old − m_new)), q/k/v read as vec4: head dims % 4 = 0
 // Both keep the output row in registers (a private array sized by the head dimension).
 
-const ATTENTION_SCALAR_WGSL = `
+/**
+ * What both variants share: the bindings, and per invocation its block b, query s, head h, KV
+ * head g, and the last key it may see.
+ */
+function attentionPrologue(elem: 'f32' | 'vec4f', constant: string): string {
+  return `
 struct Params { S: u32, H: u32, group: u32, queryStart: u32, scale: f32, qWidth: u32, kvWidth: u32, B: u32, stride: u32, kvOffset: u32, lastAll: u32 }
-@group(0) @binding(0) var<storage, read> q: array<f32>;
-@group(0) @binding(1) var<storage, read> k: array<f32>;
-@group(0) @binding(2) var<storage, read> v: array<f32>;
-@group(0) @binding(3) var<storage, read_write> y: array<f32>;
+@group(0) @binding(0) var<storage, read> q: array<${elem}>;
+@group(0) @binding(1) var<storage, read> k: array<${elem}>;
+@group(0) @binding(2) var<storage, read> v: array<${elem}>;
+@group(0) @binding(3) var<storage, read_write> y: array<${elem}>;
 @group(0) @binding(4) var<uniform> p: Params;
-const D = {{headDim}}u;
+${constant}
 @compute @workgroup_size(64)
 fn main(@builtin(global_invocation_id) gid: vec3u) {
   let idx = gid.y * 65535u * 64u + gid.x;
@@ -142,9 +147,12 @@ fn main(@builtin(global_invocation_id) gid: vec3u) {
   let s = (idx / p.H) % p.S;
   let b = idx / (p.H * p.S);
   let g = h / p.group;
-  let qo = (b * p.S + s) * p.qWidth + h * D;
   var last = p.queryStart + s;
-  if (p.lastAll > 0u) { last = p.lastAll - 1u; }
+  if (p.lastAll > 0u) { last = p.lastAll - 1u; }`;
+}
+
+const ATTENTION_SCALAR_WGSL = `${attentionPrologue('f32', 'const D = {{headDim}}u;')}
+  let qo = (b * p.S + s) * p.qWidth + h * D;
   var m = -3.4e38;
   for (var j = 0u; j <= last; j++) {
     let ko = (p.kvOffset + b * p.stride + j) * p.kvWidth + g * D;
@@ -165,25 +173,8 @@ fn main(@builtin(global_invocation_id) gid: vec3u) {
   for (var i = 0u; i < D; i++) { y[qo + i] = acc[i] / sum; }
 }`;
 
-const ATTENTION_VEC4_WGSL = `
-struct Params { S: u32, H: u32, group: u32, queryStart: u32, scale: f32, qWidth: u32, kvWidth: u32, B: u32, stride: u32, kvOffset: u32, lastAll: u32 }
-@group(0) @binding(0) var<storage, read> q: array<vec4f>;
-@group(0) @binding(1) var<storage, read> k: array<vec4f>;
-@group(0) @binding(2) var<storage, read> v: array<vec4f>;
-@group(0) @binding(3) var<storage, read_write> y: array<vec4f>;
-@group(0) @binding(4) var<uniform> p: Params;
-const D4 = {{headDim4}}u;
-@compute @workgroup_size(64)
-fn main(@builtin(global_invocation_id) gid: vec3u) {
-  let idx = gid.y * 65535u * 64u + gid.x;
-  if (idx >= p.B * p.S * p.H) { return; }
-  let h = idx % p.H;
-  let s = (idx / p.H) % p.S;
-  let b = idx / (p.H * p.S);
-  let g = h / p.group;
+const ATTENTION_VEC4_WGSL = `${attentionPrologue('vec4f', 'const D4 = {{headDim4}}u;')}
   let qo = ((b * p.S + s) * p.qWidth + h * D4 * 4u) / 4u;
-  var last = p.queryStart + s;
-  if (p.lastAll > 0u) { last = p.lastAll - 1u; }
   var qv: array<vec4f, D4>;
   var acc: array<vec4f, D4>;
   for (var i = 0u; i < D4; i++) { qv[i] = q[qo + i] * p.scale; }
