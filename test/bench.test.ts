@@ -29,6 +29,20 @@ describe('SVG line charts', () => {
     );
   });
 
+  it('never loops on log axes whose span underflows or overflows (the two-point chart that hung the worker)', () => {
+    const extremes = [Number.MIN_VALUE, 2 * Number.MIN_VALUE, 1e-320, 1e-308, Number.MAX_VALUE, 1e308];
+    for (const a of extremes) {
+      for (const b of extremes) {
+        for (const [xLog, yLog] of [[true, true], [true, false], [false, true]] as const) {
+          const svg = lineChart({ title: 't', xLabel: 'x', yLabel: 'y', xLog, yLog, series: [{ name: 's', points: [[a, b], [a, b]] }] });
+          expect(checkWellFormedXml(svg)[0]).toBe('svg');
+          expect(svg).not.toMatch(/NaN|Infinity/);
+          expect(svg.length).toBeLessThan(20_000);
+        }
+      }
+    }
+  });
+
   it('places log-axis points proportionally: 1, 10, 100 are evenly spaced', () => {
     const svg = lineChart({ title: 't', xLabel: 'x', yLabel: 'y', xLog: true, yLog: true, series: [{ name: 's', points: [[1, 1], [10, 10], [100, 100]] }] });
     const xs = [...svg.matchAll(/<circle cx="([\d.]+)"/g)].map((m) => Number(m[1]));

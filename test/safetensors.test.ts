@@ -27,6 +27,9 @@ const expectSafetensorsError = (fn: () => unknown, pattern: RegExp) => {
   expect((caught as Error).message).toMatch(pattern);
 };
 
+/** Keys that a plain JS object treats specially. */
+const OBJECT_KEYS = ['__proto__', 'constructor', 'toString', 'hasOwnProperty', 'valueOf'] as const;
+
 describe('safetensors reader', () => {
   it('reads the fixtures: names, dtypes, shapes and metadata', () => {
     const f = SafetensorsFile.open(path.join(fixtureDir('gpt2-random-f16'), 'model.safetensors'));
@@ -38,6 +41,18 @@ describe('safetensors reader', () => {
     f.close();
   });
 
+  it('names are data: tensors and metadata keys named __proto__, constructor, toString round-trip', () => {
+    const tensors = OBJECT_KEYS.map((name, i) => ({ name, shape: [2], data: Float32Array.of(i, -i) }));
+    const meta: Record<string, string> = Object.create(null);
+    for (const k of OBJECT_KEYS) meta[k] = `m-${k}`;
+    const f = SafetensorsFile.fromBytes(concatBytes(serializeSafetensors(tensors, meta)));
+    expect(f.names.sort()).toEqual([...OBJECT_KEYS].sort());
+    for (const t of tensors) expect(Array.from(f.readF32(t.name).data)).toEqual(Array.from(t.data));
+    for (const k of OBJECT_KEYS) expect(Object.hasOwn(f.metadata!, k) && f.metadata![k]).toBe(`m-${k}`);
+    // A duplicate of such a name is still refused by the writer.
+    expect(() => serializeSafetensors([tensors[0]!, tensors[0]!])).toThrow(/duplicate or reserved tensor name/);
+  });
+
   it('round-trips random tensors of every float dtype (write → read)', () => {
     const dtypeArb = fc.constantFrom('F32' as const, 'F16' as const, 'BF16' as const);
     const tensorArb = fc.record({
@@ -46,7 +61,7 @@ describe('safetensors reader', () => {
       seed: fc.integer(),
     });
     fc.assert(
-      fc.property(fc.uniqueArray(fc.string({ minLength: 1, maxLength: 12 }).filter((s) => s !== '__metadata__'), { minLength: 1, maxLength: 5 }), fc.array(tensorArb, { minLength: 5, maxLength: 5 }), fc.dictionary(fc.string(), fc.string(), { maxKeys: 3 }), (names, specs, metadata) => {
+      fc.property(fc.uniqueArray(fc.oneof(fc.string({ minLength: 1, maxLength: 12 }), fc.constantFrom(...OBJECT_KEYS)).filter((s) => s !== '__metadata__'), { minLength: 1, maxLength: 5 }), fc.array(tensorArb, { minLength: 5, maxLength: 5 }), fc.dictionary(fc.string(), fc.string(), { maxKeys: 3 }), (names, specs, metadata) => {
         const tensors = names.map((name, i) => {
           const { shape, dtype, seed } = specs[i]!;
           const n = shape.reduce((a, b) => a * b, 1);

@@ -33,9 +33,15 @@ export function escapeXml(s: string): string {
 
 function niceTicks(lo: number, hi: number, log: boolean): number[] {
   if (log) {
+    // A range whose ends underflow to 0 (or overflow) has no decades to walk: just its ends.
+    const eLo = Math.floor(Math.log10(lo)), eHi = Math.ceil(Math.log10(hi));
+    if (!Number.isFinite(eLo) || !Number.isFinite(eHi)) return [lo, hi].filter((v) => Number.isFinite(v) && v > 0);
+    // At most ~12 labelled decades; wider ranges label every k-th decade (1 only).
+    const stride = Math.max(1, Math.ceil((eHi - eLo + 1) / 12));
+    const mantissas = stride === 1 ? [1, 2, 5] : [1];
     const ticks: number[] = [];
-    for (let e = Math.floor(Math.log10(lo)); e <= Math.ceil(Math.log10(hi)); e++) {
-      for (const m of [1, 2, 5]) {
+    for (let e = eLo; e <= eHi; e += stride) {
+      for (const m of mantissas) {
         const v = m * 10 ** e;
         if (v >= lo * 0.999 && v <= hi * 1.001) ticks.push(v);
       }
@@ -71,6 +77,9 @@ export function lineChart(spec: ChartSpec): string {
   if (!Number.isFinite(y0)) [y0, y1] = [spec.yLog ? 1 : 0, spec.yLog ? 10 : 1];
   if (x0 === x1) [x0, x1] = spec.xLog ? [x0 / 2, x1 * 2] : [x0 - 1, x1 + 1];
   if (y0 === y1) [y0, y1] = spec.yLog ? [y0 / 2, y1 * 2] : [y0 - 1, y1 + 1];
+  // Halving the smallest subnormal gives 0, which a log axis cannot hold: widen upwards instead.
+  if (spec.xLog && !(x0 > 0)) [x0, x1] = [Number.MIN_VALUE, Math.max(x1, Number.MIN_VALUE * 4)];
+  if (spec.yLog && !(y0 > 0)) [y0, y1] = [Number.MIN_VALUE, Math.max(y1, Number.MIN_VALUE * 4)];
   if (!spec.yLog) {
     const pad = (y1 - y0) * 0.05;
     if (Number.isFinite(pad)) [y0, y1] = [y0 - pad, y1 + pad];

@@ -176,7 +176,7 @@ function parseHeader(label: string, source: ByteSource): { metadata: Record<stri
       for (const [k, v] of Object.entries(raw as object)) {
         if (typeof v !== 'string') fail(`__metadata__["${k}"] must be a string, got ${JSON.stringify(v)}`);
       }
-      metadata = raw as Record<string, string>;
+      metadata = nullProto(raw as Record<string, string>);
       continue;
     }
     infos.push(parseTensorInfo(label, name, raw));
@@ -273,12 +273,14 @@ export interface TensorToWrite {
 
 /** Serialize tensors into the safetensors byte layout (header padded to 8 bytes with spaces). */
 export function serializeSafetensors(tensors: readonly TensorToWrite[], metadata?: Record<string, string>): Uint8Array[] {
-  const header: Record<string, unknown> = {};
-  if (metadata && Object.keys(metadata).length > 0) header.__metadata__ = metadata;
+  // Tensor names are data: a plain {} would swallow a tensor named "__proto__" (its setter) while
+  // its bytes stay, leaving a file that cannot be read back. A null-prototype object has no setter.
+  const header: Record<string, unknown> = Object.create(null);
+  if (metadata && Object.keys(metadata).length > 0) header.__metadata__ = nullProto(metadata);
   const blobs: Uint8Array[] = [];
   let offset = 0;
   for (const t of tensors) {
-    if (t.name === '__metadata__' || Object.prototype.hasOwnProperty.call(header, t.name)) {
+    if (t.name === '__metadata__' || Object.hasOwn(header, t.name)) {
       throw new SafetensorsError('<writer>', 'duplicate or reserved tensor name', t.name);
     }
     const dtype = t.dtype ?? 'F32';
@@ -307,6 +309,13 @@ export function serializeSafetensors(tensors: readonly TensorToWrite[], metadata
   const len = new Uint8Array(8);
   new DataView(len.buffer).setBigUint64(0, BigInt(jsonBytes.byteLength), true);
   return [len, jsonBytes, ...blobs];
+}
+
+/** A copy of a string record on a null prototype (keys such as "__proto__" stay plain keys). */
+function nullProto(r: Readonly<Record<string, string>>): Record<string, string> {
+  const out: Record<string, string> = Object.create(null);
+  for (const [k, v] of Object.entries(r)) out[k] = v;
+  return out;
 }
 
 /** Write a safetensors file atomically (temporary file + rename). */
@@ -342,7 +351,7 @@ export class WeightFiles {
     const index = path.join(dir, 'model.safetensors.index.json');
     if (fs.existsSync(single)) {
       const f = SafetensorsFile.open(single);
-      return new WeightFiles(dir, [f], new Map(f.names.map((n) => [n, f])), { ...(f.metadata ?? {}) });
+      return new WeightFiles(dir, [f], new Map(f.names.map((n) => [n, f])), nullProto(f.metadata ?? {}));
     }
     if (!fs.existsSync(index)) {
       throw new SafetensorsError(dir, 'no model.safetensors or model.safetensors.index.json in this directory (only safetensors weights are supported)');
@@ -378,8 +387,8 @@ export class WeightFiles {
       for (const f of opened.values()) f.close();
       throw err;
     }
-    const metadata: Record<string, string> = {};
-    for (const f of opened.values()) Object.assign(metadata, f.metadata ?? {});
+    const metadata: Record<string, string> = Object.create(null);
+    for (const f of opened.values()) for (const [k, v] of Object.entries(f.metadata ?? {})) metadata[k] = v;
     return new WeightFiles(dir, [...opened.values()], byName, metadata);
   }
 

@@ -71,7 +71,7 @@ export class WeightLoader {
   /** The stored name a key resolves to (itself, or the tensor `__metadata__` aliases it to). */
   private resolve(key: string): string | undefined {
     if (this.files.has(key)) return key;
-    const alias = this.files.metadata[key];
+    const alias = Object.hasOwn(this.files.metadata, key) ? this.files.metadata[key] : undefined;
     if (alias !== undefined && this.files.has(alias)) return alias;
     return undefined;
   }
