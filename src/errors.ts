@@ -20,3 +20,8 @@ export class ArgumentError extends SpikelmError {
 export class ShapeError extends SpikelmError {
   override name = 'ShapeError';
 }
+
+/** An input path that is missing, unreadable, or not the kind of file expected (a directory, a FIFO, …). */
+export class FileError extends SpikelmError {
+  override name = 'FileError';
+}

@@ -10,7 +10,7 @@ import {
 } from '../src/convert/api.js';
 import { replaceActivationWithSpikeActivation } from '../src/convert/api.js';
 import { readSnnConfig } from '../src/convert/snn-io.js';
-import { SafetensorsFile } from '../src/convert/safetensors.js';
+import { SafetensorsFile } from '../src/io/safetensors.js';
 import { calibrate, finalize, observe, quantileOf, replace, trace, unitCalibration } from '../src/convert/stages.js';
 import { loadModel } from '../src/nn/model.js';
 import { loadTokenizer } from '../src/nn/tokenizer.js';
@@ -148,7 +148,7 @@ describe('save and load', () => {
     const converted = convertModelToSpiking(ann, data, { timesteps: 8 });
     const dir = path.join(tmp(), 'snn');
     saveSnnModel(converted.snn, tok, dir, converted.record);
-    expect(fs.readdirSync(dir).sort()).toEqual(['config.json', 'model.safetensors', 'snn_config.json', 'tokenizer.json']);
+    expect(fs.readdirSync(dir).filter((n) => !n.startsWith('.')).sort()).toEqual(['config.json', 'model.safetensors', 'snn_config.json', 'tokenizer.json']);
     const cfg = readSnnConfig(dir);
     expect(cfg).toMatchObject({ format: 'spikelm-snn', timesteps: 8, mode: 'rate', neuron: { maxSpikes: 'inf', signed: true, reset: 'subtract' }, calibration: { quantile: 0.9 } });
     expect(cfg.source_model.sha256).toMatch(/^[0-9a-f]{64}$/);

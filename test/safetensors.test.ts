@@ -5,7 +5,7 @@ import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import {
   SafetensorsError, SafetensorsFile, WeightFiles, concatBytes, findDuplicateTopLevelKey, serializeSafetensors, writeSafetensors,
-} from '../src/convert/safetensors.js';
+} from '../src/io/safetensors.js';
 import { f16BitsToNumber, numberToBf16Bits, numberToF16Bits, toFloat32 } from '../src/tensor/dtype.js';
 import { fixtureDir } from './helpers/fixtures.js';
 

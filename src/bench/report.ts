@@ -4,7 +4,7 @@
  * written atomically.
  */
 import path from 'node:path';
-import { atomicWriteFile } from '../convert/atomic-write.js';
+import { atomicWriteFile } from '../io/atomic-write.js';
 import type { SweepMetadata, SweepResult, SweepRow } from './sweep.js';
 import { type Series, lineChart } from './svg.js';
 

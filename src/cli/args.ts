@@ -4,6 +4,7 @@
  * values and malformed numbers are errors that name the flag.
  */
 import { ArgumentError } from '../errors.js';
+import { readRegularFile } from '../io/files.js';
 
 /** 'optional-string': `--flag` alone is true, `--flag VALUE` is VALUE. */
 export type FlagType = 'string' | 'number' | 'int' | 'boolean' | 'int-list' | 'string-list' | 'optional-string';
@@ -126,4 +127,13 @@ export function helpText(command: string, summary: string, specs: Readonly<Recor
     lines.push(`  --${name}${spec.type === 'boolean' ? '' : ` <${spec.type}>`}  ${spec.help}${def}`);
   }
   return lines.join('\n');
+}
+
+/** The text of the file a flag names; a missing, non-regular or unreadable file is a bad argument. */
+export function readFlagFile(file: string, flag: string, what = 'a text file'): string {
+  try {
+    return readRegularFile(file, what, 'utf8');
+  } catch (err) {
+    throw new ArgumentError(`${flag} ${(err as Error).message}`);
+  }
 }

@@ -1,6 +1,7 @@
 /** `spikelm bench`: the benchmark sweep across T and backends, written as JSON, CSV, Markdown and SVG plots. */
 import fs from 'node:fs';
 import { ArgumentError } from '../errors.js';
+import { readFlagFile } from './args.js';
 import { writeReport } from '../bench/report.js';
 import { runSweep } from '../bench/sweep.js';
 import type { Command } from './command.js';
@@ -39,7 +40,7 @@ export const benchCommand: Command = {
       ...(typeof flags.snn === 'string' ? { snnDir: resolveModelDir(flags.snn, '--snn') } : {}),
       positions: flags.positions as number, timeTokens: flags['time-tokens'] as number, timeBudgetMs: flags['time-budget'] as number,
       ...(flags.quantile !== undefined ? { quantile: flags.quantile as number } : {}),
-      ...(typeof flags.text === 'string' ? { text: fs.readFileSync(flags.text, 'utf8') } : {}),
+      ...(typeof flags.text === 'string' ? { text: readFlagFile(flags.text, '--text') } : {}),
       onProgress: (d, t) => bar.update(d, t),
     });
     for (const f of writeReport(out, result)) io.out(`${f}\n`);

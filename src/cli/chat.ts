@@ -3,9 +3,8 @@
  * with --script FILE (one user turn per line; lines starting with / are commands).
  * Commands: /reset (start over), /stats (tokens/s, spikes, energy so far), /exit.
  */
-import fs from 'node:fs';
 import readline from 'node:readline';
-import { ArgumentError } from '../errors.js';
+import { readFlagFile } from './args.js';
 import { ChatSession, chatFormat } from '../conversation/chat.js';
 import { TemporalSpikeProcessor } from '../conversation/processor.js';
 import { formatEnergy } from '../snn/energy.js';
@@ -56,8 +55,7 @@ export const chatCommand: Command = {
       return true;
     };
     if (typeof flags.script === 'string') {
-      if (!fs.existsSync(flags.script)) throw new ArgumentError(`--script ${flags.script}: not found`);
-      for (const line of fs.readFileSync(flags.script, 'utf8').split('\n')) if (!(await handle(line))) break;
+      for (const line of readFlagFile(flags.script, '--script', 'a text file of chat turns').split('\n')) if (!(await handle(line))) break;
       io.out(`${stats(processor)}\n`);
       return 0;
     }

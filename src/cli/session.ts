@@ -1,6 +1,6 @@
 /** Loading the model a conversation command runs: the ANN, or a spiking model (saved or converted now). */
 import { convertModelToSpiking, createCalibrationData } from '../convert/api.js';
-import { loadSnnModel } from '../convert/snn-io.js';
+import { assertSameModel, loadSnnModel } from '../convert/snn-io.js';
 import type { CausalLM } from '../nn/model.js';
 import type { SpikingLM } from '../snn/model.js';
 import type { FlagValues } from './args.js';
@@ -17,10 +17,12 @@ export interface SessionModels {
 
 /** `--snn` alone converts the ANN now (calibrated, --timesteps); `--snn DIR` loads a converted model. */
 export async function loadSessionModels(flags: FlagValues, io: CliIO, defaultT = 16): Promise<SessionModels> {
+  const snnDir = typeof flags.snn === 'string' ? resolveModelDir(flags.snn, '--snn') : undefined;
   const { model: ann, tokenizer, dir } = await loadModelFromFlags(flags, io);
   const T = (flags.timesteps as number | undefined) ?? defaultT;
-  if (typeof flags.snn === 'string') {
-    const loaded = loadSnnModel(resolveModelDir(flags.snn, '--snn'), { backend: ann.backend });
+  if (snnDir) {
+    const loaded = loadSnnModel(snnDir, { backend: ann.backend });
+    assertSameModel(ann, loaded.ann, dir, snnDir);
     return { ann, snn: flags.timesteps !== undefined ? loaded.snn.withTimesteps(T) : loaded.snn, tokenizer, dir };
   }
   if (flags.snn === true) {

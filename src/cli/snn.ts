@@ -1,15 +1,16 @@
 /** `spikelm convert` and `spikelm fidelity`. */
-import fs from 'node:fs';
 import { ArgumentError } from '../errors.js';
 import { convertModelToSpiking, createCalibrationData, saveSnnModel, simplifiedConversion } from '../convert/api.js';
 import { bundledText } from '../convert/calibration-data.js';
-import { loadSnnModel } from '../convert/snn-io.js';
+import { assertSameModel, loadSnnModel, snnOutputRules } from '../convert/snn-io.js';
+import type { ConversionRecord } from '../convert/stages.js';
+import { checkOutputDir } from '../io/output-dir.js';
 import { type FidelityReport, measureFidelity } from '../snn/fidelity.js';
 import type { SpikingLM } from '../snn/model.js';
 import { SURROGATE_NAMES, type SurrogateName, surrogate } from '../snn/surrogate.js';
 import type { CausalLM } from '../nn/model.js';
 import type { TextTokenizer } from '../nn/tokenizer.js';
-import { requireFlag } from './args.js';
+import { readFlagFile, requireFlag } from './args.js';
 import { type CliIO, type Command, MODEL_FLAGS } from './command.js';
 import { loadModelFromFlags, resolveModelDir } from './model-dir.js';
 import { ProgressBar } from './progress.js';
@@ -23,7 +24,16 @@ function parseSurrogate(name: unknown, alpha: unknown): { name: SurrogateName; a
 }
 
 function positiveInt(v: unknown, flag: string): number {
-  if (typeof v !== 'number' || !Number.isInteger(v) || v < 1) throw new ArgumentError(`${flag} must be a positive integer, got ${String(v)}`);
+  return atLeast(v, 1, flag);
+}
+
+function atLeast(v: unknown, min: number, flag: string): number {
+  if (typeof v !== 'number' || !Number.isInteger(v) || v < min) throw new ArgumentError(`${flag} must be an integer ≥ ${min}, got ${String(v)}`);
+  return v;
+}
+
+function quantileFlag(v: unknown): number {
+  if (typeof v !== 'number' || !(v > 0 && v <= 1)) throw new ArgumentError(`--quantile must be in (0, 1], got ${String(v)}`);
   return v;
 }
 
@@ -38,8 +48,8 @@ export function formatFidelityTable(report: FidelityReport): string {
   return [`fidelity over ${report.positions} positions`, line(header), ...rows.map(line)].join('\n');
 }
 
-async function runFidelity(ann: CausalLM, snn: SpikingLM, tokenizer: TextTokenizer, timesteps: number[], textFile: string | undefined, io: CliIO): Promise<FidelityReport> {
-  const text = textFile ? readText(textFile) : bundledText('eval-stories.txt').text;
+async function runFidelity(ann: CausalLM, snn: SpikingLM, tokenizer: TextTokenizer, timesteps: number[], textArg: string | undefined, io: CliIO): Promise<FidelityReport> {
+  const text = textArg ?? bundledText('eval-stories.txt').text;
   const ids = tokenizer.encode(text.replace(/\s*\n\s*/g, ' ').trim());
   if (ids.length < 256) io.err(`note: the text gives ${ids.length} positions (fewer than 256)\n`);
   const maxT = Math.max(...timesteps);
@@ -49,8 +59,7 @@ async function runFidelity(ann: CausalLM, snn: SpikingLM, tokenizer: TextTokeniz
 }
 
 function readText(file: string): string {
-  if (!fs.existsSync(file)) throw new ArgumentError(`--text ${file}: not found`);
-  return fs.readFileSync(file, 'utf8');
+  return readFlagFile(file, '--text');
 }
 
 export const convertCommand: Command = {
@@ -70,33 +79,41 @@ export const convertCommand: Command = {
     quantile: { type: 'number', help: 'per-channel threshold quantile of |activation|', default: 0.9 },
     'max-spikes': { type: 'int', help: 'spikes per neuron per step (default unbounded: sigma-delta bursts)' },
     text: { type: 'string', help: 'text file for --verify (default: the bundled evaluation stories)' },
+    overwrite: { type: 'boolean', help: 'replace --output_dir even if it is not a previous spikelm output (never the source model)' },
   },
   async run({ flags }, io) {
+    // Every flag is checked before any work: a bad value fails in milliseconds, not after calibration.
     const out = requireFlag<string>(flags, 'output-dir', 'convert');
+    const modelDir = resolveModelDir(flags.model);
+    const saveOpts = { overwrite: flags.overwrite === true };
+    checkOutputDir(out, snnOutputRules({ sourceDir: modelDir } as ConversionRecord, saveOpts));
     const timesteps = positiveInt(flags.timesteps, '--timesteps');
     const sur = parseSurrogate(flags['surrogate-function'], flags['surrogate-alpha']);
-    const { model, tokenizer, dir } = await loadModelFromFlags(flags, io);
     const neuron = flags['max-spikes'] !== undefined ? { maxSpikes: positiveInt(flags['max-spikes'], '--max-spikes') } : {};
+    const quantile = quantileFlag(flags.quantile);
+    const calibration = {
+      numSamples: positiveInt(flags['calibration-samples'], '--calibration-samples'),
+      maxLength: atLeast(flags['calibration-length'], 2, '--calibration-length'),
+      ...(typeof flags['calibration-file'] === 'string' ? { text: readFlagFile(flags['calibration-file'], '--calibration-file'), source: flags['calibration-file'] } : {}),
+    };
+    const verifyText = typeof flags.text === 'string' ? readText(flags.text) : undefined;
+    const { model, tokenizer, dir } = await loadModelFromFlags(flags, io);
     let converted;
     const t0 = performance.now();
     if (flags.simplified) {
       io.err('simplified conversion: no calibration (θ = 1 everywhere) and naive operators\n');
       converted = simplifiedConversion(model, { timesteps, neuron });
     } else {
-      const data = createCalibrationData(tokenizer, {
-        numSamples: positiveInt(flags['calibration-samples'], '--calibration-samples'),
-        maxLength: positiveInt(flags['calibration-length'], '--calibration-length'),
-        ...(typeof flags['calibration-file'] === 'string' ? { file: flags['calibration-file'] } : {}),
-      });
+      const data = createCalibrationData(tokenizer, calibration);
       const bar = new ProgressBar(io, 'calibrating');
-      converted = convertModelToSpiking(model, data, { timesteps, quantile: flags.quantile as number, neuron, onProgress: (d, t) => bar.update(d, t) });
+      converted = convertModelToSpiking(model, data, { timesteps, quantile, neuron, onProgress: (d, t) => bar.update(d, t) });
     }
     const snn = converted.snn.withSurrogate(sur);
-    saveSnnModel(snn, tokenizer, out, { ...converted.record, sourceDir: dir });
+    saveSnnModel(snn, tokenizer, out, { ...converted.record, sourceDir: dir }, saveOpts);
     io.err(`converted ${dir} → ${out} in ${((performance.now() - t0) / 1000).toFixed(1)}s (T = ${timesteps}, ${snn.sites.length} encoder sites)\n`);
     if (flags.verify) {
       const ts = [...new Set([Math.max(1, timesteps >> 2), Math.max(1, timesteps >> 1), timesteps])];
-      io.out(`${formatFidelityTable(await runFidelity(model, snn, tokenizer, ts, flags.text as string | undefined, io))}\n`);
+      io.out(`${formatFidelityTable(await runFidelity(model, snn, tokenizer, ts, verifyText, io))}\n`);
     }
     return 0;
   },
@@ -114,11 +131,14 @@ export const fidelityCommand: Command = {
   },
   async run({ flags }, io) {
     const timesteps = (flags.timesteps as number[]).map((t) => positiveInt(t, '--timesteps'));
+    const text = typeof flags.text === 'string' ? readText(flags.text) : undefined;
+    const snnDir = typeof flags.snn === 'string' ? resolveModelDir(flags.snn, '--snn') : undefined;
     const { model: ann, tokenizer, dir } = await loadModelFromFlags(flags, io);
     let snn: SpikingLM;
     let mode: string;
-    if (typeof flags.snn === 'string') {
-      const loaded = loadSnnModel(resolveModelDir(flags.snn, '--snn'), { backend: ann.backend });
+    if (snnDir) {
+      const loaded = loadSnnModel(snnDir, { backend: ann.backend });
+      assertSameModel(ann, loaded.ann, dir, snnDir);
       snn = loaded.snn;
       mode = `${loaded.snnConfig.mode}${loaded.snnConfig.simplified ? ' (simplified)' : ''}`;
     } else {
@@ -126,7 +146,7 @@ export const fidelityCommand: Command = {
       snn = convertModelToSpiking(ann, createCalibrationData(tokenizer), { timesteps: Math.max(...timesteps), onProgress: (d, t) => bar.update(d, t) }).snn;
       mode = 'rate';
     }
-    const report = await runFidelity(ann, snn, tokenizer, timesteps, flags.text as string | undefined, io);
+    const report = await runFidelity(ann, snn, tokenizer, timesteps, text, io);
     if (flags.json) io.out(`${JSON.stringify({ model: dir, mode, positions: report.positions, results: report.results }, null, 2)}\n`);
     else io.out(`${formatFidelityTable(report)}\n`);
     return 0;

@@ -4,7 +4,7 @@
  */
 import path from 'node:path';
 import fs from 'node:fs';
-import { atomicWriteFile } from '../convert/atomic-write.js';
+import { atomicWriteFile } from '../io/atomic-write.js';
 import { spikelmVersion } from '../convert/snn-io.js';
 import {
   type SuiteResult, simulateConversation, testAttentionMaskContinuity, testEnergy, testFidelityParity, testMultiTurnCoherence, testPositionIdBoundaries,

@@ -3,15 +3,15 @@
  * tokenizer and options give the same samples — and drawn from a bundled text (data/README.md gives
  * its provenance) or from a user's file.
  */
-import fs from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { ArgumentError } from '../errors.js';
+import { readRegularFile } from '../io/files.js';
 import type { TextTokenizer } from '../nn/tokenizer.js';
 
 /** Bundled texts live in data/ at the package root (reachable from src/ and dist/ alike). */
 export function bundledText(name: 'calibration-stories.txt' | 'eval-stories.txt'): { text: string; path: string } {
   const path = fileURLToPath(new URL(`../../data/${name}`, import.meta.url));
-  return { text: fs.readFileSync(path, 'utf8'), path };
+  return { text: readRegularFile(path, 'a bundled text', 'utf8'), path };
 }
 
 export interface CalibrationData {
@@ -26,6 +26,9 @@ export interface CalibrationOptions {
   readonly maxLength?: number;
   /** A text file to use instead of the bundled calibration text. */
   readonly file?: string;
+  /** Or the text itself (with `source` naming where it came from). */
+  readonly text?: string;
+  readonly source?: string;
 }
 
 /**
@@ -39,9 +42,15 @@ export function createCalibrationData(tokenizer: TextTokenizer, opts: Calibratio
   if (!Number.isInteger(numSamples) || numSamples < 1) throw new ArgumentError(`calibration: numSamples must be a positive integer, got ${numSamples}`);
   if (!Number.isInteger(maxLength) || maxLength < 2) throw new ArgumentError(`calibration: maxLength must be an integer ≥ 2, got ${maxLength}`);
   let text: string, source: string;
-  if (opts.file) {
-    if (!fs.existsSync(opts.file)) throw new ArgumentError(`calibration file ${opts.file}: not found`);
-    text = fs.readFileSync(opts.file, 'utf8');
+  if (opts.text !== undefined) {
+    text = opts.text;
+    source = opts.source ?? 'the given text';
+  } else if (opts.file) {
+    try {
+      text = readRegularFile(opts.file, 'a calibration text file', 'utf8');
+    } catch (err) {
+      throw new ArgumentError(`calibration file ${(err as Error).message}`);
+    }
     source = opts.file;
   } else {
     ({ text, path: source } = bundledText('calibration-stories.txt'));

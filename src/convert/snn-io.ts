@@ -15,7 +15,7 @@ import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { ModelLoadError } from '../errors.js';
+import { ArgumentError, ModelLoadError } from '../errors.js';
 import type { ModelConfig } from '../nn/config.js';
 import { CausalLM, loadWeights } from '../nn/model.js';
 import { type TextTokenizer, loadTokenizer } from '../nn/tokenizer.js';
@@ -27,8 +27,10 @@ import type { Backend } from '../tensor/backend.js';
 import { CpuBackend } from '../tensor/cpu-backend.js';
 import { type NeuronConfig, validateNeuron } from '../tensor/kernels/neuron.js';
 import { Tensor } from '../tensor/tensor.js';
-import { atomicWriteFile } from './atomic-write.js';
-import { SafetensorsFile, type TensorToWrite, writeSafetensors } from './safetensors.js';
+import { atomicWriteFile } from '../io/atomic-write.js';
+import { fileKind, openRegularFile, readJsonObject, readRegularFile } from '../io/files.js';
+import { type PublishOptions, interruptedReplacement, publishDirectory } from '../io/output-dir.js';
+import { SafetensorsFile, type TensorToWrite, writeSafetensors } from '../io/safetensors.js';
 import type { ConversionRecord } from './stages.js';
 
 export const SNN_CONFIG_FORMAT = 'spikelm-snn';
@@ -70,7 +72,7 @@ export function hashModelDir(dir: string): string {
   const buf = Buffer.allocUnsafe(1 << 20);
   for (const f of files) {
     h.update(`${f}\0`);
-    const fd = fs.openSync(path.join(dir, f), 'r');
+    const fd = openRegularFile(path.join(dir, f), 'a model file');
     try {
       let n: number;
       while ((n = fs.readSync(fd, buf, 0, buf.length, null)) > 0) h.update(buf.subarray(0, n));
@@ -143,12 +145,34 @@ export function configJson(cfg: ModelConfig): Record<string, unknown> {
   return { ...cfg.raw, [key]: cfg.activationName };
 }
 
-export function saveSnnModel(snn: SpikingLM, tokenizer: TextTokenizer, dir: string, record?: ConversionRecord): void {
-  const parent = path.dirname(path.resolve(dir));
-  if (!fs.existsSync(parent)) throw new ModelLoadError(`${dir}: the parent directory ${parent} does not exist`);
-  const tmp = path.join(parent, `.${path.basename(dir)}.partial-${process.pid}-${Date.now().toString(36)}`);
-  fs.mkdirSync(tmp);
+/** Whether `dir` holds a converted model written by spikelm (its snn_config.json says so). */
+export function isSnnModelDir(dir: string): boolean {
   try {
+    return readJsonObject(path.join(dir, 'snn_config.json')).format === SNN_CONFIG_FORMAT;
+  } catch {
+    return false;
+  }
+}
+
+export interface SaveOptions {
+  /** Replace an existing path that is not a previous spikelm output (never the source model). */
+  readonly overwrite?: boolean;
+  /** Test hook: see publishDirectory. */
+  readonly onStep?: PublishOptions['onStep'];
+}
+
+/** The rules saveSnnModel applies to its destination, for callers that check before any work. */
+export function snnOutputRules(record: ConversionRecord | undefined, opts: SaveOptions = {}): PublishOptions {
+  return { what: 'spiking model', isOurs: isSnnModelDir, overwrite: opts.overwrite, protect: record?.sourceDir ? [record.sourceDir] : [], onStep: opts.onStep };
+}
+
+/**
+ * Write a converted model directory. An existing destination is replaced only if it is a previous
+ * spikelm output (or `overwrite`), never if it is or contains the source model; the replacement is
+ * atomic (publishDirectory): a crash leaves the old model or the new one, complete.
+ */
+export function saveSnnModel(snn: SpikingLM, tokenizer: TextTokenizer, dir: string, record?: ConversionRecord, opts: SaveOptions = {}): void {
+  publishDirectory(dir, (tmp) => {
     const tensors = exportHfTensors(snn.config, snn.weights);
     for (const [site, theta] of snn.spiking.thresholds) tensors.push({ name: `snn.thresholds.${site}`, shape: [theta.length], data: theta });
     for (const [site, mu] of snn.spiking.centers ?? []) tensors.push({ name: `snn.centers.${site}`, shape: [mu.length], data: mu });
@@ -173,15 +197,55 @@ export function saveSnnModel(snn: SpikingLM, tokenizer: TextTokenizer, dir: stri
       source_model: { dir: record?.sourceDir ?? null, sha256: record?.sourceDir ? hashModelDir(record.sourceDir) : null },
     };
     atomicWriteFile(path.join(tmp, 'snn_config.json'), `${JSON.stringify(json, (_k, v) => (typeof v === 'number' && !Number.isFinite(v) ? null : v), 2)}\n`);
-    for (const f of tokenizer.files) fs.copyFileSync(f, path.join(tmp, path.basename(f)));
-    // Swap into place: the old directory (if any) is moved aside first and removed last.
-    const old = fs.existsSync(dir) ? `${tmp}.old` : undefined;
-    if (old) fs.renameSync(dir, old);
-    fs.renameSync(tmp, dir);
-    if (old) fs.rmSync(old, { recursive: true, force: true });
-  } catch (err) {
-    fs.rmSync(tmp, { recursive: true, force: true });
-    throw err;
+    for (const f of tokenizer.files) fs.writeFileSync(path.join(tmp, path.basename(f)), readRegularFile(f, 'a tokenizer file'));
+  }, snnOutputRules(record, opts));
+}
+
+/**
+ * A fingerprint of a model's weights: every tensor's shape and up to 4096 evenly spaced values,
+ * hashed. Two different checkpoints of one architecture differ in it; the cost stays small at any size.
+ */
+export function weightsFingerprint(w: LMWeights): string {
+  const h = crypto.createHash('sha256');
+  const add = (name: string, t: Tensor | undefined) => {
+    if (!t) return;
+    h.update(`${name}:${t.shape.join('x')};`);
+    const n = t.data.length, stride = Math.max(1, Math.floor(n / 4096));
+    const sample = new Float32Array(Math.ceil(n / stride));
+    for (let i = 0, j = 0; i < n; i += stride, j++) sample[j] = t.data[i]!;
+    h.update(new Uint8Array(sample.buffer));
+  };
+  add('embed', w.embed);
+  add('positions', w.positions);
+  w.blocks.forEach((b, i) => {
+    for (const [k, l] of Object.entries({ q: b.q, k: b.k, v: b.v, o: b.o, gate: b.gate, up: b.up, down: b.down })) {
+      add(`${i}.${k}.w`, l?.weight);
+      add(`${i}.${k}.b`, l?.bias);
+    }
+    add(`${i}.n1`, b.attnNorm.weight);
+    add(`${i}.n1b`, b.attnNorm.bias);
+    add(`${i}.n2`, b.mlpNorm.weight);
+    add(`${i}.n2b`, b.mlpNorm.bias);
+  });
+  add('final', w.finalNorm.weight);
+  add('finalb', w.finalNorm.bias);
+  add('head', w.lmHead);
+  return h.digest('hex');
+}
+
+/**
+ * `--model A --snn B` must name the same network: B stores the ANN it was converted from; its shape
+ * and weights must be A's (the activation may differ: a ReLU swap changes only that).
+ */
+export function assertSameModel(ann: { config: ModelConfig; weights: LMWeights }, snnAnn: { config: ModelConfig; weights: LMWeights }, modelDir: string, snnDir: string): void {
+  const a = ann.config, b = snnAnn.config;
+  const keys = ['family', 'vocabSize', 'hiddenSize', 'numLayers', 'numHeads', 'numKvHeads', 'headDim', 'intermediateSize'] as const;
+  const diff = keys.filter((k) => a[k] !== b[k]);
+  if (diff.length > 0) {
+    throw new ArgumentError(`--snn ${snnDir} was not converted from --model ${modelDir}: ${diff.map((k) => `${k} ${String(b[k])} vs ${String(a[k])}`).join(', ')}`);
+  }
+  if (weightsFingerprint(ann.weights) !== weightsFingerprint(snnAnn.weights)) {
+    throw new ArgumentError(`--snn ${snnDir} was not converted from --model ${modelDir}: same shape, different weights`);
   }
 }
 
@@ -195,12 +259,16 @@ export interface LoadedSnn {
 
 export function readSnnConfig(dir: string): SnnConfigJson {
   const file = path.join(dir, 'snn_config.json');
-  if (!fs.existsSync(file)) throw new ModelLoadError(`${file}: not found (not a converted spiking model; run \`spikelm convert\` first)`);
+  if (fileKind(dir) === 'missing') {
+    const aside = interruptedReplacement(dir);
+    throw new ModelLoadError(`${dir}: no such directory${aside ? ` (a replacement was interrupted; the previous model is at ${aside})` : ''}`);
+  }
+  if (fileKind(file) === 'missing') throw new ModelLoadError(`${file}: not found (not a converted spiking model; run \`spikelm convert\` first)`);
   let j: SnnConfigJson;
   try {
-    j = JSON.parse(fs.readFileSync(file, 'utf8'));
+    j = readJsonObject(file, 'snn_config.json, a JSON object') as unknown as SnnConfigJson;
   } catch (err) {
-    throw new ModelLoadError(`${file}: not valid JSON (${(err as Error).message})`);
+    throw new ModelLoadError((err as Error).message);
   }
   const fail = (msg: string): never => {
     throw new ModelLoadError(`${file}: ${msg}`);

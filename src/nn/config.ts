@@ -10,9 +10,9 @@
  *   { family: 'gpt2', vocabSize: 50257, hiddenSize: 768, numLayers: 6, numHeads: 12, numKvHeads: 12,
  *     headDim: 64, intermediateSize: 3072, maxPositions: 1024, normEps: 1e-5, activation: 'gelu_tanh' }
  */
-import fs from 'node:fs';
 import path from 'node:path';
 import { ModelLoadError } from '../errors.js';
+import { fileKind, readJsonObject } from '../io/files.js';
 import type { Activation } from '../tensor/kernels/elementwise.js';
 import type { RopeScaling } from '../tensor/kernels/rope.js';
 
@@ -63,15 +63,12 @@ export const SUPPORTED_MODEL_TYPES: Readonly<Record<string, ModelFamily>> = {
 
 export function readConfigFile(dir: string): Record<string, unknown> {
   const file = path.join(dir, 'config.json');
-  if (!fs.existsSync(file)) throw new ModelLoadError(`${file}: not found (a model directory needs config.json)`);
-  let raw: unknown;
+  if (fileKind(file) === 'missing') throw new ModelLoadError(`${file}: not found (a model directory needs config.json)`);
   try {
-    raw = JSON.parse(fs.readFileSync(file, 'utf8'));
+    return readJsonObject(file, 'the model\'s config.json, a JSON object');
   } catch (err) {
-    throw new ModelLoadError(`${file}: not valid JSON (${(err as Error).message})`);
+    throw new ModelLoadError((err as Error).message);
   }
-  if (raw === null || typeof raw !== 'object' || Array.isArray(raw)) throw new ModelLoadError(`${file}: expected a JSON object`);
-  return raw as Record<string, unknown>;
 }
 
 export function parseConfig(raw: Record<string, unknown>, file = 'config.json'): ModelConfig {

@@ -13,7 +13,7 @@
  */
 import fs from 'node:fs';
 import { ArgumentError, ModelLoadError } from '../errors.js';
-import { WeightFiles } from '../convert/safetensors.js';
+import { WeightFiles } from '../io/safetensors.js';
 import type { Backend, BTensor } from '../tensor/backend.js';
 import { CpuBackend } from '../tensor/cpu-backend.js';
 import { ropeInvFreq } from '../tensor/kernels/rope.js';

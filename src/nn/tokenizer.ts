@@ -2,10 +2,10 @@
  * Tokenizer: tokenizer.json (+ tokenizer_config.json, special_tokens_map.json) through
  * @huggingface/tokenizers. No hand-written BPE here.
  */
-import fs from 'node:fs';
 import path from 'node:path';
 import { Tokenizer } from '@huggingface/tokenizers';
 import { ModelLoadError } from '../errors.js';
+import { fileKind, readJsonObject } from '../io/files.js';
 
 export interface TextTokenizer {
   encode(text: string, opts?: { addSpecialTokens?: boolean }): number[];
@@ -22,13 +22,14 @@ export interface TextTokenizer {
 
 function readJson(file: string): Record<string, unknown> {
   try {
-    const v = JSON.parse(fs.readFileSync(file, 'utf8'));
-    if (v === null || typeof v !== 'object' || Array.isArray(v)) throw new Error('expected a JSON object');
-    return v as Record<string, unknown>;
+    return readJsonObject(file);
   } catch (err) {
-    throw new ModelLoadError(`${file}: ${(err as Error).message}`);
+    throw new ModelLoadError((err as Error).message);
   }
 }
+
+/** A tokenizer file that may be absent; present means a regular file (a directory or FIFO is an error). */
+const present = (file: string): boolean => fileKind(file) !== 'missing';
 
 /** The token string of a special-token entry, which may be a string or an AddedToken object. */
 function tokenContent(v: unknown): string | undefined {
@@ -41,12 +42,12 @@ export const TOKENIZER_FILES = ['tokenizer.json', 'tokenizer_config.json', 'spec
 
 export function loadTokenizer(dir: string, modelEosIds: readonly number[] = [], modelBosId?: number): TextTokenizer {
   const tokFile = path.join(dir, 'tokenizer.json');
-  if (!fs.existsSync(tokFile)) throw new ModelLoadError(`${tokFile}: not found (spikelm needs a tokenizer.json; slow-tokenizer files alone are not supported)`);
+  if (!present(tokFile)) throw new ModelLoadError(`${tokFile}: not found (spikelm needs a tokenizer.json; slow-tokenizer files alone are not supported)`);
   const tokJson = readJson(tokFile);
   const cfgFile = path.join(dir, 'tokenizer_config.json');
-  const config = fs.existsSync(cfgFile) ? readJson(cfgFile) : {};
+  const config = present(cfgFile) ? readJson(cfgFile) : {};
   const mapFile = path.join(dir, 'special_tokens_map.json');
-  const specialMap = fs.existsSync(mapFile) ? readJson(mapFile) : {};
+  const specialMap = present(mapFile) ? readJson(mapFile) : {};
   let tok: Tokenizer;
   try {
     tok = new Tokenizer(tokJson, config);
@@ -73,6 +74,6 @@ export function loadTokenizer(dir: string, modelEosIds: readonly number[] = [], 
     bosTokenId: idOf('bos_token') ?? modelBosId,
     eosTokenIds: [...eos],
     config,
-    files: TOKENIZER_FILES.map((f) => path.join(dir, f)).filter((f) => fs.existsSync(f)),
+    files: TOKENIZER_FILES.map((f) => path.join(dir, f)).filter(present),
   };
 }

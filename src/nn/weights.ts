@@ -5,7 +5,7 @@
  * `safetensors.torch.save_model` writes into `__metadata__` (removed name → kept name).
  */
 import { ModelLoadError } from '../errors.js';
-import type { WeightFiles } from '../convert/safetensors.js';
+import type { WeightFiles } from '../io/safetensors.js';
 import { type Shape, Tensor, shapeToString } from '../tensor/tensor.js';
 
 /** A linear layer in the nn.Linear layout: weight [out, in], optional bias [out]. */

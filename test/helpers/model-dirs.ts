@@ -2,7 +2,7 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { SafetensorsFile, type TensorToWrite, writeSafetensors } from '../../src/convert/safetensors.js';
+import { SafetensorsFile, type TensorToWrite, writeSafetensors } from '../../src/io/safetensors.js';
 
 export interface RewriteOptions {
   /** New name for each tensor (undefined drops it). */

@@ -14,6 +14,7 @@ import { SpikelmError } from '../errors.js';
 import { DTYPE_BYTES, type DType, fromFloat32, isDType, toFloat32 } from '../tensor/dtype.js';
 import { Tensor, shapeToString } from '../tensor/tensor.js';
 import { atomicWriteFile } from './atomic-write.js';
+import { fileKind, openRegularFile, readJsonObject } from './files.js';
 
 export class SafetensorsError extends SpikelmError {
   override name = 'SafetensorsError';
@@ -41,7 +42,7 @@ class FileSource implements ByteSource {
   readonly size: number;
   private fd: number | undefined;
   constructor(readonly file: string) {
-    this.fd = fs.openSync(file, 'r');
+    this.fd = openRegularFile(file, 'a safetensors file');
     this.size = fs.fstatSync(this.fd).size;
   }
   read(offset: number, length: number): Uint8Array {
@@ -92,7 +93,8 @@ export class SafetensorsFile {
     try {
       source = new FileSource(file);
     } catch (err) {
-      throw new SafetensorsError(file, `cannot open: ${(err as Error).message}`);
+      // FileError messages already start with the path.
+      throw new SafetensorsError(file, (err as Error).message.startsWith(`${file}: `) ? (err as Error).message.slice(file.length + 2) : `cannot open: ${(err as Error).message}`);
     }
     try {
       return new SafetensorsFile(file, source);
@@ -349,18 +351,18 @@ export class WeightFiles {
   static open(dir: string): WeightFiles {
     const single = path.join(dir, 'model.safetensors');
     const index = path.join(dir, 'model.safetensors.index.json');
-    if (fs.existsSync(single)) {
+    if (fileKind(single) !== 'missing') {
       const f = SafetensorsFile.open(single);
       return new WeightFiles(dir, [f], new Map(f.names.map((n) => [n, f])), nullProto(f.metadata ?? {}));
     }
-    if (!fs.existsSync(index)) {
+    if (fileKind(index) === 'missing') {
       throw new SafetensorsError(dir, 'no model.safetensors or model.safetensors.index.json in this directory (only safetensors weights are supported)');
     }
     let parsed: unknown;
     try {
-      parsed = JSON.parse(fs.readFileSync(index, 'utf8'));
+      parsed = readJsonObject(index, 'a JSON object');
     } catch (err) {
-      throw new SafetensorsError(index, `not valid JSON (${(err as Error).message})`);
+      throw new SafetensorsError(index, (err as Error).message.slice(index.length + 2));
     }
     const weightMap = (parsed as { weight_map?: unknown })?.weight_map;
     if (weightMap === null || typeof weightMap !== 'object' || Array.isArray(weightMap)) {
@@ -376,7 +378,7 @@ export class WeightFiles {
         let f = opened.get(shard);
         if (!f) {
           const p = path.join(dir, shard);
-          if (!fs.existsSync(p)) throw new SafetensorsError(index, `shard ${shard} is listed but missing`, name);
+          if (fileKind(p) === 'missing') throw new SafetensorsError(index, `shard ${shard} is listed but missing`, name);
           f = SafetensorsFile.open(p);
           opened.set(shard, f);
         }
