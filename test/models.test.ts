@@ -1,10 +1,13 @@
 /** Loading Hugging Face layouts the fixtures do not use, the KV cache, and load errors. */
+import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { ModelLoadError } from '../src/errors.js';
 import { loadModel, loadWeights } from '../src/nn/model.js';
 import { parseConfig } from '../src/nn/config.js';
+import { loadTokenizer } from '../src/nn/tokenizer.js';
+import { main } from '../src/cli/main.js';
 import { fromFloat32, toFloat32 } from '../src/tensor/dtype.js';
 import { fixtureDir, golden } from './helpers/fixtures.js';
 import { rewriteModelDir } from './helpers/model-dirs.js';
@@ -104,6 +107,60 @@ describe('load errors name the key, the file and both shapes', () => {
     const dir = rewriteModelDir(stories);
     fs.writeFileSync(path.join(dir, 'config.json'), '{"model_type": ');
     expect(() => loadModel(dir)).toThrow(/config\.json: not valid JSON/);
+  });
+});
+
+describe('weights that would run as silent garbage are refused at load, naming the tensor', () => {
+  it('NaN or ±Inf in any tensor', () => {
+    for (const bad of [NaN, Infinity, -Infinity]) {
+      const dir = rewriteModelDir(stories, {
+        transform: (n, shape, data) => (n === 'model.layers.3.mlp.down_proj.weight' ? { shape, data: data.map((v, i) => (i === 7 ? bad : v)) } : { shape, data }),
+      });
+      expect(() => loadModel(dir)).toThrow(/tensor "model\.layers\.3\.mlp\.down_proj\.weight" holds 1 non-finite value\(s\) \(NaN or ±Inf\), the first at index 7/);
+    }
+  });
+
+  it('a config.json with fewer layers than the weights: the unused tensors are named; --allow-unused loads anyway', async () => {
+    const dir = rewriteModelDir(stories, { config: (c) => ({ ...c, num_hidden_layers: 4 }) });
+    expect(() => loadModel(dir)).toThrow(/9 stored tensor\(s\) are not used .*"model\.layers\.4\.[^"]+".*config\.json says 4 layers.*--allow-unused/);
+    expect(loadModel(dir, { allowUnused: true }).config.numLayers).toBe(4);
+    let err = '';
+    const code = await main(['generate', '--model', dir, '--prompt', 'Once upon a time'], { out: () => {}, err: (t) => void (err += t) });
+    expect(code).toBe(1);
+    expect(err).toMatch(/not used by the architecture/);
+  });
+
+  it('integer bytes under an F32 header of the same size', () => {
+    const dir = rewriteModelDir(stories, {
+      transform: (n, shape, data) => {
+        if (n !== 'model.layers.0.self_attn.q_proj.weight') return { shape, data };
+        // int32 values 0…999 stored where the header says F32
+        const ints = new Int32Array(data.length).map((_, i) => i % 1000);
+        return { shape, data: new Float32Array(ints.buffer) };
+      },
+    });
+    expect(() => loadModel(dir)).toThrow(/tensor "model\.layers\.0\.self_attn\.q_proj\.weight": \d+ of \d+ nonzero values are subnormal .*integer data under an F32 header/);
+  });
+});
+
+describe('non-regular files never hang the loader', () => {
+  it.each(['config.json', 'model.safetensors', 'tokenizer.json'])('a FIFO as %s is an error naming it (no open() that waits for a writer)', (file) => {
+    const dir = rewriteModelDir(stories);
+    fs.rmSync(path.join(dir, file));
+    execFileSync('mkfifo', [path.join(dir, file)]);
+    const t0 = performance.now();
+    expect(() => {
+      const m = loadModel(dir);
+      loadTokenizer(dir, m.config.eosTokenIds);
+    }).toThrow(new RegExp(`${file.replace('.', '\\.')}: is a FIFO \\(named pipe\\)`));
+    expect(performance.now() - t0).toBeLessThan(10_000);
+  });
+
+  it('a directory where a file belongs is named, not a bare EISDIR', () => {
+    const dir = rewriteModelDir(stories);
+    fs.rmSync(path.join(dir, 'config.json'));
+    fs.mkdirSync(path.join(dir, 'config.json'));
+    expect(() => loadModel(dir)).toThrow(/config\.json: is a directory \(expected/);
   });
 });
 

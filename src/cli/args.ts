@@ -137,3 +137,15 @@ export function readFlagFile(file: string, flag: string, what = 'a text file'): 
     throw new ArgumentError(`${flag} ${(err as Error).message}`);
   }
 }
+
+/** An integer flag value ≥ 0 (e.g. --max-new-tokens), or a bad-argument error naming the flag. */
+export function nonNegativeInt(v: unknown, flag: string): number {
+  if (typeof v !== 'number' || !Number.isInteger(v) || v < 0) throw new ArgumentError(`${flag} must be an integer ≥ 0, got ${String(v)}`);
+  return v;
+}
+
+/** An integer flag value ≥ 1, or a bad-argument error naming the flag. */
+export function positiveIntFlag(v: unknown, flag: string): number {
+  if (typeof v !== 'number' || !Number.isInteger(v) || v < 1) throw new ArgumentError(`${flag} must be an integer ≥ 1, got ${String(v)}`);
+  return v;
+}

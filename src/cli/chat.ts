@@ -4,7 +4,8 @@
  * Commands: /reset (start over), /stats (tokens/s, spikes, energy so far), /exit.
  */
 import readline from 'node:readline';
-import { readFlagFile } from './args.js';
+import { ArgumentError } from '../errors.js';
+import { nonNegativeInt, positiveIntFlag, readFlagFile } from './args.js';
 import { ChatSession, chatFormat } from '../conversation/chat.js';
 import { TemporalSpikeProcessor } from '../conversation/processor.js';
 import { formatEnergy } from '../snn/energy.js';
@@ -25,11 +26,18 @@ export const chatCommand: Command = {
     plain: { type: 'boolean', help: 'use the plain User:/Assistant: format even if the model has a chat template' },
   },
   async run({ flags }, io) {
+    // Every flag is checked before the model loads.
+    const maxNewTokens = nonNegativeInt(flags['max-new-tokens'], '--max-new-tokens');
+    const sampling = samplingFromFlags(flags);
+    const maxContext = flags['max-context'] as number;
+    if (!Number.isInteger(maxContext) || maxContext < 2) throw new ArgumentError(`--max-context must be an integer ≥ 2, got ${maxContext}`);
+    if (flags.timesteps !== undefined) positiveIntFlag(flags.timesteps, '--timesteps');
+    const script = typeof flags.script === 'string' ? readFlagFile(flags.script, '--script', 'a text file of chat turns') : undefined;
     const { ann, snn, tokenizer } = await loadSessionModels(flags, io);
-    const processor = new TemporalSpikeProcessor(snn ?? ann, { maxContextLength: flags['max-context'] as number });
+    const processor = new TemporalSpikeProcessor(snn ?? ann, { maxContextLength: maxContext });
     const session = new ChatSession(processor, tokenizer, {
       format: chatFormat(tokenizer, { plain: flags.plain === true }),
-      maxNewTokens: flags['max-new-tokens'] as number, ...samplingFromFlags(flags),
+      maxNewTokens, ...sampling,
     });
     io.err(`chatting with the ${snn ? `spiking model (T = ${processor.timesteps})` : 'ANN'} on ${ann.backend.describe()}; ${session.format.kind} format; /reset /stats /exit\n`);
     const handle = async (line: string): Promise<boolean> => {
@@ -54,8 +62,8 @@ export const chatCommand: Command = {
       io.out(`\n  [${r.tokens} tokens, ${(r.tokens / (r.ms / 1000)).toFixed(1)} tokens/s, fed ${r.promptTokensFed} prompt tokens, ${r.stoppedBy}]\n`);
       return true;
     };
-    if (typeof flags.script === 'string') {
-      for (const line of readFlagFile(flags.script, '--script', 'a text file of chat turns').split('\n')) if (!(await handle(line))) break;
+    if (script !== undefined) {
+      for (const line of script.split('\n')) if (!(await handle(line))) break;
       io.out(`${stats(processor)}\n`);
       return 0;
     }

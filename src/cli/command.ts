@@ -1,5 +1,5 @@
 /** The shape shared by every CLI command, and the output channels (replaceable in tests). */
-import type { SamplingOptions } from '../nn/sampling.js';
+import { type SamplingOptions, validateSampling } from '../nn/sampling.js';
 import type { FlagSpec, FlagValues, ParsedArgs } from './args.js';
 
 export interface CliIO {
@@ -25,6 +25,7 @@ export interface Command {
 export const MODEL_FLAGS = {
   model: { type: 'string', help: 'Hugging Face model directory (config.json + model.safetensors + tokenizer.json)', aliases: ['model-name'] },
   backend: { type: 'string', help: 'cpu | gpu | auto', default: 'cpu' },
+  'allow-unused': { type: 'boolean', help: 'load even if the weight files hold tensors the config does not use' },
 } as const satisfies Record<string, FlagSpec>;
 
 /** The sampling flags of generate and chat (they differ only in the default repetition penalty). */
@@ -38,9 +39,12 @@ export function samplingFlags(repetitionPenalty: number): Record<string, FlagSpe
   };
 }
 
+/** The sampling flags, validated (so a bad value fails before any model is loaded). */
 export function samplingFromFlags(flags: FlagValues): SamplingOptions {
-  return {
+  const o = {
     temperature: flags.temperature as number, topK: flags['top-k'] as number, topP: flags['top-p'] as number,
     repetitionPenalty: flags['repetition-penalty'] as number, seed: flags.seed as number,
   };
+  validateSampling(o);
+  return o;
 }

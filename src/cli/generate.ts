@@ -1,7 +1,7 @@
 /** `spikelm generate` and `spikelm logits`. */
 import { ArgumentError } from '../errors.js';
 import { generate } from '../nn/generate.js';
-import { requireFlag } from './args.js';
+import { nonNegativeInt, requireFlag } from './args.js';
 import { type Command, MODEL_FLAGS, samplingFlags, samplingFromFlags } from './command.js';
 import { loadModelFromFlags } from './model-dir.js';
 
@@ -14,14 +14,25 @@ export const generateCommand: Command = {
     'max-new-tokens': { type: 'int', help: 'tokens to generate', default: 32 },
     ...samplingFlags(1),
     json: { type: 'boolean', help: 'print { input_ids, output_ids, text } as JSON' },
+    truncate: { type: 'string', help: 'a prompt longer than the context: error (default) | left (keep the most recent tokens)', default: 'error' },
   },
   async run({ flags }, io) {
     const prompt = requireFlag<string>(flags, 'prompt', 'generate');
-    const maxNewTokens = flags['max-new-tokens'] as number;
-    if (maxNewTokens < 0) throw new ArgumentError(`generate: --max-new-tokens must be ≥ 0, got ${maxNewTokens}`);
+    const maxNewTokens = nonNegativeInt(flags['max-new-tokens'], '--max-new-tokens');
+    const sampling = samplingFromFlags(flags);
+    const truncate = flags.truncate;
+    if (truncate !== 'error' && truncate !== 'left') throw new ArgumentError(`--truncate must be error or left, got "${String(truncate)}"`);
     const { model, tokenizer } = await loadModelFromFlags(flags, io);
-    const inputIds = tokenizer.encode(prompt);
+    let inputIds = tokenizer.encode(prompt);
     if (inputIds.length === 0) throw new ArgumentError('generate: the prompt encodes to no tokens');
+    const limit = model.config.maxPositions;
+    if (inputIds.length > limit) {
+      if (truncate === 'error') {
+        throw new ArgumentError(`generate: the prompt is ${inputIds.length} tokens, longer than the model's context of ${limit} positions (max_position_embeddings); shorten it or pass --truncate left to keep the last ${limit}`);
+      }
+      io.err(`note: the prompt is ${inputIds.length} tokens; keeping the last ${limit} (--truncate left)\n`);
+      inputIds = inputIds.slice(inputIds.length - limit);
+    }
     const promptText = tokenizer.decode(inputIds, { skipSpecialTokens: true });
     const json = flags.json === true;
     const newIds: number[] = [];
@@ -29,7 +40,7 @@ export const generateCommand: Command = {
     if (!json) io.out(prompt);
     const result = await generate(model, inputIds, {
       maxNewTokens,
-      ...samplingFromFlags(flags),
+      ...sampling,
       onToken: (id) => {
         newIds.push(id);
         if (json) return;

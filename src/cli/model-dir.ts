@@ -30,7 +30,7 @@ export async function loadModelFromFlags(flags: FlagValues, io: CliIO): Promise<
   const choice = parseBackendChoice(String(flags.backend ?? 'cpu'));
   const { backend, reason } = await selectBackend(choice);
   if (choice === 'auto') io.err(`backend: ${backend.describe()} (${reason})\n`);
-  const model = loadModel(dir, { backend });
+  const model = loadModel(dir, { backend, allowUnused: flags['allow-unused'] === true });
   const tokenizer = loadTokenizer(dir, model.config.eosTokenIds, model.config.bosTokenId);
   return { model, tokenizer, dir };
 }

@@ -21,8 +21,11 @@ export interface ChatMessage {
 
 export interface ChatFormat {
   readonly kind: 'template' | 'plain';
-  /** The prompt text for these messages, ending where the assistant's reply begins. */
-  render(messages: readonly ChatMessage[]): string;
+  /**
+   * The prompt text for these messages, ending where the assistant's reply begins; with
+   * `generationPrompt: false`, the messages alone (what precedes the next message).
+   */
+  render(messages: readonly ChatMessage[], generationPrompt?: boolean): string;
   /** Token ids that end a reply. */
   readonly stopTokenIds: readonly number[];
   /** Texts that end a reply (cut from it). */
@@ -49,17 +52,17 @@ export function chatFormat(tokenizer: TextTokenizer, opts: { plain?: boolean } =
     const markerIds = markers.map((m) => tokenizer.tokenToId(m)).filter((id): id is number => id !== undefined);
     return {
       kind: 'template',
-      render: (messages) => template.render({ messages, add_generation_prompt: true, bos_token: text('bos_token'), eos_token: text('eos_token') }),
+      render: (messages, generationPrompt = true) => template.render({ messages, add_generation_prompt: generationPrompt, bos_token: text('bos_token'), eos_token: text('eos_token') }),
       stopTokenIds: [...new Set([...eos, ...markerIds])],
       stopStrings: markers,
     };
   }
   return {
     kind: 'plain',
-    render: (messages) => {
+    render: (messages, generationPrompt = true) => {
       let s = '';
       for (const m of messages) s += m.role === 'system' ? `${m.content}\n` : `${m.role === 'user' ? 'User' : 'Assistant'}: ${m.content}\n`;
-      return `${s}Assistant:`;
+      return generationPrompt ? `${s}Assistant:` : s;
     },
     stopTokenIds: eos,
     stopStrings: ['\nUser:', 'User:'],
@@ -88,10 +91,16 @@ export class ChatSession {
   readonly format: ChatFormat;
   readonly id: string;
   private sampler: Sampler;
-  /** Token index where each message's rendering starts (turn boundaries for the window policy). */
+  /** Token index where each user message's rendering starts (turn boundaries for the window policy). */
   private turnStarts: number[] = [];
+  /** The last prompt's text and tokens: the next prompt extends it, so only new text is tokenized. */
+  private prompt: { text: string; ids: number[] } | undefined;
+  /** Characters tokenized so far (a turn costs its new text, not the history: a test checks it). */
+  tokenizedChars = 0;
 
   constructor(readonly processor: TemporalSpikeProcessor, readonly tokenizer: TextTokenizer, readonly options: ChatSessionOptions = {}) {
+    const maxNew = options.maxNewTokens ?? 64;
+    if (!Number.isInteger(maxNew) || maxNew < 0) throw new ArgumentError(`chat: maxNewTokens (--max-new-tokens) must be an integer ≥ 0, got ${options.maxNewTokens}`);
     this.format = options.format ?? chatFormat(tokenizer);
     this.id = options.conversationId ?? 'chat';
     this.sampler = new Sampler(options);
@@ -102,15 +111,37 @@ export class ChatSession {
   reset(): void {
     this.messages.length = this.options.system ? 1 : 0;
     this.turnStarts = [];
+    this.prompt = undefined;
     this.processor.resetCache(this.id);
     this.sampler = new Sampler(this.options);
   }
 
-  /** The prompt tokens for the messages so far, and where each message starts. */
+  /**
+   * The prompt tokens for the messages so far (the last one the new user message). The rendering of
+   * a conversation only grows at its end, so the previous prompt's tokens are kept and only the text
+   * after it — the reply, the end-of-turn markers, the new message — is tokenized: a turn costs its
+   * own length, not the history's. If a template rewrites earlier text, everything is re-tokenized.
+   */
   private promptTokens(): number[] {
-    const ids = this.tokenizer.encode(this.format.render(this.messages));
-    // turn starts: the token count of the rendering of each message prefix
-    this.turnStarts = this.messages.map((_, i) => (i === 0 ? 0 : this.tokenizer.encode(this.format.render(this.messages.slice(0, i))).length));
+    const text = this.format.render(this.messages);
+    const before = this.format.render(this.messages.slice(0, -1), false); // where the new message begins
+    const encode = (t: string, special: boolean) => {
+      this.tokenizedChars += t.length;
+      return t === '' ? [] : this.tokenizer.encode(t, { addSpecialTokens: special });
+    };
+    const prev = this.prompt;
+    let ids: number[], turnStart: number;
+    if (prev && before.startsWith(prev.text) && text.startsWith(before)) {
+      const mid = encode(before.slice(prev.text.length), false);
+      turnStart = prev.ids.length + mid.length;
+      ids = prev.ids.concat(mid, encode(text.slice(before.length), false));
+    } else {
+      ids = encode(text, true);
+      turnStart = before === '' ? 0 : encode(before, true).length;
+      this.turnStarts = [];
+    }
+    this.turnStarts.push(turnStart);
+    this.prompt = { text, ids };
     return ids;
   }
 

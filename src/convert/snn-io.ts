@@ -291,7 +291,7 @@ function neuronFromJson(n: SnnConfigJson['neuron']): NeuronConfig {
 
 export function loadSnnModel(dir: string, opts: { backend?: Backend } = {}): LoadedSnn {
   const snnConfig = readSnnConfig(dir);
-  const { config, weights } = loadWeights(dir);
+  const { config, weights } = loadWeights(dir, { ignore: (n) => n.startsWith('snn.') });
   const backend = opts.backend ?? new CpuBackend();
   const ann = new CausalLM(config, weights, backend, dir);
   const file = SafetensorsFile.open(path.join(dir, 'model.safetensors'));

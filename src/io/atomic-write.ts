@@ -30,4 +30,20 @@ export function atomicWriteFile(file: string, chunks: Uint8Array | string | read
     fs.rmSync(tmp, { force: true });
     throw err;
   }
+  fsyncDir(dir);
 }
+
+/** fsync a directory so renames and new entries in it are durable (where the platform allows it). */
+export function fsyncDir(dir: string): void {
+  let fd: number | undefined;
+  try {
+    fd = fs.openSync(dir, 'r');
+    fs.fsyncSync(fd);
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code !== 'EISDIR' && code !== 'EINVAL' && code !== 'EPERM' && code !== 'EBADF') throw err;
+  } finally {
+    if (fd !== undefined) fs.closeSync(fd);
+  }
+}
+

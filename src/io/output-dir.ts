@@ -27,6 +27,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { ArgumentError } from '../errors.js';
+import { fsyncDir } from './atomic-write.js';
 import { fileKind } from './files.js';
 
 export const VERSIONS_DIR = '.versions';
@@ -291,18 +292,4 @@ function fsyncTree(dir: string): void {
     }
   }
   fsyncDir(dir);
-}
-
-/** fsync a directory so renames and new entries in it are durable (where the platform allows it). */
-export function fsyncDir(dir: string): void {
-  let fd: number | undefined;
-  try {
-    fd = fs.openSync(dir, 'r');
-    fs.fsyncSync(fd);
-  } catch (err) {
-    const code = (err as NodeJS.ErrnoException).code;
-    if (code !== 'EISDIR' && code !== 'EINVAL' && code !== 'EPERM' && code !== 'EBADF') throw err;
-  } finally {
-    if (fd !== undefined) fs.closeSync(fd);
-  }
 }

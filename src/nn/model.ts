@@ -165,13 +165,25 @@ export function stackLinear(parts: readonly LinearWeights[]): LinearWeights {
 
 export interface LoadOptions {
   readonly backend?: Backend;
+  /**
+   * Load even if the files hold tensors the architecture does not use (by default that is an error:
+   * a config.json with fewer layers than the weights would otherwise load and talk nonsense).
+   */
+  readonly allowUnused?: boolean;
+}
+
+export interface WeightsOptions {
+  readonly allowUnused?: boolean;
+  /** Stored tensors that belong to something else and are not "unused" (e.g. spikelm's `snn.*`). */
+  readonly ignore?: (name: string) => boolean;
 }
 
 /**
  * Read config.json and the safetensors weights of a Hugging Face model directory. `unused` lists
- * stored tensors the architecture does not use (known buffers such as GPT-2's attn.bias excluded).
+ * stored tensors the architecture does not use (known buffers such as GPT-2's attn.bias excluded);
+ * unless `allowUnused`, any such tensor is an error naming them.
  */
-export function loadWeights(dir: string): { config: ModelConfig; weights: LMWeights; unused: string[] } {
+export function loadWeights(dir: string, opts: WeightsOptions = {}): { config: ModelConfig; weights: LMWeights; unused: string[] } {
   if (!fs.existsSync(dir)) throw new ModelLoadError(`${dir}: no such directory`);
   if (!fs.statSync(dir).isDirectory()) throw new ModelLoadError(`${dir}: not a directory (expected a Hugging Face model directory)`);
   const config = loadConfig(dir);
@@ -179,14 +191,22 @@ export function loadWeights(dir: string): { config: ModelConfig; weights: LMWeig
   try {
     const root = WeightLoader.root(files);
     const weights = config.family === 'gpt2' ? loadGpt2Weights(config, root) : loadLlamaWeights(config, root);
-    const ignore = config.family === 'gpt2' ? isGpt2IgnoredBuffer : isLlamaIgnoredBuffer;
-    return { config, weights, unused: root.unused(ignore) };
+    const known = config.family === 'gpt2' ? isGpt2IgnoredBuffer : isLlamaIgnoredBuffer;
+    const unused = root.unused((n) => known(n) || (opts.ignore?.(n) ?? false));
+    if (unused.length > 0 && !opts.allowUnused) {
+      const shown = unused.slice(0, 3).map((n) => `"${n}"`).join(', ');
+      throw new ModelLoadError(
+        `${dir}: ${unused.length} stored tensor(s) are not used by the architecture config.json describes (${shown}${unused.length > 3 ? ', …' : ''}; config.json says ${config.numLayers} layers). ` +
+        'The config does not match the weights; pass --allow-unused to load anyway',
+      );
+    }
+    return { config, weights, unused };
   } finally {
     files.close();
   }
 }
 
 export function loadModel(dir: string, opts: LoadOptions = {}): CausalLM {
-  const { config, weights } = loadWeights(dir);
+  const { config, weights } = loadWeights(dir, { allowUnused: opts.allowUnused });
   return new CausalLM(config, weights, opts.backend ?? new CpuBackend(), dir);
 }

@@ -68,7 +68,8 @@ export function loadTokenizer(dir: string, modelEosIds: readonly number[] = [], 
   const vocabSize = Math.max(baseSize, ...added.map((t) => t.id + 1));
   return {
     encode: (text, opts = {}) => tok.encode(text, { add_special_tokens: opts.addSpecialTokens ?? true }).ids,
-    decode: (ids, opts = {}) => tok.decode([...ids], { skip_special_tokens: opts.skipSpecialTokens ?? false }),
+    // An empty reply is a valid reply: the library refuses an empty list, so answer '' ourselves.
+    decode: (ids, opts = {}) => (ids.length === 0 ? '' : tok.decode([...ids], { skip_special_tokens: opts.skipSpecialTokens ?? false })),
     tokenToId: (t) => tok.token_to_id(t),
     vocabSize,
     bosTokenId: idOf('bos_token') ?? modelBosId,

@@ -92,7 +92,9 @@ export class WeightLoader {
       throw new ModelLoadError(`${this.files.dir}: tensor "${key}" has shape ${shapeToString(info.shape)}, but config.json implies ${shapeToString(shape)}`);
     }
     this.used.add(stored);
-    return this.files.readF32(stored);
+    const t = this.files.readF32(stored);
+    checkValues(this.files.dir, key, stored === key ? undefined : stored, info.dtype, t.data);
+    return t;
   }
 
   /** A GPT-2 Conv1D weight stored [in, out], returned transposed to the nn.Linear layout [out, in]. */
@@ -104,6 +106,33 @@ export class WeightLoader {
   /** Tensors present in the files that no `get` asked for. */
   unused(ignore: (name: string) => boolean = () => false): string[] {
     return this.files.names.filter((n) => !this.used.has(n) && !ignore(n));
+  }
+}
+
+/** Subnormal float32 magnitudes: nonzero and below the smallest normal number. */
+const MIN_NORMAL_F32 = 1.1754943508222875e-38;
+
+/**
+ * Values a model cannot run on, refused at load with the tensor's name: NaN/±Inf (they would turn
+ * every logit into NaN and greedy decoding into token 0 forever), and F32 data that is mostly
+ * subnormal — the signature of integer bytes under an F32 header (the int32 values 1, 2, 3 read as
+ * float32 are 1.4e-45, 2.8e-45, …); trained weights essentially never hold subnormals.
+ */
+export function checkValues(dir: string, key: string, stored: string | undefined, dtype: string, data: Float32Array): void {
+  const name = stored ? `"${key}" (stored as "${stored}")` : `"${key}"`;
+  let nonFinite = 0, firstBad = -1, subnormal = 0, nonzero = 0;
+  for (let i = 0; i < data.length; i++) {
+    const v = data[i]!;
+    if (v !== 0) {
+      nonzero++;
+      if (!Number.isFinite(v)) {
+        if (nonFinite++ === 0) firstBad = i;
+      } else if (v < MIN_NORMAL_F32 && v > -MIN_NORMAL_F32) subnormal++;
+    }
+  }
+  if (nonFinite > 0) throw new ModelLoadError(`${dir}: tensor ${name} holds ${nonFinite} non-finite value(s) (NaN or ±Inf), the first at index ${firstBad} (value ${data[firstBad]}); the weights are corrupt`);
+  if (dtype === 'F32' && subnormal >= 4 && subnormal >= 0.1 * nonzero) {
+    throw new ModelLoadError(`${dir}: tensor ${name}: ${subnormal} of ${nonzero} nonzero values are subnormal (|x| < 1.2e-38); these bytes do not look like F32 weights (integer data under an F32 header?)`);
   }
 }
 

@@ -8,6 +8,12 @@
  * Workers run the kernels' own source (`matmulBlocked.toString()`, `attentionRange.toString()`),
  * so there is one kernel, not a copy.
  * Set SPIKELM_THREADS=1 to disable the pool, or to N to use N threads in all.
+ *
+ * Memory: a SharedArrayBuffer handed to a worker stays alive until that worker's isolate collects
+ * garbage, which a worker that only does arithmetic almost never does — so every fresh activation
+ * passed to it was kept (+2 MB per 1 MB product, gigabytes over a long chat). The main thread counts
+ * the bytes of buffers the workers have not seen before and, past COLLECT_AFTER_BYTES, asks them to
+ * collect after the job (a full GC of a tiny heap, about a millisecond). A test checks memory stays flat.
  */
 import os from 'node:os';
 import { MessageChannel, type MessagePort, Worker, receiveMessageOnPort } from 'node:worker_threads';
@@ -32,10 +38,13 @@ const { receiveMessageOnPort, workerData } = require('node:worker_threads');
 const matmulBlocked = ${matmulBlocked.toString()};
 const attentionRange = ${attentionRange.toString()};
 const { port, control } = workerData;
+require('node:v8').setFlagsFromString('--expose-gc');
+const collectGarbage = require('node:vm').runInNewContext('gc');
 for (;;) {
   const state = Atomics.load(control, 0);
   if (state !== ${POSTED}) { Atomics.wait(control, 0, state); continue; }
-  const job = receiveMessageOnPort(port).message;
+  let job = receiveMessageOnPort(port).message;
+  const collect = job.collect === true;
   try {
     if (job.kind === 'attention') attentionRange(job.q, job.k, job.v, job.S, job.p, job.out, job.u0, job.u1);
     else matmulBlocked(job.x, job.w, job.bias, job.y, job.M, job.K, job.N, job.n0, job.n1);
@@ -45,6 +54,8 @@ for (;;) {
     Atomics.store(control, 0, ${FAILED});
   }
   Atomics.notify(control, 0);
+  job = null;
+  if (collect) collectGarbage();
 }
 `;
 
@@ -75,6 +86,24 @@ function getPool(): PoolWorker[] {
 }
 
 const isShared = (a: Float32Array | null): boolean => a === null || a.buffer instanceof SharedArrayBuffer;
+
+/** Bytes of buffers handed to the workers since they last collected garbage, past which they do. */
+export const COLLECT_AFTER_BYTES = 64 << 20;
+const seenByWorkers = new WeakSet<ArrayBufferLike>();
+let freshBytes = 0;
+
+/** Note the operands of a job; true when the workers should collect garbage after it. */
+function noteOperands(arrays: readonly (Float32Array | null)[]): boolean {
+  for (const a of arrays) {
+    if (a && !seenByWorkers.has(a.buffer)) {
+      seenByWorkers.add(a.buffer);
+      freshBytes += a.buffer.byteLength;
+    }
+  }
+  if (freshBytes < COLLECT_AFTER_BYTES) return false;
+  freshBytes = 0;
+  return true;
+}
 
 /** Shared staging for operands that live in ordinary memory (copies cost O(MK + MN) ≪ O(MKN)). */
 const staging = { x: new Float32Array(new SharedArrayBuffer(4)), y: new Float32Array(new SharedArrayBuffer(4)), bias: new Float32Array(new SharedArrayBuffer(4)) };
@@ -107,12 +136,13 @@ export function parallelMatmul(x: Float32Array, w: Float32Array, bias: Float32Ar
   // Column ranges in multiples of 4 so every thread runs full register blocks.
   const step = Math.ceil(N / parts / 4) * 4;
   const used: PoolWorker[] = [];
+  const collect = noteOperands([x, w, bias, y]);
   for (let i = 0; i < workers.length; i++) {
     const n0 = (i + 1) * step;
     const n1 = Math.min(N, n0 + step);
     if (n0 >= n1) break;
     const pw = workers[i]!;
-    postJob(pw, { kind: 'matmul', x, w, bias, y, M, K, N, n0, n1 });
+    postJob(pw, { kind: 'matmul', x, w, bias, y, M, K, N, n0, n1, collect });
     used.push(pw);
   }
   matmulBlocked(x, w, bias, y, M, K, N, 0, Math.min(step, N));
@@ -153,10 +183,11 @@ export function parallelAttention(q: Float32Array, k: Float32Array, v: Float32Ar
   const per = Math.ceil(units / (workers.length + 1));
   const params = { ...p };
   const used: PoolWorker[] = [];
+  const collect = noteOperands([q, k, v, out]);
   for (let i = 0; i < workers.length; i++) {
     const u0 = (i + 1) * per, u1 = Math.min(units, u0 + per);
     if (u0 >= u1) break;
-    postJob(workers[i]!, { kind: 'attention', q, k, v, S, p: params, out, u0, u1 });
+    postJob(workers[i]!, { kind: 'attention', q, k, v, S, p: params, out, u0, u1, collect });
     used.push(workers[i]!);
   }
   attentionRange(q, k, v, S, p, out, 0, Math.min(per, units));
