@@ -53,6 +53,13 @@ describe('spikelm generate / logits', () => {
   it.each([
     [['generate', '--model', '/no/such/dir', '--prompt', 'x'], 1, /no such directory/],
     [['generate', '--model', 'HuggingFaceTB/SmolLM2-135M', '--prompt', 'x'], 1, /cannot download models/],
+    [['generate', '--model', 'distilgpt2', '--prompt', 'x'], 1, /distilgpt2: no such directory\. It looks like a Hugging Face Hub name/],
+    [['generate', '--model', stories, '--prompt', 'x', '--top-p', '2'], 2, /--top-p must be in \(0, 1\]/],
+    [['generate', '--model', stories, '--prompt', 'x', '--max-new-tokens', '-1'], 2, /--max-new-tokens must be an integer ≥ 0/],
+    [['generate', '--model', stories, '--prompt', 'x', '--truncate', 'middle'], 2, /--truncate must be error or left/],
+    [['chat', '--model', stories, '--max-new-tokens', '-3'], 2, /--max-new-tokens must be an integer ≥ 0/],
+    [['chat', '--model', stories, '--top-k', '-1'], 2, /--top-k must be an integer ≥ 0/],
+    [['chat', '--model', stories, '--script', path.dirname(stories)], 2, /--script .*: is a directory/],
     [['generate', '--model', path.dirname(stories), '--prompt', 'x'], 1, /config\.json: not found/],
     [['generate', '--model', stories], 2, /--prompt is required/],
     [['generate', '--model', stories, '--prompt', 'x', '--max-new-tokens', 'ten'], 2, /--max-new-tokens must be an integer/],
@@ -63,8 +70,26 @@ describe('spikelm generate / logits', () => {
   ])('%j exits %i with one clear line', async (argv, code, pattern) => {
     const r = await run(argv as string[]);
     expect(r.code).toBe(code);
+    // bad flags fail before any work: nothing was printed (no prompt echo, no chat banner)
+    expect(r.out).toBe('');
     expect(r.err).toMatch(pattern);
     expect(r.err.trim().split('\n')[0]).toMatch(/^spikelm: error: /);
+  });
+
+  it('a prompt longer than the context is refused naming both lengths; --truncate left keeps the most recent tokens', async () => {
+    const gpt2 = fixtureDir('gpt2-random-f16'); // 256 positions
+    const prompt = 'one two three four '.repeat(80);
+    const r = await run(['generate', '--model', gpt2, '--prompt', prompt, '--max-new-tokens', '2']);
+    expect(r.code).toBe(2);
+    expect(r.err).toMatch(/the prompt is \d+ tokens, longer than the model's context of 256 positions/);
+    expect(r.out).toBe('');
+    const t = await run(['generate', '--model', gpt2, '--prompt', prompt, '--max-new-tokens', '2', '--truncate', 'left', '--json']);
+    expect(t.code, t.err).toBe(0);
+    expect(t.err).toMatch(/keeping the last 256/);
+    const j = JSON.parse(t.out);
+    expect(j.input_ids).toHaveLength(256);
+    expect(j.output_ids).toHaveLength(1); // the context is full: one prediction, then the limit
+    expect(t.err).toMatch(/stopped at the model's context limit of 256/);
   });
 
   it('a directory with broken weights fails with one line, exit 1', async () => {
@@ -135,7 +160,7 @@ describe('spikelm convert / fidelity', () => {
   it.each([
     [['convert', '--model_name', 'HuggingFaceTB/SmolLM2-135M', '--output_dir', '/tmp/x'], 1, /cannot download models/],
     [['convert', '--model', stories], 2, /--output-dir is required/],
-    [['convert', '--model', stories, '--output-dir', '/tmp/x', '--timesteps', '0'], 2, /--timesteps must be a positive integer/],
+    [['convert', '--model', stories, '--output-dir', '/tmp/x', '--timesteps', '0'], 2, /--timesteps must be an integer ≥ 1/],
     [['convert', '--model', stories, '--output-dir', '/tmp/x', '--surrogate_function', 'tanh'], 2, /--surrogate_function must be one of/],
     [['fidelity', '--model', stories, '--snn', stories], 1, /snn_config\.json: not found/],
     [['fidelity', '--model', stories, '--timesteps', '4,x'], 2, /comma-separated list of integers/],
@@ -160,6 +185,16 @@ describe('spikelm chat / test / demo', () => {
     expect(r.out).toMatch(/\(conversation reset\)/);
     expect(r.out).not.toMatch(/never sent/);
     expect(r.err).toMatch(/spiking model \(T = 8\)/);
+  });
+
+  it('chat with --max-new-tokens 0: every turn is an empty reply, and the session goes on', async () => {
+    const dir = fs.mkdtempSync(path.join(fs.realpathSync('/tmp'), 'spikelm-chat-'));
+    const script = path.join(dir, 'turns.txt');
+    fs.writeFileSync(script, ['Hello.', 'Are you there?', 'Tell me a story.'].join('\n'));
+    const r = await run(['chat', '--model', stories, '--script', script, '--max-new-tokens', '0']);
+    expect(r.code, r.err).toBe(0);
+    expect(r.out.match(/^User: /gm)).toHaveLength(3);
+    expect(r.out.match(/\[0 tokens/g)).toHaveLength(3);
   });
 
   it('test --test_all writes report.json and exits 0; a broken SNN (θ × 100) fails fidelity and coherence', async () => {

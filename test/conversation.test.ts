@@ -154,6 +154,19 @@ describe('chat', () => {
     await expect(chat.send('   ')).rejects.toThrow(/empty message/);
   });
 
+  it('a reply that ends at once (its first token is a stop token) is an empty turn, not a crash', async () => {
+    const model = loadModel(stories);
+    const plain = chatFormat(tok);
+    // the token greedy decoding picks first for this prompt, declared a stop token
+    const first = argmaxOf((await new TemporalSpikeProcessor(model).forward(tok.encode(plain.render([{ role: 'user', content: 'Hi' }])))).lastLogits[0]!);
+    const chat = new ChatSession(new TemporalSpikeProcessor(model), tok, { format: { ...plain, stopTokenIds: [first] }, maxNewTokens: 8 });
+    const r = await chat.send('Hi');
+    expect(r).toMatchObject({ reply: '', tokens: 1, stoppedBy: 'stop_token' });
+    expect((await chat.send('Go on.')).tokens).toBeGreaterThan(0);
+    expect(chat.messages.map((m) => m.content)).toEqual(['Hi', '', 'Go on.', expect.any(String)]);
+    expect(() => new ChatSession(new TemporalSpikeProcessor(model), tok, { maxNewTokens: -1 })).toThrow(/must be an integer ≥ 0/);
+  });
+
   it('the model\'s own chat template (SmolLM2-Instruct style) through @huggingface/jinja', () => {
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'spikelm-tpl-'));
     for (const f of ['config.json', 'model.safetensors', 'tokenizer.json']) fs.copyFileSync(path.join(stories, f), path.join(dir, f));

@@ -11,7 +11,7 @@ import type { CliIO } from './command.js';
 export function resolveModelDir(value: unknown, flag = '--model'): string {
   if (typeof value !== 'string' || value === '') throw new ArgumentError(`${flag} is required (a local Hugging Face model directory)`);
   if (!fs.existsSync(value)) {
-    if (/^[\w.-]+\/[\w.-]+$/.test(value)) {
+    if (/^[\w.-]+\/[\w.-]+$/.test(value) || /^[A-Za-z0-9][\w.-]*$/.test(value)) {
       throw new ModelLoadError(`${flag} ${value}: no such directory. It looks like a Hugging Face Hub name, but spikelm cannot download models; download it yourself (config.json, model.safetensors, tokenizer.json) and pass the local directory`);
     }
     throw new ModelLoadError(`${flag} ${value}: no such directory`);
