@@ -12,7 +12,8 @@ import { SpikingLM, spikeRate } from '../src/snn/model.js';
 import type { Backend } from '../src/tensor/backend.js';
 import { requireGpu } from './helpers/backends.js';
 import { FIXTURE_NAMES, fixtureDir, golden } from './helpers/fixtures.js';
-import { TOL, expectClose } from './helpers/tolerance.js';
+import { Tensor } from '../src/tensor/tensor.js';
+import { TOL, compare, expectClose } from './helpers/tolerance.js';
 
 const read = async (b: Backend, x: unknown) => (await b.read(x as never)).data;
 
@@ -49,12 +50,38 @@ describe('rate mode (stories260k, default conversion)', () => {
   const ids = tok.encode('Once upon a time, there was a little girl named Lily. She loved to play.');
   const b = snn.backend;
 
-  it('equals the quantized ANN (thresholds θ/T, one step) exactly at T = 4, 8, 16', async () => {
-    for (const T of [4, 8, 16]) {
-      const rate = new SpikingLM(snn.config, snn.weights, b, { ...snn.spiking, timesteps: T });
-      const qann = new SpikingLM(snn.config, snn.weights, b, { ...snn.spiking, timesteps: 1, thresholds: new Map([...snn.spiking.thresholds].map(([k, v]) => [k, v.map((x) => x / T)])) });
-      expectClose(await read(b, rate.forward(ids, rate.newCache(), { allLogits: true }).logits), await read(b, qann.forward(ids, qann.newCache(), { allLogits: true }).logits), { atol: 1e-5, rtol: 1e-5 }, `T=${T}`);
+  /**
+   * The independent reference: the plain ANN with every encoder input x (per channel θ, centre μ)
+   * replaced by μ + θ/T·⌊T·(x − μ)/θ + ½⌋, computed in float64 — what a signed, subtracting neuron
+   * starting at θ/2 makes of a total input T·x.
+   */
+  const quantizedAnn = (T: number, thresholds: ReadonlyMap<string, Float32Array>, centers?: ReadonlyMap<string, Float32Array>) => async (ids: number[]) =>
+    read(b, ann.forward(ids, ann.newCache(), {
+      allLogits: true,
+      inputs: (site, x) => {
+        const t = x as Tensor, th = thresholds.get(site)!, mu = centers?.get(site), C = t.cols;
+        return Tensor.from(t.shape, Array.from(t.data, (v, i) => {
+          const c = i % C, m = mu ? mu[c]! : 0;
+          return m + (th[c]! / T) * Math.floor((T * (v - m)) / th[c]! + 0.5);
+        }));
+      },
+    }));
+
+  it('equals the ANN with its encoder inputs quantized to θ/T (an independent float64 quantizer), at every T — to float32 rounding', async () => {
+    for (const T of [1, 2, 3, 4, 5, 7, 8, 16, 32]) {
+      const rate = snn.withTimesteps(T);
+      // measured: ≤ 2e-6 on logits of magnitude ~20 (float32 summation order), no rounding flips
+      expectClose(await read(b, rate.forward(ids, rate.newCache(), { allLogits: true }).logits), await quantizedAnn(T, snn.spiking.thresholds)(ids), TOL.f32, `T=${T}`);
     }
+  });
+
+  it('centred encoding: the neuron encodes x − μ and the bias takes W·μ — the same reference with the centres', async () => {
+    const centred = convertModelToSpiking(ann, createCalibrationData(tok, { numSamples: 8 }), { timesteps: 8, center: true }).snn;
+    expect(centred.spiking.centers?.size).toBeGreaterThan(0);
+    const expected = await quantizedAnn(8, centred.spiking.thresholds, centred.spiking.centers)(ids);
+    expectClose(await read(b, centred.forward(ids, centred.newCache(), { allLogits: true }).logits), expected, TOL.f32, 'centred');
+    // and the centres matter: the uncentred quantizer is a different function
+    expect(compare(await quantizedAnn(8, centred.spiking.thresholds)(ids), expected, TOL.f32).ok).toBe(false);
   });
 
   it('single-step execution equals multi-step: logits and every spike count', async () => {

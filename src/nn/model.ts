@@ -53,6 +53,13 @@ interface DeviceWeights {
 export interface ForwardOptions {
   /** Return logits for every new position ([S, V]) instead of the last one ([1, V]). */
   readonly allLogits?: boolean;
+  /**
+   * Replace the input of every linear layer before it is used: `at(site, x)` returns what the layer
+   * sees. Sites are named as the spiking model's encoders (src/snn/sites.ts): layers.{l}.attn_in,
+   * .o_in, .mlp_in, .down_in, and head_in. A quantizer here gives the independent reference a
+   * spiking network is tested against.
+   */
+  readonly inputs?: (site: string, x: BTensor) => BTensor;
 }
 
 export class CausalLM {
@@ -84,20 +91,21 @@ export class CausalLM {
     const start = cache.length;
     cache.reserve(S);
     const positions = Int32Array.from({ length: S }, (_, i) => start + i);
+    const at = opts.inputs ?? ((_site: string, x: BTensor) => x);
     return b.tidy(() => {
       let h = b.embedding(w.embed, tokens);
       if (w.positions) h = b.add(h, b.embedding(w.positions, positions));
-      for (let l = 0; l < cfg.numLayers; l++) h = this.block(l, h, positions, cache);
+      for (let l = 0; l < cfg.numLayers; l++) h = this.block(l, h, positions, cache, at);
       cache.advance(S);
       const rows = opts.allLogits ? h : b.sliceRows(h, S - 1, S);
-      return b.matmul(this.norm(rows, w.finalNorm), w.lmHead);
+      return b.matmul(at('head_in', this.norm(rows, w.finalNorm)), w.lmHead);
     });
   }
 
-  private block(l: number, h: BTensor, positions: Int32Array, cache: KvCache): BTensor {
+  private block(l: number, h: BTensor, positions: Int32Array, cache: KvCache, at: (site: string, x: BTensor) => BTensor): BTensor {
     const b = this.backend, cfg = this.config, w = this.dev.blocks[l]!;
     const start = positions[0]!;
-    const x = this.norm(h, w.attnNorm);
+    const x = at(`layers.${l}.attn_in`, this.norm(h, w.attnNorm));
     const qkv = this.linear(x, w.qkv);
     const q = b.qkvToCache(qkv, cache.keys(l), cache.values(l), {
       numHeads: cfg.numHeads, numKvHeads: cfg.numKvHeads, headDim: cfg.headDim, positions, invFreq: this.invFreq, rowOffset: start,
@@ -106,12 +114,12 @@ export class CausalLM {
       numHeads: cfg.numHeads, numKvHeads: cfg.numKvHeads, headDim: cfg.headDim,
       queryStart: start, kvLength: start + positions.length, scale: 1 / Math.sqrt(cfg.headDim),
     });
-    h = this.linear(attn, w.o, h);
-    const m = this.norm(h, w.mlpNorm);
+    h = this.linear(at(`layers.${l}.o_in`, attn), w.o, h);
+    const m = at(`layers.${l}.mlp_in`, this.norm(h, w.mlpNorm));
     const hidden = w.gateUp
       ? b.gatedActivation(cfg.activation, this.linear(m, w.gateUp))
       : b.activation(cfg.activation, this.linear(m, w.up!));
-    return this.linear(hidden, w.down, h);
+    return this.linear(at(`layers.${l}.down_in`, hidden), w.down, h);
   }
 
   /** x·wᵀ + b, plus `residual` when given (the fused residual add). */
