@@ -106,12 +106,24 @@ describe('TemporalSpikeProcessor', () => {
       const padded = rows.map((r) => [...new Array(w - r.length).fill(0), ...r]);
       const mask = rows.map((r) => [...new Array(w - r.length).fill(0), ...new Array(r.length).fill(1)]);
       const p = new TemporalSpikeProcessor(m);
-      const out = await p.forward(padded, { attentionMask: mask, batchIds: ['x', 'y', 'z'] });
+      const out = await p.forward(padded, { attentionMask: mask, batchIds: ['x', 'y', 'z'], allLogits: true });
       for (let i = 0; i < rows.length; i++) {
         expect(out.logits[i]!.data.every(Number.isFinite)).toBe(true);
-        const alone = await new TemporalSpikeProcessor(p.lm).forward(rows[i]!, { useCache: false });
+        const alone = await new TemporalSpikeProcessor(p.lm).forward(rows[i]!, { useCache: false, allLogits: true });
         expect(Array.from(out.logits[i]!.data)).toEqual(Array.from(alone.logits[0]!.data));
       }
+    }
+  });
+
+  it('computes and reads back only the last position\'s logits unless all are asked for', async () => {
+    for (const m of [ann, snn]) {
+      const ids = tok.encode(STORY_TURNS[0]!);
+      const V = m.config.vocabSize;
+      const last = await new TemporalSpikeProcessor(m).forward(ids, { useCache: false });
+      const all = await new TemporalSpikeProcessor(m).forward(ids, { useCache: false, allLogits: true });
+      expect(last.logits[0]!.shape).toEqual([1, V]);
+      expect(all.logits[0]!.shape).toEqual([ids.length, V]);
+      expectClose(last.lastLogits[0]!, all.logits[0]!.data.subarray((ids.length - 1) * V), TOL.f32, 'last row');
     }
   });
 

@@ -44,10 +44,16 @@ export interface ForwardOptions {
   readonly batchIds?: readonly string[];
   /** Token indices (into each row's real tokens) where turns start, for the window policy. */
   readonly turnStarts?: readonly (readonly number[])[];
+  /**
+   * Logits for every fed position. Default false: only the last position's are computed and read
+   * back (the LM head on one row, not all: for GPT-2 ~45% of a prompt's FLOPs, and ~100 MB of
+   * read-back per 500-token prompt).
+   */
+  readonly allLogits?: boolean;
 }
 
 export interface ProcessorOutput {
-  /** Per row: logits of the fed positions, [n, V]. */
+  /** Per row: logits of the fed positions, [n, V] with allLogits, else of the last one, [1, V]. */
   readonly logits: Tensor[];
   /** Per row: logits of the last position. */
   readonly lastLogits: Float32Array[];
@@ -136,7 +142,7 @@ export class TemporalSpikeProcessor {
     for (let r = 0; r < rows.length; r++) {
       const id = opts.batchIds?.[r] ?? String(r);
       const seq = realTokens(rows[r]!, masks?.[r], r);
-      const { logits, positions, conv } = await this.run(id, seq, useCache, opts.turnStarts?.[r]);
+      const { logits, positions, conv } = await this.run(id, seq, useCache, opts.turnStarts?.[r], opts.allLogits ?? false);
       const V = this.lm.config.vocabSize;
       out.logits.push(logits);
       out.lastLogits.push(logits.data.slice(logits.data.length - V));
@@ -185,7 +191,7 @@ export class TemporalSpikeProcessor {
     return c;
   }
 
-  private async run(id: string, seq: readonly number[], useCache: boolean, turnStarts?: readonly number[]): Promise<{ logits: Tensor; positions: number[]; conv: Conversation }> {
+  private async run(id: string, seq: readonly number[], useCache: boolean, turnStarts: readonly number[] | undefined, allLogits: boolean): Promise<{ logits: Tensor; positions: number[]; conv: Conversation }> {
     const L = this.maxContextLength;
     const conv = useCache ? this.conversation(id) : { cache: this.lm.newCache(64), tokens: [], windowStart: 0, lastPositions: [] };
     // Slide the window when the sequence no longer fits after the current window start.
@@ -209,7 +215,7 @@ export class TemporalSpikeProcessor {
     conv.tokens.length = common;
     const fresh = window.slice(common);
     const t0 = performance.now();
-    const res = this.lm.step(fresh, conv.cache, false);
+    const res = this.lm.step(fresh, conv.cache, !allLogits);
     const logits = await this.lm.backend.read(res.logits);
     this.lm.backend.dispose(res.logits);
     if (res.spikes && res.neurons) {
@@ -226,7 +232,7 @@ export class TemporalSpikeProcessor {
     for (let i = 0; i < fresh.length; i++) this.stats.attendedKeys += common + i + 1;
     conv.tokens.push(...fresh);
     conv.lastPositions = Array.from({ length: fresh.length }, (_, i) => common + i);
-    return { logits: new Tensor([fresh.length, this.lm.config.vocabSize], logits.data), positions: conv.lastPositions, conv };
+    return { logits: new Tensor([allLogits ? fresh.length : 1, this.lm.config.vocabSize], logits.data), positions: conv.lastPositions, conv };
   }
 }
 

@@ -122,10 +122,10 @@ export async function testAttentionMaskContinuity(model: Model, tokenizer: TextT
   const mask = rows.map((r) => [...new Array(width - r.length).fill(0), ...new Array(r.length).fill(1)]);
   const batch = new TemporalSpikeProcessor(model, { T: opts.T });
   const single = new TemporalSpikeProcessor(batch.lm);
-  const out = await batch.forward(padded, { attentionMask: mask, useCache: false });
+  const out = await batch.forward(padded, { attentionMask: mask, useCache: false, allLogits: true });
   let paddedDiff = 0, finite = true;
   for (let i = 0; i < rows.length; i++) {
-    const alone = await single.forward(rows[i]!, { useCache: false });
+    const alone = await single.forward(rows[i]!, { useCache: false, allLogits: true });
     paddedDiff = Math.max(paddedDiff, maxAbsDiff(out.logits[i]!.data, alone.logits[0]!.data));
     if (!out.logits[i]!.data.every(Number.isFinite)) finite = false;
   }
@@ -163,8 +163,8 @@ export async function testMultiTurnCoherence(snn: Model, ann: CausalLM, tokenize
   }
   // Teacher-forced: the SNN reads the ANN's transcript; how often is its next-token argmax the ANN's?
   const ids = tokenizer.encode(annChat.format.render(annChat.messages).replace(/Assistant:$/, '').trimEnd());
-  const annOut = await new TemporalSpikeProcessor(ann).forward(ids, { useCache: false });
-  const snnOut = await new TemporalSpikeProcessor(snnProcessor.lm).forward(ids, { useCache: false });
+  const annOut = await new TemporalSpikeProcessor(ann).forward(ids, { useCache: false, allLogits: true });
+  const snnOut = await new TemporalSpikeProcessor(snnProcessor.lm).forward(ids, { useCache: false, allLogits: true });
   const V = ann.config.vocabSize;
   let agree = 0;
   for (let p = 0; p < ids.length; p++) {
