@@ -24,7 +24,15 @@
  *   timeMean     running mean (or sum) over time: the decoded value at every step
  *   timeDelta    per-step output whose running mean (or sum) is a given sequence
  *   sumAbsInto   add each step's Σ|x| to consecutive slots of a statistics vector (spike counts)
+ *   digitStatsInto  add the spike statistics of digits (events, largest digit, nonzero, …) to a
+ *                site's row of a [sites, STATS_WIDTH] statistics tensor
  *   sliceRows    rows [start, end) of a matrix
+ * and the layerwise schedule's codes (kernels/codes.ts, plane-matmul.ts, spike-attention.ts):
+ *   encode       a spike code over one value per neuron: digit sums, optionally the digit planes,
+ *                statistics into a site's row
+ *   planeMatmul  event-driven synapses over digit planes (the receiving membrane doubles per plane)
+ *   spikeAttention  scores from q's events over cached keys, softmax, the probabilities encoded,
+ *                output from their events over cached values — fast (digit sums) or event-driven
  *
  * The fused ops (matmul's residual, gatedActivation, qkvToCache) each equal a composite of the others;
  * tests assert it. They exist because a GPU pays per dispatch.
@@ -34,6 +42,8 @@
  */
 import type { Activation } from './kernels/elementwise.js';
 import type { AttentionParams } from './kernels/attention.js';
+import type { CodeParams } from './kernels/codes.js';
+import type { SpikeAttentionCodes, SpikeExecution } from './kernels/spike-attention.js';
 import type { NeuronConfig } from './kernels/neuron.js';
 import type { QkvLayout } from './kernels/qkv.js';
 import type { TimeDomain } from './kernels/temporal.js';
@@ -79,8 +89,28 @@ export interface Backend {
   timeMean(x: BTensor, steps: number, domain: TimeDomain, state?: TimeState): BTensor;
   timeDelta(f: BTensor, steps: number, domain: TimeDomain, state?: TimeState): BTensor;
   sumAbsInto(x: BTensor, steps: number, stats: BTensor, offset: number): void;
+  digitStatsInto(digits: BTensor, stats: SiteStatsTarget): void;
+  encode(x: BTensor, thresholds: DeviceThresholds, code: CodeParams, stats: SiteStatsTarget, withDigits: boolean): Encoded;
+  planeMatmul(digits: BTensor, planes: number, growth: 1 | 2, w: BTensor, bias?: BTensor, residual?: BTensor): BTensor;
+  spikeAttention(q: BTensor, k: BTensor, v: BTensor, thetaQ: BTensor, thetaP: DeviceThresholds, params: AttentionParams, codes: SpikeAttentionCodes, mode: SpikeExecution, stats: SiteStatsTarget): BTensor;
   writeRows(dst: BTensor, src: BTensor, rowOffset: number): void;
   sliceRows(x: BTensor, start: number, end: number): BTensor;
+}
+
+/**
+ * Where an encoder's statistics go: row `row` of a [sites, STATS_WIDTH] tensor, with every event's
+ * fan-out (one number, or one per row of the input: the keys a query row attends to).
+ */
+export interface SiteStatsTarget {
+  readonly tensor: BTensor;
+  readonly row: number;
+  readonly fanout: number | Float32Array;
+}
+
+/** An encoder's output: digit sums [R, C]; the digit planes [P·R, C] when asked for. */
+export interface Encoded {
+  readonly sums: BTensor;
+  readonly digits?: BTensor;
 }
 
 /** How spikes meet weights: dense, event-driven, or chosen per call by spike density ('auto'). */

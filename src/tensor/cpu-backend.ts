@@ -3,7 +3,10 @@
  * executable definition the GPU kernels are tested against. Handles are host Tensors.
  */
 import { ShapeError } from '../errors.js';
-import type { Backend, BTensor, DeviceThresholds, SpikeKernel, TimeState, WeightRole } from './backend.js';
+import type { Backend, BTensor, DeviceThresholds, Encoded, SiteStatsTarget, SpikeKernel, TimeState, WeightRole } from './backend.js';
+import { type CodeParams, STATS_WIDTH, digitStatsCpu, encodeCpu, planesOf, statsIntoCpu } from './kernels/codes.js';
+import { planeMatmulCpu } from './kernels/plane-matmul.js';
+import { type SpikeAttentionCodes, type SpikeExecution, spikeAttentionCpu } from './kernels/spike-attention.js';
 import { spikeDensity, spikeMatmulEventCpu, useEventDriven } from './kernels/spike-matmul.js';
 import { type NeuronConfig, neuronRunCpu } from './kernels/neuron.js';
 import { type TimeDomain, sumAbsCpu, timeDeltaCpu, timeMeanCpu } from './kernels/temporal.js';
@@ -16,7 +19,7 @@ import { layerNormCpu, rmsNormCpu } from './kernels/norm.js';
 import { ropeCpu } from './kernels/rope.js';
 import { type CausalMask, softmaxCpu } from './kernels/softmax.js';
 import { threadCount } from './threads.js';
-import { attentionDims, binaryBroadcast, checkVector, embeddingDims, gatedDims, matmulDims, qkvCheck, ropeCheck, stateCheck, timeMajorDims, writeRowsCheck } from './shapes.js';
+import { attentionDims, binaryBroadcast, checkVector, embeddingDims, gatedDims, matmulDims, planeRows, qkvCheck, ropeCheck, spikeAttentionDims, stateCheck, timeMajorDims, writeRowsCheck } from './shapes.js';
 import { type Shape, Tensor } from './tensor.js';
 
 function host(t: BTensor): Tensor {
@@ -77,20 +80,73 @@ export class CpuBackend implements Backend {
   /** Transposed copies of linear weights, made the first time an event-driven product needs one. */
   private readonly transposed = new WeakMap<Tensor, Float32Array>();
 
+  private transposeOf(w: Tensor): Float32Array {
+    let wT = this.transposed.get(w);
+    if (!wT) {
+      const [N, K] = w.shape as [number, number];
+      wT = new Float32Array(K * N);
+      for (let j = 0; j < N; j++) for (let k = 0; k < K; k++) wT[k * N + j] = w.data[j * K + k]!;
+      this.transposed.set(w, wT);
+    }
+    return wT;
+  }
+
   spikeMatmul(nIn: BTensor, wIn: BTensor, biasIn: BTensor | undefined, residualIn: BTensor | undefined, kernel: SpikeKernel, densityHint?: number): Tensor {
     const n = host(nIn), w = host(wIn), bias = biasIn ? host(biasIn) : undefined, residual = residualIn ? host(residualIn) : undefined;
     const { M, K, N } = matmulDims(n, w, bias, residual);
     const event = kernel === 'event' || (kernel === 'auto' && useEventDriven(densityHint ?? spikeDensity(n.data), 'cpu'));
     if (!event) return this.matmul(n, w, bias, residual);
-    let wT = this.transposed.get(w);
-    if (!wT) {
-      wT = new Float32Array(K * N);
-      for (let j = 0; j < N; j++) for (let k = 0; k < K; k++) wT[k * N + j] = w.data[j * K + k]!;
-      this.transposed.set(w, wT);
-    }
     const y = new Tensor([...n.shape.slice(0, -1), N]);
-    spikeMatmulEventCpu(n.data, wT, bias?.data, residual?.data, y.data, M, K, N);
+    spikeMatmulEventCpu(n.data, this.transposeOf(w), bias?.data, residual?.data, y.data, M, K, N);
     return y;
+  }
+
+  planeMatmul(digitsIn: BTensor, planes: number, growth: 1 | 2, wIn: BTensor, biasIn?: BTensor, residualIn?: BTensor): Tensor {
+    const digits = host(digitsIn), w = host(wIn), bias = biasIn ? host(biasIn) : undefined, residual = residualIn ? host(residualIn) : undefined;
+    const { K, N } = matmulDims(digits, w, bias);
+    const R = planeRows(digits, planes, 'planeMatmul');
+    if (residual && (residual.cols !== N || residual.rows !== R)) throw new ShapeError(`planeMatmul: residual ${JSON.stringify(residual.shape)} must be [${R}, ${N}]`);
+    const y = new Tensor([R, N]);
+    planeMatmulCpu(digits.data, planes, R, K, N, growth, this.transposeOf(w), bias?.data, residual?.data, y.data);
+    return y;
+  }
+
+  encode(xIn: BTensor, th: DeviceThresholds, code: CodeParams, stats: SiteStatsTarget, withDigits: boolean): Encoded {
+    const x = host(xIn);
+    const R = x.rows, C = x.cols;
+    checkVector(th.theta, C, 'encode thresholds');
+    const sums = new Tensor([R, C]);
+    const digits = withDigits ? new Tensor([planesOf(code) * R, C]) : undefined;
+    const rowStats = new Float32Array(R * STATS_WIDTH);
+    encodeCpu(x.data, R, C, host(th.theta).data, host(th.invTheta).data, code, { sums: sums.data, rowStats, ...(digits ? { digits: digits.data } : {}) });
+    this.statsInto(rowStats, R, stats);
+    return { sums, ...(digits ? { digits } : {}) };
+  }
+
+  digitStatsInto(digitsIn: BTensor, stats: SiteStatsTarget): void {
+    const d = host(digitsIn);
+    const rowStats = new Float32Array(d.rows * STATS_WIDTH);
+    digitStatsCpu(d.data, d.rows, d.cols, rowStats);
+    this.statsInto(rowStats, d.rows, stats);
+  }
+
+  private statsInto(rowStats: Float32Array, R: number, stats: SiteStatsTarget): void {
+    const t = host(stats.tensor);
+    if (t.cols !== STATS_WIDTH || stats.row < 0 || stats.row >= t.rows) throw new ShapeError(`stats: row ${stats.row} of a ${JSON.stringify(t.shape)} tensor (width ${STATS_WIDTH})`);
+    if (typeof stats.fanout !== 'number' && stats.fanout.length !== R) throw new ShapeError(`stats: ${stats.fanout.length} fan-outs for ${R} rows`);
+    statsIntoCpu(rowStats, R, t.data, stats.row, stats.fanout);
+  }
+
+  spikeAttention(qIn: BTensor, kIn: BTensor, vIn: BTensor, thetaQ: BTensor, thetaP: DeviceThresholds, params: AttentionParams, codes: SpikeAttentionCodes, mode: SpikeExecution, stats: SiteStatsTarget): Tensor {
+    const q = host(qIn), k = host(kIn), v = host(vIn);
+    const S = spikeAttentionDims(q, k, v, params, codes, mode);
+    checkVector(thetaQ, params.numHeads * params.headDim, 'spikeAttention q thresholds');
+    checkVector(thetaP.theta, params.numHeads, 'spikeAttention p thresholds');
+    const out = new Tensor([S, params.numHeads * params.headDim]);
+    const rowStats = new Float32Array(S * params.numHeads * STATS_WIDTH);
+    spikeAttentionCpu({ q: q.data, k: k.data, v: v.data, thetaQ: host(thetaQ).data, thetaP: host(thetaP.theta).data, invThetaP: host(thetaP.invTheta).data }, S, params, codes, mode, out.data, rowStats);
+    this.statsInto(rowStats, S * params.numHeads, stats);
+    return out;
   }
 
   add(a: BTensor, b: BTensor): Tensor {

@@ -5,6 +5,8 @@
 import { ShapeError } from '../errors.js';
 import type { BTensor } from './backend.js';
 import type { AttentionParams } from './kernels/attention.js';
+import { planesOf } from './kernels/codes.js';
+import type { SpikeAttentionCodes, SpikeExecution } from './kernels/spike-attention.js';
 import { type QkvLayout, qkvWidths } from './kernels/qkv.js';
 import { numel, shapeToString } from './tensor.js';
 
@@ -102,4 +104,23 @@ export function timeMajorDims(x: BTensor, steps: number, what: string): { R: num
 
 export function stateCheck(state: BTensor | undefined, R: number, C: number, what: string): void {
   if (state && numel(state.shape) !== R * C) throw new ShapeError(`${what}: state ${shapeToString(state.shape)} must hold ${R}·${C} values`);
+}
+
+/** Rows per plane of a plane-major [P·R, C] digit tensor. */
+export function planeRows(digits: BTensor, planes: number, what: string): number {
+  const r = rows(digits);
+  if (!Number.isInteger(planes) || planes < 1 || r % planes !== 0) throw new ShapeError(`${what}: ${r} rows are not ${planes} equal planes`);
+  return r / planes;
+}
+
+/** Query rows of a spike attention: q is [S, H·d] (digit sums) or [Pq·S, H·d] (digits); caches hold kvLength rows. */
+export function spikeAttentionDims(q: BTensor, k: BTensor, v: BTensor, p: AttentionParams, codes: SpikeAttentionCodes, mode: SpikeExecution): number {
+  if ((p.batches ?? 1) !== 1 || (p.kvOffset ?? 0) !== 0) throw new ShapeError('spikeAttention: one block, no kv offset (the layerwise cache holds one row per token)');
+  if (cols(q) !== p.numHeads * p.headDim) throw new ShapeError(`spikeAttention: q ${shapeToString(q.shape)} is not [S, ${p.numHeads}·${p.headDim}]`);
+  const S = mode === 'event' ? planeRows(q, planesOf(codes.q), 'spikeAttention q digits') : rows(q);
+  const kvWidth = p.numKvHeads * p.headDim;
+  if (cols(k) !== kvWidth || cols(v) !== kvWidth || rows(k) < p.kvLength || rows(v) < p.kvLength) {
+    throw new ShapeError(`spikeAttention: k ${shapeToString(k.shape)} / v ${shapeToString(v.shape)} must be [≥${p.kvLength}, ${kvWidth}]`);
+  }
+  return S;
 }

@@ -5,7 +5,10 @@
  * is read.
  */
 import { ShapeError } from '../../errors.js';
-import type { Backend, BTensor, DeviceThresholds, SpikeKernel, TimeState, WeightRole } from '../backend.js';
+import type { Backend, BTensor, DeviceThresholds, Encoded, SiteStatsTarget, SpikeKernel, TimeState, WeightRole } from '../backend.js';
+import { type CodeParams, STATS_WIDTH, digitStatsGpu, encodeGpu, planesOf, statsIntoGpu } from '../kernels/codes.js';
+import { planeMatmulGpu } from '../kernels/plane-matmul.js';
+import { type SpikeAttentionCodes, type SpikeExecution, spikeAttentionGpu } from '../kernels/spike-attention.js';
 import { spikeMatmulEventGpu, useEventDriven } from '../kernels/spike-matmul.js';
 import { type NeuronConfig, neuronRunGpu } from '../kernels/neuron.js';
 import { type TimeDomain, sumAbsGpu, temporalGpu } from '../kernels/temporal.js';
@@ -18,7 +21,7 @@ import { GpuLinearWeight, type MatmulVariant, matmulGpu, packLinearWeight } from
 import { layerNormGpu, rmsNormGpu } from '../kernels/norm.js';
 import { ropeGpu } from '../kernels/rope.js';
 import { type CausalMask, softmaxGpu } from '../kernels/softmax.js';
-import { attentionDims, binaryBroadcast, checkVector, embeddingDims, gatedDims, matmulDims, qkvCheck, ropeCheck, sliceRowsCheck, stateCheck, timeMajorDims, writeRowsCheck } from '../shapes.js';
+import { attentionDims, binaryBroadcast, checkVector, embeddingDims, gatedDims, matmulDims, planeRows, qkvCheck, ropeCheck, sliceRowsCheck, spikeAttentionDims, stateCheck, timeMajorDims, writeRowsCheck } from '../shapes.js';
 import { type Shape, Tensor, shapeToString } from '../tensor.js';
 import { type GpuContext, acquireGpu } from './device.js';
 import { GpuRuntime, GpuTensor } from './runtime.js';
@@ -262,6 +265,69 @@ export class GpuBackend implements Backend {
     timeMajorDims(x, steps, 'sumAbsInto');
     if (offset < 0 || offset + steps > stats.size) throw new ShapeError(`sumAbsInto: slots [${offset}, ${offset + steps}) outside [0, ${stats.size})`);
     sumAbsGpu(this.rt, x, steps, stats, offset);
+  }
+
+  planeMatmul(digitsIn: BTensor, planes: number, growth: 1 | 2, w: BTensor, biasIn?: BTensor, residualIn?: BTensor): GpuTensor {
+    const digits = this.dense(digitsIn, 'planeMatmul digits');
+    const bias = biasIn ? this.dense(biasIn, 'planeMatmul bias') : undefined;
+    const residual = residualIn ? this.dense(residualIn, 'planeMatmul residual') : undefined;
+    const { K, N } = matmulDims(digits, w, bias);
+    const R = planeRows(digits, planes, 'planeMatmul');
+    if (residual && (residual.shape.at(-1) !== N || residual.size !== R * N)) throw new ShapeError(`planeMatmul: residual ${shapeToString(residual.shape)} must be [${R}, ${N}]`);
+    if (!(w instanceof GpuLinearWeight)) throw new ShapeError("planeMatmul: the weight must be uploaded with role 'linear'");
+    const y = this.rt.alloc([R, N]);
+    planeMatmulGpu(this.rt, digits, planes, R, K, N, growth, w, bias, residual, y);
+    return y;
+  }
+
+  encode(xIn: BTensor, th: DeviceThresholds, code: CodeParams, stats: SiteStatsTarget, withDigits: boolean): Encoded {
+    const x = this.dense(xIn, 'encode');
+    const C = x.shape.at(-1) ?? 1, R = C === 0 ? 0 : x.size / C;
+    const theta = this.dense(th.theta, 'encode thresholds'), inv = this.dense(th.invTheta, 'encode thresholds');
+    checkVector(theta, C, 'encode thresholds');
+    const sums = this.rt.alloc([R, C]);
+    const digits = withDigits ? this.rt.alloc([planesOf(code) * R, C]) : undefined;
+    const rowStats = this.rt.alloc([R, STATS_WIDTH]);
+    encodeGpu(this.rt, x, R, C, theta, inv, code, sums, digits, rowStats);
+    this.statsInto(rowStats, R, stats);
+    this.rt.release(rowStats);
+    return { sums, ...(digits ? { digits } : {}) };
+  }
+
+  digitStatsInto(digitsIn: BTensor, stats: SiteStatsTarget): void {
+    const d = this.dense(digitsIn, 'digitStatsInto');
+    const C = d.shape.at(-1) ?? 1, rows = C === 0 ? 0 : d.size / C;
+    const rowStats = this.rt.alloc([rows, STATS_WIDTH]);
+    digitStatsGpu(this.rt, d, rows, C, rowStats);
+    this.statsInto(rowStats, rows, stats);
+    this.rt.release(rowStats);
+  }
+
+  private statsInto(rowStats: GpuTensor, R: number, stats: SiteStatsTarget): void {
+    const t = this.dense(stats.tensor, 'stats');
+    if (t.shape.at(-1) !== STATS_WIDTH || stats.row < 0 || (stats.row + 1) * STATS_WIDTH > t.size) throw new ShapeError(`stats: row ${stats.row} of a ${shapeToString(t.shape)} tensor (width ${STATS_WIDTH})`);
+    if (typeof stats.fanout === 'number') {
+      statsIntoGpu(this.rt, rowStats, R, t, stats.row, stats.fanout);
+      return;
+    }
+    if (stats.fanout.length !== R) throw new ShapeError(`stats: ${stats.fanout.length} fan-outs for ${R} rows`);
+    const fan = this.rt.fromHost([R], stats.fanout);
+    statsIntoGpu(this.rt, rowStats, R, t, stats.row, fan);
+    this.rt.release(fan);
+  }
+
+  spikeAttention(qIn: BTensor, kIn: BTensor, vIn: BTensor, thetaQIn: BTensor, thetaP: DeviceThresholds, params: AttentionParams, codes: SpikeAttentionCodes, mode: SpikeExecution, stats: SiteStatsTarget): GpuTensor {
+    const q = this.dense(qIn, 'spikeAttention q'), k = this.dense(kIn, 'spikeAttention k'), v = this.dense(vIn, 'spikeAttention v');
+    const S = spikeAttentionDims(q, k, v, params, codes, mode);
+    const thetaQ = this.dense(thetaQIn, 'spikeAttention q thresholds');
+    checkVector(thetaQ, params.numHeads * params.headDim, 'spikeAttention q thresholds');
+    checkVector(thetaP.theta, params.numHeads, 'spikeAttention p thresholds');
+    const y = this.rt.alloc([S, params.numHeads * params.headDim]);
+    const rowStats = this.rt.alloc([S * params.numHeads, STATS_WIDTH]);
+    spikeAttentionGpu(this.rt, q, k, v, thetaQ, this.dense(thetaP.theta, 'p thresholds'), this.dense(thetaP.invTheta, 'p thresholds'), S, params, codes, mode, y, rowStats);
+    this.statsInto(rowStats, S * params.numHeads, stats);
+    this.rt.release(rowStats);
+    return y;
   }
 
   writeRows(dstIn: BTensor, srcIn: BTensor, rowOffset: number): void {

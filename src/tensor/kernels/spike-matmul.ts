@@ -57,14 +57,14 @@ export function spikeMatmulEventCpu(n: Float32Array, wT: Float32Array, bias: Flo
 // GPU twin: compaction, then accumulation over the packed wᵀ chunks.
 
 const COMPACT_WGSL = `
-struct Params { M: u32, K: u32 }
+struct Params { M: u32, K: u32, threadsX: u32 }
 @group(0) @binding(0) var<storage, read> n: array<f32>;
 @group(0) @binding(1) var<storage, read_write> events: array<u32>;
 @group(0) @binding(2) var<storage, read_write> counts: array<u32>;
 @group(0) @binding(3) var<uniform> p: Params;
 @compute @workgroup_size(64)
 fn main(@builtin(global_invocation_id) gid: vec3u) {
-  let m = gid.x;
+  let m = gid.y * p.threadsX + gid.x;
   if (m >= p.M) { return; }
   var c = 0u;
   for (var k = 0u; k < p.K; k++) {
@@ -106,9 +106,16 @@ fn main(@builtin(global_invocation_id) gid: vec3u) {
   }
 }`;
 
-export function spikeMatmulEventGpu(rt: GpuRuntime, n: GpuTensor, w: GpuLinearWeight, bias: GpuTensor | undefined, residual: GpuTensor | undefined, y: GpuTensor, M: number, K: number, N: number): void {
+/** Per row of n [M, K]: the indices of its nonzero entries (events, [M, K]) and how many (counts, [M]). The caller releases both. */
+export function compactEventsGpu(rt: GpuRuntime, n: GpuTensor, M: number, K: number): { events: GpuTensor; counts: GpuTensor } {
   const events = rt.alloc([M, K]), counts = rt.alloc([M]);
-  rt.dispatch(rt.pipeline('spike/compact', () => COMPACT_WGSL), [n.buffer, events.buffer, counts.buffer], [M, K], [Math.ceil(M / 64)]);
+  const { groups, threadsX } = rt.groups1d(M, 64);
+  rt.dispatch(rt.pipeline('spike/compact', () => COMPACT_WGSL), [n.buffer, events.buffer, counts.buffer], [M, K, threadsX], groups);
+  return { events, counts };
+}
+
+export function spikeMatmulEventGpu(rt: GpuRuntime, n: GpuTensor, w: GpuLinearWeight, bias: GpuTensor | undefined, residual: GpuTensor | undefined, y: GpuTensor, M: number, K: number, N: number): void {
+  const { events, counts } = compactEventsGpu(rt, n, M, K);
   const pipe = rt.pipeline('spike/accumulate', () => ACCUMULATE_WGSL);
   for (const c of w.chunks) {
     const nPad4 = c.nPad / 4;
