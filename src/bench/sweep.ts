@@ -1,13 +1,13 @@
 /**
- * The benchmark sweep behind `spikelm bench`: for each backend and each T, how fidelity, spikes,
- * energy and speed trade off. A registry of measurements × a sweep over (backend, T):
+ * The benchmark sweep behind `spikelm bench`: for each backend, each conversion (schedule × code)
+ * and each T, how fidelity, spikes, energy and speed trade off. A registry of measurements × a sweep:
  *
- *   fidelity   top-1, KL, mean/max |Δlogit|, perplexity ratio, distinct predictions, spike rate —
- *              one spiking run at the largest T over the evaluation text gives every T
- *   spikes     spikes per neuron per step per layer, and the density of nonzero spike counts
- *   energy     E_SNN/E_ANN (FP32/FP16/INT8) and T × spike rate against the break-even
- *   speed      ms per token of the ANN and of the SNN: multi-step, single-step, and multi-step with
- *              event-driven spike products; cost = SNN time / (T × ANN time)
+ *   fidelity   top-1, KL, mean/max |Δlogit|, perplexity ratio, distinct predictions (measureFidelity:
+ *              one stepwise run decodes every T; layerwise runs each T)
+ *   spikes     per neuron per token and per step, the largest burst, nonzero density, per layer
+ *   energy     E_SNN/E_ANN at FP32/FP16/INT8, counted from what ran (src/snn/energy.ts)
+ *   speed      ms per token of the ANN and of the SNN in each execution (stepwise: multi-step,
+ *              single-step, event-driven products; layerwise: fast, event-driven)
  * Timings use tinybench and wait for the GPU queue (results are read back).
  */
 import { execSync } from 'node:child_process';
@@ -18,19 +18,27 @@ import { bundledText } from '../convert/calibration-data.js';
 import { loadSnnModel, spikelmVersion } from '../convert/snn-io.js';
 import { loadModel } from '../nn/model.js';
 import { loadTokenizer } from '../nn/tokenizer.js';
-import { energyReport } from '../snn/energy.js';
+import { type CodingName, type ScheduleName, checkCombination } from '../snn/codes.js';
 import { measureFidelity } from '../snn/fidelity.js';
-import { SpikingLM, spikeRateFrom } from '../snn/model.js';
+import type { Execution, SpikingLM } from '../snn/model.js';
 import type { Backend } from '../tensor/backend.js';
 import { CpuBackend } from '../tensor/cpu-backend.js';
 import { acquireGpu } from '../tensor/gpu/device.js';
 import { GpuBackend } from '../tensor/gpu/gpu-backend.js';
 
+export interface SweepConfig {
+  readonly schedule: ScheduleName;
+  readonly coding: CodingName;
+}
+
 export interface SweepOptions {
   readonly modelDir: string;
   readonly snnDir?: string;
-  readonly timesteps: readonly number[];
+  /** T values (default per schedule, see defaultTimesteps in cli/snn.ts). */
+  readonly timesteps: readonly number[] | ((schedule: ScheduleName) => readonly number[]);
   readonly backends: readonly ('cpu' | 'gpu')[];
+  /** Conversions to compare (ignored with snnDir). */
+  readonly configs: readonly SweepConfig[];
   /** Positions of the evaluation text for fidelity (default 256). */
   readonly positions?: number;
   /** Tokens per timed forward (default 32). */
@@ -45,6 +53,8 @@ export interface SweepOptions {
 
 export interface SweepRow {
   readonly backend: string;
+  readonly schedule: string;
+  readonly coding: string;
   readonly T: number;
   readonly top1_agreement: number;
   readonly kl: number;
@@ -54,21 +64,26 @@ export interface SweepRow {
   readonly ppl_snn: number;
   readonly distinct_predictions_ann: number;
   readonly distinct_predictions_snn: number;
+  /** Spikes per neuron per step. */
   readonly spike_rate: number;
-  /** Fraction of (neuron, step) pairs with a nonzero spike count. */
+  readonly spikes_per_neuron_per_token: number;
+  readonly max_spikes_per_neuron_per_step: number;
+  /** Fraction of (neuron, step) digits that are nonzero. */
   readonly spike_density: number;
+  /** Spikes per neuron per token at each layer's encoders. */
   readonly spikes_per_layer: Record<string, number>;
   readonly energy_ratio_fp32: number;
   readonly energy_ratio_fp16: number;
   readonly energy_ratio_int8: number;
-  readonly t_times_rate: number;
-  readonly break_even_fp32: number;
   readonly ms_per_token_ann: number;
-  readonly ms_per_token_multi: number;
+  /** The default execution: multi-step (stepwise) or fast (layerwise). */
+  readonly ms_per_token: number;
+  /** Stepwise single-step execution (NaN for layerwise). */
   readonly ms_per_token_single: number;
+  /** Event-driven products (stepwise) or the event execution (layerwise). */
   readonly ms_per_token_event: number;
-  readonly cost_multi: number;
-  readonly cost_single: number;
+  /** SNN time / ANN time (one forward each). */
+  readonly cost: number;
   readonly cost_event: number;
 }
 
@@ -120,73 +135,74 @@ async function timeMs(fn: () => Promise<void>, budget: number): Promise<number> 
 }
 
 export async function runSweep(opts: SweepOptions): Promise<SweepResult> {
-  const Ts = [...new Set(opts.timesteps)].sort((a, b) => a - b);
-  const maxT = Ts.at(-1)!;
   const positions = opts.positions ?? 256;
   const timeTokens = opts.timeTokens ?? 32;
   const budget = opts.timeBudgetMs ?? 300;
   const tok = loadTokenizer(opts.modelDir);
   const ids = tok.encode((opts.text ?? bundledText('eval-stories.txt').text).replace(/\s*\n\s*/g, ' ').trim()).slice(0, positions);
   const timed = ids.slice(0, timeTokens);
+  const Ts = (schedule: ScheduleName) => [...new Set(typeof opts.timesteps === 'function' ? opts.timesteps(schedule) : opts.timesteps)].sort((a, b) => a - b);
+  for (const c of opts.configs) checkCombination(c.coding, c.schedule);
   const rows: SweepRow[] = [];
-  const total = opts.backends.length * (Ts.length + 1);
+  const nConfigs = opts.snnDir ? 1 : opts.configs.length;
+  const total = opts.backends.length * nConfigs * 2;
   let done = 0;
+  const data = createCalibrationData(tok);
   for (const name of opts.backends) {
     const backend: Backend = name === 'gpu' ? await GpuBackend.create() : new CpuBackend();
     const ann = loadModel(opts.modelDir, { backend });
-    const snn: SpikingLM = opts.snnDir
-      ? loadSnnModel(opts.snnDir, { backend }).snn.withTimesteps(maxT)
-      : convertModelToSpiking(ann, createCalibrationData(tok), { timesteps: maxT, backend, ...(opts.quantile !== undefined ? { quantile: opts.quantile } : {}) }).snn;
-    const fidelity = await measureFidelity(ann, snn, ids, Ts);
-    opts.onProgress?.(++done, total);
     const sync = async (t: unknown) => {
       await backend.read(t as never);
       backend.dispose(t as never);
     };
     const annMs = (await timeMs(() => sync(ann.forward(timed)), budget)) / timed.length;
-    for (const T of Ts) {
-      const f = fidelity.results.find((r) => r.T === T)!;
-      const dense = new SpikingLM(snn.config, snn.weights, backend, { ...snn.spiking, timesteps: T, spikeKernel: 'dense' });
-      const event = new SpikingLM(snn.config, snn.weights, backend, { ...snn.spiking, timesteps: T, spikeKernel: 'event' });
-      // spikes and energy of one multi-step run
-      const out = dense.forward(timed, dense.newCache(), { allLogits: false });
-      const counts = (await backend.read(out.spikes)).data;
-      const rates = spikeRateFrom(dense, counts, out.neurons);
-      const perLayer: Record<string, number> = {};
-      for (const [site, r] of rates.perSite) {
-        const layer = site.startsWith('layers.') ? site.split('.').slice(0, 2).join('.') : site;
-        perLayer[layer] = (perLayer[layer] ?? 0) + r / (site.startsWith('layers.') ? 4 : 1);
+    const models: SpikingLM[] = opts.snnDir ? [loadSnnModel(opts.snnDir, { backend }).snn] : [];
+    if (!opts.snnDir) {
+      for (const c of opts.configs) {
+        models.push((await convertModelToSpiking(ann, data, { timesteps: Math.max(...Ts(c.schedule)), schedule: c.schedule, coding: c.coding, backend, ...(opts.quantile !== undefined ? { quantile: opts.quantile } : {}) })).snn);
       }
-      const attended = timed.reduce((a, _, i) => a + i + 1, 0);
-      const sitesSpikes = dense.sites.map((_, i) => Array.from({ length: T }, (_, t) => counts[i * T + t]!).reduce((a, b) => a + b, 0));
-      const energy = energyReport({ config: dense.config, timesteps: T, tokens: timed.length, attendedKeys: attended, spikesPerSite: sitesSpikes });
-      const density = await spikeDensityOf(dense, timed);
-      for (const t of [out.logits, out.spikes]) backend.dispose(t);
-      const multi = (await timeMs(async () => {
-        const o = dense.forward(timed);
-        await sync(o.logits);
-        backend.dispose(o.spikes);
-      }, budget)) / timed.length;
-      const single = (await timeMs(async () => {
-        const o = dense.forward(timed, dense.newCache(), { execution: 'single' });
-        await sync(o.logits);
-        backend.dispose(o.spikes);
-      }, budget)) / timed.length;
-      const ev = (await timeMs(async () => {
-        const o = event.forward(timed);
-        await sync(o.logits);
-        backend.dispose(o.spikes);
-      }, budget)) / timed.length;
-      rows.push({
-        backend: name, T,
-        top1_agreement: f.top1_agreement, kl: f.kl, mean_abs_logit_err: f.mean_abs_logit_err, max_abs_logit_err: f.max_abs_logit_err,
-        ppl_ann: f.ppl_ann, ppl_snn: f.ppl_snn, distinct_predictions_ann: f.distinct_predictions_ann, distinct_predictions_snn: f.distinct_predictions_snn,
-        spike_rate: f.spike_rate, spike_density: density, spikes_per_layer: perLayer,
-        energy_ratio_fp32: energy.presets.fp32.ratio, energy_ratio_fp16: energy.presets.fp16.ratio, energy_ratio_int8: energy.presets.int8.ratio,
-        t_times_rate: energy.presets.fp32.tTimesRate, break_even_fp32: energy.presets.fp32.breakEvenTRate,
-        ms_per_token_ann: annMs, ms_per_token_multi: multi, ms_per_token_single: single, ms_per_token_event: ev,
-        cost_multi: multi / (T * annMs), cost_single: single / (T * annMs), cost_event: ev / (T * annMs),
-      });
+    }
+    for (const base of models) {
+      const steps = Ts(base.schedule);
+      const snn = base.schedule === 'stepwise' && Math.max(...steps) !== base.timesteps ? base.withTimesteps(Math.max(...steps)) : base;
+      const fidelity = await measureFidelity(ann, snn, ids, steps);
+      opts.onProgress?.(++done, total);
+      for (const T of steps) {
+        const f = fidelity.results.find((r) => r.T === T)!;
+        const energy = fidelity.energy.get(T)!;
+        const model = T === snn.timesteps ? snn : snn.withTimesteps(T);
+        const time = async (execution: Execution, kernel?: 'dense' | 'event') => {
+          const m = kernel ? model.with({ spikeKernel: kernel }) : model;
+          try {
+            return (await timeMs(async () => {
+              const o = m.forward(timed, m.newCache(), { execution });
+              await sync(o.logits);
+              for (const t of [o.stats, ...(o.spikes ? [o.spikes] : [])]) backend.dispose(t);
+            }, budget)) / timed.length;
+          } finally {
+            if (m !== model) m.dispose();
+          }
+        };
+        const stepwise = model.schedule === 'stepwise';
+        const main = stepwise ? await time('multi', 'dense') : await time('fast');
+        const single = stepwise ? await time('single', 'dense') : NaN;
+        const event = stepwise ? await time('multi', 'event') : await time('event');
+        const perLayer: Record<string, number> = {};
+        for (const l of energy.layers) perLayer[l.layer] = l.spikesPerNeuronPerToken;
+        rows.push({
+          backend: name, schedule: model.schedule, coding: model.coding, T,
+          top1_agreement: f.top1_agreement, kl: f.kl, mean_abs_logit_err: f.mean_abs_logit_err, max_abs_logit_err: f.max_abs_logit_err,
+          ppl_ann: f.ppl_ann, ppl_snn: f.ppl_snn, distinct_predictions_ann: f.distinct_predictions_ann, distinct_predictions_snn: f.distinct_predictions_snn,
+          spike_rate: f.spike_rate, spikes_per_neuron_per_token: f.spikes_per_neuron_per_token, max_spikes_per_neuron_per_step: f.max_spikes_per_neuron_per_step,
+          spike_density: energy.density, spikes_per_layer: perLayer,
+          energy_ratio_fp32: f.energy_ratio.fp32, energy_ratio_fp16: f.energy_ratio.fp16, energy_ratio_int8: f.energy_ratio.int8,
+          ms_per_token_ann: annMs, ms_per_token: main, ms_per_token_single: single, ms_per_token_event: event,
+          cost: main / annMs, cost_event: event / annMs,
+        });
+        if (model !== snn) model.dispose();
+      }
+      if (snn !== base) snn.dispose();
+      base.dispose();
       opts.onProgress?.(++done, total);
     }
   }
@@ -194,27 +210,10 @@ export async function runSweep(opts: SweepOptions): Promise<SweepResult> {
     metadata: {
       commit: gitCommit(), spikelm_version: spikelmVersion(), node: process.version, cpu: os.cpus()[0]?.model ?? 'unknown',
       cores: os.availableParallelism?.() ?? os.cpus().length, adapter: await adapterDescription(opts.backends), date: new Date().toISOString(),
-      model: opts.modelDir, snn: opts.snnDir ?? `converted now (quantile ${opts.quantile ?? 'default'})`, positions: ids.length, time_tokens: timed.length,
+      model: opts.modelDir, snn: opts.snnDir ?? `converted now (${opts.configs.map((c) => `${c.schedule} ${c.coding}`).join(', ')}; quantile ${opts.quantile ?? 'default'})`,
+      positions: ids.length, time_tokens: timed.length,
     },
     rows,
   };
 }
 
-/** Fraction of nonzero spike counts over all encoders of one forward (what event-driven kernels skip). */
-async function spikeDensityOf(snn: SpikingLM, ids: readonly number[]): Promise<number> {
-  let nonzero = 0, all = 0;
-  const b = snn.backend;
-  const pending: Promise<void>[] = [];
-  const out = snn.forward(ids, snn.newCache(), {
-    observeSpikes: (_site, spikes) => {
-      pending.push(b.read(spikes).then((t) => {
-        for (let i = 0; i < t.data.length; i++) if (t.data[i] !== 0) nonzero++;
-        all += t.data.length;
-      }));
-    },
-  });
-  await Promise.all(pending);
-  b.dispose(out.logits);
-  b.dispose(out.spikes);
-  return all ? nonzero / all : 0;
-}

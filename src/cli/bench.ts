@@ -7,14 +7,19 @@ import { runSweep } from '../bench/sweep.js';
 import type { Command } from './command.js';
 import { resolveModelDir } from './model-dir.js';
 import { ProgressBar } from './progress.js';
+import { defaultTimesteps } from './snn.js';
+import { DEFAULT_CONVERSION } from '../convert/api.js';
+import { CODINGS, SCHEDULES, parseCoding, parseSchedule } from '../snn/codes.js';
 
 export const benchCommand: Command = {
   name: 'bench',
-  summary: 'sweep T and backends: fidelity, spikes, energy and speed → results.json/.csv, report.md, SVG plots',
+  summary: 'sweep codes, schedules, T and backends: fidelity, spikes, energy and speed → results.json/.csv, report.md, SVG plots (with the fidelity–energy frontier)',
   flags: {
     model: { type: 'string', help: 'model directory', aliases: ['model-name'] },
     snn: { type: 'string', help: 'a converted spiking model directory (default: convert --model now)' },
-    timesteps: { type: 'int-list', help: 'T values', default: [1, 2, 4, 8, 16, 32] },
+    timesteps: { type: 'int-list', help: 'T values (default per schedule: as spikelm fidelity)' },
+    coding: { type: 'string-list', help: `codes to compare: ${CODINGS.join(', ')}`, default: [...CODINGS] },
+    schedule: { type: 'string-list', help: `schedules: ${SCHEDULES.join(', ')}`, default: [DEFAULT_CONVERSION.schedule] },
     backend: { type: 'string-list', help: 'backends to run: cpu,gpu', default: ['cpu'] },
     out: { type: 'string', help: 'output directory', aliases: ['output-dir'] },
     positions: { type: 'int', help: 'evaluation positions for fidelity', default: 256 },
@@ -31,12 +36,16 @@ export const benchCommand: Command = {
       if (b !== 'cpu' && b !== 'gpu') throw new ArgumentError(`bench: --backend takes cpu and/or gpu, got "${b}"`);
       return b;
     });
-    const timesteps = flags.timesteps as number[];
-    for (const t of timesteps) if (!Number.isInteger(t) || t < 1) throw new ArgumentError(`bench: --timesteps must be positive integers, got ${t}`);
+    const timesteps = flags.timesteps as number[] | undefined;
+    for (const t of timesteps ?? []) if (!Number.isInteger(t) || t < 1) throw new ArgumentError(`bench: --timesteps must be positive integers, got ${t}`);
+    const codings = (flags.coding as string[]).map((c) => parseCoding(c));
+    const schedules = (flags.schedule as string[]).map((c) => parseSchedule(c));
+    const configs = schedules.flatMap((schedule) => codings.map((coding) => ({ schedule, coding }))).filter(({ schedule, coding }) => schedule === 'layerwise' || coding === 'rate' || coding === 'rate-single');
+    if (configs.length === 0) throw new ArgumentError('bench: no valid --schedule/--coding combination (phase codes need the layerwise schedule)');
     fs.mkdirSync(out, { recursive: true });
     const bar = new ProgressBar(io, 'bench');
     const result = await runSweep({
-      modelDir, timesteps, backends,
+      modelDir, timesteps: timesteps ?? defaultTimesteps, backends, configs,
       ...(typeof flags.snn === 'string' ? { snnDir: resolveModelDir(flags.snn, '--snn') } : {}),
       positions: flags.positions as number, timeTokens: flags['time-tokens'] as number, timeBudgetMs: flags['time-budget'] as number,
       ...(flags.quantile !== undefined ? { quantile: flags.quantile as number } : {}),

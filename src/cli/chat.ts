@@ -5,12 +5,12 @@
  */
 import readline from 'node:readline';
 import { ArgumentError } from '../errors.js';
-import { nonNegativeInt, positiveIntFlag, readFlagFile } from './args.js';
+import { nonNegativeInt, readFlagFile } from './args.js';
 import { ChatSession, chatFormat } from '../conversation/chat.js';
 import { TemporalSpikeProcessor } from '../conversation/processor.js';
 import { formatEnergy } from '../snn/energy.js';
 import { type Command, MODEL_FLAGS, samplingFlags, samplingFromFlags } from './command.js';
-import { loadSessionModels } from './session.js';
+import { CONVERSION_FLAGS, conversionFromFlags, loadSessionModels } from './session.js';
 
 export const chatCommand: Command = {
   name: 'chat',
@@ -18,7 +18,8 @@ export const chatCommand: Command = {
   flags: {
     ...MODEL_FLAGS,
     snn: { type: 'optional-string', help: 'chat with the spiking model: a converted directory, or alone to convert now' },
-    timesteps: { type: 'int', help: 'time steps of the spiking model (default 16, or the saved model\'s)' },
+    timesteps: { type: 'int', help: 'time steps of the spiking model (default: the default conversion\'s, or the saved model\'s)' },
+    ...CONVERSION_FLAGS,
     script: { type: 'string', help: 'run the turns of this file (one per line) instead of reading the terminal' },
     'max-new-tokens': { type: 'int', help: 'tokens per reply', default: 48 },
     ...samplingFlags(1.1),
@@ -31,7 +32,7 @@ export const chatCommand: Command = {
     const sampling = samplingFromFlags(flags);
     const maxContext = flags['max-context'] as number;
     if (!Number.isInteger(maxContext) || maxContext < 2) throw new ArgumentError(`--max-context must be an integer ≥ 2, got ${maxContext}`);
-    if (flags.timesteps !== undefined) positiveIntFlag(flags.timesteps, '--timesteps');
+    conversionFromFlags(flags);
     const script = typeof flags.script === 'string' ? readFlagFile(flags.script, '--script', 'a text file of chat turns') : undefined;
     const { ann, snn, tokenizer } = await loadSessionModels(flags, io);
     const processor = new TemporalSpikeProcessor(snn ?? ann, { maxContextLength: maxContext });
@@ -75,8 +76,9 @@ export const chatCommand: Command = {
 function stats(p: TemporalSpikeProcessor): string {
   const s = p.stats;
   const lines = [`tokens fed ${s.tokens}, ${(s.tokens / Math.max(s.forwardMs / 1000, 1e-9)).toFixed(1)} tokens/s in the model, window rebuilds ${s.windowRebuilds}`];
-  if (p.lm.kind === 'snn') {
-    lines.push(`spikes ${s.spikesPerSite.reduce((a, b) => a + b, 0).toExponential(3)}, ${p.spikeRate().toFixed(3)} spikes/neuron/step`);
+  if (p.lm.kind === 'snn' && s.spikes) {
+    const sum = s.spikes.summary();
+    lines.push(`spikes ${sum.events.toExponential(3)}: ${sum.spikesPerNeuronPerToken.toFixed(2)} per neuron per token, ${sum.spikesPerNeuronPerStep.toFixed(3)} per neuron per step, at most ${sum.maxSpikesPerNeuronPerStep} per neuron per step`);
     const e = p.energy();
     if (e) lines.push(formatEnergy(e));
   }

@@ -5,7 +5,8 @@
  */
 import fs from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import { convertModelToSpiking, createCalibrationData } from '../convert/api.js';
+import { DEFAULT_CONVERSION, convertModelToSpiking, createCalibrationData } from '../convert/api.js';
+import { ArgumentError } from '../errors.js';
 import { bundledText } from '../convert/calibration-data.js';
 import { ChatSession } from '../conversation/chat.js';
 import { TemporalSpikeProcessor } from '../conversation/processor.js';
@@ -21,42 +22,50 @@ export const BUNDLED_MODEL = fileURLToPath(new URL('../../test/fixtures/stories2
 
 export const demoCommand: Command = {
   name: 'demo',
-  summary: 'convert the bundled TinyStories model and show fidelity, a side-by-side chat, spikes and energy',
+  summary: 'convert the bundled TinyStories model (default configuration) and show fidelity, spikes, energy and a side-by-side chat',
   flags: {
     ...MODEL_FLAGS,
-    timesteps: { type: 'int-list', help: 'T values for the fidelity table', default: [4, 16, 64] },
-    'chat-timesteps': { type: 'int', help: 'T of the spiking model in the chat', default: 16 },
+    timesteps: { type: 'int-list', help: 'T values for the fidelity table (default: a few around the default T)' },
     turns: { type: 'int', help: 'chat turns', default: 3 },
     'max-new-tokens': { type: 'int', help: 'tokens per reply', default: 32 },
   },
   async run({ flags }, io) {
     const modelDir = typeof flags.model === 'string' ? flags.model : BUNDLED_MODEL;
     if (!fs.existsSync(modelDir)) throw new Error(`bundled model ${modelDir} is missing from this checkout`);
+    const { schedule, coding, timesteps: T } = DEFAULT_CONVERSION;
+    const Ts = ((flags.timesteps as number[] | undefined) ?? [T - 4, T - 2, T]).filter((t) => t >= 1);
+    const turns = flags.turns as number, maxNew = flags['max-new-tokens'] as number;
+    if (!Number.isInteger(turns) || turns < 0) throw new ArgumentError(`--turns must be an integer ≥ 0, got ${turns}`);
+    if (!Number.isInteger(maxNew) || maxNew < 0) throw new ArgumentError(`--max-new-tokens must be an integer ≥ 0, got ${maxNew}`);
     const { model: ann, tokenizer, dir } = await loadModelFromFlags({ ...flags, model: modelDir }, io);
-    const Ts = (flags.timesteps as number[]).filter((t) => t >= 1);
-    const chatT = flags['chat-timesteps'] as number;
     io.out(`spikelm demo: ${dir} (${ann.config.family}, ${ann.config.numLayers} layers, d=${ann.config.hiddenSize}) on ${ann.backend.describe()}\n\n`);
     const bar = new ProgressBar(io, 'calibrating');
     const data = createCalibrationData(tokenizer);
-    const { snn, record } = convertModelToSpiking(ann, data, { timesteps: Math.max(...Ts, chatT), onProgress: (d, t) => bar.update(d, t) });
-    io.out(`1. converted: ${snn.sites.length} encoder sites (a neuron before every linear layer), per-channel thresholds from the ${record.calibration.quantile} quantile of ${data.tokens} calibration tokens; sigma-delta IF neurons; compensated norms, SwiGLU and attention\n\n`);
+    const { snn, record } = await convertModelToSpiking(ann, data, { onProgress: (d, t) => bar.update(d, t) });
+    io.out(`1. converted with the default configuration — the cheapest point of the measured frontier that meets top-1 ≥ 99% and KL ≤ 1e-3 (README): ` +
+      `${schedule} schedule, ${coding} code (weighted ±1 spikes, at most one per neuron per step), T = ${T} planes; ${snn.sites.length} encoder sites ` +
+      `(before every linear layer, the queries and the attention probabilities), thresholds from the ${record.calibration.quantile === 1 ? 'max' : `${record.calibration.quantile} quantile`} of ${data.tokens} calibration tokens\n\n`);
     const ids = tokenizer.encode(bundledText('eval-stories.txt').text.replace(/\s*\n\s*/g, ' ').trim()).slice(0, 300);
     const fbar = new ProgressBar(io, 'fidelity');
     const report = await measureFidelity(ann, snn, ids, Ts, { onProgress: (d, t) => fbar.update(d, t) });
     io.out(`2. ${formatFidelityTable(report)}\n\n`);
-    io.out(`3. a ${flags.turns}-turn story chat, greedy; ANN and spiking model (T = ${chatT}) side by side\n`);
-    const annChat = new ChatSession(new TemporalSpikeProcessor(ann), tokenizer, { maxNewTokens: flags['max-new-tokens'] as number, repetitionPenalty: 1.1 });
-    const snnProcessor = new TemporalSpikeProcessor(snn, { T: chatT });
-    const snnChat = new ChatSession(snnProcessor, tokenizer, { maxNewTokens: flags['max-new-tokens'] as number, repetitionPenalty: 1.1 });
-    for (let i = 0; i < (flags.turns as number); i++) {
+    io.out(`3. energy of the default point over the evaluation text (T = ${T}):\n${formatEnergy(report.energy.get(T) ?? report.energy.get(Ts.at(-1)!)!)}\n\n`);
+    io.out(`4. a ${turns}-turn story chat, greedy; ANN and spiking model (T = ${T}) side by side\n`);
+    const annChat = new ChatSession(new TemporalSpikeProcessor(ann), tokenizer, { maxNewTokens: maxNew, repetitionPenalty: 1.1 });
+    const snnProcessor = new TemporalSpikeProcessor(snn);
+    const snnChat = new ChatSession(snnProcessor, tokenizer, { maxNewTokens: maxNew, repetitionPenalty: 1.1 });
+    for (let i = 0; i < turns; i++) {
       const user = STORY_TURNS[i % STORY_TURNS.length]!;
       const a = await annChat.send(user);
       const s = await snnChat.send(user);
       io.out(`\n  User: ${user}\n  ANN: ${a.reply}\n  SNN: ${s.reply}\n`);
     }
-    io.out(`\n4. spikes: ${snnProcessor.spikeRate().toFixed(3)} per neuron per step over ${snnProcessor.stats.tokens} tokens of chat\n`);
-    const energy = snnProcessor.energy();
-    if (energy) io.out(`${formatEnergy(energy)}\n`);
+    const sum = snnProcessor.stats.spikes?.summary();
+    if (sum && sum.tokens > 0) {
+      io.out(`\n5. the chat's spikes: ${sum.spikesPerNeuronPerToken.toFixed(2)} per neuron per token, at most ${sum.maxSpikesPerNeuronPerStep} per neuron per step, over ${sum.tokens} tokens\n`);
+      const energy = snnProcessor.energy();
+      if (energy) io.out(`${formatEnergy(energy)}\n`);
+    }
     return 0;
   },
 };

@@ -1,12 +1,13 @@
 /** `spikelm convert` and `spikelm fidelity`. */
 import { ArgumentError } from '../errors.js';
-import { convertModelToSpiking, createCalibrationData, saveSnnModel, simplifiedConversion } from '../convert/api.js';
+import { DEFAULT_CONVERSION, convertModelToSpiking, createCalibrationData, saveSnnModel, simplifiedConversion } from '../convert/api.js';
 import { bundledText } from '../convert/calibration-data.js';
 import { assertSameModel, loadSnnModel, snnOutputRules } from '../convert/snn-io.js';
 import type { ConversionRecord } from '../convert/stages.js';
 import { checkOutputDir } from '../io/output-dir.js';
 import { type FidelityReport, measureFidelity } from '../snn/fidelity.js';
-import type { SpikingLM } from '../snn/model.js';
+import type { Execution, SpikingLM } from '../snn/model.js';
+import { CODINGS, SCHEDULES, type ScheduleName, checkCombination, parseCoding, parseSchedule } from '../snn/codes.js';
 import { SURROGATE_NAMES, type SurrogateName, surrogate } from '../snn/surrogate.js';
 import type { CausalLM } from '../nn/model.js';
 import type { TextTokenizer } from '../nn/tokenizer.js';
@@ -38,14 +39,15 @@ function quantileFlag(v: unknown): number {
 }
 
 export function formatFidelityTable(report: FidelityReport): string {
-  const header = ['T', 'top-1', 'KL', 'max|Δlogit|', 'mean|Δlogit|', 'ppl ANN', 'ppl SNN', 'distinct ANN', 'distinct SNN', 'spikes/neuron/step'];
+  const header = ['schedule', 'coding', 'T', 'top-1', 'KL', 'max|Δlogit|', 'mean|Δlogit|', 'ppl ANN', 'ppl SNN', 'distinct', 'spikes/neuron/token', 'max/step', 'E/E_ANN fp32'];
   const rows = report.results.map((r) => [
-    String(r.T), `${(r.top1_agreement * 100).toFixed(1)}%`, r.kl.toExponential(2), r.max_abs_logit_err.toFixed(3), r.mean_abs_logit_err.toFixed(4),
-    r.ppl_ann.toFixed(2), r.ppl_snn.toFixed(2), String(r.distinct_predictions_ann), String(r.distinct_predictions_snn), r.spike_rate.toFixed(3),
+    r.schedule, r.coding, String(r.T), `${(r.top1_agreement * 100).toFixed(1)}%`, r.kl.toExponential(2), r.max_abs_logit_err.toFixed(3), r.mean_abs_logit_err.toFixed(4),
+    r.ppl_ann.toFixed(2), r.ppl_snn.toFixed(2), `${r.distinct_predictions_snn}/${r.distinct_predictions_ann}`, r.spikes_per_neuron_per_token.toFixed(2),
+    String(r.max_spikes_per_neuron_per_step), r.energy_ratio.fp32.toFixed(3),
   ]);
   const widths = header.map((h, i) => Math.max(h.length, ...rows.map((row) => row[i]!.length)));
   const line = (cells: string[]) => cells.map((c, i) => c.padStart(widths[i]!)).join('  ');
-  return [`fidelity over ${report.positions} positions`, line(header), ...rows.map(line)].join('\n');
+  return [`fidelity over ${report.positions} positions (energy: compute only, Horowitz 45 nm)`, line(header), ...rows.map(line)].join('\n');
 }
 
 async function runFidelity(ann: CausalLM, snn: SpikingLM, tokenizer: TextTokenizer, timesteps: number[], textArg: string | undefined, io: CliIO): Promise<FidelityReport> {
@@ -53,13 +55,22 @@ async function runFidelity(ann: CausalLM, snn: SpikingLM, tokenizer: TextTokeniz
   const ids = tokenizer.encode(text.replace(/\s*\n\s*/g, ' ').trim());
   if (ids.length < 256) io.err(`note: the text gives ${ids.length} positions (fewer than 256)\n`);
   const maxT = Math.max(...timesteps);
-  const model = maxT === snn.timesteps ? snn : snn.withTimesteps(maxT);
-  const bar = new ProgressBar(io, `fidelity (T up to ${maxT})`);
-  return measureFidelity(ann, model, ids, timesteps, { onProgress: (d, t) => bar.update(d, t) });
+  const model = snn.schedule === 'stepwise' && maxT !== snn.timesteps ? snn.withTimesteps(maxT) : snn;
+  const bar = new ProgressBar(io, `fidelity ${snn.schedule} ${snn.coding} (T ${timesteps.join(',')})`);
+  try {
+    return await measureFidelity(ann, model, ids, timesteps, { onProgress: (d, t) => bar.update(d, t) });
+  } finally {
+    if (model !== snn) model.dispose();
+  }
 }
 
 function readText(file: string): string {
   return readFlagFile(file, '--text');
+}
+
+/** The T values a fidelity sweep uses by default for a schedule (the default T included). */
+export function defaultTimesteps(schedule: ScheduleName): number[] {
+  return schedule === 'stepwise' ? [1, 2, 4, 8, 16, 32, 64, 128] : [4, 6, 8, DEFAULT_CONVERSION.timesteps, 12, 16].sort((a, b) => a - b).filter((t, i, a) => a.indexOf(t) === i);
 }
 
 export const convertCommand: Command = {
@@ -68,16 +79,19 @@ export const convertCommand: Command = {
   flags: {
     ...MODEL_FLAGS,
     'output-dir': { type: 'string', help: 'where to write the spiking model (written atomically)' },
-    timesteps: { type: 'int', help: 'time steps T', default: 32 },
-    simplified: { type: 'boolean', help: 'skip calibration and operator compensation (unit thresholds, naive operators): the textbook converter, for comparison' },
+    schedule: { type: 'string', help: `${SCHEDULES.join(' | ')}`, default: DEFAULT_CONVERSION.schedule },
+    coding: { type: 'string', help: `${CODINGS.join(' | ')} (phase codes need the layerwise schedule)`, default: DEFAULT_CONVERSION.coding },
+    timesteps: { type: 'int', help: 'time steps T (planes of a weighted code)', default: DEFAULT_CONVERSION.timesteps },
+    execution: { type: 'string', help: 'default execution saved with the model: fast | event (layerwise), multi | single (stepwise)' },
+    simplified: { type: 'boolean', help: 'stepwise: skip calibration and operator compensation (unit thresholds, naive operators): the textbook converter, for comparison' },
     verify: { type: 'boolean', help: 'print the fidelity table at this T (and a few below) after converting' },
     'surrogate-function': { type: 'string', help: `surrogate gradient: ${SURROGATE_NAMES.join(' | ')}`, default: 'atan' },
     'surrogate-alpha': { type: 'number', help: 'surrogate sharpness (default per function)' },
     'calibration-samples': { type: 'int', help: 'calibration sequences', default: 16 },
     'calibration-length': { type: 'int', help: 'tokens per calibration sequence', default: 64 },
     'calibration-file': { type: 'string', help: 'text file to calibrate on instead of the bundled stories' },
-    quantile: { type: 'number', help: 'per-channel threshold quantile of |activation|', default: 0.9 },
-    'max-spikes': { type: 'int', help: 'spikes per neuron per step (default unbounded: sigma-delta bursts)' },
+    quantile: { type: 'number', help: 'per-channel quantile of |activation| the code\'s range is fitted to (default: 0.9 for rate bursts, 1 = the max otherwise)' },
+    'max-spikes': { type: 'int', help: 'rate codes: spikes per neuron per step (default unbounded: sigma-delta bursts)' },
     text: { type: 'string', help: 'text file for --verify (default: the bundled evaluation stories)' },
     overwrite: { type: 'boolean', help: 'replace --output_dir even if it is not a previous spikelm output (never the source model)' },
   },
@@ -87,10 +101,15 @@ export const convertCommand: Command = {
     const modelDir = resolveModelDir(flags.model);
     const saveOpts = { overwrite: flags.overwrite === true };
     checkOutputDir(out, snnOutputRules({ sourceDir: modelDir } as ConversionRecord, saveOpts));
+    const schedule = parseSchedule(String(flags.schedule));
+    const coding = parseCoding(String(flags.coding));
+    checkCombination(coding, schedule);
     const timesteps = positiveInt(flags.timesteps, '--timesteps');
+    const execution = flags.execution === undefined ? undefined : parseExecution(String(flags.execution), schedule);
+    if (flags.simplified && schedule !== 'stepwise') throw new ArgumentError('--simplified is the stepwise textbook converter; add --schedule stepwise --coding rate');
     const sur = parseSurrogate(flags['surrogate-function'], flags['surrogate-alpha']);
     const neuron = flags['max-spikes'] !== undefined ? { maxSpikes: positiveInt(flags['max-spikes'], '--max-spikes') } : {};
-    const quantile = quantileFlag(flags.quantile);
+    const quantile = flags.quantile === undefined ? undefined : quantileFlag(flags.quantile);
     const calibration = {
       numSamples: positiveInt(flags['calibration-samples'], '--calibration-samples'),
       maxLength: atLeast(flags['calibration-length'], 2, '--calibration-length'),
@@ -106,49 +125,88 @@ export const convertCommand: Command = {
     } else {
       const data = createCalibrationData(tokenizer, calibration);
       const bar = new ProgressBar(io, 'calibrating');
-      converted = convertModelToSpiking(model, data, { timesteps, quantile, neuron, onProgress: (d, t) => bar.update(d, t) });
+      converted = await convertModelToSpiking(model, data, { timesteps, schedule, coding, ...(quantile !== undefined ? { quantile } : {}), neuron, onProgress: (d, t) => bar.update(d, t) });
     }
-    const snn = converted.snn.withSurrogate(sur);
+    let snn = converted.snn.withSurrogate(sur);
+    converted.snn.dispose();
+    if (execution) snn = snn.with({ execution });
     saveSnnModel(snn, tokenizer, out, { ...converted.record, sourceDir: dir }, saveOpts);
-    io.err(`converted ${dir} → ${out} in ${((performance.now() - t0) / 1000).toFixed(1)}s (T = ${timesteps}, ${snn.sites.length} encoder sites)\n`);
+    io.err(`converted ${dir} → ${out} in ${((performance.now() - t0) / 1000).toFixed(1)}s (${snn.schedule} ${snn.coding}, T = ${timesteps}, ${snn.sites.length} encoder sites)\n`);
     if (flags.verify) {
-      const ts = [...new Set([Math.max(1, timesteps >> 2), Math.max(1, timesteps >> 1), timesteps])];
+      const ts = snn.schedule === 'stepwise' ? [...new Set([Math.max(1, timesteps >> 2), Math.max(1, timesteps >> 1), timesteps])] : [...new Set([Math.max(1, timesteps - 2), timesteps])];
       io.out(`${formatFidelityTable(await runFidelity(model, snn, tokenizer, ts, verifyText, io))}\n`);
     }
     return 0;
   },
 };
 
+export function parseExecution(s: string, schedule: ScheduleName): Execution {
+  const allowed = schedule === 'stepwise' ? ['multi', 'single'] : ['fast', 'event'];
+  if (!allowed.includes(s)) throw new ArgumentError(`--execution must be ${allowed.join(' or ')} for the ${schedule} schedule, got "${s}"`);
+  return s as Execution;
+}
+
 export const fidelityCommand: Command = {
   name: 'fidelity',
-  summary: 'compare a spiking model with its ANN across time step counts',
+  summary: 'compare a spiking model with its ANN across T: fidelity, spikes and energy (sweeps codes and schedules)',
   flags: {
     ...MODEL_FLAGS,
     snn: { type: 'string', help: 'a converted spiking model directory (default: convert --model now, calibrated)' },
-    timesteps: { type: 'int-list', help: 'comma-separated T values', default: [1, 2, 4, 8, 16, 32, 64, 128] },
+    coding: { type: 'string-list', help: `comma-separated codes to convert and compare: ${CODINGS.join(', ')} (default ${DEFAULT_CONVERSION.coding})` },
+    schedule: { type: 'string-list', help: `comma-separated schedules: ${SCHEDULES.join(', ')} (default ${DEFAULT_CONVERSION.schedule})` },
+    timesteps: { type: 'int-list', help: `comma-separated T values (default: ${defaultTimesteps('layerwise').join(',')} layerwise, ${defaultTimesteps('stepwise').join(',')} stepwise)` },
+    execution: { type: 'string', help: 'fast | event (layerwise), multi | single (stepwise)' },
+    quantile: { type: 'number', help: 'calibration quantile (default per code)' },
     text: { type: 'string', help: 'text file to evaluate on (default: the bundled evaluation stories, >256 positions)' },
     json: { type: 'boolean', help: 'print JSON' },
   },
   async run({ flags }, io) {
-    const timesteps = (flags.timesteps as number[]).map((t) => positiveInt(t, '--timesteps'));
+    const timesteps = flags.timesteps === undefined ? undefined : (flags.timesteps as number[]).map((t) => positiveInt(t, '--timesteps'));
     const text = typeof flags.text === 'string' ? readText(flags.text) : undefined;
     const snnDir = typeof flags.snn === 'string' ? resolveModelDir(flags.snn, '--snn') : undefined;
+    if (snnDir && (flags.coding !== undefined || flags.schedule !== undefined || flags.quantile !== undefined)) {
+      throw new ArgumentError('--coding, --schedule and --quantile choose how to convert; with --snn DIR the saved model is used as it was converted');
+    }
+    const codings = ((flags.coding as string[] | undefined) ?? [DEFAULT_CONVERSION.coding]).map((c) => parseCoding(c));
+    const schedules = ((flags.schedule as string[] | undefined) ?? [DEFAULT_CONVERSION.schedule]).map((c) => parseSchedule(c));
+    const configs = schedules.flatMap((schedule) => codings.map((coding) => ({ schedule, coding })));
+    const valid = configs.filter(({ schedule, coding }) => {
+      try {
+        checkCombination(coding, schedule);
+        return true;
+      } catch {
+        return false;
+      }
+    });
+    if (!snnDir && valid.length === 0) checkCombination(configs[0]!.coding, configs[0]!.schedule);
+    const quantile = flags.quantile === undefined ? undefined : quantileFlag(flags.quantile);
+    for (const sch of new Set(valid.map((c) => c.schedule))) if (flags.execution !== undefined) parseExecution(String(flags.execution), sch);
     const { model: ann, tokenizer, dir } = await loadModelFromFlags(flags, io);
-    let snn: SpikingLM;
-    let mode: string;
+    const reports: { mode: string; report: FidelityReport }[] = [];
+    const execution = flags.execution === undefined ? undefined : String(flags.execution) as Execution;
     if (snnDir) {
       const loaded = loadSnnModel(snnDir, { backend: ann.backend });
-      assertSameModel(ann, loaded.ann, dir, snnDir);
-      snn = loaded.snn;
-      mode = `${loaded.snnConfig.mode}${loaded.snnConfig.simplified ? ' (simplified)' : ''}`;
+      assertSameModel(ann, loaded, dir, snnDir);
+      const snn = execution ? loaded.snn.with({ execution: parseExecution(execution, loaded.snn.schedule) }) : loaded.snn;
+      const mode = `${loaded.snnConfig.mode === 'exact' ? 'exact' : 'spiking'}${loaded.snnConfig.simplified ? ' (simplified)' : ''}`;
+      reports.push({ mode, report: await runFidelity(ann, snn, tokenizer, timesteps ?? defaultTimesteps(snn.schedule), text, io) });
     } else {
-      const bar = new ProgressBar(io, 'calibrating');
-      snn = convertModelToSpiking(ann, createCalibrationData(tokenizer), { timesteps: Math.max(...timesteps), onProgress: (d, t) => bar.update(d, t) }).snn;
-      mode = 'rate';
+      for (const c of configs.filter((x) => !valid.includes(x))) io.err(`note: skipping ${c.schedule} ${c.coding}: phase codes need the layerwise schedule\n`);
+      const data = createCalibrationData(tokenizer);
+      for (const { schedule, coding } of valid) {
+        const Ts = timesteps ?? defaultTimesteps(schedule);
+        const bar = new ProgressBar(io, `calibrating ${schedule} ${coding}`);
+        const { snn } = await convertModelToSpiking(ann, data, { timesteps: Math.max(...Ts), schedule, coding, ...(quantile !== undefined ? { quantile } : {}), onProgress: (d, t) => bar.update(d, t) });
+        const model = execution ? snn.with({ execution: parseExecution(execution, schedule) }) : snn;
+        reports.push({ mode: 'spiking', report: await runFidelity(ann, model, tokenizer, Ts, text, io) });
+        snn.dispose();
+        if (model !== snn) model.dispose();
+      }
     }
-    const report = await runFidelity(ann, snn, tokenizer, timesteps, text, io);
-    if (flags.json) io.out(`${JSON.stringify({ model: dir, mode, positions: report.positions, results: report.results }, null, 2)}\n`);
-    else io.out(`${formatFidelityTable(report)}\n`);
+    const results = reports.flatMap((r) => r.report.results);
+    const positions = reports[0]!.report.positions;
+    if (flags.json) io.out(`${JSON.stringify({ model: dir, mode: reports[0]!.mode, positions, default: DEFAULT_CONVERSION, results }, null, 2)}\n`);
+    else io.out(`${formatFidelityTable({ positions, results, energy: new Map() })}\n`);
     return 0;
   },
 };

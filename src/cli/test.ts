@@ -12,7 +12,8 @@ import {
 import { loadModel } from '../nn/model.js';
 import { formatEnergy } from '../snn/energy.js';
 import { type Command, MODEL_FLAGS } from './command.js';
-import { loadSessionModels } from './session.js';
+import { CONVERSION_FLAGS, conversionFromFlags, loadSessionModels } from './session.js';
+import { ArgumentError } from '../errors.js';
 
 const TESTS = ['conversation', 'position_boundaries', 'attention_mask', 'multi_turn', 'energy', 'fidelity'] as const;
 
@@ -29,18 +30,21 @@ export const testCommand: Command = {
     'test-multi-turn': { type: 'boolean', help: 'coherence against a separately loaded ANN' },
     'test-energy': { type: 'boolean', help: 'energy report of a real run' },
     'test-fidelity': { type: 'boolean', help: 'fidelity against a separately loaded ANN' },
-    timesteps: { type: 'int', help: 'time steps T (when converting now)', default: 16 },
+    timesteps: { type: 'int', help: 'time steps T (when converting now; default: the default conversion\'s)' },
+    ...CONVERSION_FLAGS,
     'test-turns': { type: 'int', help: 'turns of the scripted conversations', default: 3 },
     'output-dir': { type: 'string', help: 'where report.json goes', default: 'spikelm-report' },
   },
   async run({ flags }, io) {
+    conversionFromFlags(flags);
+    const turns = flags['test-turns'] as number;
+    if (!Number.isInteger(turns) || turns < 1) throw new ArgumentError(`--test-turns must be an integer ≥ 1, got ${turns}`);
     const selected = TESTS.filter((t) => flags[`test-${t.replace(/_/g, '-')}`] === true);
     const run = flags['test-all'] === true || selected.length === 0 ? [...TESTS] : selected;
-    const { snn, tokenizer, dir } = await loadSessionModels({ ...flags, snn: flags.snn ?? true }, io, flags.timesteps as number);
+    const { snn, tokenizer, dir } = await loadSessionModels({ ...flags, snn: flags.snn ?? true }, io);
     const model = snn!;
     // The reference ANN is loaded again from disk: never the converted model compared with itself.
     const annRef = loadModel(dir, { backend: model.backend });
-    const turns = flags['test-turns'] as number;
     const results: SuiteResult[] = [];
     for (const t of run) {
       const t0 = performance.now();
@@ -59,7 +63,7 @@ export const testCommand: Command = {
     fs.mkdirSync(out, { recursive: true });
     const report = {
       spikelm_version: spikelmVersion(), date: new Date().toISOString(), model: dir, snn: typeof flags.snn === 'string' ? flags.snn : '(converted now)',
-      timesteps: model.timesteps, backend: model.backend.describe(), passed: results.every((r) => r.passed),
+      timesteps: model.timesteps, schedule: model.schedule, coding: model.coding, backend: model.backend.describe(), passed: results.every((r) => r.passed),
       tests: results.map((r) => ({ name: r.name, passed: r.passed, metrics: r.metrics, details: r.details ?? null })),
     };
     atomicWriteFile(path.join(out, 'report.json'), `${JSON.stringify(report, null, 2)}\n`);

@@ -5,15 +5,14 @@
 import type { ModelConfig } from '../nn/config.js';
 import type { KvCache } from '../nn/kv-cache.js';
 import { CausalLM } from '../nn/model.js';
-import { SpikingLM } from '../snn/model.js';
+import { type SnnOutput, SpikingLM } from '../snn/model.js';
 import type { Backend, BTensor } from '../tensor/backend.js';
 
 export interface StepResult {
   /** Logits for the new positions, [S, V] (or [1, V] with lastOnly). */
   readonly logits: BTensor;
-  /** Spike counts per encoder site and step ([sites, T]) and neurons per site, for spiking models. */
-  readonly spikes?: BTensor;
-  readonly neurons?: readonly number[];
+  /** A spiking model's whole output (statistics per site, neurons, …). */
+  readonly snn?: SnnOutput;
 }
 
 export interface LanguageModel {
@@ -42,7 +41,7 @@ export function asLanguageModel(model: CausalLM | SpikingLM | LanguageModel): La
       newCache: (c) => model.newCache(c),
       step: (ids, cache, lastOnly) => {
         const out = model.forward(ids, cache, { allLogits: !lastOnly });
-        return { logits: out.logits, spikes: out.spikes, neurons: out.neurons };
+        return { logits: out.logits, snn: out };
       },
     };
   }

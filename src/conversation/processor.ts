@@ -23,6 +23,7 @@ import { ArgumentError } from '../errors.js';
 import type { KvCache } from '../nn/kv-cache.js';
 import type { CausalLM } from '../nn/model.js';
 import { type EnergyReport, energyReport } from '../snn/energy.js';
+import { SpikeTally } from '../snn/stats.js';
 import { SpikingLM } from '../snn/model.js';
 import { Tensor } from '../tensor/tensor.js';
 import { type LanguageModel, asLanguageModel } from './language-model.js';
@@ -85,12 +86,11 @@ export interface ProcessorStats {
   /** Tokens fed to the model. */
   tokens: number;
   forwardMs: number;
-  /** Spikes per encoder site, and neuron-steps, accumulated over all forwards (spiking models). */
-  spikesPerSite: Float64Array;
-  neuronStepsPerSite: Float64Array;
+  /** Spike statistics of every forward (spiking models): events, synaptic operations, … per site. */
+  readonly spikes?: SpikeTally;
   /** Windows slid (cache rebuilds). */
   windowRebuilds: number;
-  /** Σ over fed tokens of the keys each attended to (for attention MACs in energy reports). */
+  /** Σ over fed tokens of the keys each attended to. */
   attendedKeys: number;
 }
 
@@ -110,24 +110,27 @@ export class TemporalSpikeProcessor {
     this.maxContextLength = Math.min(requested, this.lm.config.maxPositions);
     this.keepFraction = opts.keepFraction ?? 0.75;
     if (!(this.keepFraction > 0 && this.keepFraction < 1)) throw new ArgumentError(`keepFraction must be in (0, 1), got ${this.keepFraction}`);
-    const sites = this.lm.model instanceof SpikingLM ? this.lm.model.sites.length : 0;
-    this.stats = { tokens: 0, forwardMs: 0, spikesPerSite: new Float64Array(sites), neuronStepsPerSite: new Float64Array(sites), windowRebuilds: 0, attendedKeys: 0 };
+    this.stats = { tokens: 0, forwardMs: 0, ...(this.lm.model instanceof SpikingLM ? { spikes: new SpikeTally(this.lm.model.sites) } : {}), windowRebuilds: 0, attendedKeys: 0 };
   }
 
   get timesteps(): number {
     return this.lm.timesteps;
   }
 
-  /** Energy of everything run so far (spiking models), per DESIGN.md §4. */
+  /** Energy of everything run so far (spiking models), counted as src/snn/energy.ts says. */
   energy(): EnergyReport | undefined {
-    if (this.lm.kind !== 'snn' || this.stats.tokens === 0) return undefined;
-    return energyReport({ config: this.lm.config, timesteps: this.lm.timesteps, tokens: this.stats.tokens, attendedKeys: this.stats.attendedKeys, spikesPerSite: this.stats.spikesPerSite });
+    const m = this.lm.model;
+    if (!(m instanceof SpikingLM) || !this.stats.spikes || this.stats.tokens === 0) return undefined;
+    return energyReport({ config: m.config, schedule: m.schedule, coding: m.coding, timesteps: m.timesteps, maxSpikes: m.spiking.neuron.maxSpikes, tally: this.stats.spikes });
   }
 
-  /** Spikes per neuron per step over everything run so far. */
+  /** Spikes per neuron per step, and per token, over everything run so far. */
   spikeRate(): number {
-    const s = this.stats.spikesPerSite.reduce((a, b) => a + b, 0), n = this.stats.neuronStepsPerSite.reduce((a, b) => a + b, 0);
-    return n ? s / n : 0;
+    return this.stats.spikes?.summary().spikesPerNeuronPerStep ?? 0;
+  }
+
+  spikesPerNeuronPerToken(): number {
+    return this.stats.spikes?.summary().spikesPerNeuronPerToken ?? 0;
   }
 
   async forward(inputIds: readonly number[] | readonly (readonly number[])[], opts: ForwardOptions = {}): Promise<ProcessorOutput> {
@@ -218,14 +221,9 @@ export class TemporalSpikeProcessor {
     const res = this.lm.step(fresh, conv.cache, !allLogits);
     const logits = await this.lm.backend.read(res.logits);
     this.lm.backend.dispose(res.logits);
-    if (res.spikes && res.neurons) {
-      const counts = (await this.lm.backend.read(res.spikes)).data;
-      const T = this.lm.timesteps;
-      for (let s = 0; s < this.stats.spikesPerSite.length; s++) {
-        for (let t = 0; t < T; t++) this.stats.spikesPerSite[s] += counts[s * T + t]!;
-        this.stats.neuronStepsPerSite[s] += res.neurons[s]! * T;
-      }
-      this.lm.backend.dispose(res.spikes);
+    if (res.snn && this.stats.spikes) {
+      this.stats.spikes.add((await this.lm.backend.read(res.snn.stats)).data, res.snn);
+      for (const t of [res.snn.stats, ...(res.snn.spikes ? [res.snn.spikes] : [])]) this.lm.backend.dispose(t);
     }
     this.stats.forwardMs += performance.now() - t0;
     this.stats.tokens += fresh.length;

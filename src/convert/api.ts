@@ -1,26 +1,29 @@
 /**
- * The seed's conversion API, in camelCase (README has the name table). Every function is real:
+ * The seed's conversion API, in camelCase (README has the name table). Each does what its doc says
+ * and no more:
  *
  *   replaceGeluWithRelu(model)                  a new ANN with GELU/SiLU swapped for ReLU (config updated)
  *   simplifiedConversion(model, {timesteps})    trace → replace with unit thresholds: no calibration data
  *   replaceLayernormWithSpikeLayernorm(snn)     norms (LayerNorm / RMSNorm) → compensated spiking norms
  *   replaceAttentionWithSpikeAttention(snn)     attention → compensated spiking attention (per-step KV)
- *   applySurrogateGradients(snn, {alpha, fn})   the surrogate used for the spike's backward pass
- *   calibrateTimesteps(snn, originalT, targetT) re-derive for a new T, with the expected error change
+ *   applySurrogateGradients(snn, {alpha, fn})   records the surrogate a backward pass would use (saved with the model)
+ *   calibrateTimesteps(snn, originalT, targetT) the same thresholds at a new T, and the predicted error change
  *   createCalibrationData(tokenizer, opts)      (calibration-data.ts)
- *   convertModelToSpiking(model, data, opts)    trace → observe → calibrate → replace → finalize
+ *   convertModelToSpiking(model, data, opts)    trace → observe → calibrate → replace → finalize, with the
+ *                                               default configuration (DEFAULT_CONVERSION) unless told
  *   saveSnnModel / loadSnnModel                 (snn-io.ts)
  */
 import { ArgumentError } from '../errors.js';
 import { ACTIVATION_NAMES, type ModelConfig } from '../nn/config.js';
 import { CausalLM } from '../nn/model.js';
+import { type CodingName, type ScheduleName, checkCombination, errorBound, isWeighted } from '../snn/codes.js';
 import { type CausalLMLike, COMPENSATED, type OperatorForms, SpikingLM } from '../snn/model.js';
 import { SURROGATE_NAMES, type SurrogateName, surrogate } from '../snn/surrogate.js';
 import type { Backend } from '../tensor/backend.js';
 import type { NeuronConfig } from '../tensor/kernels/neuron.js';
 import type { CalibrationData } from './calibration-data.js';
 import {
-  type CalibrateOptions, type ConvertedModel, type ObserveOptions, calibrate, finalize, observe, replace, trace, unitCalibration,
+  type CalibrateOptions, type ConvertedModel, type ObserveOptions, calibrate, finalize, measureDensity, observe, replace, trace, unitCalibration,
 } from './stages.js';
 
 export { createCalibrationData } from './calibration-data.js';
@@ -86,7 +89,10 @@ export function replaceActivationWithSpikeActivation(snn: SpikingLM): SpikingLM 
   return rebuild(snn, { operators: { ...snn.forms, activation: 'compensated' } });
 }
 
-/** Choose the surrogate gradient of the spike function (used by backward passes; saved with the model). */
+/**
+ * Record which surrogate gradient (and sharpness α) a backward pass through the spike function would
+ * use; it is saved with the model. This only records the choice: nothing here trains.
+ */
 export function applySurrogateGradients(snn: SpikingLM, opts: { alpha?: number; fn?: SurrogateName } = {}): SpikingLM {
   const fn = opts.fn ?? 'atan';
   if (!SURROGATE_NAMES.includes(fn)) throw new ArgumentError(`applySurrogateGradients: unknown function "${fn}" (known: ${SURROGATE_NAMES.join(', ')})`);
@@ -97,66 +103,87 @@ export function applySurrogateGradients(snn: SpikingLM, opts: { alpha?: number; 
 export interface TimestepCalibrationReport {
   readonly originalT: number;
   readonly targetT: number;
-  /** Predicted ratio of the quantization error at targetT to that at originalT. */
+  /** Predicted ratio of the quantization error at targetT to that at originalT (in range). */
   readonly expectedErrorRatio: number;
-  /** Per site: the rounding bound θ/(2T) (θ/T without the half start) before and after, median over channels. */
+  /** Per site: the in-range rounding bound (the code's, for the median θ) before and after. */
   readonly sites: { readonly name: string; readonly boundBefore: number; readonly boundAfter: number }[];
   readonly note: string;
 }
 
 /**
- * Re-derive the model for a new number of time steps. With unbounded bursts the thresholds already
- * fit any T (the rounding grid θ/T refines by itself), so they are kept and only T changes; with
- * B-spike neurons the representable range B·θ per step does not depend on T either, so thresholds
- * are kept too. The report gives the expected change of the quantization error: × originalT/targetT
- * (clipping error, if any, does not change with T).
+ * The same thresholds run at a new T, with the error change the code predicts. Thresholds are not
+ * re-derived: with rate codes the rounding grid θ/T refines by itself and a B-spike neuron's range
+ * B·θ per step does not depend on T; a weighted code's range (2θ or 4/3·θ) does not either, its
+ * planes get finer. So only T changes; the report gives the predicted change of the in-range error
+ * (× originalT/targetT for rate codes, × 2^(originalT − targetT) for weighted codes). Clipping error,
+ * if any, does not change with T.
  */
 export function calibrateTimesteps(snn: SpikingLM, originalT: number, targetT: number): { model: SpikingLM; report: TimestepCalibrationReport } {
   for (const [name, v] of [['originalT', originalT], ['targetT', targetT]] as const) {
     if (!Number.isInteger(v) || v < 1) throw new ArgumentError(`calibrateTimesteps: ${name} must be a positive integer, got ${v}`);
   }
   if (originalT !== snn.timesteps) throw new ArgumentError(`calibrateTimesteps: the model runs ${snn.timesteps} steps, not originalT = ${originalT}`);
-  const half = snn.spiking.neuron.initial === 'half';
+  const coding = snn.coding;
+  const halfStart = snn.schedule !== 'stepwise' || snn.spiking.neuron.initial === 'half';
   const sites = snn.sites.map((s) => {
     const th = snn.spiking.thresholds.get(s.name);
     const median = th ? Float32Array.from(th).sort()[th.length >> 1]! : 0;
-    const bound = (T: number) => (half ? median / 2 : median) / T;
+    const bound = (T: number) => median * errorBound(coding, T) * (halfStart ? 1 : 2);
     return { name: s.name, boundBefore: bound(originalT), boundAfter: bound(targetT) };
   });
-  const bounded = Number.isFinite(snn.spiking.neuron.maxSpikes);
+  const weighted = isWeighted(coding);
+  const bounded = !weighted && Number.isFinite(snn.spiking.neuron.maxSpikes);
   return {
     model: rebuild(snn, { timesteps: targetT }),
     report: {
-      originalT, targetT, expectedErrorRatio: originalT / targetT, sites,
-      note: bounded
+      originalT, targetT, expectedErrorRatio: weighted ? 2 ** (originalT - targetT) : originalT / targetT, sites,
+      note: weighted
+        ? `weighted spikes: thresholds kept, each plane more halves the in-range error (× 2^${originalT - targetT})`
+        : bounded
         ? `neurons emit at most ${snn.spiking.neuron.maxSpikes} spike(s) per step: inputs beyond that range clip at any T; only the rounding error scales by ${originalT}/${targetT}`
         : `unbounded bursts: thresholds kept, the rounding grid θ/T scales by ${originalT}/${targetT}`,
     },
   };
 }
 
+/**
+ * The default configuration: the cheapest one measured to meet the fidelity target (top-1 ≥ 99%
+ * and KL ≤ 1e-3 against the ANN on the evaluation text) — README shows the frontier it was picked
+ * from (layerwise schedule, ternary weighted spikes: at most one spike per neuron per step).
+ */
+export const DEFAULT_CONVERSION = { schedule: 'layerwise', coding: 'phase-ternary', timesteps: 10 } as const satisfies { schedule: ScheduleName; coding: CodingName; timesteps: number };
+
 export interface ConvertOptions extends CalibrateOptions, ObserveOptions {
-  readonly timesteps: number;
+  /** Default DEFAULT_CONVERSION.timesteps. */
+  readonly timesteps?: number;
+  /** Default DEFAULT_CONVERSION.schedule. */
+  readonly schedule?: ScheduleName;
   readonly neuron?: Partial<NeuronConfig>;
   readonly surrogate?: { name: SurrogateName; alpha: number };
   readonly backend?: Backend;
 }
 
 /**
- * The default (calibrated) conversion: trace → observe (on the CPU) → calibrate (per-channel
- * thresholds from a high quantile of real activations) → replace (compensated operators, sigma-delta
- * neurons) → finalize.
+ * The calibrated conversion: trace → observe (on the CPU) → calibrate (per-channel thresholds for
+ * the code from real activations) → replace (the schedule's operators and neurons) → finalize, and
+ * the density of nonzero spikes measured on a calibration sample. Defaults: DEFAULT_CONVERSION.
  */
-export function convertModelToSpiking(model: CausalLMLike & { backend?: Backend; dir?: string }, data: CalibrationData, opts: ConvertOptions): ConvertedModel {
-  const plan = trace(model);
+export async function convertModelToSpiking(model: CausalLMLike & { backend?: Backend; dir?: string }, data: CalibrationData, opts: ConvertOptions = {}): Promise<ConvertedModel> {
+  const schedule = opts.schedule ?? DEFAULT_CONVERSION.schedule;
+  const coding = opts.coding ?? DEFAULT_CONVERSION.coding;
+  checkCombination(coding, schedule);
+  const timesteps = opts.timesteps ?? DEFAULT_CONVERSION.timesteps;
+  const plan = trace(model, schedule);
   const obs = observe(plan, model, data, opts);
-  const calibration = calibrate(plan, obs, opts);
+  const calibration = calibrate(plan, obs, { ...opts, coding });
   const snn = replace(model, calibration, {
-    timesteps: opts.timesteps, neuron: opts.neuron, surrogate: opts.surrogate, operators: COMPENSATED, backend: opts.backend ?? model.backend,
+    timesteps, neuron: opts.neuron, surrogate: opts.surrogate, operators: COMPENSATED, backend: opts.backend ?? model.backend,
   });
-  return finalize(snn, {
+  const converted = finalize(snn, {
     plan, calibration, simplified: false,
     calibrationSource: `${data.source} (${data.samples.length} samples, ${data.tokens} tokens)`,
     ...(model.dir ? { sourceDir: model.dir } : {}),
   });
+  await measureDensity(snn, data.samples[0]!);
+  return converted;
 }

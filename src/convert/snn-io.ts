@@ -21,7 +21,8 @@ import { CausalLM, loadWeights } from '../nn/model.js';
 import { type TextTokenizer, loadTokenizer } from '../nn/tokenizer.js';
 import { transpose } from '../nn/weights.js';
 import type { LMWeights } from '../nn/weights.js';
-import { type OperatorForms, type SnnMode, SpikingLM } from '../snn/model.js';
+import { type CodingName, type ScheduleName, checkCombination, parseCoding, parseSchedule } from '../snn/codes.js';
+import { type Execution, type OperatorForms, type SnnMode, SpikingLM } from '../snn/model.js';
 import { SURROGATE_NAMES, type SurrogateName } from '../snn/surrogate.js';
 import type { Backend } from '../tensor/backend.js';
 import { CpuBackend } from '../tensor/cpu-backend.js';
@@ -37,10 +38,17 @@ export const SNN_CONFIG_FORMAT = 'spikelm-snn';
 
 export interface SnnConfigJson {
   readonly format: typeof SNN_CONFIG_FORMAT;
-  readonly format_version: 1;
+  /** 1: stepwise rate only (mode "rate" meant spiking); 2: schedule, coding, density. */
+  readonly format_version: 1 | 2;
   readonly spikelm_version: string;
   readonly timesteps: number;
-  readonly mode: SnnMode;
+  readonly mode: SnnMode | 'rate';
+  readonly schedule?: ScheduleName;
+  readonly coding?: CodingName;
+  /** Default execution of the layerwise schedule (fast | event). */
+  readonly execution?: Execution;
+  /** Measured fraction of nonzero spike digits per site (GPU kernels choose by it). */
+  readonly density?: Record<string, number>;
   /** maxSpikes is written as the string "inf" when unbounded. */
   readonly neuron: Omit<NeuronConfig, 'maxSpikes'> & { readonly maxSpikes: number | 'inf' };
   readonly surrogate: { readonly name: SurrogateName; readonly alpha: number };
@@ -49,6 +57,7 @@ export interface SnnConfigJson {
   readonly simplified: boolean;
   readonly calibration: {
     readonly quantile: number | null;
+    readonly coding?: CodingName;
     readonly center: boolean;
     readonly source: string;
     readonly sites: Record<string, { readonly median_theta: number; readonly max_abs: number | null; readonly tokens: number; readonly channels: number }>;
@@ -185,13 +194,16 @@ export function saveSnnModel(snn: SpikingLM, tokenizer: TextTokenizer, dir: stri
     }
     const n = snn.spiking.neuron;
     const json: SnnConfigJson = {
-      format: SNN_CONFIG_FORMAT, format_version: 1, spikelm_version: spikelmVersion(),
-      timesteps: snn.timesteps, mode: snn.spiking.mode,
+      format: SNN_CONFIG_FORMAT, format_version: 2, spikelm_version: spikelmVersion(),
+      timesteps: snn.timesteps, mode: snn.spiking.mode, schedule: snn.schedule, coding: snn.coding,
+      ...(snn.spiking.execution ? { execution: snn.spiking.execution } : {}),
+      ...(snn.spiking.densityHints ? { density: Object.fromEntries(snn.spiking.densityHints) } : {}),
       neuron: { ...n, maxSpikes: Number.isFinite(n.maxSpikes) ? n.maxSpikes : 'inf' },
       surrogate: snn.spiking.surrogate, operators: snn.forms, domain: 'mean',
       simplified: record?.simplified ?? false,
       calibration: {
         quantile: record && Number.isFinite(record.calibration.quantile) ? record.calibration.quantile : null,
+        coding: record?.calibration.coding ?? snn.coding,
         center: record?.calibration.center ?? false, source: record?.calibrationSource ?? 'unknown', sites,
       },
       source_model: { dir: record?.sourceDir ?? null, sha256: record?.sourceDir ? hashModelDir(record.sourceDir) : null },
@@ -251,8 +263,11 @@ export function assertSameModel(ann: { config: ModelConfig; weights: LMWeights }
 
 export interface LoadedSnn {
   readonly snn: SpikingLM;
-  /** The ANN stored in the same directory (the converted model's reference). */
-  readonly ann: CausalLM;
+  /** The ANN stored in the same directory: its config and host weights (shared with the SNN). */
+  readonly config: ModelConfig;
+  readonly weights: LMWeights;
+  /** The ANN as a runnable model (uploads its weights when first asked for). */
+  ann(): CausalLM;
   readonly tokenizer: TextTokenizer;
   readonly snnConfig: SnnConfigJson;
 }
@@ -275,7 +290,16 @@ export function readSnnConfig(dir: string): SnnConfigJson {
   };
   if (j.format !== SNN_CONFIG_FORMAT) fail(`"format" must be "${SNN_CONFIG_FORMAT}"`);
   if (!Number.isInteger(j.timesteps) || j.timesteps < 1) fail(`"timesteps" must be a positive integer, got ${JSON.stringify(j.timesteps)}`);
-  if (j.mode !== 'rate' && j.mode !== 'exact') fail(`"mode" must be rate or exact, got ${JSON.stringify(j.mode)}`);
+  if (j.mode !== 'spiking' && j.mode !== 'rate' && j.mode !== 'exact') fail(`"mode" must be spiking or exact, got ${JSON.stringify(j.mode)}`);
+  if (j.format_version !== 1 && j.format_version !== 2) fail(`"format_version" ${JSON.stringify(j.format_version)} is not one this spikelm reads (1 or 2)`);
+  try {
+    if (j.schedule !== undefined) parseSchedule(j.schedule, '"schedule"');
+    if (j.coding !== undefined) parseCoding(j.coding, '"coding"');
+    if (j.schedule && j.coding) checkCombination(j.coding, j.schedule);
+  } catch (err) {
+    fail((err as Error).message);
+  }
+  if (j.execution !== undefined && !['multi', 'single', 'fast', 'event'].includes(j.execution)) fail(`"execution" must be multi, single, fast or event, got ${JSON.stringify(j.execution)}`);
   if (!j.surrogate || !SURROGATE_NAMES.includes(j.surrogate.name)) fail(`"surrogate.name" must be one of ${SURROGATE_NAMES.join(', ')}`);
   try {
     validateNeuron(neuronFromJson(j.neuron));
@@ -293,7 +317,7 @@ export function loadSnnModel(dir: string, opts: { backend?: Backend } = {}): Loa
   const snnConfig = readSnnConfig(dir);
   const { config, weights } = loadWeights(dir, { ignore: (n) => n.startsWith('snn.') });
   const backend = opts.backend ?? new CpuBackend();
-  const ann = new CausalLM(config, weights, backend, dir);
+  let ann: CausalLM | undefined;
   const file = SafetensorsFile.open(path.join(dir, 'model.safetensors'));
   const thresholds = new Map<string, Float32Array>();
   const centers = new Map<string, Float32Array>();
@@ -306,8 +330,12 @@ export function loadSnnModel(dir: string, opts: { backend?: Backend } = {}): Loa
     file.close();
   }
   const snn = new SpikingLM(config, weights, backend, {
-    timesteps: snnConfig.timesteps, mode: snnConfig.mode, neuron: neuronFromJson(snnConfig.neuron), thresholds,
+    timesteps: snnConfig.timesteps, mode: snnConfig.mode === 'exact' ? 'exact' : 'spiking',
+    schedule: snnConfig.schedule ?? 'stepwise', coding: snnConfig.coding ?? 'rate',
+    ...(snnConfig.execution ? { execution: snnConfig.execution } : {}),
+    ...(snnConfig.density ? { densityHints: new Map(Object.entries(snnConfig.density)) } : {}),
+    neuron: neuronFromJson(snnConfig.neuron), thresholds,
     ...(centers.size ? { centers } : {}), surrogate: snnConfig.surrogate, operators: snnConfig.operators,
   });
-  return { snn, ann, tokenizer: loadTokenizer(dir, config.eosTokenIds, config.bosTokenId), snnConfig };
+  return { snn, config, weights, ann: () => (ann ??= new CausalLM(config, weights, backend, dir)), tokenizer: loadTokenizer(dir, config.eosTokenIds, config.bosTokenId), snnConfig };
 }

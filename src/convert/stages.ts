@@ -1,16 +1,22 @@
 /**
  * ANN → SNN conversion as named stages (SpikingJelly's shape), each usable and tested alone:
  *
- *   trace      the network's structure: its encoder sites (where values become spikes, one before
- *              every linear layer) and its compensated operators
- *   observe    run the ANN on calibration data and record, per site and channel, the activations
- *              that will reach each neuron (|x| samples, max, mean)
- *   calibrate  per-channel thresholds θ from a high quantile of |x| (optionally around a centre μ)
- *   replace    build the spiking model: neurons at the sites, synapses W·diag(θ), compensated operators
- *   finalize   the spiking model with everything needed to save, reload and report it
+ *   trace      the network's structure for a schedule: its encoder sites (where values become
+ *              spikes: one before every linear layer, and in the layerwise schedule before each
+ *              product with cached keys and values) and its nonlinear operators
+ *   observe    run the ANN (the spiking model in exact mode) on calibration data and record, per site
+ *              and channel, the values that will reach each neuron (samples, max, mean)
+ *   calibrate  per-channel thresholds θ for a code: a statistic of |x| (a quantile, or the max)
+ *              divided by the code's divisor (optionally around a centre μ, stepwise only)
+ *   replace    build the spiking model: neurons at the sites, synapses W·diag(θ), the schedule's
+ *              operators
+ *   finalize   the spiking model with everything needed to save, reload and report it;
+ *              measureDensity adds the density of nonzero spikes per site (GPU kernels choose by it)
  */
 import { ArgumentError } from '../errors.js';
-import { type CausalLMLike, COMPENSATED, type OperatorForms, type SnnMode, SpikingLM } from '../snn/model.js';
+import { type CodingName, type ScheduleName, calibrationDivisor, checkCombination } from '../snn/codes.js';
+import { type CausalLMLike, COMPENSATED, type OperatorForms, type SnnMode, type SpikingConfig, SpikingLM } from '../snn/model.js';
+import { SpikeTally } from '../snn/stats.js';
 import { DEFAULT_NEURON, type NeuronConfig } from '../tensor/kernels/neuron.js';
 import { type EncoderSite, encoderSites } from '../snn/sites.js';
 import type { SurrogateName } from '../snn/surrogate.js';
@@ -23,12 +29,15 @@ import type { CalibrationData } from './calibration-data.js';
 
 export interface ConversionPlan {
   readonly family: string;
+  readonly schedule: ScheduleName;
+  /** Attention heads and KV heads (queries' thresholds are shared within a KV group). */
+  readonly heads: { readonly numHeads: number; readonly numKvHeads: number; readonly headDim: number };
   readonly sites: readonly EncoderSite[];
-  /** Compensated operators, in execution order, named like the model's state keys. */
+  /** Nonlinear operators, in execution order (compensated in the stepwise schedule). */
   readonly operators: readonly { readonly name: string; readonly kind: 'norm' | 'attention' | 'activation' }[];
 }
 
-export function trace(model: CausalLMLike): ConversionPlan {
+export function trace(model: CausalLMLike, schedule: ScheduleName = 'stepwise'): ConversionPlan {
   const cfg = model.config;
   const operators: { name: string; kind: 'norm' | 'attention' | 'activation' }[] = [];
   for (let l = 0; l < cfg.numLayers; l++) {
@@ -38,7 +47,7 @@ export function trace(model: CausalLMLike): ConversionPlan {
     if (!(cfg.activation === 'relu' && cfg.family === 'gpt2')) operators.push({ name: `layers.${l}.act`, kind: 'activation' });
   }
   operators.push({ name: 'final_norm', kind: 'norm' });
-  return { family: cfg.family, sites: encoderSites(cfg), operators };
+  return { family: cfg.family, schedule, heads: { numHeads: cfg.numHeads, numKvHeads: cfg.numKvHeads, headDim: cfg.headDim }, sites: encoderSites(cfg, schedule), operators };
 }
 
 // ---- observe ------------------------------------------------------------------------------------
@@ -61,15 +70,23 @@ export interface ObserveOptions {
   readonly onProgress?: (done: number, total: number) => void;
 }
 
-/** Run the ANN (the spiking model's exact mode, on the CPU) over the calibration samples. */
+/**
+ * Run the ANN (the spiking model's exact mode for the plan's schedule, on the CPU) over the
+ * calibration samples. Attention probabilities (layerwise p_in) are not observed: they are at most 1
+ * by construction, which sets their thresholds.
+ */
 export function observe(plan: ConversionPlan, model: CausalLMLike, data: CalibrationData, opts: ObserveOptions = {}): Observations {
   const maxTokens = opts.maxTokens ?? 8192;
   const cpu = new CpuBackend();
-  const probe = new SpikingLM(model.config, model.weights, cpu, { timesteps: 1, mode: 'exact', neuron: DEFAULT_NEURON, thresholds: new Map(), surrogate: { name: 'atan', alpha: 2 } });
+  const probe = new SpikingLM(model.config, model.weights, cpu, { timesteps: 1, mode: 'exact', schedule: plan.schedule, neuron: DEFAULT_NEURON, thresholds: new Map(), surrogate: { name: 'atan', alpha: 2 } });
   const acc = new Map<string, { values: number[][]; sum: Float64Array; max: Float32Array; count: number }>();
-  for (const s of plan.sites) acc.set(s.name, { values: Array.from({ length: s.channels }, () => []), sum: new Float64Array(s.channels), max: new Float32Array(s.channels), count: 0 });
+  for (const s of plan.sites) {
+    if (s.kind === 'p_in') continue;
+    acc.set(s.name, { values: Array.from({ length: s.channels }, () => []), sum: new Float64Array(s.channels), max: new Float32Array(s.channels), count: 0 });
+  }
   data.samples.forEach((ids, i) => {
     probe.forward(ids, probe.newCache(), {
+      allLogits: true,
       observe: (site, x) => {
         const a = acc.get(site);
         if (!a) throw new ArgumentError(`observe: the model reported an untraced site "${site}"`);
@@ -88,6 +105,7 @@ export function observe(plan: ConversionPlan, model: CausalLMLike, data: Calibra
     });
     opts.onProgress?.(i + 1, data.samples.length);
   });
+  probe.dispose();
   const out = new Map<string, SiteObservation>();
   for (const [name, a] of acc) {
     const stride = Math.max(1, Math.ceil(a.count / maxTokens));
@@ -105,8 +123,13 @@ export function observe(plan: ConversionPlan, model: CausalLMLike, data: Calibra
 // ---- calibrate ----------------------------------------------------------------------------------
 
 export interface CalibrateOptions {
-  /** Quantile of |x − μ| per channel that becomes θ. Default 0.9 (see README: resolution vs spikes). */
+  /**
+   * Quantile of |x − μ| per channel that θ is derived from (θ = quantile / the code's divisor).
+   * Default: 0.9 for rate codes with bursts (README: resolution vs spikes), 1 (the max) otherwise.
+   */
   readonly quantile?: number;
+  /** The code the thresholds are for (default 'rate'). */
+  readonly coding?: CodingName;
   /** Encode around the per-channel mean (bias takes W·μ). Default false. */
   readonly center?: boolean;
   /** θ is at least this fraction of the site's median θ (dead channels still get a usable θ). */
@@ -124,11 +147,18 @@ export interface SiteCalibration {
 
 export interface Calibration {
   readonly quantile: number;
+  readonly coding: CodingName;
+  readonly schedule: ScheduleName;
   readonly center: boolean;
   readonly sites: ReadonlyMap<string, SiteCalibration>;
 }
 
 export const DEFAULT_QUANTILE = 0.9;
+
+/** The default calibration quantile of a code: bursts resolve by θ, bounded codes are fitted to the max. */
+export function defaultQuantile(coding: CodingName): number {
+  return coding === 'rate' ? DEFAULT_QUANTILE : 1;
+}
 
 export function quantileOf(sorted: Float32Array | number[], q: number): number {
   if (sorted.length === 0) return 0;
@@ -138,11 +168,21 @@ export function quantileOf(sorted: Float32Array | number[], q: number): number {
 }
 
 export function calibrate(plan: ConversionPlan, obs: Observations, opts: CalibrateOptions = {}): Calibration {
-  const q = opts.quantile ?? DEFAULT_QUANTILE;
+  const coding = opts.coding ?? 'rate';
+  checkCombination(coding, plan.schedule);
+  const q = opts.quantile ?? defaultQuantile(coding);
   if (!(q > 0 && q <= 1)) throw new ArgumentError(`calibrate: quantile must be in (0, 1], got ${q}`);
+  if (opts.center && plan.schedule === 'layerwise') throw new ArgumentError('calibrate: centred encoding is a stepwise option');
+  const divisor = calibrationDivisor(coding);
   const floorRatio = opts.floorRatio ?? 0.01;
   const sites = new Map<string, SiteCalibration>();
   for (const site of plan.sites) {
+    if (site.kind === 'p_in') {
+      // probabilities are at most 1 (exactly 1 for the first token): fitted like a channel whose max is 1
+      const theta = new Float32Array(site.channels).fill(1 / divisor);
+      sites.set(site.name, { theta, medianTheta: 1 / divisor, maxAbs: 1, tokens: 0 });
+      continue;
+    }
     const o = obs.get(site.name);
     if (!o) throw new ArgumentError(`calibrate: no observations for site "${site.name}"`);
     // A ReLU neuron computes max(0, x) itself: it cannot be centred.
@@ -151,8 +191,11 @@ export function calibrate(plan: ConversionPlan, obs: Observations, opts: Calibra
     for (let c = 0; c < site.channels; c++) {
       const mu = centred ? o.mean[c]! : 0;
       const dev = Float32Array.from(o.values[c]!, (v) => Math.abs(v - mu)).sort();
-      theta[c] = quantileOf(dev, q);
+      // the max is the max of every value seen (the kept samples are a subset)
+      theta[c] = (q === 1 ? Math.max(o.maxAbs[c]!, dev.at(-1) ?? 0) : quantileOf(dev, q)) / divisor;
     }
+    // queries: θ shared by the heads of a KV group, so keys can be scaled once per token
+    if (site.kind === 'q_in') shareAcrossGroups(theta, plan, site.channels);
     const sorted = Float32Array.from(theta).sort();
     const median = quantileOf(sorted, 0.5);
     const floor = Math.max(median * floorRatio, 1e-6);
@@ -162,14 +205,28 @@ export function calibrate(plan: ConversionPlan, obs: Observations, opts: Calibra
       medianTheta: quantileOf(Float32Array.from(theta).sort(), 0.5), maxAbs: Math.max(...o.maxAbs), tokens: o.count,
     });
   }
-  return { quantile: q, center: opts.center ?? false, sites };
+  return { quantile: q, coding, schedule: plan.schedule, center: opts.center ?? false, sites };
+}
+
+/** θ[h·d + i] ← the max over the heads h of h's KV group (GQA): one θ per (KV head, dimension). */
+function shareAcrossGroups(theta: Float32Array, plan: ConversionPlan, width: number): void {
+  const { numHeads: H, numKvHeads: groups, headDim: d } = plan.heads;
+  if (H * d !== width) throw new ArgumentError(`calibrate: ${width} query channels for ${H} heads of ${d}`);
+  const per = H / groups;
+  for (let g = 0; g < groups; g++) {
+    for (let i = 0; i < d; i++) {
+      let m = 0;
+      for (let h = g * per; h < (g + 1) * per; h++) m = Math.max(m, theta[h * d + i]!);
+      for (let h = g * per; h < (g + 1) * per; h++) theta[h * d + i] = m;
+    }
+  }
 }
 
 /** Unit thresholds for every site: what a converter without calibration data uses. */
-export function unitCalibration(plan: ConversionPlan): Calibration {
+export function unitCalibration(plan: ConversionPlan, coding: CodingName = 'rate'): Calibration {
   const sites = new Map<string, SiteCalibration>();
   for (const s of plan.sites) sites.set(s.name, { theta: new Float32Array(s.channels).fill(1), medianTheta: 1, maxAbs: NaN, tokens: 0 });
-  return { quantile: NaN, center: false, sites };
+  return { quantile: NaN, coding, schedule: plan.schedule, center: false, sites };
 }
 
 // ---- replace ------------------------------------------------------------------------------------
@@ -177,6 +234,10 @@ export function unitCalibration(plan: ConversionPlan): Calibration {
 export interface ReplaceOptions {
   readonly timesteps: number;
   readonly mode?: SnnMode;
+  /** Default: the calibration's code (and always its schedule). */
+  readonly coding?: CodingName;
+  /** Layerwise: steps per site kind relative to T (src/snn/model.ts SpikingConfig.siteSteps). */
+  readonly siteSteps?: SpikingConfig['siteSteps'];
   readonly neuron?: Partial<NeuronConfig>;
   readonly surrogate?: { readonly name: SurrogateName; readonly alpha: number };
   readonly operators?: OperatorForms;
@@ -192,7 +253,10 @@ export function replace(model: CausalLMLike, calibration: Calibration, opts: Rep
   }
   return new SpikingLM(model.config, model.weights, opts.backend ?? new CpuBackend(), {
     timesteps: opts.timesteps,
-    mode: opts.mode ?? 'rate',
+    mode: opts.mode ?? 'spiking',
+    schedule: calibration.schedule,
+    coding: opts.coding ?? calibration.coding,
+    ...(opts.siteSteps ? { siteSteps: opts.siteSteps } : {}),
     neuron: { ...DEFAULT_NEURON, ...opts.neuron },
     thresholds,
     ...(centers.size ? { centers } : {}),
@@ -223,9 +287,23 @@ export function finalize(snn: SpikingLM, record: ConversionRecord): ConvertedMod
   if (snn.sites.length !== record.plan.sites.length || snn.sites.some((s, i) => s.name !== record.plan.sites[i]!.name)) {
     throw new ArgumentError('finalize: the spiking model does not match the traced plan');
   }
-  if (snn.spiking.mode === 'rate') {
+  if (snn.spiking.mode === 'spiking') {
     for (const s of record.plan.sites) if (!snn.spiking.thresholds.has(s.name)) throw new ArgumentError(`finalize: site "${s.name}" has no threshold`);
   }
   return { snn, record };
 }
 
+/**
+ * Measure the density of nonzero spikes per site on a sample (one forward) and give the model
+ * those density hints: a GPU chooses event-driven products by them (it cannot count spikes without
+ * reading them back), and they are saved with the model.
+ */
+export async function measureDensity(snn: SpikingLM, sample: readonly number[]): Promise<ReadonlyMap<string, number>> {
+  const out = snn.forward(sample, snn.newCache());
+  const tally = new SpikeTally(snn.sites);
+  await tally.addForward(snn, out);
+  for (const t of [out.logits, out.stats, ...(out.spikes ? [out.spikes] : [])]) snn.backend.dispose(t);
+  const hints = new Map(tally.summary().perSite.map((s) => [s.site, s.density]));
+  snn.setDensityHints(hints);
+  return hints;
+}

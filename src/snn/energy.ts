@@ -1,26 +1,49 @@
 /**
- * Energy estimate of a spiking run against its ANN, after DESIGN.md §4 (compute only).
+ * Energy of a spiking run against its ANN, counted from what ran (DESIGN.md §4 and §6). Compute
+ * only: memory and data movement are excluded, and reports say so; KV-cache reads are counted
+ * beside, not priced.
  *
- *   E_ANN = MACs × E_MAC
- *   E_SNN = synaptic ACs × E_AC + remaining MACs × E_MAC
+ *   E = ACs × E_AC + MACs × E_MAC        (Horowitz, ISSCC 2014, 45 nm: FP32 0.9 / 4.6 pJ,
+ *                                         FP16 0.4 / 1.5 pJ, INT8 0.03 / 0.23 pJ)
  *
- * Counting rules, per token (the ANN) or per token and time step (the SNN):
- *   ANN MACs       every linear layer K·N; attention 2·H·d per key (scores and the weighted sum);
- *                  norms and activations ELEMENTWISE_MACS per output element.
- *   SNN ACs        synaptic: every spike (a burst of n counts n) × the fan-out of the layer it drives
- *                  (q|k|v: H·d + 2·Hkv·d; o: D; up (|gate): I or 2I; down: D; LM head: V), plus one
- *                  accumulate per neuron per step for the membrane and one per output per step for a bias.
- *   SNN MACs       what stays dense: attention on decoded values at every step (T × the ANN's), the
- *                  nonlinear f of every compensated operator at every step (T × the ANN's elementwise
- *                  MACs) and its bookkeeping (running mean and difference: COMPENSATION_MACS per element
- *                  per step).
- * Memory traffic and data movement are excluded (reports say so); on real hardware they often dominate.
+ * Both networks are counted with the same rules for the same work: a forward over n tokens whose
+ * queries attend A keys in all, with the LM head run for r rows (the positions whose logits were
+ * asked for; the stepwise head's neurons run for all n, and are counted so).
  *
- * Horowitz (ISSCC 2014, 45 nm): FP32 MAC 4.6 pJ, AC 0.9 pJ; FP16 1.5 / 0.4; INT8 0.23 / 0.03.
- * A spiking linear layer beats its dense twin when T × spike rate < E_MAC / E_AC (5.1 at FP32).
+ * ANN (per forward)
+ *   linear       K·N MACs per token per layer (q|k|v, o, gate|up, down), r·D·V for the LM head;
+ *                a bias is N ACs per token
+ *   attention    2·H·d MACs per attended key (scores, weighted sum); softmax SOFTMAX_OPS MACs per
+ *                score; RoPE ROPE_OPS MACs per rotated q and k element
+ *   elementwise  NORM_OPS MACs per normalised element (two norms a layer, the final norm on r rows),
+ *                ACT_OPS per activation element (ReLU: one AC), one MAC per SwiGLU product,
+ *                one AC per element of each residual add (two a layer), GPT-2's position add
+ *
+ * SNN, layerwise schedule (every dense operator once per token, as the ANN)
+ *   synapses     events × fan-out ACs (kernels count them: STAT.synapticOps); for q spikes the
+ *                fan-out is the keys the query sees, for probability spikes the head dimension
+ *   membranes    a receiving accumulator doubles at every plane of a weighted code: (steps − 1) ACs
+ *                per receiver per token (N for a linear layer, H·keys for scores, d per head for
+ *                the attention output), extra planes included (STAT.extraFanout)
+ *   neurons      weighted codes: a charge per neuron-token, a comparison per neuron-step against
+ *                the plane's threshold (θ halves each step: one shared op per row and step), a reset
+ *                per event — all ACs. Rate codes integrate every step (an AC); bursts compute
+ *                ⌊v/θ⌋ and subtract n·θ (two MACs per neuron-step), single spikes compare (an AC)
+ *                and reset per event (an AC).
+ *   cache        keys scaled by θq·scale and values by θp once per token (2·Hkv·d MACs), so a
+ *                spike event is an accumulate
+ *   dense        norms, activation, SwiGLU product, RoPE, softmax, residual adds: as the ANN
+ * SNN, stepwise schedule (T steps; every dense operator at every step)
+ *   synapses     events × fan-out ACs; biases N ACs per token per step
+ *   neurons      rate neurons as above, per neuron-step
+ *   dense        T × the ANN's attention, softmax, RoPE, norms, activation and residual adds, plus
+ *                the compensation bookkeeping (running mean and difference: COMPENSATION_MACS per
+ *                element per step of every compensated operator's inputs and outputs)
  */
 import type { ModelConfig } from '../nn/config.js';
-import { encoderSites } from './sites.js';
+import type { CodingName, ScheduleName } from './codes.js';
+import { isWeighted } from './codes.js';
+import type { SpikeTally } from './stats.js';
 
 export const ENERGY_PRESETS = {
   fp32: { mac: 4.6e-12, ac: 0.9e-12 },
@@ -29,99 +52,202 @@ export const ENERGY_PRESETS = {
 } as const;
 export type EnergyPreset = keyof typeof ENERGY_PRESETS;
 
-export const ELEMENTWISE_MACS = 4;
+export const NORM_OPS = 4;
+export const ACT_OPS = 4;
+export const SOFTMAX_OPS = 4;
+export const ROPE_OPS = 2;
 export const COMPENSATION_MACS = 3;
+
+export interface OpCount {
+  acs: number;
+  macs: number;
+}
 
 export interface EnergyInput {
   readonly config: ModelConfig;
+  readonly schedule: ScheduleName;
+  readonly coding: CodingName;
   readonly timesteps: number;
-  /** Tokens run. */
-  readonly tokens: number;
-  /** Σ over tokens of the keys each attended to (position + 1). */
-  readonly attendedKeys: number;
-  /** Measured spikes per encoder site (Σ|n|), in encoderSites order. */
-  readonly spikesPerSite: ArrayLike<number>;
+  /** Spikes a rate neuron may emit per step (1: single-spike neurons; Infinity: bursts). */
+  readonly maxSpikes: number;
+  readonly tally: SpikeTally;
 }
 
 export interface LayerEnergy {
   readonly layer: string;
-  readonly annMacs: number;
-  readonly snnAcs: number;
-  readonly snnMacs: number;
-  /** Spikes per neuron per step at the layer's encoder(s). */
-  readonly spikeRate: number;
+  readonly ann: OpCount;
+  readonly snn: OpCount;
+  /** Spikes per neuron per token at the layer's encoders. */
+  readonly spikesPerNeuronPerToken: number;
 }
 
 export interface EnergyReport {
-  readonly layers: LayerEnergy[];
-  readonly annMacs: number;
-  readonly snnAcs: number;
-  readonly snnMacs: number;
-  readonly spikeRate: number;
+  readonly schedule: ScheduleName;
+  readonly coding: CodingName;
   readonly timesteps: number;
-  readonly presets: Record<EnergyPreset, { readonly annJoules: number; readonly snnJoules: number; readonly ratio: number; readonly breakEvenTRate: number; readonly tTimesRate: number }>;
+  readonly tokens: number;
+  readonly attendedKeys: number;
+  readonly headRows: number;
+  /** Operation counts by part, for both networks. */
+  readonly ann: { readonly total: OpCount; readonly parts: Record<string, OpCount> };
+  readonly snn: { readonly total: OpCount; readonly parts: Record<string, OpCount> };
+  readonly layers: readonly LayerEnergy[];
+  /** Cached key/value elements read (not priced: memory is excluded). */
+  readonly kvReads: { readonly ann: number; readonly snn: number };
+  readonly spikesPerNeuronPerToken: number;
+  readonly spikesPerNeuronPerStep: number;
+  readonly maxSpikesPerNeuronPerStep: number;
+  /** Fraction of (neuron, step) digits that are nonzero. */
+  readonly density: number;
+  readonly presets: Record<EnergyPreset, { readonly annJoules: number; readonly snnJoules: number; readonly ratio: number }>;
   readonly note: string;
 }
 
+const add = (a: OpCount, b: Partial<OpCount>): void => {
+  a.acs += b.acs ?? 0;
+  a.macs += b.macs ?? 0;
+};
+
 export function energyReport(input: EnergyInput): EnergyReport {
-  const c = input.config, T = input.timesteps, n = input.tokens;
-  const D = c.hiddenSize, I = c.intermediateSize, V = c.vocabSize;
-  const qW = c.numHeads * c.headDim, kvW = c.numKvHeads * c.headDim;
-  const gated = c.family === 'llama';
-  const reluNeuron = c.activation === 'relu' && c.family === 'gpt2';
-  const sites = encoderSites(c);
-  const spikes = (name: string) => input.spikesPerSite[sites.findIndex((s) => s.name === name)] ?? 0;
-  const fanOut: Record<string, number> = { attn_in: qW + 2 * kvW, o_in: D, mlp_in: gated ? 2 * I : I, down_in: D };
-  const attentionMacs = 2 * c.numHeads * c.headDim * input.attendedKeys;
+  const c = input.config, T = input.timesteps, t = input.tally;
+  const n = t.tokens, A = t.attendedKeys, r = t.headRows;
+  const D = c.hiddenSize, I = c.intermediateSize, V = c.vocabSize, H = c.numHeads, d = c.headDim;
+  const qW = H * d, kvW = c.numKvHeads * d;
+  const gated = c.family === 'llama', relu = c.activation === 'relu';
+  const stepwise = input.schedule === 'stepwise', weighted = isWeighted(input.coding);
+  const siteIndex = new Map(t.sites.map((s, i) => [s.name, i]));
+  const annParts: Record<string, OpCount> = {}, snnParts: Record<string, OpCount> = {};
+  const part = (rec: Record<string, OpCount>, name: string) => (rec[name] ??= { acs: 0, macs: 0 });
   const layers: LayerEnergy[] = [];
-  let spikeTotal = 0, neuronSteps = 0;
+  const biasOf = (outputs: number, has: boolean) => (has ? outputs : 0);
+
+  /** The encoder neurons of a site: see the header for the rules per code. */
+  const neuronOps = (i: number): OpCount => {
+    const events = t.get(i, 'events'), steps = t.get(i, 'neuronSteps'), neurons = t.neurons[i]!;
+    if (weighted) return { acs: neurons + steps + events, macs: 0 };
+    if (input.maxSpikes === 1) return { acs: 2 * steps + events, macs: 0 }; // integrate, compare; reset per spike
+    return { acs: steps, macs: 2 * steps }; // bursts: integrate, ⌊v/θ⌋, subtract n·θ
+  };
+  /** Receiving doublings of a weighted code: (steps − 1) per receiver per row, extra planes included. */
+  const doublings = (i: number, receiversPerRow: number, rows: number, receiversPerFanout = 1): number =>
+    weighted ? (T - 1) * receiversPerRow * rows + receiversPerFanout * t.get(i, 'extraFanout') : 0;
+
+  const perTokenSteps = stepwise ? T : 1;
   for (let l = 0; l < c.numLayers; l++) {
-    const linear = D * (qW + 2 * kvW) + qW * D + D * (gated ? 2 * I : I) + I * D;
-    const elementwise = (2 * D + (gated ? I : reluNeuron ? 0 : I)) * ELEMENTWISE_MACS; // two norms, the activation
-    const annMacs = n * (linear + elementwise) + attentionMacs;
-    let acs = 0, layerSpikes = 0, layerNeurons = 0;
-    for (const [site, fo] of Object.entries(fanOut)) {
-      const s = spikes(`layers.${l}.${site}`);
-      const width = site === 'down_in' ? I : site === 'o_in' ? qW : D;
-      acs += s * fo + n * T * width /* membrane */ + n * T * fo /* bias currents */;
-      layerSpikes += s;
-      layerNeurons += n * T * width;
+    const ann: OpCount = { acs: 0, macs: 0 }, snn: OpCount = { acs: 0, macs: 0 };
+    const linears: [string, number, number, boolean][] = [
+      ['attn_in', D, qW + 2 * kvW, c.attentionBias], ['o_in', qW, D, c.attentionBias],
+      ['mlp_in', D, gated ? 2 * I : I, c.mlpBias], ['down_in', I, D, c.mlpBias],
+    ];
+    let layerEvents = 0, layerNeurons = 0;
+    for (const [kind, K, N, bias] of linears) {
+      const lin = { macs: n * K * N, acs: n * biasOf(N, bias) };
+      add(ann, lin);
+      add(part(annParts, 'linear'), lin);
+      const i = siteIndex.get(`layers.${l}.${kind}`)!;
+      const syn = { acs: t.get(i, 'synapticOps') + perTokenSteps * n * biasOf(N, bias) };
+      const mem = { acs: doublings(i, N, n) };
+      const neu = neuronOps(i);
+      for (const [name, x] of [['synapses', syn], ['membranes', mem], ['neurons', neu]] as const) {
+        add(snn, x);
+        add(part(snnParts, name), x);
+      }
+      layerEvents += t.get(i, 'events');
+      layerNeurons += t.neurons[i]!;
     }
-    // compensated operators: attn norm, mlp norm, attention output (q|k|v decode + output), activation
-    const compensatedElements = 2 * D + (qW + 2 * kvW) + qW + (gated ? 2 * I + I : reluNeuron ? 0 : 2 * I);
-    const snnMacs = T * (attentionMacs + n * elementwise) + n * T * compensatedElements * COMPENSATION_MACS;
-    layers.push({ layer: `layers.${l}`, annMacs, snnAcs: acs, snnMacs, spikeRate: layerNeurons ? layerSpikes / layerNeurons : 0 });
-    spikeTotal += layerSpikes;
-    neuronSteps += layerNeurons;
+    // attention on the cache
+    const scores = { macs: 2 * qW * A };
+    const softmax = { macs: SOFTMAX_OPS * H * A };
+    const rope = { macs: gated ? ROPE_OPS * n * (qW + kvW) : 0 };
+    add(ann, scores); add(part(annParts, 'attention'), scores);
+    add(ann, softmax); add(part(annParts, 'softmax'), softmax);
+    add(ann, rope); add(part(annParts, 'rope'), rope);
+    if (stepwise) {
+      const dense = { macs: T * (scores.macs + softmax.macs + rope.macs) };
+      add(snn, dense);
+      add(part(snnParts, 'attention (dense, every step)'), dense);
+    } else {
+      const qi = siteIndex.get(`layers.${l}.q_in`)!, pi = siteIndex.get(`layers.${l}.p_in`)!;
+      const syn = { acs: t.get(qi, 'synapticOps') + t.get(pi, 'synapticOps') };
+      // scores: H·keys receivers per query row; outputs: d receivers per (row, head)
+      const mem = { acs: weighted ? (T - 1) * H * A + H * t.get(qi, 'extraFanout') + (T - 1) * n * H * d + t.get(pi, 'extraFanout') : 0 };
+      const neu = { acs: neuronOps(qi).acs + neuronOps(pi).acs, macs: neuronOps(qi).macs + neuronOps(pi).macs };
+      const cache = { macs: 2 * n * kvW };
+      for (const [name, x] of [['synapses', syn], ['membranes', mem], ['neurons', neu], ['cache scaling', cache], ['softmax', softmax], ['rope', rope]] as const) {
+        add(snn, x);
+        add(part(snnParts, name), x);
+      }
+      layerEvents += t.get(qi, 'events') + t.get(pi, 'events');
+      layerNeurons += t.neurons[qi]! + t.neurons[pi]!;
+    }
+    // norms, activation, residual adds
+    const elementwise: OpCount = { macs: 2 * NORM_OPS * n * D + (relu ? 0 : ACT_OPS * n * I) + (gated ? n * I : 0), acs: (relu ? n * I : 0) + 2 * n * D };
+    add(ann, elementwise);
+    add(part(annParts, 'norms, activation, residual'), elementwise);
+    const snnElementwise = { macs: perTokenSteps * elementwise.macs, acs: perTokenSteps * elementwise.acs };
+    add(snn, snnElementwise);
+    add(part(snnParts, 'norms, activation, residual'), snnElementwise);
+    if (stepwise) {
+      // running mean in, difference out, for every compensated operator, at every step
+      const compensated = 2 * D + (qW + 2 * kvW) + qW + (gated ? 3 * I : relu ? 0 : 2 * I);
+      const comp = { macs: T * n * compensated * COMPENSATION_MACS };
+      add(snn, comp);
+      add(part(snnParts, 'compensation'), comp);
+    }
+    layers.push({ layer: `layers.${l}`, ann, snn, spikesPerNeuronPerToken: layerNeurons ? layerEvents / layerNeurons : 0 });
   }
-  const headSpikes = spikes('head_in');
-  layers.push({
-    layer: 'final norm + lm_head', annMacs: n * (D * V + D * ELEMENTWISE_MACS),
-    snnAcs: headSpikes * V + n * T * (D + V), snnMacs: n * T * D * (ELEMENTWISE_MACS + COMPENSATION_MACS), spikeRate: headSpikes / Math.max(1, n * T * D),
-  });
-  spikeTotal += headSpikes;
-  neuronSteps += n * T * D;
-  const annMacs = layers.reduce((a, x) => a + x.annMacs, 0);
-  const snnAcs = layers.reduce((a, x) => a + x.snnAcs, 0);
-  const snnMacs = layers.reduce((a, x) => a + x.snnMacs, 0);
-  const spikeRate = neuronSteps ? spikeTotal / neuronSteps : 0;
+  // final norm and LM head
+  {
+    const ann: OpCount = { macs: r * D * V + NORM_OPS * r * D, acs: c.family === 'gpt2' ? n * D : 0 /* position add */ };
+    add(part(annParts, 'linear'), { macs: r * D * V });
+    add(part(annParts, 'norms, activation, residual'), { macs: NORM_OPS * r * D, acs: ann.acs });
+    const i = siteIndex.get('head_in')!;
+    const headNeuronRows = stepwise ? n : r;
+    const snn: OpCount = { acs: 0, macs: 0 };
+    const syn = { acs: t.get(i, 'synapticOps') };
+    const mem = { acs: doublings(i, V, r) };
+    const neu = neuronOps(i);
+    const dense = { macs: (stepwise ? T * headNeuronRows : r) * D * NORM_OPS, acs: c.family === 'gpt2' ? perTokenSteps * n * D : 0 };
+    const comp = { macs: stepwise ? T * n * D * COMPENSATION_MACS : 0 };
+    for (const [name, x] of [['synapses', syn], ['membranes', mem], ['neurons', neu], ['norms, activation, residual', dense], ['compensation', comp]] as [string, Partial<OpCount>][]) {
+      add(snn, x);
+      if (x.acs || x.macs) add(part(snnParts, name), x);
+    }
+    layers.push({ layer: 'final norm + lm_head', ann, snn, spikesPerNeuronPerToken: t.neurons[i] ? t.get(i, 'events') / t.neurons[i]! : 0 });
+  }
+  const sum = (k: 'ann' | 'snn'): OpCount => layers.reduce((a, x) => ({ acs: a.acs + x[k].acs, macs: a.macs + x[k].macs }), { acs: 0, macs: 0 });
+  const annTotal = sum('ann'), snnTotal = sum('snn');
   const presets = {} as EnergyReport['presets'];
   for (const [name, e] of Object.entries(ENERGY_PRESETS) as [EnergyPreset, { mac: number; ac: number }][]) {
-    const annJoules = annMacs * e.mac, snnJoules = snnAcs * e.ac + snnMacs * e.mac;
-    presets[name] = { annJoules, snnJoules, ratio: snnJoules / annJoules, breakEvenTRate: e.mac / e.ac, tTimesRate: T * spikeRate };
+    const annJoules = annTotal.acs * e.ac + annTotal.macs * e.mac, snnJoules = snnTotal.acs * e.ac + snnTotal.macs * e.mac;
+    presets[name] = { annJoules, snnJoules, ratio: snnJoules / annJoules };
   }
+  let kvSnn = 0;
+  for (let l = 0; l < c.numLayers; l++) {
+    kvSnn += stepwise ? 0 : t.get(siteIndex.get(`layers.${l}.q_in`)!, 'synapticOps') + t.get(siteIndex.get(`layers.${l}.p_in`)!, 'synapticOps');
+  }
+  const kvAnn = c.numLayers * 2 * qW * A;
+  const s = t.summary();
   return {
-    layers, annMacs, snnAcs, snnMacs, spikeRate, timesteps: T, presets,
-    note: 'compute only (Horowitz 45 nm); memory and data movement are excluded. A spiking linear layer breaks even when T × spike rate < E_MAC/E_AC.',
+    schedule: input.schedule, coding: input.coding, timesteps: T, tokens: n, attendedKeys: A, headRows: r,
+    ann: { total: annTotal, parts: annParts }, snn: { total: snnTotal, parts: snnParts }, layers,
+    kvReads: { ann: kvAnn, snn: stepwise ? T * kvAnn : kvSnn },
+    spikesPerNeuronPerToken: s.spikesPerNeuronPerToken, spikesPerNeuronPerStep: s.spikesPerNeuronPerStep, maxSpikesPerNeuronPerStep: s.maxSpikesPerNeuronPerStep,
+    density: s.density, presets,
+    note: 'compute only (Horowitz 45 nm: FP32 MAC 4.6 pJ, AC 0.9 pJ); memory and data movement excluded, KV reads counted beside.',
   };
 }
 
 export function formatEnergy(r: EnergyReport): string {
-  const lines = [`energy (T = ${r.timesteps}, ${r.spikeRate.toFixed(3)} spikes/neuron/step; ${r.note})`];
-  lines.push(`  ${'layer'.padEnd(22)} ${'ANN MACs'.padStart(12)} ${'SNN ACs'.padStart(12)} ${'SNN MACs'.padStart(12)} ${'spikes/n/step'.padStart(13)}`);
-  for (const l of r.layers) lines.push(`  ${l.layer.padEnd(22)} ${l.annMacs.toExponential(3).padStart(12)} ${l.snnAcs.toExponential(3).padStart(12)} ${l.snnMacs.toExponential(3).padStart(12)} ${l.spikeRate.toFixed(3).padStart(13)}`);
+  const lines = [`energy: ${r.schedule} ${r.coding}, T = ${r.timesteps}, ${r.tokens} tokens (${r.attendedKeys} attended keys), ${r.spikesPerNeuronPerToken.toFixed(2)} spikes/neuron/token, at most ${r.maxSpikesPerNeuronPerStep} per neuron per step`];
+  lines.push(`  ${r.note}`);
+  lines.push(`  ${'layer'.padEnd(22)} ${'ANN MACs'.padStart(11)} ${'ANN ACs'.padStart(11)} ${'SNN MACs'.padStart(11)} ${'SNN ACs'.padStart(11)} ${'spikes/n/tok'.padStart(12)}`);
+  for (const l of r.layers) {
+    lines.push(`  ${l.layer.padEnd(22)} ${l.ann.macs.toExponential(3).padStart(11)} ${l.ann.acs.toExponential(3).padStart(11)} ${l.snn.macs.toExponential(3).padStart(11)} ${l.snn.acs.toExponential(3).padStart(11)} ${l.spikesPerNeuronPerToken.toFixed(3).padStart(12)}`);
+  }
+  lines.push('  SNN by part: ' + Object.entries(r.snn.parts).map(([k, v]) => `${k} ${v.acs.toExponential(2)} ACs + ${v.macs.toExponential(2)} MACs`).join('; '));
   for (const [name, p] of Object.entries(r.presets)) {
-    lines.push(`  ${name}: E_ANN ${(p.annJoules * 1e6).toFixed(3)} µJ, E_SNN ${(p.snnJoules * 1e6).toFixed(3)} µJ, E_SNN/E_ANN ${p.ratio.toFixed(2)}; T × rate ${p.tTimesRate.toFixed(2)} vs break-even ${p.breakEvenTRate.toFixed(2)}`);
+    lines.push(`  ${name}: E_ANN ${(p.annJoules * 1e6).toFixed(3)} µJ, E_SNN ${(p.snnJoules * 1e6).toFixed(3)} µJ, E_SNN/E_ANN ${p.ratio.toFixed(3)}`);
   }
   return lines.join('\n');
 }

@@ -1,56 +1,40 @@
 /**
- * The spiking language model: a GPT-2 or Llama network converted to run over T time steps.
+ * The spiking language model: a GPT-2 or Llama network converted to run over T time steps, in one of
+ * two schedules (src/snn/codes.ts says what each is for):
  *
- * Conventions (the "mean domain"): a signal is a sequence of per-step currents x_1 … x_T whose
- * decoded value at step t is the running mean D_t = (1/t)·Σ_{τ≤t} x_τ. The token embedding enters
- * as a constant current. Then, per block (every op is one of the backend's time-major primitives):
+ *   stepwise   rate codes, compensated operators at every step (src/snn/stepwise.ts)
+ *   layerwise  any code, every nonlinear operator once per token, spike-driven attention
+ *              (src/snn/layerwise.ts)
  *
- *   encoder      before every linear layer: a neuron turns currents into integer spike counts n_t;
- *                the synapses carry θ (weights are stored as W·diag(θ)), so W·θ·n_t is the current
- *   linear       applied at every step to the spikes (it commutes with the time sum); the bias is
- *                a current added every step, i.e. once to the decoded value
- *   nonlinear f  compensated: timeDelta(f(timeMean(x))), so decoded out = f(decoded in) at every t —
- *                norms, GELU/SiLU (and SwiGLU's product), the final norm
- *   attention    compensated as a whole: q, k, v are decoded (timeMean), RoPE applied, k and v kept
- *                in the per-step KV cache, softmax(q·kᵀ)·v evaluated on the decoded values of step t
- *                (this is the compensated product q·kᵀ, the compensated masked softmax and the
- *                compensated product with v chained — each is exact on decoded values, so the chain
- *                is), then timeDelta
- *   residual     currents add per step
- *
- * Only the encoders lose information. With the default sigma-delta neuron (signed, subtract reset,
- * half start, unbounded bursts) an encoder's total output is its total input rounded to the θ grid,
- * so the decoded logits at T equal the ANN with each encoder input quantized to steps of θ/T — the
- * error falls as 1/T. Bounded bursts (B spikes per step) add clipping when |x| > B·θ.
- *
- * Modes: `rate` is the spiking network; `exact` replaces every encoder by the identity (each value
+ * Modes: `spiking` is the spiking network; `exact` replaces every encoder by the identity (each value
  * delivered whole), which must reproduce the ANN — the identity the tests anchor to.
- * Execution: `multi` runs each layer for all T steps at once (a linear layer is one product over
- * [T·S, K]); `single` runs the whole network one step at a time carrying every state. They agree.
+ *
+ * Every forward returns, beside the decoded logits, the statistics of every encoder site (events,
+ * the largest burst, synaptic operations = events × fan-out, neuron-steps, extra planes, clipped
+ * values; kernels/codes.ts STAT): what src/snn/stats.ts and the energy report are computed from.
  */
 import { ArgumentError } from '../errors.js';
 import type { ModelConfig } from '../nn/config.js';
 import { KvCache } from '../nn/kv-cache.js';
-import { stackLinear } from '../nn/model.js';
-import type { LMWeights, LinearWeights, NormWeights } from '../nn/weights.js';
+import type { LMWeights } from '../nn/weights.js';
 import type { Backend, BTensor, SpikeKernel } from '../tensor/backend.js';
+import { STATS_WIDTH } from '../tensor/kernels/codes.js';
 import { type NeuronConfig, validateNeuron } from '../tensor/kernels/neuron.js';
-import { ropeInvFreq } from '../tensor/kernels/rope.js';
-import type { Tensor } from '../tensor/tensor.js';
-import {
-  Compensated, type OperatorForm, SpikeAttention, type SpikeCounter, SpikeEncoder, SpikeGatedActivation, SpikeLayerNorm, SpikeLinear, SpikeRMSNorm,
-  type TimeContext, multiStep, singleStep, timeMean,
-} from './operators.js';
-import { type EncoderSite, encoderSites } from './sites.js';
+import { type CodingName, type ScheduleName, checkCombination } from './codes.js';
+import { LayerwiseNet } from './layerwise.js';
+import type { OperatorForm } from './operators.js';
+import { type EncoderSite, type SiteKind, encoderSites } from './sites.js';
+import { StepwiseNet } from './stepwise.js';
 import type { SurrogateName } from './surrogate.js';
 
-export type SnnMode = 'rate' | 'exact';
-export type Execution = 'multi' | 'single';
+export type SnnMode = 'spiking' | 'exact';
+/** stepwise: 'multi' (all steps of a layer at once) or 'single'; layerwise: 'fast' or 'event'. */
+export type Execution = 'multi' | 'single' | 'fast' | 'event';
 
 /**
- * How each nonlinear operator runs over time: `compensated` (accumulated form, exact on decoded
- * values) or `naive` (f applied to each step's currents, as a converter that only swaps modules
- * does — kept to measure what compensation buys).
+ * How each nonlinear operator runs over time in the stepwise schedule: `compensated` (accumulated
+ * form, exact on decoded values) or `naive` (f applied to each step's currents, as a converter that
+ * only swaps modules does — kept to measure what compensation buys).
  */
 export type { OperatorForm };
 export interface OperatorForms {
@@ -63,21 +47,33 @@ export const COMPENSATED: OperatorForms = { norm: 'compensated', attention: 'com
 export interface SpikingConfig {
   readonly timesteps: number;
   readonly mode: SnnMode;
+  /** Default 'stepwise'. */
+  readonly schedule?: ScheduleName;
+  /** Default 'rate' (stepwise) or 'phase-ternary' (layerwise). */
+  readonly coding?: CodingName;
+  /** The stepwise neuron (and the rate code's burst limit). */
   readonly neuron: NeuronConfig;
-  /** θ per channel for every encoder site (rate mode). */
+  /** θ per channel for every encoder site. */
   readonly thresholds: ReadonlyMap<string, Float32Array>;
   /**
-   * Optional per-channel centres μ per site: the neuron encodes x − μ and the layer it feeds gets
-   * W·μ added to its bias (exact by linearity), so θ resolves the spread around the offset.
+   * Stepwise only: per-channel centres μ per site: the neuron encodes x − μ and the layer it feeds
+   * gets W·μ added to its bias (exact by linearity), so θ resolves the spread around the offset.
    */
   readonly centers?: ReadonlyMap<string, Float32Array>;
   readonly surrogate: { readonly name: SurrogateName; readonly alpha: number };
-  /** Default: every operator compensated. */
+  /** Stepwise: how each operator runs over time (default every operator compensated). */
   readonly operators?: OperatorForms;
-  /** Spike × weight products: 'auto' (default: by density), 'dense' or 'event' (event-driven). */
+  /** Stepwise spike × weight products: 'auto' (default: by density), 'dense' or 'event'. */
   readonly spikeKernel?: SpikeKernel;
   /** Measured fraction of nonzero spike counts per site, so a GPU can choose event-driven products. */
   readonly densityHints?: ReadonlyMap<string, number>;
+  /** Default execution: 'multi' (stepwise) or 'fast' (layerwise). */
+  readonly execution?: Execution;
+  /**
+   * Layerwise: steps per site kind relative to `timesteps` (e.g. { q_in: +1, mlp_in: −1 }): each
+   * encoder runs T + offset steps (planes), so precision can be spent where it matters.
+   */
+  readonly siteSteps?: Readonly<Partial<Record<SiteKind, number>>>;
 }
 
 /** What conversion needs of an ANN: its config and host weights (a CausalLM has both). */
@@ -90,209 +86,175 @@ export interface SnnForwardOptions {
   /** Decoded logits for every new position ([S, V]) instead of the last ([1, V]). */
   readonly allLogits?: boolean;
   readonly execution?: Execution;
-  /** Also decode the logits at these steps (1 … T). */
+  /** Stepwise: also decode the logits at these steps (1 … T). */
   readonly decodedAt?: readonly number[];
-  /** Sees the input currents of every encoder site, [steps·S, C], before the neuron. */
+  /** Sees the input of every encoder site before its neurons: [steps·S, C] currents (stepwise) or [S, C] values. */
   readonly observe?: (site: string, currents: BTensor, steps: number) => void;
-  /** Sees the spike counts every encoder emits, [steps·S, C]. */
+  /** Sees the spike counts (digits) every encoder emits, [steps·S, C]. */
   readonly observeSpikes?: (site: string, spikes: BTensor, steps: number) => void;
 }
 
 export interface SnnOutput {
-  /** Decoded logits at step T. */
+  /** Decoded logits at step T, [rows, V]. */
   readonly logits: BTensor;
-  /** Decoded logits at the requested steps. */
+  /** Stepwise: decoded logits at the requested steps. */
   readonly decoded: ReadonlyMap<number, BTensor>;
-  /** Spike counts (Σ|n| over the site's neurons) per encoder site and step, [sites, T]. */
-  readonly spikes: BTensor;
-  /** Neurons per site in this forward (new tokens × channels). */
+  /** Stepwise: spike counts (Σ|n| over the site's neurons) per encoder site and step, [sites, T]. */
+  readonly spikes?: BTensor;
+  /**
+   * Statistics per encoder site, [sites·statsSteps, STATS_WIDTH] (kernels/codes.ts STAT): one row per
+   * site (layerwise), one per site and step (stepwise: the first T' rows of a site are a T'-step run).
+   */
+  readonly stats: BTensor;
+  readonly statsSteps: number;
+  /** Neurons per site in this forward (p_in: one per head and key a query sees). */
   readonly neurons: readonly number[];
+  /** Tokens fed. */
+  readonly tokens: number;
+  /** Rows the LM head ran for (the positions whose logits were asked for). */
+  readonly headRows: number;
+  /** Σ over the fed tokens of the keys each attended to. */
+  readonly attendedKeys: number;
 }
 
-interface SpikingBlock {
-  attnNorm: Compensated;
-  attention: SpikeAttention;
-  mlpNorm: Compensated;
-  /** up (or the fused gate|up) behind the mlp_in encoder. */
-  up: SpikeLinear;
-  /** The activation in compensated form; absent when a ReLU neuron is the down encoder itself. */
-  act?: Compensated;
-  down: SpikeLinear;
+/** What a schedule's network is asked to do for one forward (the facade prepares it). */
+export interface NetOptions {
+  /** Rows of the new tokens whose logits are returned. */
+  readonly rows: readonly [number, number];
+  readonly allLogits?: boolean;
+  readonly execution?: Execution;
+  readonly decodedAt?: readonly number[];
+  readonly observe?: SnnForwardOptions['observe'];
+  readonly observeSpikes?: SnnForwardOptions['observeSpikes'];
+  /** [sites·statsSteps, STATS_WIDTH], zeroed: the encoders add into it. */
+  readonly stats: BTensor;
+}
+
+export interface NetForward {
+  readonly logits: BTensor;
+  readonly decoded: ReadonlyMap<number, BTensor>;
+  readonly spikes?: BTensor;
 }
 
 export class SpikingLM {
   readonly sites: readonly EncoderSite[];
-  readonly invFreq: Float64Array | undefined;
-  private readonly blocks: SpikingBlock[];
-  private readonly embed: BTensor;
-  private readonly positions?: BTensor;
-  private readonly finalNorm: Compensated;
-  private readonly head: SpikeLinear;
+  spiking: SpikingConfig;
+  private readonly net: StepwiseNet | LayerwiseNet;
 
   constructor(
     readonly config: ModelConfig,
     /** The ANN's host weights (shared, not copied). */
     readonly weights: LMWeights,
     readonly backend: Backend,
-    readonly spiking: SpikingConfig,
+    spiking: SpikingConfig,
   ) {
     const T = spiking.timesteps;
     if (!Number.isInteger(T) || T < 1) throw new ArgumentError(`timesteps must be a positive integer, got ${T}`);
-    validateNeuron(spiking.neuron);
-    this.sites = encoderSites(config);
-    const rate = spiking.mode === 'rate';
-    const b = backend, cfg = config, forms = this.forms;
-    const slots = new Map(this.sites.map((s, i) => [s.name, i]));
-    const encoder = (site: string, relu = false): SpikeEncoder => {
-      const expected = this.sites[slots.get(site)!]!.channels;
-      const th = rate ? spiking.thresholds.get(site) : undefined;
-      if (rate && !th) throw new ArgumentError(`rate mode needs thresholds for encoder site "${site}" (run the calibration)`);
-      if (th && th.length !== expected) throw new ArgumentError(`thresholds for "${site}": ${th.length} values, the site has ${expected} channels`);
-      const mu = rate ? spiking.centers?.get(site) : undefined;
-      if (mu && relu) throw new ArgumentError(`centres for "${site}": a ReLU neuron site cannot be centred (ReLU(x − μ) + μ ≠ ReLU(x))`);
-      const neuron = relu ? { ...spiking.neuron, signed: false } : spiking.neuron;
-      return new SpikeEncoder(b, site, th, neuron, mu, slots.get(site)!);
-    };
-    const vec = (t: Tensor | undefined) => (t ? b.upload(t, 'vector') : undefined);
-    const linear = (enc: SpikeEncoder, w: LinearWeights): SpikeLinear => {
-      const l = new SpikeLinear(b, enc, w);
-      l.kernel = spiking.spikeKernel ?? 'auto';
-      const hint = spiking.densityHints?.get(enc.name);
-      if (hint !== undefined) l.densityHint = hint;
-      return l;
-    };
-    const norm = (key: string, n: NormWeights): Compensated =>
-      cfg.family === 'gpt2' ? SpikeLayerNorm(b, key, vec(n.weight)!, vec(n.bias), cfg.normEps, forms.norm) : SpikeRMSNorm(b, key, vec(n.weight)!, cfg.normEps, forms.norm);
-    this.invFreq = cfg.family === 'llama' ? ropeInvFreq(cfg.headDim, cfg.ropeTheta, cfg.ropeScaling) : undefined;
-    const reluNeuron = this.reluNeuron;
-    this.blocks = weights.blocks.map((blk, l) => {
-      const p = `layers.${l}`;
-      const attention = new SpikeAttention(b, cfg.hiddenSize, cfg.numHeads, {
-        T, causal: true, numKvHeads: cfg.numKvHeads, headDim: cfg.headDim, ...(this.invFreq ? { rope: this.invFreq } : {}), form: forms.attention,
-      }, linear(encoder(`${p}.attn_in`), stackLinear([blk.q, blk.k, blk.v])), linear(encoder(`${p}.o_in`), blk.o), `${p}.attention`);
-      const up = linear(encoder(`${p}.mlp_in`), blk.gate ? stackLinear([blk.gate, blk.up]) : blk.up);
-      const act = blk.gate
-        ? SpikeGatedActivation(b, `${p}.act`, cfg.activation, forms.activation)
-        : reluNeuron ? undefined : new Compensated(b, `${p}.act`, (x) => b.activation(cfg.activation, x), forms.activation);
-      return {
-        attnNorm: norm(`${p}.attn_norm`, blk.attnNorm), attention, mlpNorm: norm(`${p}.mlp_norm`, blk.mlpNorm), up,
-        ...(act ? { act } : {}), down: linear(encoder(`${p}.down_in`, reluNeuron), blk.down),
-      };
-    });
-    this.embed = b.upload(weights.embed, 'embedding');
-    if (weights.positions) this.positions = b.upload(weights.positions, 'embedding');
-    this.finalNorm = norm('final_norm', weights.finalNorm);
-    this.head = linear(encoder('head_in'), { weight: weights.lmHead });
+    if (spiking.mode !== 'spiking' && spiking.mode !== 'exact') throw new ArgumentError(`mode must be spiking or exact, got ${JSON.stringify(spiking.mode)}`);
+    const schedule = spiking.schedule ?? 'stepwise';
+    const coding = spiking.coding ?? (schedule === 'stepwise' ? 'rate' : 'phase-ternary');
+    checkCombination(coding, schedule);
+    const neuron = coding === 'rate-single' ? { ...spiking.neuron, maxSpikes: 1 } : spiking.neuron;
+    validateNeuron(neuron);
+    if (schedule === 'layerwise' && spiking.centers?.size) throw new ArgumentError('centred encoding is a stepwise option (the layerwise codes are signed and need no centre)');
+    for (const [kind, off] of Object.entries(spiking.siteSteps ?? {})) {
+      if (schedule !== 'layerwise') throw new ArgumentError('siteSteps: per-site steps are a layerwise option');
+      if (!Number.isInteger(off) || T + off! < 1) throw new ArgumentError(`siteSteps: ${kind} ${off} would give ${T + off!} steps at T = ${T}`);
+    }
+    this.spiking = { ...spiking, schedule, coding, neuron, operators: spiking.operators ?? COMPENSATED };
+    this.sites = encoderSites(config, schedule);
+    this.net = schedule === 'stepwise'
+      ? new StepwiseNet(config, weights, backend, this.spiking, this.sites)
+      : new LayerwiseNet(config, weights, backend, this.spiking, this.sites);
   }
 
   get timesteps(): number {
     return this.spiking.timesteps;
   }
 
-  /** The same network run for T steps (thresholds and weights shared). */
-  withTimesteps(timesteps: number): SpikingLM {
-    return new SpikingLM(this.config, this.weights, this.backend, { ...this.spiking, timesteps });
+  get schedule(): ScheduleName {
+    return this.spiking.schedule!;
   }
 
-  withSurrogate(surrogate: SpikingConfig['surrogate']): SpikingLM {
-    return new SpikingLM(this.config, this.weights, this.backend, { ...this.spiking, surrogate });
+  get coding(): CodingName {
+    return this.spiking.coding!;
   }
 
   get forms(): OperatorForms {
-    return this.spiking.operators ?? COMPENSATED;
+    return this.spiking.operators!;
   }
 
-  /** The MLP activation runs as a plain unsigned IF neuron (ReLU networks without a gate). */
+  /** Steps a site's neurons run (planes of a weighted code): T, or T + its siteSteps offset. */
+  stepsOf(kind: SiteKind): number {
+    return this.timesteps + (this.schedule === 'layerwise' ? this.spiking.siteSteps?.[kind] ?? 0 : 0);
+  }
+
+  /** RoPE inverse frequencies (Llama), for tests and tools. */
+  get invFreq(): Float64Array | undefined {
+    return this.net.invFreq;
+  }
+
+  /** The same network with some spiking parameters changed (host weights shared; device weights uploaded anew: dispose the old one when done). */
+  with(change: Partial<SpikingConfig>): SpikingLM {
+    return new SpikingLM(this.config, this.weights, this.backend, { ...this.spiking, ...change });
+  }
+
+  /** The same network run for T steps (thresholds and host weights shared). */
+  withTimesteps(timesteps: number): SpikingLM {
+    return this.with({ timesteps });
+  }
+
+  withSurrogate(surrogate: SpikingConfig['surrogate']): SpikingLM {
+    return this.with({ surrogate });
+  }
+
+  /** Measured density of nonzero spikes per site: a GPU picks event-driven products by it (stepwise). */
+  setDensityHints(hints: ReadonlyMap<string, number>): void {
+    this.spiking = { ...this.spiking, densityHints: hints };
+    if (this.net instanceof StepwiseNet) this.net.setDensityHints(hints);
+  }
+
+  /** Release the device tensors this model uploaded (weights, thresholds). */
+  dispose(): void {
+    this.net.dispose();
+  }
+
+  /** The MLP activation runs as a plain unsigned IF neuron (stepwise ReLU networks without a gate). */
   get reluNeuron(): boolean {
-    return this.config.activation === 'relu' && this.config.family === 'gpt2';
+    return this.schedule === 'stepwise' && this.config.activation === 'relu' && this.config.family === 'gpt2';
   }
 
-  /** A KV cache holding every past token's decoded key and value at every step. */
+  /**
+   * A KV cache: the stepwise schedule keeps every past token's decoded key and value at every step
+   * (T blocks); the layerwise schedule decodes once per token, so it keeps one.
+   */
   newCache(initialCapacity?: number): KvCache {
     const c = this.config;
-    return new KvCache(this.backend, c.numLayers, c.numKvHeads * c.headDim, c.maxPositions, initialCapacity, this.timesteps);
+    return new KvCache(this.backend, c.numLayers, c.numKvHeads * c.headDim, c.maxPositions, initialCapacity, this.schedule === 'stepwise' ? this.timesteps : 1);
   }
 
   forward(ids: Int32Array | readonly number[], cache: KvCache = this.newCache(), opts: SnnForwardOptions = {}): SnnOutput {
     const tokens = ids instanceof Int32Array ? ids : Int32Array.from(ids);
     const S = tokens.length;
     if (S === 0) throw new ArgumentError('forward: no input tokens (empty input)');
-    if (cache.steps !== this.timesteps) throw new ArgumentError(`forward: the cache holds ${cache.steps} steps per token, the model runs ${this.timesteps}`);
-    const T = this.timesteps;
-    const decodedAt = [...new Set(opts.decodedAt ?? [])].sort((a, b) => a - b);
-    for (const t of decodedAt) if (!Number.isInteger(t) || t < 1 || t > T) throw new ArgumentError(`decodedAt: step ${t} is outside 1…${T}`);
+    const steps = this.schedule === 'stepwise' ? this.timesteps : 1;
+    if (cache.steps !== steps) throw new ArgumentError(`forward: the cache holds ${cache.steps} steps per token, the ${this.schedule} model needs ${steps}`);
     const b = this.backend;
     const start = cache.length;
     cache.reserve(S);
     const positions = Int32Array.from({ length: S }, (_, i) => start + i);
-    const counter: SpikeCounter = { stats: b.zeros([this.sites.length, T]), stride: T };
-    const [r0, r1] = opts.allLogits ? [0, S] : [S - 1, S];
-    // The LM head is linear: decoded logits at step t are W·θ·(mean of its input spikes up to t) + b.
-    const decode = (headMean: BTensor, block: number): BTensor => this.head.onDecoded(b.sliceRows(headMean, block * S + r0, block * S + r1));
-
-    return b.tidy(() => {
-      const decoded = new Map<number, BTensor>();
-      let logits: BTensor | undefined;
-      if ((opts.execution ?? 'multi') === 'multi') {
-        const headMean = this.run(multiStep(T, { observe: opts.observe, observeSpikes: opts.observeSpikes }), tokens, positions, cache, counter);
-        for (const t of decodedAt) decoded.set(t, decode(headMean, t - 1));
-        logits = decode(headMean, T - 1);
-      } else {
-        const loop = singleStep(b, cache.capacity, { observe: opts.observe, observeSpikes: opts.observeSpikes });
-        for (let t = 0; t < T; t++) {
-          const headMean = this.run(loop.at(t), tokens, positions, cache, counter);
-          if (decodedAt.includes(t + 1)) decoded.set(t + 1, decode(headMean, 0));
-          if (t === T - 1) logits = decode(headMean, 0);
-        }
-      }
-      cache.advance(S);
-      return { logits: logits!, decoded, spikes: counter.stats, neurons: this.sites.map((s) => s.channels * S) };
-    });
+    const rows: [number, number] = opts.allLogits ? [0, S] : [S - 1, S];
+    const statsSteps = this.schedule === 'stepwise' ? this.timesteps : 1;
+    const stats = b.zeros([this.sites.length * statsSteps, STATS_WIDTH]);
+    const out = b.tidy(() => this.net.forward(tokens, positions, cache, {
+      rows, stats, ...opts, execution: opts.execution ?? this.spiking.execution,
+    }));
+    cache.advance(S);
+    const attendedKeys = S * start + (S * (S + 1)) / 2;
+    const headRows = rows[1] - rows[0];
+    // the stepwise head's neurons run for every token (its logits are decoded for the rows asked)
+    const headNeuronRows = this.schedule === 'stepwise' ? S : headRows;
+    const neurons = this.sites.map((s) => (s.kind === 'p_in' ? s.channels * attendedKeys : s.kind === 'head_in' ? s.channels * headNeuronRows : s.channels * S));
+    return { ...out, stats, statsSteps, neurons, tokens: S, headRows, attendedKeys };
   }
-
-  /** The network over ctx.steps steps; returns the decoded LM-head input (running mean of its spikes). */
-  private run(ctx: TimeContext, tokens: Int32Array, positions: Int32Array, cache: KvCache, counter: SpikeCounter): BTensor {
-    const b = this.backend;
-    const S = tokens.length;
-    // The embedding is a constant current: the same rows at every step.
-    const repeat = (a: Int32Array) => Int32Array.from({ length: ctx.steps * S }, (_, i) => a[i % S]!);
-    let h = b.embedding(this.embed, repeat(tokens));
-    if (this.positions) h = b.add(h, b.embedding(this.positions, repeat(positions)));
-    this.blocks.forEach((blk, l) => {
-      h = blk.attention.forward(ctx, blk.attnNorm.forward(ctx, h), cache, l, positions, counter, h);
-      const up = blk.up.forward(ctx, blk.mlpNorm.forward(ctx, h), counter);
-      h = blk.down.forward(ctx, blk.act ? blk.act.forward(ctx, up) : up, counter, h);
-    });
-    const spikes = this.head.encoder.forward(ctx, this.finalNorm.forward(ctx, h), counter);
-    return timeMean(b, ctx, 'head_in', spikes);
-  }
-}
-
-export interface SpikeReport {
-  /** Spikes per neuron per step over the first `steps` steps, per site. */
-  readonly perSite: Map<string, number>;
-  /** Spikes per neuron per step over all sites. */
-  readonly overall: number;
-  /** Spikes emitted (Σ|n|) in those steps. */
-  readonly total: number;
-  readonly steps: number;
-}
-
-/** Spikes per neuron per step over the first `steps` steps (default all) of a forward. */
-export async function spikeRate(model: SpikingLM, out: SnnOutput, steps = model.timesteps): Promise<SpikeReport> {
-  return spikeRateFrom(model, (await model.backend.read(out.spikes)).data, out.neurons, steps);
-}
-
-export function spikeRateFrom(model: SpikingLM, counts: Float32Array, neuronsPerSite: readonly number[], steps = model.timesteps): SpikeReport {
-  const T = model.timesteps;
-  const perSite = new Map<string, number>();
-  let total = 0, neurons = 0;
-  model.sites.forEach((s, i) => {
-    let c = 0;
-    for (let t = 0; t < steps; t++) c += counts[i * T + t]!;
-    perSite.set(s.name, c / (neuronsPerSite[i]! * steps));
-    total += c;
-    neurons += neuronsPerSite[i]!;
-  });
-  return { perSite, overall: neurons ? total / (neurons * steps) : 0, total, steps };
 }

@@ -7,11 +7,11 @@
  *   SpikeLinear      encoder → y_t = W·θ·n_t + b: the weights act on spikes at every step (linear maps
  *                    commute with the time sum) and the bias enters the decoded value once
  *   Compensated      y = timeDelta(f(timeMean(x))): decoded output = f(decoded input) at every step,
- *                    so the operator adds no error. SpikeLayerNorm, SpikeRMSNorm, SpikeSoftmax (causal
- *                    mask inside), SpikeGELU, SpikeSiLU, SpikeGatedActivation are this with their f.
+ *                    so the operator adds no error. SpikeLayerNorm, SpikeRMSNorm, SpikeGELU, SpikeSiLU,
+ *                    SpikeGatedActivation (SwiGLU's activation and product together) are this with
+ *                    their f; the attention's masked softmax is compensated inside SpikeAttention.
  *                    With form 'naive' f is applied to each step's currents instead (ablations).
  *   SpikeReLU        a plain unsigned IF neuron: its rate is max(0, input) — no compensation needed
- *   spikeProduct     the product of two spike trains, A_t·B_t − A_{t−1}·B_{t−1} in accumulated form
  *   SpikeAttention   q|k|v spike linear → decoded q, k, v (RoPE, GQA) → softmax(q·kᵀ)·v on the decoded
  *                    values of each step with k, v kept per step in the KV cache (the compensated
  *                    product, masked softmax and product chained) → timeDelta → o spike linear
@@ -25,7 +25,6 @@ import type { LinearWeights } from '../nn/weights.js';
 import type { Backend, BTensor, DeviceThresholds, SpikeKernel, TimeState } from '../tensor/backend.js';
 import type { Activation } from '../tensor/kernels/elementwise.js';
 import { type NeuronConfig, inverseThresholds } from '../tensor/kernels/neuron.js';
-import type { CausalMask } from '../tensor/kernels/softmax.js';
 import type { TimeDomain } from '../tensor/kernels/temporal.js';
 import { Tensor } from '../tensor/tensor.js';
 
@@ -88,11 +87,14 @@ export function timeDelta(b: Backend, ctx: TimeContext, key: string, F: BTensor,
   return b.timeDelta(F, ctx.steps, domain, ctx.state(`${key}/delta`, rowsPerStep(ctx, F), F.shape.at(-1)!));
 }
 
-/** Spike counts of a forward: Σ|n| per (site slot, step), written by the encoders. */
+/** Spike counts of a forward, written by the encoders. */
 export interface SpikeCounter {
+  /** Σ|n| per (site slot, step), [sites, T]. */
   readonly stats: BTensor;
   /** Slots per site (= T). */
   readonly stride: number;
+  /** Statistics per site and step, [sites·T, STATS_WIDTH] (kernels/codes.ts: events, largest burst, synaptic ops, …). */
+  readonly siteStats: BTensor;
 }
 
 /**
@@ -112,6 +114,8 @@ export class SpikeEncoder {
     readonly center?: Float32Array,
     /** Index of this site in a SpikeCounter. */
     readonly slot = 0,
+    /** Outputs one spike reaches (for the synaptic-operation count). */
+    readonly fanout = 1,
   ) {
     if (theta) {
       this.device = { theta: backend.upload(new Tensor([theta.length], theta), 'vector'), invTheta: backend.upload(new Tensor([theta.length], inverseThresholds(theta)), 'vector') };
@@ -126,6 +130,11 @@ export class SpikeEncoder {
     return this.theta === undefined;
   }
 
+  /** The device tensors it uploaded (for dispose). */
+  tensors(): BTensor[] {
+    return [this.device?.theta, this.device?.invTheta, this.negCenter].filter((t): t is BTensor => t !== undefined);
+  }
+
   forward(ctx: TimeContext, currents: BTensor, counter?: SpikeCounter): BTensor {
     const b = this.backend;
     const relu = !this.neuron.signed;
@@ -133,7 +142,11 @@ export class SpikeEncoder {
     if (!this.device) return relu ? b.activation('relu', currents) : currents;
     const x = this.negCenter ? b.add(currents, this.negCenter) : currents;
     const n = b.neuronRun(x, ctx.steps, this.device, this.neuron, ctx.state(`${this.name}/membrane`, rowsPerStep(ctx, x), x.shape.at(-1)!));
-    if (counter) b.sumAbsInto(n, ctx.steps, counter.stats, this.slot * counter.stride + ctx.t0);
+    if (counter) {
+      b.sumAbsInto(n, ctx.steps, counter.stats, this.slot * counter.stride + ctx.t0);
+      // per step: stats rows slot·T + t0 … (the prefix of T' steps is a T'-step run)
+      b.digitStatsInto(n, { tensor: counter.siteStats, row: this.slot * counter.stride + ctx.t0, fanout: this.fanout, segments: ctx.steps });
+    }
     ctx.observeSpikes?.(this.name, n, ctx.steps);
     return n;
   }
@@ -175,6 +188,11 @@ export class SpikeLinear {
     if (w.bias) this.bias = backend.upload(w.bias, 'vector');
   }
 
+  /** The device tensors it uploaded (for dispose). */
+  tensors(): BTensor[] {
+    return this.bias ? [this.weight, this.bias] : [this.weight];
+  }
+
   forward(ctx: TimeContext, currents: BTensor, counter?: SpikeCounter, residual?: BTensor): BTensor {
     const input = this.encoder.forward(ctx, currents, counter);
     if (this.encoder.exact) return this.backend.matmul(input, this.weight, this.bias, residual);
@@ -209,8 +227,6 @@ export const SpikeLayerNorm = (b: Backend, key: string, gamma: BTensor, beta: BT
   new Compensated(b, key, (x) => b.layerNorm(x, gamma, beta, eps), form);
 export const SpikeRMSNorm = (b: Backend, key: string, gamma: BTensor, eps: number, form?: OperatorForm) =>
   new Compensated(b, key, (x) => b.rmsNorm(x, gamma, eps), form);
-/** Softmax over rows, the causal mask applied inside (to the decoded scores). */
-export const SpikeSoftmax = (b: Backend, key: string, mask?: CausalMask, form?: OperatorForm) => new Compensated(b, key, (x) => b.softmax(x, mask), form);
 export const SpikeGELU = (b: Backend, key: string, kind: 'gelu_tanh' | 'gelu_erf' | 'gelu_quick' = 'gelu_tanh', form?: OperatorForm) =>
   new Compensated(b, key, (x) => b.activation(kind, x), form);
 export const SpikeSiLU = (b: Backend, key: string, form?: OperatorForm) => new Compensated(b, key, (x) => b.activation('silu', x), form);
@@ -219,17 +235,10 @@ export const SpikeGatedActivation = (b: Backend, key: string, kind: Activation, 
   new Compensated(b, key, (x) => b.gatedActivation(kind, x), form);
 
 /** ReLU as a plain unsigned IF neuron (its output already is spikes for the next layer). */
-export function SpikeReLU(b: Backend, name: string, theta: Float32Array | undefined, neuron: NeuronConfig, slot = 0): SpikeEncoder {
-  return new SpikeEncoder(b, name, theta, { ...neuron, signed: false }, undefined, slot);
+export function SpikeReLU(b: Backend, name: string, theta: Float32Array | undefined, neuron: NeuronConfig, slot = 0, fanout = 1): SpikeEncoder {
+  return new SpikeEncoder(b, name, theta, { ...neuron, signed: false }, undefined, slot, fanout);
 }
 
-/**
- * The product of two spike trains (elementwise, [T·R, C] each) in accumulated form: with decoded
- * A_t, B_t the output's decoded value is A_t·B_t at every step (y_t = t·A_tB_t − (t−1)·A_{t−1}B_{t−1}).
- */
-export function spikeProduct(b: Backend, ctx: TimeContext, key: string, x: BTensor, y: BTensor): BTensor {
-  return timeDelta(b, ctx, `${key}/prod`, b.mul(timeMean(b, ctx, `${key}/a`, x), timeMean(b, ctx, `${key}/b`, y)));
-}
 
 export interface SpikeAttentionOptions {
   readonly T: number;

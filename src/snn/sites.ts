@@ -1,31 +1,54 @@
 /**
  * Encoder sites: where a converted network turns values into spikes. There is one before every
- * linear layer (the synapses see spikes); everything else is a compensated operator.
+ * linear layer (the synapses see spikes), and in the layerwise schedule one before each product of
+ * an activation with cached values (attention is spike-driven there):
  *
  *   layers.{l}.attn_in   input of the fused q|k|v projection (after the attention norm)   [D]
+ *   layers.{l}.q_in      the rotated queries, before they meet the cached keys (layerwise)  [H·d]
+ *   layers.{l}.p_in      the attention probabilities, before they meet the cached values;
+ *                        one neuron per (head, key), θ per head (layerwise)                  [H]
  *   layers.{l}.o_in      input of the output projection (the attention result)            [H·d]
  *   layers.{l}.mlp_in    input of up (and gate) (after the MLP norm)                      [D]
  *   layers.{l}.down_in   input of the down projection (the activation output)             [I]
  *   head_in              input of the LM head (after the final norm)                      [D]
+ *
+ * Each site's fan-out (the outputs one spike reaches) is what a synaptic event costs.
  */
 import type { ModelConfig } from '../nn/config.js';
+import type { ScheduleName } from './codes.js';
+
+export type SiteKind = 'attn_in' | 'q_in' | 'p_in' | 'o_in' | 'mlp_in' | 'down_in' | 'head_in';
 
 export interface EncoderSite {
   readonly name: string;
+  readonly kind: SiteKind;
+  /** The layer it belongs to (-1 for the head). */
+  readonly layer: number;
+  /** Threshold channels (neurons per token, except p_in: per (token, key) there are H). */
   readonly channels: number;
-  /** The linear layer(s) this site feeds, for reports. */
+  /** Outputs one spike reaches: a weight row's length; for q_in the keys attended (per token: see fanoutPerKey). */
+  readonly fanout: number;
+  /** q_in: its fan-out is one per key attended, not a fixed number. */
+  readonly fanoutPerKey?: boolean;
+  /** The linear layer(s) or product this site feeds, for reports. */
   readonly feeds: string;
 }
 
-export function encoderSites(cfg: ModelConfig): EncoderSite[] {
+export function encoderSites(cfg: ModelConfig, schedule: ScheduleName = 'stepwise'): EncoderSite[] {
   const sites: EncoderSite[] = [];
-  const qWidth = cfg.numHeads * cfg.headDim;
+  const D = cfg.hiddenSize, I = cfg.intermediateSize, qWidth = cfg.numHeads * cfg.headDim, kvWidth = cfg.numKvHeads * cfg.headDim;
+  const gated = cfg.family === 'llama';
   for (let l = 0; l < cfg.numLayers; l++) {
-    sites.push({ name: `layers.${l}.attn_in`, channels: cfg.hiddenSize, feeds: 'q, k, v' });
-    sites.push({ name: `layers.${l}.o_in`, channels: qWidth, feeds: 'o' });
-    sites.push({ name: `layers.${l}.mlp_in`, channels: cfg.hiddenSize, feeds: cfg.family === 'llama' ? 'gate, up' : 'up' });
-    sites.push({ name: `layers.${l}.down_in`, channels: cfg.intermediateSize, feeds: 'down' });
+    const p = `layers.${l}`;
+    sites.push({ name: `${p}.attn_in`, kind: 'attn_in', layer: l, channels: D, fanout: qWidth + 2 * kvWidth, feeds: 'q, k, v' });
+    if (schedule === 'layerwise') {
+      sites.push({ name: `${p}.q_in`, kind: 'q_in', layer: l, channels: qWidth, fanout: 1, fanoutPerKey: true, feeds: 'q·Kᵀ (cached keys)' });
+      sites.push({ name: `${p}.p_in`, kind: 'p_in', layer: l, channels: cfg.numHeads, fanout: cfg.headDim, feeds: 'P·V (cached values)' });
+    }
+    sites.push({ name: `${p}.o_in`, kind: 'o_in', layer: l, channels: qWidth, fanout: D, feeds: 'o' });
+    sites.push({ name: `${p}.mlp_in`, kind: 'mlp_in', layer: l, channels: D, fanout: gated ? 2 * I : I, feeds: gated ? 'gate, up' : 'up' });
+    sites.push({ name: `${p}.down_in`, kind: 'down_in', layer: l, channels: I, fanout: D, feeds: 'down' });
   }
-  sites.push({ name: 'head_in', channels: cfg.hiddenSize, feeds: 'lm_head' });
+  sites.push({ name: 'head_in', kind: 'head_in', layer: -1, channels: D, fanout: cfg.vocabSize, feeds: 'lm_head' });
   return sites;
 }

@@ -105,6 +105,8 @@ export interface SiteStatsTarget {
   readonly tensor: BTensor;
   readonly row: number;
   readonly fanout: number | Float32Array;
+  /** Time-major input: its rows are this many steps, reduced into rows row … row + segments − 1. */
+  readonly segments?: number;
 }
 
 /** An encoder's output: digit sums [R, C]; the digit planes [P·R, C] when asked for. */

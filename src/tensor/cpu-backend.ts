@@ -132,9 +132,11 @@ export class CpuBackend implements Backend {
 
   private statsInto(rowStats: Float32Array, R: number, stats: SiteStatsTarget): void {
     const t = host(stats.tensor);
-    if (t.cols !== STATS_WIDTH || stats.row < 0 || stats.row >= t.rows) throw new ShapeError(`stats: row ${stats.row} of a ${JSON.stringify(t.shape)} tensor (width ${STATS_WIDTH})`);
+    const segments = stats.segments ?? 1;
+    if (t.cols !== STATS_WIDTH || stats.row < 0 || stats.row + segments > t.rows) throw new ShapeError(`stats: rows ${stats.row}…${stats.row + segments - 1} of a ${JSON.stringify(t.shape)} tensor (width ${STATS_WIDTH})`);
+    if (!Number.isInteger(segments) || segments < 1 || R % segments !== 0) throw new ShapeError(`stats: ${R} rows are not ${segments} equal segments`);
     if (typeof stats.fanout !== 'number' && stats.fanout.length !== R) throw new ShapeError(`stats: ${stats.fanout.length} fan-outs for ${R} rows`);
-    statsIntoCpu(rowStats, R, t.data, stats.row, stats.fanout);
+    statsIntoCpu(rowStats, R, t.data, stats.row, stats.fanout, segments);
   }
 
   spikeAttention(qIn: BTensor, kIn: BTensor, vIn: BTensor, thetaQ: BTensor, thetaP: DeviceThresholds, params: AttentionParams, codes: SpikeAttentionCodes, mode: SpikeExecution, stats: SiteStatsTarget): Tensor {

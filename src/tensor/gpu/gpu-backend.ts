@@ -305,14 +305,16 @@ export class GpuBackend implements Backend {
 
   private statsInto(rowStats: GpuTensor, R: number, stats: SiteStatsTarget): void {
     const t = this.dense(stats.tensor, 'stats');
-    if (t.shape.at(-1) !== STATS_WIDTH || stats.row < 0 || (stats.row + 1) * STATS_WIDTH > t.size) throw new ShapeError(`stats: row ${stats.row} of a ${shapeToString(t.shape)} tensor (width ${STATS_WIDTH})`);
+    const segments = stats.segments ?? 1;
+    if (t.shape.at(-1) !== STATS_WIDTH || stats.row < 0 || (stats.row + segments) * STATS_WIDTH > t.size) throw new ShapeError(`stats: rows ${stats.row}…${stats.row + segments - 1} of a ${shapeToString(t.shape)} tensor (width ${STATS_WIDTH})`);
+    if (!Number.isInteger(segments) || segments < 1 || R % segments !== 0) throw new ShapeError(`stats: ${R} rows are not ${segments} equal segments`);
     if (typeof stats.fanout === 'number') {
-      statsIntoGpu(this.rt, rowStats, R, t, stats.row, stats.fanout);
+      statsIntoGpu(this.rt, rowStats, R, t, stats.row, stats.fanout, segments);
       return;
     }
     if (stats.fanout.length !== R) throw new ShapeError(`stats: ${stats.fanout.length} fan-outs for ${R} rows`);
     const fan = this.rt.fromHost([R], stats.fanout);
-    statsIntoGpu(this.rt, rowStats, R, t, stats.row, fan);
+    statsIntoGpu(this.rt, rowStats, R, t, stats.row, fan, segments);
     this.rt.release(fan);
   }
 

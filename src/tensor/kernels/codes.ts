@@ -60,8 +60,10 @@ export const STAT = {
   overflowRows: 6,
   /** Values beyond what the neuron can represent (clipped): rate-coded beyond B·θ, or beyond E extra planes. */
   clipped: 7,
+  /** Extra planes × the row's fan-out (receivers that double through the extra planes). */
+  extraFanout: 8,
 } as const;
-export const STATS_WIDTH = 8;
+export const STATS_WIDTH = 9;
 
 /** Planes a code's digit tensor holds. */
 export function planesOf(c: CodeParams): number {
@@ -136,7 +138,7 @@ export function encodeCpu(x: Float32Array, R: number, C: number, theta: Float32A
         out.sums[e] = m;
         if (Math.abs(xv) > B * th) clipped++;
       }
-      out.rowStats.set([events, maxPer, nonzero, C * T, 0, events, 0, clipped], so);
+      out.rowStats.set([events, maxPer, nonzero, C * T, 0, events, 0, clipped, 0], so);
       continue;
     }
     // Weighted codes: charge the membrane (in units of θ), find the row's extra planes, then run.
@@ -178,21 +180,25 @@ export function encodeCpu(x: Float32Array, R: number, C: number, theta: Float32A
     }
     nonzero = events;
     maxPer = events > 0 ? 1 : 0;
-    out.rowStats.set([events, maxPer, nonzero, C * (T + extra), extra, events, extra > 0 ? 1 : 0, clipped], so);
+    out.rowStats.set([events, maxPer, nonzero, C * (T + extra), extra, events, extra > 0 ? 1 : 0, clipped, 0], so);
   }
 }
 
 /**
  * stats[row, :] += Σ over rows of rowStats (max for maxPerStep), with synapticOps = events × fan-out
- * (one number, or one per row: e.g. the keys a query row attends to).
+ * and extraFanout = extra planes × fan-out (one fan-out, or one per row: e.g. the keys a query row
+ * attends to). With `segments` > 1 the rows are that many equal consecutive groups (the steps of a
+ * time-major tensor), reduced into stats rows row, row + 1, ….
  */
-export function statsIntoCpu(rowStats: Float32Array, R: number, stats: Float32Array, row: number, fanout: number | Float32Array): void {
-  const o = row * STATS_WIDTH;
+export function statsIntoCpu(rowStats: Float32Array, R: number, stats: Float32Array, row: number, fanout: number | Float32Array, segments = 1): void {
+  const per = R / segments;
   for (let r = 0; r < R; r++) {
+    const o = (row + Math.floor(r / per)) * STATS_WIDTH;
     const s = r * STATS_WIDTH;
     for (let k = 0; k < STATS_WIDTH; k++) {
       if (k === STAT.maxPerStep) stats[o + k] = Math.max(stats[o + k]!, rowStats[s + k]!);
       else if (k === STAT.synapticOps) stats[o + k] = stats[o + k]! + rowStats[s + STAT.events]! * (typeof fanout === 'number' ? fanout : fanout[r]!);
+      else if (k === STAT.extraFanout) stats[o + k] = stats[o + k]! + rowStats[s + STAT.extraSteps]! * (typeof fanout === 'number' ? fanout : fanout[r]!);
       else stats[o + k] = stats[o + k]! + rowStats[s + k]!;
     }
   }
@@ -210,7 +216,7 @@ export function digitStatsCpu(digits: Float32Array, rows: number, C: number, row
         if (a > maxPer) maxPer = a;
       }
     }
-    rowStats.set([events, maxPer, nonzero, C, 0, events, 0, 0], r * STATS_WIDTH);
+    rowStats.set([events, maxPer, nonzero, C, 0, events, 0, 0, 0], r * STATS_WIDTH);
   }
 }
 
@@ -254,9 +260,9 @@ fn main(@builtin(global_invocation_id) gid: vec3u) {
       sums[e] = m;
       if (abs(xv) > p.maxSpikes * th) { clipped += 1.0; }
     }
-    let s = r * 8u;
+    let s = r * 9u;
     rowStats[s] = events; rowStats[s + 1u] = maxPer; rowStats[s + 2u] = nonzero; rowStats[s + 3u] = f32(p.C * p.T);
-    rowStats[s + 4u] = 0.0; rowStats[s + 5u] = events; rowStats[s + 6u] = 0.0; rowStats[s + 7u] = clipped;
+    rowStats[s + 4u] = 0.0; rowStats[s + 5u] = events; rowStats[s + 6u] = 0.0; rowStats[s + 7u] = clipped; rowStats[s + 8u] = 0.0;
     return;
   }
   let ternary = p.kind == 2u;
@@ -313,9 +319,9 @@ fn main(@builtin(global_invocation_id) gid: vec3u) {
   if (extra > 0u) { ovf = 1.0; }
   var mp = 0.0;
   if (events > 0.0) { mp = 1.0; }
-  let s = r * 8u;
+  let s = r * 9u;
   rowStats[s] = events; rowStats[s + 1u] = mp; rowStats[s + 2u] = events; rowStats[s + 3u] = f32(p.C * (p.T + extra));
-  rowStats[s + 4u] = f32(extra); rowStats[s + 5u] = events; rowStats[s + 6u] = ovf; rowStats[s + 7u] = clipped;
+  rowStats[s + 4u] = f32(extra); rowStats[s + 5u] = events; rowStats[s + 6u] = ovf; rowStats[s + 7u] = clipped; rowStats[s + 8u] = 0.0;
 }`;
 
 export function encodeGpu(rt: GpuRuntime, x: GpuTensor, R: number, C: number, theta: GpuTensor, invTheta: GpuTensor, code: CodeParams, sums: GpuTensor, digits: GpuTensor | undefined, rowStats: GpuTensor): void {
@@ -340,9 +346,9 @@ fn main(@builtin(global_invocation_id) gid: vec3u) {
     let a = abs(digits[r * p.C + c]);
     if (a != 0.0) { events += a; nonzero += 1.0; maxPer = max(maxPer, a); }
   }
-  let s = r * 8u;
+  let s = r * 9u;
   rowStats[s] = events; rowStats[s + 1u] = maxPer; rowStats[s + 2u] = nonzero; rowStats[s + 3u] = f32(p.C);
-  rowStats[s + 4u] = 0.0; rowStats[s + 5u] = events; rowStats[s + 6u] = 0.0; rowStats[s + 7u] = 0.0;
+  rowStats[s + 4u] = 0.0; rowStats[s + 5u] = events; rowStats[s + 6u] = 0.0; rowStats[s + 7u] = 0.0; rowStats[s + 8u] = 0.0;
 }`;
 
 export function digitStatsGpu(rt: GpuRuntime, digits: GpuTensor, rows: number, C: number, rowStats: GpuTensor): void {
@@ -352,24 +358,26 @@ export function digitStatsGpu(rt: GpuRuntime, digits: GpuTensor, rows: number, C
 }
 
 const STATS_INTO_WGSL = `
-struct Params { R: u32, row: u32, fanout: f32, perRow: u32 }
+struct Params { R: u32, row: u32, fanout: f32, perRow: u32, per: u32 }
 @group(0) @binding(0) var<storage, read> rowStats: array<f32>;
 @group(0) @binding(1) var<storage, read> fanouts: array<f32>;
 @group(0) @binding(2) var<storage, read_write> stats: array<f32>;
 @group(0) @binding(3) var<uniform> p: Params;
 var<workgroup> part: array<f32, 256>;
 @compute @workgroup_size(256)
-fn main(@builtin(local_invocation_id) lid: vec3u) {
-  // one column per pass over the rows: 256 invocations each sum (or max) a strided subset
-  for (var k = 0u; k < 8u; k++) {
+fn main(@builtin(local_invocation_id) lid: vec3u, @builtin(workgroup_id) wid: vec3u) {
+  // one workgroup per segment (rows [seg·per, seg·per + per)); one column per pass over its rows:
+  // 256 invocations each sum (or max) a strided subset
+  let seg = wid.x;
+  let r0 = seg * p.per;
+  for (var k = 0u; k < 9u; k++) {
     var acc = 0.0;
-    for (var r = lid.x; r < p.R; r += 256u) {
-      var v = rowStats[r * 8u + k];
-      if (k == 5u) {
-        var fo = p.fanout;
-        if (p.perRow != 0u) { fo = fanouts[r]; }
-        v = rowStats[r * 8u] * fo;
-      }
+    for (var r = r0 + lid.x; r < r0 + p.per; r += 256u) {
+      var v = rowStats[r * 9u + k];
+      var fo = p.fanout;
+      if (p.perRow != 0u) { fo = fanouts[r]; }
+      if (k == 5u) { v = rowStats[r * 9u] * fo; }
+      if (k == 8u) { v = rowStats[r * 9u + 4u] * fo; }
       if (k == 1u) { acc = max(acc, v); } else { acc += v; }
     }
     part[lid.x] = acc;
@@ -381,15 +389,15 @@ fn main(@builtin(local_invocation_id) lid: vec3u) {
       workgroupBarrier();
     }
     if (lid.x == 0u) {
-      let o = p.row * 8u + k;
+      let o = (p.row + seg) * 9u + k;
       if (k == 1u) { stats[o] = max(stats[o], part[0]); } else { stats[o] += part[0]; }
     }
     workgroupBarrier();
   }
 }`;
 
-export function statsIntoGpu(rt: GpuRuntime, rowStats: GpuTensor, R: number, stats: GpuTensor, row: number, fanout: number | GpuTensor): void {
+export function statsIntoGpu(rt: GpuRuntime, rowStats: GpuTensor, R: number, stats: GpuTensor, row: number, fanout: number | GpuTensor, segments = 1): void {
   const perRow = typeof fanout !== 'number';
   rt.dispatch(rt.pipeline('codes/stats-into', () => STATS_INTO_WGSL), [rowStats.buffer, (perRow ? fanout : rowStats).buffer, stats.buffer],
-    [R, row, { f32: perRow ? 0 : fanout }, perRow ? 1 : 0], [1]);
+    [R, row, { f32: perRow ? 0 : fanout }, perRow ? 1 : 0, R / segments], [segments]);
 }

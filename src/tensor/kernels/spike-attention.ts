@@ -167,7 +167,7 @@ export function spikeAttentionCpu(inp: SpikeAttentionInputs, S: number, p: Atten
       const outScale = inp.thetaP[h]! * unitOf(codes.p);
       for (let i = 0; i < d; i++) out[s * qW + qo + i] = acc[i]! * outScale;
       const keys = last + 1;
-      rowStats.set([events, maxPer, nonzero, keys * (codes.p.T + extra), extra, events, extra > 0 ? 1 : 0, clipped], (s * H + h) * STATS_WIDTH);
+      rowStats.set([events, maxPer, nonzero, keys * (codes.p.T + extra), extra, events, extra > 0 ? 1 : 0, clipped, 0], (s * H + h) * STATS_WIDTH);
     }
   }
 }
@@ -328,11 +328,11 @@ fn main(@builtin(global_invocation_id) gid: vec3u) {
   let qo = s * p.qWidth + h * D;
   for (var i = 0u; i < D; i++) { y[qo + i] = acc[i] * outScale; }
   let keys = f32(last + 1u);
-  let st = idx * 8u;
+  let st = idx * 9u;
   var ovf = 0.0;
   if (extra > 0u) { ovf = 1.0; }
   rowStats[st] = events; rowStats[st + 1u] = maxPer; rowStats[st + 2u] = nonzero; rowStats[st + 3u] = keys * f32(p.pT + extra);
-  rowStats[st + 4u] = f32(extra); rowStats[st + 5u] = events; rowStats[st + 6u] = ovf; rowStats[st + 7u] = clipped;
+  rowStats[st + 4u] = f32(extra); rowStats[st + 5u] = events; rowStats[st + 6u] = ovf; rowStats[st + 7u] = clipped; rowStats[st + 8u] = 0.0;
 }`;
 
 export function spikeAttentionGpu(

@@ -1,0 +1,202 @@
+/**
+ * The layerwise schedule: a layer runs its T steps on the spikes it receives and decodes; every
+ * nonlinear operator runs once per token on decoded values; the next encoder re-encodes a constant
+ * current. Latency is L·T steps (plus extra planes where a token's values overflow), not L + T.
+ *
+ * Per block (GPT-2 or Llama), every product of an activation with a weight or a cached value is
+ * spike-driven:
+ *
+ *   a     = norm(h)                                   once per token
+ *   qkv   = attn_in spikes · (W_qkv·diag(θ)·unit)ᵀ + b  synapses: a weight row per event
+ *   q, k, v: RoPE; k and v cached once per token (decoded values, not one copy per step)
+ *   attn  = spikeAttention(q_in spikes, K, V)         scores: key rows per q event; softmax once;
+ *                                                      p_in spikes: value rows per probability event
+ *   h     = h + o_in spikes · W_oᵀ + b
+ *   m     = norm(h)                                   once per token
+ *   u     = mlp_in spikes · W_(gate|up)ᵀ + b;  act(gate)·up  (or act(u))   once per token
+ *   h     = h + down_in spikes · W_downᵀ + b
+ *   logits = head_in spikes (of norm(h) on the rows asked for) · W_headᵀ
+ *
+ * The code's unit (2^(1−T) or 1/T) and θ are folded into each layer's weights once, so a spike
+ * event adds a weight row. Two executions give the same numbers: `event` accumulates rows per event
+ * over the digit planes (the auditable reference, what a neuromorphic chip does); `fast` multiplies
+ * the digit sums densely (what chat and benchmarks use). In `exact` mode every encoder is the
+ * identity: the network is the ANN (a test anchors to it).
+ */
+import { ArgumentError } from '../errors.js';
+import type { ModelConfig } from '../nn/config.js';
+import type { KvCache } from '../nn/kv-cache.js';
+import { stackLinear } from '../nn/model.js';
+import type { LMWeights, LinearWeights, NormWeights } from '../nn/weights.js';
+import type { Backend, BTensor, DeviceThresholds } from '../tensor/backend.js';
+import { type CodeParams, planesOf, unitOf } from '../tensor/kernels/codes.js';
+import { inverseThresholds } from '../tensor/kernels/neuron.js';
+import { ropeInvFreq } from '../tensor/kernels/rope.js';
+import { Tensor } from '../tensor/tensor.js';
+import { codeParams } from './codes.js';
+import type { NetForward, NetOptions, SpikingConfig } from './model.js';
+import type { EncoderSite, SiteKind } from './sites.js';
+
+interface Linear {
+  readonly slot: number;
+  readonly fanout: number;
+  readonly code: CodeParams;
+  /** Thresholds of the encoder in front (absent in exact mode). */
+  readonly th?: DeviceThresholds;
+  /** W·diag(θ)·unit (spiking) or W (exact), [out, in]. */
+  readonly weight: BTensor;
+  readonly bias?: BTensor;
+}
+
+interface Norm {
+  readonly weight: BTensor;
+  readonly bias?: BTensor;
+}
+
+interface Block {
+  readonly attnNorm: Norm;
+  readonly qkv: Linear;
+  readonly q: { readonly slot: number; readonly th?: DeviceThresholds };
+  readonly p: { readonly slot: number; readonly th?: DeviceThresholds };
+  readonly o: Linear;
+  readonly mlpNorm: Norm;
+  readonly up: Linear;
+  readonly down: Linear;
+}
+
+export class LayerwiseNet {
+  readonly invFreq: Float64Array | undefined;
+  /** The code of each site kind (T + the kind's siteSteps offset). */
+  private readonly codes: Map<SiteKind, CodeParams>;
+  private readonly blocks: Block[];
+  private readonly embed: BTensor;
+  private readonly positions?: BTensor;
+  private readonly finalNorm: Norm;
+  private readonly head: Linear;
+  private readonly owned: BTensor[] = [];
+
+  constructor(
+    readonly config: ModelConfig,
+    weights: LMWeights,
+    readonly backend: Backend,
+    readonly spiking: SpikingConfig,
+    readonly sites: readonly EncoderSite[],
+  ) {
+    const b = backend, cfg = config, spikingMode = spiking.mode === 'spiking';
+    const coding = spiking.coding ?? 'phase-ternary';
+    this.codes = new Map(sites.map((s) => [s.kind, codeParams(coding, spiking.timesteps + (spiking.siteSteps?.[s.kind] ?? 0), spiking.neuron.maxSpikes)]));
+    const own = <T extends BTensor>(t: T): T => {
+      this.owned.push(t);
+      return t;
+    };
+    const slots = new Map(sites.map((s, i) => [s.name, i]));
+    const site = (name: string): EncoderSite => {
+      const s = sites[slots.get(name)!];
+      if (!s) throw new ArgumentError(`layerwise network: no encoder site "${name}"`);
+      return s;
+    };
+    const thresholdsOf = (name: string): Float32Array | undefined => {
+      if (!spikingMode) return undefined;
+      const th = spiking.thresholds.get(name);
+      if (!th) throw new ArgumentError(`the spiking model needs thresholds for encoder site "${name}" (run the calibration)`);
+      if (th.length !== site(name).channels) throw new ArgumentError(`thresholds for "${name}": ${th.length} values, the site has ${site(name).channels} channels`);
+      return th;
+    };
+    const device = (th: Float32Array | undefined): DeviceThresholds | undefined =>
+      th ? { theta: own(b.upload(new Tensor([th.length], th), 'vector')), invTheta: own(b.upload(new Tensor([th.length], inverseThresholds(th)), 'vector')) } : undefined;
+    const linear = (name: string, w: LinearWeights): Linear => {
+      const th = thresholdsOf(name);
+      const code = this.codes.get(site(name).kind)!;
+      const folded = th ? foldThresholds(w.weight, th, unitOf(code)) : w.weight;
+      return {
+        slot: slots.get(name)!, fanout: site(name).fanout, code, ...(th ? { th: device(th)! } : {}),
+        weight: own(b.upload(folded, 'linear')), ...(w.bias ? { bias: own(b.upload(w.bias, 'vector')) } : {}),
+      };
+    };
+    const norm = (n: NormWeights): Norm => ({ weight: own(b.upload(n.weight, 'vector')), ...(n.bias ? { bias: own(b.upload(n.bias, 'vector')) } : {}) });
+    this.invFreq = cfg.family === 'llama' ? ropeInvFreq(cfg.headDim, cfg.ropeTheta, cfg.ropeScaling) : undefined;
+    this.blocks = weights.blocks.map((blk, l) => {
+      const p = `layers.${l}`;
+      return {
+        attnNorm: norm(blk.attnNorm),
+        qkv: linear(`${p}.attn_in`, stackLinear([blk.q, blk.k, blk.v])),
+        q: { slot: slots.get(`${p}.q_in`)!, ...(spikingMode ? { th: device(thresholdsOf(`${p}.q_in`))! } : {}) },
+        p: { slot: slots.get(`${p}.p_in`)!, ...(spikingMode ? { th: device(thresholdsOf(`${p}.p_in`))! } : {}) },
+        o: linear(`${p}.o_in`, blk.o),
+        mlpNorm: norm(blk.mlpNorm),
+        up: linear(`${p}.mlp_in`, blk.gate ? stackLinear([blk.gate, blk.up]) : blk.up),
+        down: linear(`${p}.down_in`, blk.down),
+      };
+    });
+    this.embed = own(b.upload(weights.embed, 'embedding'));
+    if (weights.positions) this.positions = own(b.upload(weights.positions, 'embedding'));
+    this.finalNorm = norm(weights.finalNorm);
+    this.head = linear('head_in', { weight: weights.lmHead });
+  }
+
+  dispose(): void {
+    for (const t of this.owned.splice(0)) this.backend.dispose(t);
+  }
+
+  forward(tokens: Int32Array, positions: Int32Array, cache: KvCache, opts: NetOptions): NetForward {
+    const b = this.backend, cfg = this.config, S = tokens.length;
+    const execution = opts.execution ?? 'fast';
+    if (execution !== 'fast' && execution !== 'event') throw new ArgumentError(`the layerwise schedule runs 'fast' or 'event' execution, got '${execution}'`);
+    if (opts.decodedAt?.length) throw new ArgumentError('decodedAt: the layerwise schedule decodes once per layer, at T only (run one model per T)');
+    const event = execution === 'event';
+    const start = positions[0]!;
+    const stats = opts.stats;
+    const observe = (name: string, x: BTensor) => opts.observe?.(name, x, 1);
+    const lin = (l: Linear, name: string, x: BTensor, residual?: BTensor): BTensor => {
+      observe(name, x);
+      if (!l.th) return b.matmul(x, l.weight, l.bias, residual);
+      const enc = b.encode(x, l.th, l.code, { tensor: stats, row: l.slot, fanout: l.fanout }, event);
+      if (opts.observeSpikes && enc.digits) opts.observeSpikes(name, enc.digits, planesOf(l.code));
+      return event
+        ? b.planeMatmul(enc.digits!, planesOf(l.code), l.code.kind === 'rate' ? 1 : 2, l.weight, l.bias, residual)
+        : b.matmul(enc.sums, l.weight, l.bias, residual);
+    };
+    const norm = (x: BTensor, n: Norm) => (cfg.family === 'gpt2' ? b.layerNorm(x, n.weight, n.bias, cfg.normEps) : b.rmsNorm(x, n.weight, cfg.normEps));
+    // a query row sees the keys up to its own position: its q spikes fan out to that many keys
+    const keysSeen = Float32Array.from(positions, (p) => p + 1);
+    let h = b.embedding(this.embed, tokens);
+    if (this.positions) h = b.add(h, b.embedding(this.positions, positions));
+    this.blocks.forEach((blk, l) => {
+      const p = `layers.${l}`;
+      const qkv = lin(blk.qkv, `${p}.attn_in`, norm(h, blk.attnNorm));
+      const heads = { numHeads: cfg.numHeads, numKvHeads: cfg.numKvHeads, headDim: cfg.headDim };
+      const q = b.qkvToCache(qkv, cache.keys(l), cache.values(l), { ...heads, positions, invFreq: this.invFreq, rowOffset: start });
+      observe(`${p}.q_in`, q);
+      const params = { ...heads, queryStart: start, kvLength: start + S, scale: 1 / Math.sqrt(cfg.headDim) };
+      let attn: BTensor;
+      if (!blk.q.th || !blk.p.th) {
+        attn = b.attention(q, cache.keys(l), cache.values(l), params);
+      } else {
+        const codes = { q: this.codes.get('q_in')!, p: this.codes.get('p_in')! };
+        const encQ = b.encode(q, blk.q.th, codes.q, { tensor: stats, row: blk.q.slot, fanout: keysSeen }, event);
+        attn = b.spikeAttention(event ? encQ.digits! : encQ.sums, cache.keys(l), cache.values(l), blk.q.th.theta, blk.p.th, params,
+          codes, execution, { tensor: stats, row: blk.p.slot, fanout: cfg.headDim });
+      }
+      h = lin(blk.o, `${p}.o_in`, attn, h);
+      const up = lin(blk.up, `${p}.mlp_in`, norm(h, blk.mlpNorm));
+      const hidden = cfg.family === 'llama' ? b.gatedActivation(cfg.activation, up) : b.activation(cfg.activation, up);
+      h = lin(blk.down, `${p}.down_in`, hidden, h);
+    });
+    const [r0, r1] = opts.rows;
+    const logits = lin(this.head, 'head_in', norm(b.sliceRows(h, r0, r1), this.finalNorm));
+    return { logits, decoded: new Map() };
+  }
+}
+
+/** W·diag(θ)·unit: the synapses behind an encoder (a spike event adds one row of these). */
+export function foldThresholds(w: Tensor, theta: Float32Array, unit: number): Tensor {
+  const [N, K] = w.shape as [number, number];
+  if (theta.length !== K) throw new ArgumentError(`thresholds: ${theta.length} values for a layer with ${K} inputs`);
+  const out = new Tensor([N, K]);
+  const scaled = Float64Array.from(theta, (t) => t * unit);
+  for (let n = 0; n < N; n++) {
+    const o = n * K;
+    for (let k = 0; k < K; k++) out.data[o + k] = w.data[o + k]! * scaled[k]!;
+  }
+  return out;
+}
