@@ -17,7 +17,7 @@ import { ArgumentError } from '../errors.js';
 import { ACTIVATION_NAMES, type ModelConfig } from '../nn/config.js';
 import { CausalLM } from '../nn/model.js';
 import { type CodingName, type ScheduleName, checkCombination, errorBound, isWeighted } from '../snn/codes.js';
-import { type CausalLMLike, COMPENSATED, type OperatorForms, SpikingLM } from '../snn/model.js';
+import { type CausalLMLike, COMPENSATED, type OperatorForms, type SpikingConfig, SpikingLM } from '../snn/model.js';
 import { SURROGATE_NAMES, type SurrogateName, surrogate } from '../snn/surrogate.js';
 import type { Backend } from '../tensor/backend.js';
 import type { NeuronConfig } from '../tensor/kernels/neuron.js';
@@ -151,13 +151,20 @@ export function calibrateTimesteps(snn: SpikingLM, originalT: number, targetT: n
  * and KL ≤ 1e-3 against the ANN on the evaluation text) — README shows the frontier it was picked
  * from (layerwise schedule, ternary weighted spikes: at most one spike per neuron per step).
  */
-export const DEFAULT_CONVERSION = { schedule: 'layerwise', coding: 'phase-ternary', timesteps: 10 } as const satisfies { schedule: ScheduleName; coding: CodingName; timesteps: number };
+export const DEFAULT_CONVERSION: {
+  readonly schedule: ScheduleName;
+  readonly coding: CodingName;
+  readonly timesteps: number;
+  readonly siteSteps: NonNullable<SpikingConfig['siteSteps']>;
+} = { schedule: 'layerwise', coding: 'phase-ternary', timesteps: 9, siteSteps: { mlp_in: -1, o_in: -1 } };
 
 export interface ConvertOptions extends CalibrateOptions, ObserveOptions {
   /** Default DEFAULT_CONVERSION.timesteps. */
   readonly timesteps?: number;
   /** Default DEFAULT_CONVERSION.schedule. */
   readonly schedule?: ScheduleName;
+  /** Layerwise: steps per site kind relative to T (default DEFAULT_CONVERSION.siteSteps for the default code). */
+  readonly siteSteps?: SpikingConfig['siteSteps'];
   readonly neuron?: Partial<NeuronConfig>;
   readonly surrogate?: { name: SurrogateName; alpha: number };
   readonly backend?: Backend;
@@ -173,11 +180,14 @@ export async function convertModelToSpiking(model: CausalLMLike & { backend?: Ba
   const coding = opts.coding ?? DEFAULT_CONVERSION.coding;
   checkCombination(coding, schedule);
   const timesteps = opts.timesteps ?? DEFAULT_CONVERSION.timesteps;
+  // the default code gets the default per-site steps; other codes run every site at T unless told
+  const siteSteps = opts.siteSteps ?? (schedule === DEFAULT_CONVERSION.schedule && coding === DEFAULT_CONVERSION.coding ? DEFAULT_CONVERSION.siteSteps : undefined);
   const plan = trace(model, schedule);
   const obs = observe(plan, model, data, opts);
   const calibration = calibrate(plan, obs, { ...opts, coding });
   const snn = replace(model, calibration, {
     timesteps, neuron: opts.neuron, surrogate: opts.surrogate, operators: COMPENSATED, backend: opts.backend ?? model.backend,
+    ...(siteSteps ? { siteSteps } : {}),
   });
   const converted = finalize(snn, {
     plan, calibration, simplified: false,

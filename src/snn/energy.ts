@@ -26,10 +26,11 @@
  *                per receiver per token (N for a linear layer, H·keys for scores, d per head for
  *                the attention output), extra planes included (STAT.extraFanout)
  *   neurons      weighted codes: a charge per neuron-token, a comparison per neuron-step against
- *                the plane's threshold (θ halves each step: one shared op per row and step), a reset
- *                per event — all ACs. Rate codes integrate every step (an AC); bursts compute
- *                ⌊v/θ⌋ and subtract n·θ (two MACs per neuron-step), single spikes compare (an AC)
- *                and reset per event (an AC).
+ *                the plane's threshold (θ halves each step), a reset per event — all ACs. Rate codes
+ *                integrate every step (an AC); bursts compute ⌊v/θ⌋ and subtract n·θ (two MACs per
+ *                neuron-step), single spikes compare (an AC) and reset per event (an AC). A neuron
+ *                whose charge cannot reach the smallest threshold never fires: one comparison says
+ *                so, and it runs no steps (STAT.activeNeurons; most attention probabilities).
  *   cache        keys scaled by θq·scale and values by θp once per token (2·Hkv·d MACs), so a
  *                spike event is an accumulate
  *   dense        norms, activation, SwiGLU product, RoPE, softmax, residual adds: as the ANN
@@ -43,6 +44,7 @@
 import type { ModelConfig } from '../nn/config.js';
 import type { CodingName, ScheduleName } from './codes.js';
 import { isWeighted } from './codes.js';
+import type { SiteKind } from './sites.js';
 import type { SpikeTally } from './stats.js';
 
 export const ENERGY_PRESETS = {
@@ -68,6 +70,8 @@ export interface EnergyInput {
   readonly schedule: ScheduleName;
   readonly coding: CodingName;
   readonly timesteps: number;
+  /** Steps of each site kind's neurons (layerwise siteSteps; default: timesteps). */
+  readonly stepsOf?: (kind: SiteKind) => number;
   /** Spikes a rate neuron may emit per step (1: single-spike neurons; Infinity: bursts). */
   readonly maxSpikes: number;
   readonly tally: SpikeTally;
@@ -121,16 +125,20 @@ export function energyReport(input: EnergyInput): EnergyReport {
   const layers: LayerEnergy[] = [];
   const biasOf = (outputs: number, has: boolean) => (has ? outputs : 0);
 
+  const stepsOf = input.stepsOf ?? (() => T);
   /** The encoder neurons of a site: see the header for the rules per code. */
   const neuronOps = (i: number): OpCount => {
-    const events = t.get(i, 'events'), steps = t.get(i, 'neuronSteps'), neurons = t.neurons[i]!;
-    if (weighted) return { acs: neurons + steps + events, macs: 0 };
-    if (input.maxSpikes === 1) return { acs: 2 * steps + events, macs: 0 }; // integrate, compare; reset per spike
-    return { acs: steps, macs: 2 * steps }; // bursts: integrate, ⌊v/θ⌋, subtract n·θ
+    const events = t.get(i, 'events'), neurons = t.neurons[i]!;
+    // stepwise neurons see a new current every step: all run every step
+    const steps = stepwise ? t.get(i, 'neuronSteps') : t.get(i, 'activeSteps');
+    const silent = stepwise ? 0 : neurons - t.get(i, 'activeNeurons');
+    if (weighted) return { acs: neurons + steps + silent + events, macs: 0 }; // charge, compare per step, reset per event
+    if (input.maxSpikes === 1) return { acs: 2 * steps + silent + events, macs: 0 }; // integrate, compare; reset per spike
+    return { acs: steps + silent, macs: 2 * steps }; // bursts: integrate, ⌊v/θ⌋, subtract n·θ
   };
   /** Receiving doublings of a weighted code: (steps − 1) per receiver per row, extra planes included. */
-  const doublings = (i: number, receiversPerRow: number, rows: number, receiversPerFanout = 1): number =>
-    weighted ? (T - 1) * receiversPerRow * rows + receiversPerFanout * t.get(i, 'extraFanout') : 0;
+  const doublings = (i: number, receiversPerRow: number, rows: number): number =>
+    weighted ? (stepsOf(t.sites[i]!.kind) - 1) * receiversPerRow * rows + t.get(i, 'extraFanout') : 0;
 
   const perTokenSteps = stepwise ? T : 1;
   for (let l = 0; l < c.numLayers; l++) {
@@ -170,7 +178,7 @@ export function energyReport(input: EnergyInput): EnergyReport {
       const qi = siteIndex.get(`layers.${l}.q_in`)!, pi = siteIndex.get(`layers.${l}.p_in`)!;
       const syn = { acs: t.get(qi, 'synapticOps') + t.get(pi, 'synapticOps') };
       // scores: H·keys receivers per query row; outputs: d receivers per (row, head)
-      const mem = { acs: weighted ? (T - 1) * H * A + H * t.get(qi, 'extraFanout') + (T - 1) * n * H * d + t.get(pi, 'extraFanout') : 0 };
+      const mem = { acs: weighted ? (stepsOf('q_in') - 1) * H * A + H * t.get(qi, 'extraFanout') + (stepsOf('p_in') - 1) * n * H * d + t.get(pi, 'extraFanout') : 0 };
       const neu = { acs: neuronOps(qi).acs + neuronOps(pi).acs, macs: neuronOps(qi).macs + neuronOps(pi).macs };
       const cache = { macs: 2 * n * kvW };
       for (const [name, x] of [['synapses', syn], ['membranes', mem], ['neurons', neu], ['cache scaling', cache], ['softmax', softmax], ['rope', rope]] as const) {

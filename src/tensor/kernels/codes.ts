@@ -62,8 +62,15 @@ export const STAT = {
   clipped: 7,
   /** Extra planes × the row's fan-out (receivers that double through the extra planes). */
   extraFanout: 8,
+  /**
+   * Neurons that fired at least once, and the steps they ran. A layerwise neuron is charged once
+   * per token: if its charge cannot reach the smallest threshold it never fires — one comparison
+   * says so and it sits the steps out (the energy model counts that comparison, not T of them).
+   */
+  activeNeurons: 9,
+  activeSteps: 10,
 } as const;
-export const STATS_WIDTH = 9;
+export const STATS_WIDTH = 11;
 
 /** Planes a code's digit tensor holds. */
 export function planesOf(c: CodeParams): number {
@@ -117,9 +124,10 @@ export function encodeCpu(x: Float32Array, R: number, C: number, theta: Float32A
     let events = 0, maxPer = 0, nonzero = 0, clipped = 0, extra = 0;
     if (code.kind === 'rate') {
       const B = Number.isFinite(code.maxSpikes ?? Infinity) ? code.maxSpikes! : 3.0e38;
+      let active = 0;
       for (let c = 0; c < C; c++) {
         const e = r * C + c, xv = x[e]!, th = theta[c]!, inv = invTheta[c]!;
-        let v = f(th * 0.5), m = 0;
+        let v = f(th * 0.5), m = 0, fired = false;
         for (let t = 0; t < T; t++) {
           v = f(v + xv);
           let n = Math.floor(f(v * inv));
@@ -131,14 +139,16 @@ export function encodeCpu(x: Float32Array, R: number, C: number, theta: Float32A
             const a = Math.abs(n);
             events += a;
             nonzero++;
+            fired = true;
             if (a > maxPer) maxPer = a;
             if (digits) digits[(t * R + r) * C + c] = n;
           }
         }
         out.sums[e] = m;
+        if (fired) active++;
         if (Math.abs(xv) > B * th) clipped++;
       }
-      out.rowStats.set([events, maxPer, nonzero, C * T, 0, events, 0, clipped, 0], so);
+      out.rowStats.set([events, maxPer, nonzero, C * T, 0, events, 0, clipped, 0, active, active * T], so);
       continue;
     }
     // Weighted codes: charge the membrane (in units of θ), find the row's extra planes, then run.
@@ -153,6 +163,7 @@ export function encodeCpu(x: Float32Array, R: number, C: number, theta: Float32A
     }
     while (extra < E && (ternary ? big * 2 ** -extra > limit : big * 2 ** -extra >= limit)) extra++;
     const scale = 2 ** -extra;
+    let active = 0;
     for (let c = 0; c < C; c++) {
       const e = r * C + c, sign = x[e]! < 0 ? -1 : 1;
       let v = f(v0[c]! * scale);
@@ -177,10 +188,11 @@ export function encodeCpu(x: Float32Array, R: number, C: number, theta: Float32A
       }
       // m so far counts planes E−extra … P−1; the leading (skipped) planes are zeros.
       out.sums[e] = ternary ? m : sign * m;
+      if (m !== 0) active++;
     }
     nonzero = events;
     maxPer = events > 0 ? 1 : 0;
-    out.rowStats.set([events, maxPer, nonzero, C * (T + extra), extra, events, extra > 0 ? 1 : 0, clipped, 0], so);
+    out.rowStats.set([events, maxPer, nonzero, C * (T + extra), extra, events, extra > 0 ? 1 : 0, clipped, 0, active, active * (T + extra)], so);
   }
 }
 
@@ -216,7 +228,8 @@ export function digitStatsCpu(digits: Float32Array, rows: number, C: number, row
         if (a > maxPer) maxPer = a;
       }
     }
-    rowStats.set([events, maxPer, nonzero, C, 0, events, 0, 0, 0], r * STATS_WIDTH);
+    // stepwise neurons see a new current every step: every one of them runs every step
+    rowStats.set([events, maxPer, nonzero, C, 0, events, 0, 0, 0, C, C], r * STATS_WIDTH);
   }
 }
 
@@ -237,7 +250,7 @@ struct Params { R: u32, C: u32, T: u32, P: u32, E: u32, kind: u32, maxSpikes: f3
 fn main(@builtin(global_invocation_id) gid: vec3u) {
   let r = gid.x;
   if (r >= p.R) { return; }
-  var events = 0.0; var maxPer = 0.0; var nonzero = 0.0; var clipped = 0.0; var extra = 0u;
+  var events = 0.0; var maxPer = 0.0; var nonzero = 0.0; var clipped = 0.0; var extra = 0u; var active = 0.0;
   if (p.writeDigits != 0u) {
     for (var j = 0u; j < p.P; j++) { for (var c = 0u; c < p.C; c++) { digits[(j * p.R + r) * p.C + c] = 0.0; } }
   }
@@ -245,7 +258,7 @@ fn main(@builtin(global_invocation_id) gid: vec3u) {
     for (var c = 0u; c < p.C; c++) {
       let e = r * p.C + c;
       let xv = x[e]; let th = theta[c]; let inv = invTheta[c];
-      var v = th * 0.5; var m = 0.0;
+      var v = th * 0.5; var m = 0.0; var fired = false;
       for (var t = 0u; t < p.T; t++) {
         v = v + xv;
         let n = clamp(floor(v * inv), -p.maxSpikes, p.maxSpikes);
@@ -253,16 +266,18 @@ fn main(@builtin(global_invocation_id) gid: vec3u) {
         m += n;
         if (n != 0.0) {
           let a = abs(n);
-          events += a; nonzero += 1.0; maxPer = max(maxPer, a);
+          events += a; nonzero += 1.0; maxPer = max(maxPer, a); fired = true;
           if (p.writeDigits != 0u) { digits[(t * p.R + r) * p.C + c] = n; }
         }
       }
       sums[e] = m;
+      if (fired) { active += 1.0; }
       if (abs(xv) > p.maxSpikes * th) { clipped += 1.0; }
     }
-    let s = r * 9u;
+    let s = r * 11u;
     rowStats[s] = events; rowStats[s + 1u] = maxPer; rowStats[s + 2u] = nonzero; rowStats[s + 3u] = f32(p.C * p.T);
     rowStats[s + 4u] = 0.0; rowStats[s + 5u] = events; rowStats[s + 6u] = 0.0; rowStats[s + 7u] = clipped; rowStats[s + 8u] = 0.0;
+    rowStats[s + 9u] = active; rowStats[s + 10u] = active * f32(p.T);
     return;
   }
   let ternary = p.kind == 2u;
@@ -314,14 +329,16 @@ fn main(@builtin(global_invocation_id) gid: vec3u) {
       }
     }
     if (ternary) { sums[e] = m; } else { sums[e] = sgn * m; }
+    if (m != 0.0) { active += 1.0; }
   }
   var ovf = 0.0;
   if (extra > 0u) { ovf = 1.0; }
   var mp = 0.0;
   if (events > 0.0) { mp = 1.0; }
-  let s = r * 9u;
+  let s = r * 11u;
   rowStats[s] = events; rowStats[s + 1u] = mp; rowStats[s + 2u] = events; rowStats[s + 3u] = f32(p.C * (p.T + extra));
   rowStats[s + 4u] = f32(extra); rowStats[s + 5u] = events; rowStats[s + 6u] = ovf; rowStats[s + 7u] = clipped; rowStats[s + 8u] = 0.0;
+  rowStats[s + 9u] = active; rowStats[s + 10u] = active * f32(p.T + extra);
 }`;
 
 export function encodeGpu(rt: GpuRuntime, x: GpuTensor, R: number, C: number, theta: GpuTensor, invTheta: GpuTensor, code: CodeParams, sums: GpuTensor, digits: GpuTensor | undefined, rowStats: GpuTensor): void {
@@ -346,9 +363,10 @@ fn main(@builtin(global_invocation_id) gid: vec3u) {
     let a = abs(digits[r * p.C + c]);
     if (a != 0.0) { events += a; nonzero += 1.0; maxPer = max(maxPer, a); }
   }
-  let s = r * 9u;
+  let s = r * 11u;
   rowStats[s] = events; rowStats[s + 1u] = maxPer; rowStats[s + 2u] = nonzero; rowStats[s + 3u] = f32(p.C);
   rowStats[s + 4u] = 0.0; rowStats[s + 5u] = events; rowStats[s + 6u] = 0.0; rowStats[s + 7u] = 0.0; rowStats[s + 8u] = 0.0;
+  rowStats[s + 9u] = f32(p.C); rowStats[s + 10u] = f32(p.C);
 }`;
 
 export function digitStatsGpu(rt: GpuRuntime, digits: GpuTensor, rows: number, C: number, rowStats: GpuTensor): void {
@@ -370,14 +388,14 @@ fn main(@builtin(local_invocation_id) lid: vec3u, @builtin(workgroup_id) wid: ve
   // 256 invocations each sum (or max) a strided subset
   let seg = wid.x;
   let r0 = seg * p.per;
-  for (var k = 0u; k < 9u; k++) {
+  for (var k = 0u; k < 11u; k++) {
     var acc = 0.0;
     for (var r = r0 + lid.x; r < r0 + p.per; r += 256u) {
-      var v = rowStats[r * 9u + k];
+      var v = rowStats[r * 11u + k];
       var fo = p.fanout;
       if (p.perRow != 0u) { fo = fanouts[r]; }
-      if (k == 5u) { v = rowStats[r * 9u] * fo; }
-      if (k == 8u) { v = rowStats[r * 9u + 4u] * fo; }
+      if (k == 5u) { v = rowStats[r * 11u] * fo; }
+      if (k == 8u) { v = rowStats[r * 11u + 4u] * fo; }
       if (k == 1u) { acc = max(acc, v); } else { acc += v; }
     }
     part[lid.x] = acc;
@@ -389,7 +407,7 @@ fn main(@builtin(local_invocation_id) lid: vec3u, @builtin(workgroup_id) wid: ve
       workgroupBarrier();
     }
     if (lid.x == 0u) {
-      let o = (p.row + seg) * 9u + k;
+      let o = (p.row + seg) * 11u + k;
       if (k == 1u) { stats[o] = max(stats[o], part[0]); } else { stats[o] += part[0]; }
     }
     workgroupBarrier();

@@ -135,7 +135,7 @@ export function spikeAttentionCpu(inp: SpikeAttentionInputs, S: number, p: Atten
       let sum = 0;
       for (let j = 0; j <= last; j++) sum += (scores[j] = Math.exp(scores[j]! - max));
       // the probabilities' neurons
-      let events = 0, extra = 0, clipped = 0, maxPer = 0, nonzero = 0;
+      let events = 0, extra = 0, clipped = 0, maxPer = 0, nonzero = 0, active = 0;
       for (let j = 0; j <= last; j++) {
         const [m, ev, ex, cl, mx, nz] = encodeProbability(f(scores[j]! / sum), inp.thetaP[h]!, inp.invThetaP[h]!, codes.p, planes ? planes.subarray(j * Pp, (j + 1) * Pp) : undefined);
         mp[j] = m;
@@ -144,6 +144,7 @@ export function spikeAttentionCpu(inp: SpikeAttentionInputs, S: number, p: Atten
         if (ex > extra) extra = ex;
         if (mx > maxPer) maxPer = mx;
         nonzero += nz;
+        if (ev > 0) active++;
       }
       // output: value rows per event (or the dense sum over the digit sums)
       acc.fill(0);
@@ -167,7 +168,7 @@ export function spikeAttentionCpu(inp: SpikeAttentionInputs, S: number, p: Atten
       const outScale = inp.thetaP[h]! * unitOf(codes.p);
       for (let i = 0; i < d; i++) out[s * qW + qo + i] = acc[i]! * outScale;
       const keys = last + 1;
-      rowStats.set([events, maxPer, nonzero, keys * (codes.p.T + extra), extra, events, extra > 0 ? 1 : 0, clipped, 0], (s * H + h) * STATS_WIDTH);
+      rowStats.set([events, maxPer, nonzero, keys * (codes.p.T + extra), extra, events, extra > 0 ? 1 : 0, clipped, 0, active, active * (codes.p.T + extra)], (s * H + h) * STATS_WIDTH);
     }
   }
 }
@@ -283,7 +284,7 @@ fn main(@builtin(global_invocation_id) gid: vec3u) {
   var sum = 0.0;
   for (var j = 0u; j <= last; j++) { sum += exp(score(s, h, g, j) - mx); }
   var acc: array<f32, D>;
-  var events = 0.0; var extra = 0u; var clipped = 0.0; var maxPer = 0.0; var nonzero = 0.0;
+  var events = 0.0; var extra = 0u; var clipped = 0.0; var maxPer = 0.0; var nonzero = 0.0; var active = 0.0;
   let mo = idx * p.L * 2u;
   let th = thetaP[h];
   let inv = invThetaP[h];
@@ -291,6 +292,7 @@ fn main(@builtin(global_invocation_id) gid: vec3u) {
     let pv = exp(score(s, h, g, j) - mx) / sum;
     let e = encodeP(pv, th, inv);
     events += e.events; clipped += e.clipped; extra = max(extra, e.extra); maxPer = max(maxPer, e.maxPer); nonzero += e.nonzero;
+    if (e.events > 0.0) { active += 1.0; }
     let vo = j * p.kvWidth + g * D;
     if (p.event == 0u) {
       if (e.m != 0.0) {
@@ -328,11 +330,12 @@ fn main(@builtin(global_invocation_id) gid: vec3u) {
   let qo = s * p.qWidth + h * D;
   for (var i = 0u; i < D; i++) { y[qo + i] = acc[i] * outScale; }
   let keys = f32(last + 1u);
-  let st = idx * 9u;
+  let st = idx * 11u;
   var ovf = 0.0;
   if (extra > 0u) { ovf = 1.0; }
   rowStats[st] = events; rowStats[st + 1u] = maxPer; rowStats[st + 2u] = nonzero; rowStats[st + 3u] = keys * f32(p.pT + extra);
   rowStats[st + 4u] = f32(extra); rowStats[st + 5u] = events; rowStats[st + 6u] = ovf; rowStats[st + 7u] = clipped; rowStats[st + 8u] = 0.0;
+  rowStats[st + 9u] = active; rowStats[st + 10u] = active * f32(p.pT + extra);
 }`;
 
 export function spikeAttentionGpu(
