@@ -6,7 +6,8 @@
 import path from 'node:path';
 import { convertModelToSpiking, createCalibrationData } from '../src/convert/api.js';
 import { TemporalSpikeProcessor } from '../src/conversation/processor.js';
-import { loadModel } from '../src/nn/model.js';
+import { type CausalLM, loadModel } from '../src/nn/model.js';
+import type { SpikingLM } from '../src/snn/model.js';
 import { argmax } from '../src/nn/sampling.js';
 import { loadTokenizer } from '../src/nn/tokenizer.js';
 import type { Backend } from '../src/tensor/backend.js';
@@ -17,7 +18,7 @@ import { FIXTURES } from './model.bench.js';
 
 export const decodeSuite: Suite = {
   name: 'decode',
-  description: 'decode tokens/s after a 32-token prompt, with vs without the KV cache, ANN and SNN (T=16)',
+  description: 'decode tokens/s after a 32-token prompt through the processor: ANN, stepwise SNN (T=16), default layerwise SNN (fast and event-driven); with and without the KV cache',
   async run(ctx) {
     const rows: BenchRow[] = [];
     const dir = path.join(FIXTURES, 'stories260k');
@@ -26,10 +27,18 @@ export const decodeSuite: Suite = {
     const newTokens = ctx.quick ? 8 : 16;
     for (const backend of (gpu ? [new CpuBackend(), gpu] : [new CpuBackend()]) as Backend[]) {
       const ann = loadModel(dir, { backend });
-      const { snn } = convertModelToSpiking(ann, createCalibrationData(tok, { numSamples: 4 }), { timesteps: 16, backend });
+      const data = createCalibrationData(tok, { numSamples: 4 });
+      const stepwise = (await convertModelToSpiking(ann, data, { timesteps: 16, schedule: 'stepwise', coding: 'rate', backend })).snn;
+      const layerwise = (await convertModelToSpiking(ann, data, { backend })).snn;
       const prompt = Array.from({ length: 32 }, (_, i) => (i * 37 + 11) % ann.config.vocabSize);
-      for (const [kind, model] of [['ANN', ann], ['SNN T=16', snn]] as const) {
+      let annTps = NaN;
+      const models: [string, CausalLM | SpikingLM][] = [
+        ['ANN', ann], ['stepwise rate T=16', stepwise],
+        [`layerwise ${layerwise.coding} T=${layerwise.timesteps} fast`, layerwise], [`layerwise ${layerwise.coding} T=${layerwise.timesteps} event`, layerwise.with({ execution: 'event' })],
+      ];
+      for (const [kind, model] of models) {
         for (const useCache of [true, false]) {
+          if (!useCache && kind !== 'ANN' && ctx.quick) continue;
           const r = await timeIt(`${backend.name} ${kind} ${useCache}`, async () => {
             const p = new TemporalSpikeProcessor(model);
             const seq = [...prompt];
@@ -41,8 +50,9 @@ export const decodeSuite: Suite = {
             p.resetCache();
           }, ctx, { iterations: 1 });
           const tps = newTokens / (r.meanMs / 1000);
-          rows.push({ suite: 'decode', name: `${backend.name} ${kind} ${useCache ? 'with cache' : 'no cache'}`, ...r, metrics: { 'tokens/s': tps } });
-          ctx.log(`${backend.name} ${kind} ${useCache ? 'with cache' : 'no cache'}: ${tps.toFixed(1)} tokens/s (prompt included in the time)`);
+          if (kind === 'ANN' && useCache) annTps = tps;
+          rows.push({ suite: 'decode', name: `${backend.name} ${kind} ${useCache ? 'with cache' : 'no cache'}`, ...r, metrics: { 'tokens/s': tps, 'vs ANN': tps / annTps } });
+          ctx.log(`${backend.name} ${kind} ${useCache ? 'with cache' : 'no cache'}: ${tps.toFixed(1)} tokens/s (${(tps / annTps).toFixed(2)} × the ANN with cache; prompt included in the time)`);
         }
       }
     }

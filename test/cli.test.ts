@@ -125,24 +125,47 @@ describe('bin/spikelm.js', () => {
 describe('spikelm convert / fidelity', () => {
   it('convert writes a spiking model (snake_case flags) and --verify prints the fidelity table', async () => {
     const out = path.join(fs.mkdtempSync(path.join(fs.realpathSync('/tmp'), 'spikelm-cli-')), 'snn');
-    const r = await run(['convert', '--model_name', stories, '--output_dir', out, '--timesteps', '16', '--calibration_samples', '4', '--verify', '--surrogate_function', 'sigmoid']);
-    expect(r.code).toBe(0);
+    const r = await run(['convert', '--model_name', stories, '--output_dir', out, '--schedule', 'stepwise', '--coding', 'rate', '--timesteps', '16', '--calibration_samples', '4', '--verify', '--surrogate_function', 'sigmoid']);
+    expect(r.code, r.err).toBe(0);
     expect(fs.existsSync(path.join(out, 'snn_config.json'))).toBe(true);
-    expect(JSON.parse(fs.readFileSync(path.join(out, 'snn_config.json'), 'utf8')).surrogate.name).toBe('sigmoid');
+    expect(JSON.parse(fs.readFileSync(path.join(out, 'snn_config.json'), 'utf8'))).toMatchObject({ surrogate: { name: 'sigmoid' }, schedule: 'stepwise', coding: 'rate' });
     expect(r.out).toMatch(/fidelity over \d+ positions/);
-    expect(r.out).toMatch(/^\s*16\s+\d+\.\d%/m);
+    expect(r.out).toMatch(/^\s*stepwise\s+rate\s+16\s+\d+\.\d%/m);
     expect(r.err).toMatch(/calibrating: 100%/);
     // fidelity on the saved model, as JSON
     const f = await run(['fidelity', '--model', stories, '--snn', out, '--timesteps', '4,16', '--json']);
     expect(f.code).toBe(0);
     const j = JSON.parse(f.out);
-    expect(j.mode).toBe('rate');
+    expect(j.mode).toBe('spiking');
     expect(j.results.map((x: { T: number }) => x.T)).toEqual([4, 16]);
     for (const x of j.results) {
-      for (const k of ['top1_agreement', 'kl', 'max_abs_logit_err', 'ppl_ann', 'ppl_snn', 'distinct_predictions_ann', 'distinct_predictions_snn', 'spike_rate']) expect(typeof x[k]).toBe('number');
+      for (const k of ['top1_agreement', 'kl', 'max_abs_logit_err', 'ppl_ann', 'ppl_snn', 'distinct_predictions_ann', 'distinct_predictions_snn', 'spike_rate', 'spikes_per_neuron_per_token', 'max_spikes_per_neuron_per_step']) expect(typeof x[k]).toBe('number');
+      expect(Object.keys(x.energy_ratio).sort()).toEqual(['fp16', 'fp32', 'int8']);
     }
     expect(j.positions).toBeGreaterThanOrEqual(256);
     expect(j.results[1].kl).toBeLessThan(j.results[0].kl);
+  });
+
+  it('fidelity --model DIR --json alone converts with the default configuration; its results include the default T', async () => {
+    const f = await run(['fidelity', '--model', stories, '--json']);
+    expect(f.code, f.err).toBe(0);
+    const j = JSON.parse(f.out);
+    expect(j.default).toMatchObject({ schedule: 'layerwise', coding: 'phase-ternary' });
+    const d = j.results.find((x: { T: number }) => x.T === j.default.timesteps);
+    expect(d).toMatchObject({ schedule: 'layerwise', coding: 'phase-ternary', max_spikes_per_neuron_per_step: 1 });
+    expect(d.top1_agreement).toBeGreaterThanOrEqual(0.99);
+    expect(d.kl).toBeLessThanOrEqual(1e-3);
+    expect(d.energy_ratio.fp32).toBeLessThanOrEqual(0.6);
+  });
+
+  it('fidelity sweeps codes and schedules (lists), skipping the pairs that do not exist', async () => {
+    const f = await run(['fidelity', '--model', stories, '--coding', 'rate,phase', '--schedule', 'stepwise,layerwise', '--timesteps', '4,8', '--json']);
+    expect(f.code, f.err).toBe(0);
+    expect(f.err).toMatch(/skipping stepwise phase: phase codes need the layerwise schedule/);
+    const j = JSON.parse(f.out);
+    expect([...new Set(j.results.map((x: { schedule: string; coding: string }) => `${x.schedule} ${x.coding}`))]).toEqual(['stepwise rate', 'layerwise rate', 'layerwise phase']);
+    // a single-spike code never bursts; rate bursts do
+    expect(j.results.filter((x: { coding: string }) => x.coding === 'phase').every((x: { max_spikes_per_neuron_per_step: number }) => x.max_spikes_per_neuron_per_step === 1)).toBe(true);
   });
 
   it('fidelity without --snn converts first; --simplified converts without calibration', async () => {
@@ -164,6 +187,9 @@ describe('spikelm convert / fidelity', () => {
     [['convert', '--model', stories, '--output-dir', '/tmp/x', '--surrogate_function', 'tanh'], 2, /--surrogate_function must be one of/],
     [['fidelity', '--model', stories, '--snn', stories], 1, /snn_config\.json: not found/],
     [['fidelity', '--model', stories, '--timesteps', '4,x'], 2, /comma-separated list of integers/],
+    [['fidelity', '--model', stories, '--coding', 'morse'], 2, /--coding must be one of rate, rate-single, phase, phase-ternary/],
+    [['convert', '--model', stories, '--output-dir', '/tmp/x', '--schedule', 'stepwise', '--coding', 'phase'], 2, /--coding phase needs --schedule layerwise/],
+    [['convert', '--model', stories, '--output-dir', '/tmp/x', '--execution', 'multi'], 2, /--execution must be fast or event for the layerwise schedule/],
   ])('%j exits %i with one clear line', async (argv, code, pattern) => {
     const r = await run(argv as string[]);
     expect(r.code).toBe(code);
@@ -180,7 +206,7 @@ describe('spikelm chat / test / demo', () => {
     expect(r.code).toBe(0);
     expect(r.out.match(/^User: /gm)).toHaveLength(3);
     expect(r.out.match(/^Assistant: /gm)).toHaveLength(3);
-    expect(r.out).toMatch(/spikes\/neuron\/step/);
+    expect(r.out).toMatch(/per neuron per token, .* per neuron per step, at most 1 per neuron per step/);
     expect(r.out).toMatch(/E_SNN\/E_ANN/);
     expect(r.out).toMatch(/\(conversation reset\)/);
     expect(r.out).not.toMatch(/never sent/);
@@ -200,7 +226,7 @@ describe('spikelm chat / test / demo', () => {
   it('test --test_all writes report.json and exits 0; a broken SNN (θ × 100) fails fidelity and coherence', async () => {
     const base = fs.mkdtempSync(path.join(fs.realpathSync('/tmp'), 'spikelm-test-'));
     const out = path.join(base, 'report');
-    const r = await run(['test', '--model_name', stories, '--test_all', '--timesteps', '16', '--output_dir', out]);
+    const r = await run(['test', '--model_name', stories, '--test_all', '--output_dir', out]);
     expect(r.code).toBe(0);
     const report = JSON.parse(fs.readFileSync(path.join(out, 'report.json'), 'utf8'));
     expect(report.passed).toBe(true);
@@ -212,7 +238,7 @@ describe('spikelm chat / test / demo', () => {
     const { loadTokenizer } = await import('../src/nn/tokenizer.js');
     const { SpikingLM } = await import('../src/snn/model.js');
     const tok = loadTokenizer(stories);
-    const { snn } = convertModelToSpiking(loadModel(stories), createCalibrationData(tok), { timesteps: 16 });
+    const { snn } = await convertModelToSpiking(loadModel(stories), createCalibrationData(tok));
     const broken = new SpikingLM(snn.config, snn.weights, snn.backend, { ...snn.spiking, thresholds: new Map([...snn.spiking.thresholds].map(([k, v]) => [k, v.map((x) => x * 100)])) });
     saveSnnModel(broken, tok, path.join(base, 'broken'));
     const b = await run(['test', '--model_name', stories, '--snn', path.join(base, 'broken'), '--test_fidelity', '--test_multi_turn', '--output_dir', path.join(base, 'broken-report')]);
@@ -225,9 +251,10 @@ describe('spikelm chat / test / demo', () => {
   });
 
   it('demo converts the bundled model and prints fidelity, a side-by-side chat, spikes and energy', async () => {
-    const r = await run(['demo', '--timesteps', '4,16', '--turns', '2', '--max-new-tokens', '8']);
+    const r = await run(['demo', '--turns', '2', '--max-new-tokens', '8']);
     expect(r.code).toBe(0);
     expect(r.out).toMatch(/fidelity over 300 positions/);
+    expect(r.out).toMatch(/layerwise schedule, phase-ternary code/);
     expect(r.out.match(/^\s+ANN: /gm)).toHaveLength(2);
     expect(r.out.match(/^\s+SNN: /gm)).toHaveLength(2);
     expect(r.out).toMatch(/fp32: E_ANN .* E_SNN/);

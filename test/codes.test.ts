@@ -129,12 +129,12 @@ describe('the weighted neuron one step at a time', () => {
 
 describe('statistics', () => {
   it('statsInto sums rows, keeps the max per step, and weighs events by each row\'s fan-out', () => {
-    const rows = Float32Array.from([3, 1, 3, 10, 0, 3, 0, 0, 0, /* row 1 */ 5, 2, 4, 10, 1, 5, 1, 2, 0]);
+    const rows = Float32Array.from([3, 1, 3, 10, 0, 3, 0, 0, 0, 2, 20, /* row 1 */ 5, 2, 4, 10, 1, 5, 1, 2, 0, 4, 44]);
     const stats = new Float32Array(2 * STATS_WIDTH);
     statsIntoCpu(rows, 2, stats, 1, Float32Array.of(7, 11));
-    expect(Array.from(stats.subarray(STATS_WIDTH))).toEqual([8, 2, 7, 20, 1, 3 * 7 + 5 * 11, 1, 2, 1 * 11]);
+    expect(Array.from(stats.subarray(STATS_WIDTH))).toEqual([8, 2, 7, 20, 1, 3 * 7 + 5 * 11, 1, 2, 1 * 11, 6, 64]);
     statsIntoCpu(rows, 2, stats, 1, 4);
-    expect(Array.from(stats.subarray(STATS_WIDTH))).toEqual([16, 2, 14, 40, 2, 3 * 7 + 5 * 11 + 8 * 4, 2, 4, 11 + 4]);
+    expect(Array.from(stats.subarray(STATS_WIDTH))).toEqual([16, 2, 14, 40, 2, 3 * 7 + 5 * 11 + 8 * 4, 2, 4, 11 + 4, 12, 128]);
     expect(Array.from(stats.subarray(0, STATS_WIDTH))).toEqual(new Array(STATS_WIDTH).fill(0));
   });
 });

@@ -23,16 +23,26 @@ const stories = fixtureDir('stories260k');
 const tok = loadTokenizer(stories);
 const calib = createCalibrationData(tok, { numSamples: 6 });
 
-function models(backend: Backend): { ann: CausalLM; snn: SpikingLM } {
+type Models = { ann: CausalLM; snn: SpikingLM; layerwise: SpikingLM; 'layerwise-event': SpikingLM };
+const built = new Map<Backend, Promise<Models>>();
+/** The ANN, a stepwise rate SNN and the default layerwise SNN (fast execution, and the event-driven one), once per backend. */
+function models(backend: Backend): Promise<Models> {
+  let m = built.get(backend);
+  if (!m) built.set(backend, (m = buildModels(backend)));
+  return m;
+}
+
+async function buildModels(backend: Backend): Promise<Models> {
   const ann = loadModel(stories, { backend });
-  const { snn } = convertModelToSpiking(ann, calib, { timesteps: 8, backend });
-  return { ann, snn };
+  const { snn } = await convertModelToSpiking(ann, calib, { timesteps: 8, schedule: 'stepwise', coding: 'rate', backend });
+  const { snn: layerwise } = await convertModelToSpiking(ann, calib, { backend });
+  return { ann, snn, layerwise, 'layerwise-event': layerwise.with({ execution: 'event' }) };
 }
 
 describe.each(BACKEND_NAMES)('cached conversations equal full recomputation on %s', (name) => {
-  it.for(['ann', 'snn'] as const)('%s: a 4-turn conversation, turn by turn and token by token', async (kind, ctx) => {
+  it.for(['ann', 'snn', 'layerwise', 'layerwise-event'] as const)('%s: a 4-turn conversation, turn by turn and token by token', async (kind, ctx) => {
     const backend = await backendFor(name, ctx);
-    const m = models(backend)[kind];
+    const m = (await models(backend))[kind];
     const tol = name === 'gpu' ? TOL.gpuKernel : { atol: 1e-5, rtol: 1e-5 };
     const p = new TemporalSpikeProcessor(m);
     const full = new TemporalSpikeProcessor(p.lm);
@@ -57,9 +67,10 @@ describe.each(BACKEND_NAMES)('cached conversations equal full recomputation on %
 
 const argmaxOf = (a: Float32Array) => a.reduce((best, v, i) => (v > a[best]! ? i : best), 0);
 
+const cpuModels = await models(new CpuBackend());
+
 describe('TemporalSpikeProcessor', () => {
-  const cpu = new CpuBackend();
-  const { ann, snn } = models(cpu);
+  const { ann, snn, layerwise } = cpuModels;
 
   it('position ids never reach max_position_embeddings after thousands of tokens (the window slides)', async () => {
     const r = await testPositionIdBoundaries(ann, tok, { totalTokens: 3000 });
@@ -137,14 +148,16 @@ describe('TemporalSpikeProcessor', () => {
     expect(() => new TemporalSpikeProcessor(ann, { maxContextLength: 1 })).toThrow(/maxContextLength/);
   });
 
-  it('uses the requested T for a spiking model and reports spikes and energy', async () => {
-    const p = new TemporalSpikeProcessor(snn, { T: 4 });
-    expect(p.timesteps).toBe(4);
-    await p.forward(tok.encode(STORY_TURNS[0]!));
-    expect(p.spikeRate()).toBeGreaterThan(0);
-    const e = p.energy()!;
-    expect(e.timesteps).toBe(4);
-    expect(e.presets.fp32.breakEvenTRate).toBeCloseTo(4.6 / 0.9, 6);
+  it('uses the requested T for a spiking model and reports spikes and energy (both schedules)', async () => {
+    for (const m of [snn, layerwise]) {
+      const p = new TemporalSpikeProcessor(m, { T: 4 });
+      expect(p.timesteps).toBe(4);
+      await p.forward(tok.encode(STORY_TURNS[0]!));
+      expect(p.spikeRate()).toBeGreaterThan(0);
+      const e = p.energy()!;
+      expect(e).toMatchObject({ timesteps: 4, schedule: m.schedule, coding: m.coding, tokens: tok.encode(STORY_TURNS[0]!).length });
+      expect(e.presets.fp32.ratio).toBeCloseTo(e.presets.fp32.snnJoules / e.presets.fp32.annJoules, 12);
+    }
     expect(new TemporalSpikeProcessor(ann).energy()).toBeUndefined();
   });
 });

@@ -87,7 +87,7 @@ function attentionCase(b: Backend, codes: SpikeAttentionCodes, H: number, Hkv: n
 }
 
 describe('WGSL twins of the layerwise kernels', () => {
-  it.each(CODES)('encode %j: the same digits, sums and statistics as the CPU', async (code, ctx) => {
+  it.for(CODES)('encode %j: the same digits, sums and statistics as the CPU', async (code, ctx) => {
     const gpu = await requireGpu(ctx);
     const R = 67, C = 13;
     const { x, theta } = inputs(R, C, 21);
@@ -105,7 +105,7 @@ describe('WGSL twins of the layerwise kernels', () => {
     expect(Array.from(await read(gpu, dg))).toEqual(Array.from(await read(cpu, dc)));
   });
 
-  it.each(CODES)('planeMatmul %j (events over digit planes) matches the CPU', async (code, ctx) => {
+  it.for(CODES)('planeMatmul %j (events over digit planes) matches the CPU', async (code, ctx) => {
     const gpu = await requireGpu(ctx);
     const R = 9, K = 21, N = 70;
     const { x, theta } = inputs(R, K, 31);
@@ -118,12 +118,12 @@ describe('WGSL twins of the layerwise kernels', () => {
     expectClose(await read(gpu, yg), await read(cpu, yc), TOL.gpuKernel, 'planeMatmul');
   });
 
-  it.each([
+  it.for([
     [{ q: { kind: 'ternary', T: 9 }, p: { kind: 'ternary', T: 9 } }, 'fast'],
     [{ q: { kind: 'ternary', T: 9 }, p: { kind: 'ternary', T: 9 } }, 'event'],
     [{ q: { kind: 'binary', T: 7 }, p: { kind: 'binary', T: 7 } }, 'event'],
     [{ q: { kind: 'rate', T: 5, maxSpikes: Infinity }, p: { kind: 'rate', T: 5, maxSpikes: Infinity } }, 'event'],
-  ] as [SpikeAttentionCodes, 'fast' | 'event'][])('spikeAttention %j %s matches the CPU', async (codes, mode, ctx) => {
+  ] as [SpikeAttentionCodes, 'fast' | 'event'][])('spikeAttention %j %s matches the CPU', async ([codes, mode], ctx) => {
     const gpu = await requireGpu(ctx);
     const H = 4, Hkv = 2, d = 4, S = 3, start = 5, L = start + S;
     const c = attentionCase(cpu, codes, H, Hkv, d, S, start, L);

@@ -8,7 +8,8 @@ import { convertModelToSpiking, createCalibrationData } from '../src/convert/api
 import { CausalLM, loadModel } from '../src/nn/model.js';
 import { loadTokenizer } from '../src/nn/tokenizer.js';
 import { DEFAULT_NEURON } from '../src/snn/neurons.js';
-import { SpikingLM, spikeRate } from '../src/snn/model.js';
+import { SpikingLM } from '../src/snn/model.js';
+import { forwardStats } from '../src/snn/stats.js';
 import type { Backend } from '../src/tensor/backend.js';
 import { requireGpu } from './helpers/backends.js';
 import { FIXTURE_NAMES, fixtureDir, golden } from './helpers/fixtures.js';
@@ -17,11 +18,12 @@ import { TOL, compare, expectClose } from './helpers/tolerance.js';
 
 const read = async (b: Backend, x: unknown) => (await b.read(x as never)).data;
 
-function converted(name: (typeof FIXTURE_NAMES)[number], timesteps: number, backend?: Backend) {
+/** The stepwise rate conversion these tests are about. */
+async function converted(name: (typeof FIXTURE_NAMES)[number], timesteps: number, backend?: Backend) {
   const dir = fixtureDir(name);
   const ann = loadModel(dir, backend ? { backend } : {});
   const tok = loadTokenizer(dir);
-  const { snn } = convertModelToSpiking(ann, createCalibrationData(tok, { numSamples: 8 }), { timesteps, backend: ann.backend });
+  const { snn } = await convertModelToSpiking(ann, createCalibrationData(tok, { numSamples: 8 }), { timesteps, schedule: 'stepwise', coding: 'rate', backend: ann.backend });
   return { ann, snn, tok };
 }
 
@@ -45,8 +47,10 @@ describe('exact mode is the ANN', () => {
   });
 });
 
-describe('rate mode (stories260k, default conversion)', () => {
-  const { ann, snn, tok } = converted('stories260k', 16);
+const stories16 = await converted('stories260k', 16);
+
+describe('stepwise rate coding (stories260k)', () => {
+  const { ann, snn, tok } = stories16;
   const ids = tok.encode('Once upon a time, there was a little girl named Lily. She loved to play.');
   const b = snn.backend;
 
@@ -76,7 +80,7 @@ describe('rate mode (stories260k, default conversion)', () => {
   });
 
   it('centred encoding: the neuron encodes x − μ and the bias takes W·μ — the same reference with the centres', async () => {
-    const centred = convertModelToSpiking(ann, createCalibrationData(tok, { numSamples: 8 }), { timesteps: 8, center: true }).snn;
+    const centred = (await convertModelToSpiking(ann, createCalibrationData(tok, { numSamples: 8 }), { timesteps: 8, schedule: 'stepwise', coding: 'rate', center: true })).snn;
     expect(centred.spiking.centers?.size).toBeGreaterThan(0);
     const expected = await quantizedAnn(8, centred.spiking.thresholds, centred.spiking.centers)(ids);
     expectClose(await read(b, centred.forward(ids, centred.newCache(), { allLogits: true }).logits), expected, TOL.f32, 'centred');
@@ -114,11 +118,11 @@ describe('rate mode (stories260k, default conversion)', () => {
 
   it('reports spikes per neuron per step for every site, and rejects bad calls', async () => {
     const out = snn.forward(ids);
-    const rate = await spikeRate(snn, out);
-    expect(rate.perSite.size).toBe(snn.sites.length);
-    for (const r of rate.perSite.values()) expect(r).toBeGreaterThan(0);
+    const rate = (await forwardStats(snn, out)).summary();
+    expect(rate.perSite).toHaveLength(snn.sites.length);
+    for (const r of rate.perSite) expect(r.spikesPerNeuronPerStep).toBeGreaterThan(0);
     expect(() => snn.forward([])).toThrow(/empty input/);
-    expect(() => snn.forward(ids, ann.newCache())).toThrow(/holds 1 steps per token, the model runs 16/);
+    expect(() => snn.forward(ids, ann.newCache())).toThrow(/holds 1 steps per token, the stepwise model needs 16/);
     expect(() => snn.forward(ids, snn.newCache(), { decodedAt: [17] })).toThrow(/outside 1…16/);
     expect(() => new SpikingLM(ann.config, ann.weights, b, { ...snn.spiking, thresholds: new Map() })).toThrow(/needs thresholds for encoder site "layers\.0\.attn_in"/);
   });
@@ -127,7 +131,7 @@ describe('rate mode (stories260k, default conversion)', () => {
 describe('rate mode on the GPU', () => {
   it('matches the CPU model: logits, and spike counts per site within 0.5%', async (ctx) => {
     const gpu = await requireGpu(ctx);
-    const { snn: cpuSnn, tok } = converted('stories260k', 8);
+    const { snn: cpuSnn, tok } = await converted('stories260k', 8);
     const gpuSnn = new SpikingLM(cpuSnn.config, cpuSnn.weights, gpu, cpuSnn.spiking);
     const ids = tok.encode('The little bird was sad because it could not fly.');
     const c = cpuSnn.forward(ids, cpuSnn.newCache(), { allLogits: true });
@@ -138,8 +142,8 @@ describe('rate mode on the GPU', () => {
     let close = 0;
     for (let i = 0; i < cl.length; i++) if (Math.abs(cl[i]! - gl[i]!) <= 1e-3 + 1e-3 * Math.abs(cl[i]!)) close++;
     expect(close / cl.length).toBeGreaterThan(0.97);
-    const cr = await spikeRate(cpuSnn, c), gr = await spikeRate(gpuSnn, g);
-    for (const [site, rate] of cr.perSite) expect(Math.abs(gr.perSite.get(site)! - rate) / rate).toBeLessThan(0.005);
+    const cr = (await forwardStats(cpuSnn, c)).summary(), gr = (await forwardStats(gpuSnn, g)).summary();
+    cr.perSite.forEach((site, i) => expect(Math.abs(gr.perSite[i]!.spikesPerNeuronPerStep - site.spikesPerNeuronPerStep) / site.spikesPerNeuronPerStep).toBeLessThan(0.005));
     // and cached decoding on the GPU equals its own full recompute
     const V = cpuSnn.config.vocabSize;
     const cache = gpuSnn.newCache(2);

@@ -79,11 +79,11 @@ export const convertCommand: Command = {
   flags: {
     ...MODEL_FLAGS,
     'output-dir': { type: 'string', help: 'where to write the spiking model (written atomically)' },
-    schedule: { type: 'string', help: `${SCHEDULES.join(' | ')}`, default: DEFAULT_CONVERSION.schedule },
-    coding: { type: 'string', help: `${CODINGS.join(' | ')} (phase codes need the layerwise schedule)`, default: DEFAULT_CONVERSION.coding },
+    schedule: { type: 'string', help: `${SCHEDULES.join(' | ')} (default ${DEFAULT_CONVERSION.schedule}; stepwise with --simplified)` },
+    coding: { type: 'string', help: `${CODINGS.join(' | ')} (default ${DEFAULT_CONVERSION.coding}; rate with --simplified; phase codes need the layerwise schedule)` },
     timesteps: { type: 'int', help: 'time steps T (planes of a weighted code)', default: DEFAULT_CONVERSION.timesteps },
     execution: { type: 'string', help: 'default execution saved with the model: fast | event (layerwise), multi | single (stepwise)' },
-    simplified: { type: 'boolean', help: 'stepwise: skip calibration and operator compensation (unit thresholds, naive operators): the textbook converter, for comparison' },
+    simplified: { type: 'boolean', help: 'the textbook converter, for comparison: stepwise rate coding without calibration or operator compensation (unit thresholds, naive operators)' },
     verify: { type: 'boolean', help: 'print the fidelity table at this T (and a few below) after converting' },
     'surrogate-function': { type: 'string', help: `surrogate gradient: ${SURROGATE_NAMES.join(' | ')}`, default: 'atan' },
     'surrogate-alpha': { type: 'number', help: 'surrogate sharpness (default per function)' },
@@ -101,12 +101,13 @@ export const convertCommand: Command = {
     const modelDir = resolveModelDir(flags.model);
     const saveOpts = { overwrite: flags.overwrite === true };
     checkOutputDir(out, snnOutputRules({ sourceDir: modelDir } as ConversionRecord, saveOpts));
-    const schedule = parseSchedule(String(flags.schedule));
-    const coding = parseCoding(String(flags.coding));
+    const simplified = flags.simplified === true;
+    const schedule = parseSchedule(String(flags.schedule ?? (simplified ? 'stepwise' : DEFAULT_CONVERSION.schedule)));
+    const coding = parseCoding(String(flags.coding ?? (simplified ? 'rate' : DEFAULT_CONVERSION.coding)));
     checkCombination(coding, schedule);
     const timesteps = positiveInt(flags.timesteps, '--timesteps');
     const execution = flags.execution === undefined ? undefined : parseExecution(String(flags.execution), schedule);
-    if (flags.simplified && schedule !== 'stepwise') throw new ArgumentError('--simplified is the stepwise textbook converter; add --schedule stepwise --coding rate');
+    if (simplified && (schedule !== 'stepwise' || coding !== 'rate')) throw new ArgumentError('--simplified is the textbook stepwise rate converter; it takes no --schedule layerwise or weighted --coding');
     const sur = parseSurrogate(flags['surrogate-function'], flags['surrogate-alpha']);
     const neuron = flags['max-spikes'] !== undefined ? { maxSpikes: positiveInt(flags['max-spikes'], '--max-spikes') } : {};
     const quantile = flags.quantile === undefined ? undefined : quantileFlag(flags.quantile);

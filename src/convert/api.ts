@@ -156,7 +156,7 @@ export const DEFAULT_CONVERSION: {
   readonly coding: CodingName;
   readonly timesteps: number;
   readonly siteSteps: NonNullable<SpikingConfig['siteSteps']>;
-} = { schedule: 'layerwise', coding: 'phase-ternary', timesteps: 9, siteSteps: { mlp_in: -1, o_in: -1 } };
+} = { schedule: 'layerwise', coding: 'phase-ternary', timesteps: 9, siteSteps: { mlp_in: -1, o_in: -1, head_in: -1 } };
 
 export interface ConvertOptions extends CalibrateOptions, ObserveOptions {
   /** Default DEFAULT_CONVERSION.timesteps. */

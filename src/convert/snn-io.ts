@@ -23,6 +23,7 @@ import { transpose } from '../nn/weights.js';
 import type { LMWeights } from '../nn/weights.js';
 import { type CodingName, type ScheduleName, checkCombination, parseCoding, parseSchedule } from '../snn/codes.js';
 import { type Execution, type OperatorForms, type SnnMode, SpikingLM } from '../snn/model.js';
+import type { SiteKind } from '../snn/sites.js';
 import { SURROGATE_NAMES, type SurrogateName } from '../snn/surrogate.js';
 import type { Backend } from '../tensor/backend.js';
 import { CpuBackend } from '../tensor/cpu-backend.js';
@@ -49,6 +50,8 @@ export interface SnnConfigJson {
   readonly execution?: Execution;
   /** Measured fraction of nonzero spike digits per site (GPU kernels choose by it). */
   readonly density?: Record<string, number>;
+  /** Layerwise: steps per site kind relative to timesteps. */
+  readonly site_steps?: Partial<Record<SiteKind, number>>;
   /** maxSpikes is written as the string "inf" when unbounded. */
   readonly neuron: Omit<NeuronConfig, 'maxSpikes'> & { readonly maxSpikes: number | 'inf' };
   readonly surrogate: { readonly name: SurrogateName; readonly alpha: number };
@@ -198,6 +201,7 @@ export function saveSnnModel(snn: SpikingLM, tokenizer: TextTokenizer, dir: stri
       timesteps: snn.timesteps, mode: snn.spiking.mode, schedule: snn.schedule, coding: snn.coding,
       ...(snn.spiking.execution ? { execution: snn.spiking.execution } : {}),
       ...(snn.spiking.densityHints ? { density: Object.fromEntries(snn.spiking.densityHints) } : {}),
+      ...(snn.spiking.siteSteps && Object.keys(snn.spiking.siteSteps).length ? { site_steps: { ...snn.spiking.siteSteps } } : {}),
       neuron: { ...n, maxSpikes: Number.isFinite(n.maxSpikes) ? n.maxSpikes : 'inf' },
       surrogate: snn.spiking.surrogate, operators: snn.forms, domain: 'mean',
       simplified: record?.simplified ?? false,
@@ -300,6 +304,9 @@ export function readSnnConfig(dir: string): SnnConfigJson {
     fail((err as Error).message);
   }
   if (j.execution !== undefined && !['multi', 'single', 'fast', 'event'].includes(j.execution)) fail(`"execution" must be multi, single, fast or event, got ${JSON.stringify(j.execution)}`);
+  for (const [k, v] of Object.entries(j.site_steps ?? {})) {
+    if (!['attn_in', 'q_in', 'p_in', 'o_in', 'mlp_in', 'down_in', 'head_in'].includes(k) || !Number.isInteger(v)) fail(`"site_steps": ${JSON.stringify(k)}: ${JSON.stringify(v)} is not a site kind with an integer offset`);
+  }
   if (!j.surrogate || !SURROGATE_NAMES.includes(j.surrogate.name)) fail(`"surrogate.name" must be one of ${SURROGATE_NAMES.join(', ')}`);
   try {
     validateNeuron(neuronFromJson(j.neuron));
@@ -315,7 +322,7 @@ function neuronFromJson(n: SnnConfigJson['neuron']): NeuronConfig {
 
 export function loadSnnModel(dir: string, opts: { backend?: Backend } = {}): LoadedSnn {
   const snnConfig = readSnnConfig(dir);
-  const { config, weights } = loadWeights(dir, { ignore: (n) => n.startsWith('snn.') });
+  const { config, weights } = loadWeights(dir);
   const backend = opts.backend ?? new CpuBackend();
   let ann: CausalLM | undefined;
   const file = SafetensorsFile.open(path.join(dir, 'model.safetensors'));
@@ -334,6 +341,7 @@ export function loadSnnModel(dir: string, opts: { backend?: Backend } = {}): Loa
     schedule: snnConfig.schedule ?? 'stepwise', coding: snnConfig.coding ?? 'rate',
     ...(snnConfig.execution ? { execution: snnConfig.execution } : {}),
     ...(snnConfig.density ? { densityHints: new Map(Object.entries(snnConfig.density)) } : {}),
+    ...(snnConfig.site_steps ? { siteSteps: snnConfig.site_steps } : {}),
     neuron: neuronFromJson(snnConfig.neuron), thresholds,
     ...(centers.size ? { centers } : {}), surrogate: snnConfig.surrogate, operators: snnConfig.operators,
   });

@@ -200,7 +200,8 @@ export function loadWeights(dir: string, opts: WeightsOptions = {}): { config: M
     const root = WeightLoader.root(files);
     const weights = config.family === 'gpt2' ? loadGpt2Weights(config, root) : loadLlamaWeights(config, root);
     const known = config.family === 'gpt2' ? isGpt2IgnoredBuffer : isLlamaIgnoredBuffer;
-    const unused = root.unused((n) => known(n) || (opts.ignore?.(n) ?? false));
+    // a converted model's directory stores its spiking parameters beside the ANN (snn.thresholds.*)
+    const unused = root.unused((n) => known(n) || n.startsWith('snn.') || (opts.ignore?.(n) ?? false));
     if (unused.length > 0 && !opts.allowUnused) {
       const shown = unused.slice(0, 3).map((n) => `"${n}"`).join(', ');
       throw new ModelLoadError(

@@ -61,6 +61,8 @@ function encodeProbability(pv: number, th: number, inv: number, code: CodeParams
   const ternary = code.kind === 'ternary', limit = ternary ? TERNARY_LIMIT : 2;
   const r0 = f(pv * inv);
   const v0 = ternary ? r0 : f(Math.abs(r0) + 2 ** -T);
+  // below the last plane's threshold the neuron never fires (most probabilities): no steps to run
+  if ((ternary ? Math.abs(v0) : v0) * 2 ** (T - 1) < (ternary ? TERNARY_FIRE : 1)) return [0, 0, 0, 0, 0, 0];
   let extra = 0;
   while (extra < E && (ternary ? Math.abs(v0) * 2 ** -extra > limit : v0 * 2 ** -extra >= limit)) extra++;
   let v = f(v0 * 2 ** -extra), clipped = 0;
@@ -76,7 +78,7 @@ function encodeProbability(pv: number, th: number, inv: number, code: CodeParams
       if (v > TERNARY_FIRE) d = 1;
       else if (v < -TERNARY_FIRE) d = -1;
     } else if (v >= 1) d = 1;
-    v = f(2 * f(v - d));
+    v = 2 * (v - d); // exact in float32 (see kernels/codes.ts)
     m = 2 * m + d;
     if (d !== 0) {
       events++;
@@ -107,18 +109,20 @@ export function spikeAttentionCpu(inp: SpikeAttentionInputs, S: number, p: Atten
   const scoreUnit = unitOf(codes.q) * p.scale;
   const scores = new Float64Array(L), mp = new Float64Array(L);
   const planes = mode === 'event' ? new Float32Array(L * Pp) : undefined;
-  const acc = new Float64Array(d);
+  const acc = new Float64Array(d), qTheta = new Float64Array(d);
   for (let s = 0; s < S; s++) {
     const last = p.causal === false ? L - 1 : p.queryStart + s;
     for (let h = 0; h < H; h++) {
       const g = Math.floor(h / group), qo = h * d;
+      // the query's digit sums times θ (exact in double precision: integers below 2^24 times float32)
+      if (mode === 'fast') for (let i = 0; i < d; i++) qTheta[i] = inp.q[s * qW + qo + i]! * inp.thetaQ[qo + i]!;
       // scores over the keys the query sees
       let max = -Infinity;
       for (let j = 0; j <= last; j++) {
         const ko = j * kvW + g * d;
         let a = 0;
         if (mode === 'fast') {
-          for (let i = 0; i < d; i++) a += inp.q[s * qW + qo + i]! * (inp.thetaQ[qo + i]! * inp.k[ko + i]!);
+          for (let i = 0; i < d; i++) a += qTheta[i]! * inp.k[ko + i]!;
         } else {
           for (let pl = 0; pl < Pq; pl++) {
             a *= gq;
@@ -284,7 +288,7 @@ fn main(@builtin(global_invocation_id) gid: vec3u) {
   var sum = 0.0;
   for (var j = 0u; j <= last; j++) { sum += exp(score(s, h, g, j) - mx); }
   var acc: array<f32, D>;
-  var events = 0.0; var extra = 0u; var clipped = 0.0; var maxPer = 0.0; var nonzero = 0.0; var active = 0.0;
+  var events = 0.0; var extra = 0u; var clipped = 0.0; var maxPer = 0.0; var nonzero = 0.0; var nActive = 0.0;
   let mo = idx * p.L * 2u;
   let th = thetaP[h];
   let inv = invThetaP[h];
@@ -292,7 +296,7 @@ fn main(@builtin(global_invocation_id) gid: vec3u) {
     let pv = exp(score(s, h, g, j) - mx) / sum;
     let e = encodeP(pv, th, inv);
     events += e.events; clipped += e.clipped; extra = max(extra, e.extra); maxPer = max(maxPer, e.maxPer); nonzero += e.nonzero;
-    if (e.events > 0.0) { active += 1.0; }
+    if (e.events > 0.0) { nActive += 1.0; }
     let vo = j * p.kvWidth + g * D;
     if (p.event == 0u) {
       if (e.m != 0.0) {
@@ -335,7 +339,7 @@ fn main(@builtin(global_invocation_id) gid: vec3u) {
   if (extra > 0u) { ovf = 1.0; }
   rowStats[st] = events; rowStats[st + 1u] = maxPer; rowStats[st + 2u] = nonzero; rowStats[st + 3u] = keys * f32(p.pT + extra);
   rowStats[st + 4u] = f32(extra); rowStats[st + 5u] = events; rowStats[st + 6u] = ovf; rowStats[st + 7u] = clipped; rowStats[st + 8u] = 0.0;
-  rowStats[st + 9u] = active; rowStats[st + 10u] = active * f32(p.pT + extra);
+  rowStats[st + 9u] = nActive; rowStats[st + 10u] = nActive * f32(p.pT + extra);
 }`;
 
 export function spikeAttentionGpu(

@@ -1,0 +1,108 @@
+/**
+ * An independent float64 forward pass of a GPT-2 or Llama network from its host weights, written
+ * from the Hugging Face definitions with plain arrays (helpers/reference.ts for the operators), with
+ * an optional hook at every encoder site of the layerwise schedule — before each linear layer, on
+ * the rotated queries, and on the attention probabilities. With quantizers in the hooks it is the
+ * network a layerwise SNN must equal; without, it is the ANN.
+ */
+import type { ModelConfig } from '../../src/nn/config.js';
+import type { LMWeights, LinearWeights } from '../../src/nn/weights.js';
+import * as ref from './reference.js';
+
+/** Replaces a row of values at a site: (site, row values, per-row context) → values the layer sees. */
+export type SiteHook = (site: string, row: number[], ctx: { head?: number }) => number[];
+
+const linear = (x: number[], l: LinearWeights): number[] => {
+  const [N, K] = l.weight.shape as [number, number];
+  const out = new Array<number>(N);
+  for (let n = 0; n < N; n++) {
+    let a = l.bias ? l.bias.data[n]! : 0;
+    for (let k = 0; k < K; k++) a += l.weight.data[n * K + k]! * x[k]!;
+    out[n] = a;
+  }
+  return out;
+};
+
+/** Logits of every position of `ids` (one sequence from position 0). */
+export function referenceLogits(cfg: ModelConfig, w: LMWeights, ids: readonly number[], hook?: SiteHook): number[][] {
+  const D = cfg.hiddenSize, H = cfg.numHeads, Hkv = cfg.numKvHeads, d = cfg.headDim, group = H / Hkv;
+  const at = (site: string, x: number[], ctx: { head?: number } = {}) => (hook ? hook(site, x, ctx) : x);
+  const norm = (x: number[], n: { weight: { data: Float32Array }; bias?: { data: Float32Array } }) =>
+    cfg.family === 'gpt2' ? ref.layerNorm(x, n.weight.data, n.bias?.data, cfg.normEps) : ref.rmsNorm(x, n.weight.data, cfg.normEps);
+  const invFreq = cfg.family === 'llama' ? Array.from({ length: d / 2 }, (_, i) => 1 / cfg.ropeTheta ** ((2 * i) / d)) : undefined;
+  const act = ref.ACTIVATIONS[cfg.activation]!;
+  let h = ids.map((id, p) => Array.from({ length: D }, (_, i) => w.embed.data[id * D + i]! + (w.positions ? w.positions.data[p * D + i]! : 0)));
+  w.blocks.forEach((blk, l) => {
+    const pre = `layers.${l}`;
+    const K: number[][] = [], V: number[][] = [];
+    const attnOut: number[][] = [];
+    h.forEach((row, p) => {
+      const a = at(`${pre}.attn_in`, norm(row, blk.attnNorm));
+      let q = linear(a, blk.q), k = linear(a, blk.k);
+      const v = linear(a, blk.v);
+      if (invFreq) {
+        q = ref.rope(q, H, d, p, invFreq);
+        k = ref.rope(k, Hkv, d, p, invFreq);
+      }
+      K.push(k);
+      V.push(v);
+      q = at(`${pre}.q_in`, q);
+      const out: number[] = [];
+      for (let hd = 0; hd < H; hd++) {
+        const g = Math.floor(hd / group);
+        const scores = K.map((kr) => {
+          let s = 0;
+          for (let i = 0; i < d; i++) s += q[hd * d + i]! * kr[g * d + i]!;
+          return s / Math.sqrt(d);
+        });
+        const probs = at(`${pre}.p_in`, ref.softmax(scores), { head: hd });
+        for (let i = 0; i < d; i++) out.push(probs.reduce((acc, pj, j) => acc + pj * V[j]![g * d + i]!, 0));
+      }
+      attnOut.push(out);
+    });
+    h = h.map((row, p) => {
+      const o = linear(at(`${pre}.o_in`, attnOut[p]!), blk.o);
+      const r1 = row.map((x, i) => x + o[i]!);
+      const m = at(`${pre}.mlp_in`, norm(r1, blk.mlpNorm));
+      const hidden = blk.gate ? linear(m, blk.gate).map((gv, i) => act(gv) * linear(m, blk.up)[i]!) : linear(m, blk.up).map(act);
+      const down = linear(at(`${pre}.down_in`, hidden), blk.down);
+      return r1.map((x, i) => x + down[i]!);
+    });
+  });
+  return h.map((row) => linear(at('head_in', norm(row, w.finalNorm)), { weight: w.lmHead }));
+}
+
+const f = Math.fround;
+
+/**
+ * The decoded value of one neuron of a layerwise code, written from the equations in
+ * src/snn/codes.ts (membrane charged in float32 as the kernels do, then exact dynamics):
+ * weighted codes with extra planes above the range as a row needs them (`extra`).
+ */
+export function weightedDecode(x: number, theta: number, T: number, ternary: boolean, extra: number): number {
+  const inv = f(1 / theta);
+  let v = ternary ? f(x * inv) : f(Math.abs(f(x * inv)) + 2 ** -T);
+  v = f(v * 2 ** -extra);
+  const fire = f(2 / 3);
+  let value = 0;
+  for (let k = 0; k < T + extra; k++) {
+    const dgt = ternary ? (v > fire ? 1 : v < -fire ? -1 : 0) : v >= 1 ? 1 : 0;
+    value += dgt * 2 ** (extra - k);
+    v = f(2 * f(v - dgt));
+  }
+  return theta * value * (ternary || x >= 0 ? 1 : -1);
+}
+
+/** The extra planes a row of charges needs (the largest |x|/θ decides). */
+export function extraPlanes(row: readonly number[], theta: (i: number) => number, T: number, ternary: boolean): number {
+  let big = 0;
+  row.forEach((x, i) => {
+    const inv = f(1 / theta(i));
+    const v = ternary ? Math.abs(f(x * inv)) : f(Math.abs(f(x * inv)) + 2 ** -T);
+    big = Math.max(big, v);
+  });
+  const limit = ternary ? f(4 / 3) : 2;
+  let e = 0;
+  while (e < 8 && (ternary ? big * 2 ** -e > limit : big * 2 ** -e >= limit)) e++;
+  return e;
+}
