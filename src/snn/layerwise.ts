@@ -174,6 +174,7 @@ export class LayerwiseNet {
       } else {
         const codes = { q: this.codes.get('q_in')!, p: this.codes.get('p_in')! };
         const encQ = b.encode(q, blk.q.th, codes.q, { tensor: stats, row: blk.q.slot, fanout: keysSeen }, event);
+        if (opts.observeSpikes && encQ.digits) opts.observeSpikes(`${p}.q_in`, encQ.digits, planesOf(codes.q));
         attn = b.spikeAttention(event ? encQ.digits! : encQ.sums, cache.keys(l), cache.values(l), blk.q.th.theta, blk.p.th, params,
           codes, execution, { tensor: stats, row: blk.p.slot, fanout: cfg.headDim });
       }

@@ -21,7 +21,7 @@
 import type { GpuRuntime, GpuTensor } from '../gpu/runtime.js';
 import { fillTemplate } from '../gpu/runtime.js';
 import { type AttentionParams, checkAttention } from './attention.js';
-import { type CodeParams, EXTRA_PLANES, STATS_WIDTH, TERNARY_FIRE, TERNARY_LIMIT, planesOf, unitOf, validateCode } from './codes.js';
+import { type CodeParams, EXTRA_PLANES, STAT, STATS_WIDTH, TERNARY_FIRE, TERNARY_LIMIT, planesOf, unitOf, validateCode } from './codes.js';
 
 export interface SpikeAttentionCodes {
   /** q's code: its unit and planes (digits come from the encoder). */
@@ -33,12 +33,22 @@ export type SpikeExecution = 'fast' | 'event';
 
 const f = Math.fround;
 
+/** encodeProbability's statistics: events, extra planes, clipped, largest digit, nonzero digits. */
+const probStats = new Float64Array(5);
+const setProbStats = (events: number, extra: number, clipped: number, maxPer: number, nonzero: number): void => {
+  probStats[0] = events;
+  probStats[1] = extra;
+  probStats[2] = clipped;
+  probStats[3] = maxPer;
+  probStats[4] = nonzero;
+};
+
 /**
- * Encode one probability with the p code (the neuron of kernels/codes.ts with one channel): the
- * digit sum, and, with `planes`, its digits into planes[0 … P−1] (leading unused planes zero).
- * Returns [sum, events, extra planes, clipped, largest digit, nonzero digits].
+ * Encode one probability with the p code (the neuron of kernels/codes.ts with one channel): returns
+ * the digit sum, writes its statistics to probStats and, with `planes`, its digits into
+ * planes[0 … P−1] (leading unused planes zero).
  */
-function encodeProbability(pv: number, th: number, inv: number, code: CodeParams, planes: Float32Array | undefined): [number, number, number, number, number, number] {
+function encodeProbability(pv: number, th: number, inv: number, code: CodeParams, planes: Float32Array | undefined): number {
   const T = code.T, E = EXTRA_PLANES, P = T + E;
   if (planes) planes.fill(0);
   if (code.kind === 'rate') {
@@ -56,13 +66,17 @@ function encodeProbability(pv: number, th: number, inv: number, code: CodeParams
       if (n !== 0) nonzero++;
       if (planes) planes[t] = n;
     }
-    return [m, events, 0, pv > B * th ? 1 : 0, maxPer, nonzero];
+    setProbStats(events, 0, pv > B * th ? 1 : 0, maxPer, nonzero);
+    return m;
   }
   const ternary = code.kind === 'ternary', limit = ternary ? TERNARY_LIMIT : 2;
   const r0 = f(pv * inv);
   const v0 = ternary ? r0 : f(Math.abs(r0) + 2 ** -T);
   // below the last plane's threshold the neuron never fires (most probabilities): no steps to run
-  if ((ternary ? Math.abs(v0) : v0) * 2 ** (T - 1) < (ternary ? TERNARY_FIRE : 1)) return [0, 0, 0, 0, 0, 0];
+  if ((ternary ? Math.abs(v0) : v0) * 2 ** (T - 1) < (ternary ? TERNARY_FIRE : 1)) {
+    setProbStats(0, 0, 0, 0, 0);
+    return 0;
+  }
   let extra = 0;
   while (extra < E && (ternary ? Math.abs(v0) * 2 ** -extra > limit : v0 * 2 ** -extra >= limit)) extra++;
   let v = f(v0 * 2 ** -extra), clipped = 0;
@@ -85,7 +99,8 @@ function encodeProbability(pv: number, th: number, inv: number, code: CodeParams
       if (planes) planes[j] = ternary ? d : sign * d;
     }
   }
-  return [ternary ? m : sign * m, events, extra, clipped, events > 0 ? 1 : 0, events];
+  setProbStats(events, extra, clipped, events > 0 ? 1 : 0, events);
+  return ternary ? m : sign * m;
 }
 
 export interface SpikeAttentionInputs {
@@ -118,12 +133,17 @@ export function spikeAttentionCpu(inp: SpikeAttentionInputs, S: number, p: Atten
       if (mode === 'fast') for (let i = 0; i < d; i++) qTheta[i] = inp.q[s * qW + qo + i]! * inp.thetaQ[qo + i]!;
       // scores over the keys the query sees
       let max = -Infinity;
-      for (let j = 0; j <= last; j++) {
-        const ko = j * kvW + g * d;
-        let a = 0;
-        if (mode === 'fast') {
+      if (mode === 'fast') {
+        for (let j = 0, ko = g * d; j <= last; j++, ko += kvW) {
+          let a = 0;
           for (let i = 0; i < d; i++) a += qTheta[i]! * inp.k[ko + i]!;
-        } else {
+          a *= scoreUnit;
+          scores[j] = a;
+          if (a > max) max = a;
+        }
+      } else {
+        for (let j = 0, ko = g * d; j <= last; j++, ko += kvW) {
+          let a = 0;
           for (let pl = 0; pl < Pq; pl++) {
             a *= gq;
             const row = (pl * S + s) * qW + qo;
@@ -132,22 +152,33 @@ export function spikeAttentionCpu(inp: SpikeAttentionInputs, S: number, p: Atten
               if (dq !== 0) a += dq * (inp.thetaQ[qo + i]! * inp.k[ko + i]!);
             }
           }
+          a *= scoreUnit;
+          scores[j] = a;
+          if (a > max) max = a;
         }
-        scores[j] = a * scoreUnit;
-        if (scores[j]! > max) max = scores[j]!;
       }
       let sum = 0;
       for (let j = 0; j <= last; j++) sum += (scores[j] = Math.exp(scores[j]! - max));
       // the probabilities' neurons
       let events = 0, extra = 0, clipped = 0, maxPer = 0, nonzero = 0, active = 0;
+      // below this a weighted p neuron surely stays silent (the last plane's threshold, with a
+      // margin of 2^-20 for the float32 roundings of pv·(1/θ)); rate neurons always run
+      const silentBelow = codes.p.kind === 'rate' ? 0 : (codes.p.kind === 'ternary' ? TERNARY_FIRE : 0.5) * 2 ** -(codes.p.T - 1) * inp.thetaP[h]! * (1 - 2 ** -20);
+      const silentScore = silentBelow * sum;
+      if (planes) planes.fill(0, 0, (last + 1) * Pp);
       for (let j = 0; j <= last; j++) {
-        const [m, ev, ex, cl, mx, nz] = encodeProbability(f(scores[j]! / sum), inp.thetaP[h]!, inp.invThetaP[h]!, codes.p, planes ? planes.subarray(j * Pp, (j + 1) * Pp) : undefined);
-        mp[j] = m;
+        // silent neurons (most probabilities under a weighted code) skip the call
+        if (scores[j]! < silentScore) {
+          mp[j] = 0;
+          continue;
+        }
+        mp[j] = encodeProbability(f(scores[j]! / sum), inp.thetaP[h]!, inp.invThetaP[h]!, codes.p, planes ? planes.subarray(j * Pp, (j + 1) * Pp) : undefined);
+        const ev = probStats[0]!;
         events += ev;
-        clipped += cl;
-        if (ex > extra) extra = ex;
-        if (mx > maxPer) maxPer = mx;
-        nonzero += nz;
+        clipped += probStats[2]!;
+        if (probStats[1]! > extra) extra = probStats[1]!;
+        if (probStats[3]! > maxPer) maxPer = probStats[3]!;
+        nonzero += probStats[4]!;
         if (ev > 0) active++;
       }
       // output: value rows per event (or the dense sum over the digit sums)
@@ -171,8 +202,18 @@ export function spikeAttentionCpu(inp: SpikeAttentionInputs, S: number, p: Atten
       }
       const outScale = inp.thetaP[h]! * unitOf(codes.p);
       for (let i = 0; i < d; i++) out[s * qW + qo + i] = acc[i]! * outScale;
-      const keys = last + 1;
-      rowStats.set([events, maxPer, nonzero, keys * (codes.p.T + extra), extra, events, extra > 0 ? 1 : 0, clipped, 0, active, active * (codes.p.T + extra)], (s * H + h) * STATS_WIDTH);
+      const keys = last + 1, o = (s * H + h) * STATS_WIDTH;
+      rowStats[o + STAT.events] = events;
+      rowStats[o + STAT.maxPerStep] = maxPer;
+      rowStats[o + STAT.nonzero] = nonzero;
+      rowStats[o + STAT.neuronSteps] = keys * (codes.p.T + extra);
+      rowStats[o + STAT.extraSteps] = extra;
+      rowStats[o + STAT.synapticOps] = events;
+      rowStats[o + STAT.overflowRows] = extra > 0 ? 1 : 0;
+      rowStats[o + STAT.clipped] = clipped;
+      rowStats[o + STAT.extraFanout] = 0;
+      rowStats[o + STAT.activeNeurons] = active;
+      rowStats[o + STAT.activeSteps] = active * (codes.p.T + extra);
     }
   }
 }

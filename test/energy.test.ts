@@ -1,0 +1,215 @@
+/**
+ * Spike and energy counts pinned to numbers worked out by hand (DESIGN.md §4, §6):
+ *
+ *  1. the kernels' statistics on inputs small enough to spike by hand (both backends): an encoder
+ *     row and a spike-driven attention head — events, active neurons, steps, events × fan-out;
+ *  2. the energy report's counts on a hand-sized model (Llama, 2 layers, width 4, GQA) from a
+ *     given tally, layerwise (weighted code) and stepwise (rate bursts), every term written out;
+ *  3. a converted model's tallies against counts of the digits it emitted (observed, not counted
+ *     by the kernels), so doubling the kernels' counts or dropping a factor fails here.
+ */
+import { describe, expect, it } from 'vitest';
+import { convertModelToSpiking, createCalibrationData } from '../src/convert/api.js';
+import { parseConfig } from '../src/nn/config.js';
+import { loadModel } from '../src/nn/model.js';
+import { loadTokenizer } from '../src/nn/tokenizer.js';
+import { energyReport } from '../src/snn/energy.js';
+import { encoderSites } from '../src/snn/sites.js';
+import { SpikeTally } from '../src/snn/stats.js';
+import type { Backend, BTensor, DeviceThresholds } from '../src/tensor/backend.js';
+import { CpuBackend } from '../src/tensor/cpu-backend.js';
+import { STAT, STATS_WIDTH } from '../src/tensor/kernels/codes.js';
+import { Tensor } from '../src/tensor/tensor.js';
+import { requireGpu } from './helpers/backends.js';
+import { fixtureDir } from './helpers/fixtures.js';
+
+const cpu = new CpuBackend();
+const thresholds = (b: Backend, theta: number[]): DeviceThresholds => ({
+  theta: b.upload(Tensor.from([theta.length], theta), 'vector'),
+  invTheta: b.upload(Tensor.from([theta.length], theta.map((t) => 1 / t)), 'vector'),
+});
+const statsRow = async (b: Backend, t: BTensor) => {
+  const d = (await b.read(t)).data;
+  return Object.fromEntries(Object.entries(STAT).map(([k, i]) => [k, d[i]!]));
+};
+
+describe('kernel statistics on inputs spiked by hand', () => {
+  /*
+   * Ternary code, T = 3, θ = 1 (plane thresholds ⅔ on v, v ← 2(v − d)):
+   *   x =  1     v: 1 → d=1, v=0 → 0 → 0          digits 1 0 0   sum 4 (× ¼ = 1)
+   *   x = −0.5   v: −0.5 → 0, −1 → −1, 0 → 0        digits 0 −1 0  sum −2 (−0.5)
+   *   x =  0.25  v: 0.25 → 0, 0.5 → 0, 1 → 1         digits 0 0 1   sum 1 (0.25)
+   *   x =  0     silent
+   * events 3, nonzero 3, active neurons 3, their steps 3·3 = 9, neuron-steps 4·3 = 12;
+   * with a fan-out of 5: 15 synaptic operations.
+   */
+  const expected = { events: 3, maxPerStep: 1, nonzero: 3, neuronSteps: 12, extraSteps: 0, synapticOps: 15, overflowRows: 0, clipped: 0, extraFanout: 0, activeNeurons: 3, activeSteps: 9 };
+  const encodeByHand = async (b: Backend) => {
+    const stats = b.zeros([1, STATS_WIDTH]);
+    const enc = b.encode(b.upload(Tensor.from([1, 4], [1, -0.5, 0.25, 0]), 'activation'), thresholds(b, [1, 1, 1, 1]), { kind: 'ternary', T: 3 }, { tensor: stats, row: 0, fanout: 5 }, true);
+    expect(Array.from((await b.read(enc.sums)).data)).toEqual([4, -2, 1, 0]);
+    expect(Array.from((await b.read(enc.digits!)).data).slice(8 * 4)).toEqual([1, 0, 0, 0, 0, -1, 0, 0, 0, 0, 1, 0]); // the last 3 of 3 + 8 planes
+    expect(await statsRow(b, stats)).toEqual(expected);
+  };
+  it('encoder (CPU)', () => encodeByHand(cpu));
+  it('encoder (GPU)', async (ctx) => encodeByHand(await requireGpu(ctx)));
+
+  /*
+   * One head, d = 2, two keys, q = 0 (a silent query: no q events), so both scores are 0 and
+   * p = [½, ½]. p code ternary T = 3, θp = ½: v = 1 for each key → digits 1 0 0, sum 4 → p̂ = 4·¼·½ = ½.
+   * out = ½·v0 + ½·v1. Stats of p: events 2, active 2 (keys), steps 2·3 = 6, neuron-steps 2·3 = 6,
+   * synaptic operations 2 × d = 4. q's stats (encoded separately): events 0.
+   */
+  const attentionByHand = async (b: Backend) => {
+    const stats = b.zeros([1, STATS_WIDTH]);
+    const q = b.upload(Tensor.from([1, 2], [0, 0]), 'activation');
+    const k = b.upload(Tensor.from([2, 2], [0.3, -0.2, 0.7, 0.1]), 'activation');
+    const v = b.upload(Tensor.from([2, 2], [1, 2, 3, -4]), 'activation');
+    const out = b.spikeAttention(q, k, v, b.upload(Tensor.from([2], [1, 1]), 'vector'), thresholds(b, [0.5]),
+      { numHeads: 1, numKvHeads: 1, headDim: 2, queryStart: 1, kvLength: 2, scale: 1 }, { q: { kind: 'ternary', T: 3 }, p: { kind: 'ternary', T: 3 } }, 'fast',
+      { tensor: stats, row: 0, fanout: 2 });
+    expect(Array.from((await b.read(out)).data)).toEqual([2, -1]);
+    expect(await statsRow(b, stats)).toEqual({ events: 2, maxPerStep: 1, nonzero: 2, neuronSteps: 6, extraSteps: 0, synapticOps: 4, overflowRows: 0, clipped: 0, extraFanout: 0, activeNeurons: 2, activeSteps: 6 });
+  };
+  it('spike-driven attention (CPU)', () => attentionByHand(cpu));
+  it('spike-driven attention (GPU)', async (ctx) => attentionByHand(await requireGpu(ctx)));
+});
+
+// A hand-sized Llama: 2 layers, D = 4, H = 2 heads sharing Hkv = 1 KV head, d = 2, I = 6, V = 8.
+const config = parseConfig({
+  model_type: 'llama', vocab_size: 8, hidden_size: 4, num_hidden_layers: 2, num_attention_heads: 2, num_key_value_heads: 1,
+  intermediate_size: 6, max_position_embeddings: 16, rms_norm_eps: 1e-5, hidden_act: 'silu',
+});
+
+/** A tally of n = 2 tokens (attending 1 + 2 = 3 keys, one head row), every site's columns given. */
+function tally(schedule: 'layerwise' | 'stepwise', columns: (kind: string) => Partial<Record<keyof typeof STAT, number>>, neurons: (kind: string) => number): SpikeTally {
+  const sites = encoderSites(config, schedule);
+  const t = new SpikeTally(sites);
+  const stats = new Float32Array(sites.length * STATS_WIDTH);
+  sites.forEach((s, i) => {
+    for (const [k, v] of Object.entries(columns(s.kind))) stats[i * STATS_WIDTH + STAT[k as keyof typeof STAT]] = v;
+  });
+  t.add(stats, { neurons: sites.map((s) => neurons(s.kind)), tokens: 2, attendedKeys: 3, headRows: 1, statsSteps: 1 });
+  return t;
+}
+
+describe('energy counts on a hand-sized model (2 layers, width 4), worked out by hand', () => {
+  /*
+   * ANN, n = 2 tokens, A = 3 attended keys, r = 1 head row; qW = H·d = 4, kvW = 2.
+   *   linear       n·(D·(qW+2kvW) + qW·D + D·2I + I·D) = 2·(32 + 16 + 48 + 24) = 240 MACs
+   *   attention    2·qW·A = 24; softmax 4·H·A = 24; RoPE 2·n·(qW+kvW) = 24 MACs
+   *   elementwise  norms 2·4·n·D = 64, SiLU 4·n·I = 48, gate product n·I = 12 → 124 MACs;
+   *                residual adds 2·n·D = 16 ACs
+   *   layer 436 MACs + 16 ACs; two layers 872 + 32; head r·D·V = 32 + final norm 4·r·D = 16 MACs
+   *   total 920 MACs, 32 ACs → FP32 920·4.6 + 32·0.9 = 4260.8 pJ
+   */
+  const annMacs = 920, annAcs = 32;
+
+  it('layerwise, ternary weighted code, T = 3 at every site', () => {
+    /*
+     * Tally per site (n = 2): linear sites 5 events, 10 synaptic ops, 3 active neurons over 9 steps;
+     * neuron-tokens attn_in n·D = 8, o_in n·qW = 8, mlp_in 8, down_in n·I = 12;
+     * q_in: 8 neuron-tokens, 2 events, 6 synaptic ops (each event reaches the keys seen), 2 active / 6 steps;
+     * p_in: H·A = 6 neurons, 2 events, 4 synaptic ops (× d), 2 active / 6 steps;
+     * head_in: r·D = 4 neurons, 3 events, 24 synaptic ops (× V), 2 active / 6 steps.
+     * SNN per layer (ACs unless said):
+     *   synapses   4·10 + 6 + 4 = 50
+     *   membranes  (T−1)·N·n per linear: 2·8·2 + 2·4·2 + 2·12·2 + 2·4·2 = 112;
+     *              scores (T−1)·H·A = 12, outputs (T−1)·n·H·d = 16 → 140
+     *   neurons    charge + steps + silent + resets: linear 3 × (8+9+5+5) + (12+9+9+5) = 116;
+     *              q 8+6+6+2 = 22, p 6+6+4+2 = 18 → 156
+     *   elementwise as the ANN: 16 ACs, 124 MACs; softmax 24, RoPE 24, cache scaling 2·n·kvW = 8 MACs
+     *   layer: 362 ACs, 180 MACs
+     * head: synapses 24, membranes (T−1)·V·r = 16, neurons 4+6+2+3 = 15 → 55 ACs; final norm 16 MACs
+     * total: 2·362 + 55 = 779 ACs, 2·180 + 16 = 376 MACs → FP32 376·4.6 + 779·0.9 = 2430.7 pJ
+     */
+    const t = tally('layerwise', (kind) => kind === 'q_in' ? { events: 2, synapticOps: 6, activeNeurons: 2, activeSteps: 6 }
+      : kind === 'p_in' ? { events: 2, synapticOps: 4, activeNeurons: 2, activeSteps: 6 }
+        : kind === 'head_in' ? { events: 3, synapticOps: 24, activeNeurons: 2, activeSteps: 6 }
+          : { events: 5, synapticOps: 10, activeNeurons: 3, activeSteps: 9 },
+    (kind) => ({ attn_in: 8, q_in: 8, p_in: 6, o_in: 8, mlp_in: 8, down_in: 12, head_in: 4 })[kind]!);
+    const r = energyReport({ config, schedule: 'layerwise', coding: 'phase-ternary', timesteps: 3, maxSpikes: 1, tally: t });
+    expect(r.ann.total).toEqual({ macs: annMacs, acs: annAcs });
+    expect(r.snn.total).toEqual({ macs: 376, acs: 779 });
+    expect(r.layers[0]!.snn).toEqual({ macs: 180, acs: 362 });
+    expect(r.snn.parts.membranes).toEqual({ acs: 2 * 140 + 16, macs: 0 });
+    expect(r.presets.fp32.annJoules).toBeCloseTo(4260.8e-12, 20);
+    expect(r.presets.fp32.snnJoules).toBeCloseTo(2430.7e-12, 20);
+    expect(r.presets.fp32.ratio).toBeCloseTo(2430.7 / 4260.8, 12);
+  });
+
+  it('layerwise with fewer steps at some sites (siteSteps): the doublings follow each site\'s steps', () => {
+    // as above with mlp_in at T − 1 = 2 steps: its membranes drop from (3−1)·12·2 = 48 to (2−1)·12·2 = 24 per layer
+    const t = tally('layerwise', (kind) => kind === 'q_in' ? { events: 2, synapticOps: 6, activeNeurons: 2, activeSteps: 6 }
+      : kind === 'p_in' ? { events: 2, synapticOps: 4, activeNeurons: 2, activeSteps: 6 }
+        : kind === 'head_in' ? { events: 3, synapticOps: 24, activeNeurons: 2, activeSteps: 6 }
+          : { events: 5, synapticOps: 10, activeNeurons: 3, activeSteps: 9 },
+    (kind) => ({ attn_in: 8, q_in: 8, p_in: 6, o_in: 8, mlp_in: 8, down_in: 12, head_in: 4 })[kind]!);
+    const r = energyReport({ config, schedule: 'layerwise', coding: 'phase-ternary', timesteps: 3, stepsOf: (k) => (k === 'mlp_in' ? 2 : 3), maxSpikes: 1, tally: t });
+    expect(r.snn.total).toEqual({ macs: 376, acs: 779 - 2 * 24 });
+  });
+
+  it('stepwise, rate bursts, T = 2: every dense operator runs at every step', () => {
+    /*
+     * Tally: every site 20 synaptic ops, neuron-steps T × neuron-tokens (attn_in 8, o_in 8, mlp_in 8,
+     * down_in 12, head_in n·D = 8: the stepwise head's neurons run for every token).
+     * SNN per layer:
+     *   synapses   4·20 = 80 ACs (no biases)
+     *   neurons    bursts: an integrate AC and two MACs (⌊v/θ⌋, subtract) per neuron-step:
+     *              steps 16+16+16+24 = 72 → 72 ACs, 144 MACs
+     *   attention  T·(24 + 24 + 24) = 144 MACs (scores, softmax, RoPE, dense at every step)
+     *   elementwise T·124 = 248 MACs, T·16 = 32 ACs
+     *   compensation T·n·(2D + (qW+2kvW) + qW + 3I)·3 = 2·2·38·3 = 456 MACs
+     *   layer: 184 ACs, 992 MACs
+     * head: synapses 20, neurons 16 ACs + 32 MACs, final norm T·n·D·4 = 64, compensation T·n·D·3 = 48 MACs
+     * total: 2·184 + 36 = 404 ACs, 2·992 + 144 = 2128 MACs
+     */
+    const t = tally('stepwise', () => ({ synapticOps: 20 }), (kind) => ({ attn_in: 8, o_in: 8, mlp_in: 8, down_in: 12, head_in: 8 })[kind]!);
+    // neuron-steps: T × neuron-tokens (the kernels count them; given here)
+    t.sites.forEach((_, i) => (t.stats[i * STATS_WIDTH + STAT.neuronSteps] = 2 * t.neurons[i]!));
+    const r = energyReport({ config, schedule: 'stepwise', coding: 'rate', timesteps: 2, maxSpikes: Infinity, tally: t });
+    expect(r.ann.total).toEqual({ macs: annMacs, acs: annAcs });
+    expect(r.snn.total).toEqual({ macs: 2128, acs: 404 });
+    expect(r.snn.parts['attention (dense, every step)']).toEqual({ acs: 0, macs: 2 * 144 });
+  });
+});
+
+describe('a converted model\'s tallies equal counts of the digits it emitted', () => {
+  const dir = fixtureDir('stories260k');
+  const ann = loadModel(dir);
+  const tok = loadTokenizer(dir);
+  const prompt = Array.from(tok.encode('Once upon a time, there was a little girl named Lily.'));
+
+  it.each([['default (layerwise phase-ternary T=9)', {}], ['layerwise phase T=6', { coding: 'phase', timesteps: 6 }], ['layerwise rate T=5', { coding: 'rate', timesteps: 5 }]] as const)('%s: events and synaptic operations per linear site', async (_name, opts) => {
+    const { snn } = await convertModelToSpiking(ann, createCalibrationData(tok, { numSamples: 2 }), opts);
+    const counted = new Map<string, { events: number; nonzero: number }>();
+    const event = snn.with({ execution: 'event' });
+    const out = event.forward(prompt, undefined, {
+      observeSpikes: (site, digits) => {
+        const d = (digits as Tensor).data;
+        let events = 0, nonzero = 0;
+        for (const x of d) {
+          events += Math.abs(x);
+          if (x !== 0) nonzero++;
+        }
+        counted.set(site, { events, nonzero });
+      },
+    });
+    const t = new SpikeTally(snn.sites);
+    await t.addForward(event, out);
+    const fanout = new Map(snn.sites.map((s) => [s.name, s.fanout]));
+    let checked = 0;
+    for (const [i, s] of snn.sites.entries()) {
+      const c = counted.get(s.name);
+      if (s.kind === 'p_in') continue; // inside the attention kernel: pinned by hand above
+      expect(c, s.name).toBeDefined();
+      expect(t.get(i, 'events'), s.name).toBe(c!.events);
+      expect(t.get(i, 'nonzero'), s.name).toBe(c!.nonzero);
+      if (s.kind !== 'q_in') expect(t.get(i, 'synapticOps'), s.name).toBe(c!.events * fanout.get(s.name)!);
+      checked++;
+    }
+    expect(checked).toBe(snn.sites.length - snn.config.numLayers);
+    event.dispose();
+    snn.dispose();
+  });
+});
