@@ -52,31 +52,44 @@ describe('SVG line charts', () => {
 });
 
 describe('spikelm bench', () => {
-  it('--model stories260k --timesteps 1,4,16 --backend cpu,gpu writes results.json/.csv, report.md and valid SVG plots', async () => {
+  it('--coding phase-ternary,rate --schedule layerwise,stepwise --timesteps 1,4,9 --backend cpu,gpu: results.json/.csv, report.md with the targets, valid SVG plots with the frontier', async () => {
     const gpu = await tryGpu();
     if (!gpu && GPU_REQUIRED) throw new Error('bench needs the GPU backend in CI');
     const out = fs.mkdtempSync(path.join(os.tmpdir(), 'spikelm-bench-'));
     let stdout = '', stderr = '';
-    const code = await main(['bench', '--model', fixtureDir('stories260k'), '--timesteps', '1,4,16', '--backend', gpu ? 'cpu,gpu' : 'cpu', '--out', out, '--time-budget', '100'], {
+    const code = await main(['bench', '--model', fixtureDir('stories260k'), '--coding', 'phase-ternary,rate', '--schedule', 'layerwise,stepwise', '--timesteps', '1,4,9',
+      '--backend', gpu ? 'cpu,gpu' : 'cpu', '--out', out, '--time-budget', '50', '--positions', '96', '--time-tokens', '8'], {
       out: (t) => void (stdout += t), err: (t) => void (stderr += t),
     });
     expect(code, stderr).toBe(0);
-    const files = ['results.json', 'results.csv', 'report.md', 'fidelity-error.svg', 'top1.svg', 'energy.svg', 'time-per-token.svg'];
+    const files = ['results.json', 'results.csv', 'report.md', 'frontier.svg', 'fidelity-error.svg', 'top1.svg', 'energy.svg', 'time-per-token.svg'];
     for (const f of files) expect(fs.existsSync(path.join(out, f)), f).toBe(true);
     const results = JSON.parse(fs.readFileSync(path.join(out, 'results.json'), 'utf8'));
     expect(Object.keys(results.metadata)).toEqual(expect.arrayContaining(['commit', 'node', 'cpu', 'adapter', 'date']));
-    expect(results.rows.map((r: { T: number }) => r.T)).toEqual(gpu ? [1, 4, 16, 1, 4, 16] : [1, 4, 16]);
-    for (const r of results.rows) {
-      for (const k of ['top1_agreement', 'kl', 'spike_rate', 'energy_ratio_fp32', 'ms_per_token_multi', 'ms_per_token_event', 'cost_multi']) expect(Number.isFinite(r[k]), k).toBe(true);
+    // phase codes run only layerwise: three configurations per backend, three T each
+    const configs = ['layerwise phase-ternary', 'layerwise rate', 'stepwise rate'];
+    const rowsOf = (backend: string) => results.rows.filter((r: { backend: string }) => r.backend === backend);
+    for (const backend of gpu ? ['cpu', 'gpu'] : ['cpu']) {
+      const rows = rowsOf(backend);
+      expect(rows.map((r: { schedule: string; coding: string; T: number }) => `${r.schedule} ${r.coding} ${r.T}`).sort()).toEqual(configs.flatMap((c) => [1, 4, 9].map((T) => `${c} ${T}`)).sort());
+      for (const r of rows) {
+        for (const k of ['top1_agreement', 'kl', 'spike_rate', 'spikes_per_neuron_per_token', 'energy_ratio_fp32', 'energy_ratio_fp16', 'energy_ratio_int8', 'ms_per_token', 'ms_per_token_event', 'cost']) expect(Number.isFinite(r[k]), `${backend} ${r.schedule} ${r.coding} ${r.T} ${k}`).toBe(true);
+        // weighted and single-spike codes: at most one spike per neuron per step
+        if (r.coding === 'phase-ternary') expect(r.max_spikes_per_neuron_per_step).toBe(1);
+      }
+      // the error falls with T in every configuration
+      for (const c of configs) {
+        const e = rows.filter((r: { schedule: string; coding: string }) => `${r.schedule} ${r.coding}` === c).sort((a: { T: number }, b: { T: number }) => a.T - b.T).map((r: { mean_abs_logit_err: number }) => r.mean_abs_logit_err);
+        expect(e[2], c).toBeLessThan(e[0]);
+      }
     }
-    // the error falls with T
-    expect(results.rows[2].mean_abs_logit_err).toBeLessThan(results.rows[0].mean_abs_logit_err);
     const csv = fs.readFileSync(path.join(out, 'results.csv'), 'utf8').split('\n');
     expect(csv.filter((l) => l.startsWith('# commit'))).toHaveLength(1);
-    expect(csv.find((l) => l.startsWith('backend,T,'))).toBeDefined();
+    expect(csv.find((l) => l.startsWith('backend,schedule,coding,T,'))).toBeDefined();
     const md = fs.readFileSync(path.join(out, 'report.md'), 'utf8');
     expect(md).toMatch(/## Targets/);
-    expect(md).toMatch(/multi-step at T = 16: [\d.]+·T × ANN — target ≤ 0.5·T/);
+    // layerwise phase-ternary at T = 9 meets the targets on stories260k (the default conversion)
+    expect(md).toMatch(/- cpu: the cheapest configuration .* is layerwise phase-ternary at T = 9: .* target ≤ 0.6: \*\*met\*\*/);
     for (const svg of files.filter((f) => f.endsWith('.svg'))) {
       const text = fs.readFileSync(path.join(out, svg), 'utf8');
       const names = checkWellFormedXml(text);
@@ -84,7 +97,7 @@ describe('spikelm bench', () => {
       expect(text).toContain(results.metadata.commit);
       expect(md).toContain(`(${svg})`);
     }
-    expect(fs.readFileSync(path.join(out, 'fidelity-error.svg'), 'utf8')).toContain('θ/T slope');
+    expect(fs.readFileSync(path.join(out, 'frontier.svg'), 'utf8')).toContain('break-even');
     expect(fs.readFileSync(path.join(out, 'energy.svg'), 'utf8')).toContain('break-even');
   });
 

@@ -57,7 +57,7 @@ export function gpt2Parameters(s: Gpt2Shape): number {
  * Write a random GPT-2 of shape `s` into `dir` (created; must not exist or be empty): config.json,
  * model.safetensors (F32 or F16) and, from `tokenizerFrom`, the tokenizer files.
  */
-export function writeRandomGpt2(dir: string, s: Gpt2Shape, opts: { seed?: number; dtype?: 'F32' | 'F16'; tokenizerFrom?: string } = {}): void {
+export function writeRandomGpt2(dir: string, s: Gpt2Shape, opts: { seed?: number; dtype?: 'F32' | 'F16' | 'BF16'; tokenizerFrom?: string } = {}): void {
   for (const [k, v] of Object.entries(s)) if (!Number.isInteger(v) || v < 1) throw new ArgumentError(`random GPT-2: ${k} must be a positive integer, got ${v}`);
   if (s.width % s.heads !== 0) throw new ArgumentError(`random GPT-2: width ${s.width} is not a multiple of heads ${s.heads}`);
   fs.mkdirSync(dir, { recursive: true });
@@ -92,7 +92,7 @@ export function writeRandomGpt2(dir: string, s: Gpt2Shape, opts: { seed?: number
   const config = {
     architectures: ['GPT2LMHeadModel'], model_type: 'gpt2', activation_function: 'gelu_new',
     n_embd: w, n_head: s.heads, n_layer: s.layers, n_positions: s.positions, n_ctx: s.positions, vocab_size: s.vocab,
-    layer_norm_epsilon: 1e-5, bos_token_id: s.vocab - 1, eos_token_id: s.vocab - 1, torch_dtype: dtype === 'F16' ? 'float16' : 'float32',
+    layer_norm_epsilon: 1e-5, bos_token_id: s.vocab - 1, eos_token_id: s.vocab - 1, torch_dtype: { F32: 'float32', F16: 'float16', BF16: 'bfloat16' }[dtype],
   };
   fs.writeFileSync(path.join(dir, 'config.json'), JSON.stringify(config, null, 2));
   if (opts.tokenizerFrom) {
@@ -108,7 +108,7 @@ export function writeRandomGpt2(dir: string, s: Gpt2Shape, opts: { seed?: number
  * dtype and reused by later runs (built in a private folder and renamed into place, so a run that
  * dies half-way leaves nothing a later one would trust).
  */
-export function cachedRandomGpt2(s: Gpt2Shape, opts: { seed?: number; dtype?: 'F32' | 'F16'; tokenizerFrom?: string } = {}): string {
+export function cachedRandomGpt2(s: Gpt2Shape, opts: { seed?: number; dtype?: 'F32' | 'F16' | 'BF16'; tokenizerFrom?: string } = {}): string {
   const name = `spikelm-random-gpt2-${s.layers}x${s.width}h${s.heads}v${s.vocab}p${s.positions}-${opts.dtype ?? 'F32'}-s${opts.seed ?? 0}`;
   const dir = path.join(os.tmpdir(), name);
   if (fs.existsSync(path.join(dir, 'config.json'))) return dir;

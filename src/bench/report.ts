@@ -52,11 +52,12 @@ export function plots(r: SweepResult): Record<keyof typeof PLOTS, string> {
   const Ts = rows.map((x) => x.T);
   return {
     frontier: lineChart({
-      title: 'Fidelity against energy, one curve per code (points: T)', xLabel: 'E_SNN / E_ANN (FP32, compute only)', yLabel: 'top-1 agreement with the ANN', note,
+      title: 'Fidelity against energy (points: T; top-1 ≥ 80% shown)', xLabel: 'E_SNN / E_ANN (FP32, compute only, log scale)', yLabel: 'top-1 agreement with the ANN', note,
+      xLog: true, yWindow: [0.8, 1], width: 760, height: 460,
       series: [
         ...configs.map((c) => ({ name: c, points: by(c).map((x) => [x.energy_ratio_fp32, x.top1_agreement] as const) })),
-        { name: `E = ${TARGETS.energyFp32}·E_ANN`, dashed: true, points: [[TARGETS.energyFp32, Math.min(...rows.map((x) => x.top1_agreement), 0.9)], [TARGETS.energyFp32, 1]] as const },
-        { name: 'break-even', dashed: true, points: [[1, Math.min(...rows.map((x) => x.top1_agreement), 0.9)], [1, 1]] as const },
+        { name: `E = ${TARGETS.energyFp32}·E_ANN (target)`, dashed: true, points: [[TARGETS.energyFp32, 0.8], [TARGETS.energyFp32, 1]] as const },
+        { name: 'E = E_ANN (break-even)', dashed: true, points: [[1, 0.8], [1, 1]] as const },
       ],
       hlines: [{ y: TARGETS.top1, label: `top-1 ${TARGETS.top1 * 100}%` }],
     }),

@@ -23,6 +23,8 @@ export interface ChartSpec {
   readonly height?: number;
   /** Footnote (e.g. the run's metadata). */
   readonly note?: string;
+  /** Only points with y in [min, max] are drawn (the axis spans that window); say so in the title. */
+  readonly yWindow?: readonly [number, number];
 }
 
 const COLORS = ['#1f77b4', '#d62728', '#2ca02c', '#9467bd', '#ff7f0e', '#8c564b', '#17becf', '#7f7f7f'];
@@ -67,9 +69,12 @@ function fmt(v: number): string {
 
 export function lineChart(spec: ChartSpec): string {
   const W = spec.width ?? 640, H = spec.height ?? 400;
-  const left = 70, right = 170, top = 40, bottom = 70;
+  // the legend's column is as wide as its longest name (≈ 7 px per character at 12 px)
+  const left = 70, right = Math.max(170, 50 + 7 * Math.max(0, ...spec.series.map((s) => s.name.length))), top = 40, bottom = 70;
   const pw = W - left - right, ph = H - top - bottom;
-  const pts = spec.series.flatMap((s) => s.points).filter(([x, y]) => Number.isFinite(x) && Number.isFinite(y) && (!spec.xLog || x > 0) && (!spec.yLog || y > 0));
+  const win = spec.yWindow;
+  const drawable = ([x, y]: readonly [number, number]) => Number.isFinite(x) && Number.isFinite(y) && (!spec.xLog || x > 0) && (!spec.yLog || y > 0) && (!win || (y >= win[0] && y <= win[1]));
+  const pts = spec.series.flatMap((s) => s.points).filter(drawable);
   const ys = [...pts.map((p) => p[1]), ...(spec.hlines ?? []).map((h) => h.y)];
   let [x0, x1] = [Math.min(...pts.map((p) => p[0])), Math.max(...pts.map((p) => p[0]))];
   let [y0, y1] = [Math.min(...ys), Math.max(...ys)];
@@ -80,6 +85,7 @@ export function lineChart(spec: ChartSpec): string {
   // Halving the smallest subnormal gives 0, which a log axis cannot hold: widen upwards instead.
   if (spec.xLog && !(x0 > 0)) [x0, x1] = [Number.MIN_VALUE, Math.max(x1, Number.MIN_VALUE * 4)];
   if (spec.yLog && !(y0 > 0)) [y0, y1] = [Number.MIN_VALUE, Math.max(y1, Number.MIN_VALUE * 4)];
+  if (win) [y0, y1] = [Math.min(y0, win[0]), Math.max(y1, win[1])];
   if (!spec.yLog) {
     const pad = (y1 - y0) * 0.05;
     if (Number.isFinite(pad)) [y0, y1] = [y0 - pad, y1 + pad];
@@ -107,7 +113,7 @@ export function lineChart(spec: ChartSpec): string {
   out.push(`<rect x="${left}" y="${top}" width="${pw}" height="${ph}" fill="none" stroke="#333"/>`);
   for (const x of xt) out.push(`<text x="${tx(x).toFixed(1)}" y="${top + ph + 16}" text-anchor="middle">${fmt(x)}</text>`);
   for (const y of yt) out.push(`<text x="${left - 6}" y="${(ty(y) + 4).toFixed(1)}" text-anchor="end">${fmt(y)}</text>`);
-  out.push(`<text x="${left + pw / 2}" y="${H - 24}" text-anchor="middle">${escapeXml(spec.xLabel)}</text>`);
+  out.push(`<text x="${left + pw / 2}" y="${top + ph + 34}" text-anchor="middle">${escapeXml(spec.xLabel)}</text>`);
   out.push(`<text x="16" y="${top + ph / 2}" text-anchor="middle" transform="rotate(-90 16 ${top + ph / 2})">${escapeXml(spec.yLabel)}</text>`);
   for (const h of spec.hlines ?? []) {
     out.push(`<line x1="${left}" y1="${ty(h.y).toFixed(1)}" x2="${left + pw}" y2="${ty(h.y).toFixed(1)}" stroke="#555" stroke-dasharray="6 4"/>`);
@@ -115,7 +121,7 @@ export function lineChart(spec: ChartSpec): string {
   }
   spec.series.forEach((s, i) => {
     const color = COLORS[i % COLORS.length]!;
-    const valid = s.points.filter(([x, y]) => Number.isFinite(x) && Number.isFinite(y) && (!spec.xLog || x > 0) && (!spec.yLog || y > 0));
+    const valid = s.points.filter(drawable);
     const path = valid.map(([x, y]) => `${tx(x).toFixed(1)},${ty(y).toFixed(1)}`).join(' ');
     if (valid.length > 1) out.push(`<polyline points="${path}" fill="none" stroke="${color}" stroke-width="2"${s.dashed ? ' stroke-dasharray="5 4"' : ''}/>`);
     if (!s.dashed) for (const [x, y] of valid) out.push(`<circle cx="${tx(x).toFixed(1)}" cy="${ty(y).toFixed(1)}" r="3" fill="${color}"/>`);

@@ -129,11 +129,15 @@ export class SafetensorsFile {
     return this.source.read(this.dataStart + begin, end - begin);
   }
 
-  /** The tensor converted to float32 (F16/BF16/F8/integers are widened). */
-  readF32(name: string): Tensor {
+  /**
+   * The tensor converted to float32 (F16/BF16/F8/integers are widened), in shared memory when large
+   * (the CPU backend's workers then read it in place), or into `into` (exactly its element count).
+   */
+  readF32(name: string, into?: Float32Array): Tensor {
     const info = this.info(name);
     const count = info.shape.reduce((a, b) => a * b, 1);
-    const data = toFloat32(this.readRaw(name), info.dtype, count);
+    if (into && into.length !== count) throw new SafetensorsError(this.label, `destination holds ${into.length} values, the tensor ${count}`, name);
+    const data = toFloat32(this.readRaw(name), info.dtype, count, into);
     return new Tensor(info.shape, data);
   }
 
@@ -408,10 +412,10 @@ export class WeightFiles {
     return f.info(name);
   }
 
-  readF32(name: string): Tensor {
+  readF32(name: string, into?: Float32Array): Tensor {
     const f = this.owner.get(name);
     if (!f) throw new SafetensorsError(this.dir, 'no such tensor', name);
-    return f.readF32(name);
+    return f.readF32(name, into);
   }
 
   close(): void {

@@ -42,7 +42,7 @@ export function loadGpt2Weights(cfg: ModelConfig, root: WeightLoader): LMWeights
     const qkv = conv1d(h.pp('attn.c_attn'), D, 3 * D); // weight [3D, D], rows q | k | v
     const part = (j: number): LinearWeights => ({
       weight: rowRange(qkv.weight, j * D, (j + 1) * D),
-      bias: new Tensor([D], qkv.bias!.data.slice(j * D, (j + 1) * D)),
+      bias: new Tensor([D], qkv.bias!.data.subarray(j * D, (j + 1) * D)),
     });
     blocks.push({
       attnNorm: layerNorm(h.pp('ln_1')),

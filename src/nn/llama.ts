@@ -19,6 +19,7 @@
  *   model.layers.{i}.self_attn.rotary_emb.inv_freq   buffer: ignored (recomputed from rope_theta)
  */
 import { ModelLoadError } from '../errors.js';
+import { Tensor } from '../tensor/tensor.js';
 import type { ModelConfig } from './config.js';
 import { type BlockWeights, type LMWeights, type LinearWeights, WeightLoader } from './weights.js';
 
@@ -34,21 +35,32 @@ export function loadLlamaWeights(cfg: ModelConfig, root: WeightLoader): LMWeight
     weight: p.get('weight', [out, inF]),
     ...(withBias ? { bias: p.get('bias', [out]) } : {}),
   });
+  /** Linear layers that share an input, read into consecutive rows of one buffer (stacked for free later). */
+  const stacked = (parts: readonly [WeightLoader, number][], inF: number, withBias: boolean): LinearWeights[] => {
+    const rows = parts.reduce((a, [, out]) => a + out, 0);
+    const w = new Tensor([rows, inF]), b = withBias ? new Tensor([rows]) : undefined;
+    let r = 0;
+    return parts.map(([p, out]) => {
+      const weight = p.get('weight', [out, inF], w.data.subarray(r * inF, (r + out) * inF));
+      const bias = b ? p.get('bias', [out], b.data.subarray(r, r + out)) : undefined;
+      r += out;
+      return { weight, ...(bias ? { bias } : {}) };
+    });
+  };
   const rmsNorm = (p: WeightLoader) => ({ weight: p.get('weight', [D]) });
 
   const blocks: BlockWeights[] = [];
   for (let i = 0; i < cfg.numLayers; i++) {
     const l = model.pp(`layers.${i}`);
     const attn = l.pp('self_attn'), mlp = l.pp('mlp');
+    const [q, k, v] = stacked([[attn.pp('q_proj'), qDim], [attn.pp('k_proj'), kvDim], [attn.pp('v_proj'), kvDim]], D, cfg.attentionBias);
+    const [gate, up] = stacked([[mlp.pp('gate_proj'), I], [mlp.pp('up_proj'), I]], D, cfg.mlpBias);
     blocks.push({
       attnNorm: rmsNorm(l.pp('input_layernorm')),
-      q: linear(attn.pp('q_proj'), qDim, D, cfg.attentionBias),
-      k: linear(attn.pp('k_proj'), kvDim, D, cfg.attentionBias),
-      v: linear(attn.pp('v_proj'), kvDim, D, cfg.attentionBias),
+      q: q!, k: k!, v: v!,
       o: linear(attn.pp('o_proj'), D, qDim, cfg.attentionBias),
       mlpNorm: rmsNorm(l.pp('post_attention_layernorm')),
-      gate: linear(mlp.pp('gate_proj'), I, D, cfg.mlpBias),
-      up: linear(mlp.pp('up_proj'), I, D, cfg.mlpBias),
+      gate: gate!, up: up!,
       down: linear(mlp.pp('down_proj'), D, I, cfg.mlpBias),
     });
   }

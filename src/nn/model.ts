@@ -155,20 +155,37 @@ function uploadWeights(b: Backend, w: LMWeights): DeviceWeights {
   };
 }
 
-/** Linear layers with the same input stacked into one ([Σ out, in]); missing biases count as zero. */
+/**
+ * Linear layers with the same input stacked into one ([Σ out, in]); missing biases count as zero.
+ * Parts that are consecutive rows of one buffer (as the loaders lay q|k|v and gate|up out) are
+ * returned as a view of it: no copy.
+ */
 export function stackLinear(parts: readonly LinearWeights[]): LinearWeights {
   const K = parts[0]!.weight.shape[1]!;
   const rows = parts.reduce((a, p) => a + p.weight.shape[0]!, 0);
-  const weight = new Tensor([rows, K]);
+  const weightView = contiguousView(parts.map((p) => p.weight.data), [rows, K]);
+  const weight = weightView ?? new Tensor([rows, K]);
   const anyBias = parts.some((p) => p.bias);
-  const bias = anyBias ? new Tensor([rows]) : undefined;
+  const biasView = anyBias && parts.every((p) => p.bias) ? contiguousView(parts.map((p) => p.bias!.data), [rows]) : undefined;
+  const bias = biasView ?? (anyBias ? new Tensor([rows]) : undefined);
   let r = 0;
   for (const p of parts) {
-    weight.data.set(p.weight.data, r * K);
-    if (bias && p.bias) bias.data.set(p.bias.data, r);
+    if (!weightView) weight.data.set(p.weight.data, r * K);
+    if (!biasView && bias && p.bias) bias.data.set(p.bias.data, r);
     r += p.weight.shape[0]!;
   }
   return { weight, ...(bias ? { bias } : {}) };
+}
+
+/** A tensor over arrays that follow one another in one buffer, or undefined. */
+function contiguousView(arrays: readonly Float32Array[], shape: readonly number[]): Tensor | undefined {
+  const first = arrays[0]!;
+  let end = first.byteOffset + first.byteLength;
+  for (const a of arrays.slice(1)) {
+    if (a.buffer !== first.buffer || a.byteOffset !== end) return undefined;
+    end += a.byteLength;
+  }
+  return new Tensor(shape, new Float32Array(first.buffer, first.byteOffset, (end - first.byteOffset) / 4));
 }
 
 export interface LoadOptions {

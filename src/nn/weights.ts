@@ -80,8 +80,8 @@ export class WeightLoader {
     return this.resolve(this.key(name)) !== undefined;
   }
 
-  /** The tensor `name` with exactly `shape`, as float32. */
-  get(name: string, shape: Shape): Tensor {
+  /** The tensor `name` with exactly `shape`, as float32 (read into `into` when given: no copy). */
+  get(name: string, shape: Shape, into?: Float32Array): Tensor {
     const key = this.key(name);
     const stored = this.resolve(key);
     if (stored === undefined) {
@@ -92,7 +92,7 @@ export class WeightLoader {
       throw new ModelLoadError(`${this.files.dir}: tensor "${key}" has shape ${shapeToString(info.shape)}, but config.json implies ${shapeToString(shape)}`);
     }
     this.used.add(stored);
-    const t = this.files.readF32(stored);
+    const t = this.files.readF32(stored, into);
     checkValues(this.files.dir, key, stored === key ? undefined : stored, info.dtype, t.data);
     return t;
   }
@@ -143,7 +143,7 @@ export function transpose(t: Tensor): Tensor {
   return out;
 }
 
-/** Rows [start, end) of a matrix, copied. */
+/** Rows [start, end) of a matrix: a view sharing its memory (host weights are never written). */
 export function rowRange(t: Tensor, start: number, end: number): Tensor {
-  return t.sliceRows(start, end).clone();
+  return t.sliceRows(start, end);
 }

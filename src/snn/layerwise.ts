@@ -35,7 +35,7 @@ import { ropeInvFreq } from '../tensor/kernels/rope.js';
 import { Tensor } from '../tensor/tensor.js';
 import { codeParams } from './codes.js';
 import type { NetForward, NetOptions, SpikingConfig } from './model.js';
-import type { EncoderSite, SiteKind } from './sites.js';
+import { type EncoderSite, type SiteKind, siteStepsAt } from './sites.js';
 
 interface Linear {
   readonly slot: number;
@@ -84,7 +84,7 @@ export class LayerwiseNet {
   ) {
     const b = backend, cfg = config, spikingMode = spiking.mode === 'spiking';
     const coding = spiking.coding ?? 'phase-ternary';
-    this.codes = new Map(sites.map((s) => [s.kind, codeParams(coding, spiking.timesteps + (spiking.siteSteps?.[s.kind] ?? 0), spiking.neuron.maxSpikes)]));
+    this.codes = new Map(sites.map((s) => [s.kind, codeParams(coding, siteStepsAt(spiking.timesteps, spiking.siteSteps, s.kind), spiking.neuron.maxSpikes)]));
     const own = <T extends BTensor>(t: T): T => {
       this.owned.push(t);
       return t;

@@ -23,7 +23,7 @@ import { type NeuronConfig, validateNeuron } from '../tensor/kernels/neuron.js';
 import { type CodingName, type ScheduleName, checkCombination } from './codes.js';
 import { LayerwiseNet } from './layerwise.js';
 import type { OperatorForm } from './operators.js';
-import { type EncoderSite, type SiteKind, encoderSites } from './sites.js';
+import { type EncoderSite, type SiteKind, encoderSites, siteStepsAt } from './sites.js';
 import { StepwiseNet } from './stepwise.js';
 import type { SurrogateName } from './surrogate.js';
 
@@ -159,7 +159,7 @@ export class SpikingLM {
     if (schedule === 'layerwise' && spiking.centers?.size) throw new ArgumentError('centred encoding is a stepwise option (the layerwise codes are signed and need no centre)');
     for (const [kind, off] of Object.entries(spiking.siteSteps ?? {})) {
       if (schedule !== 'layerwise') throw new ArgumentError('siteSteps: per-site steps are a layerwise option');
-      if (!Number.isInteger(off) || T + off! < 1) throw new ArgumentError(`siteSteps: ${kind} ${off} would give ${T + off!} steps at T = ${T}`);
+      if (!Number.isInteger(off)) throw new ArgumentError(`siteSteps: ${kind} must be an integer offset from T, got ${off}`);
     }
     this.spiking = { ...spiking, schedule, coding, neuron, operators: spiking.operators ?? COMPENSATED };
     this.sites = encoderSites(config, schedule);
@@ -184,9 +184,9 @@ export class SpikingLM {
     return this.spiking.operators!;
   }
 
-  /** Steps a site's neurons run (planes of a weighted code): T, or T + its siteSteps offset. */
+  /** Steps a site's neurons run (planes of a weighted code): T, or T + its siteSteps offset (at least 1). */
   stepsOf(kind: SiteKind): number {
-    return this.timesteps + (this.schedule === 'layerwise' ? this.spiking.siteSteps?.[kind] ?? 0 : 0);
+    return this.schedule === 'layerwise' ? siteStepsAt(this.timesteps, this.spiking.siteSteps, kind) : this.timesteps;
   }
 
   /** RoPE inverse frequencies (Llama), for tests and tools. */

@@ -52,3 +52,8 @@ export function encoderSites(cfg: ModelConfig, schedule: ScheduleName = 'stepwis
   sites.push({ name: 'head_in', kind: 'head_in', layer: -1, channels: D, fanout: cfg.vocabSize, feeds: 'lm_head' });
   return sites;
 }
+
+/** A layerwise site's steps at T: T plus its offset (SpikingConfig.siteSteps), never below one step. */
+export function siteStepsAt(T: number, siteSteps: Readonly<Partial<Record<SiteKind, number>>> | undefined, kind: SiteKind): number {
+  return Math.max(1, T + (siteSteps?.[kind] ?? 0));
+}

@@ -3,6 +3,8 @@
  * Half floats are widened bit-exactly (every F16/BF16 value is representable in F32).
  */
 
+import { allocF32 } from './tensor.js';
+
 export type DType =
   | 'F64' | 'F32' | 'F16' | 'BF16' | 'F8_E4M3' | 'F8_E5M2'
   | 'I64' | 'I32' | 'I16' | 'I8' | 'U64' | 'U32' | 'U16' | 'U8' | 'BOOL';
@@ -80,8 +82,7 @@ function f8e5m2ToNumber(b: number): number {
 /**
  * Decode little-endian raw bytes of `dtype` into float32. `bytes` may be at any byte offset.
  */
-export function toFloat32(bytes: Uint8Array, dtype: DType, count: number): Float32Array {
-  const out = new Float32Array(count);
+export function toFloat32(bytes: Uint8Array, dtype: DType, count: number, out: Float32Array = allocF32(count)): Float32Array {
   const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   switch (dtype) {
     case 'F32':
@@ -97,7 +98,7 @@ export function toFloat32(bytes: Uint8Array, dtype: DType, count: number): Float
       break;
     }
     case 'BF16': {
-      const u = new Uint32Array(out.buffer);
+      const u = new Uint32Array(out.buffer, out.byteOffset, count);
       for (let i = 0; i < count; i++) u[i] = view.getUint16(i * 2, true) << 16;
       break;
     }
