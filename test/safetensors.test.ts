@@ -83,6 +83,33 @@ describe('safetensors reader', () => {
     );
   });
 
+  it('reads tensors larger than its conversion chunk (1 MiB): whole, into a given array, and transposed, from a file and from memory', () => {
+    const R = 700, C = 531; // 1.4 MiB as F32: several chunks, rows not aligned to them
+    const data = Float32Array.from({ length: R * C }, (_, i) => Math.fround(Math.sin(i * 0.37) * 3));
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'spikelm-st-'));
+    for (const dtype of ['F32', 'F16', 'BF16'] as const) {
+      const file = path.join(dir, `${dtype}.safetensors`);
+      writeSafetensors(file, [{ name: 'pad', shape: [3], data: new Float32Array(3), dtype }, { name: 'w', shape: [R, C], data, dtype }]);
+      const stored = SafetensorsFile.fromBytes(fs.readFileSync(file)).readF32('w').data; // the stored (rounded) values
+      expect(stored.length).toBe(R * C);
+      const expectedT = new Float32Array(R * C);
+      for (let r = 0; r < R; r++) for (let c = 0; c < C; c++) expectedT[c * R + r] = stored[r * C + c]!;
+      for (const f of [SafetensorsFile.open(file), SafetensorsFile.fromBytes(fs.readFileSync(file))]) {
+        expect(Array.from(f.readF32('w').data), dtype).toEqual(Array.from(stored));
+        const into = new Float32Array(R * C + 10).subarray(5, 5 + R * C);
+        f.readF32('w', into);
+        expect(Array.from(into), `${dtype} into`).toEqual(Array.from(stored));
+        const t = f.readF32Transposed('w');
+        expect(t.shape).toEqual([C, R]);
+        expect(Array.from(t.data), `${dtype} transposed`).toEqual(Array.from(expectedT));
+        expectSafetensorsError(() => f.readF32('w', new Float32Array(7)), /destination holds 7 values/);
+        expectSafetensorsError(() => f.readF32Transposed('pad'), /needs a 2-D tensor/);
+        f.close();
+      }
+      if (dtype === 'F32') expect(Array.from(stored)).toEqual(Array.from(data));
+    }
+  });
+
   it('random corruption of a valid file never crashes or hangs: it reads or throws SafetensorsError', () => {
     const valid = concatBytes(serializeSafetensors([
       { name: 'a', shape: [2, 3], data: new Float32Array(6).fill(1.5) },

@@ -9,10 +9,11 @@
  * SafetensorsError naming the file and the tensor.
  */
 import fs from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import { SpikelmError } from '../errors.js';
 import { DTYPE_BYTES, type DType, fromFloat32, isDType, toFloat32 } from '../tensor/dtype.js';
-import { Tensor, shapeToString } from '../tensor/tensor.js';
+import { Tensor, allocF32, shapeToString } from '../tensor/tensor.js';
 import { atomicWriteFile } from './atomic-write.js';
 import { fileKind, openRegularFile, readJsonObject } from './files.js';
 
@@ -35,6 +36,8 @@ export interface TensorInfo {
 export interface ByteSource {
   readonly size: number;
   read(offset: number, length: number): Uint8Array;
+  /** Copy bytes [offset, offset + dest.length) into dest (no intermediate buffer). */
+  readInto(offset: number, dest: Uint8Array): void;
   close(): void;
 }
 
@@ -46,15 +49,20 @@ class FileSource implements ByteSource {
     this.size = fs.fstatSync(this.fd).size;
   }
   read(offset: number, length: number): Uint8Array {
-    if (this.fd === undefined) throw new SafetensorsError(this.file, 'file is closed');
     const buf = Buffer.allocUnsafe(length);
+    this.readInto(offset, buf);
+    return buf;
+  }
+  readInto(offset: number, dest: Uint8Array): void {
+    if (this.fd === undefined) throw new SafetensorsError(this.file, 'file is closed');
+    const length = dest.byteLength;
     let got = 0;
     while (got < length) {
-      const n = fs.readSync(this.fd, buf, got, length - got, offset + got);
+      // in chunks: one readSync call is limited to 2 GiB
+      const n = fs.readSync(this.fd, dest, got, Math.min(length - got, 1 << 30), offset + got);
       if (n === 0) throw new SafetensorsError(this.file, `unexpected end of file at byte ${offset + got}`);
       got += n;
     }
-    return buf;
   }
   close(): void {
     if (this.fd !== undefined) fs.closeSync(this.fd);
@@ -70,11 +78,21 @@ class MemorySource implements ByteSource {
   read(offset: number, length: number): Uint8Array {
     return this.bytes.subarray(offset, offset + length);
   }
+  readInto(offset: number, dest: Uint8Array): void {
+    dest.set(this.bytes.subarray(offset, offset + dest.byteLength));
+  }
   close(): void {}
 }
 
 /** Headers larger than this are refused (the Rust reference uses the same bound). */
 const MAX_HEADER_BYTES = 100_000_000;
+
+const LITTLE_ENDIAN = os.endianness() === 'LE';
+/** Bytes converted per step when a tensor is widened or transposed on load. */
+const CHUNK_BYTES = 1 << 20;
+let chunkBuffer: Uint8Array | undefined;
+/** One reusable chunk of raw bytes (loads run one tensor at a time, synchronously). */
+const chunk = (): Uint8Array => (chunkBuffer ??= new Uint8Array(CHUNK_BYTES));
 
 export class SafetensorsFile {
   readonly metadata: Readonly<Record<string, string>> | undefined;
@@ -132,13 +150,48 @@ export class SafetensorsFile {
   /**
    * The tensor converted to float32 (F16/BF16/F8/integers are widened), in shared memory when large
    * (the CPU backend's workers then read it in place), or into `into` (exactly its element count).
+   * F32 bytes are read straight into place; other dtypes are converted in chunks of CHUNK_BYTES:
+   * loading never holds a second copy of a tensor, even briefly (freed large buffers would stay in
+   * the allocator's heap and count towards the process's memory).
    */
   readF32(name: string, into?: Float32Array): Tensor {
     const info = this.info(name);
     const count = info.shape.reduce((a, b) => a * b, 1);
     if (into && into.length !== count) throw new SafetensorsError(this.label, `destination holds ${into.length} values, the tensor ${count}`, name);
-    const data = toFloat32(this.readRaw(name), info.dtype, count, into);
-    return new Tensor(info.shape, data);
+    const out = into ?? allocF32(count);
+    const start = this.dataStart + info.dataOffsets[0];
+    if (info.dtype === 'F32' && LITTLE_ENDIAN) {
+      this.source.readInto(start, new Uint8Array(out.buffer, out.byteOffset, count * 4));
+    } else {
+      const width = DTYPE_BYTES[info.dtype], per = Math.max(1, Math.floor(CHUNK_BYTES / width));
+      for (let e = 0; e < count; e += per) {
+        const n = Math.min(per, count - e), bytes = chunk().subarray(0, n * width);
+        this.source.readInto(start + e * width, bytes);
+        toFloat32(bytes, info.dtype, n, out.subarray(e, e + n));
+      }
+    }
+    return new Tensor(info.shape, out);
+  }
+
+  /**
+   * A 2-D tensor [R, C] converted to float32 and transposed to [C, R] (GPT-2's Conv1D weights), read
+   * in chunks of rows into place: no untransposed copy is ever held.
+   */
+  readF32Transposed(name: string): Tensor {
+    const info = this.info(name);
+    if (info.shape.length !== 2) throw new SafetensorsError(this.label, `a transposed read needs a 2-D tensor, the shape is ${shapeToString(info.shape)}`, name);
+    const [R, C] = info.shape as [number, number];
+    const out = allocF32(R * C);
+    const width = DTYPE_BYTES[info.dtype], rowsPer = Math.max(1, Math.floor(CHUNK_BYTES / (C * 4)));
+    const values = new Float32Array(rowsPer * C);
+    for (let r0 = 0; r0 < R; r0 += rowsPer) {
+      const rows = Math.min(rowsPer, R - r0), n = rows * C;
+      const bytes = chunk().subarray(0, n * width);
+      this.source.readInto(this.dataStart + info.dataOffsets[0] + r0 * C * width, bytes);
+      toFloat32(bytes, info.dtype, n, values.subarray(0, n));
+      for (let r = 0; r < rows; r++) for (let c = 0; c < C; c++) out[c * R + r0 + r] = values[r * C + c]!;
+    }
+    return new Tensor([C, R], out);
   }
 
   close(): void {
@@ -413,9 +466,17 @@ export class WeightFiles {
   }
 
   readF32(name: string, into?: Float32Array): Tensor {
+    return this.fileOf(name).readF32(name, into);
+  }
+
+  readF32Transposed(name: string): Tensor {
+    return this.fileOf(name).readF32Transposed(name);
+  }
+
+  private fileOf(name: string): SafetensorsFile {
     const f = this.owner.get(name);
     if (!f) throw new SafetensorsError(this.dir, 'no such tensor', name);
-    return f.readF32(name, into);
+    return f;
   }
 
   close(): void {

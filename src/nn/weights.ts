@@ -82,6 +82,15 @@ export class WeightLoader {
 
   /** The tensor `name` with exactly `shape`, as float32 (read into `into` when given: no copy). */
   get(name: string, shape: Shape, into?: Float32Array): Tensor {
+    return this.read(name, shape, (stored) => this.files.readF32(stored, into));
+  }
+
+  /** A GPT-2 Conv1D weight stored [in, out], returned transposed to the nn.Linear layout [out, in]. */
+  getConv1d(name: string, inFeatures: number, outFeatures: number): Tensor {
+    return this.read(name, [inFeatures, outFeatures], (stored) => this.files.readF32Transposed(stored));
+  }
+
+  private read(name: string, shape: Shape, load: (stored: string) => Tensor): Tensor {
     const key = this.key(name);
     const stored = this.resolve(key);
     if (stored === undefined) {
@@ -92,15 +101,9 @@ export class WeightLoader {
       throw new ModelLoadError(`${this.files.dir}: tensor "${key}" has shape ${shapeToString(info.shape)}, but config.json implies ${shapeToString(shape)}`);
     }
     this.used.add(stored);
-    const t = this.files.readF32(stored, into);
+    const t = load(stored);
     checkValues(this.files.dir, key, stored === key ? undefined : stored, info.dtype, t.data);
     return t;
-  }
-
-  /** A GPT-2 Conv1D weight stored [in, out], returned transposed to the nn.Linear layout [out, in]. */
-  getConv1d(name: string, inFeatures: number, outFeatures: number): Tensor {
-    const t = this.get(name, [inFeatures, outFeatures]);
-    return transpose(t);
   }
 
   /** Tensors present in the files that no `get` asked for. */
