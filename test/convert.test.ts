@@ -16,6 +16,7 @@ import { loadModel } from '../src/nn/model.js';
 import { loadTokenizer } from '../src/nn/tokenizer.js';
 import { measureFidelity } from '../src/snn/fidelity.js';
 import { synapses } from '../src/snn/operators.js';
+import { SpikingLM } from '../src/snn/model.js';
 import { CpuBackend } from '../src/tensor/cpu-backend.js';
 import { Tensor } from '../src/tensor/tensor.js';
 import { fixtureDir } from './helpers/fixtures.js';
@@ -200,6 +201,26 @@ describe('save and load', () => {
     expect(Array.from(cpu.readSync(b.stats).data)).toEqual(Array.from(cpu.readSync(a.stats).data));
     // the ANN part is a plain HF model
     expect(Array.from(cpu.readSync(loadModel(dir).forward(ids)).data)).toEqual(Array.from(cpu.readSync(ann.forward(ids)).data));
+  });
+
+  it('the measured densities reach every stepwise spike product as the hint the GPU\'s auto kernel chooses by, after a reload too', async () => {
+    const converted = await convertModelToSpiking(ann, data, { timesteps: 4, schedule: 'stepwise', coding: 'rate' });
+    const dir = path.join(tmp(), 'snn');
+    saveSnnModel(converted.snn, tok, dir, converted.record);
+    const loaded = loadSnnModel(dir).snn;
+    const hints: (number | undefined)[] = [];
+    const spy = Object.create(loaded.backend) as typeof loaded.backend;
+    spy.spikeMatmul = (...args: Parameters<typeof loaded.backend.spikeMatmul>) => {
+      hints.push(args[5]);
+      return loaded.backend.spikeMatmul(...args);
+    };
+    const probe = new SpikingLM(loaded.config, loaded.weights, spy, loaded.spiking);
+    probe.forward(tok.encode('The little bird'));
+    // 4 spike products per layer (the head applies W to its spikes' running mean: one dense product),
+    // each with its site's measured density
+    expect(hints).toHaveLength(4 * ann.config.numLayers);
+    const saved = new Set(loaded.spiking.densityHints!.values());
+    for (const h of hints) expect(saved.has(h!), String(h)).toBe(true);
   });
 
   it('the default layerwise conversion round-trips: schedule, code, per-site steps, every site\'s thresholds', async () => {
