@@ -255,6 +255,35 @@ describe('layerwise schedule', () => {
   });
 });
 
+describe('models release what they upload', () => {
+  it('50 rebuilds (with, forward, dispose) on the GPU leave device memory flat; without dispose it grows', async (ctx) => {
+    const gpu = await requireGpu(ctx);
+    const dir = fixtureDir('stories260k');
+    const ann = loadModel(dir, { backend: gpu });
+    const tok = loadTokenizer(dir);
+    const { snn } = await convertModelToSpiking(ann, createCalibrationData(tok, { numSamples: 2 }), { backend: gpu });
+    const ids = tok.encode('Once upon a time');
+    const round = async (i: number, dispose: boolean) => {
+      const m = snn.with({ timesteps: 7 + (i % 3) }); // a different network each time: weights folded anew
+      const cache = m.newCache(8);
+      const out = m.forward(ids, cache);
+      await gpu.read(out.logits);
+      for (const t of [out.logits, out.stats]) gpu.dispose(t);
+      cache.dispose();
+      if (dispose) m.dispose();
+    };
+    for (let i = 0; i < 3; i++) await round(i, true); // warm the pool and the uniform cache
+    const before = gpu.rt.liveBytes();
+    for (let i = 0; i < 50; i++) await round(i, true);
+    await gpu.rt.sync();
+    expect(gpu.rt.liveBytes()).toBe(before);
+    // the check can fail: the same rounds without dispose() keep every rebuilt network's weights
+    for (let i = 0; i < 3; i++) await round(i, false);
+    expect(gpu.rt.liveBytes() - before).toBeGreaterThan(100_000); // three networks' folded weights
+    snn.dispose();
+  });
+});
+
 describe('a ReLU network (after replaceGeluWithRelu) converts through plain IF neurons', () => {
   it('gpt2-random-f16: exact mode equals the ReLU ANN', async () => {
     const { replaceGeluWithRelu } = await import('../src/convert/api.js');

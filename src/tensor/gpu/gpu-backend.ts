@@ -98,7 +98,7 @@ export class GpuBackend implements Backend {
       if (t.disposed) return;
       t.disposed = true;
       this.rt.flush();
-      for (const c of t.chunks) c.buffer.destroy();
+      for (const c of t.chunks) this.rt.destroyBuffer(c.buffer);
     }
   }
 

@@ -45,6 +45,8 @@ export function fillTemplate(source: string, vars: Readonly<Record<string, strin
 export class GpuRuntime {
   readonly device: GPUDevice;
   private readonly pool = new Map<number, GPUBuffer[]>();
+  private live = 0;
+  private readonly destroyed = new WeakSet<GPUBuffer>();
   private readonly pipelines = new Map<string, GPUComputePipeline>();
   private readonly uniforms = new Map<string, GPUBuffer>();
   private encoder: GPUCommandEncoder | undefined;
@@ -94,7 +96,7 @@ export class GpuRuntime {
     const bytes = this.sizeClass(Math.max(4, size * 4));
     if (bytes > this.maxBindingBytes) throw new GpuError(`activation of shape [${shape.join(', ')}] (${size * 4} bytes) exceeds the adapter's binding limit of ${this.maxBindingBytes} bytes`);
     const free = this.pool.get(bytes);
-    const buffer = free?.pop() ?? this.device.createBuffer({ size: bytes, usage: BUFFER_USAGE });
+    const buffer = free?.pop() ?? this.createBuffer({ size: bytes, usage: BUFFER_USAGE });
     const t = new GpuTensor(shape, buffer, size, true);
     this.scopes.at(-1)?.add(t);
     return t;
@@ -104,7 +106,7 @@ export class GpuRuntime {
   fromHost(shape: readonly number[], data: Float32Array | Uint32Array | Int32Array, label?: string): GpuTensor {
     const size = data.length;
     const bytes = Math.max(16, Math.ceil((size * 4) / 16) * 16);
-    const buffer = this.device.createBuffer({ size: bytes, usage: BUFFER_USAGE, mappedAtCreation: true, ...(label ? { label } : {}) });
+    const buffer = this.createBuffer({ size: bytes, usage: BUFFER_USAGE, mappedAtCreation: true, ...(label ? { label } : {}) });
     new Uint8Array(buffer.getMappedRange()).set(new Uint8Array(data.buffer, data.byteOffset, data.byteLength));
     buffer.unmap();
     return new GpuTensor(shape, buffer, size, false);
@@ -115,7 +117,7 @@ export class GpuRuntime {
     const size = shape.reduce((a, b) => a * b, 1);
     const bytes = Math.max(16, Math.ceil((size * 4) / 16) * 16);
     if (bytes > this.maxBindingBytes) throw new GpuError(`tensor of shape [${shape.join(', ')}] exceeds the adapter's binding limit of ${this.maxBindingBytes} bytes`);
-    const t = new GpuTensor(shape, this.device.createBuffer({ size: bytes, usage: BUFFER_USAGE }), size, false);
+    const t = new GpuTensor(shape, this.createBuffer({ size: bytes, usage: BUFFER_USAGE }), size, false);
     return t;
   }
 
@@ -133,7 +135,7 @@ export class GpuRuntime {
     if (!t.pooled) {
       // It may still be used by the open batch: destroy it once that batch is submitted.
       if (this.encoder) this.afterSubmit.push(t.buffer);
-      else t.buffer.destroy();
+      else this.destroyBuffer(t.buffer);
       return;
     }
     const list = this.pool.get(t.buffer.size) ?? [];
@@ -207,7 +209,7 @@ export class GpuRuntime {
       this.uniforms.set(key, buf);
       return buf;
     }
-    buf = this.device.createBuffer({ size: words.byteLength, usage: 0x40 /* UNIFORM */, mappedAtCreation: true });
+    buf = this.createBuffer({ size: words.byteLength, usage: 0x40 /* UNIFORM */, mappedAtCreation: true });
     new Uint32Array(buf.getMappedRange()).set(words);
     buf.unmap();
     this.uniforms.set(key, buf);
@@ -262,7 +264,7 @@ export class GpuRuntime {
     this.pendingErrors.push(this.device.popErrorScope(), this.device.popErrorScope());
     this.encoder = undefined;
     this.pass = undefined;
-    for (const b of this.afterSubmit) b.destroy();
+    for (const b of this.afterSubmit) this.destroyBuffer(b);
     this.afterSubmit = [];
   }
 
@@ -286,7 +288,7 @@ export class GpuRuntime {
     if (t.disposed) throw new GpuError('read: tensor was disposed');
     this.checkHealthy();
     const bytes = Math.max(4, t.size * 4);
-    const staging = this.device.createBuffer({ size: Math.ceil(bytes / 4) * 4, usage: 0x1 /* MAP_READ */ | 0x8 /* COPY_DST */ });
+    const staging = this.createBuffer({ size: Math.ceil(bytes / 4) * 4, usage: 0x1 /* MAP_READ */ | 0x8 /* COPY_DST */ });
     this.openPass();
     this.pass!.end();
     this.pass = undefined;
@@ -294,7 +296,7 @@ export class GpuRuntime {
     this.device.queue.submit([this.encoder!.finish()]);
     this.pendingErrors.push(this.device.popErrorScope(), this.device.popErrorScope());
     this.encoder = undefined;
-    for (const b of this.afterSubmit) b.destroy();
+    for (const b of this.afterSubmit) this.destroyBuffer(b);
     this.afterSubmit = [];
     try {
       await staging.mapAsync(0x1 /* READ */);
@@ -305,9 +307,28 @@ export class GpuRuntime {
     const out = new Float32Array(t.size);
     out.set(new Float32Array(staging.getMappedRange(), 0, t.size));
     staging.unmap();
-    staging.destroy();
+    this.destroyBuffer(staging);
     await this.checkErrors();
     return out;
+  }
+
+  /** Every device buffer goes through here, so the runtime knows the bytes it holds. */
+  createBuffer(desc: GPUBufferDescriptor): GPUBuffer {
+    const b = this.device.createBuffer(desc);
+    this.live += b.size;
+    return b;
+  }
+
+  destroyBuffer(b: GPUBuffer): void {
+    if (this.destroyed.has(b)) return;
+    this.destroyed.add(b);
+    this.live -= b.size;
+    b.destroy();
+  }
+
+  /** Bytes of device memory this runtime holds: weights, caches, activations, the pool, uniforms. */
+  liveBytes(): number {
+    return this.live;
   }
 
   /** Bytes held in the pool (for tests). */
