@@ -110,7 +110,33 @@ describe('TemporalSpikeProcessor', () => {
     expect(p.cachedTokens('b')).toEqual([]);
   });
 
-  it('a left-padded batch gives finite logits equal to the unpadded runs (ANN and SNN)', async () => {
+  it.for(BACKEND_NAMES)('%s: a left-padded batch of new conversations runs together on the ANN (one forward, masked) and equals its rows run alone; they continue alone', async (name, ctx) => {
+    const rows = STORY_TURNS.slice(0, 3).map((t) => tok.encode(t));
+    const w = Math.max(...rows.map((r) => r.length));
+    expect(new Set(rows.map((r) => r.length)).size).toBeGreaterThan(1); // real padding
+    const padded = rows.map((r) => [...new Array(w - r.length).fill(0), ...r]);
+    const mask = rows.map((r) => [...new Array(w - r.length).fill(0), ...new Array(r.length).fill(1)]);
+    {
+      const backend = await backendFor(name, ctx);
+      const model = (await models(backend)).ann;
+      const tol = name === 'gpu' ? TOL.gpuKernel : TOL.f32;
+      const p = new TemporalSpikeProcessor(model);
+      const out = await p.forward(padded, { attentionMask: mask, batchIds: ['x', 'y', 'z'] });
+      expect(p.stats.batchedForwards).toBe(1);
+      expect(p.stats.tokens).toBe(rows.reduce((a, r) => a + r.length, 0)); // padding is never fed as tokens
+      for (let i = 0; i < rows.length; i++) {
+        const alone = await new TemporalSpikeProcessor(model).forward(rows[i]!, { useCache: false });
+        expectClose(out.lastLogits[i]!, alone.lastLogits[0]!, tol, `${name} row ${i}`);
+        // each conversation continues from its own cache, as if it had run alone
+        const next = [...rows[i]!, 42];
+        const cont = await p.forward(next, { batchIds: [['x', 'y', 'z'][i]!] });
+        expect(cont.positionIds[0]).toEqual([rows[i]!.length]);
+        expectClose(cont.lastLogits[0]!, (await new TemporalSpikeProcessor(model).forward(next, { useCache: false })).lastLogits[0]!, tol, `${name} row ${i} continued`);
+      }
+    }
+  });
+
+  it('spiking models (and all-position logits) run the rows of a padded batch one at a time, equal to the unpadded runs', async () => {
     for (const m of [ann, snn]) {
       const rows = STORY_TURNS.slice(0, 3).map((t) => tok.encode(t));
       const w = Math.max(...rows.map((r) => r.length));
@@ -118,6 +144,7 @@ describe('TemporalSpikeProcessor', () => {
       const mask = rows.map((r) => [...new Array(w - r.length).fill(0), ...new Array(r.length).fill(1)]);
       const p = new TemporalSpikeProcessor(m);
       const out = await p.forward(padded, { attentionMask: mask, batchIds: ['x', 'y', 'z'], allLogits: true });
+      expect(p.stats.batchedForwards).toBe(0);
       for (let i = 0; i < rows.length; i++) {
         expect(out.logits[i]!.data.every(Number.isFinite)).toBe(true);
         const alone = await new TemporalSpikeProcessor(p.lm).forward(rows[i]!, { useCache: false, allLogits: true });

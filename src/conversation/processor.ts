@@ -5,9 +5,11 @@
  * forward(inputIds, { attentionMask, useCache, batchIds }) takes, per row, a conversation's whole
  * token sequence so far (left- or right-padded; the mask marks the real tokens). With useCache the
  * processor finds the longest prefix its cache for that conversation already holds, drops what
- * differs after it, and feeds only the rest; it returns logits for the fed positions. Rows are
- * computed independently, so padding never enters a computation: a padded batch gives exactly the
- * logits of the unpadded rows.
+ * differs after it, and feeds only the rest; it returns logits for the fed positions. A batch of
+ * new conversations on an ANN runs as one left-padded forward pass (CausalLM.forwardBatch: the rows'
+ * matmuls together, attention masked so that no query sees padding); other rows (continuations,
+ * spiking models, all-position logits) run one at a time. Either way a padded batch gives the logits
+ * of its unpadded rows.
  *
  * Context limit L = min(maxContextLength, max_position_embeddings). Policy when a conversation
  * outgrows it: a sliding window. The oldest tokens are dropped — at the start of the oldest turn
@@ -16,12 +18,13 @@
  * Position ids therefore never reach L; the rebuild costs one prefill of the window, and the
  * headroom (1 − keepFraction)·L is how many tokens can follow before the next rebuild.
  *
- * For a spiking model each cached token keeps its decoded key and value at every time step (the
- * per-step state past tokens contribute), so incremental decoding equals a full recompute.
+ * A stepwise spiking model's cache keeps each token's decoded key and value at every time step (the
+ * per-step state past tokens contribute); a layerwise one keeps them once. Either way incremental
+ * decoding equals a full recompute.
  */
 import { ArgumentError } from '../errors.js';
 import type { KvCache } from '../nn/kv-cache.js';
-import type { CausalLM } from '../nn/model.js';
+import { CausalLM } from '../nn/model.js';
 import { type EnergyReport, energyReport } from '../snn/energy.js';
 import { SpikeTally } from '../snn/stats.js';
 import { SpikingLM } from '../snn/model.js';
@@ -92,6 +95,8 @@ export interface ProcessorStats {
   windowRebuilds: number;
   /** Σ over fed tokens of the keys each attended to. */
   attendedKeys: number;
+  /** Batches whose rows ran together in one left-padded forward pass. */
+  batchedForwards: number;
 }
 
 export class TemporalSpikeProcessor {
@@ -110,7 +115,7 @@ export class TemporalSpikeProcessor {
     this.maxContextLength = Math.min(requested, this.lm.config.maxPositions);
     this.keepFraction = opts.keepFraction ?? 0.75;
     if (!(this.keepFraction > 0 && this.keepFraction < 1)) throw new ArgumentError(`keepFraction must be in (0, 1), got ${this.keepFraction}`);
-    this.stats = { tokens: 0, forwardMs: 0, ...(this.lm.model instanceof SpikingLM ? { spikes: new SpikeTally(this.lm.model.sites) } : {}), windowRebuilds: 0, attendedKeys: 0 };
+    this.stats = { tokens: 0, forwardMs: 0, ...(this.lm.model instanceof SpikingLM ? { spikes: new SpikeTally(this.lm.model.sites) } : {}), windowRebuilds: 0, attendedKeys: 0, batchedForwards: 0 };
   }
 
   get timesteps(): number {
@@ -142,10 +147,13 @@ export class TemporalSpikeProcessor {
     const useCache = opts.useCache ?? true;
     const out: ProcessorOutput = { logits: [], lastLogits: [], pastKeyValues: {}, positionIds: [] };
     this.lastBatch = [];
+    const ids = rows.map((_, r) => opts.batchIds?.[r] ?? String(r));
+    const seqs = rows.map((row, r) => realTokens(row, masks?.[r], r));
+    const batched = await this.runBatch(ids, seqs, useCache, opts.allLogits ?? false);
     for (let r = 0; r < rows.length; r++) {
-      const id = opts.batchIds?.[r] ?? String(r);
-      const seq = realTokens(rows[r]!, masks?.[r], r);
-      const { logits, positions, conv } = await this.run(id, seq, useCache, opts.turnStarts?.[r], opts.allLogits ?? false);
+      const id = ids[r]!;
+      const seq = seqs[r]!;
+      const { logits, positions, conv } = batched?.[r] ?? await this.run(id, seq, useCache, opts.turnStarts?.[r], opts.allLogits ?? false);
       const V = this.lm.config.vocabSize;
       out.logits.push(logits);
       out.lastLogits.push(logits.data.slice(logits.data.length - V));
@@ -192,6 +200,35 @@ export class TemporalSpikeProcessor {
       this.conversations.set(id, c);
     }
     return c;
+  }
+
+  /**
+   * New conversations on an ANN, two or more, last-position logits: one left-padded forward pass.
+   * Undefined when the batch does not qualify (then each row runs alone).
+   */
+  private async runBatch(ids: readonly string[], seqs: readonly (readonly number[])[], useCache: boolean, allLogits: boolean): Promise<{ logits: Tensor; positions: number[]; conv: Conversation }[] | undefined> {
+    const model = this.lm.model;
+    if (this.lm.kind !== 'ann' || !(model instanceof CausalLM) || seqs.length < 2 || allLogits || new Set(ids).size !== ids.length) return undefined;
+    if (seqs.some((q) => q.length > this.maxContextLength)) return undefined;
+    if (useCache && ids.some((id) => (this.conversations.get(id)?.tokens.length ?? 0) > 0)) return undefined;
+    const t0 = performance.now();
+    const { logits, caches } = model.forwardBatch(seqs);
+    const data = (await this.lm.backend.read(logits)).data;
+    this.lm.backend.dispose(logits);
+    this.stats.forwardMs += performance.now() - t0;
+    this.stats.batchedForwards++;
+    const V = this.lm.config.vocabSize;
+    return seqs.map((seq, r) => {
+      const positions = Array.from({ length: seq.length }, (_, i) => i);
+      this.stats.tokens += seq.length;
+      this.stats.attendedKeys += (seq.length * (seq.length + 1)) / 2;
+      const conv: Conversation = { cache: caches[r]!, tokens: [...seq], windowStart: 0, lastPositions: positions };
+      if (useCache) {
+        this.conversations.get(ids[r]!)?.cache.dispose();
+        this.conversations.set(ids[r]!, conv);
+      }
+      return { logits: new Tensor([1, V], data.slice(r * V, (r + 1) * V)), positions, conv };
+    });
   }
 
   private async run(id: string, seq: readonly number[], useCache: boolean, turnStarts: readonly number[] | undefined, allLogits: boolean): Promise<{ logits: Tensor; positions: number[]; conv: Conversation }> {

@@ -102,6 +102,71 @@ export class CausalLM {
     });
   }
 
+  /**
+   * Several sequences in one forward pass, as a left-padded batch: the rows are padded on the left to
+   * the longest, run together (every matmul over all B·S rows; attention per row, masked so that no
+   * query sees a padding key; positions counted from each row's first real token), and each row's
+   * keys and values are then copied into a cache of its own, ready to continue that sequence alone.
+   * Returns the logits of each row's last token, [B, V], and the caches.
+   */
+  forwardBatch(rows: readonly (readonly number[])[]): { logits: BTensor; caches: KvCache[] } {
+    const B = rows.length;
+    if (B === 0) throw new ArgumentError('forwardBatch: no rows');
+    rows.forEach((r, i) => {
+      if (r.length === 0) throw new ArgumentError(`forwardBatch: row ${i} has no tokens`);
+    });
+    const b = this.backend, cfg = this.config, w = this.dev;
+    const S = Math.max(...rows.map((r) => r.length));
+    if (S > cfg.maxPositions) throw new ArgumentError(`forwardBatch: ${S} tokens exceed the model's limit of ${cfg.maxPositions} positions`);
+    const pads = Int32Array.from(rows, (r) => S - r.length);
+    const tokens = new Int32Array(B * S), positions = new Int32Array(B * S);
+    rows.forEach((r, i) => {
+      // padding rows repeat the row's first token at position 0: masked out, they only need to be valid ids
+      for (let s = 0; s < S; s++) {
+        const real = s - pads[i]!;
+        tokens[i * S + s] = r[Math.max(0, real)]!;
+        positions[i * S + s] = Math.max(0, real);
+      }
+    });
+    const batch = new KvCache(b, cfg.numLayers, cfg.numKvHeads * cfg.headDim, cfg.maxPositions, S, B);
+    batch.reserve(S);
+    const caches = rows.map((r) => {
+      const c = this.newCache(r.length);
+      c.reserve(r.length);
+      return c;
+    });
+    const logits = b.tidy(() => {
+      let h = b.embedding(w.embed, tokens);
+      if (w.positions) h = b.add(h, b.embedding(w.positions, positions));
+      const heads = { numHeads: cfg.numHeads, numKvHeads: cfg.numKvHeads, headDim: cfg.headDim };
+      for (let l = 0; l < cfg.numLayers; l++) {
+        const blk = w.blocks[l]!;
+        const qkv = this.linear(this.norm(h, blk.attnNorm), blk.qkv);
+        const q = b.qkvToCache(qkv, batch.keys(l), batch.values(l), { ...heads, positions, invFreq: this.invFreq, rowOffset: 0, batches: B, kvBatchStride: batch.capacity });
+        const attn = b.attention(q, batch.keys(l), batch.values(l), {
+          ...heads, queryStart: 0, kvLength: S, scale: 1 / Math.sqrt(cfg.headDim), batches: B, kvBatchStride: batch.capacity, keyStarts: pads,
+        });
+        h = this.linear(attn, blk.o, h);
+        const m = this.norm(h, blk.mlpNorm);
+        const hidden = blk.gateUp ? b.gatedActivation(cfg.activation, this.linear(m, blk.gateUp)) : b.activation(cfg.activation, this.linear(m, blk.up!));
+        h = this.linear(hidden, blk.down, h);
+        // each row's real keys and values into its own cache
+        rows.forEach((r, i) => {
+          const from = i * batch.capacity + pads[i]!;
+          b.writeRows(caches[i]!.keys(l), b.sliceRows(batch.keys(l), from, from + r.length), 0);
+          b.writeRows(caches[i]!.values(l), b.sliceRows(batch.values(l), from, from + r.length), 0);
+        });
+      }
+      // the last row of each block (every block ends with its sequence's last token)
+      const last = b.zeros([B, cfg.hiddenSize]);
+      for (let i = 0; i < B; i++) b.writeRows(last, b.sliceRows(h, i * S + S - 1, i * S + S), i);
+      return b.matmul(this.norm(last, w.finalNorm), w.lmHead);
+    });
+    batch.dispose();
+    rows.forEach((r, i) => caches[i]!.advance(r.length));
+    return { logits, caches };
+  }
+
   private block(l: number, h: BTensor, positions: Int32Array, cache: KvCache, at: (site: string, x: BTensor) => BTensor): BTensor {
     const b = this.backend, cfg = this.config, w = this.dev.blocks[l]!;
     const start = positions[0]!;

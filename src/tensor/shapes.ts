@@ -84,7 +84,7 @@ export function qkvCheck(qkv: BTensor, kCache: BTensor, vCache: BTensor, l: QkvL
   const B = l.batches ?? 1;
   const S = rows(qkv) / B;
   if (cols(qkv) !== total || !Number.isInteger(S)) throw new ShapeError(`qkvToCache: qkv ${shapeToString(qkv.shape)} is not [${B}·S, ${qWidth} + 2·${kvWidth}]`);
-  if (l.positions.length !== S) throw new ShapeError(`qkvToCache: ${l.positions.length} positions for ${S} rows per block`);
+  if (l.positions.length !== S && l.positions.length !== B * S) throw new ShapeError(`qkvToCache: ${l.positions.length} positions for ${B} block(s) of ${S} rows (expected ${S} or ${B * S})`);
   if (l.invFreq && l.headDim % 2 !== 0) throw new ShapeError(`qkvToCache: head dimension ${l.headDim} must be even for rotary positions`);
   const needed = (B - 1) * (l.kvBatchStride ?? 0) + l.rowOffset + S;
   if (B > 1 && (l.kvBatchStride ?? 0) < l.rowOffset + S) throw new ShapeError(`qkvToCache: cache block stride ${l.kvBatchStride} cannot hold rows up to ${l.rowOffset + S}`);

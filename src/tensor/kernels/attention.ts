@@ -35,6 +35,11 @@ export interface AttentionParams {
   readonly kvOffset?: number;
   /** false: every query sees all kvLength keys (default true: keys up to its own position). */
   readonly causal?: boolean;
+  /**
+   * Per block, the first key its queries may see (a left-padded batch: the block's padding length);
+   * default 0. A query that sees no key at all (a padding row) gets zeros.
+   */
+  readonly keyStarts?: Int32Array;
 }
 
 export function checkAttention(p: AttentionParams, S: number): void {
@@ -43,6 +48,10 @@ export function checkAttention(p: AttentionParams, S: number): void {
   if (p.causal !== false && p.kvLength < p.queryStart + S) throw new ArgumentError(`attention: ${p.kvLength} cached keys cannot cover queries up to position ${p.queryStart + S - 1}`);
   if ((p.kvBatchStride ?? p.kvLength) < p.kvLength) throw new ArgumentError(`attention: kv block stride ${p.kvBatchStride} is shorter than ${p.kvLength} keys`);
   if (!Number.isInteger(p.batches ?? 1) || (p.batches ?? 1) < 1) throw new ArgumentError(`attention: batches must be a positive integer, got ${p.batches}`);
+  if (p.keyStarts) {
+    if (p.keyStarts.length !== (p.batches ?? 1)) throw new ArgumentError(`attention: ${p.keyStarts.length} key starts for ${p.batches ?? 1} blocks`);
+    for (const k of p.keyStarts) if (!(k >= 0 && k <= p.kvLength)) throw new ArgumentError(`attention: key start ${k} outside 0…${p.kvLength}`);
+  }
 }
 
 /** S is the number of query rows per block. Splits the (block, head) units across the thread pool when it pays. */
@@ -67,11 +76,16 @@ export function attentionRange(q: Float32Array, k: Float32Array, v: Float32Array
   for (let u = u0; u < u1; u++) {
     const b = Math.floor(u / H), h = u % H;
     const g = Math.floor(h / group);
+    const first = p.keyStarts ? p.keyStarts[b]! : 0;
     for (let s = 0; s < S; s++) {
       const qo = (b * S + s) * qWidth + h * d;
       const last = p.causal === false ? p.kvLength - 1 : queryStart + s;
+      if (last < first) {
+        out.fill(0, qo, qo + d); // a padding row: no keys to see
+        continue;
+      }
       let max = -Infinity;
-      for (let j = 0; j <= last; j++) {
+      for (let j = first; j <= last; j++) {
         const ko = (kvOffset + b * stride + j) * kvWidth + g * d;
         let dot = 0;
         for (let i = 0; i < d; i++) dot += q[qo + i]! * k[ko + i]!;
@@ -79,12 +93,12 @@ export function attentionRange(q: Float32Array, k: Float32Array, v: Float32Array
         if (scores[j]! > max) max = scores[j]!;
       }
       let sum = 0;
-      for (let j = 0; j <= last; j++) {
+      for (let j = first; j <= last; j++) {
         scores[j] = Math.exp(scores[j]! - max);
         sum += scores[j]!;
       }
       acc.fill(0);
-      for (let j = 0; j <= last; j++) {
+      for (let j = first; j <= last; j++) {
         const weight = scores[j]!, vo = (kvOffset + b * stride + j) * kvWidth + g * d;
         for (let i = 0; i < d; i++) acc[i] += weight * v[vo + i]!;
       }
@@ -132,12 +146,13 @@ export function attentionComposite(q: Float32Array, k: Float32Array, v: Float32A
  */
 function attentionPrologue(elem: 'f32' | 'vec4f', constant: string): string {
   return `
-struct Params { S: u32, H: u32, group: u32, queryStart: u32, scale: f32, qWidth: u32, kvWidth: u32, B: u32, stride: u32, kvOffset: u32, lastAll: u32 }
+struct Params { S: u32, H: u32, group: u32, queryStart: u32, scale: f32, qWidth: u32, kvWidth: u32, B: u32, stride: u32, kvOffset: u32, lastAll: u32, hasStarts: u32 }
 @group(0) @binding(0) var<storage, read> q: array<${elem}>;
 @group(0) @binding(1) var<storage, read> k: array<${elem}>;
 @group(0) @binding(2) var<storage, read> v: array<${elem}>;
 @group(0) @binding(3) var<storage, read_write> y: array<${elem}>;
-@group(0) @binding(4) var<uniform> p: Params;
+@group(0) @binding(4) var<storage, read> starts: array<u32>;
+@group(0) @binding(5) var<uniform> p: Params;
 ${constant}
 @compute @workgroup_size(64)
 fn main(@builtin(global_invocation_id) gid: vec3u) {
@@ -148,13 +163,19 @@ fn main(@builtin(global_invocation_id) gid: vec3u) {
   let b = idx / (p.H * p.S);
   let g = h / p.group;
   var last = p.queryStart + s;
-  if (p.lastAll > 0u) { last = p.lastAll - 1u; }`;
+  if (p.lastAll > 0u) { last = p.lastAll - 1u; }
+  var first = 0u;
+  if (p.hasStarts != 0u) { first = starts[b]; }`;
 }
 
 const ATTENTION_SCALAR_WGSL = `${attentionPrologue('f32', 'const D = {{headDim}}u;')}
   let qo = (b * p.S + s) * p.qWidth + h * D;
+  if (last < first) {
+    for (var i = 0u; i < D; i++) { y[qo + i] = 0.0; }
+    return;
+  }
   var m = -3.4e38;
-  for (var j = 0u; j <= last; j++) {
+  for (var j = first; j <= last; j++) {
     let ko = (p.kvOffset + b * p.stride + j) * p.kvWidth + g * D;
     var dot = 0.0;
     for (var i = 0u; i < D; i++) { dot += q[qo + i] * k[ko + i]; }
@@ -162,7 +183,7 @@ const ATTENTION_SCALAR_WGSL = `${attentionPrologue('f32', 'const D = {{headDim}}
   }
   var acc: array<f32, D>;
   var sum = 0.0;
-  for (var j = 0u; j <= last; j++) {
+  for (var j = first; j <= last; j++) {
     let ko = (p.kvOffset + b * p.stride + j) * p.kvWidth + g * D;
     var dot = 0.0;
     for (var i = 0u; i < D; i++) { dot += q[qo + i] * k[ko + i]; }
@@ -175,12 +196,16 @@ const ATTENTION_SCALAR_WGSL = `${attentionPrologue('f32', 'const D = {{headDim}}
 
 const ATTENTION_VEC4_WGSL = `${attentionPrologue('vec4f', 'const D4 = {{headDim4}}u;')}
   let qo = ((b * p.S + s) * p.qWidth + h * D4 * 4u) / 4u;
+  if (last < first) {
+    for (var i = 0u; i < D4; i++) { y[qo + i] = vec4f(0.0); }
+    return;
+  }
   var qv: array<vec4f, D4>;
   var acc: array<vec4f, D4>;
   for (var i = 0u; i < D4; i++) { qv[i] = q[qo + i] * p.scale; }
   var m = -3.4e38;
   var l = 0.0;
-  for (var j = 0u; j <= last; j++) {
+  for (var j = first; j <= last; j++) {
     let ko = ((p.kvOffset + b * p.stride + j) * p.kvWidth + g * D4 * 4u) / 4u;
     var score = 0.0;
     for (var i = 0u; i < D4; i++) { score += dot(qv[i], k[ko + i]); }
@@ -211,6 +236,8 @@ export function attentionGpu(rt: GpuRuntime, q: GpuTensor, k: GpuTensor, v: GpuT
   const total = Math.ceil((B * S * p.numHeads) / 64);
   // Workgroups fold into y past 65535 (the shader's linear index assumes exactly that width).
   const groups: [number, number] = total > 65535 ? [65535, Math.ceil(total / 65535)] : [total, 1];
-  rt.dispatch(pipe, [q.buffer, k.buffer, v.buffer, y.buffer],
-    [S, p.numHeads, p.numHeads / p.numKvHeads, p.queryStart, { f32: p.scale }, p.numHeads * d, p.numKvHeads * d, B, p.kvBatchStride ?? p.kvLength, p.kvOffset ?? 0, p.causal === false ? p.kvLength : 0], groups);
+  // without key starts any buffer fills the binding (the shader does not read it)
+  const starts = p.keyStarts ? rt.transient(Uint32Array.from(p.keyStarts)) : q.buffer;
+  rt.dispatch(pipe, [q.buffer, k.buffer, v.buffer, y.buffer, starts],
+    [S, p.numHeads, p.numHeads / p.numKvHeads, p.queryStart, { f32: p.scale }, p.numHeads * d, p.numKvHeads * d, B, p.kvBatchStride ?? p.kvLength, p.kvOffset ?? 0, p.causal === false ? p.kvLength : 0, p.keyStarts ? 1 : 0], groups);
 }

@@ -15,7 +15,7 @@ export interface QkvLayout {
   readonly numHeads: number;
   readonly numKvHeads: number;
   readonly headDim: number;
-  /** Absolute positions of the S rows (for RoPE). */
+  /** Absolute positions of the S rows (for RoPE): S values shared by the blocks, or B·S (one row of positions per block: a left-padded batch). */
   readonly positions: Int32Array;
   /** RoPE inverse frequencies (length headDim/2); omitted for models without rotary positions. */
   readonly invFreq?: Float64Array;
@@ -25,6 +25,14 @@ export interface QkvLayout {
   readonly batches?: number;
   /** Cache rows between blocks (required when batches > 1). */
   readonly kvBatchStride?: number;
+}
+
+/** Whether positions are given per block (B·S) rather than shared (S); anything else is an error. */
+function checkPositions(l: QkvLayout, S: number): boolean {
+  const B = l.batches ?? 1;
+  if (l.positions.length === S) return false;
+  if (l.positions.length === B * S) return true;
+  throw new ArgumentError(`qkvToCache: ${l.positions.length} positions for ${B} block(s) of ${S} rows (expected ${S} or ${B * S})`);
 }
 
 export function qkvWidths(l: QkvLayout): { qWidth: number; kvWidth: number; total: number } {
@@ -38,6 +46,7 @@ export function qkvToCacheCpu(qkv: Float32Array, S: number, l: QkvLayout, q: Flo
   const d = l.headDim, half = d / 2;
   const B = l.batches ?? 1, stride = l.kvBatchStride ?? 0;
   if (qkv.length !== B * S * total) throw new ArgumentError(`qkvToCache: ${qkv.length} values for ${B}·${S} rows of ${total}`);
+  const perBlock = checkPositions(l, S);
   const rotate = (src: number, dst: Float32Array, dstOff: number, heads: number, cos: number[], sin: number[]) => {
     for (let h = 0; h < heads; h++) {
       for (let i = 0; i < half; i++) {
@@ -59,7 +68,7 @@ export function qkvToCacheCpu(qkv: Float32Array, S: number, l: QkvLayout, q: Flo
     }
     const cos: number[] = [], sin: number[] = [];
     for (let i = 0; i < half; i++) {
-      const a = l.positions[s]! * l.invFreq[i]!;
+      const a = l.positions[perBlock ? bs : s]! * l.invFreq[i]!;
       cos.push(Math.cos(a));
       sin.push(Math.sin(a));
     }
@@ -73,7 +82,7 @@ export function qkvToCacheCpu(qkv: Float32Array, S: number, l: QkvLayout, q: Flo
 // GPU twin: one invocation per rotation pair of q and k, and per element of v.
 
 const QKV_WGSL = `
-struct Params { S: u32, H: u32, Hkv: u32, d: u32, rowOffset: u32, hasRope: u32, threadsX: u32, B: u32, stride: u32 }
+struct Params { S: u32, H: u32, Hkv: u32, d: u32, rowOffset: u32, hasRope: u32, threadsX: u32, B: u32, stride: u32, perBlock: u32 }
 @group(0) @binding(0) var<storage, read> qkv: array<f32>;
 @group(0) @binding(1) var<storage, read> cosT: array<f32>;
 @group(0) @binding(2) var<storage, read> sinT: array<f32>;
@@ -118,8 +127,10 @@ fn main(@builtin(global_invocation_id) gid: vec3u) {
   if (u >= qPairs) { pair = u - qPairs; }
   let i = pair % half;
   let h = pair / half;
-  let c = cosT[s * half + i];
-  let sn = sinT[s * half + i];
+  var t = s;
+  if (p.perBlock != 0u) { t = bs; }
+  let c = cosT[t * half + i];
+  let sn = sinT[t * half + i];
   if (u < qPairs) {
     let o = row + h * p.d;
     let x1 = qkv[o + i];
@@ -141,7 +152,8 @@ export function qkvToCacheGpu(rt: GpuRuntime, qkv: GpuTensor, S: number, l: QkvL
   const pipe = rt.pipeline('qkv', () => QKV_WGSL);
   const perRow = tables ? (l.numHeads + l.numKvHeads) * half + l.numKvHeads * l.headDim : (l.numHeads + 2 * l.numKvHeads) * l.headDim;
   const B = l.batches ?? 1;
+  const perBlock = checkPositions(l, S);
   const { groups, threadsX } = rt.groups1d(B * S * perRow, 64);
   rt.dispatch(pipe, [qkv.buffer, (tables?.cos ?? qkv).buffer, (tables?.sin ?? qkv).buffer, q.buffer, kCache.buffer, vCache.buffer],
-    [S, l.numHeads, l.numKvHeads, l.headDim, l.rowOffset, tables ? 1 : 0, threadsX, B, l.kvBatchStride ?? 0], groups);
+    [S, l.numHeads, l.numKvHeads, l.headDim, l.rowOffset, tables ? 1 : 0, threadsX, B, l.kvBatchStride ?? 0, perBlock ? 1 : 0], groups);
 }
