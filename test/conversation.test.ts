@@ -9,7 +9,7 @@ import { describe, expect, it } from 'vitest';
 import { convertModelToSpiking, createCalibrationData } from '../src/convert/api.js';
 import { ChatSession, chatFormat } from '../src/conversation/chat.js';
 import { TemporalSpikeProcessor } from '../src/conversation/processor.js';
-import { STORY_TURNS, testPositionIdBoundaries } from '../src/conversation/suite.js';
+import { STORY_TURNS, testAttentionMaskContinuity, testPositionIdBoundaries } from '../src/conversation/suite.js';
 import { CausalLM, loadModel } from '../src/nn/model.js';
 import { loadTokenizer } from '../src/nn/tokenizer.js';
 import { SpikingLM } from '../src/snn/model.js';
@@ -151,6 +151,14 @@ describe('TemporalSpikeProcessor', () => {
         expect(Array.from(out.logits[i]!.data)).toEqual(Array.from(alone.logits[0]!.data));
       }
     }
+  });
+
+  it('the suite\'s attention_mask test runs the ANN\'s padded rows together and passes (and a spiking model\'s one at a time)', async () => {
+    const a = await testAttentionMaskContinuity(ann, tok);
+    expect(a).toMatchObject({ passed: true, metrics: { rows_run_together: true } });
+    expect(a.metrics.max_abs_padded_vs_unpadded).toBeLessThanOrEqual(1e-5);
+    const s = await testAttentionMaskContinuity(layerwise, tok);
+    expect(s).toMatchObject({ passed: true, metrics: { rows_run_together: false } });
   });
 
   it('computes and reads back only the last position\'s logits unless all are asked for', async () => {

@@ -7,7 +7,8 @@
  *   testPositionIdBoundaries   thousands of tokens through one conversation; passes if no position id
  *                              reaches min(maxContextLength, max_position_embeddings), the window
  *                              slid, and every logit stayed finite
- *   testAttentionMaskContinuity  a left-padded batch equals its rows run unpadded, and a growing
+ *   testAttentionMaskContinuity  a left-padded batch equals its rows run unpadded (an ANN runs the
+ *                                rows together, masked; a spiking model one at a time), and a growing
  *                              mask over turns equals recomputation
  *   testMultiTurnCoherence     the SNN against a separately loaded ANN over a scripted chat: top-1
  *                              agreement on the ANN's own replies (teacher-forced) ≥ 0.8, and the
@@ -123,13 +124,15 @@ export async function testAttentionMaskContinuity(model: Model, tokenizer: TextT
   const mask = rows.map((r) => [...new Array(width - r.length).fill(0), ...new Array(r.length).fill(1)]);
   const batch = new TemporalSpikeProcessor(model, { T: opts.T });
   const single = new TemporalSpikeProcessor(batch.lm);
-  const out = await batch.forward(padded, { attentionMask: mask, useCache: false, allLogits: true });
+  // last-position logits: an ANN runs the padded rows together (one masked forward pass)
+  const out = await batch.forward(padded, { attentionMask: mask, useCache: false });
   let paddedDiff = 0, finite = true;
   for (let i = 0; i < rows.length; i++) {
-    const alone = await single.forward(rows[i]!, { useCache: false, allLogits: true });
-    paddedDiff = Math.max(paddedDiff, maxAbsDiff(out.logits[i]!.data, alone.logits[0]!.data));
-    if (!out.logits[i]!.data.every(Number.isFinite)) finite = false;
+    const alone = await single.forward(rows[i]!, { useCache: false });
+    paddedDiff = Math.max(paddedDiff, maxAbsDiff(out.lastLogits[i]!, alone.lastLogits[0]!));
+    if (!out.lastLogits[i]!.every(Number.isFinite)) finite = false;
   }
+  const together = batch.stats.batchedForwards > 0;
   // A mask growing over turns (left padding shrinking as the conversation lengthens), cached,
   // against the same tokens recomputed.
   const conv = new TemporalSpikeProcessor(batch.lm);
@@ -144,7 +147,7 @@ export async function testAttentionMaskContinuity(model: Model, tokenizer: TextT
   }
   return {
     name: 'attention_mask', passed: finite && paddedDiff <= CACHE_TOLERANCE && growingDiff <= CACHE_TOLERANCE,
-    metrics: { rows: rows.length, max_abs_padded_vs_unpadded: paddedDiff, max_abs_growing_mask_vs_recompute: growingDiff, finite_logits: finite },
+    metrics: { rows: rows.length, rows_run_together: together, max_abs_padded_vs_unpadded: paddedDiff, max_abs_growing_mask_vs_recompute: growingDiff, finite_logits: finite },
   };
 }
 
