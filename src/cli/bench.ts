@@ -5,7 +5,7 @@ import { readFlagFile } from './args.js';
 import { writeReport } from '../bench/report.js';
 import { runSweep } from '../bench/sweep.js';
 import type { Command } from './command.js';
-import { resolveModelDir } from './model-dir.js';
+import { resolveModelDir, resolveModelSource } from './model-dir.js';
 import { ProgressBar } from './progress.js';
 import { defaultTimesteps } from './snn.js';
 import { DEFAULT_CONVERSION } from '../convert/api.js';
@@ -15,7 +15,7 @@ export const benchCommand: Command = {
   name: 'bench',
   summary: 'sweep codes, schedules, T and backends: fidelity, spikes, energy and speed → results.json/.csv, report.md, SVG plots (with the fidelity–energy frontier)',
   flags: {
-    model: { type: 'string', help: 'model directory', aliases: ['model-name'] },
+    model: { type: 'string', help: 'model directory or Hugging Face Hub name', aliases: ['model-name'] },
     snn: { type: 'string', help: 'a converted spiking model directory (default: convert --model now)' },
     timesteps: { type: 'int-list', help: 'T values (default per schedule: as spikelm fidelity)' },
     coding: { type: 'string-list', help: `codes to compare: ${CODINGS.join(', ')}`, default: [...CODINGS] },
@@ -29,7 +29,7 @@ export const benchCommand: Command = {
     text: { type: 'string', help: 'evaluation text file (default: the bundled stories)' },
   },
   async run({ flags }, io) {
-    const modelDir = resolveModelDir(flags.model);
+    const modelDir = (await resolveModelSource(flags.model, io)).dir;
     const out = flags.out;
     if (typeof out !== 'string') throw new ArgumentError('bench: --out is required');
     const backends = (flags.backend as string[]).map((b) => {

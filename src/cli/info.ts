@@ -9,7 +9,7 @@ export const infoCommand: Command = {
   name: 'info',
   summary: 'describe this machine, the available backends and (with --model) a model',
   flags: {
-    model: { type: 'string', help: 'optional model directory to describe', aliases: ['model-name'] },
+    model: { type: 'string', help: 'optional model to describe: a directory or a Hugging Face Hub name (org/name[@revision])', aliases: ['model-name'] },
     backend: { type: 'string', help: 'cpu | gpu | auto', default: 'cpu' },
     json: { type: 'boolean', help: 'print JSON' },
   },
@@ -22,10 +22,10 @@ export const infoCommand: Command = {
       backends: { cpu: new CpuBackend().describe(), gpu: await gpuReport() },
     };
     if (typeof flags.model === 'string') {
-      const { model, tokenizer, dir } = await loadModelFromFlags(flags, io);
+      const { model, tokenizer, dir, source } = await loadModelFromFlags(flags, io);
       const c = model.config;
       info.model = {
-        dir, family: c.family, model_type: c.modelType, layers: c.numLayers, hidden: c.hiddenSize, heads: c.numHeads,
+        dir, ...(source.hub ? { source: { hub: source.hub, revision: source.revision, commit: source.commit, offline: source.offline, cache: source.cache } } : {}), family: c.family, model_type: c.modelType, layers: c.numLayers, hidden: c.hiddenSize, heads: c.numHeads,
         kv_heads: c.numKvHeads, head_dim: c.headDim, intermediate: c.intermediateSize, vocab: c.vocabSize,
         max_positions: c.maxPositions, activation: c.activationName, tokenizer_vocab: tokenizer.vocabSize,
         parameters: countParameters(model.weights),

@@ -1,4 +1,5 @@
 /** `spikelm convert` and `spikelm fidelity`. */
+import fs from 'node:fs';
 import { ArgumentError } from '../errors.js';
 import { DEFAULT_CONVERSION, convertModelToSpiking, createCalibrationData, saveSnnModel, simplifiedConversion } from '../convert/api.js';
 import { bundledText } from '../convert/calibration-data.js';
@@ -13,7 +14,7 @@ import type { CausalLM } from '../nn/model.js';
 import type { TextTokenizer } from '../nn/tokenizer.js';
 import { readFlagFile, requireFlag } from './args.js';
 import { type CliIO, type Command, MODEL_FLAGS } from './command.js';
-import { loadModelFromFlags, resolveModelDir } from './model-dir.js';
+import { loadModelFromFlags, resolveModelDir, resolveModelSource } from './model-dir.js';
 import { ProgressBar } from './progress.js';
 
 function parseSurrogate(name: unknown, alpha: unknown): { name: SurrogateName; alpha: number } {
@@ -98,9 +99,9 @@ export const convertCommand: Command = {
   async run({ flags }, io) {
     // Every flag is checked before any work: a bad value fails in milliseconds, not after calibration.
     const out = requireFlag<string>(flags, 'output-dir', 'convert');
-    const modelDir = resolveModelDir(flags.model);
     const saveOpts = { overwrite: flags.overwrite === true };
-    checkOutputDir(out, snnOutputRules({ sourceDir: modelDir } as ConversionRecord, saveOpts));
+    // a local source is checked against --output_dir before any work; a Hub name once resolved
+    if (typeof flags.model === 'string' && fs.existsSync(flags.model)) checkOutputDir(out, snnOutputRules({ sourceDir: flags.model } as ConversionRecord, saveOpts));
     const simplified = flags.simplified === true;
     const schedule = parseSchedule(String(flags.schedule ?? (simplified ? 'stepwise' : DEFAULT_CONVERSION.schedule)));
     const coding = parseCoding(String(flags.coding ?? (simplified ? 'rate' : DEFAULT_CONVERSION.coding)));
@@ -117,7 +118,9 @@ export const convertCommand: Command = {
       ...(typeof flags['calibration-file'] === 'string' ? { text: readFlagFile(flags['calibration-file'], '--calibration-file'), source: flags['calibration-file'] } : {}),
     };
     const verifyText = typeof flags.text === 'string' ? readText(flags.text) : undefined;
-    const { model, tokenizer, dir } = await loadModelFromFlags(flags, io);
+    const source = await resolveModelSource(flags.model, io);
+    checkOutputDir(out, snnOutputRules({ sourceDir: source.dir } as ConversionRecord, saveOpts));
+    const { model, tokenizer, dir } = await loadModelFromFlags(flags, io, source);
     let converted;
     const t0 = performance.now();
     if (flags.simplified) {
