@@ -2,7 +2,7 @@
 import { execFileSync, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
-import { describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseArgs } from '../src/cli/args.js';
 import { main } from '../src/cli/main.js';
 import { fixtureDir, golden } from './helpers/fixtures.js';
@@ -15,6 +15,18 @@ async function run(argv: string[]): Promise<{ code: number; out: string; err: st
 }
 
 const stories = fixtureDir('stories260k');
+
+// Hub names must never reach the network from a test: an empty cache and an endpoint on a closed local port.
+const savedHubEnv = { HF_ENDPOINT: process.env.HF_ENDPOINT, HF_HUB_CACHE: process.env.HF_HUB_CACHE, HF_HUB_OFFLINE: process.env.HF_HUB_OFFLINE };
+beforeAll(() => {
+  process.env.HF_ENDPOINT = 'http://127.0.0.1:9';
+  process.env.HF_HUB_CACHE = fs.mkdtempSync(path.join(fs.realpathSync('/tmp'), 'spikelm-cli-hub-'));
+  delete process.env.HF_HUB_OFFLINE;
+});
+afterAll(() => {
+  fs.rmSync(process.env.HF_HUB_CACHE!, { recursive: true, force: true });
+  for (const [k, v] of Object.entries(savedHubEnv)) if (v === undefined) delete process.env[k]; else process.env[k] = v;
+});
 
 describe('spikelm generate / logits', () => {
   it('prints the golden story for stories260k', async () => {
@@ -52,8 +64,8 @@ describe('spikelm generate / logits', () => {
 
   it.each([
     [['generate', '--model', '/no/such/dir', '--prompt', 'x'], 1, /no such directory/],
-    [['generate', '--model', 'HuggingFaceTB/SmolLM2-135M', '--prompt', 'x'], 1, /cannot download models/],
-    [['generate', '--model', 'distilgpt2', '--prompt', 'x'], 1, /distilgpt2: no such directory\. It looks like a Hugging Face Hub name/],
+    [['generate', '--model', 'HuggingFaceTB/SmolLM2-135M', '--prompt', 'x'], 1, /HuggingFaceTB\/SmolLM2-135M: cannot reach http:\/\/127\.0\.0\.1:9 .*HF_HUB_OFFLINE=1/],
+    [['generate', '--model', 'distilgpt2', '--prompt', 'x'], 1, /distilgpt2: cannot reach http:\/\/127\.0\.0\.1:9/],
     [['generate', '--model', stories, '--prompt', 'x', '--top-p', '2'], 2, /--top-p must be in \(0, 1\]/],
     [['generate', '--model', stories, '--prompt', 'x', '--max-new-tokens', '-1'], 2, /--max-new-tokens must be an integer ≥ 0/],
     [['generate', '--model', stories, '--prompt', 'x', '--truncate', 'middle'], 2, /--truncate must be error or left/],
@@ -181,7 +193,7 @@ describe('spikelm convert / fidelity', () => {
   });
 
   it.each([
-    [['convert', '--model_name', 'HuggingFaceTB/SmolLM2-135M', '--output_dir', '/tmp/x'], 1, /cannot download models/],
+    [['convert', '--model_name', 'HuggingFaceTB/SmolLM2-135M', '--output_dir', '/tmp/x'], 1, /HuggingFaceTB\/SmolLM2-135M: cannot reach http:\/\/127\.0\.0\.1:9/],
     [['convert', '--model', stories], 2, /--output-dir is required/],
     [['convert', '--model', stories, '--output-dir', '/tmp/x', '--timesteps', '0'], 2, /--timesteps must be an integer ≥ 1/],
     [['convert', '--model', stories, '--output-dir', '/tmp/x', '--surrogate_function', 'tanh'], 2, /--surrogate_function must be one of/],
