@@ -124,6 +124,19 @@ describe('download into the shared cache', () => {
     expect(logits(r.dir)).toEqual(logits(stories));
   });
 
+  it('a download that ends cleanly but short (no Content-Length) is removed, named with both sizes; the next run loads', async () => {
+    const s = settings();
+    const size = fs.statSync(path.join(stories, 'model.safetensors')).size;
+    server.shortOnce('org/stories/model.safetensors');
+    await expectHubError(resolveHubModel({ repo: 'org/stories', revision: 'main' }, { settings: s }), new RegExp(`org/stories: model\\.safetensors arrived with ${size >> 1} bytes, the Hub lists ${size}; removed it`));
+    const folder = path.join(s.cacheDir, 'models--org--stories');
+    expect(fs.existsSync(path.join(folder, 'snapshots', COMMIT, 'model.safetensors'))).toBe(false);
+    const blobs = fs.readdirSync(path.join(folder, 'blobs')).map((b) => fs.statSync(path.join(folder, 'blobs', b)).size);
+    expect(blobs).not.toContain(size >> 1);
+    const r = await resolveHubModel({ repo: 'org/stories', revision: 'main' }, { settings: s });
+    expect(logits(r.dir)).toEqual(logits(stories));
+  });
+
   it('the Hub gone: a complete cached snapshot still serves', async () => {
     const s = settings();
     const other = await startHubServer({ 'org/stories': repoFromDir(stories) });

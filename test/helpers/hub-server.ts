@@ -8,7 +8,8 @@
  *   GET  /{repo}/resolve/{commit}/{path}             the bytes (Range: bytes=0-0 → 206 + Content-Range + ETag)
  *
  * Knobs for failure tests: gated repositories (401 without the token), a file whose first download
- * is cut off half-way (the socket destroyed), and a request log.
+ * is cut off half-way (the socket destroyed), one whose first download ends cleanly after half its
+ * bytes (chunked, no Content-Length: what a truncating proxy delivers), and a request log.
  */
 import crypto from 'node:crypto';
 import fs from 'node:fs';
@@ -28,6 +29,8 @@ export interface HubServer {
   readonly requests: string[];
   /** Cut the next download of this path (repo/path) off after half its bytes. */
   cutOnce(repoPath: string): void;
+  /** End the next download of this path cleanly after half its bytes, without a Content-Length. */
+  shortOnce(repoPath: string): void;
   close(): Promise<void>;
 }
 
@@ -46,6 +49,7 @@ const oid = (b: Buffer) => crypto.createHash('sha256').update(b).digest('hex');
 export async function startHubServer(repos: Record<string, HubRepo>): Promise<HubServer> {
   const requests: string[] = [];
   const cuts = new Set<string>();
+  const shorts = new Set<string>();
   const json = (res: http.ServerResponse, status: number, body: unknown) => {
     res.writeHead(status, { 'Content-Type': 'application/json' });
     res.end(JSON.stringify(body));
@@ -88,8 +92,12 @@ export async function startHubServer(repos: Record<string, HubRepo>): Promise<Hu
         res.writeHead(206, { ...headers, 'Content-Range': `bytes 0-0/${b.length}`, 'Content-Length': '1' });
         return res.end(b.subarray(0, 1));
       }
-      res.writeHead(200, { ...headers, 'Content-Length': String(b.length) });
       const key = `${repoName}/${file}`;
+      if (shorts.delete(key)) {
+        res.writeHead(200, headers);
+        return res.end(b.subarray(0, b.length >> 1));
+      }
+      res.writeHead(200, { ...headers, 'Content-Length': String(b.length) });
       if (cuts.delete(key)) {
         res.write(b.subarray(0, b.length >> 1), () => res.destroy());
         return;
@@ -103,6 +111,7 @@ export async function startHubServer(repos: Record<string, HubRepo>): Promise<Hu
     url: `http://127.0.0.1:${port}`,
     requests,
     cutOnce: (k) => void cuts.add(k),
+    shortOnce: (k) => void shorts.add(k),
     close: () => new Promise<void>((r) => {
       server.closeAllConnections();
       server.close(() => r());
