@@ -25,7 +25,7 @@ import type { Backend } from '../src/tensor/backend.js';
 import { CpuBackend } from '../src/tensor/cpu-backend.js';
 import { benchGpu } from './gpu.js';
 import type { BenchRow, Suite } from './harness.js';
-import { FIXTURES } from './model.bench.js';
+import { FIXTURES, modelDir } from './model.bench.js';
 
 const median = (xs: readonly number[]): number => {
   const s = [...xs].sort((a, b) => a - b);
@@ -54,7 +54,7 @@ export const decodeSuite: Suite = {
     const rows: BenchRow[] = [];
     const gpu = await benchGpu(ctx);
     const subjects = [
-      { label: 'stories260k', dir: path.join(FIXTURES, 'stories260k'), tokens: ctx.quick ? 16 : 48, rounds: ctx.quick ? 3 : 9, stepwise: true },
+      { label: 'stories260k', dir: modelDir('stories260k'), tokens: ctx.quick ? 16 : 48, rounds: ctx.quick ? 3 : 9, stepwise: true },
       {
         label: 'random GPT-2-small (768×12)',
         dir: cachedRandomGpt2(GPT2_SMALL, { tokenizerFrom: path.join(FIXTURES, 'gpt2-random-f16') }),

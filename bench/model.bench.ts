@@ -6,15 +6,18 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Backend } from '../src/tensor/backend.js';
 import { CpuBackend } from '../src/tensor/cpu-backend.js';
+import { BUNDLED_MODEL } from '../src/bundled.js';
 import { loadModel } from '../src/nn/model.js';
 import { benchGpu } from './gpu.js';
 import { type BenchRow, type BenchContext, type Suite, timeIt } from './harness.js';
 
 export const FIXTURES = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', 'test', 'fixtures');
 export const MODEL_FIXTURES = ['stories260k', 'gpt2-random-f16', 'tiny-gpt2-random'] as const;
+/** A fixture's model directory (stories260k is the bundled model in models/). */
+export const modelDir = (name: (typeof MODEL_FIXTURES)[number]): string => (name === 'stories260k' ? BUNDLED_MODEL : path.join(FIXTURES, name));
 
-export async function benchModel(name: string, backend: Backend, ctx: BenchContext, prefillTokens = 128, decodeTokens = 32): Promise<BenchRow[]> {
-  const model = loadModel(path.join(FIXTURES, name), { backend });
+export async function benchModel(name: (typeof MODEL_FIXTURES)[number], backend: Backend, ctx: BenchContext, prefillTokens = 128, decodeTokens = 32): Promise<BenchRow[]> {
+  const model = loadModel(modelDir(name), { backend });
   const ids = Array.from({ length: prefillTokens }, (_, i) => (i * 37 + 11) % model.config.vocabSize);
   const prefill = await timeIt(`${name} prefill`, async () => {
     const t = model.forward(ids);

@@ -4,7 +4,6 @@
  * default layerwise conversion (fast: dense products of the digit sums; event: a weight row per
  * spike, the reference a neuromorphic chip would run).
  */
-import path from 'node:path';
 import { convertModelToSpiking, createCalibrationData } from '../src/convert/api.js';
 import { loadModel } from '../src/nn/model.js';
 import { loadTokenizer } from '../src/nn/tokenizer.js';
@@ -13,7 +12,7 @@ import type { Backend } from '../src/tensor/backend.js';
 import { CpuBackend } from '../src/tensor/cpu-backend.js';
 import { benchGpu } from './gpu.js';
 import { type BenchRow, type Suite, timeIt } from './harness.js';
-import { FIXTURES } from './model.bench.js';
+import { modelDir } from './model.bench.js';
 
 export const SNN_TIMESTEPS = [1, 4, 16, 64];
 export const LAYERWISE_TIMESTEPS = [6, 9, 12];
@@ -23,7 +22,7 @@ export const snnSuite: Suite = {
   description: 'SNN forward (64 tokens, stories260k) vs the ANN: stepwise (multi-, single-step) across T, layerwise (fast, event-driven), CPU and GPU',
   async run(ctx) {
     const rows: BenchRow[] = [];
-    const dir = path.join(FIXTURES, 'stories260k');
+    const dir = modelDir('stories260k');
     const tok = loadTokenizer(dir);
     const gpu = await benchGpu(ctx);
     const backends: Backend[] = gpu ? [new CpuBackend(), gpu] : [new CpuBackend()];

@@ -4,7 +4,7 @@
  * spike and energy figures.
  */
 import fs from 'node:fs';
-import { fileURLToPath } from 'node:url';
+import { BUNDLED_MODEL } from '../bundled.js';
 import { DEFAULT_CONVERSION, convertModelToSpiking, createCalibrationData } from '../convert/api.js';
 import { ArgumentError } from '../errors.js';
 import { bundledText } from '../convert/calibration-data.js';
@@ -18,7 +18,6 @@ import { loadModelFromFlags } from './model-dir.js';
 import { ProgressBar } from './progress.js';
 import { formatFidelityTable } from './snn.js';
 
-export const BUNDLED_MODEL = fileURLToPath(new URL('../../test/fixtures/stories260k', import.meta.url));
 
 export const demoCommand: Command = {
   name: 'demo',

@@ -2,13 +2,15 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { BUNDLED_MODEL } from '../../src/bundled.js';
 
 export const FIXTURES_DIR = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', 'fixtures');
 export const FIXTURE_NAMES = ['stories260k', 'tiny-gpt2-random', 'gpt2-random-f16'] as const;
 export type FixtureName = (typeof FIXTURE_NAMES)[number];
 
+/** The model directory of a fixture (stories260k is the package's bundled model, models/stories260k). */
 export function fixtureDir(name: FixtureName): string {
-  return path.join(FIXTURES_DIR, name);
+  return name === 'stories260k' ? BUNDLED_MODEL : path.join(FIXTURES_DIR, name);
 }
 
 export interface GoldenPrompt {
@@ -19,6 +21,6 @@ export interface GoldenPrompt {
 }
 
 export function golden(name: FixtureName): Record<string, GoldenPrompt> {
-  const g = JSON.parse(fs.readFileSync(path.join(fixtureDir(name), 'golden.json'), 'utf8'));
+  const g = JSON.parse(fs.readFileSync(path.join(FIXTURES_DIR, name, 'golden.json'), 'utf8'));
   return g.prompts;
 }
