@@ -7,11 +7,11 @@ import { describe, expect, it } from 'vitest';
 import { CpuBackend } from '../src/tensor/cpu-backend.js';
 import { attentionComposite, attentionCpu } from '../src/tensor/kernels/attention.js';
 import { erf, geluErf, geluTanh, silu } from '../src/tensor/kernels/elementwise.js';
-import { matmulBlocked, matmulCpu, matmulReference } from '../src/tensor/kernels/matmul.js';
+import { matmulBlocked, matmulCpu, matmulReference, matvecBlocked } from '../src/tensor/kernels/matmul.js';
 import { layerNormCpu, rmsNormCpu } from '../src/tensor/kernels/norm.js';
 import { ropeCpu, ropeInvFreq } from '../src/tensor/kernels/rope.js';
 import { softmaxCpu } from '../src/tensor/kernels/softmax.js';
-import { PARALLEL_MIN_MACS, parallelMatmul } from '../src/tensor/threads.js';
+import { PARALLEL_MIN_MACS, PARALLEL_MIN_MATVEC_MACS, parallelMatmul } from '../src/tensor/threads.js';
 import { Tensor, allocF32 } from '../src/tensor/tensor.js';
 import { TOL, expectClose, randomArray } from './helpers/tolerance.js';
 
@@ -28,6 +28,33 @@ describe('matmul', () => {
       }),
       { numRuns: 200 },
     );
+  });
+
+  it('matrix–vector kernel equals the reference for 1–3 rows at random K, N (full 8-column blocks and the tail), on any column range', () => {
+    fc.assert(
+      fc.property(fc.integer({ min: 1, max: 3 }), dims, fc.integer({ min: 1, max: 40 }), fc.boolean(), fc.integer(), fc.nat(), (M, K, N, withBias, seed, cut) => {
+        const x = randomArray(M * K, seed), w = randomArray(N * K, seed + 1), b = withBias ? randomArray(N, seed + 2) : undefined;
+        const y = new Float32Array(M * N).fill(Number.NaN);
+        const c = cut % (N + 1);
+        matvecBlocked(x, w, b ?? null, y, M, K, N, 0, c);
+        matvecBlocked(x, w, b ?? null, y, M, K, N, c, N);
+        expectClose(y, matmulReference(x, w, b, M, K, N), TOL.f32, `matvec ${M}x${K}x${N} split at ${c}`);
+      }),
+      { numRuns: 300 },
+    );
+  });
+
+  it('matrix–vector products split across the pool from a smaller size, and equal the reference', () => {
+    for (const M of [1, 3]) {
+      const K = 301, N = 1031;
+      expect(M * K * N).toBeGreaterThan(PARALLEL_MIN_MATVEC_MACS);
+      expect(M * K * N).toBeLessThan(PARALLEL_MIN_MACS);
+      const x = allocF32(M * K), w = allocF32(N * K), b = allocF32(N), y = allocF32(M * N);
+      x.set(randomArray(M * K, 4)); w.set(randomArray(N * K, 5)); b.set(randomArray(N, 6));
+      const used = parallelMatmul(x, w, b, y, M, K, N);
+      expect(used || process.env.SPIKELM_THREADS === '1').toBe(true);
+      expectClose(y, matmulReference(x, w, b, M, K, N), TOL.f32, `threaded matvec M=${M}`);
+    }
   });
 
   it('the threaded split equals the reference on a product large enough to use the pool', () => {

@@ -5,7 +5,7 @@
  *
  * The hand-off is synchronous (Atomics.wait / notify on a per-worker control word, jobs posted on a
  * MessagePort and taken with receiveMessageOnPort), so the CPU backend keeps a synchronous API.
- * Workers run the kernels' own source (`matmulBlocked.toString()`, `attentionRange.toString()`),
+ * Workers run the kernels' own source (`matmulBlocked`, `matvecBlocked`, `attentionRange` as strings),
  * so there is one kernel, not a copy.
  * Set SPIKELM_THREADS=1 to disable the pool, or to N to use N threads in all.
  *
@@ -18,14 +18,28 @@
 import os from 'node:os';
 import { MessageChannel, type MessagePort, Worker, receiveMessageOnPort } from 'node:worker_threads';
 import { type AttentionParams, attentionRange } from './kernels/attention.js';
-import { matmulBlocked } from './kernels/matmul.js';
+import { MATVEC_MAX_ROWS, matmulBlocked, matvecBlocked } from './kernels/matmul.js';
 
 /** Below this many multiply-adds a hand-off costs more than it saves (measured in bench/matmul). */
 export const PARALLEL_MIN_MACS = 1 << 20;
+/** The same for matrix–vector products (decode's 768×768 projections are 2^19.2). */
+export const PARALLEL_MIN_MATVEC_MACS = 1 << 17;
 /** Attention: below this many score/value multiply-adds the work stays on the calling thread. */
 export const PARALLEL_MIN_ATTENTION = 1 << 18;
 
 const IDLE = 0, POSTED = 1, DONE = 2, FAILED = 3;
+/**
+ * Microseconds a worker (or the joining thread) polls its control word before it sleeps in
+ * Atomics.wait. Decode posts a matrix–vector job every few hundred microseconds, and waking a
+ * sleeping thread costs tens of microseconds on a VM; a short spin keeps the pool warm between the
+ * products of one token and costs at most this much idle CPU per job. SPIKELM_SPIN_US overrides.
+ */
+const SPIN_US = spinMicros();
+
+function spinMicros(): number {
+  const v = Number(process.env.SPIKELM_SPIN_US ?? 300);
+  return Number.isFinite(v) && v >= 0 ? v : 300;
+}
 
 interface PoolWorker {
   worker: Worker;
@@ -36,17 +50,24 @@ interface PoolWorker {
 const WORKER_SOURCE = () => `
 const { receiveMessageOnPort, workerData } = require('node:worker_threads');
 const matmulBlocked = ${matmulBlocked.toString()};
+const matvecBlocked = ${matvecBlocked.toString()};
 const attentionRange = ${attentionRange.toString()};
 const { port, control } = workerData;
 require('node:v8').setFlagsFromString('--expose-gc');
 const collectGarbage = require('node:vm').runInNewContext('gc');
 for (;;) {
-  const state = Atomics.load(control, 0);
+  let state = Atomics.load(control, 0);
+  // spin a little before sleeping (SPIN_US in threads.ts says why)
+  if (state !== ${POSTED}) {
+    const until = performance.now() + ${SPIN_US} / 1000;
+    while (state !== ${POSTED} && performance.now() < until) state = Atomics.load(control, 0);
+  }
   if (state !== ${POSTED}) { Atomics.wait(control, 0, state); continue; }
   let job = receiveMessageOnPort(port).message;
   const collect = job.collect === true;
   try {
     if (job.kind === 'attention') attentionRange(job.q, job.k, job.v, job.S, job.p, job.out, job.u0, job.u1);
+    else if (job.kind === 'matvec') matvecBlocked(job.x, job.w, job.bias, job.y, job.M, job.K, job.N, job.n0, job.n1);
     else matmulBlocked(job.x, job.w, job.bias, job.y, job.M, job.K, job.N, job.n0, job.n1);
     Atomics.store(control, 0, ${DONE});
   } catch (err) {
@@ -123,7 +144,8 @@ function stage(which: 'x' | 'y' | 'bias', n: number): Float32Array {
  * or an operand is not in shared memory; the caller then runs the single-threaded kernel.
  */
 export function parallelMatmul(x: Float32Array, w: Float32Array, bias: Float32Array | null, y: Float32Array, M: number, K: number, N: number): boolean {
-  if (M * K * N < PARALLEL_MIN_MACS || N < 8) return false;
+  const matvec = M < MATVEC_MAX_ROWS;
+  if (M * K * N < (matvec ? PARALLEL_MIN_MATVEC_MACS : PARALLEL_MIN_MACS) || N < 16) return false;
   // Weights must already be shared (the CPU backend packs them so at load time).
   if (!isShared(w)) return false;
   const workers = getPool();
@@ -133,8 +155,8 @@ export function parallelMatmul(x: Float32Array, w: Float32Array, bias: Float32Ar
   if (bias && !isShared(bias)) bias = copyInto(stage('bias', bias.length), bias);
   if (!isShared(y)) y = stage('y', y.length);
   const parts = workers.length + 1;
-  // Column ranges in multiples of 4 so every thread runs full register blocks.
-  const step = Math.ceil(N / parts / 4) * 4;
+  // Column ranges in multiples of 8 so every thread runs full register blocks.
+  const step = Math.ceil(N / parts / 8) * 8;
   const used: PoolWorker[] = [];
   const collect = noteOperands([x, w, bias, y]);
   for (let i = 0; i < workers.length; i++) {
@@ -142,10 +164,10 @@ export function parallelMatmul(x: Float32Array, w: Float32Array, bias: Float32Ar
     const n1 = Math.min(N, n0 + step);
     if (n0 >= n1) break;
     const pw = workers[i]!;
-    postJob(pw, { kind: 'matmul', x, w, bias, y, M, K, N, n0, n1, collect });
+    postJob(pw, { kind: matvec ? 'matvec' : 'matmul', x, w, bias, y, M, K, N, n0, n1, collect });
     used.push(pw);
   }
-  matmulBlocked(x, w, bias, y, M, K, N, 0, Math.min(step, N));
+  (matvec ? matvecBlocked : matmulBlocked)(x, w, bias, y, M, K, N, 0, Math.min(step, N));
   joinWorkers(used, 'matmul');
   if (y !== yOut) yOut.set(y);
   return true;
@@ -160,10 +182,11 @@ function postJob(pw: PoolWorker, job: object): void {
 function joinWorkers(used: readonly PoolWorker[], what: string): void {
   let failure: string | undefined;
   for (const pw of used) {
+    const until = performance.now() + SPIN_US / 1000;
     for (;;) {
       const state = Atomics.load(pw.control, 0);
       if (state === DONE || state === FAILED) break;
-      Atomics.wait(pw.control, 0, state);
+      if (performance.now() >= until) Atomics.wait(pw.control, 0, state);
     }
     if (Atomics.load(pw.control, 0) === FAILED) failure = String(receiveMessageOnPort(pw.port)?.message ?? 'unknown error');
     Atomics.store(pw.control, 0, IDLE);

@@ -6,7 +6,12 @@
  *   matmulReference  plain triple loop; the executable definition of the op.
  *   matmulBlocked    4×4 register blocks (16 accumulators, 8 loads per 16 FMAs), column range [n0, n1);
  *                    self-contained so the worker threads (threads.ts) can run its source as-is.
- * The dispatcher `matmulCpu` splits the columns across the thread pool when the product is large.
+ *   matvecBlocked    matrix–vector (decode: M < 4 rows): 8 weight rows streamed side by side per
+ *                    activation load (8 accumulators, 9 loads per 8 FMAs). With one row of x the
+ *                    4×4 blocks have nothing to reuse; this kernel is bound by how fast V8 turns
+ *                    float32 loads into multiply-adds, not by memory (bench/decode measures both).
+ * The dispatcher `matmulCpu` picks the kernel by M and splits the columns across the thread pool
+ * when the product is large (matrix–vector products from a smaller size: they are all of decode).
  *
  * GPU variants (WGSL, below the CPU code): weights are packed once at upload (`packLinearWeight`)
  * as wᵀ, [K, Npad] with Npad = N rounded up to 4, so adjacent invocations read adjacent vec4
@@ -95,6 +100,44 @@ export function matmulBlocked(
   }
 }
 
+/** Rows of x below which the matrix–vector kernel is used. */
+export const MATVEC_MAX_ROWS = 4;
+
+/**
+ * Matrix–vector kernel over output columns [n0, n1), row by row of x: each pass streams 8 weight
+ * rows and loads each x value once for all 8. Self-contained (shipped to the workers as source).
+ */
+export function matvecBlocked(
+  x: Float32Array, w: Float32Array, bias: Float32Array | null, y: Float32Array,
+  M: number, K: number, N: number, n0: number, n1: number,
+): void {
+  for (let m = 0; m < M; m++) {
+    const xo = m * K, yo = m * N;
+    let n = n0;
+    for (; n + 8 <= n1; n += 8) {
+      const p0 = n * K;
+      let a0 = 0, a1 = 0, a2 = 0, a3 = 0, a4 = 0, a5 = 0, a6 = 0, a7 = 0;
+      for (let k = 0, p = p0; k < K; k++, p++) {
+        const xk = x[xo + k]!;
+        a0 += xk * w[p]!; a1 += xk * w[p + K]!; a2 += xk * w[p + 2 * K]!; a3 += xk * w[p + 3 * K]!;
+        a4 += xk * w[p + 4 * K]!; a5 += xk * w[p + 5 * K]!; a6 += xk * w[p + 6 * K]!; a7 += xk * w[p + 7 * K]!;
+      }
+      if (bias) {
+        a0 += bias[n]!; a1 += bias[n + 1]!; a2 += bias[n + 2]!; a3 += bias[n + 3]!;
+        a4 += bias[n + 4]!; a5 += bias[n + 5]!; a6 += bias[n + 6]!; a7 += bias[n + 7]!;
+      }
+      const o = yo + n;
+      y[o] = a0; y[o + 1] = a1; y[o + 2] = a2; y[o + 3] = a3; y[o + 4] = a4; y[o + 5] = a5; y[o + 6] = a6; y[o + 7] = a7;
+    }
+    for (; n < n1; n++) {
+      const p0 = n * K;
+      let a = bias ? bias[n]! : 0;
+      for (let k = 0; k < K; k++) a += x[xo + k]! * w[p0 + k]!;
+      y[yo + n] = a;
+    }
+  }
+}
+
 /** Dispatcher: y (allocated by the caller, length M·N) = x·wᵀ + bias (+ residual, fused add). */
 export function matmulCpu(x: Float32Array, w: Float32Array, bias: Float32Array | undefined, y: Float32Array, M: number, K: number, N: number, residual?: Float32Array): void {
   if (x.length !== M * K) throw new ShapeError(`matmul: x has ${x.length} elements, expected M·K = ${M}·${K}`);
@@ -102,7 +145,10 @@ export function matmulCpu(x: Float32Array, w: Float32Array, bias: Float32Array |
   if (bias && bias.length !== N) throw new ShapeError(`matmul: bias has ${bias.length} elements, expected N = ${N}`);
   if (y.length !== M * N) throw new ShapeError(`matmul: output has ${y.length} elements, expected M·N = ${M}·${N}`);
   if (residual && residual.length !== M * N) throw new ShapeError(`matmul: residual has ${residual.length} elements, expected M·N = ${M}·${N}`);
-  if (!parallelMatmul(x, w, bias ?? null, y, M, K, N)) matmulBlocked(x, w, bias ?? null, y, M, K, N, 0, N);
+  if (parallelMatmul(x, w, bias ?? null, y, M, K, N)) {
+    // done across the pool (the same kernels, column ranges split)
+  } else if (M < MATVEC_MAX_ROWS) matvecBlocked(x, w, bias ?? null, y, M, K, N, 0, N);
+  else matmulBlocked(x, w, bias ?? null, y, M, K, N, 0, N);
   if (residual) for (let i = 0; i < y.length; i++) y[i] = y[i]! + residual[i]!;
 }
 
