@@ -27,13 +27,13 @@ import { benchGpu } from './gpu.js';
 import type { BenchRow, Suite } from './harness.js';
 import { FIXTURES, modelDir } from './model.bench.js';
 
-const median = (xs: readonly number[]): number => {
+export const median = (xs: readonly number[]): number => {
   const s = [...xs].sort((a, b) => a - b);
   return s.length % 2 ? s[(s.length - 1) / 2]! : (s[s.length / 2 - 1]! + s[s.length / 2]!) / 2;
 };
 
 /** Seconds to generate `n` tokens greedily after `prompt` (the prompt's forward pass untimed). */
-async function decodeSeconds(model: CausalLM | SpikingLM, prompt: readonly number[], n: number): Promise<number> {
+export async function decodeSeconds(model: CausalLM | SpikingLM, prompt: readonly number[], n: number): Promise<number> {
   const p = new TemporalSpikeProcessor(model);
   const seq = [...prompt];
   let out = await p.forward(seq);

@@ -8,8 +8,9 @@ import { modelSuite } from './model.bench.js';
 import { decodeSuite } from './decode.bench.js';
 import { kernelsSuite } from './kernels.bench.js';
 import { snnSuite } from './snn.bench.js';
+import { scaleSuite } from './scale.bench.js';
 
-export const SUITES: readonly Suite[] = [matmulSuite, kernelsSuite, modelSuite, snnSuite, decodeSuite];
+export const SUITES: readonly Suite[] = [matmulSuite, kernelsSuite, modelSuite, snnSuite, decodeSuite, scaleSuite];
 
 async function runBench(argv: string[]): Promise<void> {
   const quick = argv.includes('--quick');

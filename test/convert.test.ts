@@ -64,6 +64,30 @@ describe('stages', () => {
     }
   });
 
+  it('observe sees the LM head input on every row (as the ANN with all logits does), for both schedules; maxTokens keeps every stride-th row', () => {
+    const sample = data.samples.slice(0, 2);
+    const heads: Float32Array[] = [];
+    for (const ids of sample) {
+      ann.forward(ids, ann.newCache(), { allLogits: true, inputs: (site, x) => { if (site === 'head_in') heads.push(Float32Array.from((x as Tensor).data)); return x; } });
+    }
+    const rows = sample.reduce((a, s) => a + s.length, 0);
+    const C = ann.config.hiddenSize;
+    const col = (c: number) => heads.flatMap((h) => Array.from({ length: h.length / C }, (_, r) => h[r * C + c]!));
+    for (const schedule of ['layerwise', 'stepwise'] as const) {
+      const o = observe(trace(ann, schedule), ann, { ...data, samples: sample }).get('head_in')!;
+      expect(o.count, schedule).toBe(rows);
+      for (const c of [0, 17, C - 1]) {
+        const firstDiff = col(c).findIndex((v, i) => Math.abs(v - o.values[c]![i]!) > 1e-5);
+        expect(firstDiff, `${schedule} channel ${c}`).toBe(-1);
+      }
+      const strided = observe(trace(ann, schedule), ann, { ...data, samples: sample }, { maxTokens: 10 }).get('head_in')!;
+      const stride = Math.ceil(rows / 10);
+      expect(strided.values[3]!.length).toBe(Math.ceil(rows / stride));
+      expect(Array.from(strided.values[3]!)).toEqual(Array.from(o.values[3]!).filter((_, i) => i % stride === 0));
+      expect(Array.from(strided.maxAbs)).toEqual(Array.from(o.maxAbs)); // maxima over every row, not only the kept ones
+    }
+  });
+
   it('calibrate sets θ to the per-channel quantile of |x| (and of |x − μ| when centred), with a floor', () => {
     fc.assert(
       fc.property(fc.array(fc.array(fc.float({ min: -5, max: 5, noNaN: true }), { minLength: 3, maxLength: 30 }), { minLength: 2, maxLength: 4 }), fc.double({ min: 0.5, max: 1, noNaN: true }), (cols, q) => {

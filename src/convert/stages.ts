@@ -79,27 +79,29 @@ export function observe(plan: ConversionPlan, model: CausalLMLike, data: Calibra
   const maxTokens = opts.maxTokens ?? 8192;
   const cpu = new CpuBackend();
   const probe = new SpikingLM(model.config, model.weights, cpu, { timesteps: 1, mode: 'exact', schedule: plan.schedule, neuron: DEFAULT_NEURON, thresholds: new Map(), surrogate: { name: 'atan', alpha: 2 } });
-  const acc = new Map<string, { values: number[][]; sum: Float64Array; max: Float32Array; count: number }>();
+  // per site: the observed rows as they came (float32 copies), running sums and maxima per channel
+  const acc = new Map<string, { rows: Float32Array[]; sum: Float64Array; max: Float32Array; count: number }>();
   for (const s of plan.sites) {
     if (s.kind === 'p_in') continue;
-    acc.set(s.name, { values: Array.from({ length: s.channels }, () => []), sum: new Float64Array(s.channels), max: new Float32Array(s.channels), count: 0 });
+    acc.set(s.name, { rows: [], sum: new Float64Array(s.channels), max: new Float32Array(s.channels), count: 0 });
   }
   data.samples.forEach((ids, i) => {
+    // the head's input is observed on every row; the logits (a vocabulary-wide product per row) are not needed
     probe.forward(ids, probe.newCache(), {
-      allLogits: true,
       observe: (site, x) => {
         const a = acc.get(site);
         if (!a) throw new ArgumentError(`observe: the model reported an untraced site "${site}"`);
         const t = x as Tensor;
-        const C = t.cols;
+        const C = t.cols, d = t.data, sum = a.sum, max = a.max;
         for (let r = 0; r < t.rows; r++) {
-          for (let c = 0; c < C; c++) {
-            const v = t.data[r * C + c]!;
-            a.values[c]!.push(v);
-            a.sum[c] += v;
-            if (Math.abs(v) > a.max[c]!) a.max[c] = Math.abs(v);
+          for (let c = 0, o = r * C; c < C; c++, o++) {
+            const v = d[o]!;
+            sum[c] += v;
+            const m = v < 0 ? -v : v;
+            if (m > max[c]!) max[c] = m;
           }
         }
+        a.rows.push(Float32Array.from(d.subarray(0, t.rows * C)));
         a.count += t.rows;
       },
     });
@@ -108,13 +110,25 @@ export function observe(plan: ConversionPlan, model: CausalLMLike, data: Calibra
   probe.dispose();
   const out = new Map<string, SiteObservation>();
   for (const [name, a] of acc) {
+    // every stride-th row (in the order seen) is kept for the quantiles
     const stride = Math.max(1, Math.ceil(a.count / maxTokens));
+    const C = a.sum.length;
+    const kept = Math.ceil(a.count / stride);
+    const values = Array.from({ length: C }, () => new Float32Array(kept));
+    let row = 0, j = 0;
+    for (const block of a.rows) {
+      for (let r = 0; r < block.length / C; r++, row++) {
+        if (row % stride !== 0) continue;
+        for (let c = 0; c < C; c++) values[c]![j] = block[r * C + c]!;
+        j++;
+      }
+    }
     out.set(name, {
-      channels: a.values.length,
+      channels: C,
       count: a.count,
       maxAbs: a.max,
       mean: Float32Array.from(a.sum, (s) => s / Math.max(a.count, 1)),
-      values: a.values.map((v) => Float32Array.from(v.filter((_, i) => i % stride === 0))),
+      values,
     });
   }
   return out;
@@ -190,9 +204,15 @@ export function calibrate(plan: ConversionPlan, obs: Observations, opts: Calibra
     const theta = new Float32Array(site.channels);
     for (let c = 0; c < site.channels; c++) {
       const mu = centred ? o.mean[c]! : 0;
-      const dev = Float32Array.from(o.values[c]!, (v) => Math.abs(v - mu)).sort();
-      // the max is the max of every value seen (the kept samples are a subset)
-      theta[c] = (q === 1 ? Math.max(o.maxAbs[c]!, dev.at(-1) ?? 0) : quantileOf(dev, q)) / divisor;
+      const kept = o.values[c]!;
+      if (q === 1) {
+        // the max is the max of every value seen (the kept samples are a subset): no sort needed
+        let m = o.maxAbs[c]!;
+        if (mu !== 0) for (let i = 0; i < kept.length; i++) m = Math.max(m, Math.abs(kept[i]! - mu));
+        theta[c] = m / divisor;
+      } else {
+        theta[c] = quantileOf(Float32Array.from(kept, (v) => Math.abs(v - mu)).sort(), q) / divisor;
+      }
     }
     // queries: θ shared by the heads of a KV group, so keys can be scaled once per token
     if (site.kind === 'q_in') shareAcrossGroups(theta, plan, site.channels);

@@ -147,8 +147,8 @@ export class LayerwiseNet {
     const start = positions[0]!;
     const stats = opts.stats;
     const observe = (name: string, x: BTensor) => opts.observe?.(name, x, 1);
-    const lin = (l: Linear, name: string, x: BTensor, residual?: BTensor): BTensor => {
-      observe(name, x);
+    const lin = (l: Linear, name: string, x: BTensor, residual?: BTensor, observed = true): BTensor => {
+      if (observed) observe(name, x);
       if (!l.th) return b.matmul(x, l.weight, l.bias, residual);
       const enc = b.encode(x, l.th, l.code, { tensor: stats, row: l.slot, fanout: l.fanout }, event);
       if (opts.observeSpikes && enc.digits) opts.observeSpikes(name, enc.digits, planesOf(l.code));
@@ -184,8 +184,15 @@ export class LayerwiseNet {
       h = lin(blk.down, `${p}.down_in`, hidden, h);
     });
     const [r0, r1] = opts.rows;
-    const logits = lin(this.head, 'head_in', norm(b.sliceRows(h, r0, r1), this.finalNorm));
-    return { logits, decoded: new Map() };
+    const headIn = norm(b.sliceRows(h, r0, r1), this.finalNorm);
+    if (opts.observe && r1 - r0 < S) {
+      // observers (calibration) see the head's input on every new row, as in the stepwise schedule,
+      // while the head runs only for the rows whose logits were asked for
+      opts.observe('head_in', norm(h, this.finalNorm), 1);
+      const logits = lin(this.head, 'head_in', headIn, undefined, false);
+      return { logits, decoded: new Map() };
+    }
+    return { logits: lin(this.head, 'head_in', headIn), decoded: new Map() };
   }
 }
 

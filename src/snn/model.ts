@@ -88,7 +88,10 @@ export interface SnnForwardOptions {
   readonly execution?: Execution;
   /** Stepwise: also decode the logits at these steps (1 … T). */
   readonly decodedAt?: readonly number[];
-  /** Sees the input of every encoder site before its neurons: [steps·S, C] currents (stepwise) or [S, C] values. */
+  /**
+   * Sees the input of every encoder site before its neurons: [steps·S, C] currents (stepwise) or [S, C]
+   * values (layerwise), the LM head's input included on every new row even when fewer logits are asked for.
+   */
   readonly observe?: (site: string, currents: BTensor, steps: number) => void;
   /** Sees the spike counts (digits) every encoder emits, [steps·S, C]. */
   readonly observeSpikes?: (site: string, spikes: BTensor, steps: number) => void;
