@@ -123,6 +123,20 @@ describe('argument parsing', () => {
 });
 
 describe('bin/spikelm.js', () => {
+  it('info prints readable text (the machine, each backend, the model) and --json every field', async () => {
+    const t = await run(['info', '--model', stories]);
+    expect(t.code).toBe(0);
+    expect(t.out).not.toMatch(/[{}]/);
+    expect(t.out).toMatch(/^spikelm on Node v\d+/);
+    expect(t.out).toMatch(/\n {2}cpu {2}cpu \(plain TypeScript/);
+    expect(t.out).toMatch(/\n {2}gpu {2}/);
+    expect(t.out).toMatch(/llama \(llama family\), 260\.0K parameters: 5 layers, width 64, 8 heads of 8 over 4 KV heads, MLP 172 \(silu\)/);
+    expect(t.out).toMatch(/vocabulary 512 \(tokenizer 512\), context 512 positions/);
+    const j = JSON.parse((await run(['info', '--model', stories, '--json'])).out);
+    expect(j.model.parameters).toBe(260032);
+    expect(j.model.kv_heads).toBe(4);
+  });
+
   it('runs the built CLI as a separate process', () => {
     const root = path.resolve(fixtureDir('stories260k'), '..', '..', '..');
     expect(fs.existsSync(path.join(root, 'dist', 'cli', 'main.js')), 'dist/ is missing: `npm test` builds it first').toBe(true);

@@ -31,11 +31,40 @@ export const infoCommand: Command = {
         parameters: countParameters(model.weights),
       };
     }
-    if (flags.json) io.out(`${JSON.stringify(info, null, 2)}\n`);
-    else for (const [k, v] of Object.entries(info)) io.out(`${k}: ${typeof v === 'object' ? JSON.stringify(v) : String(v)}\n`);
+    io.out(flags.json ? `${JSON.stringify(info, null, 2)}\n` : formatInfo(info));
     return 0;
   },
 };
+
+const MiB = 2 ** 20;
+const human = (n: number) => (n >= 1e9 ? `${(n / 1e9).toFixed(2)}B` : n >= 1e6 ? `${(n / 1e6).toFixed(1)}M` : n >= 1e3 ? `${(n / 1e3).toFixed(1)}K` : String(n));
+
+/** The report as text for people (--json gives every field). */
+export function formatInfo(info: Record<string, unknown>): string {
+  const lines: string[] = [];
+  lines.push(`spikelm on Node ${info.node}, ${info.platform}, ${info.cpu} (${info.cores} cores)`);
+  const backends = info.backends as { cpu: string; gpu: Record<string, unknown> };
+  lines.push('', 'backends', `  cpu  ${backends.cpu}`);
+  const g = backends.gpu;
+  if (g.available) {
+    const limits = g.limits as Record<string, number>;
+    lines.push(`  gpu  ${g.description}${g.device ? ` (${g.device})` : ''} through Dawn ${g.dawn_backend === 'opengles' ? 'OpenGL ES (compatibility mode)' : 'native'}`);
+    if (g.software) lines.push('       a software rasterizer: correct but slower than the cpu backend (--backend auto uses the cpu)');
+    const features = g.features as string[];
+    lines.push(`       shader-f16 ${features.includes('shader-f16') ? 'yes' : 'no'}, subgroups ${features.includes('subgroups') ? 'yes' : 'no'}; largest binding ${Math.round(limits.maxStorageBufferBindingSize! / MiB)} MiB, workgroup memory ${Math.round(limits.maxComputeWorkgroupStorageSize! / 1024)} KiB`);
+  } else {
+    lines.push(`  gpu  none: ${g.reason}`);
+  }
+  const m = info.model as Record<string, unknown> | undefined;
+  if (m) {
+    lines.push('', `model ${m.dir}`);
+    const src = m.source as Record<string, unknown> | undefined;
+    if (src) lines.push(`  from the Hugging Face Hub: ${src.hub}@${src.revision}, commit ${src.commit}${src.offline ? ' (offline, from the cache)' : ''}; cache ${src.cache}`);
+    lines.push(`  ${m.model_type} (${m.family} family), ${human(m.parameters as number)} parameters: ${m.layers} layers, width ${m.hidden}, ${m.heads} heads of ${m.head_dim}${m.kv_heads !== m.heads ? ` over ${m.kv_heads} KV heads` : ''}, MLP ${m.intermediate} (${m.activation})`);
+    lines.push(`  vocabulary ${m.vocab} (tokenizer ${m.tokenizer_vocab}), context ${m.max_positions} positions; float32 weights ${Math.round((m.parameters as number) * 4 / MiB)} MiB`);
+  }
+  return `${lines.join('\n')}\n`;
+}
 
 async function gpuReport(): Promise<Record<string, unknown>> {
   try {

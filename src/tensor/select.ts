@@ -1,5 +1,8 @@
 /**
- * Choosing a backend by name: `cpu`, `gpu`, or `auto` (the GPU when an adapter exists, else the CPU).
+ * Choosing a backend by name: `cpu`, `gpu`, or `auto`: the GPU when a hardware adapter exists, else
+ * the CPU. A software adapter (Mesa llvmpipe, SwiftShader, WARP) is the CPU pretending to be a GPU
+ * and runs spikelm 2–7× slower than the CPU backend (bench/decode, bench/scale), so `auto` skips it;
+ * `--backend gpu` still uses it (it is how CI checks every WGSL kernel).
  */
 import { ArgumentError } from '../errors.js';
 import type { Backend } from './backend.js';
@@ -22,9 +25,15 @@ export interface SelectedBackend {
 export async function selectBackend(choice: BackendChoice): Promise<SelectedBackend> {
   if (choice === 'cpu') return { backend: new CpuBackend(), reason: 'requested' };
   if (choice === 'gpu') return { backend: await GpuBackend.create(), reason: 'requested' };
+  let gpu: GpuBackend;
   try {
-    return { backend: await GpuBackend.create(), reason: 'auto: a WebGPU adapter is available' };
+    gpu = await GpuBackend.create();
   } catch (err) {
     return { backend: new CpuBackend(), reason: `auto: no GPU (${(err as Error).message.split('.')[0]})` };
   }
+  const r = gpu.rt.ctx.report;
+  if (r.software) {
+    return { backend: new CpuBackend(), reason: `auto: the only WebGPU adapter is a software rasterizer (${r.description}), slower than the CPU backend; --backend gpu uses it anyway` };
+  }
+  return { backend: gpu, reason: 'auto: a hardware WebGPU adapter is available' };
 }
