@@ -123,6 +123,25 @@ describe('argument parsing', () => {
 });
 
 describe('bin/spikelm.js', () => {
+  it('--help lists the required flags apart, with a usage line; each missing one is refused before any work', async () => {
+    const cases: [string, string[]][] = [['generate', ['model', 'prompt']], ['logits', ['model', 'prompt']], ['convert', ['model', 'output-dir']], ['chat', ['model']], ['fidelity', ['model']], ['bench', ['model', 'out']], ['test', ['model']], ['demo', []], ['info', []]];
+    for (const [cmd, required] of cases) {
+      const h = await run([cmd, '--help']);
+      expect(h.code, cmd).toBe(0);
+      const req = /\nrequired:\n((?: {2}--.*\n)+)/.exec(h.out)?.[1] ?? '';
+      expect(req.match(/^ {2}--[a-z-]+/gm)?.map((f) => f.trim().slice(2)) ?? [], cmd).toEqual(required);
+      expect(h.out).toMatch(new RegExp(`usage: spikelm ${cmd}${required.map((f) => ` --${f} <string>`).join('')}`));
+      const full: Record<string, string> = { model: stories, prompt: 'x', 'output-dir': '/tmp/never-written', out: '/tmp/never-written' };
+      for (const missing of required) {
+        const argv = [cmd, ...required.filter((f) => f !== missing).flatMap((f) => [`--${f}`, full[f]!])];
+        const r = await run(argv);
+        expect(r.code, argv.join(' ')).toBe(2);
+        expect(r.out).toBe('');
+        expect(r.err).toMatch(new RegExp(`^spikelm: error: ${cmd}: --${missing} is required`));
+      }
+    }
+  });
+
   it('info prints readable text (the machine, each backend, the model) and --json every field', async () => {
     const t = await run(['info', '--model', stories]);
     expect(t.code).toBe(0);

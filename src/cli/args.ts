@@ -15,6 +15,8 @@ export interface FlagSpec {
   /** Other names for the same flag (kebab-case, without dashes). */
   readonly aliases?: readonly string[];
   readonly default?: string | number | boolean | readonly number[] | readonly string[];
+  /** The command cannot run without it: checked when the flags are parsed, before any work. */
+  readonly required?: boolean;
 }
 
 export type FlagValues = Record<string, string | number | boolean | number[] | string[] | undefined>;
@@ -73,6 +75,7 @@ export function parseArgs(argv: readonly string[], specs: Readonly<Record<string
     if (flags[name] === undefined && spec.default !== undefined) {
       flags[name] = (Array.isArray(spec.default) ? [...spec.default] : spec.default) as FlagValues[string];
     }
+    if (spec.required && (flags[name] === undefined || flags[name] === '')) throw new ArgumentError(`${command}: --${name} is required (${spec.help})`);
   }
   return { flags, positional };
 }
@@ -121,11 +124,16 @@ export function requireFlag<T>(flags: FlagValues, name: string, command: string)
 }
 
 export function helpText(command: string, summary: string, specs: Readonly<Record<string, FlagSpec>>): string {
-  const lines = [`spikelm ${command}: ${summary}`, '', 'flags (snake_case spellings are accepted too):'];
-  for (const [name, spec] of Object.entries(specs)) {
+  const line = (name: string, spec: FlagSpec) => {
     const def = spec.default === undefined ? '' : ` (default ${Array.isArray(spec.default) ? spec.default.join(',') : String(spec.default)})`;
-    lines.push(`  --${name}${spec.type === 'boolean' ? '' : ` <${spec.type}>`}  ${spec.help}${def}`);
-  }
+    return `  --${name}${spec.type === 'boolean' ? '' : ` <${spec.type}>`}  ${spec.help}${def}`;
+  };
+  const entries = Object.entries(specs);
+  const required = entries.filter(([, s]) => s.required), optional = entries.filter(([, s]) => !s.required);
+  const lines = [`spikelm ${command}: ${summary}`, '', 'usage: spikelm ' + [command, ...required.map(([n, s]) => `--${n} <${s.type}>`), optional.length ? '[options]' : ''].filter(Boolean).join(' ')];
+  if (required.length) lines.push('', 'required:', ...required.map(([n, s]) => line(n, s)));
+  if (optional.length) lines.push('', 'options:', ...optional.map(([n, s]) => line(n, s)));
+  lines.push('', 'every flag also takes its snake_case spelling (--model_name) and --flag=value');
   return lines.join('\n');
 }
 

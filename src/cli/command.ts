@@ -23,7 +23,7 @@ export interface Command {
 
 /** Flags shared by the commands that load a model. */
 export const MODEL_FLAGS = {
-  model: { type: 'string', help: 'required: a model directory (config.json + model.safetensors + tokenizer.json) or a Hugging Face Hub name, org/name[@revision] (downloaded into the shared HF cache; HF_ENDPOINT, HF_TOKEN, HF_HUB_OFFLINE apply)', aliases: ['model-name'] },
+  model: { type: 'string', required: true, help: 'a model directory (config.json + model.safetensors + tokenizer.json) or a Hugging Face Hub name, org/name[@revision] (downloaded into the shared HF cache; HF_ENDPOINT, HF_TOKEN, HF_HUB_OFFLINE apply)', aliases: ['model-name'] },
   backend: { type: 'string', help: 'cpu | gpu | auto', default: 'cpu' },
   'allow-unused': { type: 'boolean', help: 'load even if the weight files hold tensors the config does not use' },
 } as const satisfies Record<string, FlagSpec>;

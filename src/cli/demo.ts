@@ -24,6 +24,7 @@ export const demoCommand: Command = {
   summary: 'convert the bundled TinyStories model (default configuration) and show fidelity, spikes, energy and a side-by-side chat',
   flags: {
     ...MODEL_FLAGS,
+    model: { ...MODEL_FLAGS.model, required: false, help: `a model to use instead of the bundled one (${BUNDLED_MODEL}): a directory or a Hugging Face Hub name` },
     timesteps: { type: 'int-list', help: 'T values for the fidelity table (default: a few around the default T)' },
     turns: { type: 'int', help: 'chat turns', default: 3 },
     'max-new-tokens': { type: 'int', help: 'tokens per reply', default: 32 },

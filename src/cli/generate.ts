@@ -10,7 +10,7 @@ export const generateCommand: Command = {
   summary: 'continue a prompt with the ANN (greedy unless --temperature > 0)',
   flags: {
     ...MODEL_FLAGS,
-    prompt: { type: 'string', help: 'text to continue' },
+    prompt: { type: 'string', required: true, help: 'text to continue' },
     'max-new-tokens': { type: 'int', help: 'tokens to generate', default: 32 },
     ...samplingFlags(1),
     json: { type: 'boolean', help: 'print { input_ids, output_ids, text } as JSON' },
@@ -70,7 +70,7 @@ export const logitsCommand: Command = {
   summary: 'print { input_ids, last_logits } for a prompt as JSON',
   flags: {
     ...MODEL_FLAGS,
-    prompt: { type: 'string', help: 'text to score' },
+    prompt: { type: 'string', required: true, help: 'text to score' },
   },
   async run({ flags }, io) {
     const prompt = requireFlag<string>(flags, 'prompt', 'logits');

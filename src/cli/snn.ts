@@ -79,7 +79,7 @@ export const convertCommand: Command = {
   summary: 'convert a model directory into a spiking model directory',
   flags: {
     ...MODEL_FLAGS,
-    'output-dir': { type: 'string', help: 'where to write the spiking model (written atomically)' },
+    'output-dir': { type: 'string', required: true, help: 'where to write the spiking model (written atomically)' },
     schedule: { type: 'string', help: `${SCHEDULES.join(' | ')} (default ${DEFAULT_CONVERSION.schedule}; stepwise with --simplified)` },
     coding: { type: 'string', help: `${CODINGS.join(' | ')} (default ${DEFAULT_CONVERSION.coding}; rate with --simplified; phase codes need the layerwise schedule)` },
     timesteps: { type: 'int', help: 'time steps T (planes of a weighted code)', default: DEFAULT_CONVERSION.timesteps },
