@@ -4,6 +4,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseArgs } from '../src/cli/args.js';
+import { timingSummary } from '../src/cli/generate.js';
 import { main } from '../src/cli/main.js';
 import { fixtureDir, golden } from './helpers/fixtures.js';
 import { TOL, expectClose } from './helpers/tolerance.js';
@@ -33,6 +34,14 @@ describe('spikelm generate / logits', () => {
     const r = await run(['generate', '--model', stories, '--prompt', 'Once upon a time', '--max-new-tokens', '40']);
     expect(r.code).toBe(0);
     expect(r.out).toMatch(/^Once upon a time, there was a little girl named Lily\. She loved to play outside in the park\. One day, she saw a big, red ball\./);
+  });
+
+  it('generate ends with a timing line on stderr; the summary is arithmetic on its inputs', async () => {
+    const r = await run(['generate', '--model', stories, '--prompt', 'Once upon a time', '--max-new-tokens', '12']);
+    expect(r.code).toBe(0);
+    expect(r.err).toMatch(/^timing: prompt 5 tokens \+ first token in \d+\.\d\d s \([\d.]+ tokens\/s\); 11 more tokens in \d+\.\d\d s \([\d.]+ tokens\/s\); stopped by max_new_tokens \(cpu\)\n$/m);
+    expect(timingSummary(100, 21, 1000, 3000, 7000, 'stop_token')).toBe('timing: prompt 100 tokens + first token in 2.00 s (50.0 tokens/s); 20 more tokens in 4.00 s (5.0 tokens/s); stopped by stop_token');
+    expect(timingSummary(7, 0, 0, Number.NaN, 500, 'max_new_tokens')).toBe('timing: prompt 7 tokens, nothing generated (max_new_tokens) in 0.50 s');
   });
 
   it('--json gives input_ids, output_ids and text; snake_case flags work', async () => {

@@ -80,6 +80,25 @@ describe('loader on unseen layouts', () => {
   });
 });
 
+describe('load progress', () => {
+  it.each(['gpt2-random-f16', 'stories260k'] as const)('%s: bytes read grow to the bytes of every used tensor, out of all the file holds', (name) => {
+    const calls: [number, number][] = [];
+    loadModel(fixtureDir(name), { onProgress: (read, total) => void calls.push([read, total]) });
+    // independently: the header's tensors and their byte ranges
+    const file = fs.readFileSync(path.join(fixtureDir(name), 'model.safetensors'));
+    const header = JSON.parse(file.subarray(8, 8 + Number(file.readBigUInt64LE(0))).toString('utf8')) as Record<string, { data_offsets: [number, number] }>;
+    const sizes = Object.entries(header).filter(([k]) => k !== '__metadata__').map(([k, v]) => [k, v.data_offsets[1] - v.data_offsets[0]] as const);
+    const total = sizes.reduce((a, [, b]) => a + b, 0);
+    const ignored = sizes.filter(([k]) => /\.attn\.(masked_)?bias$/.test(k)).reduce((a, [, b]) => a + b, 0);
+    expect(calls.length).toBeGreaterThan(3);
+    for (const [i, [read, t]] of calls.entries()) {
+      expect(t).toBe(total);
+      if (i > 0) expect(read).toBeGreaterThan(calls[i - 1]![0]);
+    }
+    expect(calls.at(-1)![0]).toBe(total - ignored);
+  });
+});
+
 describe('load errors name the key, the file and both shapes', () => {
   it('missing tensor', () => {
     const dir = rewriteModelDir(stories, { rename: (n) => (n === 'model.layers.2.mlp.up_proj.weight' ? undefined : n) });

@@ -38,10 +38,13 @@ export const generateCommand: Command = {
     const newIds: number[] = [];
     let printed = 0;
     if (!json) io.out(prompt);
+    const t0 = performance.now();
+    let tFirst = NaN;
     const result = await generate(model, inputIds, {
       maxNewTokens,
       ...sampling,
       onToken: (id) => {
+        if (newIds.length === 0) tFirst = performance.now();
         newIds.push(id);
         if (json) return;
         // Decode in context (SentencePiece strips a leading space of a lone piece) and print only
@@ -61,9 +64,23 @@ export const generateCommand: Command = {
       io.out('\n');
     }
     if (result.stoppedBy === 'context_limit') io.err(`note: stopped at the model's context limit of ${model.config.maxPositions} positions\n`);
+    io.err(`${timingSummary(inputIds.length, result.ids.length, t0, tFirst, performance.now(), result.stoppedBy)} (${model.backend.name})\n`);
     return 0;
   },
 };
+
+/**
+ * The line llama.cpp users expect after a generation: the prompt's time (its forward pass and the
+ * first token) and the rate of the tokens after it, each with tokens/s.
+ */
+export function timingSummary(promptTokens: number, newTokens: number, t0: number, tFirst: number, tEnd: number, stoppedBy: string): string {
+  const s = (ms: number) => `${(ms / 1000).toFixed(2)} s`;
+  const rate = (n: number, ms: number) => (ms > 0 ? `${(n / (ms / 1000)).toFixed(1)} tokens/s` : '—');
+  if (newTokens === 0) return `timing: prompt ${promptTokens} tokens, nothing generated (${stoppedBy}) in ${s(tEnd - t0)}`;
+  const pre = tFirst - t0, rest = tEnd - tFirst;
+  return `timing: prompt ${promptTokens} tokens + first token in ${s(pre)} (${rate(promptTokens, pre)}); ` +
+    `${newTokens - 1} more tokens in ${s(rest)} (${rate(newTokens - 1, rest)}); stopped by ${stoppedBy}`;
+}
 
 export const logitsCommand: Command = {
   name: 'logits',

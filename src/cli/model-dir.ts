@@ -9,6 +9,9 @@ import type { FlagValues } from './args.js';
 import type { CliIO } from './command.js';
 import { ProgressBar } from './progress.js';
 
+/** Weights at least this large get a loading bar. */
+export const LOAD_BAR_MIN_BYTES = 64 * 2 ** 20;
+
 /** Where a model came from: a local directory, or a Hub snapshot in the shared cache. */
 export interface ModelSource {
   readonly dir: string;
@@ -65,7 +68,19 @@ export async function loadModelFromFlags(flags: FlagValues, io: CliIO, resolved?
   const dir = source.dir;
   const { backend, reason } = await selectBackend(choice);
   if (choice === 'auto') io.err(`backend: ${backend.describe()} (${reason})\n`);
-  const model = loadModel(dir, { backend, allowUnused: flags['allow-unused'] === true });
+  // a bar for weights worth waiting for (GPT-2-small: 2–3 s); small models load silently
+  let bar: ProgressBar | undefined;
+  const MiB = 2 ** 20;
+  const t0 = performance.now();
+  const model = loadModel(dir, {
+    backend, allowUnused: flags['allow-unused'] === true,
+    onProgress: (read, total) => {
+      if (total < LOAD_BAR_MIN_BYTES) return;
+      bar ??= new ProgressBar(io, `loading ${(total / MiB).toFixed(0)} MiB of weights`);
+      bar.update(Math.round(read / MiB), Math.round(total / MiB));
+    },
+  });
+  if (bar) io.err(`loaded ${model.config.modelType} in ${((performance.now() - t0) / 1000).toFixed(1)} s on ${backend.name}\n`);
   const tokenizer = loadTokenizer(dir, model.config.eosTokenIds, model.config.bosTokenId);
   return { model, tokenizer, dir, source };
 }

@@ -22,7 +22,7 @@ import { type ModelConfig, loadConfig } from './config.js';
 import { isGpt2IgnoredBuffer, loadGpt2Weights } from './gpt2.js';
 import { KvCache } from './kv-cache.js';
 import { isLlamaIgnoredBuffer, loadLlamaWeights } from './llama.js';
-import { type LMWeights, type LinearWeights, type NormWeights, WeightLoader } from './weights.js';
+import { type LMWeights, type LinearWeights, type LoadProgress, type NormWeights, WeightLoader } from './weights.js';
 
 interface DeviceLinear {
   weight: BTensor;
@@ -260,10 +260,13 @@ export interface LoadOptions {
    * a config.json with fewer layers than the weights would otherwise load and talk nonsense).
    */
   readonly allowUnused?: boolean;
+  /** Called after each tensor is read: bytes read so far and in all (the files' tensors). */
+  readonly onProgress?: LoadProgress;
 }
 
 export interface WeightsOptions {
   readonly allowUnused?: boolean;
+  readonly onProgress?: LoadProgress;
   /** Stored tensors that belong to something else and are not "unused" (e.g. spikelm's `snn.*`). */
   readonly ignore?: (name: string) => boolean;
 }
@@ -279,7 +282,7 @@ export function loadWeights(dir: string, opts: WeightsOptions = {}): { config: M
   const config = loadConfig(dir);
   const files = WeightFiles.open(dir);
   try {
-    const root = WeightLoader.root(files);
+    const root = WeightLoader.root(files, opts.onProgress);
     const weights = config.family === 'gpt2' ? loadGpt2Weights(config, root) : loadLlamaWeights(config, root);
     const known = config.family === 'gpt2' ? isGpt2IgnoredBuffer : isLlamaIgnoredBuffer;
     // a converted model's directory stores its spiking parameters beside the ANN (snn.thresholds.*)
@@ -298,6 +301,6 @@ export function loadWeights(dir: string, opts: WeightsOptions = {}): { config: M
 }
 
 export function loadModel(dir: string, opts: LoadOptions = {}): CausalLM {
-  const { config, weights } = loadWeights(dir, { allowUnused: opts.allowUnused });
+  const { config, weights } = loadWeights(dir, { allowUnused: opts.allowUnused, onProgress: opts.onProgress });
   return new CausalLM(config, weights, opts.backend ?? new CpuBackend(), dir);
 }

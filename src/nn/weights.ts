@@ -44,15 +44,24 @@ export interface LMWeights {
   readonly lmHead: Tensor; // [V, D]; the same Tensor as `embed` when tied
 }
 
+/** Bytes of stored tensors read so far, out of all the files hold (for a progress bar). */
+export type LoadProgress = (bytesRead: number, bytesTotal: number) => void;
+
 export class WeightLoader {
   private constructor(
     private readonly files: WeightFiles,
     private readonly prefix: string,
     private readonly used: Set<string>,
+    private readonly progress?: { onRead: LoadProgress; total: number; read: number },
   ) {}
 
-  static root(files: WeightFiles): WeightLoader {
-    return new WeightLoader(files, '', new Set());
+  static root(files: WeightFiles, onProgress?: LoadProgress): WeightLoader {
+    const bytes = (n: string) => {
+      const [b, e] = files.info(n).dataOffsets;
+      return e - b;
+    };
+    const progress = onProgress ? { onRead: onProgress, total: files.names.reduce((a, n) => a + bytes(n), 0), read: 0 } : undefined;
+    return new WeightLoader(files, '', new Set(), progress);
   }
 
   get dir(): string {
@@ -61,7 +70,7 @@ export class WeightLoader {
 
   /** A loader whose names are relative to `prefix` (joined with a dot). */
   pp(prefix: string): WeightLoader {
-    return new WeightLoader(this.files, this.key(prefix), this.used);
+    return new WeightLoader(this.files, this.key(prefix), this.used, this.progress);
   }
 
   key(name: string): string {
@@ -100,9 +109,14 @@ export class WeightLoader {
     if (info.shape.length !== shape.length || info.shape.some((d, i) => d !== shape[i])) {
       throw new ModelLoadError(`${this.files.dir}: tensor "${key}" has shape ${shapeToString(info.shape)}, but config.json implies ${shapeToString(shape)}`);
     }
+    const fresh = !this.used.has(stored);
     this.used.add(stored);
     const t = load(stored);
     checkValues(this.files.dir, key, stored === key ? undefined : stored, info.dtype, t.data);
+    if (this.progress && fresh) {
+      this.progress.read += info.dataOffsets[1] - info.dataOffsets[0];
+      this.progress.onRead(this.progress.read, this.progress.total);
+    }
     return t;
   }
 
