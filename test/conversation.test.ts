@@ -198,6 +198,48 @@ describe('TemporalSpikeProcessor', () => {
 });
 
 describe('chat', () => {
+  it('an aborted reply (Ctrl-C) stops there, keeps what was streamed as the reply, and the session goes on', async () => {
+    const chat = new ChatSession(new TemporalSpikeProcessor(loadModel(stories)), tok, { maxNewTokens: 40 });
+    const ac = new AbortController();
+    let streamed = '', deltas = 0;
+    const r = await chat.send('Once upon a time there was a cat.', (d) => {
+      streamed += d;
+      if (++deltas === 3) ac.abort();
+    }, { signal: ac.signal });
+    expect(r.stoppedBy).toBe('interrupted');
+    expect(r.tokens).toBeLessThanOrEqual(4);
+    expect(r.reply).toBe(streamed.trim());
+    expect(chat.messages.at(-1)).toEqual({ role: 'assistant', content: streamed.trim() });
+    const next = await chat.send('What did the cat do?', undefined, { signal: new AbortController().signal });
+    expect(next.stoppedBy).not.toBe('interrupted');
+    expect(next.tokens).toBeGreaterThan(4);
+  });
+
+  it('the REPL: SIGINT during a reply interrupts that reply only; SIGINT at the prompt ends the chat', async () => {
+    const { PassThrough } = await import('node:stream');
+    const readline = (await import('node:readline')).default;
+    const { repl } = await import('../src/cli/chat.js');
+    const input = new PassThrough();
+    const rl = readline.createInterface({ input, terminal: false });
+    const chat = new ChatSession(new TemporalSpikeProcessor(loadModel(stories)), tok, { maxNewTokens: 30 });
+    let turn: AbortController | undefined;
+    const results: string[] = [];
+    let err = '';
+    const done = repl(rl, async (line) => {
+      turn = new AbortController();
+      let n = 0;
+      const r = await chat.send(line, () => { if (line.startsWith('first') && ++n === 2) rl.emit('SIGINT'); }, { signal: turn.signal });
+      turn = undefined;
+      results.push(r.stoppedBy);
+      if (results.length === 2) setImmediate(() => rl.emit('SIGINT')); // Ctrl-C at the prompt
+      return true;
+    }, () => turn, { err: (t) => void (err += t) });
+    input.write('first: Once upon a time there was a cat.\nsecond: What did the cat do?\n');
+    await done;
+    expect(results).toEqual(['interrupted', expect.stringMatching(/^(max_new_tokens|stop_token|stop_string)$/)]);
+    expect(err).toBe('\n(reply interrupted)\n');
+  });
+
   it('the plain format for base models: User:/Assistant: turns, replies cut at the next "User:"', async () => {
     const f = chatFormat(tok);
     expect(f.kind).toBe('plain');

@@ -41,6 +41,7 @@ export const chatCommand: Command = {
       maxNewTokens, ...sampling,
     });
     io.err(`chatting with the ${snn ? `spiking model (T = ${processor.timesteps})` : 'ANN'} on ${ann.backend.describe()}; ${session.format.kind} format; /reset /stats /exit\n`);
+    let turn: AbortController | undefined;
     const handle = async (line: string): Promise<boolean> => {
       const text = line.trim();
       if (text === '') return true;
@@ -59,7 +60,8 @@ export const chatCommand: Command = {
         return true;
       }
       io.out(`User: ${text}\nAssistant: `);
-      const r = await session.send(text, (delta) => io.out(delta));
+      turn = new AbortController();
+      const r = await session.send(text, (delta) => io.out(delta), { signal: turn.signal }).finally(() => (turn = undefined));
       io.out(`\n  [${r.tokens} tokens, ${(r.tokens / (r.ms / 1000)).toFixed(1)} tokens/s, fed ${r.promptTokensFed} prompt tokens, ${r.stoppedBy}]\n`);
       return true;
     };
@@ -68,7 +70,8 @@ export const chatCommand: Command = {
       io.out(`${stats(processor)}\n`);
       return 0;
     }
-    await repl(handle);
+    const rl = readline.createInterface({ input: process.stdin, output: process.stdout, prompt: '> ' });
+    await repl(rl, handle, () => turn, io);
     return 0;
   },
 };
@@ -85,12 +88,31 @@ function stats(p: TemporalSpikeProcessor): string {
   return lines.join('\n');
 }
 
-async function repl(handle: (line: string) => Promise<boolean>): Promise<void> {
-  const rl = readline.createInterface({ input: process.stdin, output: process.stdout, prompt: '> ' });
-  rl.prompt();
-  for await (const line of rl) {
-    if (!(await handle(line))) break;
+/**
+ * Read lines and hand them to `handle` until it says stop or the input ends. Ctrl-C (readline's
+ * SIGINT on a terminal, the process's SIGINT otherwise) during a reply stops that reply and keeps the
+ * session; at the prompt it ends the chat.
+ */
+export async function repl(rl: readline.Interface, handle: (line: string) => Promise<boolean>, running: () => AbortController | undefined, io: { err(t: string): void }): Promise<void> {
+  const onSigint = () => {
+    const turn = running();
+    if (turn) {
+      io.err('\n(reply interrupted)\n');
+      turn.abort();
+    } else {
+      rl.close();
+    }
+  };
+  rl.on('SIGINT', onSigint);
+  process.on('SIGINT', onSigint);
+  try {
     rl.prompt();
+    for await (const line of rl) {
+      if (!(await handle(line))) break;
+      rl.prompt();
+    }
+  } finally {
+    process.off('SIGINT', onSigint);
+    rl.close();
   }
-  rl.close();
 }

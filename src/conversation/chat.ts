@@ -76,7 +76,8 @@ export interface TurnResult {
   /** Prompt tokens the cache did not hold and had to be fed. */
   readonly promptTokensFed: number;
   readonly ms: number;
-  readonly stoppedBy: 'stop_token' | 'stop_string' | 'max_new_tokens' | 'context_limit';
+  /** 'interrupted': the caller's signal aborted the reply (Ctrl-C); what was generated is kept as the reply. */
+  readonly stoppedBy: 'stop_token' | 'stop_string' | 'max_new_tokens' | 'context_limit' | 'interrupted';
 }
 
 export interface ChatSessionOptions extends SamplingOptions {
@@ -145,7 +146,12 @@ export class ChatSession {
     return ids;
   }
 
-  async send(userText: string, onText?: (delta: string) => void): Promise<TurnResult> {
+  /**
+   * One turn: the reply to `userText`, streamed through `onText`. With `signal`, the loop yields to
+   * the event loop after every token (so a SIGINT handler can run) and stops when it is aborted; the
+   * reply so far becomes the turn's reply and the session goes on.
+   */
+  async send(userText: string, onText?: (delta: string) => void, opts: { signal?: AbortSignal } = {}): Promise<TurnResult> {
     if (userText.trim() === '') throw new ArgumentError('chat: empty message');
     const t0 = performance.now();
     this.messages.push({ role: 'user', content: userText });
@@ -175,6 +181,13 @@ export class ChatSession {
       if (onText && !reply.endsWith('\uFFFD') && reply.length > printed) {
         onText(reply.slice(printed));
         printed = reply.length;
+      }
+      if (opts.signal) {
+        await new Promise((r) => setImmediate(r));
+        if (opts.signal.aborted) {
+          stoppedBy = 'interrupted';
+          break;
+        }
       }
       if (i + 1 < maxNew) out = await this.processor.forward(all, { batchIds: [this.id], turnStarts: [this.turnStarts] });
     }
