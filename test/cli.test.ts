@@ -286,6 +286,8 @@ describe('spikelm chat / test / demo', () => {
     expect(report.passed).toBe(true);
     expect(report.tests.map((t: { name: string }) => t.name)).toEqual(['conversation', 'position_boundaries', 'attention_mask', 'multi_turn_coherence', 'energy', 'fidelity']);
     expect(r.out).toMatch(/fidelity\s+PASS/);
+    // the long position test reports progress (a line per quarter off a terminal)
+    expect(r.err).toMatch(/position_boundaries: tokens: 2\d% \(\d+\/\d+, [\d.]+s\)\n(.*\n)*position_boundaries: tokens: 100% /);
     // break a converted model: thresholds × 100
     const { convertModelToSpiking, createCalibrationData, saveSnnModel } = await import('../src/convert/api.js');
     const { loadModel } = await import('../src/nn/model.js');

@@ -73,8 +73,11 @@ describe('TemporalSpikeProcessor', () => {
   const { ann, snn, layerwise } = cpuModels;
 
   it('position ids never reach max_position_embeddings after thousands of tokens (the window slides)', async () => {
-    const r = await testPositionIdBoundaries(ann, tok, { totalTokens: 3000 });
+    const progress: [number, number][] = [];
+    const r = await testPositionIdBoundaries(ann, tok, { totalTokens: 3000, onProgress: (d, t) => void progress.push([d, t]) });
     expect(r.passed).toBe(true);
+    expect(progress.at(-1)).toEqual([3000, 3000]);
+    expect(progress.length).toBe(Math.ceil(3000 / 48));
     expect(r.metrics.max_position_id).toBeLessThan(512);
     expect(r.metrics.window_rebuilds).toBeGreaterThan(3);
     // the spiking model with a small context, quickly

@@ -12,6 +12,7 @@ import {
 import { loadModel } from '../nn/model.js';
 import { formatEnergy } from '../snn/energy.js';
 import { type Command, MODEL_FLAGS } from './command.js';
+import { ProgressBar } from './progress.js';
 import { CONVERSION_FLAGS, conversionFromFlags, loadSessionModels } from './session.js';
 import { ArgumentError } from '../errors.js';
 
@@ -46,11 +47,15 @@ export const testCommand: Command = {
     // The reference ANN is loaded again from disk: never the converted model compared with itself.
     const annRef = loadModel(dir, { backend: model.backend });
     const results: SuiteResult[] = [];
+    const barFor = (label: string) => {
+      const bar = new ProgressBar(io, `${label}: tokens`);
+      return (done: number, total: number) => bar.update(done, total);
+    };
     for (const t of run) {
       const t0 = performance.now();
       io.err(`running ${t}…\n`);
       const r = t === 'conversation' ? await simulateConversation(model, tokenizer, { turns })
-        : t === 'position_boundaries' ? await testPositionIdBoundaries(model, tokenizer)
+        : t === 'position_boundaries' ? await testPositionIdBoundaries(model, tokenizer, { onProgress: barFor('position_boundaries') })
         : t === 'attention_mask' ? await testAttentionMaskContinuity(model, tokenizer)
         : t === 'multi_turn' ? await testMultiTurnCoherence(model, annRef, tokenizer, { turns })
         : t === 'fidelity' ? await testFidelityParity(model, annRef, tokenizer)

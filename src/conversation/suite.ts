@@ -90,7 +90,7 @@ export async function simulateConversation(model: Model, tokenizer: TextTokenize
   };
 }
 
-export async function testPositionIdBoundaries(model: Model, tokenizer: TextTokenizer, opts: { totalTokens?: number; chunk?: number; T?: number; maxContextLength?: number } = {}): Promise<SuiteResult> {
+export async function testPositionIdBoundaries(model: Model, tokenizer: TextTokenizer, opts: { totalTokens?: number; chunk?: number; T?: number; maxContextLength?: number; onProgress?: (tokens: number, total: number) => void } = {}): Promise<SuiteResult> {
   const processor = new TemporalSpikeProcessor(model, { T: opts.T, maxContextLength: opts.maxContextLength ?? 512 });
   const limit = processor.maxContextLength, maxPos = processor.lm.config.maxPositions;
   const total = opts.totalTokens ?? Math.max(2000, 3 * limit);
@@ -104,6 +104,7 @@ export async function testPositionIdBoundaries(model: Model, tokenizer: TextToke
       const out = await processor.forward(seq, { batchIds: ['long'] });
       maxPosition = Math.max(maxPosition, ...out.positionIds[0]!);
       if (!out.lastLogits[0]!.every(Number.isFinite)) finite = false;
+      opts.onProgress?.(seq.length, total);
     }
   } catch (err) {
     error = (err as Error).message;
