@@ -13,7 +13,8 @@
  *             decode tokens/s (the event execution and the stepwise schedule decode fewer tokens:
  *             time per token is what counts)
  *
- * Outputs of a random model mean nothing; only time and memory do.
+ * Outputs of a random model mean nothing; only time and memory do. SPIKELM_BENCH_BACKENDS=gpu (or
+ * cpu) limits the suite to one backend (bench/device-check.sh runs the GPU half on a device).
  */
 import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
@@ -117,12 +118,14 @@ export const scaleSuite: Suite = {
       rows.push({ suite: 'scale', name, meanMs, samples: 1, metrics });
       ctx.log(`${name}: ${Object.entries(metrics).map(([k, v]) => `${k} ${typeof v === 'number' ? +v.toPrecision(4) : v}`).join(', ')}`);
     };
+    const only = process.env.SPIKELM_BENCH_BACKENDS?.split(',').map((b) => b.trim());
+    const wants = (b: string) => !only || only.includes(b);
     const tokenizerFrom = path.join(FIXTURES, 'gpt2-random-f16');
     const dir = cachedRandomGpt2(GPT2_SMALL, { tokenizerFrom });
     const params = gpt2Parameters(GPT2_SMALL);
 
     // memory: each load in a fresh process
-    for (const dtype of ['F32', 'F16'] as const) {
+    for (const dtype of wants('cpu') ? (['F32', 'F16'] as const) : []) {
       const d = dtype === 'F32' ? dir : cachedRandomGpt2(GPT2_SMALL, { tokenizerFrom, dtype });
       const r = loadInFreshProcess(d);
       row(`cpu load ${dtype}`, r.seconds * 1000, { 'file MiB': fileBytes(d) / MiB, 'RSS MiB': r.rss / MiB, 'RSS / file': r.rss / fileBytes(d), 'RSS before load MiB': r.rssBefore / MiB, 'load s': r.seconds, target: dtype === 'F32' ? 'RSS ≤ 1.25× file' : 'stated' });
@@ -130,21 +133,25 @@ export const scaleSuite: Suite = {
 
     // bandwidth: what the machine streams, what the kernel streams, and decode's roofline
     const T = threadCount();
-    const read1 = await streamingRead(1), readAll = await streamingRead(T);
     // bytes a decode step reads: every linear weight once, the LM head (tied to the embedding) once
     const W = GPT2_SMALL.width, L = GPT2_SMALL.layers, V = GPT2_SMALL.vocab;
     const decodeBytes = 4 * (L * (W * 3 * W + W * W + W * 4 * W + 4 * W * W) + V * W);
-    const shapes: [string, number, number][] = [['qkv 768→2304', W, 3 * W], ['o 768→768', W, W], ['fc 768→3072', W, 4 * W], ['proj 3072→768', 4 * W, W], ['head 768→50257', W, V]];
-    const kernel: Record<string, number> = {};
-    for (const [label, K, N] of shapes) kernel[label] = matvecBandwidth(K, N, ctx.quick ? 150 : 600);
-    // time per token if every product ran at its measured kernel bandwidth
-    const kernelSeconds = (L * (W * 3 * W * 4 / kernel['qkv 768→2304']! + W * W * 4 / kernel['o 768→768']! + W * 4 * W * 4 / kernel['fc 768→3072']! + 4 * W * W * 4 / kernel['proj 3072→768']!) + V * W * 4 / kernel['head 768→50257']!) / 1e9;
-    const kernelGBs = decodeBytes / kernelSeconds / 1e9;
-    row('native streaming read', 0, { 'GB/s 1 thread': read1, [`GB/s ${T} threads`]: readAll, 'decode roofline tokens/s': readAll * 1e9 / decodeBytes, 'decode weight MiB per token': decodeBytes / MiB });
-    row(`cpu matrix–vector kernel (${T} threads)`, kernelSeconds * 1000, { ...Object.fromEntries(Object.entries(kernel).map(([k, v]) => [`GB/s ${k}`, v])), 'GB/s decode mix': kernelGBs, 'vs streaming read': kernelGBs / readAll, 'kernel-bound decode tokens/s': 1 / kernelSeconds });
+    let readAll = Number.NaN;
+    if (wants('cpu')) {
+      const read1 = await streamingRead(1);
+      readAll = await streamingRead(T);
+      const shapes: [string, number, number][] = [['qkv 768→2304', W, 3 * W], ['o 768→768', W, W], ['fc 768→3072', W, 4 * W], ['proj 3072→768', 4 * W, W], ['head 768→50257', W, V]];
+      const kernel: Record<string, number> = {};
+      for (const [label, K, N] of shapes) kernel[label] = matvecBandwidth(K, N, ctx.quick ? 150 : 600);
+      // time per token if every product ran at its measured kernel bandwidth
+      const kernelSeconds = (L * (W * 3 * W * 4 / kernel['qkv 768→2304']! + W * W * 4 / kernel['o 768→768']! + W * 4 * W * 4 / kernel['fc 768→3072']! + 4 * W * W * 4 / kernel['proj 3072→768']!) + V * W * 4 / kernel['head 768→50257']!) / 1e9;
+      const kernelGBs = decodeBytes / kernelSeconds / 1e9;
+      row('native streaming read', 0, { 'GB/s 1 thread': read1, [`GB/s ${T} threads`]: readAll, 'decode roofline tokens/s': readAll * 1e9 / decodeBytes, 'decode weight MiB per token': decodeBytes / MiB });
+      row(`cpu matrix–vector kernel (${T} threads)`, kernelSeconds * 1000, { ...Object.fromEntries(Object.entries(kernel).map(([k, v]) => [`GB/s ${k}`, v])), 'GB/s decode mix': kernelGBs, 'vs streaming read': kernelGBs / readAll, 'kernel-bound decode tokens/s': 1 / kernelSeconds });
+    }
 
     const gpu = await benchGpu(ctx);
-    const backends: Backend[] = gpu ? [new CpuBackend(), gpu] : [new CpuBackend()];
+    const backends = ([new CpuBackend(), ...(gpu ? [gpu] : [])] as Backend[]).filter((b) => wants(b.name));
     const prompt = Array.from({ length: 32 }, (_, i) => (i * 37 + 11) % V);
     for (const backend of backends) {
       const isGpu = backend.name !== 'cpu';
@@ -171,7 +178,8 @@ export const scaleSuite: Suite = {
       row(`${backend.name} SNN convert (default: layerwise ${dflt.coding} T=${dflt.timesteps})`, convertS * 1000, { seconds: convertS, params, ...(isGpu ? {} : { target: '≤ 30 s' }) });
       const few = createCalibrationData(tok, { numSamples: 2 });
       const configs: [string, () => Promise<SpikingLM>, number][] = [[`layerwise ${dflt.coding} T=${dflt.timesteps} fast (default)`, async () => dflt, tokens]];
-      if (!ctx.quick) {
+      // every configuration on the CPU; on the GPU the default (each conversion calibrates on the CPU anyway)
+      if (!ctx.quick && !isGpu) {
         configs.push([`layerwise ${dflt.coding} T=${dflt.timesteps} event`, async () => dflt.with({ execution: 'event' }), 1]);
         for (const coding of CODINGS.filter((c) => c !== DEFAULT_CONVERSION.coding) as CodingName[]) {
           configs.push([`layerwise ${coding} fast`, async () => (await convertModelToSpiking(ann, few, { backend, coding })).snn, Math.max(2, tokens / 2)]);

@@ -9,6 +9,7 @@ import { CpuBackend } from '../src/tensor/cpu-backend.js';
 import type { GpuBackend } from '../src/tensor/gpu/gpu-backend.js';
 import { GpuTensor } from '../src/tensor/gpu/runtime.js';
 import { GpuError } from '../src/tensor/gpu/device.js';
+import { ROW_VARIANTS, type RowVariant } from '../src/tensor/gpu/variants.js';
 import type { Activation } from '../src/tensor/kernels/elementwise.js';
 import { type MatmulVariant, matmulGpu, matmulReference, packLinearWeight } from '../src/tensor/kernels/matmul.js';
 import { ropeInvFreq } from '../src/tensor/kernels/rope.js';
@@ -103,31 +104,53 @@ describe('elementwise, norms, softmax, rope, attention, gather, copies', () => {
     );
   });
 
-  it('layerNorm (with and without β) and rmsNorm', async (ctx) => {
+  // each row-reduction shape, forced one at a time (SPIKELM_ROWS), at rows narrower and wider than a workgroup
+  const withRows = async (variant: RowVariant, fn: () => Promise<void>) => {
+    const saved = process.env.SPIKELM_ROWS;
+    process.env.SPIKELM_ROWS = variant;
+    try {
+      await fn();
+    } finally {
+      if (saved === undefined) delete process.env.SPIKELM_ROWS;
+      else process.env.SPIKELM_ROWS = saved;
+    }
+  };
+
+  it.for(ROW_VARIANTS)('layerNorm (with and without β) and rmsNorm, %s variant', async (variant, ctx) => {
     const g = await requireGpu(ctx);
-    await fc.assert(
-      fc.asyncProperty(odd, fc.integer({ min: 2, max: 90 }), fc.integer(), async (R, C, seed) => {
+    await withRows(variant, () => fc.assert(
+      fc.asyncProperty(odd, fc.integer({ min: 2, max: 700 }), fc.integer(), async (R, C, seed) => {
         const x = t([R, C], seed, 5), gamma = t([C], seed + 1), beta = t([C], seed + 2);
-        check('layerNorm', await read(g, g.layerNorm(g.upload(x), g.upload(gamma), g.upload(beta), 1e-5)), cpu.layerNorm(x, gamma, beta, 1e-5).data);
-        check('layerNorm (no β)', await read(g, g.layerNorm(g.upload(x), g.upload(gamma), undefined, 1e-5)), cpu.layerNorm(x, gamma, undefined, 1e-5).data);
-        check('rmsNorm', await read(g, g.rmsNorm(g.upload(x), g.upload(gamma), 1e-6)), cpu.rmsNorm(x, gamma, 1e-6).data);
+        check(`layerNorm ${variant}`, await read(g, g.layerNorm(g.upload(x), g.upload(gamma), g.upload(beta), 1e-5)), cpu.layerNorm(x, gamma, beta, 1e-5).data);
+        check(`layerNorm (no β) ${variant}`, await read(g, g.layerNorm(g.upload(x), g.upload(gamma), undefined, 1e-5)), cpu.layerNorm(x, gamma, undefined, 1e-5).data);
+        check(`rmsNorm ${variant}`, await read(g, g.rmsNorm(g.upload(x), g.upload(gamma), 1e-6)), cpu.rmsNorm(x, gamma, 1e-6).data);
       }),
       RUNS,
-    );
+    ));
   });
 
-  it('softmax, plain and causal with a cache offset', async (ctx) => {
+  it.for(ROW_VARIANTS)('softmax, plain and causal with a cache offset, %s variant', async (variant, ctx) => {
     const g = await requireGpu(ctx);
-    await fc.assert(
-      fc.asyncProperty(fc.integer({ min: 1, max: 9 }), fc.integer({ min: 0, max: 20 }), fc.integer({ min: 1, max: 3 }), fc.integer(), async (S, past, heads, seed) => {
+    await withRows(variant, () => fc.assert(
+      fc.asyncProperty(fc.integer({ min: 1, max: 9 }), fc.oneof(fc.integer({ min: 0, max: 20 }), fc.integer({ min: 250, max: 600 })), fc.integer({ min: 1, max: 3 }), fc.integer(), async (S, past, heads, seed) => {
         const C = S + past;
         const x = t([heads * S, C], seed, 30);
         const mask = { queries: S, queryStart: past };
-        check('softmax', await read(g, g.softmax(g.upload(x))), cpu.softmax(x).data);
-        check('softmax causal', await read(g, g.softmax(g.upload(x), mask)), cpu.softmax(x, mask).data);
+        check(`softmax ${variant}`, await read(g, g.softmax(g.upload(x))), cpu.softmax(x).data);
+        check(`softmax causal ${variant}`, await read(g, g.softmax(g.upload(x), mask)), cpu.softmax(x, mask).data);
       }),
       RUNS,
-    );
+    ));
+  });
+
+  it('a variant name that is not one is refused, naming the variable', async (ctx) => {
+    const g = await requireGpu(ctx);
+    process.env.SPIKELM_ROWS = 'subgroup';
+    try {
+      expect(() => g.softmax(g.upload(t([2, 3], 1)))).toThrow(/SPIKELM_ROWS=subgroup is not a variant \(one of row, workgroup\)/);
+    } finally {
+      delete process.env.SPIKELM_ROWS;
+    }
   });
 
   it('rope at arbitrary positions (also past 10k) and head counts', async (ctx) => {
@@ -147,16 +170,36 @@ describe('elementwise, norms, softmax, rope, attention, gather, copies', () => {
   it('attention with GQA over a partly filled cache', async (ctx) => {
     const g = await requireGpu(ctx);
     await fc.assert(
-      fc.asyncProperty(fc.constantFrom([4, 4], [4, 2], [6, 3], [8, 1], [3, 1]), fc.integer({ min: 1, max: 9 }), fc.integer({ min: 0, max: 30 }), fc.constantFrom(1, 4, 8, 13, 64), fc.integer(), async ([H, Hkv], S, past, d, seed) => {
+      fc.asyncProperty(fc.constantFrom([4, 4], [4, 2], [6, 3], [8, 1], [3, 1]), fc.integer({ min: 1, max: 9 }), fc.oneof(fc.integer({ min: 0, max: 30 }), fc.integer({ min: 100, max: 300 })), fc.constantFrom(1, 4, 8, 13, 64), fc.integer(), async ([H, Hkv], S, past, d, seed) => {
         const L = past + S;
         const q = t([S, H * d], seed), k = t([L + 5, Hkv * d], seed + 1), v = t([L + 5, Hkv * d], seed + 2);
         const p = { numHeads: H, numKvHeads: Hkv, headDim: d, queryStart: past, kvLength: L, scale: 1 / Math.sqrt(d) };
         const expected = cpu.attention(q, k, v, p).data;
         check('attention (dispatcher)', await read(g, g.attention(g.upload(q), g.upload(k), g.upload(v), p)), expected);
-        for (const variant of d % 4 === 0 ? (['scalar', 'vec4'] as const) : (['scalar'] as const)) {
+        for (const variant of d % 4 === 0 ? (['scalar', 'vec4', 'splitk'] as const) : (['scalar', 'splitk'] as const)) {
           const y = g.rt.alloc([S, H * d]);
           attentionGpu(g.rt, g.rt.fromHost(q.shape, q.data), g.rt.fromHost(k.shape, k.data), g.rt.fromHost(v.shape, v.data), S, p, y, variant);
           check(`attention ${variant}`, await g.rt.read(y), expected);
+        }
+      }),
+      RUNS,
+    );
+  });
+
+  it('attention variants on batched blocks: key starts (left padding), non-causal, block strides and offsets, blocks of 64 keys partly empty', async (ctx) => {
+    const g = await requireGpu(ctx);
+    await fc.assert(
+      fc.asyncProperty(fc.integer({ min: 1, max: 3 }), fc.integer({ min: 1, max: 3 }), fc.integer({ min: 0, max: 200 }), fc.boolean(), fc.integer({ min: 0, max: 7 }), fc.integer(), async (B, S, past, causal, extra, seed) => {
+        const H = 4, Hkv = 2, d = 8;
+        const L = past + S, stride = L + extra, offset = extra % 3;
+        const keyStarts = Int32Array.from({ length: B }, (_, b) => Math.abs(seed + b * 7) % Math.max(1, Math.min(L, 70)));
+        const q = t([B * S, H * d], seed), k = t([offset + B * stride, Hkv * d], seed + 1), v = t([offset + B * stride, Hkv * d], seed + 2);
+        const p = { numHeads: H, numKvHeads: Hkv, headDim: d, queryStart: past, kvLength: L, scale: 1 / Math.sqrt(d), batches: B, kvBatchStride: stride, kvOffset: offset, causal, keyStarts };
+        const expected = cpu.attention(q, k, v, p).data;
+        for (const variant of ['scalar', 'vec4', 'splitk'] as const) {
+          const y = g.rt.alloc([B * S, H * d]);
+          attentionGpu(g.rt, g.rt.fromHost(q.shape, q.data), g.rt.fromHost(k.shape, k.data), g.rt.fromHost(v.shape, v.data), S, p, y, variant);
+          check(`attention ${variant} (batched)`, await g.rt.read(y), expected);
         }
       }),
       RUNS,

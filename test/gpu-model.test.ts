@@ -16,9 +16,23 @@ import { requireGpu } from './helpers/backends.js';
 import { FIXTURE_NAMES, fixtureDir, golden } from './helpers/fixtures.js';
 import { TOL, expectClose, randomArray } from './helpers/tolerance.js';
 
+/** The kernels real GPUs get, forced on this adapter: workgroup row reductions, split-K attention and matmul. */
+const HARDWARE_SHAPES = { SPIKELM_ROWS: 'workgroup', SPIKELM_ATTENTION: 'splitk', SPIKELM_MATMUL: 'splitk' } as const;
+
+async function withEnv<T>(env: Record<string, string>, fn: () => Promise<T>): Promise<T> {
+  const saved = Object.fromEntries(Object.keys(env).map((k) => [k, process.env[k]]));
+  Object.assign(process.env, env);
+  try {
+    return await fn();
+  } finally {
+    for (const [k, v] of Object.entries(saved)) if (v === undefined) delete process.env[k]; else process.env[k] = v;
+  }
+}
+
 describe.each(FIXTURE_NAMES)('GPU golden: %s', (name) => {
-  it('last logits within 1e-3 + 1e-3·|ref|, per-position argmax and greedy continuation', async (ctx) => {
+  it.for([['the adapter\'s kernels', {}], ['the hardware-shaped kernels forced', HARDWARE_SHAPES]] as const)('%s: last logits within the CPU golden tolerance, per-position argmax and greedy continuation', async ([, env], ctx) => {
     const gpu = await requireGpu(ctx);
+    await withEnv(env, async () => {
     const model = loadModel(fixtureDir(name), { backend: gpu });
     for (const [prompt, g] of Object.entries(golden(name))) {
       const V = model.config.vocabSize, S = g.input_ids.length;
@@ -28,6 +42,7 @@ describe.each(FIXTURE_NAMES)('GPU golden: %s', (name) => {
       const { ids } = await generate(model, g.input_ids, { maxNewTokens: g.greedy_continuation.length });
       expect(ids).toEqual(g.greedy_continuation);
     }
+    });
   });
 });
 

@@ -14,8 +14,12 @@ export const TOL = {
   f32: { atol: 1e-5, rtol: 1e-5 },
   /** float32 engine vs the float64 golden reference (issue 2's acceptance bound). */
   golden: { atol: 1e-4, rtol: 1e-4 },
-  /** GPU (WGSL f32, different reduction order and transcendental approximations) vs golden. */
-  gpuGolden: { atol: 1e-3, rtol: 1e-3 },
+  /**
+   * GPU (WGSL f32, different reduction order and transcendental approximations) vs golden: the CPU's
+   * bound. Measured on llvmpipe: max |Δ| 1.1e-5 (stories260k), 1.9e-6 (gpt2-random-f16), 5e-7
+   * (tiny-gpt2-random), with the adapter's kernels and with the hardware-shaped ones forced.
+   */
+  gpuGolden: { atol: 1e-4, rtol: 1e-4 },
   /** A GPU kernel vs its CPU twin on random inputs. */
   gpuKernel: { atol: 1e-4, rtol: 1e-4 },
 } as const satisfies Record<string, Tolerance>;

@@ -15,6 +15,7 @@
  */
 import { ArgumentError } from '../../errors.js';
 import { type GpuRuntime, type GpuTensor, fillTemplate } from '../gpu/runtime.js';
+import { forcedVariant, workgroupReduceWgsl } from '../gpu/variants.js';
 import { softmaxCpu } from './softmax.js';
 import { parallelAttention } from '../threads.js';
 
@@ -134,11 +135,18 @@ export function attentionComposite(q: Float32Array, k: Float32Array, v: Float32A
 }
 
 // ---------------------------------------------------------------------------------------------
-// GPU twins: one invocation per (query, head).
-//   scalar  two passes over the keys (max, then exp-sum and weighted values), any head dimension
-//   vec4    one pass with an online softmax (running max m and sum l; when m grows, rescale l and
-//           the accumulated output by exp(m_old − m_new)), q/k/v read as vec4: head dims % 4 = 0
-// Both keep the output row in registers (a private array sized by the head dimension).
+// GPU twins (chooseAttentionVariant picks per adapter and shape; SPIKELM_ATTENTION forces one):
+//   scalar  one invocation per (query, head): two passes over the keys (max, then exp-sum and
+//           weighted values), any head dimension
+//   vec4    the same with one pass and an online softmax (running max m and sum l; when m grows,
+//           rescale l and the accumulated output by exp(m_old − m_new)), q/k/v read as vec4: head
+//           dims % 4 = 0. Both keep the output row in registers; barrier-free (llvmpipe's choice).
+//   splitk  decode on real GPUs ("flash-decoding"): a (query, head) has a handful of invocations
+//           above, so the keys are split into blocks of 64 across workgroups. Pass 1, one workgroup
+//           per (query, head, block): 64 invocations score one key each, a workgroup max m and sum
+//           l of exp(score − m), then the block's exp-weighted value sum per dimension → partials
+//           (m, l, acc[D]). Pass 2, one invocation per (query, head, dimension): merge the blocks,
+//           M = max m_b, out = Σ acc_b·e^(m_b−M) / Σ l_b·e^(m_b−M). Empty blocks have l = 0.
 
 /**
  * What both variants share: the bindings, and per invocation its block b, query s, head h, KV
@@ -222,22 +230,138 @@ const ATTENTION_VEC4_WGSL = `${attentionPrologue('vec4f', 'const D4 = {{headDim4
   for (var i = 0u; i < D4; i++) { y[qo + i] = acc[i] / l; }
 }`;
 
-export type AttentionVariant = 'scalar' | 'vec4';
+const SPLITK_BLOCK = 64;
+
+const ATTENTION_SPLITK_WGSL = `
+struct Params { S: u32, H: u32, group: u32, queryStart: u32, scale: f32, qWidth: u32, kvWidth: u32, B: u32, stride: u32, kvOffset: u32, lastAll: u32, hasStarts: u32, splits: u32 }
+@group(0) @binding(0) var<storage, read> q: array<f32>;
+@group(0) @binding(1) var<storage, read> k: array<f32>;
+@group(0) @binding(2) var<storage, read> v: array<f32>;
+@group(0) @binding(3) var<storage, read_write> part: array<f32>;
+@group(0) @binding(4) var<storage, read> starts: array<u32>;
+@group(0) @binding(5) var<uniform> p: Params;
+const D = {{headDim}}u;
+${workgroupReduceWgsl(SPLITK_BLOCK)}
+var<workgroup> e: array<f32, ${SPLITK_BLOCK}>;
+@compute @workgroup_size(${SPLITK_BLOCK})
+fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid: u32) {
+  let split = wid.x;
+  let idx = wid.y;
+  let h = idx % p.H;
+  let s = (idx / p.H) % p.S;
+  let b = idx / (p.H * p.S);
+  let g = h / p.group;
+  var last = p.queryStart + s;
+  if (p.lastAll > 0u) { last = p.lastAll - 1u; }
+  var first = 0u;
+  if (p.hasStarts != 0u) { first = starts[b]; }
+  let qo = (b * p.S + s) * p.qWidth + h * D;
+  let j = split * WG + lid;
+  let valid = j >= first && j <= last;
+  var score = -3.4e38;
+  if (valid) {
+    let ko = (p.kvOffset + b * p.stride + j) * p.kvWidth + g * D;
+    var dot = 0.0;
+    for (var i = 0u; i < D; i++) { dot += q[qo + i] * k[ko + i]; }
+    score = dot * p.scale;
+  }
+  let m = wgMax(lid, score);
+  var w = 0.0;
+  if (valid) { w = exp(score - m); }
+  e[lid] = w;
+  let l = wgSum2(lid, w);
+  let po = (idx * p.splits + split) * (D + 2u);
+  for (var i = lid; i < D; i += WG) {
+    var acc = 0.0;
+    for (var t = 0u; t < WG; t++) {
+      let jt = split * WG + t;
+      if (jt >= first && jt <= last) { acc += e[t] * v[(p.kvOffset + b * p.stride + jt) * p.kvWidth + g * D + i]; }
+    }
+    part[po + i] = acc;
+  }
+  if (lid == 0u) { part[po + D] = m; part[po + D + 1u] = l; }
+}`;
+
+const ATTENTION_MERGE_WGSL = `
+struct Params { units: u32, splits: u32, S: u32, H: u32, qWidth: u32, threadsX: u32 }
+@group(0) @binding(0) var<storage, read> part: array<f32>;
+@group(0) @binding(1) var<storage, read_write> y: array<f32>;
+@group(0) @binding(2) var<uniform> p: Params;
+const D = {{headDim}}u;
+@compute @workgroup_size(64)
+fn main(@builtin(global_invocation_id) gid: vec3u) {
+  let t = gid.y * p.threadsX + gid.x;
+  if (t >= p.units * D) { return; }
+  let idx = t / D;
+  let i = t % D;
+  let h = idx % p.H;
+  let s = (idx / p.H) % p.S;
+  let b = idx / (p.H * p.S);
+  var M = -3.4e38;
+  for (var sp = 0u; sp < p.splits; sp++) {
+    let po = (idx * p.splits + sp) * (D + 2u);
+    if (part[po + D + 1u] > 0.0) { M = max(M, part[po + D]); }
+  }
+  var L = 0.0;
+  var acc = 0.0;
+  for (var sp = 0u; sp < p.splits; sp++) {
+    let po = (idx * p.splits + sp) * (D + 2u);
+    let l = part[po + D + 1u];
+    if (l > 0.0) {
+      let c = exp(part[po + D] - M);
+      L += l * c;
+      acc += part[po + i] * c;
+    }
+  }
+  var out = 0.0;
+  if (L > 0.0) { out = acc / L; }
+  y[(b * p.S + s) * p.qWidth + h * D + i] = out;
+}`;
+
+export type AttentionVariant = 'scalar' | 'vec4' | 'splitk';
+export const ATTENTION_VARIANTS: readonly AttentionVariant[] = ['scalar', 'vec4', 'splitk'];
+
+/**
+ * Per adapter and shape: a software adapter takes the barrier-free one-invocation-per-(query, head)
+ * kernels (vec4 when the head dimension allows); hardware takes split-K when there are few (query,
+ * head) units and many keys (decode), vec4 otherwise.
+ */
+export function chooseAttentionVariant(rt: GpuRuntime, units: number, keys: number, headDim: number): AttentionVariant {
+  const forced = forcedVariant('SPIKELM_ATTENTION', ATTENTION_VARIANTS);
+  if (forced) return forced;
+  const simple: AttentionVariant = headDim % 4 === 0 ? 'vec4' : 'scalar';
+  if (rt.ctx.report.software) return simple;
+  return units <= 1024 && keys >= 2 * SPLITK_BLOCK ? 'splitk' : simple;
+}
 
 export function attentionGpu(rt: GpuRuntime, q: GpuTensor, k: GpuTensor, v: GpuTensor, S: number, p: AttentionParams, y: GpuTensor, variant?: AttentionVariant): void {
   checkAttention(p, S);
   const d = p.headDim;
-  const chosen = variant ?? (d % 4 === 0 ? 'vec4' : 'scalar');
+  const B = p.batches ?? 1;
+  const units = B * S * p.numHeads;
+  const keys = p.causal === false ? p.kvLength : p.queryStart + S;
+  const chosen = variant ?? chooseAttentionVariant(rt, units, keys, d);
   if (chosen === 'vec4' && d % 4 !== 0) throw new ArgumentError(`attention: the vec4 variant needs a head dimension divisible by 4, got ${d}`);
+  const params = [S, p.numHeads, p.numHeads / p.numKvHeads, p.queryStart, { f32: p.scale }, p.numHeads * d, p.numKvHeads * d, B, p.kvBatchStride ?? p.kvLength, p.kvOffset ?? 0, p.causal === false ? p.kvLength : 0, p.keyStarts ? 1 : 0] as const;
+  if (chosen === 'splitk') {
+    const maxY = rt.ctx.report.limits.maxComputeWorkgroupsPerDimension ?? 65535;
+    if (units > maxY) throw new ArgumentError(`attention: split-K runs one workgroup row per (query, head); ${units} exceed the adapter's ${maxY}`);
+    const splits = Math.ceil(keys / SPLITK_BLOCK);
+    const part = rt.alloc([units * splits * (d + 2)]);
+    const starts = p.keyStarts ? rt.transient(Uint32Array.from(p.keyStarts)) : q.buffer;
+    rt.dispatch(rt.pipeline(`attention/splitk/d${d}`, () => fillTemplate(ATTENTION_SPLITK_WGSL, { headDim: d })), [q.buffer, k.buffer, v.buffer, part.buffer, starts], [...params, splits], [splits, units]);
+    const { groups, threadsX } = rt.groups1d(units * d, 64);
+    rt.dispatch(rt.pipeline(`attention/merge/d${d}`, () => fillTemplate(ATTENTION_MERGE_WGSL, { headDim: d })), [part.buffer, y.buffer], [units, splits, S, p.numHeads, p.numHeads * d, threadsX], groups);
+    rt.release(part);
+    return;
+  }
   const pipe = chosen === 'vec4'
     ? rt.pipeline(`attention/vec4/d${d}`, () => fillTemplate(ATTENTION_VEC4_WGSL, { headDim4: d / 4 }))
     : rt.pipeline(`attention/scalar/d${d}`, () => fillTemplate(ATTENTION_SCALAR_WGSL, { headDim: d }));
-  const B = p.batches ?? 1;
-  const total = Math.ceil((B * S * p.numHeads) / 64);
+  const total = Math.ceil(units / 64);
   // Workgroups fold into y past 65535 (the shader's linear index assumes exactly that width).
   const groups: [number, number] = total > 65535 ? [65535, Math.ceil(total / 65535)] : [total, 1];
   // without key starts any buffer fills the binding (the shader does not read it)
   const starts = p.keyStarts ? rt.transient(Uint32Array.from(p.keyStarts)) : q.buffer;
-  rt.dispatch(pipe, [q.buffer, k.buffer, v.buffer, y.buffer, starts],
-    [S, p.numHeads, p.numHeads / p.numKvHeads, p.queryStart, { f32: p.scale }, p.numHeads * d, p.numKvHeads * d, B, p.kvBatchStride ?? p.kvLength, p.kvOffset ?? 0, p.causal === false ? p.kvLength : 0, p.keyStarts ? 1 : 0], groups);
+  rt.dispatch(pipe, [q.buffer, k.buffer, v.buffer, y.buffer, starts], params, groups);
 }

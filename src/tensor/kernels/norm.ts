@@ -5,6 +5,7 @@
  * Statistics are accumulated in double precision.
  */
 import { type GpuRuntime, type GpuTensor, fillTemplate } from '../gpu/runtime.js';
+import { type RowVariant, WORKGROUP_REDUCE_WGSL, chooseRowVariant, rowGroups } from '../gpu/variants.js';
 
 export function layerNormCpu(x: Float32Array, gamma: Float32Array, beta: Float32Array | undefined, eps: number, R: number, C: number, out: Float32Array): void {
   for (let r = 0; r < R; r++) {
@@ -34,8 +35,10 @@ export function rmsNormCpu(x: Float32Array, gamma: Float32Array, eps: number, R:
 }
 
 // ---------------------------------------------------------------------------------------------
-// GPU twins: one invocation per row (rows are at most a few thousand wide; a workgroup-per-row
-// reduction would need barriers, which llvmpipe emulates slowly). Two passes, like the CPU code.
+// GPU twins, two shapes (gpu/variants.ts chooses per adapter; SPIKELM_ROWS forces one):
+//   row        one invocation per row, two passes like the CPU code (barrier-free: llvmpipe)
+//   workgroup  one workgroup of 256 per row: each invocation strides over the row, the partial sums
+//              meet in tree reductions in workgroup memory (mean, then the centred variance)
 
 const NORM_WGSL = `
 struct Params { R: u32, C: u32, eps: f32, hasBeta: u32 }
@@ -71,12 +74,59 @@ const RMSNORM_BODY = `
   let inv = inverseSqrt(ss / f32(p.C) + p.eps);
   for (var c = 0u; c < p.C; c++) { y[o + c] = x[o + c] * inv * gamma[c]; }`;
 
-export function layerNormGpu(rt: GpuRuntime, x: GpuTensor, gamma: GpuTensor, beta: GpuTensor | undefined, eps: number, R: number, C: number, y: GpuTensor): void {
-  const pipe = rt.pipeline('norm/layer', () => fillTemplate(NORM_WGSL, { body: LAYERNORM_BODY }));
-  rt.dispatch(pipe, [x.buffer, gamma.buffer, (beta ?? gamma).buffer, y.buffer], [R, C, { f32: eps }, beta ? 1 : 0], [Math.ceil(R / 64)]);
+const NORM_WORKGROUP_WGSL = `
+struct Params { R: u32, C: u32, eps: f32, hasBeta: u32, rowsPerY: u32 }
+@group(0) @binding(0) var<storage, read> x: array<f32>;
+@group(0) @binding(1) var<storage, read> gamma: array<f32>;
+@group(0) @binding(2) var<storage, read> beta: array<f32>;
+@group(0) @binding(3) var<storage, read_write> y: array<f32>;
+@group(0) @binding(4) var<uniform> p: Params;
+${WORKGROUP_REDUCE_WGSL}
+@compute @workgroup_size(256)
+fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid: u32) {
+  // no early return: barriers follow (GLSL ES forbids them after a return); a row past R has no columns
+  let r = wid.y * p.rowsPerY + wid.x;
+  let C = select(0u, p.C, r < p.R);
+  let o = r * p.C;
+{{body}}
+}`;
+
+const LAYERNORM_WORKGROUP_BODY = `
+  var s = 0.0;
+  for (var c = lid; c < C; c += WG) { s += x[o + c]; }
+  let mean = wgSum(lid, s) / f32(p.C);
+  var v = 0.0;
+  for (var c = lid; c < C; c += WG) { let d = x[o + c] - mean; v += d * d; }
+  let inv = inverseSqrt(wgSum2(lid, v) / f32(p.C) + p.eps);
+  for (var c = lid; c < C; c += WG) {
+    var out = (x[o + c] - mean) * inv * gamma[c];
+    if (p.hasBeta != 0u) { out += beta[c]; }
+    y[o + c] = out;
+  }`;
+
+const RMSNORM_WORKGROUP_BODY = `
+  var ss = 0.0;
+  for (var c = lid; c < C; c += WG) { ss += x[o + c] * x[o + c]; }
+  let inv = inverseSqrt(wgSum(lid, ss) / f32(p.C) + p.eps);
+  for (var c = lid; c < C; c += WG) { y[o + c] = x[o + c] * inv * gamma[c]; }`;
+
+function normGpu(rt: GpuRuntime, kind: 'layer' | 'rms', x: GpuTensor, gamma: GpuTensor, beta: GpuTensor | undefined, eps: number, R: number, C: number, y: GpuTensor, variant: RowVariant): void {
+  const buffers = [x.buffer, gamma.buffer, (beta ?? gamma).buffer, y.buffer];
+  if (variant === 'workgroup') {
+    const body = kind === 'layer' ? LAYERNORM_WORKGROUP_BODY : RMSNORM_WORKGROUP_BODY;
+    const pipe = rt.pipeline(`norm/${kind}/workgroup`, () => fillTemplate(NORM_WORKGROUP_WGSL, { body }));
+    const groups = rowGroups(rt, R);
+    rt.dispatch(pipe, buffers, [R, C, { f32: eps }, beta ? 1 : 0, groups[0]], groups);
+    return;
+  }
+  const pipe = rt.pipeline(`norm/${kind}`, () => fillTemplate(NORM_WGSL, { body: kind === 'layer' ? LAYERNORM_BODY : RMSNORM_BODY }));
+  rt.dispatch(pipe, buffers, [R, C, { f32: eps }, beta ? 1 : 0], [Math.ceil(R / 64)]);
 }
 
-export function rmsNormGpu(rt: GpuRuntime, x: GpuTensor, gamma: GpuTensor, eps: number, R: number, C: number, y: GpuTensor): void {
-  const pipe = rt.pipeline('norm/rms', () => fillTemplate(NORM_WGSL, { body: RMSNORM_BODY }));
-  rt.dispatch(pipe, [x.buffer, gamma.buffer, gamma.buffer, y.buffer], [R, C, { f32: eps }, 0], [Math.ceil(R / 64)]);
+export function layerNormGpu(rt: GpuRuntime, x: GpuTensor, gamma: GpuTensor, beta: GpuTensor | undefined, eps: number, R: number, C: number, y: GpuTensor, variant = chooseRowVariant(rt)): void {
+  normGpu(rt, 'layer', x, gamma, beta, eps, R, C, y, variant);
+}
+
+export function rmsNormGpu(rt: GpuRuntime, x: GpuTensor, gamma: GpuTensor, eps: number, R: number, C: number, y: GpuTensor, variant = chooseRowVariant(rt)): void {
+  normGpu(rt, 'rms', x, gamma, undefined, eps, R, C, y, variant);
 }

@@ -7,6 +7,7 @@
  */
 import { ArgumentError } from '../../errors.js';
 import type { GpuRuntime, GpuTensor } from '../gpu/runtime.js';
+import { type RowVariant, WORKGROUP_REDUCE_WGSL, chooseRowVariant, rowGroups } from '../gpu/variants.js';
 
 export interface CausalMask {
   /** Rows per group (the number of queries). */
@@ -30,7 +31,9 @@ export function softmaxCpu(x: Float32Array, R: number, C: number, out: Float32Ar
 }
 
 // ---------------------------------------------------------------------------------------------
-// GPU twin: one invocation per row, the same mask rule; masked entries are written as exact zeros.
+// GPU twins, the same mask rule, masked entries written as exact zeros; two shapes (gpu/variants.ts):
+//   row        one invocation per row (barrier-free: llvmpipe)
+//   workgroup  one workgroup of 256 per row: max and sum by tree reductions in workgroup memory
 
 const SOFTMAX_WGSL = `
 struct Params { R: u32, C: u32, queries: u32, queryStart: u32, masked: u32 }
@@ -51,12 +54,40 @@ fn main(@builtin(global_invocation_id) gid: vec3u) {
   for (var c = 0u; c < p.C; c++) { y[o + c] = select(0.0, exp(x[o + c] - m) / sum, c < limit); }
 }`;
 
-export function softmaxGpu(rt: GpuRuntime, x: GpuTensor, R: number, C: number, y: GpuTensor, mask?: CausalMask): void {
+const SOFTMAX_WORKGROUP_WGSL = `
+struct Params { R: u32, C: u32, queries: u32, queryStart: u32, masked: u32, rowsPerY: u32 }
+@group(0) @binding(0) var<storage, read> x: array<f32>;
+@group(0) @binding(1) var<storage, read_write> y: array<f32>;
+@group(0) @binding(2) var<uniform> p: Params;
+${WORKGROUP_REDUCE_WGSL}
+@compute @workgroup_size(256)
+fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid: u32) {
+  // no early return: barriers follow (GLSL ES forbids them after a return); a row past R has no columns
+  let r = wid.y * p.rowsPerY + wid.x;
+  let C = select(0u, p.C, r < p.R);
+  let o = r * p.C;
+  var limit = C;
+  if (p.masked != 0u) { limit = min(C, p.queryStart + r % p.queries + 1u); }
+  var m = -3.4e38;
+  for (var c = lid; c < limit; c += WG) { m = max(m, x[o + c]); }
+  m = wgMax(lid, m);
+  var s = 0.0;
+  for (var c = lid; c < limit; c += WG) { s += exp(x[o + c] - m); }
+  let sum = wgSum2(lid, s);
+  for (var c = lid; c < C; c += WG) { y[o + c] = select(0.0, exp(x[o + c] - m) / sum, c < limit); }
+}`;
+
+export function softmaxGpu(rt: GpuRuntime, x: GpuTensor, R: number, C: number, y: GpuTensor, mask?: CausalMask, variant: RowVariant = chooseRowVariant(rt)): void {
   if (mask) {
     for (let q = 0; q < Math.min(R, mask.queries); q++) {
       if (Math.min(C, mask.queryStart + q + 1) <= 0) throw new ArgumentError(`softmax: row ${q} is fully masked`);
     }
   }
-  const pipe = rt.pipeline('softmax', () => SOFTMAX_WGSL);
-  rt.dispatch(pipe, [x.buffer, y.buffer], [R, C, mask?.queries ?? 1, mask?.queryStart ?? 0, mask ? 1 : 0], [Math.ceil(R / 64)]);
+  const params = [R, C, mask?.queries ?? 1, mask?.queryStart ?? 0, mask ? 1 : 0];
+  if (variant === 'workgroup') {
+    const groups = rowGroups(rt, R);
+    rt.dispatch(rt.pipeline('softmax/workgroup', () => SOFTMAX_WORKGROUP_WGSL), [x.buffer, y.buffer], [...params, groups[0]], groups);
+    return;
+  }
+  rt.dispatch(rt.pipeline('softmax', () => SOFTMAX_WGSL), [x.buffer, y.buffer], params, [Math.ceil(R / 64)]);
 }
