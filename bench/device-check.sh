@@ -43,6 +43,7 @@ step() { # name, required (1/0), command...
 
 # Node: the device's own if it is ≥ 20, else the one shipped here
 NODE="$(command -v node || true)"
+[ "${SPIKELM_DEVICE_NODE:-}" = shipped ] && NODE="" # use the shipped Node even if one is installed
 if [ -z "$NODE" ] || [ "$("$NODE" -p 'process.versions.node.split(".")[0]' 2>/dev/null || echo 0)" -lt 20 ]; then
   [ -f "$HERE/node.xz" ] || { log "no Node ≥ 20 here and no node.xz beside this script"; exit 1; }
   xz -dc "$HERE/node.xz" > "$WORK/node" && chmod +x "$WORK/node"
@@ -57,7 +58,7 @@ if [ -f "$HERE/app.tar.xz" ]; then
 else
   APP="$(cd "$HERE/.." && pwd)" # run from a checkout (bench/device-check.sh)
 fi
-[ -f "$APP/dist/cli/main.js" ] || { log "no built application at $APP (dist/cli/main.js)"; exit 1; }
+[ -f "$APP/dist/cli/main.js" ] && [ -f "$APP/bin/spikelm.js" ] || { log "no built application at $APP (bin/spikelm.js, dist/)"; exit 1; }
 
 # libraries: the shipped loader when the image has none; NVIDIA's manifest where containers put it
 if [ -d "$HERE/vulkan/usr/lib/x86_64-linux-gnu" ] && ! ldconfig -p 2>/dev/null | grep -q 'libvulkan.so.1'; then
@@ -72,7 +73,7 @@ export EGL_PLATFORM="${EGL_PLATFORM:-surfaceless}"
 cd "$APP"
 
 adapter_is_hardware() {
-  "$NODE" dist/cli/main.js info --json > "$REPORT/info.json" || return 1
+  "$NODE" bin/spikelm.js info --json > "$REPORT/info.json" || return 1
   "$NODE" -e 'const j = require(process.argv[1]); const g = j.backends.gpu;
     console.log(g.available ? `${g.description} (${g.device}); software: ${g.software}; features: ${g.features.join(" ")}` : `no adapter: ${g.reason}`);
     process.exit(g.available && (!g.software || process.argv[2] === "1") ? 0 : 1)' "$REPORT/info.json" "$DRY"
