@@ -2,6 +2,7 @@
 import { execFileSync, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseArgs } from '../src/cli/args.js';
 import { timingSummary } from '../src/cli/generate.js';
@@ -166,7 +167,7 @@ describe('bin/spikelm.js', () => {
   });
 
   it('runs the built CLI as a separate process', () => {
-    const root = path.resolve(fixtureDir('stories260k'), '..', '..', '..');
+    const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
     expect(fs.existsSync(path.join(root, 'dist', 'cli', 'main.js')), 'dist/ is missing: `npm test` builds it first').toBe(true);
     const out = execFileSync(process.execPath, [path.join(root, 'bin', 'spikelm.js'), 'generate', '--model', stories, '--prompt', 'Once upon a time', '--max-new-tokens', '12'], { encoding: 'utf8' });
     expect(out).toMatch(/^Once upon a time, there was a little girl named Lily/);
