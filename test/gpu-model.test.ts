@@ -64,6 +64,37 @@ describe('GPU KV cache', () => {
   });
 });
 
+describe('GPU decode loop resources', () => {
+  it('bind groups are reused token after token and read-back buffers come from a ring; results equal the CPU', async (ctx) => {
+    const gpu = await requireGpu(ctx);
+    const rt = gpu.rt;
+    const m = loadModel(fixtureDir('stories260k'), { backend: gpu });
+    const cache = m.newCache(64);
+    const step = async (id: number) => (await gpu.read(m.forward([id], cache))).data;
+    await step(1);
+    await step(2); // the first tokens create what decode needs
+    const before = { ...rt.bindGroupStats }, live = rt.liveBytes();
+    const out: Float32Array[] = [];
+    for (let i = 0; i < 20; i++) out.push(await step(10 + i));
+    const created = rt.bindGroupStats.created - before.created, reused = rt.bindGroupStats.reused - before.reused;
+    // per token only the groups binding something that changes with the position are made anew (its
+    // ids, and the uniforms of RoPE, the cache write and attention in each layer); the rest is reused
+    const L = m.config.numLayers;
+    expect(created).toBeLessThanOrEqual(20 * (2 * L + 2));
+    expect(reused).toBeGreaterThan(2 * created);
+    // one read-back buffer for the [1, 512] logits (2048 bytes), reused by all 20 reads
+    expect(rt.stagingBytes()).toBe(2048);
+    // device memory grows only by the position-dependent uniforms (bounded by their LRU), never by read-backs
+    expect(rt.liveBytes() - live).toBeLessThanOrEqual(created * 256);
+    // the same numbers as a fresh model without any cache
+    const cpu = new CpuBackend();
+    const fresh = loadModel(fixtureDir('stories260k'), { backend: cpu });
+    const ref = fresh.newCache();
+    fresh.forward([1, 2], ref);
+    for (let i = 0; i < 20; i++) expectClose(out[i]!, cpu.readSync(fresh.forward([10 + i], ref)).data, TOL.gpuKernel, `token ${i}`);
+  });
+});
+
 describe('GPT-2-small-sized LM head on the GPU', () => {
   it('a 50257×768 tied embedding (154 MB) is split across bindings and matches the CPU', async (ctx) => {
     const gpu = await requireGpu(ctx);

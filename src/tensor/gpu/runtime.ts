@@ -42,6 +42,12 @@ export function fillTemplate(source: string, vars: Readonly<Record<string, strin
   });
 }
 
+/** Read-back buffers kept per size class, and the largest size kept. */
+const STAGING_PER_SIZE = 2;
+const STAGING_MAX_BYTES = 16 << 20;
+/** Bind groups kept before the cache starts over. */
+const BIND_GROUP_CACHE = 8192;
+
 export class GpuRuntime {
   readonly device: GPUDevice;
   private readonly pool = new Map<number, GPUBuffer[]>();
@@ -49,6 +55,16 @@ export class GpuRuntime {
   private readonly destroyed = new WeakSet<GPUBuffer>();
   private readonly pipelines = new Map<string, GPUComputePipeline>();
   private readonly uniforms = new Map<string, GPUBuffer>();
+  /** Mappable read-back buffers by size class, reused across reads (a ring per size). */
+  private readonly staging = new Map<number, GPUBuffer[]>();
+  /** Bind groups by pipeline and resources: decode binds the same buffers every token. */
+  private readonly bindGroups = new Map<string, GPUBindGroup>();
+  private readonly ids = new WeakMap<object, number>();
+  /** Buffer id → the keys of the cached bind groups that bind it. */
+  private readonly groupsOf = new Map<number, string[]>();
+  private nextId = 1;
+  /** Bind groups created and reused (for benchmarks and tests). */
+  readonly bindGroupStats = { created: 0, reused: 0 };
   private encoder: GPUCommandEncoder | undefined;
   private pass: GPUComputePassEncoder | undefined;
   private afterSubmit: GPUBuffer[] = [];
@@ -237,14 +253,47 @@ export class GpuRuntime {
   dispatch(pipeline: GPUComputePipeline, buffers: readonly GPUBuffer[], params: readonly ParamValue[], groups: readonly [number, number?, number?]): void {
     this.checkHealthy();
     const pass = this.openPass();
-    const entries: GPUBindGroupEntry[] = buffers.map((buffer, binding) => ({ binding, resource: { buffer } }));
-    if (params.length) entries.push({ binding: buffers.length, resource: { buffer: this.uniform(params) } });
-    const bindGroup = this.device.createBindGroup({ layout: pipeline.getBindGroupLayout(0), entries });
+    const uniform = params.length ? this.uniform(params) : undefined;
+    const bindGroup = this.bindGroup(pipeline, uniform ? [...buffers, uniform] : buffers);
     pass.setPipeline(pipeline);
     pass.setBindGroup(0, bindGroup);
     const [x, y = 1, z = 1] = groups;
     if (x > 0 && y > 0 && z > 0) pass.dispatchWorkgroups(x, y, z);
     this.dispatchCount++;
+  }
+
+  private idOf(o: object): number {
+    let id = this.ids.get(o);
+    if (id === undefined) this.ids.set(o, (id = this.nextId++));
+    return id;
+  }
+
+  /**
+   * The bind group of `pipeline` with `buffers` at bindings 0…n−1, cached by the identity of each:
+   * the pool hands the same buffers back token after token, and uniforms are shared by value, so the
+   * decode loop finds its groups made. A destroyed buffer's groups are dropped (`forgetBuffer`).
+   */
+  private bindGroup(pipeline: GPUComputePipeline, buffers: readonly GPUBuffer[]): GPUBindGroup {
+    const key = `${this.idOf(pipeline)}:${buffers.map((b) => this.idOf(b)).join(',')}`;
+    let g = this.bindGroups.get(key);
+    if (g) {
+      this.bindGroupStats.reused++;
+      return g;
+    }
+    g = this.device.createBindGroup({ layout: pipeline.getBindGroupLayout(0), entries: buffers.map((buffer, binding) => ({ binding, resource: { buffer } })) });
+    this.bindGroupStats.created++;
+    if (this.bindGroups.size >= BIND_GROUP_CACHE) {
+      this.bindGroups.clear();
+      this.groupsOf.clear();
+    }
+    this.bindGroups.set(key, g);
+    for (const b of buffers) {
+      const id = this.idOf(b);
+      const keys = this.groupsOf.get(id);
+      if (keys) keys.push(key);
+      else this.groupsOf.set(id, [key]);
+    }
+    return g;
   }
 
   /** Workgroup counts covering `threads` invocations of `workgroupSize`, folded into y past the x limit. */
@@ -287,12 +336,13 @@ export class GpuRuntime {
   async read(t: GpuTensor): Promise<Float32Array> {
     if (t.disposed) throw new GpuError('read: tensor was disposed');
     this.checkHealthy();
-    const bytes = Math.max(4, t.size * 4);
-    const staging = this.createBuffer({ size: Math.ceil(bytes / 4) * 4, usage: 0x1 /* MAP_READ */ | 0x8 /* COPY_DST */ });
+    const bytes = Math.ceil(Math.max(4, t.size * 4) / 4) * 4;
+    const sizeClass = this.sizeClass(bytes);
+    const staging = this.staging.get(sizeClass)?.pop() ?? this.createBuffer({ size: sizeClass, usage: 0x1 /* MAP_READ */ | 0x8 /* COPY_DST */ });
     this.openPass();
     this.pass!.end();
     this.pass = undefined;
-    this.encoder!.copyBufferToBuffer(t.buffer, 0, staging, 0, Math.ceil(bytes / 4) * 4);
+    this.encoder!.copyBufferToBuffer(t.buffer, 0, staging, 0, bytes);
     this.device.queue.submit([this.encoder!.finish()]);
     this.pendingErrors.push(this.device.popErrorScope(), this.device.popErrorScope());
     this.encoder = undefined;
@@ -301,13 +351,21 @@ export class GpuRuntime {
     try {
       await staging.mapAsync(0x1 /* READ */);
     } catch (err) {
+      this.destroyBuffer(staging);
       await this.checkErrors();
       throw new GpuError(`reading back a [${t.shape.join(', ')}] tensor failed: ${(err as Error).message}`);
     }
     const out = new Float32Array(t.size);
     out.set(new Float32Array(staging.getMappedRange(), 0, t.size));
     staging.unmap();
-    this.destroyBuffer(staging);
+    // back to its size's ring (a few per size: reads in flight at once each take their own)
+    const ring = this.staging.get(sizeClass) ?? [];
+    if (ring.length < STAGING_PER_SIZE && sizeClass <= STAGING_MAX_BYTES) {
+      ring.push(staging);
+      this.staging.set(sizeClass, ring);
+    } else {
+      this.destroyBuffer(staging);
+    }
     await this.checkErrors();
     return out;
   }
@@ -323,7 +381,20 @@ export class GpuRuntime {
     if (this.destroyed.has(b)) return;
     this.destroyed.add(b);
     this.live -= b.size;
+    // bind groups naming it can never be used again
+    const id = this.ids.get(b);
+    if (id !== undefined) {
+      for (const k of this.groupsOf.get(id) ?? []) this.bindGroups.delete(k);
+      this.groupsOf.delete(id);
+    }
     b.destroy();
+  }
+
+  /** Bytes held by the read-back rings (for tests). */
+  stagingBytes(): number {
+    let n = 0;
+    for (const [size, list] of this.staging) n += size * list.length;
+    return n;
   }
 
   /** Bytes of device memory this runtime holds: weights, caches, activations, the pool, uniforms. */
