@@ -65,6 +65,8 @@ export class GpuRuntime {
   private nextId = 1;
   /** Bind groups created and reused (for benchmarks and tests). */
   readonly bindGroupStats = { created: 0, reused: 0 };
+  /** Read-back buffers created and reused (for tests). */
+  readonly stagingStats = { created: 0, reused: 0 };
   private encoder: GPUCommandEncoder | undefined;
   private pass: GPUComputePassEncoder | undefined;
   private afterSubmit: GPUBuffer[] = [];
@@ -338,7 +340,12 @@ export class GpuRuntime {
     this.checkHealthy();
     const bytes = Math.ceil(Math.max(4, t.size * 4) / 4) * 4;
     const sizeClass = this.sizeClass(bytes);
-    const staging = this.staging.get(sizeClass)?.pop() ?? this.createBuffer({ size: sizeClass, usage: 0x1 /* MAP_READ */ | 0x8 /* COPY_DST */ });
+    let staging = this.staging.get(sizeClass)?.pop();
+    if (staging) this.stagingStats.reused++;
+    else {
+      staging = this.createBuffer({ size: sizeClass, usage: 0x1 /* MAP_READ */ | 0x8 /* COPY_DST */ });
+      this.stagingStats.created++;
+    }
     this.openPass();
     this.pass!.end();
     this.pass = undefined;
