@@ -61,8 +61,11 @@ export const decodeSuite: Suite = {
         tokens: ctx.quick ? 2 : 6, rounds: ctx.quick ? 1 : 3, stepwise: false,
       },
     ];
-    for (const backend of (gpu ? [new CpuBackend(), gpu] : [new CpuBackend()]) as Backend[]) {
-      for (const subject of subjects) {
+    // SPIKELM_BENCH_BACKENDS=cpu|gpu and SPIKELM_BENCH_MODELS=stories260k|gpt2 narrow the run
+    const backends = process.env.SPIKELM_BENCH_BACKENDS?.split(',').map((b) => b.trim());
+    const models = process.env.SPIKELM_BENCH_MODELS?.split(',').map((m) => m.trim());
+    for (const backend of ((gpu ? [new CpuBackend(), gpu] : [new CpuBackend()]) as Backend[]).filter((b) => !backends || backends.includes(b.name))) {
+      for (const subject of subjects.filter((x) => !models || models.some((m) => x.label.toLowerCase().includes(m.toLowerCase())))) {
         const ann = loadModel(subject.dir, { backend });
         const data = createCalibrationData(loadTokenizer(subject.dir), { numSamples: 4 });
         const dflt = (await convertModelToSpiking(ann, data, { backend })).snn;

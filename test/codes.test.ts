@@ -7,7 +7,7 @@ import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { WeightedSpikeNeuron, codeParams, errorBound } from '../src/snn/codes.js';
 import { randomArray } from './helpers/tolerance.js';
-import { type CodeParams, EXTRA_PLANES, STAT, STATS_WIDTH, encodeCpu, planesOf, statsIntoCpu, unitOf } from '../src/tensor/kernels/codes.js';
+import { type CodeParams, EXTRA_PLANES, STAT, STATS_WIDTH, encodeCpu, planesOf, popcount, runWeighted, statsIntoCpu, unitOf } from '../src/tensor/kernels/codes.js';
 
 const f = Math.fround;
 
@@ -106,6 +106,28 @@ describe('out of range: counted, never silent', () => {
     expect(burst.decoded[0]).toBeCloseTo(2.5, 6);
     expect(burst.rowStats[STAT.maxPerStep]).toBeGreaterThan(1); // bursts: several spikes in one step
     expect(burst.rowStats[STAT.clipped]).toBe(0);
+  });
+});
+
+describe('binary digit sums in closed form', () => {
+  it('popcount counts set bits', () => {
+    fc.assert(fc.property(fc.integer({ min: 0, max: 2 ** 31 - 1 }), (x) => {
+      expect(popcount(x)).toBe(x.toString(2).split('').filter((b) => b === '1').length);
+    }));
+  });
+
+  it('runWeighted without a digit observer (⌊x·2^(k−1)⌋, events = set bits) equals the plane-by-plane run', () => {
+    fc.assert(fc.property(fc.integer({ min: 1, max: 16 }), fc.array(fc.double({ min: -300, max: 300, noNaN: true }), { minLength: 1, maxLength: 40 }), (T, xs) => {
+      const n = xs.length;
+      const v1 = Float64Array.from(xs, Math.fround), v2 = Float64Array.from(v1);
+      const m1 = new Float64Array(n), m2 = new Float64Array(n);
+      const closed = runWeighted(v1, m1, n, T, false);
+      let seen = 0;
+      const loop = runWeighted(v2, m2, n, T, false, () => void seen++);
+      expect(Array.from(m1)).toEqual(Array.from(m2));
+      expect(closed).toEqual(loop);
+      expect(seen).toBe(loop.events);
+    }));
   });
 });
 

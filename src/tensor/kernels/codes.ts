@@ -170,6 +170,13 @@ export function encodeCpu(x: Float32Array, R: number, C: number, theta: Float32A
   }
 }
 
+/** Set bits of a non-negative integer below 2^31 (digit sums have at most T + E ≤ 24 bits). */
+export function popcount(x: number): number {
+  x = x - ((x >>> 1) & 0x55555555);
+  x = (x & 0x33333333) + ((x >>> 2) & 0x33333333);
+  return Math.imul((x + (x >>> 4)) & 0x0f0f0f0f, 0x01010101) >>> 24;
+}
+
 let scratchBuffers = [new Float64Array(256), new Float64Array(256), new Float64Array(256)];
 const scratchOf = (i: number, n: number): Float64Array => {
   if (scratchBuffers[i]!.length < n) scratchBuffers[i] = new Float64Array(n);
@@ -208,6 +215,17 @@ export function runWeighted(v: Float64Array, m: Float64Array, n: number, T: numb
       x = ternary ? Math.sign(x) * limit : top;
     }
     v[c] = x;
+  }
+  if (!ternary && !onDigit) {
+    // binary digits are the bits of x ∈ [0, 2): after k planes m = ⌊x·2^(k−1)⌋ exactly (x is a float32
+    // value, scaling by a power of two is exact), and the events are its set bits
+    const k = P - (E - extra), scaleUp = 2 ** (k - 1);
+    for (let c = 0; c < n; c++) {
+      const mc = Math.floor(v[c]! * scaleUp);
+      m[c] = mc;
+      events += popcount(mc);
+    }
+    return { events, extra, clipped };
   }
   for (let j = E - extra; j < P; j++) {
     for (let c = 0; c < n; c++) {

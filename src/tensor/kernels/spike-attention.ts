@@ -21,7 +21,7 @@
 import type { GpuRuntime, GpuTensor } from '../gpu/runtime.js';
 import { fillTemplate } from '../gpu/runtime.js';
 import { type AttentionParams, checkAttention } from './attention.js';
-import { type CodeParams, EXTRA_PLANES, STAT, STATS_WIDTH, TERNARY_FIRE, TERNARY_LIMIT, planesOf, unitOf, validateCode } from './codes.js';
+import { type CodeParams, EXTRA_PLANES, STAT, STATS_WIDTH, TERNARY_FIRE, TERNARY_LIMIT, planesOf, popcount, unitOf, validateCode } from './codes.js';
 
 export interface SpikeAttentionCodes {
   /** q's code: its unit and planes (digits come from the encoder). */
@@ -86,6 +86,13 @@ function encodeProbability(pv: number, th: number, inv: number, code: CodeParams
   }
   const sign = pv < 0 ? -1 : 1;
   let m = 0, events = 0;
+  if (!ternary && !planes) {
+    // binary digits are the bits of v ∈ [0, 2) (kernels/codes.ts runWeighted says why this is exact)
+    m = Math.floor(v * 2 ** (T + extra - 1));
+    events = popcount(m);
+    setProbStats(events, extra, clipped, events > 0 ? 1 : 0, events);
+    return sign * m;
+  }
   for (let j = E - extra; j < P; j++) {
     let d = 0;
     if (ternary) {
