@@ -1,7 +1,7 @@
 /**
  * Choosing a backend by name: `cpu`, `gpu`, or `auto`: the GPU when a hardware adapter exists, else
  * the CPU. A software adapter (Mesa llvmpipe, SwiftShader, WARP) is the CPU pretending to be a GPU
- * and runs spikelm 2–7× slower than the CPU backend (bench/decode, bench/scale), so `auto` skips it;
+ * and runs spikelm 4–8× slower than the CPU backend at GPT-2-small size (bench/scale), so `auto` skips it;
  * `--backend gpu` still uses it (it is how CI checks every WGSL kernel).
  */
 import { ArgumentError } from '../errors.js';
