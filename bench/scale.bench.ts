@@ -133,18 +133,22 @@ export const scaleSuite: Suite = {
 
     // bandwidth: what the machine streams, what the kernel streams, and decode's roofline
     const T = threadCount();
-    // bytes a decode step reads: every linear weight once, the LM head (tied to the embedding) once
+    // what a decode step reads: every linear weight once per layer, the LM head (tied to the embedding) once
     const W = GPT2_SMALL.width, L = GPT2_SMALL.layers, V = GPT2_SMALL.vocab;
-    const decodeBytes = 4 * (L * (W * 3 * W + W * W + W * 4 * W + 4 * W * W) + V * W);
+    const shapes: { label: string; K: number; N: number; count: number }[] = [
+      { label: 'qkv 768→2304', K: W, N: 3 * W, count: L }, { label: 'o 768→768', K: W, N: W, count: L },
+      { label: 'fc 768→3072', K: W, N: 4 * W, count: L }, { label: 'proj 3072→768', K: 4 * W, N: W, count: L },
+      { label: 'head 768→50257', K: W, N: V, count: 1 },
+    ];
+    const decodeBytes = shapes.reduce((a, x) => a + 4 * x.K * x.N * x.count, 0);
     let readAll = Number.NaN;
     if (wants('cpu')) {
       const read1 = await streamingRead(1);
       readAll = await streamingRead(T);
-      const shapes: [string, number, number][] = [['qkv 768→2304', W, 3 * W], ['o 768→768', W, W], ['fc 768→3072', W, 4 * W], ['proj 3072→768', 4 * W, W], ['head 768→50257', W, V]];
       const kernel: Record<string, number> = {};
-      for (const [label, K, N] of shapes) kernel[label] = matvecBandwidth(K, N, ctx.quick ? 150 : 600);
+      for (const x of shapes) kernel[x.label] = matvecBandwidth(x.K, x.N, ctx.quick ? 150 : 600);
       // time per token if every product ran at its measured kernel bandwidth
-      const kernelSeconds = (L * (W * 3 * W * 4 / kernel['qkv 768→2304']! + W * W * 4 / kernel['o 768→768']! + W * 4 * W * 4 / kernel['fc 768→3072']! + 4 * W * W * 4 / kernel['proj 3072→768']!) + V * W * 4 / kernel['head 768→50257']!) / 1e9;
+      const kernelSeconds = shapes.reduce((a, x) => a + (4 * x.K * x.N * x.count) / (kernel[x.label]! * 1e9), 0);
       const kernelGBs = decodeBytes / kernelSeconds / 1e9;
       row('native streaming read', 0, { 'GB/s 1 thread': read1, [`GB/s ${T} threads`]: readAll, 'decode roofline tokens/s': readAll * 1e9 / decodeBytes, 'decode weight MiB per token': decodeBytes / MiB });
       row(`cpu matrix–vector kernel (${T} threads)`, kernelSeconds * 1000, { ...Object.fromEntries(Object.entries(kernel).map(([k, v]) => [`GB/s ${k}`, v])), 'GB/s decode mix': kernelGBs, 'vs streaming read': kernelGBs / readAll, 'kernel-bound decode tokens/s': 1 / kernelSeconds });

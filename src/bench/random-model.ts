@@ -10,6 +10,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { ArgumentError } from '../errors.js';
 import { writeSafetensors, type TensorToWrite } from '../io/safetensors.js';
+import { seededRandom } from '../nn/sampling.js';
 
 export interface Gpt2Shape {
   readonly layers: number;
@@ -23,18 +24,6 @@ export const GPT2_SMALL: Gpt2Shape = { layers: 12, width: 768, heads: 12, vocab:
 
 /** The tokenizer files a GPT-2 directory carries (copied from `tokenizerFrom` when given). */
 const TOKENIZER_FILES = ['tokenizer.json', 'tokenizer_config.json', 'special_tokens_map.json', 'vocab.json', 'merges.txt'];
-
-/** mulberry32: a small seeded generator (uniform in [0, 1)). */
-function uniform(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 function normal(n: number, std: number, next: () => number): Float32Array {
   const out = new Float32Array(n);
@@ -62,7 +51,7 @@ export function writeRandomGpt2(dir: string, s: Gpt2Shape, opts: { seed?: number
   if (s.width % s.heads !== 0) throw new ArgumentError(`random GPT-2: width ${s.width} is not a multiple of heads ${s.heads}`);
   fs.mkdirSync(dir, { recursive: true });
   if (fs.readdirSync(dir).length) throw new ArgumentError(`random GPT-2: ${dir} is not empty`);
-  const next = uniform(opts.seed ?? 0);
+  const next = seededRandom(opts.seed ?? 0);
   const w = s.width, dtype = opts.dtype ?? 'F32';
   const residualStd = 0.02 / Math.sqrt(2 * s.layers);
   const tensors: TensorToWrite[] = [];

@@ -68,5 +68,15 @@ ${reduce('wgMax', 'red', (a, b) => `max(${a}, ${b})`)}
 ${reduce('wgSum2', 'red2', (a, b) => `${a} + ${b}`)}`;
 }
 
+/**
+ * WGSL: the row a one-workgroup-per-row kernel works on (`rowGroups` lays them out; params
+ * `R, C, rowsPerY`). No early return: barriers follow, and GLSL ES forbids them after a return; a
+ * workgroup past the last row sees C = 0 columns.
+ */
+export const WORKGROUP_ROW_WGSL = `
+  let r = wid.y * p.rowsPerY + wid.x;
+  let C = select(0u, p.C, r < p.R);
+  let o = r * p.C;`;
+
 /** The 256-wide reductions of the row kernels. */
 export const WORKGROUP_REDUCE_WGSL = workgroupReduceWgsl(256);

@@ -149,6 +149,20 @@ export function attentionComposite(q: Float32Array, k: Float32Array, v: Float32A
 //           M = max m_b, out = Σ acc_b·e^(m_b−M) / Σ l_b·e^(m_b−M). Empty blocks have l = 0.
 
 /**
+ * Which (block b, query s, head h, KV head g) the unit `idx` is, and the keys [first, last] it may
+ * see (causal, or all; after its block's key start): shared by every attention kernel.
+ */
+const ATTENTION_UNIT_WGSL = `
+  let h = idx % p.H;
+  let s = (idx / p.H) % p.S;
+  let b = idx / (p.H * p.S);
+  let g = h / p.group;
+  var last = p.queryStart + s;
+  if (p.lastAll > 0u) { last = p.lastAll - 1u; }
+  var first = 0u;
+  if (p.hasStarts != 0u) { first = starts[b]; }`;
+
+/**
  * What both variants share: the bindings, and per invocation its block b, query s, head h, KV
  * head g, and the last key it may see.
  */
@@ -166,14 +180,7 @@ ${constant}
 fn main(@builtin(global_invocation_id) gid: vec3u) {
   let idx = gid.y * 65535u * 64u + gid.x;
   if (idx >= p.B * p.S * p.H) { return; }
-  let h = idx % p.H;
-  let s = (idx / p.H) % p.S;
-  let b = idx / (p.H * p.S);
-  let g = h / p.group;
-  var last = p.queryStart + s;
-  if (p.lastAll > 0u) { last = p.lastAll - 1u; }
-  var first = 0u;
-  if (p.hasStarts != 0u) { first = starts[b]; }`;
+${ATTENTION_UNIT_WGSL}`;
 }
 
 const ATTENTION_SCALAR_WGSL = `${attentionPrologue('f32', 'const D = {{headDim}}u;')}
@@ -247,14 +254,7 @@ var<workgroup> e: array<f32, ${SPLITK_BLOCK}>;
 fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid: u32) {
   let split = wid.x;
   let idx = wid.y;
-  let h = idx % p.H;
-  let s = (idx / p.H) % p.S;
-  let b = idx / (p.H * p.S);
-  let g = h / p.group;
-  var last = p.queryStart + s;
-  if (p.lastAll > 0u) { last = p.lastAll - 1u; }
-  var first = 0u;
-  if (p.hasStarts != 0u) { first = starts[b]; }
+${ATTENTION_UNIT_WGSL}
   let qo = (b * p.S + s) * p.qWidth + h * D;
   let j = split * WG + lid;
   let valid = j >= first && j <= last;

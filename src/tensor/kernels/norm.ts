@@ -5,7 +5,7 @@
  * Statistics are accumulated in double precision.
  */
 import { type GpuRuntime, type GpuTensor, fillTemplate } from '../gpu/runtime.js';
-import { type RowVariant, WORKGROUP_REDUCE_WGSL, chooseRowVariant, rowGroups } from '../gpu/variants.js';
+import { type RowVariant, WORKGROUP_REDUCE_WGSL, WORKGROUP_ROW_WGSL, chooseRowVariant, rowGroups } from '../gpu/variants.js';
 
 export function layerNormCpu(x: Float32Array, gamma: Float32Array, beta: Float32Array | undefined, eps: number, R: number, C: number, out: Float32Array): void {
   for (let r = 0; r < R; r++) {
@@ -84,10 +84,7 @@ struct Params { R: u32, C: u32, eps: f32, hasBeta: u32, rowsPerY: u32 }
 ${WORKGROUP_REDUCE_WGSL}
 @compute @workgroup_size(256)
 fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid: u32) {
-  // no early return: barriers follow (GLSL ES forbids them after a return); a row past R has no columns
-  let r = wid.y * p.rowsPerY + wid.x;
-  let C = select(0u, p.C, r < p.R);
-  let o = r * p.C;
+${WORKGROUP_ROW_WGSL}
 {{body}}
 }`;
 

@@ -7,7 +7,7 @@
  */
 import { ArgumentError } from '../../errors.js';
 import type { GpuRuntime, GpuTensor } from '../gpu/runtime.js';
-import { type RowVariant, WORKGROUP_REDUCE_WGSL, chooseRowVariant, rowGroups } from '../gpu/variants.js';
+import { type RowVariant, WORKGROUP_REDUCE_WGSL, WORKGROUP_ROW_WGSL, chooseRowVariant, rowGroups } from '../gpu/variants.js';
 
 export interface CausalMask {
   /** Rows per group (the number of queries). */
@@ -62,10 +62,7 @@ struct Params { R: u32, C: u32, queries: u32, queryStart: u32, masked: u32, rows
 ${WORKGROUP_REDUCE_WGSL}
 @compute @workgroup_size(256)
 fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid: u32) {
-  // no early return: barriers follow (GLSL ES forbids them after a return); a row past R has no columns
-  let r = wid.y * p.rowsPerY + wid.x;
-  let C = select(0u, p.C, r < p.R);
-  let o = r * p.C;
+${WORKGROUP_ROW_WGSL}
   var limit = C;
   if (p.masked != 0u) { limit = min(C, p.queryStart + r % p.queries + 1u); }
   var m = -3.4e38;
