@@ -10,7 +10,7 @@ import type { CliIO } from './command.js';
 import { ProgressBar } from './progress.js';
 
 /** Weights at least this large get a loading bar. */
-export const LOAD_BAR_MIN_BYTES = 64 * 2 ** 20;
+const LOAD_BAR_MIN_BYTES = 64 * 2 ** 20;
 
 /** Where a model came from: a local directory, or a Hub snapshot in the shared cache. */
 export interface ModelSource {

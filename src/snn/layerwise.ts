@@ -184,15 +184,14 @@ export class LayerwiseNet {
       h = lin(blk.down, `${p}.down_in`, hidden, h);
     });
     const [r0, r1] = opts.rows;
-    const headIn = norm(b.sliceRows(h, r0, r1), this.finalNorm);
     if (opts.observe && r1 - r0 < S) {
       // observers (calibration) see the head's input on every new row, as in the stepwise schedule,
-      // while the head runs only for the rows whose logits were asked for
-      opts.observe('head_in', norm(h, this.finalNorm), 1);
-      const logits = lin(this.head, 'head_in', headIn, undefined, false);
-      return { logits, decoded: new Map() };
+      // while the head runs only for the rows whose logits were asked for (the norm is row-wise)
+      const all = norm(h, this.finalNorm);
+      opts.observe('head_in', all, 1);
+      return { logits: lin(this.head, 'head_in', b.sliceRows(all, r0, r1), undefined, false), decoded: new Map() };
     }
-    return { logits: lin(this.head, 'head_in', headIn), decoded: new Map() };
+    return { logits: lin(this.head, 'head_in', norm(b.sliceRows(h, r0, r1), this.finalNorm)), decoded: new Map() };
   }
 }
 

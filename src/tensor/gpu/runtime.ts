@@ -397,13 +397,6 @@ export class GpuRuntime {
     b.destroy();
   }
 
-  /** Bytes held by the read-back rings (for tests). */
-  stagingBytes(): number {
-    let n = 0;
-    for (const [size, list] of this.staging) n += size * list.length;
-    return n;
-  }
-
   /** Bytes of device memory this runtime holds: weights, caches, activations, the pool, uniforms. */
   liveBytes(): number {
     return this.live;
