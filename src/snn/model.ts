@@ -20,6 +20,7 @@ import type { LMWeights } from '../nn/weights.js';
 import type { Backend, BTensor, SpikeKernel } from '../tensor/backend.js';
 import { STATS_WIDTH } from '../tensor/kernels/codes.js';
 import { type NeuronConfig, validateNeuron } from '../tensor/kernels/neuron.js';
+import { type Adapters, applyAdapters } from './adapters.js';
 import { type CodingName, type ScheduleName, checkCombination } from './codes.js';
 import { LayerwiseNet } from './layerwise.js';
 import type { OperatorForm } from './operators.js';
@@ -74,6 +75,11 @@ export interface SpikingConfig {
    * encoder runs T + offset steps (planes), so precision can be spent where it matters.
    */
   readonly siteSteps?: Readonly<Partial<Record<SiteKind, number>>>;
+  /**
+   * Fine-tuned norm gains and LoRA corrections (src/snn/adapters.ts), merged into this model's copy
+   * of the affected weights; `weights` stays the ANN's.
+   */
+  readonly adapters?: Adapters;
 }
 
 /** What conversion needs of an ANN: its config and host weights (a CausalLM has both). */
@@ -166,9 +172,10 @@ export class SpikingLM {
     }
     this.spiking = { ...spiking, schedule, coding, neuron, operators: spiking.operators ?? COMPENSATED };
     this.sites = encoderSites(config, schedule);
+    const adapted = spiking.adapters ? applyAdapters(config, weights, spiking.adapters) : weights;
     this.net = schedule === 'stepwise'
-      ? new StepwiseNet(config, weights, backend, this.spiking, this.sites)
-      : new LayerwiseNet(config, weights, backend, this.spiking, this.sites);
+      ? new StepwiseNet(config, adapted, backend, this.spiking, this.sites)
+      : new LayerwiseNet(config, adapted, backend, this.spiking, this.sites);
   }
 
   get timesteps(): number {

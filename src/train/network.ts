@@ -1,0 +1,420 @@
+/**
+ * The network fine-tuning trains: a converted model's forward as a straight line of the operators in
+ * ops.ts with a neuron (quantizer.ts) at every encoder site, and its backward in reverse. It computes
+ * the same function as the SpikingLM it was built from (a test compares their logits):
+ *
+ *   layerwise  every site of src/snn/sites.ts — attn_in, q_in (rotated queries), p_in (attention
+ *              probabilities, θ per head), o_in, mlp_in, down_in, head_in — with the model's code
+ *   stepwise   rate neurons at attn_in, o_in, mlp_in, down_in, head_in (the compensated operators
+ *              are exact on decoded values, so the network at T is the ANN with these quantizers;
+ *              centres μ shift a site's neuron: x̂ = μ + Q(x − μ))
+ *
+ * Trained parameters (everything else frozen): log θ per channel of every site (θ = e^φ), optionally
+ * the norms' gains γ and low-rank corrections W + s·B·A of the linear layers behind chosen sites.
+ * One sequence per forward, from position 0, in float64.
+ */
+import { ArgumentError } from '../errors.js';
+import type { ModelConfig } from '../nn/config.js';
+import { stackLinear } from '../nn/model.js';
+import type { LMWeights, LinearWeights } from '../nn/weights.js';
+import type { SpikingLM } from '../snn/model.js';
+import type { EncoderSite } from '../snn/sites.js';
+import { surrogate } from '../snn/surrogate.js';
+import { codeParams } from '../snn/codes.js';
+import { ropeInvFreq } from '../tensor/kernels/rope.js';
+import {
+  type Dense, type LoRA, type NormKind, activationBackward, activationForward, linearBackward, linearForward, normBackward, normForward, ropeInPlace,
+} from './ops.js';
+import { type FireMode, type NeuronCode, type NeuronOut, extraPlanesOf, neuronBackward, neuronForward } from './quantizer.js';
+
+/** The sites whose linear layer may carry a LoRA (keys of TrainParams.lora). */
+export const LORA_SITE_KINDS = ['attn_in', 'o_in', 'mlp_in', 'down_in', 'head_in'] as const;
+
+export interface TrainParams {
+  /** φ = log θ per channel, per site. */
+  readonly logTheta: Map<string, Float64Array>;
+  /** Norm gains by norm name (`layers.{l}.attn_norm`, `layers.{l}.mlp_norm`, `final_norm`). */
+  readonly gains: Map<string, Float64Array>;
+  /** LoRA per site name (the linear layer that site feeds). */
+  readonly lora: Map<string, LoRA>;
+}
+
+/** Gradients, the same shapes as TrainParams (LoRA: a and b). */
+export interface TrainGrads {
+  readonly logTheta: Map<string, Float64Array>;
+  readonly gains: Map<string, Float64Array>;
+  readonly lora: Map<string, { a: Float64Array; b: Float64Array }>;
+}
+
+export function zeroGrads(p: TrainParams): TrainGrads {
+  return {
+    logTheta: new Map([...p.logTheta].map(([k, v]) => [k, new Float64Array(v.length)])),
+    gains: new Map([...p.gains].map(([k, v]) => [k, new Float64Array(v.length)])),
+    lora: new Map([...p.lora].map(([k, v]) => [k, { a: new Float64Array(v.a.length), b: new Float64Array(v.b.length) }])),
+  };
+}
+
+export interface ForwardResult {
+  /** [S, V] */
+  readonly logits: Float64Array;
+  /** Spike events and neurons, summed over sites (spikes per neuron per token = events / neurons). */
+  readonly events: number;
+  readonly neurons: number;
+  /** Per-site events (for reports). */
+  readonly siteEvents: Map<string, number>;
+  /** What the backward needs. */
+  readonly tape: Tape;
+}
+
+interface SiteTape {
+  readonly x: Float64Array;
+}
+
+interface BlockTape {
+  h0: Float64Array; attnNorm: { rho: Float64Array }; a: SiteTape; ah: Float64Array; qkvXa?: Float64Array;
+  q: Float64Array; qh: Float64Array; probs: Float64Array; ph: Float64Array; kv: Float64Array;
+  att: Float64Array; atth: Float64Array; oXa?: Float64Array; h1: Float64Array; mlpNorm: { rho: Float64Array };
+  m: Float64Array; mh: Float64Array; upXa?: Float64Array; u: Float64Array; z: Float64Array; zh: Float64Array; downXa?: Float64Array;
+}
+
+interface Tape {
+  readonly tokens: Int32Array;
+  readonly blocks: BlockTape[];
+  hL: Float64Array; finalRho: Float64Array; f: Float64Array; fh: Float64Array; headXa?: Float64Array;
+}
+
+/** 'spiking': the neurons run (hard fire or smooth); 'exact': every site is the identity (the ANN). */
+export type NetMode = 'spiking' | 'exact';
+
+export class TrainNet {
+  readonly config: ModelConfig;
+  readonly sites: readonly EncoderSite[];
+  private readonly codes: Map<string, NeuronCode>;
+  private readonly centers: ReadonlyMap<string, Float32Array>;
+  private readonly blocks: { qkv: Dense; o: Dense; up: Dense; down: Dense; attnNorm: { beta?: Float32Array }; mlpNorm: { beta?: Float32Array } }[];
+  private readonly head: Dense;
+  private readonly finalBeta?: Float32Array;
+  private readonly weights: LMWeights;
+  private readonly invFreq?: Float64Array;
+  private readonly normKind: NormKind;
+  /** The norms' gains as the model has them (fine-tuned gains included), used where γ is not trained. */
+  private readonly frozenGains = new Map<string, Float64Array>();
+
+  constructor(snn: SpikingLM, readonly fireMode: FireMode = 'hard') {
+    const cfg = (this.config = snn.config), sp = snn.spiking;
+    if (sp.mode !== 'spiking') throw new ArgumentError('fine-tuning: the model runs in exact mode (no neurons to train); convert it in spiking mode');
+    if (snn.schedule === 'stepwise') {
+      const n = sp.neuron;
+      if (!n.signed || n.reset !== 'subtract' || n.leak !== 1 || n.fire !== '>=' || Number.isFinite(n.maxSpikes) || snn.reluNeuron) {
+        throw new ArgumentError('fine-tuning a stepwise model needs its default neurons (signed IF, reset by subtraction, no leak, unbounded bursts, no ReLU neuron): only then is the network at T the ANN with quantized encoder inputs, which training differentiates');
+      }
+    }
+    this.sites = snn.sites;
+    this.weights = snn.weights;
+    this.centers = sp.centers ?? new Map();
+    const s = surrogate(sp.surrogate.name, sp.surrogate.alpha);
+    const halfStart = snn.schedule === 'layerwise' || sp.neuron.initial === 'half';
+    this.codes = new Map(this.sites.map((site) => [site.name, {
+      code: codeParams(snn.coding, snn.stepsOf(site.kind), sp.neuron.maxSpikes), halfStart, surrogate: s, mode: fireMode,
+    }]));
+    const dense = (l: LinearWeights): Dense => {
+      const [N, K] = l.weight.shape as [number, number];
+      return { weight: l.weight.data, ...(l.bias ? { bias: l.bias.data } : {}), N, K };
+    };
+    this.blocks = snn.weights.blocks.map((b) => ({
+      qkv: dense(stackLinear([b.q, b.k, b.v])), o: dense(b.o), up: dense(b.gate ? stackLinear([b.gate, b.up]) : b.up), down: dense(b.down),
+      attnNorm: { ...(b.attnNorm.bias ? { beta: b.attnNorm.bias.data } : {}) }, mlpNorm: { ...(b.mlpNorm.bias ? { beta: b.mlpNorm.bias.data } : {}) },
+    }));
+    this.head = dense({ weight: snn.weights.lmHead });
+    if (snn.weights.finalNorm.bias) this.finalBeta = snn.weights.finalNorm.bias.data;
+    if (cfg.family === 'llama') this.invFreq = ropeInvFreq(cfg.headDim, cfg.ropeTheta, cfg.ropeScaling);
+    this.normKind = cfg.family === 'gpt2' ? 'layer' : 'rms';
+    const adapted = sp.adapters?.normGains;
+    const put = (name: string, t: Float32Array) => this.frozenGains.set(name, Float64Array.from(adapted?.get(name) ?? t));
+    snn.weights.blocks.forEach((b, l) => {
+      put(`layers.${l}.attn_norm`, b.attnNorm.weight.data);
+      put(`layers.${l}.mlp_norm`, b.mlpNorm.weight.data);
+    });
+    put('final_norm', snn.weights.finalNorm.weight.data);
+  }
+
+  /** The starting parameters: the model's thresholds (and adapters, if it was fine-tuned before). */
+  initialParams(snn: SpikingLM): TrainParams {
+    const logTheta = new Map<string, Float64Array>();
+    for (const site of this.sites) {
+      const th = snn.spiking.thresholds.get(site.name);
+      if (!th) throw new ArgumentError(`fine-tuning: no thresholds for site "${site.name}"`);
+      logTheta.set(site.name, Float64Array.from(th, Math.log));
+    }
+    const gains = new Map<string, Float64Array>();
+    const lora = new Map<string, LoRA>();
+    for (const [k, g] of snn.spiking.adapters?.normGains ?? []) gains.set(k, Float64Array.from(g));
+    for (const [k, l] of snn.spiking.adapters?.lora ?? []) lora.set(k, { rank: l.rank, scale: 1, a: Float64Array.from(l.a), b: Float64Array.from(l.b) });
+    return { logTheta, gains, lora };
+  }
+
+  /** The gain vector of a norm: trained if present in params, else the model's. */
+  private gamma(p: TrainParams, name: string): Float64Array {
+    return p.gains.get(name) ?? this.frozenGains.get(name)!;
+  }
+
+  /** Which norms exist (their names for TrainParams.gains). */
+  normNames(): string[] {
+    return [...this.frozenGains.keys()];
+  }
+
+  /** The width [N, K] of the linear layer behind a site (for LoRA shapes). */
+  linearShape(site: string): [number, number] {
+    const m = /^layers\.(\d+)\.(\w+)$/.exec(site);
+    const d = site === 'head_in' ? this.head : m ? ({ attn_in: this.blocks[+m[1]!]!.qkv, o_in: this.blocks[+m[1]!]!.o, mlp_in: this.blocks[+m[1]!]!.up, down_in: this.blocks[+m[1]!]!.down } as Record<string, Dense | undefined>)[m[2]!] : undefined;
+    if (!d) throw new ArgumentError(`LoRA: site "${site}" feeds no linear layer (LoRA goes on ${LORA_SITE_KINDS.join(', ')})`);
+    return [d.N, d.K];
+  }
+
+  /**
+   * A neuron's charge x/θ. Hard fire computes it as the kernels do, in float32 (x and 1/θ rounded,
+   * then their product), so that both fire the same digits on the same values; smooth fire keeps
+   * float64 (its finite differences need the precision).
+   */
+  private charge(x: number, theta: number): number {
+    return this.fireMode === 'hard' ? Math.fround(Math.fround(x) * Math.fround(1 / theta)) : x / theta;
+  }
+
+  /**
+   * Quantize rows x [R, C] at a site (θ per channel; p_in: rows are (query, head) pairs of `C` keys
+   * with θ of head `row % H`, and each probability chooses its own extra planes, as the kernel does).
+   */
+  private quantize(site: string, x: Float64Array, R: number, C: number, p: TrainParams, mode: NetMode, acc: { events: number; neurons: number; site: Map<string, number> }, valid?: (r: number) => number): Float64Array {
+    if (mode === 'exact') return x;
+    const n = this.codes.get(site)!, phi = p.logTheta.get(site)!, mu = this.centers.get(site), perHead = site.endsWith('.p_in');
+    const out = new Float64Array(x.length), o: NeuronOut = { value: 0, events: 0 };
+    let events = 0, neurons = 0;
+    for (let r = 0; r < R; r++) {
+      const cols = valid ? valid(r) : C;
+      const th = (c: number) => Math.exp(phi[perHead ? r % phi.length : c]!);
+      let extra = 0;
+      if (!perHead && n.code.kind !== 'rate') {
+        let big = 0;
+        for (let c = 0; c < cols; c++) big = Math.max(big, Math.abs((x[r * C + c]! - (mu ? mu[c]! : 0)) / th(c)));
+        extra = extraPlanesOf(big, n.code);
+      }
+      for (let c = 0; c < cols; c++) {
+        const t = th(c), m0 = mu ? mu[c]! : 0, a = this.charge(x[r * C + c]! - m0, t);
+        neuronForward(a, perHead ? extraPlanesOf(Math.abs(a), n.code) : extra, n, o);
+        out[r * C + c] = m0 + t * o.value;
+        events += o.events;
+      }
+      neurons += cols;
+    }
+    acc.events += events;
+    acc.neurons += neurons;
+    acc.site.set(site, (acc.site.get(site) ?? 0) + events);
+    return out;
+  }
+
+  /** dL/dx of a site from dL/dx̂ (and dL/d(events) = gEvents per event); accumulates dL/dφ. */
+  private quantizeBack(site: string, x: Float64Array, R: number, C: number, dOut: Float64Array, p: TrainParams, g: TrainGrads, gEvents: number, mode: NetMode, valid?: (r: number) => number): Float64Array {
+    if (mode === 'exact') return dOut;
+    const n = this.codes.get(site)!, phi = p.logTheta.get(site)!, dPhi = g.logTheta.get(site)!, mu = this.centers.get(site), perHead = site.endsWith('.p_in');
+    const dx = new Float64Array(x.length), o: NeuronOut = { value: 0, events: 0 };
+    for (let r = 0; r < R; r++) {
+      const cols = valid ? valid(r) : C;
+      const idx = (c: number) => (perHead ? r % phi.length : c);
+      let extra = 0;
+      if (!perHead && n.code.kind !== 'rate') {
+        let big = 0;
+        for (let c = 0; c < cols; c++) big = Math.max(big, Math.abs((x[r * C + c]! - (mu ? mu[c]! : 0)) / Math.exp(phi[idx(c)]!)));
+        extra = extraPlanesOf(big, n.code);
+      }
+      for (let c = 0; c < cols; c++) {
+        const gv = dOut[r * C + c]!;
+        const t = Math.exp(phi[idx(c)]!), a = this.charge(x[r * C + c]! - (mu ? mu[c]! : 0), t);
+        const e = perHead ? extraPlanesOf(Math.abs(a), n.code) : extra;
+        // x̂ = μ + θ·g(a), a = (x − μ)/θ:  dL/da = θ·gv·g'(a) + gEvents·E'(a)
+        const dA = neuronBackward(a, e, n, t * gv, gEvents);
+        dx[r * C + c] = dA / t;
+        neuronForward(a, e, n, o);
+        // dL/dθ = gv·g(a) − dL/da·a/θ;  dL/dφ = θ·dL/dθ
+        dPhi[idx(c)] += t * gv * o.value - dA * a;
+      }
+    }
+    return dx;
+  }
+
+  forward(tokens: Int32Array, p: TrainParams, mode: NetMode = 'spiking'): ForwardResult {
+    const cfg = this.config, w = this.weights, S = tokens.length, D = cfg.hiddenSize;
+    const H = cfg.numHeads, Hkv = cfg.numKvHeads, d = cfg.headDim, qW = H * d, kvW = Hkv * d, group = H / Hkv, I = cfg.intermediateSize;
+    if (S > cfg.maxPositions) throw new ArgumentError(`fine-tuning: a sample of ${S} tokens exceeds the model's ${cfg.maxPositions} positions`);
+    const layerwise = this.sites.some((s) => s.kind === 'q_in');
+    const acc = { events: 0, neurons: 0, site: new Map<string, number>() };
+    const lora = (site: string) => p.lora.get(site);
+    let h = new Float64Array(S * D);
+    for (let s = 0; s < S; s++) {
+      const tok = tokens[s]!;
+      if (!(tok >= 0 && tok < cfg.vocabSize)) throw new ArgumentError(`fine-tuning: token id ${tok} outside the vocabulary (${cfg.vocabSize})`);
+      for (let i = 0; i < D; i++) h[s * D + i] = w.embed.data[tok * D + i]! + (w.positions ? w.positions.data[s * D + i]! : 0);
+    }
+    const tape: Tape = { tokens, blocks: [], hL: h, finalRho: new Float64Array(0), f: h, fh: h };
+    const scale = 1 / Math.sqrt(d);
+    this.blocks.forEach((blk, l) => {
+      const pre = `layers.${l}`;
+      const bt = { h0: h } as BlockTape;
+      const an = normForward(this.normKind, h, S, D, this.gamma(p, `${pre}.attn_norm`), blk.attnNorm.beta, cfg.normEps);
+      bt.attnNorm = { rho: an.rho };
+      bt.a = { x: an.y };
+      bt.ah = this.quantize(`${pre}.attn_in`, an.y, S, D, p, mode, acc);
+      const qkv = linearForward(bt.ah, S, blk.qkv, lora(`${pre}.attn_in`));
+      bt.qkvXa = qkv.xa;
+      const kv = qkv.y; // [S, qW + 2·kvW]; q and k rotated in place
+      const Wqkv = qW + 2 * kvW;
+      if (this.invFreq) {
+        ropeInPlace(kv, S, Wqkv, 0, H, d, this.invFreq, false);
+        ropeInPlace(kv, S, Wqkv, qW, Hkv, d, this.invFreq, false);
+      }
+      bt.kv = kv;
+      const q = new Float64Array(S * qW);
+      for (let s = 0; s < S; s++) for (let i = 0; i < qW; i++) q[s * qW + i] = kv[s * Wqkv + i]!;
+      bt.q = q;
+      bt.qh = layerwise ? this.quantize(`${pre}.q_in`, q, S, qW, p, mode, acc) : q;
+      // probabilities [S·H rows, S keys] (row s·H + h sees keys 0 … s)
+      const probs = new Float64Array(S * H * S);
+      for (let s = 0; s < S; s++) {
+        for (let hd = 0; hd < H; hd++) {
+          const g = Math.floor(hd / group), row = (s * H + hd) * S;
+          let max = -Infinity;
+          for (let j = 0; j <= s; j++) {
+            let a = 0;
+            for (let i = 0; i < d; i++) a += bt.qh[s * qW + hd * d + i]! * kv[j * Wqkv + qW + g * d + i]!;
+            probs[row + j] = a * scale;
+            max = Math.max(max, a * scale);
+          }
+          let sum = 0;
+          for (let j = 0; j <= s; j++) sum += (probs[row + j] = Math.exp(probs[row + j]! - max));
+          for (let j = 0; j <= s; j++) probs[row + j] = probs[row + j]! / sum;
+        }
+      }
+      bt.probs = probs;
+      const keys = (r: number) => Math.floor(r / H) + 1;
+      bt.ph = layerwise ? this.quantize(`${pre}.p_in`, probs, S * H, S, p, mode, acc, keys) : probs;
+      const att = new Float64Array(S * qW);
+      for (let s = 0; s < S; s++) {
+        for (let hd = 0; hd < H; hd++) {
+          const g = Math.floor(hd / group), row = (s * H + hd) * S;
+          for (let j = 0; j <= s; j++) {
+            const pj = bt.ph[row + j]!;
+            if (pj === 0) continue;
+            for (let i = 0; i < d; i++) att[s * qW + hd * d + i] += pj * kv[j * Wqkv + qW + kvW + g * d + i]!;
+          }
+        }
+      }
+      bt.att = att;
+      bt.atth = this.quantize(`${pre}.o_in`, att, S, qW, p, mode, acc);
+      const o = linearForward(bt.atth, S, blk.o, lora(`${pre}.o_in`));
+      bt.oXa = o.xa;
+      const h1 = new Float64Array(S * D);
+      for (let i = 0; i < h1.length; i++) h1[i] = h[i]! + o.y[i]!;
+      bt.h1 = h1;
+      const mn = normForward(this.normKind, h1, S, D, this.gamma(p, `${pre}.mlp_norm`), blk.mlpNorm.beta, cfg.normEps);
+      bt.mlpNorm = { rho: mn.rho };
+      bt.m = mn.y;
+      bt.mh = this.quantize(`${pre}.mlp_in`, mn.y, S, D, p, mode, acc);
+      const up = linearForward(bt.mh, S, blk.up, lora(`${pre}.mlp_in`));
+      bt.upXa = up.xa;
+      bt.u = up.y;
+      bt.z = activationForward(cfg.activation, up.y, S, I, cfg.family === 'llama');
+      bt.zh = this.quantize(`${pre}.down_in`, bt.z, S, I, p, mode, acc);
+      const down = linearForward(bt.zh, S, blk.down, lora(`${pre}.down_in`));
+      bt.downXa = down.xa;
+      const h2 = new Float64Array(S * D);
+      for (let i = 0; i < h2.length; i++) h2[i] = h1[i]! + down.y[i]!;
+      h = h2;
+      tape.blocks.push(bt);
+    });
+    tape.hL = h;
+    const fn = normForward(this.normKind, h, S, D, this.gamma(p, 'final_norm'), this.finalBeta, cfg.normEps);
+    tape.finalRho = fn.rho;
+    tape.f = fn.y;
+    tape.fh = this.quantize('head_in', fn.y, S, D, p, mode, acc);
+    const head = linearForward(tape.fh, S, this.head, lora('head_in'));
+    tape.headXa = head.xa;
+    return { logits: head.y, events: acc.events, neurons: acc.neurons, siteEvents: acc.site, tape };
+  }
+
+  /**
+   * Backward from dL/dlogits [S, V] (and dL/d(event) = gEvents for every spike event): accumulates
+   * into g the gradients of every parameter present in p.
+   */
+  backward(res: ForwardResult, dLogits: Float64Array, p: TrainParams, g: TrainGrads, gEvents = 0, mode: NetMode = 'spiking'): void {
+    const cfg = this.config, tape = res.tape, S = tape.tokens.length, D = cfg.hiddenSize;
+    const H = cfg.numHeads, Hkv = cfg.numKvHeads, d = cfg.headDim, qW = H * d, kvW = Hkv * d, group = H / Hkv, I = cfg.intermediateSize;
+    const Wqkv = qW + 2 * kvW, scale = 1 / Math.sqrt(d);
+    const layerwise = this.sites.some((s) => s.kind === 'q_in');
+    const lora = (site: string) => p.lora.get(site), lg = (site: string) => g.lora.get(site);
+    const gainGrad = (name: string) => g.gains.get(name);
+    let dfh = linearBackward(dLogits, tape.fh, S, this.head, lora('head_in'), tape.headXa, lg('head_in'));
+    const df = this.quantizeBack('head_in', tape.f, S, D, dfh, p, g, gEvents, mode);
+    let dh = normBackward(this.normKind, df, tape.hL, tape.finalRho, S, D, this.gamma(p, 'final_norm'), gainGrad('final_norm'));
+    dfh = new Float64Array(0);
+    for (let l = this.blocks.length - 1; l >= 0; l--) {
+      const blk = this.blocks[l]!, bt = tape.blocks[l]!, pre = `layers.${l}`;
+      // h2 = h1 + down(zh): the residual passes dh through
+      const dzh = linearBackward(dh, bt.zh, S, blk.down, lora(`${pre}.down_in`), bt.downXa, lg(`${pre}.down_in`));
+      const dz = this.quantizeBack(`${pre}.down_in`, bt.z, S, I, dzh, p, g, gEvents, mode);
+      const du = activationBackward(cfg.activation, dz, bt.u, S, I, cfg.family === 'llama');
+      const dmh = linearBackward(du, bt.mh, S, blk.up, lora(`${pre}.mlp_in`), bt.upXa, lg(`${pre}.mlp_in`));
+      const dm = this.quantizeBack(`${pre}.mlp_in`, bt.m, S, D, dmh, p, g, gEvents, mode);
+      const dh1 = normBackward(this.normKind, dm, bt.h1, bt.mlpNorm.rho, S, D, this.gamma(p, `${pre}.mlp_norm`), gainGrad(`${pre}.mlp_norm`));
+      for (let i = 0; i < dh1.length; i++) dh1[i] += dh[i]!;
+      // h1 = h0 + o(atth)
+      const datth = linearBackward(dh1, bt.atth, S, blk.o, lora(`${pre}.o_in`), bt.oXa, lg(`${pre}.o_in`));
+      const datt = this.quantizeBack(`${pre}.o_in`, bt.att, S, qW, datth, p, g, gEvents, mode);
+      const dkv = new Float64Array(S * Wqkv); // gradients of (rotated q | rotated k | v)
+      const dph = new Float64Array(S * H * S);
+      for (let s = 0; s < S; s++) {
+        for (let hd = 0; hd < H; hd++) {
+          const gr = Math.floor(hd / group), row = (s * H + hd) * S;
+          for (let j = 0; j <= s; j++) {
+            const vo = j * Wqkv + qW + kvW + gr * d;
+            let a = 0;
+            for (let i = 0; i < d; i++) {
+              const gi = datt[s * qW + hd * d + i]!;
+              a += gi * bt.kv[vo + i]!;
+              dkv[vo + i] += gi * bt.ph[row + j]!;
+            }
+            dph[row + j] = a;
+          }
+        }
+      }
+      const keys = (r: number) => Math.floor(r / H) + 1;
+      const dprobs = layerwise ? this.quantizeBack(`${pre}.p_in`, bt.probs, S * H, S, dph, p, g, gEvents, mode, keys) : dph;
+      const dqh = new Float64Array(S * qW);
+      for (let s = 0; s < S; s++) {
+        for (let hd = 0; hd < H; hd++) {
+          const gr = Math.floor(hd / group), row = (s * H + hd) * S;
+          let dot = 0;
+          for (let j = 0; j <= s; j++) dot += bt.probs[row + j]! * dprobs[row + j]!;
+          for (let j = 0; j <= s; j++) {
+            const ds = bt.probs[row + j]! * (dprobs[row + j]! - dot) * scale;
+            if (ds === 0) continue;
+            const ko = j * Wqkv + qW + gr * d;
+            for (let i = 0; i < d; i++) {
+              dqh[s * qW + hd * d + i] += ds * bt.kv[ko + i]!;
+              dkv[ko + i] += ds * bt.qh[s * qW + hd * d + i]!;
+            }
+          }
+        }
+      }
+      const dq = layerwise ? this.quantizeBack(`${pre}.q_in`, bt.q, S, qW, dqh, p, g, gEvents, mode) : dqh;
+      for (let s = 0; s < S; s++) for (let i = 0; i < qW; i++) dkv[s * Wqkv + i] += dq[s * qW + i]!;
+      if (this.invFreq) {
+        ropeInPlace(dkv, S, Wqkv, 0, H, d, this.invFreq, true);
+        ropeInPlace(dkv, S, Wqkv, qW, Hkv, d, this.invFreq, true);
+      }
+      const dah = linearBackward(dkv, bt.ah, S, blk.qkv, lora(`${pre}.attn_in`), bt.qkvXa, lg(`${pre}.attn_in`));
+      const da = this.quantizeBack(`${pre}.attn_in`, bt.a.x, S, D, dah, p, g, gEvents, mode);
+      const dh0 = normBackward(this.normKind, da, bt.h0, bt.attnNorm.rho, S, D, this.gamma(p, `${pre}.attn_norm`), gainGrad(`${pre}.attn_norm`));
+      for (let i = 0; i < dh0.length; i++) dh0[i] += dh1[i]!;
+      dh = dh0;
+    }
+  }
+}
