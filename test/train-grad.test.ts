@@ -54,7 +54,7 @@ describe('the neuron of each code: surrogate BPTT', () => {
         const fd = (f(a + H) - f(a - H)) / (2 * H);
         // binary is sign–magnitude: |a| has a kink at 0
         const kinkNear = (s.name === 'stbif_plus' && Math.abs(f(a + H) - 2 * f(a) + f(a - H)) > 1e-9) || (code.kind === 'binary' && Math.abs(a) < 1e-3);
-        if (!kinkNear) close(neuronBackward(a, extra, n, gValue, gEvents), fd, `${code.kind} T=${code.T} B=${code.maxSpikes ?? '-'} ${s.name} a=${a}`);
+        if (!kinkNear) close(neuronBackward(a, extra, n, gValue, gEvents), fd, `${code.kind} T=${code.T} B=${'maxSpikes' in code ? code.maxSpikes : '-'} ${s.name} a=${a}`);
       }), { numRuns: 400, seed: 11 });
   });
 

@@ -10,10 +10,11 @@ import { infoCommand } from './info.js';
 import { benchCommand } from './bench.js';
 import { chatCommand } from './chat.js';
 import { demoCommand } from './demo.js';
+import { finetuneCommand } from './finetune.js';
 import { convertCommand, fidelityCommand } from './snn.js';
 import { testCommand } from './test.js';
 
-export const COMMANDS: readonly Command[] = [demoCommand, generateCommand, logitsCommand, convertCommand, fidelityCommand, chatCommand, testCommand, benchCommand, infoCommand];
+export const COMMANDS: readonly Command[] = [demoCommand, generateCommand, logitsCommand, convertCommand, finetuneCommand, fidelityCommand, chatCommand, testCommand, benchCommand, infoCommand];
 
 function usage(): string {
   const lines = ['usage: spikelm <command> [flags]', '', 'commands:'];

@@ -9,19 +9,20 @@ export class ProgressBar {
 
   constructor(private readonly io: CliIO, private readonly label: string, private readonly tty = Boolean(process.stderr.isTTY)) {}
 
-  update(done: number, total: number): void {
+  /** `detail` (e.g. the current loss) is shown after the counts. */
+  update(done: number, total: number, detail = ''): void {
     const frac = total > 0 ? Math.min(1, done / total) : 1;
     const secs = ((performance.now() - this.start) / 1000).toFixed(1);
     if (this.tty) {
       const width = 28, filled = Math.round(frac * width);
-      this.io.err(`\r${this.label} [${'#'.repeat(filled)}${'.'.repeat(width - filled)}] ${Math.round(frac * 100)}% (${done}/${total}, ${secs}s)`);
+      this.io.err(`\r${this.label} [${'#'.repeat(filled)}${'.'.repeat(width - filled)}] ${Math.round(frac * 100)}% (${done}/${total}, ${secs}s)${detail ? ` ${detail}` : ''}\x1b[K`);
       if (frac === 1) this.io.err('\n');
       return;
     }
     const quarter = Math.floor(frac * 4);
     if (quarter > this.lastQuarter) {
       this.lastQuarter = quarter;
-      this.io.err(`${this.label}: ${Math.round(frac * 100)}% (${done}/${total}, ${secs}s)\n`);
+      this.io.err(`${this.label}: ${Math.round(frac * 100)}% (${done}/${total}, ${secs}s)${detail ? ` ${detail}` : ''}\n`);
     }
   }
 }

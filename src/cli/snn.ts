@@ -17,7 +17,7 @@ import { type CliIO, type Command, MODEL_FLAGS } from './command.js';
 import { loadModelFromFlags, resolveModelDir, resolveModelSource } from './model-dir.js';
 import { ProgressBar } from './progress.js';
 
-function parseSurrogate(name: unknown, alpha: unknown): { name: SurrogateName; alpha: number } {
+export function parseSurrogate(name: unknown, alpha: unknown): { name: SurrogateName; alpha: number } {
   if (typeof name !== 'string' || !SURROGATE_NAMES.includes(name as SurrogateName)) {
     throw new ArgumentError(`--surrogate_function must be one of ${SURROGATE_NAMES.join(', ')}, got "${String(name)}"`);
   }
@@ -25,7 +25,7 @@ function parseSurrogate(name: unknown, alpha: unknown): { name: SurrogateName; a
   return { name: s.name, alpha: s.alpha };
 }
 
-function positiveInt(v: unknown, flag: string): number {
+export function positiveInt(v: unknown, flag: string): number {
   return atLeast(v, 1, flag);
 }
 
@@ -51,7 +51,7 @@ export function formatFidelityTable(report: FidelityReport): string {
   return [`fidelity over ${report.positions} positions (energy: compute only, Horowitz 45 nm)`, line(header), ...rows.map(line)].join('\n');
 }
 
-async function runFidelity(ann: CausalLM, snn: SpikingLM, tokenizer: TextTokenizer, timesteps: number[], textArg: string | undefined, io: CliIO): Promise<FidelityReport> {
+export async function runFidelity(ann: CausalLM, snn: SpikingLM, tokenizer: TextTokenizer, timesteps: number[], textArg: string | undefined, io: CliIO): Promise<FidelityReport> {
   const text = textArg ?? bundledText('eval-stories.txt').text;
   const ids = tokenizer.encode(text.replace(/\s*\n\s*/g, ' ').trim());
   if (ids.length < 256) io.err(`note: the text gives ${ids.length} positions (fewer than 256)\n`);

@@ -3,9 +3,12 @@
  *
  *   config.json          the ANN's config (with the activation a ReLU swap chose)
  *   model.safetensors    the ANN weights under their Hugging Face names, plus the spiking parameters
- *                        `snn.thresholds.<site>` [C] (and `snn.centers.<site>` when centred)
+ *                        `snn.thresholds.<site>` [C] (and `snn.centers.<site>` when centred); after
+ *                        fine-tuning `snn.norm_gains.<norm>` [D] and `snn.lora.<site>.a` [rank, in],
+ *                        `.b` [out, rank] (src/snn/adapters.ts) — the ANN's own tensors stay the original's
  *   snn_config.json      timesteps, mode, neuron parameters, surrogate, operator forms, calibration
- *                        statistics, the source model's sha256, the spikelm version
+ *                        statistics, the source model's sha256, the spikelm version, and the
+ *                        fine-tuning run (`training`) if there was one
  *   tokenizer files      copied from the source
  *
  * The directory is written next to its destination under a temporary name and renamed into place,
@@ -23,6 +26,7 @@ import { transpose } from '../nn/weights.js';
 import type { LMWeights } from '../nn/weights.js';
 import { type CodingName, type ScheduleName, checkCombination, parseCoding, parseSchedule } from '../snn/codes.js';
 import { type Execution, type OperatorForms, type SnnMode, SpikingLM } from '../snn/model.js';
+import type { LoraAdapter } from '../snn/adapters.js';
 import type { SiteKind } from '../snn/sites.js';
 import { SURROGATE_NAMES, type SurrogateName } from '../snn/surrogate.js';
 import type { Backend } from '../tensor/backend.js';
@@ -33,6 +37,7 @@ import { atomicWriteFile } from '../io/atomic-write.js';
 import { fileKind, openRegularFile, readJsonObject, readRegularFile } from '../io/files.js';
 import { type PublishOptions, interruptedReplacement, publishDirectory } from '../io/output-dir.js';
 import { SafetensorsFile, type TensorToWrite, writeSafetensors } from '../io/safetensors.js';
+import type { TrainingRecord } from '../train/finetune.js';
 import type { ConversionRecord } from './stages.js';
 
 export const SNN_CONFIG_FORMAT = 'spikelm-snn';
@@ -66,6 +71,8 @@ export interface SnnConfigJson {
     readonly sites: Record<string, { readonly median_theta: number; readonly max_abs: number | null; readonly tokens: number; readonly channels: number }>;
   };
   readonly source_model: { readonly dir: string | null; readonly sha256: string | null };
+  /** Present once the model was fine-tuned (src/train/finetune.ts TrainingRecord; the last run). */
+  readonly training?: TrainingRecord;
 }
 
 export function spikelmVersion(): string {
@@ -169,6 +176,13 @@ export function isSnnModelDir(dir: string): boolean {
 export interface SaveOptions {
   /** Replace an existing path that is not a previous spikelm output (never the source model). */
   readonly overwrite?: boolean;
+  /**
+   * The snn_config.json of the directory the model was loaded from: its calibration record and
+   * source are kept when no ConversionRecord is given (a fine-tuned model saved anew).
+   */
+  readonly previous?: SnnConfigJson;
+  /** The fine-tuning run that produced this model (saved as "training"). */
+  readonly training?: TrainingRecord;
   /** Test hook: see publishDirectory. */
   readonly onStep?: PublishOptions['onStep'];
 }
@@ -188,6 +202,11 @@ export function saveSnnModel(snn: SpikingLM, tokenizer: TextTokenizer, dir: stri
     const tensors = exportHfTensors(snn.config, snn.weights);
     for (const [site, theta] of snn.spiking.thresholds) tensors.push({ name: `snn.thresholds.${site}`, shape: [theta.length], data: theta });
     for (const [site, mu] of snn.spiking.centers ?? []) tensors.push({ name: `snn.centers.${site}`, shape: [mu.length], data: mu });
+    for (const [norm, g] of snn.spiking.adapters?.normGains ?? []) tensors.push({ name: `snn.norm_gains.${norm}`, shape: [g.length], data: g });
+    for (const [site, l] of snn.spiking.adapters?.lora ?? []) {
+      tensors.push({ name: `snn.lora.${site}.a`, shape: [l.rank, l.a.length / l.rank], data: l.a });
+      tensors.push({ name: `snn.lora.${site}.b`, shape: [l.b.length / l.rank, l.rank], data: l.b });
+    }
     writeSafetensors(path.join(tmp, 'model.safetensors'), tensors, { format: 'pt', producer: `spikelm ${spikelmVersion()}` });
     atomicWriteFile(path.join(tmp, 'config.json'), `${JSON.stringify(configJson(snn.config), null, 2)}\n`);
     const sites: SnnConfigJson['calibration']['sites'] = {};
@@ -204,13 +223,14 @@ export function saveSnnModel(snn: SpikingLM, tokenizer: TextTokenizer, dir: stri
       ...(snn.spiking.siteSteps && Object.keys(snn.spiking.siteSteps).length ? { site_steps: { ...snn.spiking.siteSteps } } : {}),
       neuron: { ...n, maxSpikes: Number.isFinite(n.maxSpikes) ? n.maxSpikes : 'inf' },
       surrogate: snn.spiking.surrogate, operators: snn.forms, domain: 'mean',
-      simplified: record?.simplified ?? false,
-      calibration: {
+      simplified: record?.simplified ?? opts.previous?.simplified ?? false,
+      calibration: !record && opts.previous ? opts.previous.calibration : {
         quantile: record && Number.isFinite(record.calibration.quantile) ? record.calibration.quantile : null,
         coding: record?.calibration.coding ?? snn.coding,
         center: record?.calibration.center ?? false, source: record?.calibrationSource ?? 'unknown', sites,
       },
-      source_model: { dir: record?.sourceDir ?? null, sha256: record?.sourceDir ? hashModelDir(record.sourceDir) : null },
+      source_model: !record && opts.previous ? opts.previous.source_model : { dir: record?.sourceDir ?? null, sha256: record?.sourceDir ? hashModelDir(record.sourceDir) : null },
+      ...(opts.training ?? opts.previous?.training ? { training: opts.training ?? opts.previous!.training! } : {}),
     };
     atomicWriteFile(path.join(tmp, 'snn_config.json'), `${JSON.stringify(json, (_k, v) => (typeof v === 'number' && !Number.isFinite(v) ? null : v), 2)}\n`);
     for (const f of tokenizer.files) fs.writeFileSync(path.join(tmp, path.basename(f)), readRegularFile(f, 'a tokenizer file'));
@@ -328,14 +348,24 @@ export function loadSnnModel(dir: string, opts: { backend?: Backend } = {}): Loa
   const file = SafetensorsFile.open(path.join(dir, 'model.safetensors'));
   const thresholds = new Map<string, Float32Array>();
   const centers = new Map<string, Float32Array>();
+  const normGains = new Map<string, Float32Array>();
+  const lora = new Map<string, { a?: Tensor; b?: Tensor }>();
   try {
     for (const name of file.names) {
       if (name.startsWith('snn.thresholds.')) thresholds.set(name.slice('snn.thresholds.'.length), file.readF32(name).data);
       if (name.startsWith('snn.centers.')) centers.set(name.slice('snn.centers.'.length), file.readF32(name).data);
+      if (name.startsWith('snn.norm_gains.')) normGains.set(name.slice('snn.norm_gains.'.length), file.readF32(name).data);
+      const m = /^snn\.lora\.(.+)\.(a|b)$/.exec(name);
+      if (m) {
+        const entry = lora.get(m[1]!) ?? {};
+        entry[m[2] as 'a' | 'b'] = file.readF32(name);
+        lora.set(m[1]!, entry);
+      }
     }
   } finally {
     file.close();
   }
+  const adapters = loraAdapters(lora, dir);
   const snn = new SpikingLM(config, weights, backend, {
     timesteps: snnConfig.timesteps, mode: snnConfig.mode === 'exact' ? 'exact' : 'spiking',
     schedule: snnConfig.schedule ?? 'stepwise', coding: snnConfig.coding ?? 'rate',
@@ -344,6 +374,21 @@ export function loadSnnModel(dir: string, opts: { backend?: Backend } = {}): Loa
     ...(snnConfig.site_steps ? { siteSteps: snnConfig.site_steps } : {}),
     neuron: neuronFromJson(snnConfig.neuron), thresholds,
     ...(centers.size ? { centers } : {}), surrogate: snnConfig.surrogate, operators: snnConfig.operators,
+    ...(normGains.size || adapters.size ? { adapters: { ...(normGains.size ? { normGains } : {}), ...(adapters.size ? { lora: adapters } : {}) } } : {}),
   });
   return { snn, config, weights, ann: () => (ann ??= new CausalLM(config, weights, backend, dir)), tokenizer: loadTokenizer(dir, config.eosTokenIds, config.bosTokenId), snnConfig };
+}
+
+/** LoRA pairs read from snn.lora.<site>.a [rank, in] and .b [out, rank], checked for shape. */
+function loraAdapters(found: Map<string, { a?: Tensor; b?: Tensor }>, dir: string): Map<string, LoraAdapter> {
+  const out = new Map<string, LoraAdapter>();
+  for (const [site, { a, b }] of found) {
+    const where = `${path.join(dir, 'model.safetensors')}: LoRA "${site}"`;
+    if (!a || !b) throw new ModelLoadError(`${where}: has ${a ? 'snn.lora.' + site + '.a' : 'snn.lora.' + site + '.b'} but not its partner (both A and B are needed)`);
+    if (a.shape.length !== 2 || b.shape.length !== 2 || a.shape[0] !== b.shape[1]) {
+      throw new ModelLoadError(`${where}: A is [${a.shape.join(', ')}] and B [${b.shape.join(', ')}]; expected A [rank, in] and B [out, rank] with one rank`);
+    }
+    out.set(site, { rank: a.shape[0]!, a: a.data, b: b.data });
+  }
+  return out;
 }
