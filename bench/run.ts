@@ -9,8 +9,9 @@ import { decodeSuite } from './decode.bench.js';
 import { kernelsSuite } from './kernels.bench.js';
 import { snnSuite } from './snn.bench.js';
 import { scaleSuite } from './scale.bench.js';
+import { finetuneSuite } from './finetune.bench.js';
 
-export const SUITES: readonly Suite[] = [matmulSuite, kernelsSuite, modelSuite, snnSuite, decodeSuite, scaleSuite];
+export const SUITES: readonly Suite[] = [matmulSuite, kernelsSuite, modelSuite, snnSuite, decodeSuite, scaleSuite, finetuneSuite];
 
 async function runBench(argv: string[]): Promise<void> {
   const quick = argv.includes('--quick');

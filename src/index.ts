@@ -37,6 +37,8 @@ export { type LoadedSnn, type SaveOptions, type SnnConfigJson, isSnnModelDir, lo
 export { SpikingLM, type SpikingConfig, type SnnOutput, type SnnForwardOptions, type Execution, type SnnMode } from './snn/model.js';
 export { CODINGS, SCHEDULES, type CodingName, type ScheduleName, errorBound } from './snn/codes.js';
 export { SURROGATE_NAMES, type SurrogateName, surrogate } from './snn/surrogate.js';
+export { type Adapters, type LoraAdapter, applyAdapters } from './snn/adapters.js';
+export { type FineTuneOptions, type FineTuneResult, type StepReport, type TrainingRecord, fineTune } from './train/finetune.js';
 export { type FidelityOptions, type FidelityReport, type FidelityRow, measureFidelity } from './snn/fidelity.js';
 export { ENERGY_PRESETS, type EnergyReport, energyReport, formatEnergy } from './snn/energy.js';
 

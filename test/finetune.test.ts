@@ -39,6 +39,7 @@ describe('the training network is the spiking network', () => {
     { name: 'layerwise phase T=7', opts: { coding: 'phase', timesteps: 7 } },
     { name: 'layerwise rate T=8', opts: { coding: 'rate', timesteps: 8 } },
     { name: 'stepwise rate T=8', opts: { schedule: 'stepwise', coding: 'rate', timesteps: 8 } },
+    { name: 'stepwise rate T=5, centred', opts: { schedule: 'stepwise', coding: 'rate', timesteps: 5, center: true } },
   ] as const;
   for (const c of cases) {
     it(`${c.name}: logits equal SpikingLM's (float64 vs float32), layerwise events equal its statistics`, async () => {

@@ -22,7 +22,7 @@ export const finetuneCommand: Command = {
     snn: { type: 'string', required: true, help: 'the converted spiking model directory to start from' },
     'output-dir': { type: 'string', required: true, help: 'where to write the fine-tuned model (written atomically)' },
     steps: { type: 'int', help: 'Adam steps', default: 150 },
-    lr: { type: 'number', help: 'learning rate of log θ (norm gains and LoRA: lr × 0.25)', default: 0.02 },
+    lr: { type: 'number', help: 'learning rate of log θ (norm gains and LoRA: lr × 0.25)', default: 0.05 },
     'lambda-spikes': { type: 'number', help: 'weight of the spike penalty (spikes per neuron per token) in the loss', default: 0 },
     train: { type: 'string-list', help: 'what to train: thresholds, normGains, lora:RANK (comma-separated; default thresholds)' },
     'batch-size': { type: 'int', help: 'calibration sequences per step', default: 4 },

@@ -6,7 +6,7 @@
  *   simplifiedConversion(model, {timesteps})    trace → replace with unit thresholds: no calibration data
  *   replaceLayernormWithSpikeLayernorm(snn)     norms (LayerNorm / RMSNorm) → compensated spiking norms
  *   replaceAttentionWithSpikeAttention(snn)     attention → compensated spiking attention (per-step KV)
- *   applySurrogateGradients(snn, {alpha, fn})   records the surrogate a backward pass would use (saved with the model)
+ *   applySurrogateGradients(snn, {alpha, fn})   attaches the surrogate fine-tuning's backward pass uses (saved with the model)
  *   calibrateTimesteps(snn, originalT, targetT) the same thresholds at a new T, and the predicted error change
  *   createCalibrationData(tokenizer, opts)      (calibration-data.ts)
  *   convertModelToSpiking(model, data, opts)    trace → observe → calibrate → replace → finalize, with the
@@ -90,8 +90,9 @@ export function replaceActivationWithSpikeActivation(snn: SpikingLM): SpikingLM 
 }
 
 /**
- * Record which surrogate gradient (and sharpness α) a backward pass through the spike function would
- * use; it is saved with the model. This only records the choice: nothing here trains.
+ * Attach the surrogate gradient (and sharpness α) that training uses in place of the spike's
+ * derivative: `fineTune` (src/train/finetune.ts) backpropagates through every neuron's steps with
+ * it. It is saved with the model. The forward pass does not change.
  */
 export function applySurrogateGradients(snn: SpikingLM, opts: { alpha?: number; fn?: SurrogateName } = {}): SpikingLM {
   const fn = opts.fn ?? 'atan';
