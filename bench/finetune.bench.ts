@@ -4,7 +4,8 @@
  * fine-tune on the calibration text (every window of it: 64 × 64 tokens asked, 37 sequences, 1879
  * tokens for stories260k — never the evaluation text) with the default options unless the case says
  * otherwise, and measure again. Training time is the row's time. `--quick` runs 10 steps per case (a
- * smoke run); SPIKELM_BENCH_FINETUNE=substring picks cases by name.
+ * smoke run); SPIKELM_BENCH_FINETUNE=substring picks cases by name. Fidelity runs over the whole text
+ * (measureFidelity restarts the context every maxPositions tokens).
  *
  * Random-weight GPT-2 (gpt2-random-f16) has many near-ties among its top logits, so its top-1 is
  * also given over positions whose ANN top-2 margin is at least 0.05 (as in the frontier report).
@@ -47,7 +48,7 @@ export const finetuneSuite: Suite = {
     const rows: BenchRow[] = [];
     for (const c of FINETUNE_CASES.filter((x) => !filter || x.name.includes(filter))) {
       const tok = loadTokenizer(c.model), ann = loadModel(c.model);
-      const ids = tok.encode(bundledText('eval-stories.txt').text.replace(/\s*\n\s*/g, ' ').trim()).slice(0, ann.config.maxPositions);
+      const ids = tok.encode(bundledText('eval-stories.txt').text.replace(/\s*\n\s*/g, ' ').trim());
       const { snn } = await convertModelToSpiking(ann, createCalibrationData(tok), c.convert);
       const T = snn.timesteps, opts = { marginThreshold: 0.05 };
       const report = await measureFidelity(ann, snn, ids, [T], opts), before = report.results[0]!;
