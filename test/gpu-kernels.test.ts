@@ -176,7 +176,7 @@ describe('elementwise, norms, softmax, rope, attention, gather, copies', () => {
         const p = { numHeads: H, numKvHeads: Hkv, headDim: d, queryStart: past, kvLength: L, scale: 1 / Math.sqrt(d) };
         const expected = cpu.attention(q, k, v, p).data;
         check('attention (dispatcher)', await read(g, g.attention(g.upload(q), g.upload(k), g.upload(v), p)), expected);
-        for (const variant of d % 4 === 0 ? (['scalar', 'vec4', 'splitk'] as const) : (['scalar', 'splitk'] as const)) {
+        for (const variant of d % 4 === 0 ? (['scalar', 'vec4', 'splitk', 'tiled'] as const) : (['scalar', 'splitk', 'tiled'] as const)) {
           const y = g.rt.alloc([S, H * d]);
           attentionGpu(g.rt, g.rt.fromHost(q.shape, q.data), g.rt.fromHost(k.shape, k.data), g.rt.fromHost(v.shape, v.data), S, p, y, variant);
           check(`attention ${variant}`, await g.rt.read(y), expected);
@@ -196,13 +196,29 @@ describe('elementwise, norms, softmax, rope, attention, gather, copies', () => {
         const q = t([B * S, H * d], seed), k = t([offset + B * stride, Hkv * d], seed + 1), v = t([offset + B * stride, Hkv * d], seed + 2);
         const p = { numHeads: H, numKvHeads: Hkv, headDim: d, queryStart: past, kvLength: L, scale: 1 / Math.sqrt(d), batches: B, kvBatchStride: stride, kvOffset: offset, causal, keyStarts };
         const expected = cpu.attention(q, k, v, p).data;
-        for (const variant of ['scalar', 'vec4', 'splitk'] as const) {
+        for (const variant of ['scalar', 'vec4', 'splitk', 'tiled'] as const) {
           const y = g.rt.alloc([B * S, H * d]);
           attentionGpu(g.rt, g.rt.fromHost(q.shape, q.data), g.rt.fromHost(k.shape, k.data), g.rt.fromHost(v.shape, v.data), S, p, y, variant);
           check(`attention ${variant} (batched)`, await g.rt.read(y), expected);
         }
       }),
       RUNS,
+    );
+  });
+
+  it('attention in tiles across several query tiles (prefill of more than 64 rows), with left padding', async (ctx) => {
+    const g = await requireGpu(ctx);
+    await fc.assert(
+      fc.asyncProperty(fc.integer({ min: 1, max: 2 }), fc.integer({ min: 60, max: 140 }), fc.constantFrom(0, 37), fc.constantFrom(8, 64), fc.integer(), async (B, S, past, d, seed) => {
+        const H = 4, Hkv = 2, L = past + S;
+        const keyStarts = Int32Array.from({ length: B }, (_, b) => (b === 0 ? 0 : Math.abs(seed) % 70));
+        const q = t([B * S, H * d], seed), k = t([B * L, Hkv * d], seed + 1), v = t([B * L, Hkv * d], seed + 2);
+        const p = { numHeads: H, numKvHeads: Hkv, headDim: d, queryStart: past, kvLength: L, scale: 1 / Math.sqrt(d), batches: B, keyStarts };
+        const y = g.rt.alloc([B * S, H * d]);
+        attentionGpu(g.rt, g.rt.fromHost(q.shape, q.data), g.rt.fromHost(k.shape, k.data), g.rt.fromHost(v.shape, v.data), S, p, y, 'tiled');
+        check('attention tiled (prefill)', await g.rt.read(y), cpu.attention(q, k, v, p).data);
+      }),
+      { numRuns: 8, seed: 5 },
     );
   });
 

@@ -16,8 +16,12 @@ import { requireGpu } from './helpers/backends.js';
 import { FIXTURE_NAMES, fixtureDir, golden } from './helpers/fixtures.js';
 import { TOL, expectClose, randomArray } from './helpers/tolerance.js';
 
-/** The kernels real GPUs get, forced on this adapter: workgroup row reductions, split-K attention and matmul. */
+/**
+ * The kernels real GPUs get, forced on this adapter: workgroup row reductions, split-K matmul, and
+ * attention split-K (decode's) or in tiles (prefill's).
+ */
 const HARDWARE_SHAPES = { SPIKELM_ROWS: 'workgroup', SPIKELM_ATTENTION: 'splitk', SPIKELM_MATMUL: 'splitk' } as const;
+const HARDWARE_PREFILL = { ...HARDWARE_SHAPES, SPIKELM_ATTENTION: 'tiled' } as const;
 
 async function withEnv<T>(env: Record<string, string>, fn: () => Promise<T>): Promise<T> {
   const saved = Object.fromEntries(Object.keys(env).map((k) => [k, process.env[k]]));
@@ -30,7 +34,7 @@ async function withEnv<T>(env: Record<string, string>, fn: () => Promise<T>): Pr
 }
 
 describe.each(FIXTURE_NAMES)('GPU golden: %s', (name) => {
-  it.for([['the adapter\'s kernels', {}], ['the hardware-shaped kernels forced', HARDWARE_SHAPES]] as const)('%s: last logits within the CPU golden tolerance, per-position argmax and greedy continuation', async ([, env], ctx) => {
+  it.for([['the adapter\'s kernels', {}], ['the hardware-shaped kernels forced', HARDWARE_SHAPES], ['the hardware-shaped kernels with tiled attention forced', HARDWARE_PREFILL]] as const)('%s: last logits within the CPU golden tolerance, per-position argmax and greedy continuation', async ([, env], ctx) => {
     const gpu = await requireGpu(ctx);
     await withEnv(env, async () => {
     const model = loadModel(fixtureDir(name), { backend: gpu });

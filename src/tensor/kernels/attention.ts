@@ -147,6 +147,11 @@ export function attentionComposite(q: Float32Array, k: Float32Array, v: Float32A
 //           l of exp(score − m), then the block's exp-weighted value sum per dimension → partials
 //           (m, l, acc[D]). Pass 2, one invocation per (query, head, dimension): merge the blocks,
 //           M = max m_b, out = Σ acc_b·e^(m_b−M) / Σ l_b·e^(m_b−M). Empty blocks have l = 0.
+//   tiled   prefill on real GPUs ("flash-attention" tiles): one workgroup per (block, head, tile of 64
+//           queries), one invocation per query with its row of q and its output in registers and an
+//           online softmax as vec4; the keys and values the tile needs stream through workgroup memory
+//           BK rows at a time (BK = what fits the adapter's workgroup storage: 32 at head dim 64), so
+//           each K/V row is read from memory once per 64 queries instead of once per query.
 
 /**
  * Which (block b, query s, head h, KV head g) the unit `idx` is, and the keys [first, last] it may
@@ -318,8 +323,86 @@ fn main(@builtin(global_invocation_id) gid: vec3u) {
   y[(b * p.S + s) * p.qWidth + h * D + i] = out;
 }`;
 
-export type AttentionVariant = 'scalar' | 'vec4' | 'splitk';
-export const ATTENTION_VARIANTS: readonly AttentionVariant[] = ['scalar', 'vec4', 'splitk'];
+const TILE_QUERIES = 64;
+
+const ATTENTION_TILED_WGSL = `
+struct Params { S: u32, H: u32, group: u32, queryStart: u32, scale: f32, qWidth: u32, kvWidth: u32, B: u32, stride: u32, kvOffset: u32, lastAll: u32, hasStarts: u32 }
+@group(0) @binding(0) var<storage, read> q: array<f32>;
+@group(0) @binding(1) var<storage, read> k: array<f32>;
+@group(0) @binding(2) var<storage, read> v: array<f32>;
+@group(0) @binding(3) var<storage, read_write> y: array<f32>;
+@group(0) @binding(4) var<storage, read> starts: array<u32>;
+@group(0) @binding(5) var<uniform> p: Params;
+const D = {{headDim}}u;
+const BK = {{keysPerTile}}u;
+var<workgroup> ks: array<f32, {{tileFloats}}>;
+var<workgroup> vs: array<f32, {{tileFloats}}>;
+@compute @workgroup_size(${TILE_QUERIES})
+fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid: u32) {
+  let s0 = wid.x * ${TILE_QUERIES}u;
+  // invocations past the last query (s ≥ S) help load the tiles and write nothing
+  let h = wid.y % p.H;
+  let b = wid.y / p.H;
+  let s = s0 + lid;
+  let g = h / p.group;
+  var last = p.queryStart + min(s, p.S - 1u);
+  if (p.lastAll > 0u) { last = p.lastAll - 1u; }
+  var first = 0u;
+  if (p.hasStarts != 0u) { first = starts[b]; }
+  // the tile's last key (uniform across the workgroup: barriers stay in uniform control flow)
+  var tileLast = p.queryStart + min(s0 + ${TILE_QUERIES - 1}u, p.S - 1u);
+  if (p.lastAll > 0u) { tileLast = p.lastAll - 1u; }
+  let qo = (b * p.S + min(s, p.S - 1u)) * p.qWidth + h * D;
+  var qv: array<f32, D>;
+  var acc: array<f32, D>;
+  for (var i = 0u; i < D; i++) { qv[i] = q[qo + i] * p.scale; }
+  var m = -3.4e38;
+  var l = 0.0;
+  for (var t0 = 0u; t0 <= tileLast; t0 += BK) {
+    for (var e = lid; e < BK * D; e += ${TILE_QUERIES}u) {
+      let j = t0 + e / D;
+      if (j <= tileLast) {
+        let ko = (p.kvOffset + b * p.stride + j) * p.kvWidth + g * D + e % D;
+        ks[e] = k[ko];
+        vs[e] = v[ko];
+      }
+    }
+    workgroupBarrier();
+    for (var jj = 0u; jj < BK; jj++) {
+      let j = t0 + jj;
+      if (j >= first && j <= last) {
+        var score = 0.0;
+        for (var i = 0u; i < D; i++) { score += qv[i] * ks[jj * D + i]; }
+        if (score > m) {
+          let correction = exp(m - score);
+          l *= correction;
+          for (var i = 0u; i < D; i++) { acc[i] *= correction; }
+          m = score;
+        }
+        let w = exp(score - m);
+        l += w;
+        for (var i = 0u; i < D; i++) { acc[i] += w * vs[jj * D + i]; }
+      }
+    }
+    workgroupBarrier();
+  }
+  if (s >= p.S) { return; }
+  let yo = (b * p.S + s) * p.qWidth + h * D;
+  for (var i = 0u; i < D; i++) {
+    var out = 0.0;
+    if (l > 0.0) { out = acc[i] / l; }
+    y[yo + i] = out;
+  }
+}`;
+
+/** Keys per tile: as many as fit the adapter's workgroup storage twice (K and V), at most 32. */
+function keysPerTile(rt: GpuRuntime, d: number): number {
+  const bytes = rt.ctx.report.limits.maxComputeWorkgroupStorageSize ?? 16384;
+  return Math.max(1, Math.min(32, Math.floor(bytes / (2 * 4 * d))));
+}
+
+export type AttentionVariant = 'scalar' | 'vec4' | 'splitk' | 'tiled';
+export const ATTENTION_VARIANTS: readonly AttentionVariant[] = ['scalar', 'vec4', 'splitk', 'tiled'];
 
 /**
  * Per adapter and shape: a software adapter takes the barrier-free one-invocation-per-(query, head)
@@ -331,7 +414,9 @@ export function chooseAttentionVariant(rt: GpuRuntime, units: number, keys: numb
   if (forced) return forced;
   const simple: AttentionVariant = headDim % 4 === 0 ? 'vec4' : 'scalar';
   if (rt.ctx.report.software) return simple;
-  return units <= 1024 && keys >= 2 * SPLITK_BLOCK ? 'splitk' : simple;
+  if (units <= 1024 && keys >= 2 * SPLITK_BLOCK) return 'splitk';
+  // prefill: many queries share each key and value row
+  return units >= 4 * TILE_QUERIES ? 'tiled' : simple;
 }
 
 export function attentionGpu(rt: GpuRuntime, q: GpuTensor, k: GpuTensor, v: GpuTensor, S: number, p: AttentionParams, y: GpuTensor, variant?: AttentionVariant): void {
@@ -353,6 +438,15 @@ export function attentionGpu(rt: GpuRuntime, q: GpuTensor, k: GpuTensor, v: GpuT
     const { groups, threadsX } = rt.groups1d(units * d, 64);
     rt.dispatch(rt.pipeline(`attention/merge/d${d}`, () => fillTemplate(ATTENTION_MERGE_WGSL, { headDim: d })), [part.buffer, y.buffer], [units, splits, S, p.numHeads, p.numHeads * d, threadsX], groups);
     rt.release(part);
+    return;
+  }
+  if (chosen === 'tiled') {
+    const maxY = rt.ctx.report.limits.maxComputeWorkgroupsPerDimension ?? 65535;
+    if (B * p.numHeads > maxY) throw new ArgumentError(`attention: the tiled variant runs one workgroup row per (block, head); ${B * p.numHeads} exceed the adapter's ${maxY}`);
+    const bk = keysPerTile(rt, d);
+    const pipe = rt.pipeline(`attention/tiled/d${d}/k${bk}`, () => fillTemplate(ATTENTION_TILED_WGSL, { headDim: d, keysPerTile: bk, tileFloats: bk * d }));
+    const starts = p.keyStarts ? rt.transient(Uint32Array.from(p.keyStarts)) : q.buffer;
+    rt.dispatch(pipe, [q.buffer, k.buffer, v.buffer, y.buffer, starts], params, [Math.ceil(S / TILE_QUERIES), B * p.numHeads]);
     return;
   }
   const pipe = chosen === 'vec4'
