@@ -79,6 +79,14 @@ describe('fineTune', () => {
     expect([...other.snn.spiking.thresholds].some(([k, v]) => v.some((t, i) => t !== a.snn.spiking.thresholds.get(k)![i]))).toBe(true);
   });
 
+  it('an aborted signal stops between steps and returns the model so far, marked stopped', async () => {
+    const { snn } = await convertModelToSpiking(ann, calib, { coding: 'phase', timesteps: 6 });
+    const abort = new AbortController();
+    const r = fineTune(snn, small, { steps: 10, batchSize: 1, signal: abort.signal, onStep: (s) => { if (s.step === 2) abort.abort(); } });
+    expect(r.history).toHaveLength(2);
+    expect(r.record).toMatchObject({ steps: 2, stopped: true });
+  });
+
   it('the spike penalty lowers spikes; without it the same run does not', async () => {
     const { snn } = await convertModelToSpiking(ann, calib, { coding: 'rate', timesteps: 6 });
     const opts = { steps: 4, batchSize: 4, lr: 0.1 };
@@ -133,10 +141,11 @@ describe('spikelm finetune', () => {
   it('writes a fine-tuned model that loads, with the run in snn_config.json and progress on stderr', async () => {
     const src = path.join(tmp, 'converted'), out = path.join(tmp, 'tuned');
     expect((await run(['convert', '--model', stories, '--output_dir', src, '--timesteps', '6', '--coding', 'phase'])).code).toBe(0);
-    const r = await run(['finetune', '--snn', src, '--output_dir', out, '--steps', '2', '--batch-size', '2', '--calibration-samples', '3', '--calibration-length', '16', '--alpha', '3', '--lambda_spikes', '0.01']);
+    const r = await run(['finetune', '--snn', src, '--output_dir', out, '--steps', '2', '--batch-size', '2', '--calibration-samples', '3', '--calibration-length', '16', '--alpha', '3', '--lambda_spikes', '0.01', '--verify']);
     expect(r.err).toMatch(/fine-tuning .* \(layerwise phase, T = 6\): thresholds; surrogate atan α = 3/);
     expect(r.err).toMatch(/fine-tuning: 100% \(2\/2, [\d.]+s\) loss [\d.e+-]+ {2}KL [\d.e+-]+ {2}spikes\/neuron\/token [\d.]+/);
     expect(r.code).toBe(0);
+    expect(r.out).toMatch(/^before fine-tuning\nfidelity over \d+ positions[^]*\nafter fine-tuning\nfidelity over \d+ positions[^]*\nlayerwise +phase +6 +[\d.]+% /);
     const json = JSON.parse(fs.readFileSync(path.join(out, 'snn_config.json'), 'utf8'));
     expect(json.training).toMatchObject({ steps: 2, lambdaSpikes: 0.01, train: ['thresholds'], surrogate: { name: 'atan', alpha: 3 } });
     expect(json.calibration.source).toBe(JSON.parse(fs.readFileSync(path.join(src, 'snn_config.json'), 'utf8')).calibration.source);
