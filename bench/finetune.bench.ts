@@ -37,6 +37,7 @@ export const FINETUNE_CASES: readonly Case[] = [
   { name: 'stories260k layerwise phase T=8', model: stories, convert: { coding: 'phase', timesteps: 8 }, tune: {} },
   { name: 'stories260k layerwise phase T=8, lambda 2e-4', model: stories, convert: { coding: 'phase', timesteps: 8 }, tune: { lambdaSpikes: 2e-4 } },
   { name: 'stories260k default (layerwise phase-ternary T=9)', model: stories, convert: {}, tune: {} },
+  { name: 'stories260k default code at T=7, lambda 2e-4', model: stories, convert: { timesteps: 7 }, tune: { lambdaSpikes: 2e-4 } },
   { name: 'gpt2-random-f16 layerwise phase T=8', model: gpt2, convert: { coding: 'phase', timesteps: 8 }, tune: { steps: 60 } },
 ];
 
