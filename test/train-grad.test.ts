@@ -33,6 +33,20 @@ const random = (n: number, seed: number, scale = 1) => {
 };
 const dot = (a: Float64Array, b: Float64Array) => a.reduce((s, v, i) => s + v * b[i]!, 0);
 
+/** grad[i] against central differences of loss() in arr[i], for the given indices (default all). */
+function checkGradient(arr: Float64Array, grad: Float64Array, loss: () => number, what: string, indices: Iterable<number> = arr.keys(), skip?: (i: number) => boolean): void {
+  for (const i of indices) {
+    if (skip?.(i)) continue;
+    const keep = arr[i]!;
+    arr[i] = keep + H;
+    const up = loss();
+    arr[i] = keep - H;
+    const down = loss();
+    arr[i] = keep;
+    close(grad[i]!, (up - down) / (2 * H), `${what}[${i}]`);
+  }
+}
+
 describe('the neuron of each code: surrogate BPTT', () => {
   const codeArb = fc.oneof(
     fc.record({ kind: fc.constant('rate' as const), T: fc.integer({ min: 1, max: 12 }), maxSpikes: fc.constantFrom(1, 3, Infinity) }),
@@ -94,17 +108,7 @@ describe('operators: backward equals finite differences (random shapes)', () => 
       const L = () => dot(linearForward(x, R, dense, lora).y, dy);
       const grad = { a: new Float64Array(rank * K), b: new Float64Array(N * rank) };
       const dx = linearBackward(dy, x, R, dense, lora, linearForward(x, R, dense, lora).xa, grad);
-      for (const [arr, g, name] of [[x, dx, 'x'], [lora.a, grad.a, 'A'], [lora.b, grad.b, 'B']] as const) {
-        for (let i = 0; i < arr.length; i++) {
-          const keep = arr[i]!;
-          arr[i] = keep + H;
-          const up = L();
-          arr[i] = keep - H;
-          const down = L();
-          arr[i] = keep;
-          close(g[i]!, (up - down) / (2 * H), `d${name}[${i}]`);
-        }
-      }
+      for (const [arr, g, name] of [[x, dx, 'x'], [lora.a, grad.a, 'A'], [lora.b, grad.b, 'B']] as const) checkGradient(arr, g, L, `d${name}`);
     }), { numRuns: 40, seed: 21 });
   });
 
@@ -115,17 +119,7 @@ describe('operators: backward equals finite differences (random shapes)', () => 
       const { rho } = normForward(kind, x, R, C, gamma, undefined, 1e-5);
       const dGamma = new Float64Array(C);
       const dx = normBackward(kind, dy, x, rho, R, C, gamma, dGamma);
-      for (const [arr, g, name] of [[x, dx, 'x'], [gamma, dGamma, 'γ']] as const) {
-        for (let i = 0; i < arr.length; i++) {
-          const keep = arr[i]!;
-          arr[i] = keep + H;
-          const up = L();
-          arr[i] = keep - H;
-          const down = L();
-          arr[i] = keep;
-          close(g[i]!, (up - down) / (2 * H), `${kind} d${name}[${i}]`);
-        }
-      }
+      for (const [arr, g, name] of [[x, dx, 'x'], [gamma, dGamma, 'γ']] as const) checkGradient(arr, g, L, `${kind} d${name}`);
     }), { numRuns: 40, seed: 22 });
   });
 
@@ -135,16 +129,8 @@ describe('operators: backward equals finite differences (random shapes)', () => 
       const I = K, x = random(R * I * (gated ? 2 : 1), seed, 3), dy = random(R * I, seed + 1);
       const L = () => dot(activationForward(kind, x, R, I, gated), dy);
       const dx = activationBackward(kind, dy, x, R, I, gated);
-      for (let i = 0; i < x.length; i++) {
-        if (kind === 'relu' && Math.abs(x[i]!) < 1e-3) continue; // the kink
-        const keep = x[i]!;
-        x[i] = keep + H;
-        const up = L();
-        x[i] = keep - H;
-        const down = L();
-        x[i] = keep;
-        close(dx[i]!, (up - down) / (2 * H), `${kind}${gated ? ' gated' : ''} dx[${i}]`);
-      }
+      // ReLU: skip its kink
+      checkGradient(x, dx, L, `${kind}${gated ? ' gated' : ''} dx`, x.keys(), (i) => kind === 'relu' && Math.abs(x[i]!) < 1e-3);
     }), { numRuns: 60, seed: 23 });
   });
 
@@ -176,15 +162,7 @@ describe('operators: backward equals finite differences (random shapes)', () => 
       const t = random(R * V, seed, 3), z = random(R * V, seed + 1, 3);
       const { grad, loss } = klLoss(t, z, R, V);
       expect(loss).toBeGreaterThanOrEqual(0);
-      for (let i = 0; i < z.length; i++) {
-        const keep = z[i]!;
-        z[i] = keep + H;
-        const up = klLoss(t, z, R, V).loss;
-        z[i] = keep - H;
-        const down = klLoss(t, z, R, V).loss;
-        z[i] = keep;
-        close(grad[i]!, (up - down) / (2 * H), `dz[${i}]`);
-      }
+      checkGradient(z, grad, () => klLoss(t, z, R, V).loss, 'dz');
       expect(klLoss(t, t, R, V).loss).toBeCloseTo(0, 12);
     }), { numRuns: 40, seed: 25 });
   });
@@ -244,17 +222,7 @@ describe('the whole network: gradients of the loss against finite differences (2
       const res = net.forward(ids, p);
       const g = zeroGrads(p);
       net.backward(res, klLoss(teacher, res.logits, ids.length, config.vocabSize).grad, p, g, lambda / res.neurons);
-      const check = (arr: Float64Array, grad: Float64Array, name: string, picks: number[]) => {
-        for (const i of picks) {
-          const keep = arr[i]!;
-          arr[i] = keep + H;
-          const up = loss();
-          arr[i] = keep - H;
-          const down = loss();
-          arr[i] = keep;
-          close(grad[i]!, (up - down) / (2 * H), `${name}[${i}]`);
-        }
-      };
+      const check = (arr: Float64Array, grad: Float64Array, name: string, picks: number[]) => checkGradient(arr, grad, loss, name, picks);
       let checked = 0, nonzero = 0;
       for (const [name, phi] of p.logTheta) {
         const picks = [0, phi.length - 1, Math.floor(phi.length / 2)];
