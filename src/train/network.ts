@@ -66,21 +66,43 @@ export interface ForwardResult {
   readonly tape: Tape;
 }
 
-interface SiteTape {
-  readonly x: Float64Array;
-}
-
+/**
+ * One block's saved values (S tokens; x̂ is a site's decoded output, what the next layer saw; *Xa the
+ * LoRA's x·Aᵀ [S, rank] of the layer behind a site, when it has one).
+ */
 interface BlockTape {
-  h0: Float64Array; attnNorm: { rho: Float64Array }; a: SiteTape; ah: Float64Array; qkvXa?: Float64Array;
-  q: Float64Array; qh: Float64Array; probs: Float64Array; ph: Float64Array; kv: Float64Array;
-  att: Float64Array; atth: Float64Array; oXa?: Float64Array; h1: Float64Array; mlpNorm: { rho: Float64Array };
-  m: Float64Array; mh: Float64Array; upXa?: Float64Array; u: Float64Array; z: Float64Array; zh: Float64Array; downXa?: Float64Array;
+  h0: Float64Array;            // [S, D] block input (residual stream)
+  attnRho: Float64Array;       // [S] the attention norm's 1/√(…)
+  a: Float64Array;             // [S, D] attn_in input;  ah: its x̂
+  ah: Float64Array;
+  qkvXa?: Float64Array;
+  kv: Float64Array;            // [S, H·d + 2·Hkv·d] q | k | v, q and k rotated
+  q: Float64Array;             // [S, H·d] q_in input (rotated q);  qh: its x̂
+  qh: Float64Array;
+  probs: Float64Array;         // [S·H, S] attention probabilities (row s·H + h sees keys 0 … s);  ph: their x̂
+  ph: Float64Array;
+  att: Float64Array;           // [S, H·d] o_in input;  atth: its x̂
+  atth: Float64Array;
+  oXa?: Float64Array;
+  h1: Float64Array;            // [S, D] after the attention residual
+  mlpRho: Float64Array;        // [S]
+  m: Float64Array;             // [S, D] mlp_in input;  mh: its x̂
+  mh: Float64Array;
+  upXa?: Float64Array;
+  u: Float64Array;             // [S, I or 2·I] up (gate | up) output
+  z: Float64Array;             // [S, I] down_in input (the activation);  zh: its x̂
+  zh: Float64Array;
+  downXa?: Float64Array;
 }
 
 interface Tape {
   readonly tokens: Int32Array;
   readonly blocks: BlockTape[];
-  hL: Float64Array; finalRho: Float64Array; f: Float64Array; fh: Float64Array; headXa?: Float64Array;
+  hL: Float64Array;            // [S, D] the last block's output
+  finalRho: Float64Array;      // [S]
+  f: Float64Array;             // [S, D] head_in input;  fh: its x̂
+  fh: Float64Array;
+  headXa?: Float64Array;
 }
 
 /** 'spiking': the neurons run (hard fire or smooth); 'exact': every site is the identity (the ANN). */
@@ -260,8 +282,8 @@ export class TrainNet {
       const pre = `layers.${l}`;
       const bt = { h0: h } as BlockTape;
       const an = normForward(this.normKind, h, S, D, this.gamma(p, `${pre}.attn_norm`), blk.attnNorm.beta, cfg.normEps);
-      bt.attnNorm = { rho: an.rho };
-      bt.a = { x: an.y };
+      bt.attnRho = an.rho;
+      bt.a = an.y;
       bt.ah = this.quantize(`${pre}.attn_in`, an.y, S, D, p, mode, acc);
       const qkv = linearForward(bt.ah, S, blk.qkv, lora(`${pre}.attn_in`));
       bt.qkvXa = qkv.xa;
@@ -315,7 +337,7 @@ export class TrainNet {
       for (let i = 0; i < h1.length; i++) h1[i] = h[i]! + o.y[i]!;
       bt.h1 = h1;
       const mn = normForward(this.normKind, h1, S, D, this.gamma(p, `${pre}.mlp_norm`), blk.mlpNorm.beta, cfg.normEps);
-      bt.mlpNorm = { rho: mn.rho };
+      bt.mlpRho = mn.rho;
       bt.m = mn.y;
       bt.mh = this.quantize(`${pre}.mlp_in`, mn.y, S, D, p, mode, acc);
       const up = linearForward(bt.mh, S, blk.up, lora(`${pre}.mlp_in`));
@@ -363,7 +385,7 @@ export class TrainNet {
       const du = activationBackward(cfg.activation, dz, bt.u, S, I, cfg.family === 'llama');
       const dmh = linearBackward(du, bt.mh, S, blk.up, lora(`${pre}.mlp_in`), bt.upXa, lg(`${pre}.mlp_in`));
       const dm = this.quantizeBack(`${pre}.mlp_in`, bt.m, S, D, dmh, p, g, gEvents, mode);
-      const dh1 = normBackward(this.normKind, dm, bt.h1, bt.mlpNorm.rho, S, D, this.gamma(p, `${pre}.mlp_norm`), gainGrad(`${pre}.mlp_norm`));
+      const dh1 = normBackward(this.normKind, dm, bt.h1, bt.mlpRho, S, D, this.gamma(p, `${pre}.mlp_norm`), gainGrad(`${pre}.mlp_norm`));
       for (let i = 0; i < dh1.length; i++) dh1[i] += dh[i]!;
       // h1 = h0 + o(atth)
       const datth = linearBackward(dh1, bt.atth, S, blk.o, lora(`${pre}.o_in`), bt.oXa, lg(`${pre}.o_in`));
@@ -411,8 +433,8 @@ export class TrainNet {
         ropeInPlace(dkv, S, Wqkv, qW, Hkv, d, this.invFreq, true);
       }
       const dah = linearBackward(dkv, bt.ah, S, blk.qkv, lora(`${pre}.attn_in`), bt.qkvXa, lg(`${pre}.attn_in`));
-      const da = this.quantizeBack(`${pre}.attn_in`, bt.a.x, S, D, dah, p, g, gEvents, mode);
-      const dh0 = normBackward(this.normKind, da, bt.h0, bt.attnNorm.rho, S, D, this.gamma(p, `${pre}.attn_norm`), gainGrad(`${pre}.attn_norm`));
+      const da = this.quantizeBack(`${pre}.attn_in`, bt.a, S, D, dah, p, g, gEvents, mode);
+      const dh0 = normBackward(this.normKind, da, bt.h0, bt.attnRho, S, D, this.gamma(p, `${pre}.attn_norm`), gainGrad(`${pre}.attn_norm`));
       for (let i = 0; i < dh0.length; i++) dh0[i] += dh1[i]!;
       dh = dh0;
     }
