@@ -203,27 +203,38 @@ export class TrainNet {
   }
 
   /**
+   * The charges a = (x − μ)/θ of row r's first `cols` neurons at a site (into this.charges) and the
+   * row's extra planes (weighted codes; p_in neurons choose theirs one by one, as the kernel does).
+   */
+  private rowCharges(x: Float64Array, r: number, C: number, cols: number, theta: Float64Array, perHead: boolean, mu: Float32Array | undefined, n: NeuronCode): number {
+    if (this.charges.length < cols) this.charges = new Float64Array(cols);
+    const a = this.charges;
+    let big = 0;
+    for (let c = 0; c < cols; c++) {
+      a[c] = this.charge(x[r * C + c]! - (mu ? mu[c]! : 0), theta[perHead ? r % theta.length : c]!);
+      big = Math.max(big, Math.abs(a[c]!));
+    }
+    return perHead || n.code.kind === 'rate' ? 0 : extraPlanesOf(big, n.code);
+  }
+
+  private charges = new Float64Array(64);
+
+  /**
    * Quantize rows x [R, C] at a site (θ per channel; p_in: rows are (query, head) pairs of `C` keys
    * with θ of head `row % H`, and each probability chooses its own extra planes, as the kernel does).
    */
   private quantize(site: string, x: Float64Array, R: number, C: number, p: TrainParams, mode: NetMode, acc: { events: number; neurons: number; site: Map<string, number> }, valid?: (r: number) => number): Float64Array {
     if (mode === 'exact') return x;
-    const n = this.codes.get(site)!, phi = p.logTheta.get(site)!, mu = this.centers.get(site), perHead = site.endsWith('.p_in');
+    const n = this.codes.get(site)!, theta = Float64Array.from(p.logTheta.get(site)!, Math.exp), mu = this.centers.get(site), perHead = site.endsWith('.p_in');
     const out = new Float64Array(x.length), o: NeuronOut = { value: 0, events: 0 };
     let events = 0, neurons = 0;
     for (let r = 0; r < R; r++) {
       const cols = valid ? valid(r) : C;
-      const th = (c: number) => Math.exp(phi[perHead ? r % phi.length : c]!);
-      let extra = 0;
-      if (!perHead && n.code.kind !== 'rate') {
-        let big = 0;
-        for (let c = 0; c < cols; c++) big = Math.max(big, Math.abs((x[r * C + c]! - (mu ? mu[c]! : 0)) / th(c)));
-        extra = extraPlanesOf(big, n.code);
-      }
+      const extra = this.rowCharges(x, r, C, cols, theta, perHead, mu, n), a = this.charges;
       for (let c = 0; c < cols; c++) {
-        const t = th(c), m0 = mu ? mu[c]! : 0, a = this.charge(x[r * C + c]! - m0, t);
-        neuronForward(a, perHead ? extraPlanesOf(Math.abs(a), n.code) : extra, n, o);
-        out[r * C + c] = m0 + t * o.value;
+        const t = theta[perHead ? r % theta.length : c]!;
+        neuronForward(a[c]!, perHead ? extraPlanesOf(Math.abs(a[c]!), n.code) : extra, n, o);
+        out[r * C + c] = (mu ? mu[c]! : 0) + t * o.value;
         events += o.events;
       }
       neurons += cols;
@@ -237,27 +248,18 @@ export class TrainNet {
   /** dL/dx of a site from dL/dx̂ (and dL/d(events) = gEvents per event); accumulates dL/dφ. */
   private quantizeBack(site: string, x: Float64Array, R: number, C: number, dOut: Float64Array, p: TrainParams, g: TrainGrads, gEvents: number, mode: NetMode, valid?: (r: number) => number): Float64Array {
     if (mode === 'exact') return dOut;
-    const n = this.codes.get(site)!, phi = p.logTheta.get(site)!, dPhi = g.logTheta.get(site)!, mu = this.centers.get(site), perHead = site.endsWith('.p_in');
+    const n = this.codes.get(site)!, theta = Float64Array.from(p.logTheta.get(site)!, Math.exp), dPhi = g.logTheta.get(site)!, mu = this.centers.get(site), perHead = site.endsWith('.p_in');
     const dx = new Float64Array(x.length), o: NeuronOut = { value: 0, events: 0 };
     for (let r = 0; r < R; r++) {
       const cols = valid ? valid(r) : C;
-      const idx = (c: number) => (perHead ? r % phi.length : c);
-      let extra = 0;
-      if (!perHead && n.code.kind !== 'rate') {
-        let big = 0;
-        for (let c = 0; c < cols; c++) big = Math.max(big, Math.abs((x[r * C + c]! - (mu ? mu[c]! : 0)) / Math.exp(phi[idx(c)]!)));
-        extra = extraPlanesOf(big, n.code);
-      }
+      const extra = this.rowCharges(x, r, C, cols, theta, perHead, mu, n), a = this.charges;
       for (let c = 0; c < cols; c++) {
-        const gv = dOut[r * C + c]!;
-        const t = Math.exp(phi[idx(c)]!), a = this.charge(x[r * C + c]! - (mu ? mu[c]! : 0), t);
-        const e = perHead ? extraPlanesOf(Math.abs(a), n.code) : extra;
+        const gv = dOut[r * C + c]!, i = perHead ? r % theta.length : c, t = theta[i]!, ac = a[c]!;
         // x̂ = μ + θ·g(a), a = (x − μ)/θ:  dL/da = θ·gv·g'(a) + gEvents·E'(a)
-        const dA = neuronBackward(a, e, n, t * gv, gEvents);
+        const dA = neuronBackward(ac, perHead ? extraPlanesOf(Math.abs(ac), n.code) : extra, n, t * gv, gEvents, o);
         dx[r * C + c] = dA / t;
-        neuronForward(a, e, n, o);
         // dL/dθ = gv·g(a) − dL/da·a/θ;  dL/dφ = θ·dL/dθ
-        dPhi[idx(c)] += t * gv * o.value - dA * a;
+        dPhi[i] += t * gv * o.value - dA * ac;
       }
     }
     return dx;

@@ -24,7 +24,6 @@
  * is what the finite-difference checks test). Extra planes and clipping are piecewise constant: they
  * are taken from the hard charge and carry no gradient (a clipped value has none).
  */
-import { ArgumentError } from '../errors.js';
 import type { Surrogate } from '../snn/surrogate.js';
 import { type CodeParams, EXTRA_PLANES, TERNARY_FIRE, TERNARY_LIMIT } from '../tensor/kernels/codes.js';
 
@@ -101,8 +100,11 @@ function rateFire(u: number, B: number, n: NeuronCode, out: NeuronOut): void {
   out.events = events;
 }
 
-/** d(spikes)/du and d(events)/du of the rate fire at u (surrogate). */
-function rateFireGrad(u: number, B: number, s: Surrogate, mode: FireMode): [number, number] {
+/** d(spikes or digit)/du and d(events)/du of a fire (surrogate), written by the *FireGrad functions. */
+const grad = { value: 0, events: 0 };
+
+/** The rate fire's derivatives at u. */
+function rateFireGrad(u: number, B: number, s: Surrogate, mode: FireMode): void {
   const [lo, hi] = rateWindow(u, B, mode);
   let dn = 0, de = 0;
   for (let j = lo + 1; j <= hi; j++) {
@@ -110,7 +112,8 @@ function rateFireGrad(u: number, B: number, s: Surrogate, mode: FireMode): [numb
     dn += g;
     de += j >= 1 ? g : -g;
   }
-  return [dn, de];
+  grad.value = dn;
+  grad.events = de;
 }
 
 /** Weighted fire at v: digit d and event |d| (smooth: σ for H). */
@@ -130,13 +133,15 @@ function weightedFire(v: number, ternary: boolean, n: NeuronCode, out: NeuronOut
   }
 }
 
-function weightedFireGrad(v: number, ternary: boolean, s: Surrogate): [number, number] {
+/** A weighted fire's derivatives at v. */
+function weightedFireGrad(v: number, ternary: boolean, s: Surrogate): void {
   if (!ternary) {
-    const g = s.grad(v - 1);
-    return [g, g];
+    grad.value = grad.events = s.grad(v - 1);
+    return;
   }
   const up = s.grad(v - TERNARY_FIRE), down = s.grad(-v - TERNARY_FIRE);
-  return [up + down, up - down];
+  grad.value = up + down;
+  grad.events = up - down;
 }
 
 const fire: NeuronOut = { value: 0, events: 0 };
@@ -192,49 +197,62 @@ export function neuronForward(a: number, extra: number, n: NeuronCode, out: Neur
  * trajectory is recomputed from a (in the same fire mode as the forward), then walked back:
  *   rate:      λ ← dL/du' at each step: λ_t = λ_{t+1}·(1 − n'(u'_t)) + (gValue/T)·n'(u'_t) + gEvents·|n|'(u'_t);
  *              dL/da = Σ_t λ_t   (u'_t = u_{t−1} + a)
- *   weighted:  λ_k = (gValue·w_k + gEvents·e'/d')·… i.e. λ_k = d'(v_k)·gValue·w_k + e'(v_k)·gEvents + 2·(1 − d'(v_k))·λ_{k+1};
+ *   weighted:  λ_k = dL/dv_k = d'(v_k)·gValue·w_k + e'(v_k)·gEvents + 2·(1 − d'(v_k))·λ_{k+1}  (w_k = 2^(e−k));
  *              dL/da = λ_0 · dv₀/da   (dv₀/da = 2^−e, times sign(a) for binary's |a|; 0 when clipped)
+ * `out`, if given, receives the forward's value and events (the trajectory's, already at hand).
  */
-export function neuronBackward(a: number, extra: number, n: NeuronCode, gValue: number, gEvents: number): number {
+export function neuronBackward(a: number, extra: number, n: NeuronCode, gValue: number, gEvents: number, out?: NeuronOut): number {
   const c = n.code, T = c.T, s = n.surrogate;
   if (c.kind === 'rate') {
     const B = maxSpikesOf(c), u = traceOf(T);
-    let m = n.halfStart ? 0.5 : 0;
+    let m = n.halfStart ? 0.5 : 0, sum = 0, events = 0;
     for (let t = 0; t < T; t++) {
       m += a;
       u[t] = m;
       rateFire(m, B, n, fire);
       m -= fire.value;
+      sum += fire.value;
+      events += fire.events;
+    }
+    if (out) {
+      out.value = sum / T;
+      out.events = events;
     }
     let lambda = 0, ga = 0;
     for (let t = T - 1; t >= 0; t--) {
-      const [dn, de] = rateFireGrad(u[t]!, B, s, n.mode);
-      lambda = lambda * (1 - dn) + (gValue / T) * dn + gEvents * de;
+      rateFireGrad(u[t]!, B, s, n.mode);
+      lambda = lambda * (1 - grad.value) + (gValue / T) * grad.value + gEvents * grad.events;
       ga += lambda;
     }
     return ga;
   }
   const ternary = c.kind === 'ternary', limit = ternary ? TERNARY_LIMIT : 2, P = T + extra;
   let v = charged(a, T, ternary, n.mode) * 2 ** -extra;
-  if (ternary ? Math.abs(v) > limit : v >= limit) return 0;
+  if (ternary ? Math.abs(v) > limit : v >= limit) {
+    // clipped: no gradient (the value is the top of the range)
+    if (out) neuronForward(a, extra, n, out);
+    return 0;
+  }
   const vs = traceOf(P);
-  for (let k = 0; k < P; k++) {
+  let value = 0, events = 0, w = 2 ** extra;
+  for (let k = 0; k < P; k++, w /= 2) {
     vs[k] = v;
     weightedFire(v, ternary, n, fire);
+    value += fire.value * w;
+    events += fire.events;
     v = 2 * (v - fire.value);
+  }
+  if (out) {
+    out.value = ternary || a >= 0 ? value : -value;
+    out.events = events;
   }
   // binary is sign–magnitude: the value's gradient reaches |a|'s digits with sign(a)
   const sign = ternary || a >= 0 ? 1 : -1;
   const gv = gValue * sign;
   let lambda = 0;
   for (let k = P - 1; k >= 0; k--) {
-    const [dd, de] = weightedFireGrad(vs[k]!, ternary, s);
-    lambda = dd * gv * 2 ** (extra - k) + de * gEvents + 2 * (1 - dd) * lambda;
+    weightedFireGrad(vs[k]!, ternary, s);
+    lambda = grad.value * gv * 2 ** (extra - k) + grad.events * gEvents + 2 * (1 - grad.value) * lambda;
   }
   return lambda * 2 ** -extra * sign;
-}
-
-/** Checks a code can be trained here (the neurons above), naming what is not supported. */
-export function checkTrainable(c: CodeParams): void {
-  if (c.kind !== 'rate' && c.kind !== 'binary' && c.kind !== 'ternary') throw new ArgumentError(`fine-tuning: unknown code ${JSON.stringify(c.kind)}`);
 }
