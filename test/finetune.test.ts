@@ -126,6 +126,9 @@ describe('fineTune', () => {
     expect(() => fineTune(snn, small, { lr: -1 })).toThrow(/lr must be a positive number/);
     expect(() => fineTune(snn, small, { train: ['lora:999'] })).toThrow(/lora:999 exceeds the smaller side of layers\.0\.attn_in/);
     expect(() => fineTune(snn, small, { loraSites: ['q_in'], train: ['lora:2'] })).toThrow(/loraSites: "q_in" is not one of/);
+    const { snn: bounded } = await convertModelToSpiking(ann, calib, { schedule: 'stepwise', coding: 'rate', timesteps: 4, neuron: { maxSpikes: 2 } });
+    expect(() => fineTune(bounded, small)).toThrow(/stepwise model needs its default neurons .* unbounded bursts/);
+    expect(() => fineTune(snn.with({ mode: 'exact' }), small)).toThrow(/exact mode \(no neurons to train\)/);
     expect(() => applyAdapters(ann.config, ann.weights, { lora: new Map([['layers.0.o_in', { rank: 2, a: new Float32Array(5), b: new Float32Array(8) }]]) })).toThrow(/LoRA "layers\.0\.o_in": A has 5 values, expected rank 2 × 64 inputs/);
     expect(() => applyAdapters(ann.config, ann.weights, { normGains: new Map([['layers.9.attn_norm', new Float32Array(64)]]) })).toThrow(/no norm "layers\.9\.attn_norm"/);
   });
