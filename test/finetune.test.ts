@@ -9,6 +9,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
+import { etaText } from '../src/cli/finetune.js';
 import { main } from '../src/cli/main.js';
 import { convertModelToSpiking, createCalibrationData, saveSnnModel } from '../src/convert/api.js';
 import { assertSameModel, loadSnnModel } from '../src/convert/snn-io.js';
@@ -147,6 +148,8 @@ describe('spikelm finetune', () => {
     const r = await run(['finetune', '--snn', src, '--output_dir', out, '--steps', '2', '--batch-size', '2', '--calibration-samples', '3', '--calibration-length', '16', '--alpha', '3', '--lambda_spikes', '0.01', '--verify']);
     expect(r.err).toMatch(/fine-tuning .* \(layerwise phase, T = 6\): thresholds; surrogate atan α = 3/);
     expect(r.err).toMatch(/fine-tuning: 100% \(2\/2, [\d.]+s\) loss [\d.e+-]+ {2}KL [\d.e+-]+ {2}spikes\/neuron\/token [\d.]+/);
+    expect(r.err).toMatch(/fine-tuning: 50% \(1\/2, [\d.]+s\) loss .* spikes\/neuron\/token [\d.]+ {2}~\d+s left\n/);
+    expect([etaText({ step: 1, steps: 3, elapsedMs: 30_000 }), etaText({ step: 10, steps: 150, elapsedMs: 20_000 }), etaText({ step: 1, steps: 150, elapsedMs: 180_000 })]).toEqual(['60s', '5 min', '7.5 h']);
     expect(r.code).toBe(0);
     expect(r.out).toMatch(/^before fine-tuning\nfidelity over \d+ positions[^]*\nafter fine-tuning\nfidelity over \d+ positions[^]*\nlayerwise +phase +6 +[\d.]+% /);
     const json = JSON.parse(fs.readFileSync(path.join(out, 'snn_config.json'), 'utf8'));

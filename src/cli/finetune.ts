@@ -69,7 +69,7 @@ export const finetuneCommand: Command = {
     try {
       result = fineTune(snn, data, {
         steps, lr, lambdaSpikes, train, batchSize, seed, signal: abort.signal,
-        onStep: (s) => bar.update(s.step, s.steps, `loss ${s.loss.toExponential(3)}  KL ${s.kl.toExponential(3)}  spikes/neuron/token ${s.spikesPerNeuronPerToken.toFixed(3)}`),
+        onStep: (s) => bar.update(s.step, s.steps, `loss ${s.loss.toExponential(3)}  KL ${s.kl.toExponential(3)}  spikes/neuron/token ${s.spikesPerNeuronPerToken.toFixed(3)}${s.step < s.steps ? `  ~${etaText(s)} left` : ''}`),
       });
     } finally {
       process.removeListener('SIGINT', onSigint);
@@ -84,3 +84,9 @@ export const finetuneCommand: Command = {
     return 0;
   },
 };
+
+/** Time left at the mean pace of the steps so far (the first step also computes the ANN's targets). */
+export function etaText(s: { step: number; steps: number; elapsedMs: number }): string {
+  const secs = Math.round(((s.elapsedMs / s.step) * (s.steps - s.step)) / 1000);
+  return secs < 120 ? `${secs}s` : secs < 7200 ? `${Math.round(secs / 60)} min` : `${(secs / 3600).toFixed(1)} h`;
+}
