@@ -10,12 +10,18 @@
  * Random-weight GPT-2 (gpt2-random-f16) has many near-ties among its top logits, so its top-1 is
  * also given over positions whose ANN top-2 margin is at least 0.05 (as in the frontier report).
  */
+import fs from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { BUNDLED_MODEL } from '../src/bundled.js';
 import { type ConvertOptions, convertModelToSpiking } from '../src/convert/api.js';
 import { bundledText, createCalibrationData } from '../src/convert/calibration-data.js';
-import { loadModel } from '../src/nn/model.js';
+import { exportHfTensors } from '../src/convert/snn-io.js';
+import { writeSafetensors } from '../src/io/safetensors.js';
+import { loadModel, loadWeights } from '../src/nn/model.js';
+import { seededRandom } from '../src/nn/sampling.js';
+import { Tensor } from '../src/tensor/tensor.js';
 import { loadTokenizer } from '../src/nn/tokenizer.js';
 import { measureFidelity } from '../src/snn/fidelity.js';
 import { type FineTuneOptions, fineTune } from '../src/train/finetune.js';
@@ -31,6 +37,32 @@ interface Case {
 }
 
 const stories = BUNDLED_MODEL, gpt2 = path.join(ROOT, 'test', 'fixtures', 'gpt2-random-f16');
+
+/**
+ * A Llama nothing here was tuned on: stories260k with every weight matrix (embedding, projections,
+ * MLP, head) multiplied elementwise by 1 + 0.3·N(0, 1) (seeded), norms kept — a different network
+ * with a trained network's scales (random weights give near-uniform predictions). Written once into
+ * the temporary folder.
+ */
+function perturbedStories(): string {
+  const dir = path.join(os.tmpdir(), 'spikelm-stories260k-perturbed-s1');
+  if (fs.existsSync(path.join(dir, 'config.json'))) return dir;
+  const { config, weights: w } = loadWeights(stories);
+  const random = seededRandom(1);
+  const noisy = (t: Tensor) => new Tensor(t.shape, Float32Array.from(t.data, (v) => v * (1 + 0.3 * Math.sqrt(-2 * Math.log(1 - random())) * Math.cos(2 * Math.PI * random()))));
+  const lin = <L extends { weight: Tensor }>(l: L): L => ({ ...l, weight: noisy(l.weight) });
+  const embed = noisy(w.embed);
+  const weights = {
+    ...w, embed, lmHead: w.lmHead === w.embed ? embed : noisy(w.lmHead),
+    blocks: w.blocks.map((b) => ({ ...b, q: lin(b.q), k: lin(b.k), v: lin(b.v), o: lin(b.o), ...(b.gate ? { gate: lin(b.gate) } : {}), up: lin(b.up), down: lin(b.down) })),
+  };
+  const tmp = fs.mkdtempSync(`${dir}.partial-`);
+  fs.copyFileSync(path.join(stories, 'config.json'), path.join(tmp, 'config.json'));
+  fs.copyFileSync(path.join(stories, 'tokenizer.json'), path.join(tmp, 'tokenizer.json'));
+  writeSafetensors(path.join(tmp, 'model.safetensors'), exportHfTensors(config, weights), { format: 'pt' });
+  fs.renameSync(tmp, dir);
+  return dir;
+}
 export const FINETUNE_CASES: readonly Case[] = [
   { name: 'stories260k stepwise rate T=8', model: stories, convert: { schedule: 'stepwise', coding: 'rate', timesteps: 8 }, tune: {} },
   { name: 'stories260k stepwise rate T=8, lambda 0.01', model: stories, convert: { schedule: 'stepwise', coding: 'rate', timesteps: 8 }, tune: { lambdaSpikes: 0.01 } },
@@ -38,6 +70,7 @@ export const FINETUNE_CASES: readonly Case[] = [
   { name: 'stories260k layerwise phase T=8, lambda 2e-4', model: stories, convert: { coding: 'phase', timesteps: 8 }, tune: { lambdaSpikes: 2e-4 } },
   { name: 'stories260k default (layerwise phase-ternary T=9)', model: stories, convert: {}, tune: {} },
   { name: 'stories260k default code at T=7, lambda 2e-4', model: stories, convert: { timesteps: 7 }, tune: { lambdaSpikes: 2e-4 } },
+  { name: 'perturbed stories260k (a Llama not tuned on) layerwise phase T=8', model: 'perturbed', convert: { coding: 'phase', timesteps: 8 }, tune: {} },
   { name: 'gpt2-random-f16 layerwise phase T=8', model: gpt2, convert: { coding: 'phase', timesteps: 8 }, tune: { steps: 60 } },
 ];
 
@@ -48,7 +81,8 @@ export const finetuneSuite: Suite = {
     const filter = process.env.SPIKELM_BENCH_FINETUNE;
     const rows: BenchRow[] = [];
     for (const c of FINETUNE_CASES.filter((x) => !filter || x.name.includes(filter))) {
-      const tok = loadTokenizer(c.model), ann = loadModel(c.model);
+      const dir = c.model === 'perturbed' ? perturbedStories() : c.model;
+      const tok = loadTokenizer(dir), ann = loadModel(dir);
       const ids = tok.encode(bundledText('eval-stories.txt').text.replace(/\s*\n\s*/g, ' ').trim());
       const { snn } = await convertModelToSpiking(ann, createCalibrationData(tok), c.convert);
       const T = snn.timesteps, opts = { marginThreshold: 0.05 };
