@@ -158,6 +158,7 @@ export function fineTune(snn: SpikingLM, data: CalibrationData, opts: FineTuneOp
   const train = opts.train ?? ['thresholds'];
   const targets = parseTrainTargets(train);
   const steps = opts.steps ?? 150, lr = opts.lr ?? 0.05, scale = opts.adapterLrScale ?? 0.25, lambda = opts.lambdaSpikes ?? 0;
+  if (data.samples.length === 0) throw new ArgumentError('fineTune: no calibration samples');
   const batchSize = Math.min(opts.batchSize ?? 4, data.samples.length), seed = opts.seed ?? 0;
   const loraSites = opts.loraSites ?? ['attn_in', 'o_in', 'mlp_in', 'down_in'];
   for (const k of loraSites) if (!(LORA_SITE_KINDS as readonly string[]).includes(k)) throw new ArgumentError(`fineTune: loraSites: "${k}" is not one of ${LORA_SITE_KINDS.join(', ')}`);
@@ -165,7 +166,7 @@ export function fineTune(snn: SpikingLM, data: CalibrationData, opts: FineTuneOp
   const net = new TrainNet(snn, 'hard');
   const p = net.initialParams(snn);
   const random = seededRandom(seed);
-  if (targets.normGains) for (const name of net.normNames()) if (!p.gains.has(name)) p.gains.set(name, Float64Array.from(gainsOf(snn, name)));
+  if (targets.normGains) for (const name of net.normNames()) if (!p.gains.has(name)) p.gains.set(name, net.modelGains(name));
   if (targets.loraRank) {
     for (const site of net.sites) {
       if (!loraSites.includes(site.kind) || p.lora.has(site.name)) continue;
@@ -177,7 +178,6 @@ export function fineTune(snn: SpikingLM, data: CalibrationData, opts: FineTuneOp
     }
   }
   const samples = data.samples.map((s) => Int32Array.from(s));
-  if (samples.length === 0) throw new ArgumentError('fineTune: no calibration samples');
   const teachers = samples.map((ids) => net.forward(ids, p, 'exact').logits);
   const before = batchLoss(net, samples, teachers, p, undefined, 0);
   const adam = new Adam();
@@ -229,9 +229,4 @@ export function fineTune(snn: SpikingLM, data: CalibrationData, opts: FineTuneOp
     seconds: (performance.now() - t0) / 1000, stopped,
   };
   return { snn: tuned, history, record };
-}
-
-function gainsOf(snn: SpikingLM, name: string): Float32Array {
-  const w = snn.weights, m = /^layers\.(\d+)\.(attn|mlp)_norm$/.exec(name);
-  return snn.spiking.adapters?.normGains?.get(name) ?? (m ? (m[2] === 'attn' ? w.blocks[+m[1]!]!.attnNorm : w.blocks[+m[1]!]!.mlpNorm).weight.data : w.finalNorm.weight.data);
 }

@@ -60,8 +60,6 @@ export interface ForwardResult {
   /** Spike events and neurons, summed over sites (spikes per neuron per token = events / neurons). */
   readonly events: number;
   readonly neurons: number;
-  /** Per-site events (for reports). */
-  readonly siteEvents: Map<string, number>;
   /** What the backward needs. */
   readonly tape: Tape;
 }
@@ -185,6 +183,13 @@ export class TrainNet {
     return [...this.frozenGains.keys()];
   }
 
+  /** A norm's gains as the model has them (fine-tuned ones included): where training γ starts. */
+  modelGains(name: string): Float64Array {
+    const g = this.frozenGains.get(name);
+    if (!g) throw new ArgumentError(`fine-tuning: no norm "${name}"`);
+    return Float64Array.from(g);
+  }
+
   /** The width [N, K] of the linear layer behind a site (for LoRA shapes). */
   linearShape(site: string): [number, number] {
     const m = /^layers\.(\d+)\.(\w+)$/.exec(site);
@@ -214,7 +219,7 @@ export class TrainNet {
       a[c] = this.charge(x[r * C + c]! - (mu ? mu[c]! : 0), theta[perHead ? r % theta.length : c]!);
       big = Math.max(big, Math.abs(a[c]!));
     }
-    return perHead || n.code.kind === 'rate' ? 0 : extraPlanesOf(big, n.code);
+    return perHead || n.code.kind === 'rate' ? 0 : extraPlanesOf(big, n.code, n.mode);
   }
 
   private charges = new Float64Array(64);
@@ -223,7 +228,7 @@ export class TrainNet {
    * Quantize rows x [R, C] at a site (θ per channel; p_in: rows are (query, head) pairs of `C` keys
    * with θ of head `row % H`, and each probability chooses its own extra planes, as the kernel does).
    */
-  private quantize(site: string, x: Float64Array, R: number, C: number, p: TrainParams, mode: NetMode, acc: { events: number; neurons: number; site: Map<string, number> }, valid?: (r: number) => number): Float64Array {
+  private quantize(site: string, x: Float64Array, R: number, C: number, p: TrainParams, mode: NetMode, acc: { events: number; neurons: number }, valid?: (r: number) => number): Float64Array {
     if (mode === 'exact') return x;
     const n = this.codes.get(site)!, theta = Float64Array.from(p.logTheta.get(site)!, Math.exp), mu = this.centers.get(site), perHead = site.endsWith('.p_in');
     const out = new Float64Array(x.length), o: NeuronOut = { value: 0, events: 0 };
@@ -233,7 +238,7 @@ export class TrainNet {
       const extra = this.rowCharges(x, r, C, cols, theta, perHead, mu, n), a = this.charges;
       for (let c = 0; c < cols; c++) {
         const t = theta[perHead ? r % theta.length : c]!;
-        neuronForward(a[c]!, perHead ? extraPlanesOf(Math.abs(a[c]!), n.code) : extra, n, o);
+        neuronForward(a[c]!, perHead ? extraPlanesOf(Math.abs(a[c]!), n.code, n.mode) : extra, n, o);
         out[r * C + c] = (mu ? mu[c]! : 0) + t * o.value;
         events += o.events;
       }
@@ -241,7 +246,6 @@ export class TrainNet {
     }
     acc.events += events;
     acc.neurons += neurons;
-    acc.site.set(site, (acc.site.get(site) ?? 0) + events);
     return out;
   }
 
@@ -256,7 +260,7 @@ export class TrainNet {
       for (let c = 0; c < cols; c++) {
         const gv = dOut[r * C + c]!, i = perHead ? r % theta.length : c, t = theta[i]!, ac = a[c]!;
         // x̂ = μ + θ·g(a), a = (x − μ)/θ:  dL/da = θ·gv·g'(a) + gEvents·E'(a)
-        const dA = neuronBackward(ac, perHead ? extraPlanesOf(Math.abs(ac), n.code) : extra, n, t * gv, gEvents, o);
+        const dA = neuronBackward(ac, perHead ? extraPlanesOf(Math.abs(ac), n.code, n.mode) : extra, n, t * gv, gEvents, o);
         dx[r * C + c] = dA / t;
         // dL/dθ = gv·g(a) − dL/da·a/θ;  dL/dφ = θ·dL/dθ
         dPhi[i] += t * gv * o.value - dA * ac;
@@ -270,7 +274,7 @@ export class TrainNet {
     const H = cfg.numHeads, Hkv = cfg.numKvHeads, d = cfg.headDim, qW = H * d, kvW = Hkv * d, group = H / Hkv, I = cfg.intermediateSize;
     if (S > cfg.maxPositions) throw new ArgumentError(`fine-tuning: a sample of ${S} tokens exceeds the model's ${cfg.maxPositions} positions`);
     const layerwise = this.sites.some((s) => s.kind === 'q_in');
-    const acc = { events: 0, neurons: 0, site: new Map<string, number>() };
+    const acc = { events: 0, neurons: 0 };
     const lora = (site: string) => p.lora.get(site);
     let h = new Float64Array(S * D);
     for (let s = 0; s < S; s++) {
@@ -361,7 +365,7 @@ export class TrainNet {
     tape.fh = this.quantize('head_in', fn.y, S, D, p, mode, acc);
     const head = linearForward(tape.fh, S, this.head, lora('head_in'));
     tape.headXa = head.xa;
-    return { logits: head.y, events: acc.events, neurons: acc.neurons, siteEvents: acc.site, tape };
+    return { logits: head.y, events: acc.events, neurons: acc.neurons, tape };
   }
 
   /**

@@ -25,7 +25,7 @@
  * are taken from the hard charge and carry no gradient (a clipped value has none).
  */
 import type { Surrogate } from '../snn/surrogate.js';
-import { type CodeParams, EXTRA_PLANES, TERNARY_FIRE, TERNARY_LIMIT } from '../tensor/kernels/codes.js';
+import { type CodeParams, TERNARY_FIRE, TERNARY_LIMIT, extraPlanesFor } from '../tensor/kernels/codes.js';
 
 /** Rate neurons: thresholds on each side of the membrane whose σ' the backward sums (the rest is < 2% at α = 2). */
 export const WINDOW = 2;
@@ -46,15 +46,14 @@ export interface NeuronOut {
   events: number;
 }
 
-/** The extra planes a row of charges a = x/θ needs (its largest |a| decides), as the kernels choose them. */
-export function extraPlanesOf(maxAbsCharge: number, c: CodeParams): number {
+/**
+ * The extra planes a row of charges a = x/θ needs (its largest |a| decides): the kernels' rule
+ * (kernels/codes.ts extraPlanesFor) on the first membrane this neuron computes from that charge.
+ */
+export function extraPlanesOf(maxAbsCharge: number, c: CodeParams, mode: FireMode = 'hard'): number {
   if (c.kind === 'rate') return 0;
   const ternary = c.kind === 'ternary';
-  const big = ternary ? maxAbsCharge : maxAbsCharge + 2 ** -c.T;
-  const limit = ternary ? TERNARY_LIMIT : 2;
-  let e = 0;
-  while (e < EXTRA_PLANES && (ternary ? big * 2 ** -e > limit : big * 2 ** -e >= limit)) e++;
-  return e;
+  return extraPlanesFor(charged(maxAbsCharge, c.T, ternary, mode), ternary);
 }
 
 const maxSpikesOf = (c: CodeParams) => c.maxSpikes ?? Infinity;

@@ -170,6 +170,18 @@ export function encodeCpu(x: Float32Array, R: number, C: number, theta: Float32A
   }
 }
 
+/**
+ * The extra planes a weighted neuron (or a row of them) opens: `big` is the largest first membrane
+ * |v₀| (|x|/θ; binary: + 2^−T, rounded to float32), against the top of the range (ternary: > 4/3;
+ * binary: ≥ 2), up to EXTRA_PLANES.
+ */
+export function extraPlanesFor(big: number, ternary: boolean): number {
+  const limit = ternary ? TERNARY_LIMIT : 2;
+  let extra = 0;
+  while (extra < EXTRA_PLANES && (ternary ? big * 2 ** -extra > limit : big * 2 ** -extra >= limit)) extra++;
+  return extra;
+}
+
 /** Set bits of a non-negative integer below 2^31 (digit sums have at most T + E ≤ 24 bits). */
 export function popcount(x: number): number {
   x = x - ((x >>> 1) & 0x55555555);
@@ -203,8 +215,7 @@ export function runWeighted(v: Float64Array, m: Float64Array, n: number, T: numb
     big = Math.max(big, Math.abs(v[c]!));
     m[c] = 0;
   }
-  let extra = 0;
-  while (extra < E && (ternary ? big * 2 ** -extra > limit : big * 2 ** -extra >= limit)) extra++;
+  const extra = extraPlanesFor(big, ternary);
   const scale = 2 ** -extra, top = f(2 - 2 ** -(T + extra - 1));
   let clipped = 0, events = 0;
   for (let c = 0; c < n; c++) {

@@ -21,7 +21,7 @@
 import type { GpuRuntime, GpuTensor } from '../gpu/runtime.js';
 import { fillTemplate } from '../gpu/runtime.js';
 import { type AttentionParams, checkAttention } from './attention.js';
-import { type CodeParams, EXTRA_PLANES, STAT, STATS_WIDTH, TERNARY_FIRE, TERNARY_LIMIT, planesOf, popcount, unitOf, validateCode } from './codes.js';
+import { type CodeParams, EXTRA_PLANES, STAT, STATS_WIDTH, TERNARY_FIRE, TERNARY_LIMIT, extraPlanesFor, planesOf, popcount, unitOf, validateCode } from './codes.js';
 
 export interface SpikeAttentionCodes {
   /** q's code: its unit and planes (digits come from the encoder). */
@@ -77,8 +77,7 @@ function encodeProbability(pv: number, th: number, inv: number, code: CodeParams
     setProbStats(0, 0, 0, 0, 0);
     return 0;
   }
-  let extra = 0;
-  while (extra < E && (ternary ? Math.abs(v0) * 2 ** -extra > limit : v0 * 2 ** -extra >= limit)) extra++;
+  const extra = extraPlanesFor(Math.abs(v0), ternary);
   let v = f(v0 * 2 ** -extra), clipped = 0;
   if (ternary ? Math.abs(v) > limit : v >= limit) {
     clipped = 1;
