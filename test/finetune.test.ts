@@ -73,7 +73,7 @@ describe('fineTune', () => {
     for (const [k, v] of snn.spiking.thresholds) expect(Array.from(v)).toEqual(Array.from(before.get(k)!));
     expect(a.history).toHaveLength(4);
     expect(a.record.after.kl).toBeLessThan(a.record.before.kl);
-    // the returned model runs what was trained: its loss on the data is the record's
+    // every site's thresholds moved
     const changed = [...a.snn.spiking.thresholds].filter(([k, v]) => v.some((t, i) => t !== before.get(k)![i])).length;
     expect(changed).toBe(snn.sites.length);
     const other = fineTune(snn, small, { ...opts, seed: 4 });
