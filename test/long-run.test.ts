@@ -12,7 +12,7 @@ import { STORY_TURNS } from '../src/conversation/suite.js';
 import { loadModel } from '../src/nn/model.js';
 import { loadTokenizer } from '../src/nn/tokenizer.js';
 import { CpuBackend } from '../src/tensor/cpu-backend.js';
-import { COLLECT_AFTER_BYTES, threadCount } from '../src/tensor/threads.js';
+import { COLLECT_AFTER_BYTES, collectWorkerGarbage, threadCount } from '../src/tensor/threads.js';
 import { Tensor } from '../src/tensor/tensor.js';
 import { fixtureDir } from './helpers/fixtures.js';
 
@@ -24,9 +24,15 @@ const rssMB = () => {
   collectGarbage();
   return process.memoryUsage().rss / 2 ** 20;
 };
-/** Memory the JS engine holds: heap plus array buffers (RSS also counts allocator caching). */
+/**
+ * Memory the JS engine holds: heap plus array buffers (RSS also counts allocator caching). The
+ * workers are made to collect too: between their own collections they may keep up to
+ * COLLECT_AFTER_BYTES of shared buffers alive (the first test bounds that), which made this
+ * measurement swing by up to 11 MB from one turn to the next.
+ */
 const heldMB = () => {
   collectGarbage();
+  collectWorkerGarbage();
   const m = process.memoryUsage();
   return (m.heapUsed + m.arrayBuffers) / 2 ** 20;
 };
@@ -51,6 +57,29 @@ describe('long runs stay flat', () => {
     // bounded by what the workers may hold between two collections, not by the number of products
     // (measured: ~30 MB; before the fix ~290 MB)
     expect(growth, `RSS grew ${growth.toFixed(0)} MB over 600 products`).toBeLessThan(COLLECT_AFTER_BYTES / 2 ** 20 + 64);
+  });
+
+  it('collectWorkerGarbage frees the shared buffers only the workers still hold', () => {
+    const b = new CpuBackend();
+    const w = b.upload(Tensor.from([256, 128], new Float32Array(32768).fill(0.01)), 'linear');
+    collectWorkerGarbage();
+    const arrayMB = () => {
+      collectGarbage();
+      return process.memoryUsage().arrayBuffers / 2 ** 20;
+    };
+    const start = arrayMB();
+    // 12 products on fresh 256 KB operands: ~6 MB handed over, far below COLLECT_AFTER_BYTES,
+    // so the workers do not collect on their own
+    for (let i = 0; i < 12; i++) {
+      const x = new Tensor([512, 128]);
+      x.data.fill(1);
+      b.matmul(x, w);
+    }
+    const kept = arrayMB() - start;
+    collectWorkerGarbage();
+    const after = arrayMB() - start;
+    expect(kept, 'the workers kept the operands they were handed').toBeGreaterThan(3);
+    expect(after).toBeLessThan(1);
   });
 
   it('a 200-turn chat: each turn tokenizes only its new text, and memory does not grow', async () => {

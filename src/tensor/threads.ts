@@ -64,6 +64,14 @@ for (;;) {
   }
   if (state !== ${POSTED}) { Atomics.wait(control, 0, state); continue; }
   let job = receiveMessageOnPort(port).message;
+  if (job.kind === 'collect') {
+    // collect first, then report done: the caller measures memory after this returns
+    job = null;
+    collectGarbage();
+    Atomics.store(control, 0, ${DONE});
+    Atomics.notify(control, 0);
+    continue;
+  }
   const collect = job.collect === true;
   try {
     if (job.kind === 'attention') attentionRange(job.q, job.k, job.v, job.S, job.p, job.out, job.u0, job.u1);
@@ -124,6 +132,18 @@ function noteOperands(arrays: readonly (Float32Array | null)[]): boolean {
   if (freshBytes < COLLECT_AFTER_BYTES) return false;
   freshBytes = 0;
   return true;
+}
+
+/**
+ * Have every worker collect garbage now and wait until they have: afterwards the shared buffers they
+ * were handed and nobody else holds are freed. For measurements of memory (the pool otherwise keeps
+ * up to COLLECT_AFTER_BYTES of them between its own collections).
+ */
+export function collectWorkerGarbage(): void {
+  if (!pool || pool.length === 0) return;
+  for (const pw of pool) postJob(pw, { kind: 'collect' });
+  joinWorkers(pool, 'collect');
+  freshBytes = 0;
 }
 
 /** Shared staging for operands that live in ordinary memory (copies cost O(MK + MN) ≪ O(MKN)). */
