@@ -6,12 +6,13 @@
 import fc from 'fast-check';
 import { afterAll, describe, expect, it } from 'vitest';
 import { CpuBackend } from '../src/tensor/cpu-backend.js';
-import type { GpuBackend } from '../src/tensor/gpu/gpu-backend.js';
+import { type GpuBackend, weightFormatFor } from '../src/tensor/gpu/gpu-backend.js';
 import { GpuTensor } from '../src/tensor/gpu/runtime.js';
 import { GpuError } from '../src/tensor/gpu/device.js';
 import { ROW_VARIANTS, type RowVariant } from '../src/tensor/gpu/variants.js';
 import type { Activation } from '../src/tensor/kernels/elementwise.js';
-import { type MatmulVariant, matmulGpu, matmulReference, packLinearWeight } from '../src/tensor/kernels/matmul.js';
+import { type MatmulVariant, type WeightFormat, isF16Exact, matmulGpu, matmulReference, packLinearWeight } from '../src/tensor/kernels/matmul.js';
+import { f16BitsToNumber, numberToF16Bits } from '../src/tensor/dtype.js';
 import { ropeInvFreq } from '../src/tensor/kernels/rope.js';
 import { attentionGpu } from '../src/tensor/kernels/attention.js';
 import { Tensor } from '../src/tensor/tensor.js';
@@ -34,6 +35,9 @@ afterAll(() => {
   console.log(`GPU vs CPU parity (tolerance ${TOL.gpuKernel.atol} + ${TOL.gpuKernel.rtol}·|ref|):\n${lines.join('\n')}`);
 });
 
+/** Each value rounded to binary16 and back (the f16 weight format's storage, on the CPU). */
+const roundToF16 = (a: Float32Array) => a.map((v) => f16BitsToNumber(numberToF16Bits(v)));
+
 const t = (shape: number[], seed: number, scale = 1) => Tensor.from(shape, randomArray(shape.reduce((a, b) => a * b, 1), seed, scale));
 const RUNS = { numRuns: 12 };
 const odd = fc.integer({ min: 1, max: 70 });
@@ -44,26 +48,51 @@ async function read(g: GpuBackend, x: unknown): Promise<Float32Array> {
 
 describe('matmul variants', () => {
   const packed: MatmulVariant[] = ['blocked4', 'blocked1', 'tiled', 'splitk'];
-  it.for(packed)('%s equals the reference, with and without bias / residual and with the weight split into chunks', async (variant, ctx) => {
+  const formats: WeightFormat[] = ['f32', 'f16'];
+  it.for(packed.flatMap((v) => formats.map((f) => [v, f] as const)))('%s, weights in %s, equals the reference, with and without bias / residual and with the weight split into chunks', async ([variant, format], ctx) => {
     const g = await requireGpu(ctx);
     await fc.assert(
-      fc.asyncProperty(fc.integer({ min: 1, max: 37 }), odd, odd, fc.boolean(), fc.boolean(), fc.integer(), async (M, K, N, withBias, chunked, seed) => {
+      // M up to 150: the tiled variant's 64-row tiles, full and partial
+      fc.asyncProperty(fc.integer({ min: 1, max: variant === 'tiled' ? 150 : 37 }), odd, odd, fc.boolean(), fc.boolean(), fc.integer(), async (M, K, N, withBias, chunked, seed) => {
         const x = t([M, K], seed), w = t([N, K], seed + 1), b = t([N], seed + 2), r = t([M, N], seed + 3);
         const withResidual = seed % 2 === 0;
         const rt = g.rt;
-        // chunks of 8 columns (K·8·4 bytes) exercise the split path of large LM heads
-        const weight = packLinearWeight(rt, w, chunked ? K * 8 * 4 : undefined);
+        // chunks of 8 columns (K·8 values) exercise the split path of large LM heads
+        const weight = packLinearWeight(rt, w, chunked ? K * 8 * (format === 'f16' ? 2 : 4) : undefined, format);
+        if (chunked) expect(weight.chunks.length).toBe(Math.ceil(N / 8));
         const xg = rt.fromHost([M, K], x.data), bg = rt.fromHost([N], b.data), rg = rt.fromHost([M, N], r.data);
         const y = rt.alloc([M, N]);
         matmulGpu(rt, xg, weight, withBias ? bg : undefined, y, M, K, N, variant, withResidual ? rg : undefined);
-        const expected = matmulReference(x.data, w.data, withBias ? b.data : undefined, M, K, N);
+        // f16: the reference multiplies by the weights rounded to binary16 (round to nearest even, dtype.ts)
+        const wRef = format === 'f16' ? roundToF16(w.data) : w.data;
+        const expected = matmulReference(x.data, wRef, withBias ? b.data : undefined, M, K, N);
         if (withResidual) for (let i = 0; i < expected.length; i++) expected[i] = expected[i]! + r.data[i]!;
-        check(`matmul ${variant}${chunked ? ' (chunked)' : ''}`, await rt.read(y), expected);
+        check(`matmul ${variant} ${format}${chunked ? ' (chunked)' : ''}`, await rt.read(y), expected);
         g.dispose(weight);
         for (const z of [xg, bg, rg, y]) rt.release(z);
       }),
       RUNS,
     );
+  });
+
+  it('the f16 format is chosen only where it is lossless (auto, hardware) or asked for', () => {
+    fc.assert(
+      fc.property(fc.array(fc.integer({ min: 0, max: 0xffff }), { minLength: 1, maxLength: 64 }), fc.nat(), (halves, at) => {
+        const exact = Float32Array.from(halves.filter((h) => (h & 0x7c00) !== 0x7c00).map(f16BitsToNumber));
+        fc.pre(exact.length > 0);
+        expect(isF16Exact(exact)).toBe(true);
+        expect(weightFormatFor('auto', false, exact)).toBe('f16');
+        expect(weightFormatFor('auto', true, exact)).toBe('f32'); // software adapters keep f32
+        const off = exact.slice();
+        const i = at % off.length;
+        off[i] = off[i] === 0 ? 1e-9 : off[i]! * (1 + 2 ** -20); // between two binary16 values
+        expect(isF16Exact(off)).toBe(false);
+        expect(weightFormatFor('auto', false, off)).toBe('f32');
+        expect(weightFormatFor('f16', true, off)).toBe('f16');
+      }),
+    );
+    expect(isF16Exact(Float32Array.of(1, Infinity))).toBe(false);
+    expect(isF16Exact(Float32Array.of(65504, 70000))).toBe(false); // past binary16's largest finite value
   });
 
   it('plain (unpacked [N, K] weight made on the GPU) equals the reference', async (ctx) => {

@@ -7,14 +7,17 @@ import { describe, expect, it } from 'vitest';
 import { main } from '../src/cli/main.js';
 import { parseConfig } from '../src/nn/config.js';
 import { generate } from '../src/nn/generate.js';
-import { CausalLM, loadModel } from '../src/nn/model.js';
+import { CausalLM, loadModel, loadWeights } from '../src/nn/model.js';
 import { argmax } from '../src/nn/sampling.js';
-import type { BlockWeights, LMWeights } from '../src/nn/weights.js';
+import type { BlockWeights, LinearWeights, LMWeights } from '../src/nn/weights.js';
+import { f16BitsToNumber, numberToF16Bits } from '../src/tensor/dtype.js';
+import type { GpuBackend } from '../src/tensor/gpu/gpu-backend.js';
+import { GpuLinearWeight } from '../src/tensor/kernels/matmul.js';
 import { CpuBackend } from '../src/tensor/cpu-backend.js';
 import { Tensor } from '../src/tensor/tensor.js';
 import { requireGpu } from './helpers/backends.js';
 import { FIXTURE_NAMES, fixtureDir, golden } from './helpers/fixtures.js';
-import { TOL, expectClose, randomArray } from './helpers/tolerance.js';
+import { TOL, compare, expectClose, randomArray } from './helpers/tolerance.js';
 
 /**
  * The kernels real GPUs get, forced on this adapter: workgroup row reductions, split-K matmul, and
@@ -47,6 +50,63 @@ describe.each(FIXTURE_NAMES)('GPU golden: %s', (name) => {
       expect(ids).toEqual(g.greedy_continuation);
     }
     });
+  });
+});
+
+describe('linear weights stored in f16 on the GPU', () => {
+  /** Each value rounded to binary16 and back: the f16 weight format's storage, on the CPU. */
+  const toF16 = (t: Tensor) => Tensor.from([...t.shape], t.data.map((v) => f16BitsToNumber(numberToF16Bits(v))));
+  /** The formats of the linear weights a backend packs while a model loads. */
+  const recordFormats = (gpu: GpuBackend) => {
+    const formats: string[] = [];
+    const upload = gpu.upload.bind(gpu);
+    gpu.upload = (t, role) => {
+      const packed = upload(t, role);
+      if (packed instanceof GpuLinearWeight) formats.push(packed.format);
+      return packed;
+    };
+    return formats;
+  };
+
+  it('gpt2-random-f16 (an F16 checkpoint, so binary16 storage is lossless): golden logits, argmax and greedy continuation, through the tiled and the split-K matmul', async (ctx) => {
+    for (const matmul of ['tiled', 'splitk']) {
+    const gpu = await requireGpu(ctx, { weightFormat: 'f16' });
+    const formats = recordFormats(gpu);
+    await withEnv({ ...HARDWARE_SHAPES, SPIKELM_ATTENTION: 'tiled', SPIKELM_MATMUL: matmul }, async () => {
+      const model = loadModel(fixtureDir('gpt2-random-f16'), { backend: gpu });
+      expect(formats.length).toBe(4 * model.config.numLayers + 1); // qkv, o, up, down per block, and the head
+      expect(new Set(formats)).toEqual(new Set(['f16']));
+      for (const [prompt, g] of Object.entries(golden('gpt2-random-f16'))) {
+        const V = model.config.vocabSize, S = g.input_ids.length;
+        const all = await gpu.read(model.forward(g.input_ids, model.newCache(), { allLogits: true }));
+        expectClose(all.data.subarray((S - 1) * V), g.last_logits, TOL.gpuGolden, `"${prompt}" last logits, f16 weights`);
+        expect(Array.from({ length: S }, (_, s) => argmax(all.data.subarray(s * V, (s + 1) * V)))).toEqual(g.all_positions_argmax);
+        const { ids } = await generate(model, g.input_ids, { maxNewTokens: g.greedy_continuation.length });
+        expect(ids).toEqual(g.greedy_continuation);
+      }
+    });
+    }
+  });
+
+  it('stories260k (float32) with f16 forced equals the CPU model with its linear weights rounded to binary16', async (ctx) => {
+    const gpu = await requireGpu(ctx, { weightFormat: 'f16' });
+    const { config, weights } = loadWeights(fixtureDir('stories260k'));
+    const lin = (l: LinearWeights): LinearWeights => ({ weight: toF16(l.weight), ...(l.bias ? { bias: l.bias } : {}) });
+    const rounded: LMWeights = {
+      ...weights,
+      blocks: weights.blocks.map((b) => ({ ...b, q: lin(b.q), k: lin(b.k), v: lin(b.v), o: lin(b.o), up: lin(b.up), down: lin(b.down), ...(b.gate ? { gate: lin(b.gate) } : {}) })),
+      lmHead: toF16(weights.lmHead), // the gather table (embed) stays float32 on the GPU too
+    };
+    const ids = Object.values(golden('stories260k'))[0]!.input_ids;
+    const cpu = new CpuBackend();
+    const cpuModel = new CausalLM(config, rounded, cpu);
+    const expected = cpu.readSync(cpuModel.forward(ids, cpuModel.newCache(), { allLogits: true })).data;
+    const gpuModel = new CausalLM(config, weights, gpu);
+    const actual = (await gpu.read(gpuModel.forward(ids, gpuModel.newCache(), { allLogits: true }))).data;
+    expectClose(actual, expected, TOL.gpuKernel, 'stories260k logits, f16 weights');
+    // and the rounding is visible: the float32 model's logits differ by more than the tolerance
+    const float32Model = new CausalLM(config, weights, cpu);
+    expect(compare(actual, cpu.readSync(float32Model.forward(ids, float32Model.newCache(), { allLogits: true })).data, TOL.gpuKernel).ok).toBe(false);
   });
 });
 

@@ -4,6 +4,7 @@
  * dense products of the digit sums (bit for bit here: both sum exact products in double precision);
  * every WGSL twin against its CPU twin, at shapes that are not multiples of the workgroup size.
  */
+import { f16BitsToNumber, numberToF16Bits } from '../src/tensor/dtype.js';
 import { describe, expect, it } from 'vitest';
 import type { Backend, BTensor, DeviceThresholds } from '../src/tensor/backend.js';
 import { CpuBackend } from '../src/tensor/cpu-backend.js';
@@ -116,6 +117,12 @@ describe('WGSL twins of the layerwise kernels', () => {
     const yc = cpu.planeMatmul(enc.digits!, planesOf(code), growth, cpu.upload(w, 'linear'), bias, residual);
     const yg = gpu.planeMatmul(gpu.upload(cpu.readSync(enc.digits!)), planesOf(code), growth, gpu.upload(w, 'linear'), gpu.upload(bias), gpu.upload(residual));
     expectClose(await read(gpu, yg), await read(cpu, yc), TOL.gpuKernel, 'planeMatmul');
+    // weights stored in f16 on the GPU: the CPU twin with the weights rounded to binary16
+    const half = await requireGpu(ctx, { weightFormat: 'f16' });
+    const w16 = Tensor.from([N, K], w.data.map((v) => f16BitsToNumber(numberToF16Bits(v))));
+    const yc16 = cpu.planeMatmul(enc.digits!, planesOf(code), growth, cpu.upload(w16, 'linear'), bias, residual);
+    const yg16 = half.planeMatmul(half.upload(cpu.readSync(enc.digits!)), planesOf(code), growth, half.upload(w, 'linear'), half.upload(bias), half.upload(residual));
+    expectClose(await read(half, yg16), await read(cpu, yc16), TOL.gpuKernel, 'planeMatmul, f16 weights');
   });
 
   it.for([

@@ -3,6 +3,7 @@ import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { CpuBackend } from '../src/tensor/cpu-backend.js';
 import { matmulReference } from '../src/tensor/kernels/matmul.js';
+import { f16BitsToNumber, numberToF16Bits } from '../src/tensor/dtype.js';
 import { EVENT_CROSSOVER, spikeDensity, spikeMatmulEventCpu, useEventDriven } from '../src/tensor/kernels/spike-matmul.js';
 import { Tensor } from '../src/tensor/tensor.js';
 import { requireGpu } from './helpers/backends.js';
@@ -46,6 +47,7 @@ describe('event-driven spike products', () => {
   it('GPU: compaction + accumulation equal the CPU reference, also over weight chunks', async (ctx) => {
     const g = await requireGpu(ctx);
     const chunked = await requireGpu(ctx, { maxWeightChunkBytes: 40 * 8 * 4 });
+    const half = await requireGpu(ctx, { weightFormat: 'f16', maxWeightChunkBytes: 40 * 8 * 2 });
     await fc.assert(
       fc.asyncProperty(fc.integer({ min: 1, max: 20 }), fc.integer({ min: 1, max: 40 }), fc.integer({ min: 1, max: 37 }), fc.double({ min: 0, max: 1, noNaN: true }), fc.boolean(), fc.integer(), async (M, K, N, density, withResidual, seed) => {
         const n = spikes(M, K, density, seed), w = randomArray(N * K, seed + 1), b = randomArray(N, seed + 2), r = randomArray(M * N, seed + 3);
@@ -54,6 +56,11 @@ describe('event-driven spike products', () => {
           const y = backend.spikeMatmul(backend.upload(new Tensor([M, K], n)), backend.upload(new Tensor([N, K], w), 'linear'), backend.upload(new Tensor([N], b)), withResidual ? backend.upload(new Tensor([M, N], r)) : undefined, 'event');
           expectClose((await backend.read(y)).data, ref, TOL.gpuKernel, 'gpu event-driven');
         }
+        // weights stored in f16: the reference multiplies by the weights rounded to binary16
+        const w16 = w.map((v) => f16BitsToNumber(numberToF16Bits(v)));
+        const ref16 = matmulReference(n, w16, b, M, K, N).map((v, i) => v + (withResidual ? r[i]! : 0));
+        const y16 = half.spikeMatmul(half.upload(new Tensor([M, K], n)), half.upload(new Tensor([N, K], w), 'linear'), half.upload(new Tensor([N], b)), withResidual ? half.upload(new Tensor([M, N], r)) : undefined, 'event');
+        expectClose((await half.read(y16)).data, ref16, TOL.gpuKernel, 'gpu event-driven, f16 weights');
       }),
       { numRuns: 20 },
     );

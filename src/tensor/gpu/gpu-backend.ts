@@ -17,7 +17,7 @@ import { type QkvLayout, qkvToCacheGpu } from '../kernels/qkv.js';
 import { type AttentionParams, attentionGpu } from '../kernels/attention.js';
 import { copyGpu } from '../kernels/copy.js';
 import { GpuEmbeddingTable, embeddingGpu, packEmbeddingTable } from '../kernels/embedding.js';
-import { GpuLinearWeight, type MatmulVariant, matmulGpu, packLinearWeight } from '../kernels/matmul.js';
+import { GpuLinearWeight, type MatmulVariant, WEIGHT_FORMATS, type WeightFormat, isF16Exact, matmulGpu, packLinearWeight } from '../kernels/matmul.js';
 import { layerNormGpu, rmsNormGpu } from '../kernels/norm.js';
 import { ropeGpu } from '../kernels/rope.js';
 import { type CausalMask, softmaxGpu } from '../kernels/softmax.js';
@@ -25,12 +25,26 @@ import { attentionDims, binaryBroadcast, checkVector, embeddingDims, gatedDims, 
 import { type Shape, Tensor, shapeToString } from '../tensor.js';
 import { type GpuContext, acquireGpu } from './device.js';
 import { GpuRuntime, GpuTensor } from './runtime.js';
+import { forcedVariant } from './variants.js';
 
 export interface GpuBackendOptions {
   /** Split weights larger than this many bytes into chunks (default: the adapter's binding limit). */
   readonly maxWeightChunkBytes?: number;
   /** Force one matmul variant (default: chosen per adapter and shape). */
   readonly matmulVariant?: MatmulVariant;
+  /**
+   * How linear weights are stored on the GPU (`weightFormatFor`): 'f32'; 'f16' (half the memory and
+   * bandwidth, values rounded to binary16; arithmetic stays float32); 'auto' (the default): f16 on
+   * hardware adapters for weights that are exactly binary16 (from F16 checkpoints: nothing changes
+   * but the bytes), f32 otherwise. SPIKELM_GPU_WEIGHTS=f32|f16|auto sets it when this is not given.
+   */
+  readonly weightFormat?: WeightFormat | 'auto';
+}
+
+/** The storage format of one linear weight under a backend's `weightFormat` setting. */
+export function weightFormatFor(setting: WeightFormat | 'auto', software: boolean, data: Float32Array): WeightFormat {
+  if (setting !== 'auto') return setting;
+  return !software && isF16Exact(data) ? 'f16' : 'f32';
 }
 
 export class GpuBackend implements Backend {
@@ -68,7 +82,8 @@ export class GpuBackend implements Backend {
     const max = this.options.maxWeightChunkBytes;
     if (role === 'linear') {
       if (t.rank !== 2) throw new ShapeError(`upload: a linear weight must be [out, in], got ${shapeToString(t.shape)}`);
-      return packLinearWeight(this.rt, t, max);
+      const setting = this.options.weightFormat ?? forcedVariant('SPIKELM_GPU_WEIGHTS', [...WEIGHT_FORMATS, 'auto'] as const) ?? 'auto';
+      return packLinearWeight(this.rt, t, max, weightFormatFor(setting, this.rt.ctx.report.software, t.data));
     }
     if (role === 'embedding') {
       const { V, D } = embeddingDims(t);

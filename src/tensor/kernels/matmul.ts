@@ -19,17 +19,25 @@
  * binds at most 128 MiB) is split into column chunks, each its own buffer and its own dispatch.
  *   blocked4   each invocation: 4 rows × one vec4 of columns, barrier-free (fast on llvmpipe)
  *   blocked1   the same with 1 row: matrix-vector for decode
- *   tiled      16×16 workgroup tiles in workgroup memory (the classic GPU kernel; barriers are
- *              emulated on llvmpipe, so it is slow there)
+ *   tiled      64×64 output tiles per workgroup of 16×16, x and w staged in workgroup memory, a
+ *              4×4 register block per invocation (prefill on real GPUs; barriers are emulated on
+ *              llvmpipe, so it is slow there)
  *   splitk     matrix-vector with K split over 16 invocations per vec4 column and a workgroup
  *              reduction (decode on real GPUs, where one invocation per column starves the chip)
  *   plain      unpacked [N, K] weights (tensors made on the GPU): one invocation per output
  * `chooseMatmulVariant` picks per adapter and M; SPIKELM_MATMUL=<variant> overrides it.
+ *
+ * Weight formats: a packed weight lives on the GPU in float32 or in IEEE binary16 (`f16`: two halves
+ * per u32, read with WGSL's core `unpack2x16float`, so no `shader-f16` feature is needed and every
+ * adapter can run it, llvmpipe included). Arithmetic stays float32 either way; f16 halves the memory
+ * and the bandwidth of every weight read. Every variant reads through `wv4`/`wv1` (`weightAccessWgsl`),
+ * so the kernels are the same text for both formats.
  */
 import { ShapeError } from '../../errors.js';
 import { parallelMatmul } from '../threads.js';
 import { GpuError } from '../gpu/device.js';
 import { type GpuRuntime, GpuTensor, fillTemplate } from '../gpu/runtime.js';
+import { f16BitsToNumber, numberToF16Bits } from '../dtype.js';
 import type { Tensor } from '../tensor.js';
 
 /** The definition: y = x·wᵀ + bias, accumulated in double precision. */
@@ -167,37 +175,93 @@ interface WeightChunk {
   readonly nPad: number;
 }
 
+/** How a packed weight's values are stored on the GPU (arithmetic is float32 for both). */
+export type WeightFormat = 'f32' | 'f16';
+export const WEIGHT_FORMATS: readonly WeightFormat[] = ['f32', 'f16'];
+
 /** A linear weight [N, K] packed for the GPU as wᵀ column chunks. */
 export class GpuLinearWeight {
   disposed = false;
-  constructor(readonly shape: readonly [number, number], readonly chunks: readonly WeightChunk[]) {}
+  constructor(readonly shape: readonly [number, number], readonly chunks: readonly WeightChunk[], readonly format: WeightFormat = 'f32') {}
 }
 
-/** Pack w [N, K] as wᵀ [K, Npad] chunks no larger than `maxBytes` each. */
-export function packLinearWeight(rt: GpuRuntime, w: Tensor, maxBytes = rt.maxBindingBytes): GpuLinearWeight {
+/**
+ * True when every value is a binary16 value (finite, and equal to itself rounded to f16): storing
+ * such a weight in f16 loses nothing. Weights read from F16 checkpoints are; float32 ones almost
+ * never are (the first value with low mantissa bits set answers, without a full pass).
+ */
+export function isF16Exact(a: Float32Array): boolean {
+  const bits = new Uint32Array(a.buffer, a.byteOffset, a.length);
+  for (let i = 0; i < a.length; i++) {
+    if ((bits[i]! & 0x1fff) !== 0) return false;
+    const v = a[i]!;
+    if (!Number.isFinite(v) || f16BitsToNumber(numberToF16Bits(v)) !== v) return false;
+  }
+  return true;
+}
+
+/**
+ * Pack w [N, K] as wᵀ [K, Npad] chunks no larger than `maxBytes` each, in float32 or (`f16`) as
+ * binary16 rounded to nearest even, two columns per u32 (the lower half is the even column).
+ */
+export function packLinearWeight(rt: GpuRuntime, w: Tensor, maxBytes = rt.maxBindingBytes, format: WeightFormat = 'f32'): GpuLinearWeight {
   const [N, K] = w.shape as [number, number];
-  const colsPerChunk = Math.max(4, Math.floor(maxBytes / (4 * Math.max(K, 1)) / 4) * 4);
-  if (K * 4 * 4 > maxBytes) throw new GpuError(`matmul weight [${N}, ${K}]: even 4 columns exceed the binding limit of ${maxBytes} bytes`);
+  const bytesPerValue = format === 'f16' ? 2 : 4;
+  const colsPerChunk = Math.max(4, Math.floor(maxBytes / (bytesPerValue * Math.max(K, 1)) / 4) * 4);
+  if (K * 4 * bytesPerValue > maxBytes) throw new GpuError(`matmul weight [${N}, ${K}]: even 4 columns exceed the binding limit of ${maxBytes} bytes`);
   const chunks: WeightChunk[] = [];
   for (let n0 = 0; n0 < N; n0 += colsPerChunk) {
     const n1 = Math.min(N, n0 + colsPerChunk);
     const nPad = Math.ceil((n1 - n0) / 4) * 4;
-    const packed = new Float32Array(K * nPad);
-    for (let n = n0; n < n1; n++) {
-      const row = w.data.subarray(n * K, (n + 1) * K);
-      for (let k = 0; k < K; k++) packed[k * nPad + (n - n0)] = row[k]!;
+    let packed: Float32Array | Uint32Array;
+    if (format === 'f16') {
+      const halves = new Uint16Array(K * nPad); // little-endian: element 2i is the low half of u32 i
+      for (let n = n0; n < n1; n++) {
+        const row = w.data.subarray(n * K, (n + 1) * K);
+        for (let k = 0; k < K; k++) halves[k * nPad + (n - n0)] = numberToF16Bits(row[k]!);
+      }
+      packed = new Uint32Array(halves.buffer);
+    } else {
+      packed = new Float32Array(K * nPad);
+      for (let n = n0; n < n1; n++) {
+        const row = w.data.subarray(n * K, (n + 1) * K);
+        for (let k = 0; k < K; k++) packed[k * nPad + (n - n0)] = row[k]!;
+      }
     }
-    chunks.push({ buffer: rt.fromHost([K, nPad], packed, `weight chunk [${n0}, ${n1})`).buffer, n0, n1, nPad });
+    chunks.push({ buffer: rt.fromHost([K, nPad * bytesPerValue / 4], packed, `weight chunk [${n0}, ${n1}) ${format}`).buffer, n0, n1, nPad });
   }
-  return new GpuLinearWeight([N, K], chunks);
+  return new GpuLinearWeight([N, K], chunks, format);
 }
 
-/** The bindings every packed variant declares (x, w, bias, y, residual, params). */
-function matmulBindings(params: string, wType: 'f32' | 'vec4f'): string {
+/**
+ * WGSL: the packed weight at `@binding(binding)` and its readers — `wv4(i)`, the i-th vec4 of
+ * columns (index in vec4 units: k·nPad/4 + c4), and `wv1(i)`, the i-th value (k·nPad + n).
+ */
+export function weightAccessWgsl(binding: number, format: WeightFormat): string {
+  if (format === 'f32') {
+    return `
+@group(0) @binding(${binding}) var<storage, read> w: array<vec4f>;
+fn wv4(i: u32) -> vec4f { return w[i]; }
+fn wv1(i: u32) -> f32 { return w[i / 4u][i % 4u]; }`;
+  }
+  return `
+@group(0) @binding(${binding}) var<storage, read> w: array<vec2u>;
+fn wv4(i: u32) -> vec4f {
+  let h = w[i];
+  return vec4f(unpack2x16float(h.x), unpack2x16float(h.y));
+}
+fn wv1(i: u32) -> f32 {
+  let h = w[i / 4u];
+  return unpack2x16float(select(h.x, h.y, i % 4u >= 2u))[i % 2u];
+}`;
+}
+
+/** The bindings every variant declares (x, w, bias, y, residual, params); `plain` reads w [N, K] as f32. */
+function matmulBindings(params: string, weight: WeightFormat | 'plain'): string {
   return `
 struct Params { ${params} }
 @group(0) @binding(0) var<storage, read> x: array<f32>;
-@group(0) @binding(1) var<storage, read> w: array<${wType}>;
+${weight === 'plain' ? '@group(0) @binding(1) var<storage, read> w: array<f32>;' : weightAccessWgsl(1, weight)}
 @group(0) @binding(2) var<storage, read> bias: array<f32>;
 @group(0) @binding(3) var<storage, read_write> y: array<f32>;
 @group(0) @binding(4) var<storage, read> residual: array<f32>;
@@ -218,7 +282,7 @@ fn store(m: u32, c4: u32, acc: vec4f) {
   }
 }`;
 
-const BLOCKED_WGSL = `${matmulBindings('M: u32, K: u32, N: u32, nPad4: u32, nValid: u32, colOffset: u32, hasBias: u32, rowBlocks: u32, threadsX: u32, hasResidual: u32', 'vec4f')}
+const BLOCKED_WGSL = `{{bindings}}
 ${STORE_VEC4_WGSL}
 @compute @workgroup_size(64)
 fn main(@builtin(global_invocation_id) gid: vec3u) {
@@ -230,15 +294,16 @@ fn main(@builtin(global_invocation_id) gid: vec3u) {
 {{rowBases}}
 {{accumulators}}
   for (var k = 0u; k < p.K; k++) {
-    let wv = w[k * p.nPad4 + c4];
+    let wv = wv4(k * p.nPad4 + c4);
 {{fmas}}
   }
 {{writes}}
 }`;
 
-function blockedSource(rows: number): string {
+function blockedSource(rows: number, format: WeightFormat): string {
   const r = Array.from({ length: rows }, (_, i) => i);
   return fillTemplate(BLOCKED_WGSL, {
+    bindings: matmulBindings('M: u32, K: u32, N: u32, nPad4: u32, nValid: u32, colOffset: u32, hasBias: u32, rowBlocks: u32, threadsX: u32, hasResidual: u32', format),
     rows,
     rowBases: r.map((i) => `  let xb${i} = min(m0 + ${i}u, p.M - 1u) * p.K;`).join('\n'),
     accumulators: r.map((i) => `  var acc${i} = vec4f(0.0);`).join('\n'),
@@ -247,33 +312,59 @@ function blockedSource(rows: number): string {
   });
 }
 
-const TILED_WGSL = `${matmulBindings('M: u32, K: u32, N: u32, nPad: u32, nValid: u32, colOffset: u32, hasBias: u32, hasResidual: u32', 'f32')}
-var<workgroup> xs: array<f32, 256>;
-var<workgroup> ws: array<f32, 256>;
+/**
+ * Prefill on hardware: a workgroup of 16×16 invocations computes a 64×64 output tile, each
+ * invocation a 4×4 register block (4 rows × one vec4 of columns). Per step of 16 in K the workgroup
+ * stages x [64 rows × 16] and w [16 × 64 columns] in workgroup memory (coalesced: adjacent
+ * invocations load adjacent values); each invocation then does 16 × 4 vec4 multiply-adds from 16
+ * vec4 and 64 scalar workgroup reads — 4× the arithmetic per load of a one-output-per-invocation tile.
+ */
+const TILED_WGSL = `{{bindings}}
+${STORE_VEC4_WGSL}
+var<workgroup> xs: array<f32, 1024>;  // [64 rows][16 k]
+var<workgroup> ws: array<vec4f, 256>; // [16 k][16 vec4 columns]
 @compute @workgroup_size(16, 16)
 fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_id) lid: vec3u) {
-  let n = wid.x * 16u + lid.x;
-  let m = wid.y * 16u + lid.y;
-  var acc = 0.0;
+  let c4 = wid.x * 16u + lid.x;
+  let mBase = wid.y * 64u;
+  let li = lid.y * 16u + lid.x;
+  let r0 = lid.y * 4u;
+  var acc0 = vec4f(0.0);
+  var acc1 = vec4f(0.0);
+  var acc2 = vec4f(0.0);
+  var acc3 = vec4f(0.0);
   for (var k0 = 0u; k0 < p.K; k0 += 16u) {
-    var xv = 0.0;
-    if (m < p.M && k0 + lid.x < p.K) { xv = x[m * p.K + k0 + lid.x]; }
-    xs[lid.y * 16u + lid.x] = xv;
-    var wv = 0.0;
-    if (k0 + lid.y < p.K && n < p.nPad) { wv = w[(k0 + lid.y) * p.nPad + n]; }
-    ws[lid.y * 16u + lid.x] = wv;
+    for (var j = 0u; j < 4u; j++) {
+      let e = li + j * 256u;
+      let m = mBase + e / 16u;
+      let k = k0 + e % 16u;
+      var xv = 0.0;
+      if (m < p.M && k < p.K) { xv = x[m * p.K + k]; }
+      xs[e] = xv;
+    }
+    var wv = vec4f(0.0);
+    if (k0 + lid.y < p.K && c4 < p.nPad4) { wv = wv4((k0 + lid.y) * p.nPad4 + c4); }
+    ws[li] = wv;
     workgroupBarrier();
-    for (var kk = 0u; kk < 16u; kk++) { acc += xs[lid.y * 16u + kk] * ws[kk * 16u + lid.x]; }
+    for (var kk = 0u; kk < 16u; kk++) {
+      let b = ws[kk * 16u + lid.x];
+      acc0 += xs[r0 * 16u + kk] * b;
+      acc1 += xs[(r0 + 1u) * 16u + kk] * b;
+      acc2 += xs[(r0 + 2u) * 16u + kk] * b;
+      acc3 += xs[(r0 + 3u) * 16u + kk] * b;
+    }
     workgroupBarrier();
   }
-  if (m < p.M && n < p.nValid) {
-    if (p.hasBias != 0u) { acc += bias[p.colOffset + n]; }
-    if (p.hasResidual != 0u) { acc += residual[m * p.N + p.colOffset + n]; }
-    y[m * p.N + p.colOffset + n] = acc;
+  if (c4 < p.nPad4) {
+    let m0 = mBase + r0;
+    if (m0 < p.M) { store(m0, c4, acc0); }
+    if (m0 + 1u < p.M) { store(m0 + 1u, c4, acc1); }
+    if (m0 + 2u < p.M) { store(m0 + 2u, c4, acc2); }
+    if (m0 + 3u < p.M) { store(m0 + 3u, c4, acc3); }
   }
 }`;
 
-const SPLITK_WGSL = `${matmulBindings('M: u32, K: u32, N: u32, nPad4: u32, nValid: u32, colOffset: u32, hasBias: u32, hasResidual: u32', 'vec4f')}
+const SPLITK_WGSL = `{{bindings}}
 ${STORE_VEC4_WGSL}
 var<workgroup> partial: array<vec4f, 256>;
 @compute @workgroup_size(16, 16)
@@ -282,7 +373,7 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_id) lid: ve
   let m = wid.y;
   var acc = vec4f(0.0);
   if (c4 < p.nPad4) {
-    for (var k = lid.y; k < p.K; k += 16u) { acc += x[m * p.K + k] * w[k * p.nPad4 + c4]; }
+    for (var k = lid.y; k < p.K; k += 16u) { acc += x[m * p.K + k] * wv4(k * p.nPad4 + c4); }
   }
   partial[lid.y * 16u + lid.x] = acc;
   workgroupBarrier();
@@ -293,7 +384,9 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_id) lid: ve
   if (lid.y == 0u && c4 < p.nPad4) { store(m, c4, partial[lid.x]); }
 }`;
 
-const PLAIN_WGSL = `${matmulBindings('M: u32, K: u32, N: u32, hasBias: u32, threadsX: u32, hasResidual: u32', 'f32')}
+const PACKED_PARAMS = 'M: u32, K: u32, N: u32, nPad4: u32, nValid: u32, colOffset: u32, hasBias: u32, hasResidual: u32';
+
+const PLAIN_WGSL = `${matmulBindings('M: u32, K: u32, N: u32, hasBias: u32, threadsX: u32, hasResidual: u32', 'plain')}
 @compute @workgroup_size(64)
 fn main(@builtin(global_invocation_id) gid: vec3u) {
   let idx = gid.y * p.threadsX + gid.x;
@@ -326,20 +419,21 @@ export function matmulGpu(rt: GpuRuntime, x: GpuTensor, w: GpuLinearWeight | Gpu
     return;
   }
   const v = variant ?? chooseMatmulVariant(rt, M);
+  const f = w.format;
   for (const c of w.chunks) {
     const nValid = c.n1 - c.n0, nPad4 = c.nPad / 4;
     const buffers = [x.buffer, c.buffer, biasBuffer, y.buffer, residualBuffer];
     if (v === 'blocked4' || v === 'blocked1') {
       const rows = v === 'blocked4' ? 4 : 1;
       const rowBlocks = Math.ceil(M / rows);
-      const pipe = rt.pipeline(`matmul/${v}`, () => blockedSource(rows));
+      const pipe = rt.pipeline(`matmul/${v}/${f}`, () => blockedSource(rows, f));
       const { groups, threadsX } = rt.groups1d(rowBlocks * nPad4, 64);
       rt.dispatch(pipe, buffers, [M, K, N, nPad4, nValid, c.n0, hasBias, rowBlocks, threadsX, hasResidual], groups);
     } else if (v === 'tiled') {
-      const pipe = rt.pipeline('matmul/tiled', () => TILED_WGSL);
-      rt.dispatch(pipe, buffers, [M, K, N, c.nPad, nValid, c.n0, hasBias, hasResidual], [Math.ceil(c.nPad / 16), Math.ceil(M / 16)]);
+      const pipe = rt.pipeline(`matmul/tiled/${f}`, () => fillTemplate(TILED_WGSL, { bindings: matmulBindings(PACKED_PARAMS, f) }));
+      rt.dispatch(pipe, buffers, [M, K, N, nPad4, nValid, c.n0, hasBias, hasResidual], [Math.ceil(nPad4 / 16), Math.ceil(M / 64)]);
     } else if (v === 'splitk') {
-      const pipe = rt.pipeline('matmul/splitk', () => SPLITK_WGSL);
+      const pipe = rt.pipeline(`matmul/splitk/${f}`, () => fillTemplate(SPLITK_WGSL, { bindings: matmulBindings(PACKED_PARAMS, f) }));
       rt.dispatch(pipe, buffers, [M, K, N, nPad4, nValid, c.n0, hasBias, hasResidual], [Math.ceil(nPad4 / 16), M]);
     } else {
       throw new GpuError(`matmul: variant "${v}" needs an unpacked weight`);

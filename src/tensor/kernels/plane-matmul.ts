@@ -18,8 +18,8 @@
  *   WGSL             compaction of every (plane, row) (spike-matmul's kernel), then one invocation per
  *                    (row, vec4 of columns) walking planes and events over the packed wᵀ chunks
  */
-import type { GpuRuntime, GpuTensor } from '../gpu/runtime.js';
-import type { GpuLinearWeight } from './matmul.js';
+import { type GpuRuntime, type GpuTensor, fillTemplate } from '../gpu/runtime.js';
+import { type GpuLinearWeight, weightAccessWgsl } from './matmul.js';
 import { compactEventsGpu } from './spike-matmul.js';
 
 export function planeMatmulCpu(
@@ -56,7 +56,7 @@ struct Params { R: u32, K: u32, N: u32, P: u32, growth: f32, nPad4: u32, nValid:
 @group(0) @binding(0) var<storage, read> digits: array<f32>;
 @group(0) @binding(1) var<storage, read> events: array<u32>;
 @group(0) @binding(2) var<storage, read> counts: array<u32>;
-@group(0) @binding(3) var<storage, read> w: array<vec4f>;
+{{weight}}
 @group(0) @binding(4) var<storage, read> bias: array<f32>;
 @group(0) @binding(5) var<storage, read> residual: array<f32>;
 @group(0) @binding(6) var<storage, read_write> y: array<f32>;
@@ -74,7 +74,7 @@ fn main(@builtin(global_invocation_id) gid: vec3u) {
     let count = counts[pr];
     for (var e = 0u; e < count; e++) {
       let k = events[pr * p.K + e];
-      acc += digits[pr * p.K + k] * w[k * p.nPad4 + c4];
+      acc += digits[pr * p.K + k] * wv4(k * p.nPad4 + c4);
     }
   }
   for (var i = 0u; i < 4u; i++) {
@@ -93,7 +93,7 @@ export function planeMatmulGpu(
   w: GpuLinearWeight, bias: GpuTensor | undefined, residual: GpuTensor | undefined, y: GpuTensor,
 ): void {
   const { events, counts } = compactEventsGpu(rt, digits, P * R, K);
-  const pipe = rt.pipeline('plane-matmul/accumulate', () => PLANE_ACCUMULATE_WGSL);
+  const pipe = rt.pipeline(`plane-matmul/accumulate/${w.format}`, () => fillTemplate(PLANE_ACCUMULATE_WGSL, { weight: weightAccessWgsl(3, w.format) }));
   for (const c of w.chunks) {
     const nPad4 = c.nPad / 4;
     const { groups, threadsX } = rt.groups1d(R * nPad4, 64);

@@ -11,8 +11,8 @@
  *   dispatch: `useEventDriven(density, …)` compares the measured (CPU) or calibrated (GPU) density of
  *         nonzero spike counts with the crossover measured by `npm run bench -- kernels`.
  */
-import type { GpuRuntime, GpuTensor } from '../gpu/runtime.js';
-import type { GpuLinearWeight } from './matmul.js';
+import { type GpuRuntime, type GpuTensor, fillTemplate } from '../gpu/runtime.js';
+import { type GpuLinearWeight, weightAccessWgsl } from './matmul.js';
 
 /**
  * Below these densities of nonzero inputs the event-driven kernel beats the dense one, measured by
@@ -78,7 +78,7 @@ struct Params { M: u32, K: u32, N: u32, nPad4: u32, nValid: u32, colOffset: u32,
 @group(0) @binding(0) var<storage, read> n: array<f32>;
 @group(0) @binding(1) var<storage, read> events: array<u32>;
 @group(0) @binding(2) var<storage, read> counts: array<u32>;
-@group(0) @binding(3) var<storage, read> w: array<vec4f>;
+{{weight}}
 @group(0) @binding(4) var<storage, read> bias: array<f32>;
 @group(0) @binding(5) var<storage, read> residual: array<f32>;
 @group(0) @binding(6) var<storage, read_write> y: array<f32>;
@@ -93,7 +93,7 @@ fn main(@builtin(global_invocation_id) gid: vec3u) {
   let count = counts[m];
   for (var e = 0u; e < count; e++) {
     let k = events[m * p.K + e];
-    acc += n[m * p.K + k] * w[k * p.nPad4 + c4];
+    acc += n[m * p.K + k] * wv4(k * p.nPad4 + c4);
   }
   for (var j = 0u; j < 4u; j++) {
     let col = c4 * 4u + j;
@@ -116,7 +116,7 @@ export function compactEventsGpu(rt: GpuRuntime, n: GpuTensor, M: number, K: num
 
 export function spikeMatmulEventGpu(rt: GpuRuntime, n: GpuTensor, w: GpuLinearWeight, bias: GpuTensor | undefined, residual: GpuTensor | undefined, y: GpuTensor, M: number, K: number, N: number): void {
   const { events, counts } = compactEventsGpu(rt, n, M, K);
-  const pipe = rt.pipeline('spike/accumulate', () => ACCUMULATE_WGSL);
+  const pipe = rt.pipeline(`spike/accumulate/${w.format}`, () => fillTemplate(ACCUMULATE_WGSL, { weight: weightAccessWgsl(3, w.format) }));
   for (const c of w.chunks) {
     const nPad4 = c.nPad / 4;
     const { groups, threadsX } = rt.groups1d(M * nPad4, 64);
