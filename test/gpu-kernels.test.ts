@@ -75,6 +75,19 @@ describe('matmul variants', () => {
     );
   });
 
+  it.for(packed)('%s: a non-finite input in one row stays in that row (tiles past K or M read zeros)', async (variant, ctx) => {
+    const g = await requireGpu(ctx);
+    const M = 3, K = 5, N = 6;
+    const x = t([M, K], 1), w = t([N, K], 2);
+    x.data[K] = Infinity; // row 1
+    const weight = packLinearWeight(g.rt, w);
+    const y = g.rt.alloc([M, N]);
+    matmulGpu(g.rt, g.rt.fromHost([M, K], x.data), weight, undefined, y, M, K, N, variant);
+    const out = await g.rt.read(y), expected = matmulReference(x.data, w.data, undefined, M, K, N);
+    for (const row of [0, 2]) check(`matmul ${variant} rows beside a non-finite one`, out.subarray(row * N, (row + 1) * N), expected.subarray(row * N, (row + 1) * N));
+    expect(out.subarray(N, 2 * N).every((v) => !Number.isFinite(v))).toBe(true);
+  });
+
   it('the f16 format is chosen only where it is lossless (auto, hardware) or asked for', () => {
     fc.assert(
       fc.property(fc.array(fc.integer({ min: 0, max: 0xffff }), { minLength: 1, maxLength: 64 }), fc.nat(), (halves, at) => {

@@ -30,7 +30,7 @@
  * Weight formats: a packed weight lives on the GPU in float32 or in IEEE binary16 (`f16`: two halves
  * per u32, read with WGSL's core `unpack2x16float`, so no `shader-f16` feature is needed and every
  * adapter can run it, llvmpipe included). Arithmetic stays float32 either way; f16 halves the memory
- * and the bandwidth of every weight read. Every variant reads through `wv4`/`wv1` (`weightAccessWgsl`),
+ * and the bandwidth of every weight read. Every variant reads through `wv4` (`weightAccessWgsl`),
  * so the kernels are the same text for both formats.
  */
 import { ShapeError } from '../../errors.js';
@@ -234,25 +234,20 @@ export function packLinearWeight(rt: GpuRuntime, w: Tensor, maxBytes = rt.maxBin
 }
 
 /**
- * WGSL: the packed weight at `@binding(binding)` and its readers — `wv4(i)`, the i-th vec4 of
- * columns (index in vec4 units: k·nPad/4 + c4), and `wv1(i)`, the i-th value (k·nPad + n).
+ * WGSL: the packed weight at `@binding(binding)` and its reader `wv4(i)`, the i-th vec4 of columns
+ * (index in vec4 units: k·nPad/4 + c4).
  */
 export function weightAccessWgsl(binding: number, format: WeightFormat): string {
   if (format === 'f32') {
     return `
 @group(0) @binding(${binding}) var<storage, read> w: array<vec4f>;
-fn wv4(i: u32) -> vec4f { return w[i]; }
-fn wv1(i: u32) -> f32 { return w[i / 4u][i % 4u]; }`;
+fn wv4(i: u32) -> vec4f { return w[i]; }`;
   }
   return `
 @group(0) @binding(${binding}) var<storage, read> w: array<vec2u>;
 fn wv4(i: u32) -> vec4f {
   let h = w[i];
   return vec4f(unpack2x16float(h.x), unpack2x16float(h.y));
-}
-fn wv1(i: u32) -> f32 {
-  let h = w[i / 4u];
-  return unpack2x16float(select(h.x, h.y, i % 4u >= 2u))[i % 2u];
 }`;
 }
 
