@@ -88,20 +88,20 @@ describe('matmul variants', () => {
     expect(out.subarray(N, 2 * N).every((v) => !Number.isFinite(v))).toBe(true);
   });
 
-  it('the f16 format is chosen only where it is lossless (auto, hardware) or asked for', () => {
+  it('the f16 format is chosen only where it is lossless (auto) or asked for', () => {
     fc.assert(
       fc.property(fc.array(fc.integer({ min: 0, max: 0xffff }), { minLength: 1, maxLength: 64 }), fc.nat(), (halves, at) => {
         const exact = Float32Array.from(halves.filter((h) => (h & 0x7c00) !== 0x7c00).map(f16BitsToNumber));
         fc.pre(exact.length > 0);
         expect(isF16Exact(exact)).toBe(true);
-        expect(weightFormatFor('auto', false, exact)).toBe('f16');
-        expect(weightFormatFor('auto', true, exact)).toBe('f32'); // software adapters keep f32
+        expect(weightFormatFor('auto', exact)).toBe('f16');
+        expect(weightFormatFor('f32', exact)).toBe('f32');
         const off = exact.slice();
         const i = at % off.length;
         off[i] = off[i] === 0 ? 1e-9 : off[i]! * (1 + 2 ** -20); // between two binary16 values
         expect(isF16Exact(off)).toBe(false);
-        expect(weightFormatFor('auto', false, off)).toBe('f32');
-        expect(weightFormatFor('f16', true, off)).toBe('f16');
+        expect(weightFormatFor('auto', off)).toBe('f32');
+        expect(weightFormatFor('f16', off)).toBe('f16');
       }),
     );
     expect(isF16Exact(Float32Array.of(1, Infinity))).toBe(false);

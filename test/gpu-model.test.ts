@@ -3,7 +3,7 @@
  * equal to a full recompute, and a GPT-2-small-sized LM head (50257×768 float32 = 154 MB, above
  * llvmpipe's 128 MiB binding limit) split into chunks.
  */
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import { main } from '../src/cli/main.js';
 import { parseConfig } from '../src/nn/config.js';
 import { generate } from '../src/nn/generate.js';
@@ -11,7 +11,6 @@ import { CausalLM, loadModel, loadWeights } from '../src/nn/model.js';
 import { argmax } from '../src/nn/sampling.js';
 import type { BlockWeights, LinearWeights, LMWeights } from '../src/nn/weights.js';
 import { f16BitsToNumber, numberToF16Bits } from '../src/tensor/dtype.js';
-import type { GpuBackend } from '../src/tensor/gpu/gpu-backend.js';
 import { GpuLinearWeight } from '../src/tensor/kernels/matmul.js';
 import { CpuBackend } from '../src/tensor/cpu-backend.js';
 import { Tensor } from '../src/tensor/tensor.js';
@@ -56,24 +55,15 @@ describe.each(FIXTURE_NAMES)('GPU golden: %s', (name) => {
 describe('linear weights stored in f16 on the GPU', () => {
   /** Each value rounded to binary16 and back: the f16 weight format's storage, on the CPU. */
   const toF16 = (t: Tensor) => Tensor.from([...t.shape], t.data.map((v) => f16BitsToNumber(numberToF16Bits(v))));
-  /** The formats of the linear weights a backend packs while a model loads. */
-  const recordFormats = (gpu: GpuBackend) => {
-    const formats: string[] = [];
-    const upload = gpu.upload.bind(gpu);
-    gpu.upload = (t, role) => {
-      const packed = upload(t, role);
-      if (packed instanceof GpuLinearWeight) formats.push(packed.format);
-      return packed;
-    };
-    return formats;
-  };
-
   it('gpt2-random-f16 (an F16 checkpoint, so binary16 storage is lossless): golden logits, argmax and greedy continuation, through the tiled and the split-K matmul', async (ctx) => {
+    const gpu = await requireGpu(ctx);
     for (const matmul of ['tiled', 'splitk']) {
-    const gpu = await requireGpu(ctx, { weightFormat: 'f16' });
-    const formats = recordFormats(gpu);
-    await withEnv({ ...HARDWARE_SHAPES, SPIKELM_ATTENTION: 'tiled', SPIKELM_MATMUL: matmul }, async () => {
+    const upload = vi.spyOn(gpu, 'upload');
+    await withEnv({ ...HARDWARE_SHAPES, SPIKELM_ATTENTION: 'tiled', SPIKELM_MATMUL: matmul, SPIKELM_GPU_WEIGHTS: 'auto' }, async () => {
       const model = loadModel(fixtureDir('gpt2-random-f16'), { backend: gpu });
+      // the default ('auto') stores them in f16: each is exactly binary16
+      const formats = upload.mock.results.map((r) => r.value as unknown).filter((w) => w instanceof GpuLinearWeight).map((w) => w.format);
+      upload.mockRestore();
       expect(formats.length).toBe(4 * model.config.numLayers + 1); // qkv, o, up, down per block, and the head
       expect(new Set(formats)).toEqual(new Set(['f16']));
       for (const [prompt, g] of Object.entries(golden('gpt2-random-f16'))) {
