@@ -10,6 +10,7 @@
 import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import { SpikelmError } from '../../errors.js';
+import { probeSubgroupLayout } from './subgroups.js';
 
 export class GpuError extends SpikelmError {
   override name = 'GpuError';
@@ -29,6 +30,13 @@ export interface GpuAdapterReport {
   readonly software: boolean;
   readonly limits: Readonly<Record<string, number>>;
   readonly features: readonly string[];
+  /**
+   * Whether the workgroup reductions may use subgroup operations: the adapter offers `subgroups`,
+   * the device was created with it and the layout probe passed (subgroups.ts). `subgroupNote` says
+   * why not, when not.
+   */
+  readonly subgroupReductions: boolean;
+  readonly subgroupNote: string;
 }
 
 export interface GpuContext {
@@ -113,7 +121,16 @@ async function openGpu(): Promise<GpuContext> {
     const v = (adapter.limits as unknown as Record<string, number>)[name];
     if (typeof v === 'number') requiredLimits[name] = v;
   }
-  const device = await adapter.requestDevice({ requiredLimits });
+  const wantSubgroups = adapter.features.has('subgroups');
+  const device = await adapter.requestDevice({ requiredLimits, ...(wantSubgroups ? { requiredFeatures: ['subgroups' as GPUFeatureName] } : {}) });
+  let subgroupNote = 'the adapter does not offer the subgroups feature';
+  if (wantSubgroups) {
+    try {
+      subgroupNote = (await probeSubgroupLayout(device)) ?? '';
+    } catch (err) {
+      subgroupNote = `the layout probe failed: ${(err as Error).message}`;
+    }
+  }
   const info = adapter.info;
   const description = info.description || info.device || 'unknown adapter';
   const limits: Record<string, number> = {};
@@ -127,6 +144,8 @@ async function openGpu(): Promise<GpuContext> {
       software: /llvmpipe|softpipe|swiftshader|lavapipe|warp|microsoft basic/.test(text) || Boolean((info as { isFallbackAdapter?: boolean }).isFallbackAdapter),
       limits,
       features: [...adapter.features],
+      subgroupReductions: subgroupNote === '',
+      subgroupNote,
     },
   };
 }

@@ -7,10 +7,13 @@
  *
  *   SPIKELM_MATMUL = blocked4 | blocked1 | tiled | splitk      (kernels/matmul.ts)
  *   SPIKELM_ROWS   = row | workgroup                           norms and softmax (kernels/norm.ts, softmax.ts)
- *   SPIKELM_ATTENTION = scalar | vec4 | splitk                 dense attention (kernels/attention.ts)
+ *   SPIKELM_ATTENTION = scalar | vec4 | splitk | tiled         dense attention (kernels/attention.ts)
+ *   SPIKELM_REDUCE = workgroup | subgroup                      how the workgroup-shaped kernels reduce (subgroups.ts)
+ *   SPIKELM_GPU_WEIGHTS = auto | f32 | f16                     how linear weights are stored (kernels/matmul.ts)
  */
 import { GpuError } from './device.js';
 import type { GpuRuntime } from './runtime.js';
+import { SUBGROUP_ENABLE, SUBGROUP_ENTRY_INIT, SUBGROUP_ENTRY_PARAMS, subgroupReduceWgsl } from './subgroups.js';
 
 export type RowVariant = 'row' | 'workgroup';
 export const ROW_VARIANTS: readonly RowVariant[] = ['row', 'workgroup'];
@@ -78,5 +81,27 @@ export const WORKGROUP_ROW_WGSL = `
   let C = select(0u, p.C, r < p.R);
   let o = r * p.C;`;
 
-/** The 256-wide reductions of the row kernels. */
-export const WORKGROUP_REDUCE_WGSL = workgroupReduceWgsl(256);
+/** How the workgroup-shaped kernels reduce (subgroups.ts). */
+export type Reduction = 'workgroup' | 'subgroup';
+export const REDUCTIONS: readonly Reduction[] = ['workgroup', 'subgroup'];
+
+/**
+ * Subgroup operations where the device has them and their layout probe passed, workgroup memory
+ * otherwise; SPIKELM_REDUCE forces one (forcing `subgroup` where it cannot run is an error saying why).
+ */
+export function chooseReduction(rt: GpuRuntime): Reduction {
+  const forced = forcedVariant('SPIKELM_REDUCE', REDUCTIONS);
+  if (forced === 'subgroup' && !rt.ctx.report.subgroupReductions) throw new GpuError(`SPIKELM_REDUCE=subgroup: not on this adapter (${rt.ctx.report.subgroupNote})`);
+  return forced ?? (rt.ctx.report.subgroupReductions ? 'subgroup' : 'workgroup');
+}
+
+/**
+ * The template values of a kernel that reduces over a workgroup of `size`: `{{enable}}` (its first
+ * line), `{{reduce}}` (wgSum, wgMax, wgSum2 at module scope), `{{sgParams}}` (appended to the entry
+ * point's parameters) and `{{sgInit}}` (the entry point's first statements).
+ */
+export function reductionParts(reduction: Reduction, size: number): Record<'enable' | 'reduce' | 'sgParams' | 'sgInit', string> {
+  return reduction === 'subgroup'
+    ? { enable: SUBGROUP_ENABLE, reduce: subgroupReduceWgsl(size), sgParams: SUBGROUP_ENTRY_PARAMS, sgInit: SUBGROUP_ENTRY_INIT }
+    : { enable: '', reduce: workgroupReduceWgsl(size), sgParams: '', sgInit: '' };
+}

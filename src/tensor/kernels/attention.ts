@@ -15,7 +15,7 @@
  */
 import { ArgumentError } from '../../errors.js';
 import { type GpuRuntime, type GpuTensor, fillTemplate } from '../gpu/runtime.js';
-import { forcedVariant, workgroupReduceWgsl } from '../gpu/variants.js';
+import { type Reduction, chooseReduction, forcedVariant, reductionParts } from '../gpu/variants.js';
 import { softmaxCpu } from './softmax.js';
 import { parallelAttention } from '../threads.js';
 
@@ -244,7 +244,7 @@ const ATTENTION_VEC4_WGSL = `${attentionPrologue('vec4f', 'const D4 = {{headDim4
 
 const SPLITK_BLOCK = 64;
 
-const ATTENTION_SPLITK_WGSL = `
+const ATTENTION_SPLITK_WGSL = `{{enable}}
 struct Params { S: u32, H: u32, group: u32, queryStart: u32, scale: f32, qWidth: u32, kvWidth: u32, B: u32, stride: u32, kvOffset: u32, lastAll: u32, hasStarts: u32, splits: u32 }
 @group(0) @binding(0) var<storage, read> q: array<f32>;
 @group(0) @binding(1) var<storage, read> k: array<f32>;
@@ -253,10 +253,11 @@ struct Params { S: u32, H: u32, group: u32, queryStart: u32, scale: f32, qWidth:
 @group(0) @binding(4) var<storage, read> starts: array<u32>;
 @group(0) @binding(5) var<uniform> p: Params;
 const D = {{headDim}}u;
-${workgroupReduceWgsl(SPLITK_BLOCK)}
+{{reduce}}
 var<workgroup> e: array<f32, ${SPLITK_BLOCK}>;
 @compute @workgroup_size(${SPLITK_BLOCK})
-fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid: u32) {
+fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid: u32{{sgParams}}) {
+{{sgInit}}
   let split = wid.x;
   let idx = wid.y;
 ${ATTENTION_UNIT_WGSL}
@@ -419,7 +420,7 @@ export function chooseAttentionVariant(rt: GpuRuntime, units: number, keys: numb
   return units >= 4 * TILE_QUERIES ? 'tiled' : simple;
 }
 
-export function attentionGpu(rt: GpuRuntime, q: GpuTensor, k: GpuTensor, v: GpuTensor, S: number, p: AttentionParams, y: GpuTensor, variant?: AttentionVariant): void {
+export function attentionGpu(rt: GpuRuntime, q: GpuTensor, k: GpuTensor, v: GpuTensor, S: number, p: AttentionParams, y: GpuTensor, variant?: AttentionVariant, reduction?: Reduction): void {
   checkAttention(p, S);
   const d = p.headDim;
   const B = p.batches ?? 1;
@@ -433,8 +434,9 @@ export function attentionGpu(rt: GpuRuntime, q: GpuTensor, k: GpuTensor, v: GpuT
     if (units > maxY) throw new ArgumentError(`attention: split-K runs one workgroup row per (query, head); ${units} exceed the adapter's ${maxY}`);
     const splits = Math.ceil(keys / SPLITK_BLOCK);
     const part = rt.alloc([units * splits * (d + 2)]);
+    const red = reduction ?? chooseReduction(rt);
     const starts = p.keyStarts ? rt.transient(Uint32Array.from(p.keyStarts)) : q.buffer;
-    rt.dispatch(rt.pipeline(`attention/splitk/d${d}`, () => fillTemplate(ATTENTION_SPLITK_WGSL, { headDim: d })), [q.buffer, k.buffer, v.buffer, part.buffer, starts], [...params, splits], [splits, units]);
+    rt.dispatch(rt.pipeline(`attention/splitk/d${d}/${red}`, () => fillTemplate(ATTENTION_SPLITK_WGSL, { headDim: d, ...reductionParts(red, SPLITK_BLOCK) })), [q.buffer, k.buffer, v.buffer, part.buffer, starts], [...params, splits], [splits, units]);
     const { groups, threadsX } = rt.groups1d(units * d, 64);
     rt.dispatch(rt.pipeline(`attention/merge/d${d}`, () => fillTemplate(ATTENTION_MERGE_WGSL, { headDim: d })), [part.buffer, y.buffer], [units, splits, S, p.numHeads, p.numHeads * d, threadsX], groups);
     rt.release(part);

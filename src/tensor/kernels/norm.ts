@@ -5,7 +5,7 @@
  * Statistics are accumulated in double precision.
  */
 import { type GpuRuntime, type GpuTensor, fillTemplate } from '../gpu/runtime.js';
-import { type RowVariant, WORKGROUP_REDUCE_WGSL, WORKGROUP_ROW_WGSL, chooseRowVariant, rowGroups } from '../gpu/variants.js';
+import { type Reduction, type RowVariant, WORKGROUP_ROW_WGSL, chooseReduction, chooseRowVariant, reductionParts, rowGroups } from '../gpu/variants.js';
 
 export function layerNormCpu(x: Float32Array, gamma: Float32Array, beta: Float32Array | undefined, eps: number, R: number, C: number, out: Float32Array): void {
   for (let r = 0; r < R; r++) {
@@ -74,16 +74,17 @@ const RMSNORM_BODY = `
   let inv = inverseSqrt(ss / f32(p.C) + p.eps);
   for (var c = 0u; c < p.C; c++) { y[o + c] = x[o + c] * inv * gamma[c]; }`;
 
-const NORM_WORKGROUP_WGSL = `
+const NORM_WORKGROUP_WGSL = `{{enable}}
 struct Params { R: u32, C: u32, eps: f32, hasBeta: u32, rowsPerY: u32 }
 @group(0) @binding(0) var<storage, read> x: array<f32>;
 @group(0) @binding(1) var<storage, read> gamma: array<f32>;
 @group(0) @binding(2) var<storage, read> beta: array<f32>;
 @group(0) @binding(3) var<storage, read_write> y: array<f32>;
 @group(0) @binding(4) var<uniform> p: Params;
-${WORKGROUP_REDUCE_WGSL}
+{{reduce}}
 @compute @workgroup_size(256)
-fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid: u32) {
+fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid: u32{{sgParams}}) {
+{{sgInit}}
 ${WORKGROUP_ROW_WGSL}
 {{body}}
 }`;
@@ -107,11 +108,12 @@ const RMSNORM_WORKGROUP_BODY = `
   let inv = inverseSqrt(wgSum(lid, ss) / f32(p.C) + p.eps);
   for (var c = lid; c < C; c += WG) { y[o + c] = x[o + c] * inv * gamma[c]; }`;
 
-function normGpu(rt: GpuRuntime, kind: 'layer' | 'rms', x: GpuTensor, gamma: GpuTensor, beta: GpuTensor | undefined, eps: number, R: number, C: number, y: GpuTensor, variant: RowVariant): void {
+function normGpu(rt: GpuRuntime, kind: 'layer' | 'rms', x: GpuTensor, gamma: GpuTensor, beta: GpuTensor | undefined, eps: number, R: number, C: number, y: GpuTensor, variant: RowVariant, reduction?: Reduction): void {
   const buffers = [x.buffer, gamma.buffer, (beta ?? gamma).buffer, y.buffer];
   if (variant === 'workgroup') {
     const body = kind === 'layer' ? LAYERNORM_WORKGROUP_BODY : RMSNORM_WORKGROUP_BODY;
-    const pipe = rt.pipeline(`norm/${kind}/workgroup`, () => fillTemplate(NORM_WORKGROUP_WGSL, { body }));
+    const red = reduction ?? chooseReduction(rt);
+    const pipe = rt.pipeline(`norm/${kind}/workgroup/${red}`, () => fillTemplate(NORM_WORKGROUP_WGSL, { body, ...reductionParts(red, 256) }));
     const groups = rowGroups(rt, R);
     rt.dispatch(pipe, buffers, [R, C, { f32: eps }, beta ? 1 : 0, groups[0]], groups);
     return;
@@ -120,10 +122,10 @@ function normGpu(rt: GpuRuntime, kind: 'layer' | 'rms', x: GpuTensor, gamma: Gpu
   rt.dispatch(pipe, buffers, [R, C, { f32: eps }, beta ? 1 : 0], [Math.ceil(R / 64)]);
 }
 
-export function layerNormGpu(rt: GpuRuntime, x: GpuTensor, gamma: GpuTensor, beta: GpuTensor | undefined, eps: number, R: number, C: number, y: GpuTensor, variant = chooseRowVariant(rt)): void {
-  normGpu(rt, 'layer', x, gamma, beta, eps, R, C, y, variant);
+export function layerNormGpu(rt: GpuRuntime, x: GpuTensor, gamma: GpuTensor, beta: GpuTensor | undefined, eps: number, R: number, C: number, y: GpuTensor, variant = chooseRowVariant(rt), reduction?: Reduction): void {
+  normGpu(rt, 'layer', x, gamma, beta, eps, R, C, y, variant, reduction);
 }
 
-export function rmsNormGpu(rt: GpuRuntime, x: GpuTensor, gamma: GpuTensor, eps: number, R: number, C: number, y: GpuTensor, variant = chooseRowVariant(rt)): void {
-  normGpu(rt, 'rms', x, gamma, undefined, eps, R, C, y, variant);
+export function rmsNormGpu(rt: GpuRuntime, x: GpuTensor, gamma: GpuTensor, eps: number, R: number, C: number, y: GpuTensor, variant = chooseRowVariant(rt), reduction?: Reduction): void {
+  normGpu(rt, 'rms', x, gamma, undefined, eps, R, C, y, variant, reduction);
 }

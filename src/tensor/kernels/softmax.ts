@@ -6,8 +6,8 @@
  * c > queryStart + q get probability 0. A fully masked row is an error, never NaN.
  */
 import { ArgumentError } from '../../errors.js';
-import type { GpuRuntime, GpuTensor } from '../gpu/runtime.js';
-import { type RowVariant, WORKGROUP_REDUCE_WGSL, WORKGROUP_ROW_WGSL, chooseRowVariant, rowGroups } from '../gpu/variants.js';
+import { type GpuRuntime, type GpuTensor, fillTemplate } from '../gpu/runtime.js';
+import { type Reduction, type RowVariant, WORKGROUP_ROW_WGSL, chooseReduction, chooseRowVariant, reductionParts, rowGroups } from '../gpu/variants.js';
 
 export interface CausalMask {
   /** Rows per group (the number of queries). */
@@ -54,14 +54,15 @@ fn main(@builtin(global_invocation_id) gid: vec3u) {
   for (var c = 0u; c < p.C; c++) { y[o + c] = select(0.0, exp(x[o + c] - m) / sum, c < limit); }
 }`;
 
-const SOFTMAX_WORKGROUP_WGSL = `
+const SOFTMAX_WORKGROUP_WGSL = `{{enable}}
 struct Params { R: u32, C: u32, queries: u32, queryStart: u32, masked: u32, rowsPerY: u32 }
 @group(0) @binding(0) var<storage, read> x: array<f32>;
 @group(0) @binding(1) var<storage, read_write> y: array<f32>;
 @group(0) @binding(2) var<uniform> p: Params;
-${WORKGROUP_REDUCE_WGSL}
+{{reduce}}
 @compute @workgroup_size(256)
-fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid: u32) {
+fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid: u32{{sgParams}}) {
+{{sgInit}}
 ${WORKGROUP_ROW_WGSL}
   var limit = C;
   if (p.masked != 0u) { limit = min(C, p.queryStart + r % p.queries + 1u); }
@@ -74,7 +75,7 @@ ${WORKGROUP_ROW_WGSL}
   for (var c = lid; c < C; c += WG) { y[o + c] = select(0.0, exp(x[o + c] - m) / sum, c < limit); }
 }`;
 
-export function softmaxGpu(rt: GpuRuntime, x: GpuTensor, R: number, C: number, y: GpuTensor, mask?: CausalMask, variant: RowVariant = chooseRowVariant(rt)): void {
+export function softmaxGpu(rt: GpuRuntime, x: GpuTensor, R: number, C: number, y: GpuTensor, mask?: CausalMask, variant: RowVariant = chooseRowVariant(rt), reduction?: Reduction): void {
   if (mask) {
     for (let q = 0; q < Math.min(R, mask.queries); q++) {
       if (Math.min(C, mask.queryStart + q + 1) <= 0) throw new ArgumentError(`softmax: row ${q} is fully masked`);
@@ -83,7 +84,8 @@ export function softmaxGpu(rt: GpuRuntime, x: GpuTensor, R: number, C: number, y
   const params = [R, C, mask?.queries ?? 1, mask?.queryStart ?? 0, mask ? 1 : 0];
   if (variant === 'workgroup') {
     const groups = rowGroups(rt, R);
-    rt.dispatch(rt.pipeline('softmax/workgroup', () => SOFTMAX_WORKGROUP_WGSL), [x.buffer, y.buffer], [...params, groups[0]], groups);
+    const red = reduction ?? chooseReduction(rt);
+    rt.dispatch(rt.pipeline(`softmax/workgroup/${red}`, () => fillTemplate(SOFTMAX_WORKGROUP_WGSL, reductionParts(red, 256))), [x.buffer, y.buffer], [...params, groups[0]], groups);
     return;
   }
   rt.dispatch(rt.pipeline('softmax', () => SOFTMAX_WGSL), [x.buffer, y.buffer], params, [Math.ceil(R / 64)]);
