@@ -9,7 +9,7 @@ import { CpuBackend } from '../src/tensor/cpu-backend.js';
 import { type GpuBackend, weightFormatFor } from '../src/tensor/gpu/gpu-backend.js';
 import { GpuTensor } from '../src/tensor/gpu/runtime.js';
 import { GpuError } from '../src/tensor/gpu/device.js';
-import { ROW_VARIANTS, type RowVariant } from '../src/tensor/gpu/variants.js';
+import { ROW_VARIANTS, type RowVariant, chooseReduction } from '../src/tensor/gpu/variants.js';
 import type { Activation } from '../src/tensor/kernels/elementwise.js';
 import { type MatmulVariant, type WeightFormat, isF16Exact, matmulGpu, matmulReference, packLinearWeight } from '../src/tensor/kernels/matmul.js';
 import { f16BitsToNumber, numberToF16Bits } from '../src/tensor/dtype.js';
@@ -183,6 +183,22 @@ describe('elementwise, norms, softmax, rope, attention, gather, copies', () => {
       }),
       RUNS,
     ));
+  });
+
+  it('reductions: subgroup ones only where the device has them (llvmpipe has not), forcing them elsewhere says why', async (ctx) => {
+    const g = await requireGpu(ctx);
+    const r = g.rt.ctx.report;
+    expect(chooseReduction(g.rt)).toBe(r.subgroupReductions ? 'subgroup' : 'workgroup');
+    if (r.subgroupReductions) return;
+    expect(r.subgroupNote).not.toBe('');
+    process.env.SPIKELM_REDUCE = 'subgroup';
+    process.env.SPIKELM_ROWS = 'workgroup';
+    try {
+      expect(() => g.softmax(g.upload(t([2, 300], 1)))).toThrow(/SPIKELM_REDUCE=subgroup: not on this adapter \(.+\)/);
+    } finally {
+      delete process.env.SPIKELM_REDUCE;
+      delete process.env.SPIKELM_ROWS;
+    }
   });
 
   it('a variant name that is not one is refused, naming the variable', async (ctx) => {

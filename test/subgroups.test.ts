@@ -54,10 +54,11 @@ describe('subgroup reductions on Chromium SwiftShader', () => {
     await browser?.close();
   });
 
-  it('the device has the subgroups feature and the layout probe passes, so they are chosen', (ctx) => {
+  it('the device has the subgroups feature and the layout probe passes, so they are chosen', async (ctx) => {
     page(ctx);
     expect(report!.subgroupNote).toBe('');
     expect(report!.subgroupReductions).toBe(true);
+    expect(await call<Reduction>(ctx, 'chosenReduction')).toBe('subgroup');
   });
 
   it.for(REDUCTIONS)('layerNorm (with and without β) and rmsNorm, %s reductions, rows narrower and wider than the workgroup', async (reduction, ctx) => {
@@ -123,6 +124,9 @@ describe('the subgroup layout probe', () => {
     }
     // interleaved subgroups (lane = lid / 8 for 8 subgroups of 32): the slots would collide
     expect(subgroupLayoutProblem(probeOutput(256, 2, 32, (l) => Math.floor(l / 8), (l) => l % 8), 256, 2)).toMatch(/invocation 1 of 256 is lane 0 of a subgroup of 32 starting at 1/);
+    // lanes as expected, but subgroups of 8 made of two runs of 4 ({0–3, 12–15} and {8–11, 4–7})
+    const swapped = (l: number) => (l < 16 && l % 8 >= 4 ? l ^ 8 : l);
+    expect(subgroupLayoutProblem(probeOutput(256, 1, 8, (l) => l % 8, (l) => swapped(l) - (swapped(l) % 8)), 256, 1)).toMatch(/invocation 4 of 256 is lane 4 of a subgroup of 8 starting at 8/);
     expect(subgroupLayoutProblem(probeOutput(64, 1, 2, (l) => l % 2, (l) => l - (l % 2)), 64, 1)).toMatch(/subgroup size 2/);
     expect(subgroupLayoutProblem(probeOutput(64, 1, 24, (l) => l % 24, (l) => l - (l % 24)), 64, 1)).toMatch(/subgroup size 24/);
   });

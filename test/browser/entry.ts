@@ -7,15 +7,17 @@
 import type { GpuAdapterReport, GpuContext } from '../../src/tensor/gpu/device.js';
 import { GpuRuntime } from '../../src/tensor/gpu/runtime.js';
 import { probeSubgroupLayout } from '../../src/tensor/gpu/subgroups.js';
-import type { Reduction } from '../../src/tensor/gpu/variants.js';
+import { type Reduction, chooseReduction } from '../../src/tensor/gpu/variants.js';
 import { type AttentionParams, attentionGpu } from '../../src/tensor/kernels/attention.js';
 import { layerNormGpu, rmsNormGpu } from '../../src/tensor/kernels/norm.js';
 import { type CausalMask, softmaxGpu } from '../../src/tensor/kernels/softmax.js';
 
 let rt: GpuRuntime | undefined;
+/** The page's WebGPU entry point (the project's TypeScript config has no DOM types). */
+const gpu = (globalThis as unknown as { navigator: { gpu: GPU } }).navigator.gpu;
 
 async function open(): Promise<{ report: GpuAdapterReport }> {
-  const adapter = await navigator.gpu.requestAdapter();
+  const adapter = await gpu.requestAdapter();
   if (!adapter) throw new Error('no WebGPU adapter in this browser');
   const hasSubgroups = adapter.features.has('subgroups');
   const device = await adapter.requestDevice(hasSubgroups ? { requiredFeatures: ['subgroups' as GPUFeatureName] } : {});
@@ -29,7 +31,7 @@ async function open(): Promise<{ report: GpuAdapterReport }> {
     path: 'default', vendor: info.vendor, architecture: info.architecture, device: info.device, description: info.description || info.architecture,
     software: true, limits, features: [...adapter.features], subgroupReductions: note === '', subgroupNote: note,
   };
-  const ctx: GpuContext = { instance: navigator.gpu, device, report };
+  const ctx: GpuContext = { instance: gpu, device, report };
   rt = new GpuRuntime(ctx);
   return { report };
 }
@@ -63,4 +65,7 @@ async function attention(q: number[], k: number[], v: number[], S: number, p: At
   return Array.from(await r.read(y));
 }
 
-(globalThis as unknown as { spikelm: object }).spikelm = { open, norm, softmax, attention };
+/** What the kernels pick when no reduction is forced. */
+const chosenReduction = (): Reduction => chooseReduction(runtime());
+
+(globalThis as unknown as { spikelm: object }).spikelm = { open, norm, softmax, attention, chosenReduction };
