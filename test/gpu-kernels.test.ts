@@ -188,6 +188,7 @@ describe('elementwise, norms, softmax, rope, attention, gather, copies', () => {
   it('reductions: subgroup ones only where the device has them (llvmpipe has not), forcing them elsewhere says why', async (ctx) => {
     const g = await requireGpu(ctx);
     const r = g.rt.ctx.report;
+    if (!r.features.includes('subgroups')) expect(r.subgroupReductions).toBe(false);
     expect(chooseReduction(g.rt)).toBe(r.subgroupReductions ? 'subgroup' : 'workgroup');
     if (r.subgroupReductions) return;
     expect(r.subgroupNote).not.toBe('');
