@@ -31,7 +31,7 @@ cp -r package.json package-lock.json tsconfig.json tsconfig.build.json vitest.co
 # the modules, without other platforms' GPU binaries and without what only builds or type-checks
 tar -C "$ROOT" -cf - \
   --exclude='node_modules/webgpu/dist/darwin-*' --exclude='node_modules/webgpu/dist/win32-*' --exclude='node_modules/webgpu/dist/linux-arm64' \
-  --exclude='node_modules/typescript' --exclude='node_modules/@types' --exclude='node_modules/.cache' \
+  --exclude='node_modules/typescript' --exclude='node_modules/@types' --exclude='node_modules/.cache' --exclude='node_modules/playwright-core' \
   node_modules | tar -C "$STAGE/app" -xf -
 # dist/ built now, so the CLI runs without a compiler there
 npm run --silent build
