@@ -174,6 +174,19 @@ export const scaleSuite: Suite = {
         ...(isGpu ? {} : { 'vs streaming read': annDecode * decodeBytes / 1e9 / readAll, target: 'decode ≥ 18 tokens/s, ≥ 50% of the streaming read' }),
       });
 
+      // the same model from an F16 checkpoint: on the GPU its weights stay binary16 (half the bytes)
+      if (isGpu) {
+        const half = loadModel(cachedRandomGpt2(GPT2_SMALL, { tokenizerFrom, dtype: 'F16' }), { backend });
+        await prefillSeconds(half, 8);
+        const halfPre = await prefillSeconds(half, prefillN);
+        await decodeSeconds(half, prompt, 1);
+        const halfTps: number[] = [];
+        for (let r = 0; r < rounds; r++) halfTps.push(tokens / (await decodeSeconds(half, prompt, tokens)));
+        row(`${backend.name} ANN, F16 checkpoint (weights in f16 on the GPU)`, 1000 / median(halfTps), {
+          [`prefill ${prefillN} tokens/s`]: prefillN / halfPre, 'decode tokens/s': median(halfTps), 'weights GB/s at decode': median(halfTps) * decodeBytes / 2 / 1e9, 'vs F32 decode': median(halfTps) / annDecode,
+        });
+      }
+
       // SNN: the default conversion timed as the CLI runs it, then every code at its default T
       const tok = loadTokenizer(dir);
       const t0 = performance.now();

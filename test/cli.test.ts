@@ -164,6 +164,11 @@ describe('bin/spikelm.js', () => {
     const j = JSON.parse((await run(['info', '--model', stories, '--json'])).out);
     expect(j.model.parameters).toBe(260032);
     expect(j.model.kv_heads).toBe(4);
+    if (j.backends.gpu.available) {
+      // where the adapter lacks subgroups (llvmpipe) the report says so and why
+      expect(j.backends.gpu.subgroup_reductions).toBe(j.backends.gpu.features.includes('subgroups') && !j.backends.gpu.subgroup_note);
+      if (!j.backends.gpu.subgroup_reductions) expect(j.backends.gpu.subgroup_note).toMatch(/\w/);
+    }
   });
 
   it('runs the built CLI as a separate process', () => {

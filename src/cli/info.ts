@@ -51,7 +51,8 @@ export function formatInfo(info: Record<string, unknown>): string {
     lines.push(`  gpu  ${g.description}${g.device ? ` (${g.device})` : ''} through Dawn ${g.dawn_backend === 'opengles' ? 'OpenGL ES (compatibility mode)' : 'native'}`);
     if (g.software) lines.push('       a software rasterizer: correct but slower than the cpu backend (--backend auto uses the cpu)');
     const features = g.features as string[];
-    lines.push(`       shader-f16 ${features.includes('shader-f16') ? 'yes' : 'no'}, subgroups ${features.includes('subgroups') ? 'yes' : 'no'}; largest binding ${Math.round(limits.maxStorageBufferBindingSize! / MiB)} MiB, workgroup memory ${Math.round(limits.maxComputeWorkgroupStorageSize! / 1024)} KiB`);
+    const subgroups = features.includes('subgroups') ? (g.subgroup_reductions ? 'yes (reductions use them)' : `yes, not used: ${g.subgroup_note}`) : 'no';
+    lines.push(`       shader-f16 ${features.includes('shader-f16') ? 'yes' : 'no'}, subgroups ${subgroups}; largest binding ${Math.round(limits.maxStorageBufferBindingSize! / MiB)} MiB, workgroup memory ${Math.round(limits.maxComputeWorkgroupStorageSize! / 1024)} KiB`);
   } else {
     lines.push(`  gpu  none: ${g.reason}`);
   }
@@ -73,6 +74,7 @@ async function gpuReport(): Promise<Record<string, unknown>> {
       available: true, dawn_backend: report.path, description: report.description, vendor: report.vendor,
       architecture: report.architecture, device: report.device, software: report.software,
       features: report.features, limits: report.limits,
+      subgroup_reductions: report.subgroupReductions, ...(report.subgroupNote ? { subgroup_note: report.subgroupNote } : {}),
     };
   } catch (err) {
     return { available: false, reason: (err as Error).message };
