@@ -6,8 +6,14 @@
  * result is read (or `flush` is called), so a whole forward pass is one submit. Buffers released
  * while the batch is open go back to the pool and may be reused by later dispatches of the same
  * pass — that is safe because dispatches in a pass execute in order. Host data that a batch needs
- * (token ids, rope tables, uniforms) goes into fresh buffers, never pooled ones, because
- * queue.writeBuffer would land before the still-unsubmitted dispatches that use the old contents.
+ * (token ids, rope tables) goes into fresh buffers, never pooled ones, because queue.writeBuffer
+ * would land before the still-unsubmitted dispatches that use the old contents.
+ *
+ * Uniforms: each dispatch's parameters take the next slot of a uniform ring (a few persistent
+ * buffers of 256 slots, bound with a dynamic offset), written with one queue.writeBuffer per used
+ * buffer just before the batch is submitted. The queue runs writes and submits in order, so the
+ * next batch's write lands after this batch has run. No buffer is made per dispatch, and a bind
+ * group names only buffers that persist, so the decode loop finds every group it needs made.
  *
  * Errors: each batch runs inside validation and out-of-memory error scopes, checked when it is
  * submitted; device loss and uncaptured errors are recorded and raised by the next op.
@@ -47,6 +53,16 @@ const STAGING_PER_SIZE = 2;
 const STAGING_MAX_BYTES = 16 << 20;
 /** Bind groups kept before the cache starts over. */
 const BIND_GROUP_CACHE = 8192;
+/** Slots per buffer of the uniform ring. */
+const RING_SLOTS = 256;
+
+/** One buffer of the uniform ring and its host copy. */
+interface RingBuffer {
+  readonly buffer: GPUBuffer;
+  readonly host: Uint32Array;
+  readonly f32: Float32Array;
+  readonly i32: Int32Array;
+}
 
 export class GpuRuntime {
   readonly device: GPUDevice;
@@ -54,7 +70,11 @@ export class GpuRuntime {
   private live = 0;
   private readonly destroyed = new WeakSet<GPUBuffer>();
   private readonly pipelines = new Map<string, GPUComputePipeline>();
-  private readonly uniforms = new Map<string, GPUBuffer>();
+  /** The uniform ring (see the file comment) and the next free slot of the open batch. */
+  private readonly ring: RingBuffer[] = [];
+  private ringSlot = 0;
+  /** Bytes per slot: 256, or the adapter's dynamic-offset alignment if that is larger. */
+  private readonly slotBytes: number;
   /** Mappable read-back buffers by size class, reused across reads (a ring per size). */
   private readonly staging = new Map<number, GPUBuffer[]>();
   /** Bind groups by pipeline and resources: decode binds the same buffers every token. */
@@ -79,6 +99,7 @@ export class GpuRuntime {
 
   constructor(readonly ctx: GpuContext) {
     this.device = ctx.device;
+    this.slotBytes = Math.max(256, this.device.limits.minUniformBufferOffsetAlignment ?? 256);
     void this.device.lost.then((info) => {
       this.lostReason = `${info.reason}: ${info.message}`;
     });
@@ -197,7 +218,7 @@ export class GpuRuntime {
       const entries: GPUBindGroupLayoutEntry[] = [];
       for (const m of source.matchAll(/@binding\((\d+)\)\s*var<\s*(uniform|storage\s*,\s*read_write|storage\s*,\s*read|storage)\s*>/g)) {
         const kind = m[2]!.replace(/\s/g, '');
-        const buffer: GPUBufferBindingLayout = { type: kind === 'uniform' ? 'uniform' : kind === 'storage,read' ? 'read-only-storage' : 'storage' };
+        const buffer: GPUBufferBindingLayout = kind === 'uniform' ? { type: 'uniform', hasDynamicOffset: true } : { type: kind === 'storage,read' ? 'read-only-storage' : 'storage' };
         entries.push({ binding: Number(m[1]), visibility: 4 /* COMPUTE */, buffer });
       }
       const layout = this.device.createPipelineLayout({ bindGroupLayouts: [this.device.createBindGroupLayout({ entries, label: key })] });
@@ -208,35 +229,38 @@ export class GpuRuntime {
     return p;
   }
 
-  /** A uniform buffer holding `values` (u32, f32 or i32 each), shared by dispatches with equal values. */
-  private uniform(values: readonly ParamValue[]): GPUBuffer {
-    const n = Math.max(4, Math.ceil(values.length / 4) * 4);
-    const words = new Uint32Array(n);
-    const f32 = new Float32Array(words.buffer), i32 = new Int32Array(words.buffer);
+  /** Write `values` (u32, f32 or i32 each) into the next slot of the uniform ring: its buffer and offset. */
+  private uniform(values: readonly ParamValue[]): { buffer: GPUBuffer; offset: number } {
+    const slotWords = this.slotBytes / 4;
+    if (values.length > slotWords) throw new GpuError(`uniforms: ${values.length} values exceed a slot of ${slotWords}`);
+    const r = Math.floor(this.ringSlot / RING_SLOTS), slot = this.ringSlot % RING_SLOTS;
+    if (r === this.ring.length) {
+      const bytes = RING_SLOTS * this.slotBytes;
+      const host = new Uint32Array(bytes / 4);
+      const buffer = this.createBuffer({ size: bytes, usage: 0x40 /* UNIFORM */ | 0x8 /* COPY_DST */, label: `uniform ring ${r}` });
+      this.ring.push({ buffer, host, f32: new Float32Array(host.buffer), i32: new Int32Array(host.buffer) });
+    }
+    const { host, f32, i32 } = this.ring[r]!, base = slot * slotWords;
     values.forEach((v, i) => {
       if (typeof v === 'number') {
         if (!Number.isInteger(v) || v < 0 || v > 0xffffffff) throw new GpuError(`uniform ${i}: ${v} is not a u32`);
-        words[i] = v;
-      } else if ('f32' in v) f32[i] = v.f32;
-      else i32[i] = v.i32;
+        host[base + i] = v;
+      } else if ('f32' in v) f32[base + i] = v.f32;
+      else i32[base + i] = v.i32;
     });
-    const key = Array.from(words, (w) => w.toString(36)).join(',');
-    let buf = this.uniforms.get(key);
-    if (buf) {
-      this.uniforms.delete(key); // refresh LRU position
-      this.uniforms.set(key, buf);
-      return buf;
+    host.fill(0, base + values.length, base + Math.ceil(values.length / 4) * 4); // the struct's padding
+    this.ringSlot++;
+    return { buffer: this.ring[r]!.buffer, offset: slot * this.slotBytes };
+  }
+
+  /** Before a submit: the open batch's uniforms to the device (one write per ring buffer used). */
+  private writeUniforms(): void {
+    const used = this.ringSlot;
+    for (let r = 0; r * RING_SLOTS < used; r++) {
+      const words = Math.min(RING_SLOTS, used - r * RING_SLOTS) * (this.slotBytes / 4);
+      this.device.queue.writeBuffer(this.ring[r]!.buffer, 0, this.ring[r]!.host, 0, words);
     }
-    buf = this.createBuffer({ size: words.byteLength, usage: 0x40 /* UNIFORM */, mappedAtCreation: true });
-    new Uint32Array(buf.getMappedRange()).set(words);
-    buf.unmap();
-    this.uniforms.set(key, buf);
-    if (this.uniforms.size > 4096) {
-      const [oldKey, old] = this.uniforms.entries().next().value as [string, GPUBuffer];
-      this.uniforms.delete(oldKey);
-      this.afterSubmit.push(old);
-    }
-    return buf;
+    this.ringSlot = 0;
   }
 
   private openPass(): GPUComputePassEncoder {
@@ -256,9 +280,9 @@ export class GpuRuntime {
     this.checkHealthy();
     const pass = this.openPass();
     const uniform = params.length ? this.uniform(params) : undefined;
-    const bindGroup = this.bindGroup(pipeline, uniform ? [...buffers, uniform] : buffers);
+    const bindGroup = this.bindGroup(pipeline, buffers, uniform?.buffer);
     pass.setPipeline(pipeline);
-    pass.setBindGroup(0, bindGroup);
+    pass.setBindGroup(0, bindGroup, uniform ? [uniform.offset] : []);
     const [x, y = 1, z = 1] = groups;
     if (x > 0 && y > 0 && z > 0) pass.dispatchWorkgroups(x, y, z);
     this.dispatchCount++;
@@ -271,25 +295,29 @@ export class GpuRuntime {
   }
 
   /**
-   * The bind group of `pipeline` with `buffers` at bindings 0…n−1, cached by the identity of each:
-   * the pool hands the same buffers back token after token, and uniforms are shared by value, so the
-   * decode loop finds its groups made. A destroyed buffer's groups are dropped (`forgetBuffer`).
+   * The bind group of `pipeline` with `buffers` at bindings 0…n−1 and, if given, a ring buffer of the
+   * uniforms after them (one slot wide, its offset given at dispatch), cached by the identity of each:
+   * the pool hands the same buffers back token after token and the ring persists, so the decode loop
+   * finds its groups made. A destroyed buffer's groups are dropped (`destroyBuffer`).
    */
-  private bindGroup(pipeline: GPUComputePipeline, buffers: readonly GPUBuffer[]): GPUBindGroup {
-    const key = `${this.idOf(pipeline)}:${buffers.map((b) => this.idOf(b)).join(',')}`;
+  private bindGroup(pipeline: GPUComputePipeline, buffers: readonly GPUBuffer[], uniforms?: GPUBuffer): GPUBindGroup {
+    const all = uniforms ? [...buffers, uniforms] : buffers;
+    const key = `${this.idOf(pipeline)}:${all.map((b) => this.idOf(b)).join(',')}`;
     let g = this.bindGroups.get(key);
     if (g) {
       this.bindGroupStats.reused++;
       return g;
     }
-    g = this.device.createBindGroup({ layout: pipeline.getBindGroupLayout(0), entries: buffers.map((buffer, binding) => ({ binding, resource: { buffer } })) });
+    const entries: GPUBindGroupEntry[] = buffers.map((buffer, binding) => ({ binding, resource: { buffer } }));
+    if (uniforms) entries.push({ binding: buffers.length, resource: { buffer: uniforms, offset: 0, size: this.slotBytes } });
+    g = this.device.createBindGroup({ layout: pipeline.getBindGroupLayout(0), entries });
     this.bindGroupStats.created++;
     if (this.bindGroups.size >= BIND_GROUP_CACHE) {
       this.bindGroups.clear();
       this.groupsOf.clear();
     }
     this.bindGroups.set(key, g);
-    for (const b of buffers) {
+    for (const b of all) {
       const id = this.idOf(b);
       const keys = this.groupsOf.get(id);
       if (keys) keys.push(key);
@@ -311,6 +339,7 @@ export class GpuRuntime {
   flush(): void {
     if (!this.encoder || !this.pass) return;
     this.pass.end();
+    this.writeUniforms();
     this.device.queue.submit([this.encoder.finish()]);
     this.pendingErrors.push(this.device.popErrorScope(), this.device.popErrorScope());
     this.encoder = undefined;
@@ -350,6 +379,7 @@ export class GpuRuntime {
     this.pass!.end();
     this.pass = undefined;
     this.encoder!.copyBufferToBuffer(t.buffer, 0, staging, 0, bytes);
+    this.writeUniforms();
     this.device.queue.submit([this.encoder!.finish()]);
     this.pendingErrors.push(this.device.popErrorScope(), this.device.popErrorScope());
     this.encoder = undefined;
@@ -397,7 +427,7 @@ export class GpuRuntime {
     b.destroy();
   }
 
-  /** Bytes of device memory this runtime holds: weights, caches, activations, the pool, uniforms. */
+  /** Bytes of device memory this runtime holds: weights, caches, activations, the pool, the uniform ring. */
   liveBytes(): number {
     return this.live;
   }
