@@ -214,6 +214,27 @@ describe('elementwise, norms, softmax, rope, attention, gather, copies', () => {
     }
   });
 
+  it('uniforms: each dispatch keeps its own values across ring buffers and across batches submitted by flush, sync or read', async (ctx) => {
+    const g = await requireGpu(ctx);
+    const x = t([3, 5], 7);
+    // 700 dispatches in one batch (past the 256 slots of one ring buffer), each with its own factor
+    let y = g.upload(x);
+    const factors = Array.from({ length: 700 }, (_, i) => 1 + ((i * 37) % 11) / 1000);
+    for (const f of factors) y = g.scale(y, f);
+    let expected = x.data.slice();
+    for (const f of factors) expected = expected.map((v) => Math.fround(v * Math.fround(f)));
+    check('uniform ring (700 dispatches)', await read(g, y), expected);
+    // a batch submitted by flush (disposing a weight), then one by sync, then one by the read
+    const a = g.scale(g.upload(x), 2);
+    g.rt.flush();
+    const b = g.scale(g.upload(x), 3);
+    await g.rt.sync();
+    const c = g.scale(g.upload(x), 5);
+    check('uniforms of a flushed batch', await read(g, a), x.data.map((v) => v * 2));
+    check('uniforms of a synced batch', await read(g, b), x.data.map((v) => v * 3));
+    check('uniforms of a read batch', await read(g, c), x.data.map((v) => v * 5));
+  });
+
   it('a variant name that is not one is refused, naming the variable', async (ctx) => {
     const g = await requireGpu(ctx);
     process.env.SPIKELM_ROWS = 'subgroup';
