@@ -245,13 +245,14 @@ describe('elementwise, norms, softmax, rope, attention, gather, copies', () => {
     }
   });
 
-  it('rope at arbitrary positions (also past 10k) and head counts', async (ctx) => {
+  it('rope at arbitrary positions (also past 10k, and past the persistent table\'s 65536) and head counts', async (ctx) => {
     const g = await requireGpu(ctx);
     await fc.assert(
-      fc.asyncProperty(fc.integer({ min: 1, max: 9 }), fc.integer({ min: 1, max: 5 }), fc.integer({ min: 1, max: 17 }), fc.integer({ min: 0, max: 20000 }), fc.integer(), async (S, H, half, start, seed) => {
+      // consecutive positions read the persistent table at an offset, others a table of their own
+      fc.asyncProperty(fc.integer({ min: 1, max: 9 }), fc.integer({ min: 1, max: 5 }), fc.integer({ min: 1, max: 17 }), fc.oneof(fc.integer({ min: 0, max: 20000 }), fc.integer({ min: 65530, max: 70000 })), fc.constantFrom(1, 3), fc.integer(), async (S, H, half, start, stride, seed) => {
         const d = 2 * half;
         const x = t([S, H * d], seed);
-        const pos = Int32Array.from({ length: S }, (_, i) => start + 3 * i);
+        const pos = Int32Array.from({ length: S }, (_, i) => start + stride * i);
         const inv = ropeInvFreq(d, 10000);
         check('rope', await read(g, g.rope(g.upload(x), pos, H, d, inv)), cpu.rope(x, pos, H, d, inv).data);
       }),

@@ -82,7 +82,7 @@ export function qkvToCacheCpu(qkv: Float32Array, S: number, l: QkvLayout, q: Flo
 // GPU twin: one invocation per rotation pair of q and k, and per element of v.
 
 const QKV_WGSL = `
-struct Params { S: u32, H: u32, Hkv: u32, d: u32, rowOffset: u32, hasRope: u32, threadsX: u32, B: u32, stride: u32, perBlock: u32 }
+struct Params { S: u32, H: u32, Hkv: u32, d: u32, rowOffset: u32, hasRope: u32, threadsX: u32, B: u32, stride: u32, perBlock: u32, first: u32 }
 @group(0) @binding(0) var<storage, read> qkv: array<f32>;
 @group(0) @binding(1) var<storage, read> cosT: array<f32>;
 @group(0) @binding(2) var<storage, read> sinT: array<f32>;
@@ -129,8 +129,8 @@ fn main(@builtin(global_invocation_id) gid: vec3u) {
   let h = pair / half;
   var t = s;
   if (p.perBlock != 0u) { t = bs; }
-  let c = cosT[t * half + i];
-  let sn = sinT[t * half + i];
+  let c = cosT[(p.first + t) * half + i];
+  let sn = sinT[(p.first + t) * half + i];
   if (u < qPairs) {
     let o = row + h * p.d;
     let x1 = qkv[o + i];
@@ -155,5 +155,5 @@ export function qkvToCacheGpu(rt: GpuRuntime, qkv: GpuTensor, S: number, l: QkvL
   const perBlock = checkPositions(l, S);
   const { groups, threadsX } = rt.groups1d(B * S * perRow, 64);
   rt.dispatch(pipe, [qkv.buffer, (tables?.cos ?? qkv).buffer, (tables?.sin ?? qkv).buffer, q.buffer, kCache.buffer, vCache.buffer],
-    [S, l.numHeads, l.numKvHeads, l.headDim, l.rowOffset, tables ? 1 : 0, threadsX, B, l.kvBatchStride ?? 0, perBlock ? 1 : 0], groups);
+    [S, l.numHeads, l.numKvHeads, l.headDim, l.rowOffset, tables ? 1 : 0, threadsX, B, l.kvBatchStride ?? 0, perBlock ? 1 : 0, tables?.first ?? 0], groups);
 }

@@ -61,11 +61,11 @@ export function ropeCpu(x: Float32Array, positions: Int32Array, numHeads: number
 }
 
 // ---------------------------------------------------------------------------------------------
-// GPU twin. cos/sin are computed on the host in double precision ([S, d/2] each, one small upload)
-// so the GPU's f32 trigonometry of large angles (position × frequency) adds no error.
+// GPU twin. cos/sin are computed on the host in double precision (`ropeTablesFor`) so the GPU's f32
+// trigonometry of large angles (position × frequency) adds no error.
 
 const ROPE_WGSL = `
-struct Params { S: u32, H: u32, d: u32, half: u32, threadsX: u32 }
+struct Params { S: u32, H: u32, d: u32, half: u32, threadsX: u32, first: u32 }
 @group(0) @binding(0) var<storage, read> x: array<f32>;
 @group(0) @binding(1) var<storage, read> cosT: array<f32>;
 @group(0) @binding(2) var<storage, read> sinT: array<f32>;
@@ -79,37 +79,79 @@ fn main(@builtin(global_invocation_id) gid: vec3u) {
   let h = (idx / p.half) % p.H;
   let s = idx / (p.half * p.H);
   let o = s * p.H * p.d + h * p.d;
-  let c = cosT[s * p.half + i];
-  let sn = sinT[s * p.half + i];
+  let c = cosT[(p.first + s) * p.half + i];
+  let sn = sinT[(p.first + s) * p.half + i];
   let x1 = x[o + i];
   let x2 = x[o + i + p.half];
   y[o + i] = x1 * c - x2 * sn;
   y[o + i + p.half] = x2 * c + x1 * sn;
 }`;
 
-/** cos/sin tables per (positions, frequencies): every layer's q and k rotations of a forward pass share one upload. */
-const ropeTables = new WeakMap<GpuRuntime, Map<string, { cos: GpuTensor; sin: GpuTensor }>>();
+/** cos/sin of `positions` × `invFreq`, [S, half] each, in double precision then rounded to f32. */
+function tableData(positions: ArrayLike<number>, invFreq: Float64Array): { cos: Float32Array; sin: Float32Array } {
+  const half = invFreq.length, S = positions.length;
+  const cos = new Float32Array(S * half), sin = new Float32Array(S * half);
+  for (let s = 0; s < S; s++) {
+    for (let i = 0; i < half; i++) {
+      const a = positions[s]! * invFreq[i]!;
+      cos[s * half + i] = Math.cos(a);
+      sin[s * half + i] = Math.sin(a);
+    }
+  }
+  return { cos, sin };
+}
 
-export function ropeTablesFor(rt: GpuRuntime, positions: Int32Array, invFreq: Float64Array): { cos: GpuTensor; sin: GpuTensor } {
-  let cache = ropeTables.get(rt);
-  if (!cache) ropeTables.set(rt, (cache = new Map()));
-  const contiguous = positions.every((p, i) => p === positions[0]! + i);
-  const key = `${contiguous ? `${positions[0]}+${positions.length}` : positions.join(',')}|${invFreq.join(',')}`;
+/** Rows of the cos/sin tables the kernels read, and the row that holds the call's first position. */
+export interface RopeTables {
+  readonly cos: GpuTensor;
+  readonly sin: GpuTensor;
+  /** Table row of positions[0]; row t of the call is `first + t`. */
+  readonly first: number;
+}
+
+/**
+ * Contiguous positions below this many read a persistent table of every position from 0 (grown by
+ * doubling): decode then uploads nothing per token and binds the same buffers every time.
+ */
+const PERSISTENT_POSITIONS = 1 << 16;
+/** Persistent tables per runtime and frequencies; tables of other positions per call, a few kept. */
+const persistentTables = new WeakMap<GpuRuntime, Map<string, { cos: GpuTensor; sin: GpuTensor; rows: number }>>();
+const callTables = new WeakMap<GpuRuntime, Map<string, RopeTables>>();
+
+export function ropeTablesFor(rt: GpuRuntime, positions: Int32Array, invFreq: Float64Array): RopeTables {
+  const half = invFreq.length, S = positions.length;
+  const freqKey = invFreq.join(',');
+  const p0 = positions[0] ?? 0;
+  const contiguous = positions.every((p, i) => p === p0 + i);
+  if (contiguous && p0 >= 0 && p0 + S <= PERSISTENT_POSITIONS) {
+    let byFreq = persistentTables.get(rt);
+    if (!byFreq) persistentTables.set(rt, (byFreq = new Map()));
+    let table = byFreq.get(freqKey);
+    if (!table || table.rows < p0 + S) {
+      let rows = Math.max(256, table?.rows ?? 0);
+      while (rows < p0 + S) rows *= 2;
+      const { cos, sin } = tableData(Array.from({ length: rows }, (_, i) => i), invFreq);
+      if (table) {
+        rt.release(table.cos);
+        rt.release(table.sin);
+      }
+      table = { cos: rt.fromHost([rows, half], cos), sin: rt.fromHost([rows, half], sin), rows };
+      byFreq.set(freqKey, table);
+    }
+    return { cos: table.cos, sin: table.sin, first: p0 };
+  }
+  // other positions (a batch of left-padded blocks, far positions): a table for this call, shared by
+  // every layer's rotations of the forward pass
+  let cache = callTables.get(rt);
+  if (!cache) callTables.set(rt, (cache = new Map()));
+  const key = `${positions.join(',')}|${freqKey}`;
   let tables = cache.get(key);
   if (!tables) {
-    const half = invFreq.length, S = positions.length;
-    const cos = new Float32Array(S * half), sin = new Float32Array(S * half);
-    for (let s = 0; s < S; s++) {
-      for (let i = 0; i < half; i++) {
-        const a = positions[s]! * invFreq[i]!;
-        cos[s * half + i] = Math.cos(a);
-        sin[s * half + i] = Math.sin(a);
-      }
-    }
-    tables = { cos: rt.fromHost([S, half], cos), sin: rt.fromHost([S, half], sin) };
+    const { cos, sin } = tableData(positions, invFreq);
+    tables = { cos: rt.fromHost([S, half], cos), sin: rt.fromHost([S, half], sin), first: 0 };
     cache.set(key, tables);
     if (cache.size > 16) {
-      const [oldKey, old] = cache.entries().next().value as [string, { cos: GpuTensor; sin: GpuTensor }];
+      const [oldKey, old] = cache.entries().next().value as [string, RopeTables];
       cache.delete(oldKey);
       rt.release(old.cos);
       rt.release(old.sin);
@@ -121,8 +163,8 @@ export function ropeTablesFor(rt: GpuRuntime, positions: Int32Array, invFreq: Fl
 export function ropeGpu(rt: GpuRuntime, x: GpuTensor, positions: Int32Array, numHeads: number, headDim: number, invFreq: Float64Array, y: GpuTensor): void {
   const half = headDim / 2, S = positions.length;
   if (invFreq.length !== half) throw new ArgumentError(`rope: ${invFreq.length} frequencies for head dimension ${headDim}`);
-  const { cos, sin } = ropeTablesFor(rt, positions, invFreq);
+  const { cos, sin, first } = ropeTablesFor(rt, positions, invFreq);
   const pipe = rt.pipeline('rope', () => ROPE_WGSL);
   const { groups, threadsX } = rt.groups1d(S * numHeads * half, 64);
-  rt.dispatch(pipe, [x.buffer, cos.buffer, sin.buffer, y.buffer], [S, numHeads, headDim, half, threadsX], groups);
+  rt.dispatch(pipe, [x.buffer, cos.buffer, sin.buffer, y.buffer], [S, numHeads, headDim, half, threadsX, first], groups);
 }
