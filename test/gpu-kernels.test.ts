@@ -104,7 +104,21 @@ describe('matmul variants', () => {
         expect(weightFormatFor('f16', off)).toBe('f16');
       }),
     );
+    // the bitwise test agrees with its definition (equal to itself rounded to binary16, finite) on
+    // float32 values around binary16's range, normal and subnormal, with few or many low bits set
+    const definition = (v: number) => Number.isFinite(v) && f16BitsToNumber(numberToF16Bits(v)) === v;
+    fc.assert(
+      fc.property(fc.boolean(), fc.integer({ min: 95, max: 145 }), fc.integer({ min: 0, max: 0x7fffff }), fc.integer({ min: 0, max: 23 }), (neg, exp, mant, zeros) => {
+        const bits = ((neg ? 0x80000000 : 0) | (exp << 23) | (mant & ~((1 << zeros) - 1))) >>> 0;
+        const v = new Float32Array(new Uint32Array([bits]).buffer);
+        expect(isF16Exact(v)).toBe(definition(v[0]!));
+      }),
+      { numRuns: 3000 },
+    );
     expect(isF16Exact(Float32Array.of(1, Infinity))).toBe(false);
+    expect(isF16Exact(Float32Array.of(NaN))).toBe(false);
+    expect(isF16Exact(Float32Array.of(0, -0, 2 ** -24, -(2 ** -14), 65504))).toBe(true);
+    expect(isF16Exact(Float32Array.of(2 ** -25))).toBe(false);
     expect(isF16Exact(Float32Array.of(65504, 70000))).toBe(false); // past binary16's largest finite value
   });
 
