@@ -6,8 +6,9 @@
  *
  *   workgroup  a tree in workgroup memory: log2(WG) barrier steps (every adapter)
  *   subgroup   subgroupAdd / subgroupMax within each subgroup, the subgroups' results written to
- *              workgroup memory, and again over those: ⌈log_s(WG)⌉ steps for subgroups of s (2 with
- *              s = 32 and WG = 256, instead of 8)
+ *              workgroup memory, and again over those: ⌈log_4(WG)⌉ steps (4 for WG = 256, instead
+ *              of 8), enough for the smallest subgroups; with subgroups of s only ⌈log_s(WG)⌉ of
+ *              them do work (2 with s = 32), the rest pass the total along
  *
  * The subgroup body writes subgroup k's result to slot k = lid / subgroup_size: it assumes subgroups
  * are consecutive runs of local_invocation_index, each starting at a multiple of the subgroup size —
@@ -117,12 +118,15 @@ export async function probeSubgroupLayout(device: GPUDevice): Promise<string | u
     encoder.copyBufferToBuffer(out, 0, read, 0, bytes);
     device.queue.submit([encoder.finish()]);
     const error = await device.popErrorScope();
-    if (error) return `the probe did not compile: ${error.message}`;
-    await read.mapAsync(GPUMapMode.READ);
-    const values = new Uint32Array(read.getMappedRange().slice(0));
-    read.unmap();
+    let values: Uint32Array | undefined;
+    if (!error) {
+      await read.mapAsync(GPUMapMode.READ);
+      values = new Uint32Array(read.getMappedRange().slice(0));
+      read.unmap();
+    }
     out.destroy();
     read.destroy();
+    if (!values) return `the probe did not compile: ${error!.message}`;
     const problem = subgroupLayoutProblem(values, size, groups);
     if (problem) return `workgroups of ${size}: ${problem}`;
   }
