@@ -145,7 +145,7 @@ describe('energy counts on a hand-sized model (2 layers, width 4), worked out by
         : kind === 'head_in' ? { events: 3, synapticOps: 24, activeNeurons: 2, activeSteps: 6 }
           : { events: 5, synapticOps: 10, activeNeurons: 3, activeSteps: 9 },
     (kind) => ({ attn_in: 8, q_in: 8, p_in: 6, o_in: 8, mlp_in: 8, down_in: 12, head_in: 4 })[kind]!);
-    const r = energyReport({ config, schedule: 'layerwise', coding: 'phase-ternary', timesteps: 3, stepsOf: (k) => (k === 'mlp_in' ? 2 : 3), maxSpikes: 1, tally: t });
+    const r = energyReport({ config, schedule: 'layerwise', coding: 'phase-ternary', timesteps: 3, stepsOf: (s) => (s.kind === 'mlp_in' ? 2 : 3), maxSpikes: 1, tally: t });
     expect(r.snn.total).toEqual({ macs: 376, acs: 779 - 2 * 24 });
   });
 

@@ -126,7 +126,7 @@ export class TemporalSpikeProcessor {
   energy(): EnergyReport | undefined {
     const m = this.lm.model;
     if (!(m instanceof SpikingLM) || !this.stats.spikes || this.stats.tokens === 0) return undefined;
-    return energyReport({ config: m.config, schedule: m.schedule, coding: m.coding, timesteps: m.timesteps, stepsOf: (k) => m.stepsOf(k), maxSpikes: m.spiking.neuron.maxSpikes, tally: this.stats.spikes });
+    return energyReport({ config: m.config, schedule: m.schedule, coding: m.coding, timesteps: m.timesteps, stepsOf: (s) => m.stepsOf(s.name), maxSpikes: m.spiking.neuron.maxSpikes, tally: this.stats.spikes });
   }
 
   /** Spikes per neuron per step, and per token, over everything run so far. */

@@ -135,7 +135,7 @@ export function calibrateTimesteps(snn: SpikingLM, originalT: number, targetT: n
   const weighted = isWeighted(coding);
   const bounded = !weighted && Number.isFinite(snn.spiking.neuron.maxSpikes);
   return {
-    model: rebuild(snn, { timesteps: targetT }),
+    model: snn.withTimesteps(targetT),
     report: {
       originalT, targetT, expectedErrorRatio: weighted ? 2 ** (originalT - targetT) : originalT / targetT, sites,
       note: weighted

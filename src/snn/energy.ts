@@ -44,7 +44,7 @@
 import type { ModelConfig } from '../nn/config.js';
 import type { CodingName, ScheduleName } from './codes.js';
 import { isWeighted } from './codes.js';
-import type { SiteKind } from './sites.js';
+import type { EncoderSite } from './sites.js';
 import type { SpikeTally } from './stats.js';
 
 export const ENERGY_PRESETS = {
@@ -70,8 +70,8 @@ export interface EnergyInput {
   readonly schedule: ScheduleName;
   readonly coding: CodingName;
   readonly timesteps: number;
-  /** Steps of each site kind's neurons (layerwise siteSteps; default: timesteps). */
-  readonly stepsOf?: (kind: SiteKind) => number;
+  /** Steps of each site's neurons (layerwise planes or siteSteps; default: timesteps). */
+  readonly stepsOf?: (site: EncoderSite) => number;
   /** Spikes a rate neuron may emit per step (1: single-spike neurons; Infinity: bursts). */
   readonly maxSpikes: number;
   readonly tally: SpikeTally;
@@ -112,21 +112,14 @@ const add = (a: OpCount, b: Partial<OpCount>): void => {
   a.macs += b.macs ?? 0;
 };
 
-export function energyReport(input: EnergyInput): EnergyReport {
-  const c = input.config, T = input.timesteps, t = input.tally;
-  const n = t.tokens, A = t.attendedKeys, r = t.headRows;
-  const D = c.hiddenSize, I = c.intermediateSize, V = c.vocabSize, H = c.numHeads, d = c.headDim;
-  const qW = H * d, kvW = c.numKvHeads * d;
-  const gated = c.family === 'llama', relu = c.activation === 'relu';
+/**
+ * The per-site rules (header): a site's encoder neurons, and the doublings of the accumulators its
+ * spikes reach. Shared by the report and by the plane search, which prices a site's planes with them.
+ */
+function siteRules(input: EnergyInput) {
+  const t = input.tally, T = input.timesteps, c = input.config;
   const stepwise = input.schedule === 'stepwise', weighted = isWeighted(input.coding);
-  const siteIndex = new Map(t.sites.map((s, i) => [s.name, i]));
-  const annParts: Record<string, OpCount> = {}, snnParts: Record<string, OpCount> = {};
-  const part = (rec: Record<string, OpCount>, name: string) => (rec[name] ??= { acs: 0, macs: 0 });
-  const layers: LayerEnergy[] = [];
-  const biasOf = (outputs: number, has: boolean) => (has ? outputs : 0);
-
   const stepsOf = input.stepsOf ?? (() => T);
-  /** The encoder neurons of a site: see the header for the rules per code. */
   const neuronOps = (i: number): OpCount => {
     const events = t.get(i, 'events'), neurons = t.neurons[i]!;
     // stepwise neurons see a new current every step: all run every step
@@ -136,10 +129,60 @@ export function energyReport(input: EnergyInput): EnergyReport {
     if (input.maxSpikes === 1) return { acs: 2 * steps + silent + events, macs: 0 }; // integrate, compare; reset per spike
     return { acs: steps + silent, macs: 2 * steps }; // bursts: integrate, ⌊v/θ⌋, subtract n·θ
   };
-  /** Receiving doublings of a weighted code: (steps − 1) per receiver per row, extra planes included. */
-  const doublings = (i: number, receiversPerRow: number, rows: number): number =>
-    weighted ? (stepsOf(t.sites[i]!.kind) - 1) * receiversPerRow * rows + t.get(i, 'extraFanout') : 0;
+  /**
+   * Receiving doublings of a weighted code: (steps − 1) per receiver per row, extra planes included
+   * (STAT.extraFanout). q_in's receivers are H·keys per query row (the scores), p_in's d per head
+   * and row (the outputs); a linear site's are its N outputs on each of its rows.
+   */
+  const doublings = (i: number, receiversPerRow: number, rows: number): number => {
+    if (!weighted) return 0;
+    const site = t.sites[i]!, steps = stepsOf(site) - 1;
+    if (site.kind === 'q_in') return steps * c.numHeads * t.attendedKeys + c.numHeads * t.get(i, 'extraFanout');
+    if (site.kind === 'p_in') return steps * t.tokens * c.numHeads * c.headDim + t.get(i, 'extraFanout');
+    return steps * receiversPerRow * rows + t.get(i, 'extraFanout');
+  };
+  return { neuronOps, doublings };
+}
 
+/**
+ * What one encoder site costs in the spiking network, beyond what the planes do not change (biases,
+ * dense operators): its synaptic events × fan-out, the doublings of the accumulators they reach, and
+ * its neurons. The plane search prices a site's planes with this; the report's parts add the same.
+ */
+export function siteOps(input: EnergyInput, i: number): OpCount {
+  const { neuronOps, doublings } = siteRules(input);
+  const t = input.tally, c = input.config, site = t.sites[i]!;
+  const rows = site.kind === 'head_in' ? t.headRows : t.tokens;
+  const neu = neuronOps(i);
+  return { acs: t.get(i, 'synapticOps') + doublings(i, site.kind === 'head_in' ? c.vocabSize : receiversOf(c, site), rows) + neu.acs, macs: neu.macs };
+}
+
+/** The accumulators one row of a linear site's spikes reaches (its layer's outputs). */
+function receiversOf(c: ModelConfig, site: EncoderSite): number {
+  const qW = c.numHeads * c.headDim, kvW = c.numKvHeads * c.headDim;
+  switch (site.kind) {
+    case 'attn_in': return qW + 2 * kvW;
+    case 'o_in': case 'down_in': return c.hiddenSize;
+    case 'mlp_in': return c.family === 'llama' ? 2 * c.intermediateSize : c.intermediateSize;
+    case 'head_in': return c.vocabSize;
+    default: return 0;
+  }
+}
+
+export function energyReport(input: EnergyInput): EnergyReport {
+  const c = input.config, T = input.timesteps, t = input.tally;
+  const n = t.tokens, A = t.attendedKeys, r = t.headRows;
+  const D = c.hiddenSize, I = c.intermediateSize, V = c.vocabSize, H = c.numHeads, d = c.headDim;
+  const qW = H * d, kvW = c.numKvHeads * d;
+  const gated = c.family === 'llama', relu = c.activation === 'relu';
+  const stepwise = input.schedule === 'stepwise';
+  const siteIndex = new Map(t.sites.map((s, i) => [s.name, i]));
+  const annParts: Record<string, OpCount> = {}, snnParts: Record<string, OpCount> = {};
+  const part = (rec: Record<string, OpCount>, name: string) => (rec[name] ??= { acs: 0, macs: 0 });
+  const layers: LayerEnergy[] = [];
+  const biasOf = (outputs: number, has: boolean) => (has ? outputs : 0);
+
+  const { neuronOps, doublings } = siteRules(input);
   const perTokenSteps = stepwise ? T : 1;
   for (let l = 0; l < c.numLayers; l++) {
     const ann: OpCount = { acs: 0, macs: 0 }, snn: OpCount = { acs: 0, macs: 0 };
@@ -178,7 +221,7 @@ export function energyReport(input: EnergyInput): EnergyReport {
       const qi = siteIndex.get(`layers.${l}.q_in`)!, pi = siteIndex.get(`layers.${l}.p_in`)!;
       const syn = { acs: t.get(qi, 'synapticOps') + t.get(pi, 'synapticOps') };
       // scores: H·keys receivers per query row; outputs: d receivers per (row, head)
-      const mem = { acs: weighted ? (stepsOf('q_in') - 1) * H * A + H * t.get(qi, 'extraFanout') + (stepsOf('p_in') - 1) * n * H * d + t.get(pi, 'extraFanout') : 0 };
+      const mem = { acs: doublings(qi, H, 0) + doublings(pi, 0, 0) };
       const neu = { acs: neuronOps(qi).acs + neuronOps(pi).acs, macs: neuronOps(qi).macs + neuronOps(pi).macs };
       const cache = { macs: 2 * n * kvW };
       for (const [name, x] of [['synapses', syn], ['membranes', mem], ['neurons', neu], ['cache scaling', cache], ['softmax', softmax], ['rope', rope]] as const) {

@@ -18,7 +18,6 @@ import type { CausalLM } from '../nn/model.js';
 import { argmax } from '../nn/sampling.js';
 import { type EnergyReport, energyReport } from './energy.js';
 import type { SpikingLM } from './model.js';
-import { siteStepsAt } from './sites.js';
 import { SpikeTally } from './stats.js';
 
 export interface FidelityRow {
@@ -151,7 +150,7 @@ export async function measureFidelity(ann: CausalLM, snn: SpikingLM, ids: readon
   const energy = new Map<number, EnergyReport>();
   const results = Ts.map((T): FidelityRow => {
     const a = acc.get(T)!, tally = tallies.get(T)!;
-    const e = energyReport({ config: snn.config, schedule: snn.schedule, coding: snn.coding, timesteps: T, stepsOf: (k) => (snn.schedule === 'layerwise' ? siteStepsAt(T, snn.spiking.siteSteps, k) : T), maxSpikes: snn.spiking.neuron.maxSpikes, tally });
+    const e = energyReport({ config: snn.config, schedule: snn.schedule, coding: snn.coding, timesteps: T, stepsOf: (s) => (stepwise ? T : models.get(T)!.stepsOf(s.name)), maxSpikes: snn.spiking.neuron.maxSpikes, tally });
     energy.set(T, e);
     const sum = tally.summary();
     return {

@@ -35,7 +35,7 @@ import { ropeInvFreq } from '../tensor/kernels/rope.js';
 import { Tensor } from '../tensor/tensor.js';
 import { codeParams } from './codes.js';
 import type { NetForward, NetOptions, SpikingConfig } from './model.js';
-import { type EncoderSite, type SiteKind, siteStepsAt } from './sites.js';
+import { type EncoderSite, stepsOfSite } from './sites.js';
 
 interface Linear {
   readonly slot: number;
@@ -66,25 +66,32 @@ interface Block {
 
 export class LayerwiseNet {
   readonly invFreq: Float64Array | undefined;
-  /** The code of each site kind (T + the kind's siteSteps offset). */
-  private readonly codes: Map<SiteKind, CodeParams>;
+  /** The code of each site, by name (its planes: SpikingConfig.planes, or T + its kind's offset). */
+  private readonly codes: Map<string, CodeParams>;
   private readonly blocks: Block[];
   private readonly embed: BTensor;
   private readonly positions?: BTensor;
   private readonly finalNorm: Norm;
   private readonly head: Linear;
   private readonly owned: BTensor[] = [];
+  /** The layers by site name, so a network with other planes can share the ones that did not change. */
+  private readonly linears = new Map<string, Linear>();
 
+  /**
+   * `share`: a network of the same weights and thresholds (other planes) whose device tensors this
+   * one reuses where a site's code is the same; it owns them, and must outlive this one.
+   */
   constructor(
     readonly config: ModelConfig,
     weights: LMWeights,
     readonly backend: Backend,
     readonly spiking: SpikingConfig,
     readonly sites: readonly EncoderSite[],
+    share?: LayerwiseNet,
   ) {
     const b = backend, cfg = config, spikingMode = spiking.mode === 'spiking';
     const coding = spiking.coding ?? 'phase-ternary';
-    this.codes = new Map(sites.map((s) => [s.kind, codeParams(coding, siteStepsAt(spiking.timesteps, spiking.siteSteps, s.kind), spiking.neuron.maxSpikes)]));
+    this.codes = new Map(sites.map((s) => [s.name, codeParams(coding, stepsOfSite(spiking.timesteps, spiking.siteSteps, spiking.planes, s), spiking.neuron.maxSpikes)]));
     const own = <T extends BTensor>(t: T): T => {
       this.owned.push(t);
       return t;
@@ -104,34 +111,58 @@ export class LayerwiseNet {
     };
     const device = (th: Float32Array | undefined): DeviceThresholds | undefined =>
       th ? { theta: own(b.upload(new Tensor([th.length], th), 'vector')), invTheta: own(b.upload(new Tensor([th.length], inverseThresholds(th)), 'vector')) } : undefined;
-    const linear = (name: string, w: LinearWeights): Linear => {
-      const th = thresholdsOf(name);
-      const code = this.codes.get(site(name).kind)!;
+    const linear = (name: string, weightsOf: () => LinearWeights): Linear => {
+      const code = this.codes.get(name)!;
+      const shared = share?.linears.get(name);
+      if (shared && shared.code.kind === code.kind && shared.code.T === code.T && shared.code.maxSpikes === code.maxSpikes) {
+        this.linears.set(name, shared);
+        return shared;
+      }
+      const th = thresholdsOf(name), w = weightsOf();
       const folded = th ? foldThresholds(w.weight, th, unitOf(code)) : w.weight;
-      return {
+      const made: Linear = {
         slot: slots.get(name)!, fanout: site(name).fanout, code, ...(th ? { th: device(th)! } : {}),
         weight: own(b.upload(folded, 'linear')), ...(w.bias ? { bias: own(b.upload(w.bias, 'vector')) } : {}),
       };
+      this.linears.set(name, made);
+      return made;
     };
     const norm = (n: NormWeights): Norm => ({ weight: own(b.upload(n.weight, 'vector')), ...(n.bias ? { bias: own(b.upload(n.bias, 'vector')) } : {}) });
     this.invFreq = cfg.family === 'llama' ? ropeInvFreq(cfg.headDim, cfg.ropeTheta, cfg.ropeScaling) : undefined;
+    if (share) {
+      // only codes differ: norms, embeddings and the attention thresholds are the other network's
+      this.embed = share.embed;
+      if (share.positions) this.positions = share.positions;
+      this.finalNorm = share.finalNorm;
+      this.blocks = share.blocks.map((blk, l) => {
+        const p = `layers.${l}`;
+        const wb = weights.blocks[l]!;
+        return {
+          ...blk,
+          qkv: linear(`${p}.attn_in`, () => stackLinear([wb.q, wb.k, wb.v])), o: linear(`${p}.o_in`, () => wb.o),
+          up: linear(`${p}.mlp_in`, () => (wb.gate ? stackLinear([wb.gate, wb.up]) : wb.up)), down: linear(`${p}.down_in`, () => wb.down),
+        };
+      });
+      this.head = linear('head_in', () => ({ weight: weights.lmHead }));
+      return;
+    }
     this.blocks = weights.blocks.map((blk, l) => {
       const p = `layers.${l}`;
       return {
         attnNorm: norm(blk.attnNorm),
-        qkv: linear(`${p}.attn_in`, stackLinear([blk.q, blk.k, blk.v])),
+        qkv: linear(`${p}.attn_in`, () => stackLinear([blk.q, blk.k, blk.v])),
         q: { slot: slots.get(`${p}.q_in`)!, ...(spikingMode ? { th: device(thresholdsOf(`${p}.q_in`))! } : {}) },
         p: { slot: slots.get(`${p}.p_in`)!, ...(spikingMode ? { th: device(thresholdsOf(`${p}.p_in`))! } : {}) },
-        o: linear(`${p}.o_in`, blk.o),
+        o: linear(`${p}.o_in`, () => blk.o),
         mlpNorm: norm(blk.mlpNorm),
-        up: linear(`${p}.mlp_in`, blk.gate ? stackLinear([blk.gate, blk.up]) : blk.up),
-        down: linear(`${p}.down_in`, blk.down),
+        up: linear(`${p}.mlp_in`, () => (blk.gate ? stackLinear([blk.gate, blk.up]) : blk.up)),
+        down: linear(`${p}.down_in`, () => blk.down),
       };
     });
     this.embed = own(b.upload(weights.embed, 'embedding'));
     if (weights.positions) this.positions = own(b.upload(weights.positions, 'embedding'));
     this.finalNorm = norm(weights.finalNorm);
-    this.head = linear('head_in', { weight: weights.lmHead });
+    this.head = linear('head_in', () => ({ weight: weights.lmHead }));
   }
 
   dispose(): void {
@@ -172,7 +203,7 @@ export class LayerwiseNet {
       if (!blk.q.th || !blk.p.th) {
         attn = b.attention(q, cache.keys(l), cache.values(l), params);
       } else {
-        const codes = { q: this.codes.get('q_in')!, p: this.codes.get('p_in')! };
+        const codes = { q: this.codes.get(`${p}.q_in`)!, p: this.codes.get(`${p}.p_in`)! };
         const encQ = b.encode(q, blk.q.th, codes.q, { tensor: stats, row: blk.q.slot, fanout: keysSeen }, event);
         if (opts.observeSpikes && encQ.digits) opts.observeSpikes(`${p}.q_in`, encQ.digits, planesOf(codes.q));
         attn = b.spikeAttention(event ? encQ.digits! : encQ.sums, cache.keys(l), cache.values(l), blk.q.th.theta, blk.p.th, params,

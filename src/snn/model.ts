@@ -24,7 +24,7 @@ import { type Adapters, applyAdapters } from './adapters.js';
 import { type CodingName, type ScheduleName, checkCombination } from './codes.js';
 import { LayerwiseNet } from './layerwise.js';
 import type { OperatorForm } from './operators.js';
-import { type EncoderSite, type SiteKind, encoderSites, siteStepsAt } from './sites.js';
+import { type EncoderSite, MAX_SITE_PLANES, type SiteKind, type SitePlanes, encoderSites, kindOfSiteName, shiftPlanes, stepsOfSite } from './sites.js';
 import { StepwiseNet } from './stepwise.js';
 import type { SurrogateName } from './surrogate.js';
 
@@ -75,6 +75,13 @@ export interface SpikingConfig {
    * encoder runs T + offset steps (planes), so precision can be spent where it matters.
    */
   readonly siteSteps?: Readonly<Partial<Record<SiteKind, number>>>;
+  /**
+   * Layerwise: planes per (layer, site), by site name (`layers.2.o_in`: 7), absolute; they take
+   * precedence over `siteSteps`. The target-driven conversion (src/convert/search) chooses them;
+   * `timesteps` is then the largest. Running such a model at another T moves every site by the same
+   * number of planes (withTimesteps).
+   */
+  readonly planes?: SitePlanes;
   /**
    * Fine-tuned norm gains and LoRA corrections (src/snn/adapters.ts), merged into this model's copy
    * of the affected weights; `weights` stays the ANN's.
@@ -156,6 +163,8 @@ export class SpikingLM {
     readonly weights: LMWeights,
     readonly backend: Backend,
     spiking: SpikingConfig,
+    /** A network of the same weights and thresholds whose unchanged layers this one reuses (withPlanes). */
+    share?: SpikingLM,
   ) {
     const T = spiking.timesteps;
     if (!Number.isInteger(T) || T < 1) throw new ArgumentError(`timesteps must be a positive integer, got ${T}`);
@@ -170,12 +179,20 @@ export class SpikingLM {
       if (schedule !== 'layerwise') throw new ArgumentError('siteSteps: per-site steps are a layerwise option');
       if (!Number.isInteger(off)) throw new ArgumentError(`siteSteps: ${kind} must be an integer offset from T, got ${off}`);
     }
-    this.spiking = { ...spiking, schedule, coding, neuron, operators: spiking.operators ?? COMPENSATED };
     this.sites = encoderSites(config, schedule);
+    if (spiking.planes) {
+      if (schedule !== 'layerwise') throw new ArgumentError('planes: per-site planes are a layerwise option');
+      const names = new Set(this.sites.map((s) => s.name));
+      for (const [name, n] of Object.entries(spiking.planes)) {
+        if (!names.has(name)) throw new ArgumentError(`planes: "${name}" is not an encoder site of this model (sites are named like layers.0.attn_in and head_in)`);
+        if (!Number.isInteger(n) || n < 1 || n > MAX_SITE_PLANES) throw new ArgumentError(`planes: ${name} must be an integer number of planes in 1…${MAX_SITE_PLANES}, got ${n}`);
+      }
+    }
+    this.spiking = { ...spiking, schedule, coding, neuron, operators: spiking.operators ?? COMPENSATED };
     const adapted = spiking.adapters ? applyAdapters(config, weights, spiking.adapters) : weights;
     this.net = schedule === 'stepwise'
       ? new StepwiseNet(config, adapted, backend, this.spiking, this.sites)
-      : new LayerwiseNet(config, adapted, backend, this.spiking, this.sites);
+      : new LayerwiseNet(config, adapted, backend, this.spiking, this.sites, share?.net instanceof LayerwiseNet ? share.net : undefined);
   }
 
   get timesteps(): number {
@@ -194,9 +211,25 @@ export class SpikingLM {
     return this.spiking.operators!;
   }
 
-  /** Steps a site's neurons run (planes of a weighted code): T, or T + its siteSteps offset (at least 1). */
-  stepsOf(kind: SiteKind): number {
-    return this.schedule === 'layerwise' ? siteStepsAt(this.timesteps, this.spiking.siteSteps, kind) : this.timesteps;
+  /**
+   * Steps a site's neurons run (planes of a weighted code): its own planes, or T + its kind's
+   * siteSteps offset (at least 1), or T (stepwise). Takes a site name (`layers.1.mlp_in`) or, where
+   * every layer's site of that kind runs the same planes, a kind (`mlp_in`).
+   */
+  stepsOf(site: string): number {
+    if (this.schedule !== 'layerwise') return this.timesteps;
+    const named = this.sites.find((s) => s.name === site);
+    if (named) return stepsOfSite(this.timesteps, this.spiking.siteSteps, this.spiking.planes, named);
+    const kind = kindOfSiteName(site);
+    if (!kind) throw new ArgumentError(`stepsOf: "${site}" is neither an encoder site nor a site kind`);
+    const steps = new Set(this.sites.filter((s) => s.kind === kind).map((s) => stepsOfSite(this.timesteps, this.spiking.siteSteps, this.spiking.planes, s)));
+    if (steps.size !== 1) throw new ArgumentError(`stepsOf: the ${kind} sites run different planes per layer (${[...steps].join(', ')}): name the site`);
+    return [...steps][0]!;
+  }
+
+  /** Every site's steps, by name (what a planes map would say for this model). */
+  planesBySite(): Record<string, number> {
+    return Object.fromEntries(this.sites.map((s) => [s.name, this.stepsOf(s.name)]));
   }
 
   /** RoPE inverse frequencies (Llama), for tests and tools. */
@@ -209,9 +242,21 @@ export class SpikingLM {
     return new SpikingLM(this.config, this.weights, this.backend, { ...this.spiking, ...change });
   }
 
-  /** The same network run for T steps (thresholds and host weights shared). */
+  /** The same network run for T steps (thresholds and host weights shared); per-site planes move by as many. */
   withTimesteps(timesteps: number): SpikingLM {
-    return this.with({ timesteps });
+    const planes = this.spiking.planes;
+    return this.with({ timesteps, ...(planes ? { planes: shiftPlanes(planes, timesteps - this.timesteps) } : {}) });
+  }
+
+  /**
+   * The same network with other planes per site (layerwise), reusing this one's device weights for
+   * every site whose planes did not change: what the plane search builds many of. This model owns
+   * the shared tensors, so it must outlive the result (dispose the result first).
+   */
+  withPlanes(planes: SitePlanes): SpikingLM {
+    if (this.schedule !== 'layerwise') throw new ArgumentError('withPlanes: per-site planes are a layerwise option');
+    const timesteps = Math.max(...this.sites.map((s) => planes[s.name] ?? this.stepsOf(s.name)));
+    return new SpikingLM(this.config, this.weights, this.backend, { ...this.spiking, timesteps, planes: { ...this.planesBySite(), ...planes } }, this);
   }
 
   withSurrogate(surrogate: SpikingConfig['surrogate']): SpikingLM {

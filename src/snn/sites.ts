@@ -57,3 +57,30 @@ export function encoderSites(cfg: ModelConfig, schedule: ScheduleName = 'stepwis
 export function siteStepsAt(T: number, siteSteps: Readonly<Partial<Record<SiteKind, number>>> | undefined, kind: SiteKind): number {
   return Math.max(1, T + (siteSteps?.[kind] ?? 0));
 }
+
+/**
+ * Planes per (layer, site): absolute steps by site name (`layers.3.mlp_in`, `head_in`), what the
+ * target-driven conversion chooses (src/convert/search). A site not named runs T + its kind's offset.
+ */
+export type SitePlanes = Readonly<Record<string, number>>;
+
+/** The most planes a layerwise site may run (the kernels add up to EXTRA_PLANES more within 24). */
+export const MAX_SITE_PLANES = 16;
+
+/** A site's steps: its own planes if named, else T + its kind's offset (at least one). */
+export function stepsOfSite(T: number, siteSteps: Readonly<Partial<Record<SiteKind, number>>> | undefined, planes: SitePlanes | undefined, site: EncoderSite): number {
+  return planes?.[site.name] ?? siteStepsAt(T, siteSteps, site.kind);
+}
+
+/** Planes moved by `delta` steps each (never below one): a planes model run at another T. */
+export function shiftPlanes(planes: SitePlanes, delta: number): SitePlanes {
+  return Object.fromEntries(Object.entries(planes).map(([k, v]) => [k, Math.min(MAX_SITE_PLANES, Math.max(1, v + delta))]));
+}
+
+/** The site kind a site name ends in (`layers.3.mlp_in` → `mlp_in`). */
+export function kindOfSiteName(name: string): SiteKind | undefined {
+  const kind = name.slice(name.lastIndexOf('.') + 1);
+  return (SITE_KINDS as readonly string[]).includes(kind) ? (kind as SiteKind) : undefined;
+}
+
+export const SITE_KINDS: readonly SiteKind[] = ['attn_in', 'q_in', 'p_in', 'o_in', 'mlp_in', 'down_in', 'head_in'];

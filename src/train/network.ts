@@ -135,7 +135,7 @@ export class TrainNet {
     const s = surrogate(sp.surrogate.name, sp.surrogate.alpha);
     const halfStart = snn.schedule === 'layerwise' || sp.neuron.initial === 'half';
     this.codes = new Map(this.sites.map((site) => [site.name, {
-      code: codeParams(snn.coding, snn.stepsOf(site.kind), sp.neuron.maxSpikes), halfStart, surrogate: s, mode: fireMode,
+      code: codeParams(snn.coding, snn.stepsOf(site.name), sp.neuron.maxSpikes), halfStart, surrogate: s, mode: fireMode,
     }]));
     const dense = (l: LinearWeights): Dense => {
       const [N, K] = l.weight.shape as [number, number];
