@@ -206,7 +206,7 @@ describe('save and load', () => {
     saveSnnModel(converted.snn, tok, dir, converted.record);
     expect(fs.readdirSync(dir).filter((n) => !n.startsWith('.')).sort()).toEqual(['config.json', 'model.safetensors', 'snn_config.json', 'tokenizer.json']);
     const cfg = readSnnConfig(dir);
-    expect(cfg).toMatchObject({ format: 'spikelm-snn', format_version: 2, timesteps: 8, mode: 'spiking', schedule: 'stepwise', coding: 'rate', neuron: { maxSpikes: 'inf', signed: true, reset: 'subtract' }, calibration: { quantile: 0.9 } });
+    expect(cfg).toMatchObject({ format: 'spikelm-snn', format_version: 3, timesteps: 8, mode: 'spiking', schedule: 'stepwise', coding: 'rate', neuron: { maxSpikes: 'inf', signed: true, reset: 'subtract' }, calibration: { quantile: 0.9 } });
     // the density of nonzero spikes was measured at conversion and saved (GPU kernels choose by it)
     expect(Object.keys(cfg.density!)).toHaveLength(21);
     expect(Object.values(cfg.density!).every((d) => d > 0 && d <= 1)).toBe(true);

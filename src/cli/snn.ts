@@ -12,10 +12,14 @@ import { CODINGS, SCHEDULES, type ScheduleName, checkCombination, parseCoding, p
 import { SURROGATE_NAMES, type SurrogateName, surrogate } from '../snn/surrogate.js';
 import type { CausalLM } from '../nn/model.js';
 import type { TextTokenizer } from '../nn/tokenizer.js';
-import { readFlagFile, requireFlag } from './args.js';
+import { requireFlag } from './args.js';
 import { type CliIO, type Command, MODEL_FLAGS } from './command.js';
 import { loadModelFromFlags, resolveModelDir, resolveModelSource } from './model-dir.js';
 import { ProgressBar } from './progress.js';
+import { TARGET_FLAGS, convertForTarget, missExit, readNamedText, seedFromFlags, targetFromFlags } from './target.js';
+import type { TargetConversion } from '../convert/search/planes.js';
+import { wilsonInterval } from '../convert/search/target.js';
+import { isWeighted } from '../snn/codes.js';
 
 export function parseSurrogate(name: unknown, alpha: unknown): { name: SurrogateName; alpha: number } {
   if (typeof name !== 'string' || !SURROGATE_NAMES.includes(name as SurrogateName)) {
@@ -53,6 +57,15 @@ export function formatFidelityTable(report: FidelityReport): string {
 
 export async function runFidelity(ann: CausalLM, snn: SpikingLM, tokenizer: TextTokenizer, timesteps: number[], textArg: string | undefined, io: CliIO): Promise<FidelityReport> {
   const text = textArg ?? bundledText('eval-stories.txt').text;
+  return measureOnText(ann, snn, tokenizer, timesteps, text, io);
+}
+
+/** The evaluation text a --text value names: stories (the default), english, or a file. */
+export function evaluationText(arg: unknown): { text: string; source: string } {
+  return readNamedText(typeof arg === 'string' ? arg : 'stories', 'eval', '--text');
+}
+
+async function measureOnText(ann: CausalLM, snn: SpikingLM, tokenizer: TextTokenizer, timesteps: number[], text: string, io: CliIO): Promise<FidelityReport> {
   const ids = tokenizer.encode(text.replace(/\s*\n\s*/g, ' ').trim());
   if (ids.length < 256) io.err(`note: the text gives ${ids.length} positions (fewer than 256)\n`);
   const maxT = Math.max(...timesteps);
@@ -66,7 +79,7 @@ export async function runFidelity(ann: CausalLM, snn: SpikingLM, tokenizer: Text
 }
 
 function readText(file: string): string {
-  return readFlagFile(file, '--text');
+  return evaluationText(file).text;
 }
 
 /** The T values a fidelity sweep uses by default for a schedule (the default T included). */
@@ -82,7 +95,8 @@ export const convertCommand: Command = {
     'output-dir': { type: 'string', required: true, help: 'where to write the spiking model (written atomically)' },
     schedule: { type: 'string', help: `${SCHEDULES.join(' | ')} (default ${DEFAULT_CONVERSION.schedule}; stepwise with --simplified)` },
     coding: { type: 'string', help: `${CODINGS.join(' | ')} (default ${DEFAULT_CONVERSION.coding}; rate with --simplified; phase codes need the layerwise schedule)` },
-    timesteps: { type: 'int', help: 'time steps T (planes of a weighted code)', default: DEFAULT_CONVERSION.timesteps },
+    timesteps: { type: 'int', help: `a fixed T (planes of a weighted code) instead of the target-driven search (fixed conversions default to ${DEFAULT_CONVERSION.timesteps})` },
+    ...TARGET_FLAGS,
     execution: { type: 'string', help: 'default execution saved with the model: fast | event (layerwise), multi | single (stepwise)' },
     simplified: { type: 'boolean', help: 'the textbook converter, for comparison: stepwise rate coding without calibration or operator compensation (unit thresholds, naive operators)' },
     verify: { type: 'boolean', help: 'print the fidelity table at this T (and a few below) after converting' },
@@ -90,10 +104,10 @@ export const convertCommand: Command = {
     'surrogate-alpha': { type: 'number', help: 'surrogate sharpness (default per function)' },
     'calibration-samples': { type: 'int', help: 'calibration sequences', default: 16 },
     'calibration-length': { type: 'int', help: 'tokens per calibration sequence', default: 64 },
-    'calibration-file': { type: 'string', help: 'text file to calibrate on instead of the bundled stories' },
+    'calibration-file': { type: 'string', help: 'text to calibrate on: stories (the default), english (both bundled) or a file; the search splits it into a fit part and a select part' },
     quantile: { type: 'number', help: 'per-channel quantile of |activation| the code\'s range is fitted to (default: 0.9 for rate bursts, 1 = the max otherwise)' },
     'max-spikes': { type: 'int', help: 'rate codes: spikes per neuron per step (default unbounded: sigma-delta bursts)' },
-    text: { type: 'string', help: 'text file for --verify (default: the bundled evaluation stories)' },
+    text: { type: 'string', help: 'text for --verify: stories (default), english or a file' },
     overwrite: { type: 'boolean', help: 'replace --output_dir even if it is not a previous spikelm output (never the source model)' },
   },
   async run({ flags }, io) {
@@ -106,7 +120,11 @@ export const convertCommand: Command = {
     const schedule = parseSchedule(String(flags.schedule ?? (simplified ? 'stepwise' : DEFAULT_CONVERSION.schedule)));
     const coding = parseCoding(String(flags.coding ?? (simplified ? 'rate' : DEFAULT_CONVERSION.coding)));
     checkCombination(coding, schedule);
-    const timesteps = positiveInt(flags.timesteps, '--timesteps');
+    const timesteps = flags.timesteps === undefined ? undefined : positiveInt(flags.timesteps, '--timesteps');
+    const searched = !simplified && schedule === 'layerwise' && isWeighted(coding) && timesteps === undefined;
+    if (typeof flags.target === 'string' && timesteps !== undefined) throw new ArgumentError('--target chooses the planes of every site; --timesteps fixes them: give one or the other');
+    if (typeof flags.target === 'string' && !searched) throw new ArgumentError('--target searches the planes of a weighted code (phase-ternary, phase) in the layerwise schedule; other codes and --simplified take a fixed --timesteps');
+    const target = targetFromFlags(flags), seed = seedFromFlags(flags);
     const execution = flags.execution === undefined ? undefined : parseExecution(String(flags.execution), schedule);
     if (simplified && (schedule !== 'stepwise' || coding !== 'rate')) throw new ArgumentError('--simplified is the textbook stepwise rate converter; it takes no --schedule layerwise or weighted --coding');
     const sur = parseSurrogate(flags['surrogate-function'], flags['surrogate-alpha']);
@@ -115,32 +133,38 @@ export const convertCommand: Command = {
     const calibration = {
       numSamples: positiveInt(flags['calibration-samples'], '--calibration-samples'),
       maxLength: atLeast(flags['calibration-length'], 2, '--calibration-length'),
-      ...(typeof flags['calibration-file'] === 'string' ? { text: readFlagFile(flags['calibration-file'], '--calibration-file'), source: flags['calibration-file'] } : {}),
+      ...(typeof flags['calibration-file'] === 'string' ? readNamedText(flags['calibration-file'], 'calibration', '--calibration-file') : {}),
     };
     const verifyText = typeof flags.text === 'string' ? readText(flags.text) : undefined;
     const source = await resolveModelSource(flags.model, io);
     checkOutputDir(out, snnOutputRules({ sourceDir: source.dir } as ConversionRecord, saveOpts));
     const { model, tokenizer, dir } = await loadModelFromFlags(flags, io, source);
-    let converted;
+    let converted: { snn: SpikingLM; record: ConversionRecord; search?: TargetConversion['search'] };
     const t0 = performance.now();
-    if (flags.simplified) {
+    const T = timesteps ?? DEFAULT_CONVERSION.timesteps;
+    if (searched) {
+      converted = await convertForTarget(model, tokenizer, {
+        target, coding, seed, ...(quantile !== undefined ? { quantile } : {}),
+        ...(typeof flags['calibration-file'] === 'string' ? { calibration: flags['calibration-file'] } : {}),
+      }, io);
+    } else if (flags.simplified) {
       io.err('simplified conversion: no calibration (θ = 1 everywhere) and naive operators\n');
-      converted = simplifiedConversion(model, { timesteps, neuron });
+      converted = simplifiedConversion(model, { timesteps: T, neuron });
     } else {
       const data = createCalibrationData(tokenizer, calibration);
       const bar = new ProgressBar(io, 'calibrating');
-      converted = await convertModelToSpiking(model, data, { timesteps, schedule, coding, ...(quantile !== undefined ? { quantile } : {}), neuron, onProgress: (d, t) => bar.update(d, t) });
+      converted = await convertModelToSpiking(model, data, { timesteps: T, schedule, coding, ...(quantile !== undefined ? { quantile } : {}), neuron, onProgress: (d, t) => bar.update(d, t) });
     }
     let snn = converted.snn.withSurrogate(sur);
     converted.snn.dispose();
     if (execution) snn = snn.with({ execution });
-    saveSnnModel(snn, tokenizer, out, { ...converted.record, sourceDir: dir }, saveOpts);
-    io.err(`converted ${dir} → ${out} in ${((performance.now() - t0) / 1000).toFixed(1)}s (${snn.schedule} ${snn.coding}, T = ${timesteps}, ${snn.sites.length} encoder sites)\n`);
+    saveSnnModel(snn, tokenizer, out, { ...converted.record, sourceDir: dir }, { ...saveOpts, ...(converted.search ? { search: converted.search } : {}) });
+    io.err(`converted ${dir} → ${out} in ${((performance.now() - t0) / 1000).toFixed(1)}s (${snn.schedule} ${snn.coding}, T = ${snn.timesteps}${converted.search ? ', planes per site chosen for the target' : ''}, ${snn.sites.length} encoder sites)\n`);
     if (flags.verify) {
-      const ts = snn.schedule === 'stepwise' ? [...new Set([Math.max(1, timesteps >> 2), Math.max(1, timesteps >> 1), timesteps])] : [...new Set([Math.max(1, timesteps - 2), timesteps])];
+      const ts = converted.search ? [snn.timesteps] : snn.schedule === 'stepwise' ? [...new Set([Math.max(1, T >> 2), Math.max(1, T >> 1), T])] : [...new Set([Math.max(1, T - 2), T])];
       io.out(`${formatFidelityTable(await runFidelity(model, snn, tokenizer, ts, verifyText, io))}\n`);
     }
-    return 0;
+    return converted.search ? missExit(converted.search, flags, io) : 0;
   },
 };
 
@@ -161,12 +185,15 @@ export const fidelityCommand: Command = {
     timesteps: { type: 'int-list', help: `comma-separated T values (default: ${defaultTimesteps('layerwise').join(',')} layerwise, ${defaultTimesteps('stepwise').join(',')} stepwise)` },
     execution: { type: 'string', help: 'fast | event (layerwise), multi | single (stepwise)' },
     quantile: { type: 'number', help: 'calibration quantile (default per code)' },
-    text: { type: 'string', help: 'text file to evaluate on (default: the bundled evaluation stories, >256 positions)' },
+    ...TARGET_FLAGS,
+    'calibration-file': { type: 'string', help: 'text to calibrate (and, for the target, select planes) on: stories (default), english or a file; never the --text' },
+    text: { type: 'string', help: 'text to evaluate on: stories (the default, data/eval-stories.txt), english (data/eval-english.txt) or a file' },
     json: { type: 'boolean', help: 'print JSON' },
   },
   async run({ flags }, io) {
     const timesteps = flags.timesteps === undefined ? undefined : (flags.timesteps as number[]).map((t) => positiveInt(t, '--timesteps'));
-    const text = typeof flags.text === 'string' ? readText(flags.text) : undefined;
+    const evalText = evaluationText(flags.text);
+    const text = evalText.text;
     const snnDir = typeof flags.snn === 'string' ? resolveModelDir(flags.snn, '--snn') : undefined;
     if (snnDir && (flags.coding !== undefined || flags.schedule !== undefined || flags.quantile !== undefined)) {
       throw new ArgumentError('--coding, --schedule and --quantile choose how to convert; with --snn DIR the saved model is used as it was converted');
@@ -184,9 +211,16 @@ export const fidelityCommand: Command = {
     });
     if (!snnDir && valid.length === 0) checkCombination(configs[0]!.coding, configs[0]!.schedule);
     const quantile = flags.quantile === undefined ? undefined : quantileFlag(flags.quantile);
+    const target = targetFromFlags(flags), seed = seedFromFlags(flags);
+    const searchable = (c: { schedule: ScheduleName; coding: string }) => c.schedule === 'layerwise' && isWeighted(c.coding as never);
+    if (typeof flags.target === 'string' && (snnDir || timesteps !== undefined || !valid.some(searchable))) {
+      throw new ArgumentError('--target chooses planes per site when converting a weighted code (layerwise) without --timesteps; it takes no --snn or --timesteps');
+    }
+    const calibrationArg = typeof flags['calibration-file'] === 'string' ? flags['calibration-file'] : undefined;
+    if (calibrationArg) readNamedText(calibrationArg, 'calibration', '--calibration-file');
     for (const sch of new Set(valid.map((c) => c.schedule))) if (flags.execution !== undefined) parseExecution(String(flags.execution), sch);
     const { model: ann, tokenizer, dir } = await loadModelFromFlags(flags, io);
-    const reports: { mode: string; report: FidelityReport }[] = [];
+    const reports: { mode: string; report: FidelityReport; searched?: TargetConversion }[] = [];
     const execution = flags.execution === undefined ? undefined : String(flags.execution) as Execution;
     if (snnDir) {
       const loaded = loadSnnModel(snnDir, { backend: ann.backend });
@@ -196,8 +230,17 @@ export const fidelityCommand: Command = {
       reports.push({ mode, report: await runFidelity(ann, snn, tokenizer, timesteps ?? defaultTimesteps(snn.schedule), text, io) });
     } else {
       for (const c of configs.filter((x) => !valid.includes(x))) io.err(`note: skipping ${c.schedule} ${c.coding}: phase codes need the layerwise schedule\n`);
-      const data = createCalibrationData(tokenizer);
+      const data = createCalibrationData(tokenizer, calibrationArg ? readNamedText(calibrationArg, 'calibration', '--calibration-file') : {});
       for (const { schedule, coding } of valid) {
+        if (timesteps === undefined && searchable({ schedule, coding })) {
+          // the default: the cheapest network found to meet the target on calibration text
+          const searched = await convertForTarget(ann, tokenizer, { target, coding, seed, ...(quantile !== undefined ? { quantile } : {}), ...(calibrationArg ? { calibration: calibrationArg } : {}) }, io);
+          const model = execution ? searched.snn.with({ execution: parseExecution(execution, schedule) }) : searched.snn;
+          reports.push({ mode: 'spiking', report: await runFidelity(ann, model, tokenizer, [model.timesteps], text, io), searched });
+          searched.snn.dispose();
+          if (model !== searched.snn) model.dispose();
+          continue;
+        }
         const Ts = timesteps ?? defaultTimesteps(schedule);
         const bar = new ProgressBar(io, `calibrating ${schedule} ${coding}`);
         const { snn } = await convertModelToSpiking(ann, data, { timesteps: Math.max(...Ts), schedule, coding, ...(quantile !== undefined ? { quantile } : {}), onProgress: (d, t) => bar.update(d, t) });
@@ -207,10 +250,30 @@ export const fidelityCommand: Command = {
         if (model !== snn) model.dispose();
       }
     }
-    const results = reports.flatMap((r) => r.report.results);
     const positions = reports[0]!.report.positions;
-    if (flags.json) io.out(`${JSON.stringify({ model: dir, mode: reports[0]!.mode, positions, default: DEFAULT_CONVERSION, results }, null, 2)}\n`);
-    else io.out(`${formatFidelityTable({ positions, results, energy: new Map() })}\n`);
-    return 0;
+    const results = reports.flatMap((r) => r.report.results.map((row) => {
+      const [lo, hi] = wilsonInterval(Math.round(row.top1_agreement * positions), positions);
+      const s = r.searched;
+      return {
+        ...row, top1_ci95: [lo, hi],
+        ...(s ? {
+          target: s.search.target, meets_target_on_select: s.search.chosen.meets, planes: s.search.chosen.planes,
+          selection: {
+            positions: s.search.calibration.select_positions, top1: s.search.chosen.top1, kl: s.search.chosen.kl, energy_ratio_fp32: s.search.chosen.energy_fp32,
+            top1_margin: s.search.chosen.top1_margin, kl_margin: s.search.chosen.kl_margin, ...(s.search.chosen.miss ? { miss: s.search.chosen.miss } : {}),
+          },
+          search_seconds: Number(s.seconds.total.toFixed(2)), search: s.search,
+        } : {}),
+      };
+    }));
+    const textInfo = { source: evalText.source, positions };
+    if (flags.json) io.out(`${JSON.stringify({ model: dir, mode: reports[0]!.mode, text: textInfo, positions, default: { target, schedule: DEFAULT_CONVERSION.schedule, coding: DEFAULT_CONVERSION.coding }, results }, null, 2)}\n`);
+    else {
+      io.out(`evaluation text: ${evalText.source} (${positions} positions; top-1 with its 95% Wilson interval below)\n`);
+      io.out(`${formatFidelityTable({ positions, results: reports.flatMap((r) => r.report.results), energy: new Map() })}\n`);
+      for (const row of results) io.out(`  ${row.schedule} ${row.coding} T = ${row.T}: top-1 ${(100 * row.top1_agreement).toFixed(2)}% [${(100 * row.top1_ci95[0]!).toFixed(2)}, ${(100 * row.top1_ci95[1]!).toFixed(2)}]${'planes' in row ? ', planes per site chosen on calibration text' : ''}\n`);
+    }
+    const missed = reports.find((r) => r.searched && !r.searched.search.chosen.meets);
+    return missed ? missExit(missed.searched!.search, flags, io) : 0;
   },
 };

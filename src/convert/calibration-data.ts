@@ -9,7 +9,7 @@ import { readRegularFile } from '../io/files.js';
 import type { TextTokenizer } from '../nn/tokenizer.js';
 
 /** Bundled texts live in data/ at the package root (reachable from src/ and dist/ alike). */
-export function bundledText(name: 'calibration-stories.txt' | 'eval-stories.txt'): { text: string; path: string } {
+export function bundledText(name: 'calibration-stories.txt' | 'eval-stories.txt' | 'calibration-english.txt' | 'eval-english.txt'): { text: string; path: string } {
   const path = fileURLToPath(new URL(`../../data/${name}`, import.meta.url));
   return { text: readRegularFile(path, 'a bundled text', 'utf8'), path };
 }

@@ -38,14 +38,15 @@ import { fileKind, openRegularFile, readJsonObject, readRegularFile } from '../i
 import { type PublishOptions, interruptedReplacement, publishDirectory } from '../io/output-dir.js';
 import { SafetensorsFile, type TensorToWrite, writeSafetensors } from '../io/safetensors.js';
 import type { TrainingRecord } from '../train/finetune.js';
+import type { SearchRecord } from './search/planes.js';
 import type { ConversionRecord } from './stages.js';
 
 export const SNN_CONFIG_FORMAT = 'spikelm-snn';
 
 export interface SnnConfigJson {
   readonly format: typeof SNN_CONFIG_FORMAT;
-  /** 1: stepwise rate only (mode "rate" meant spiking); 2: schedule, coding, density. */
-  readonly format_version: 1 | 2;
+  /** 1: stepwise rate only (mode "rate" meant spiking); 2: schedule, coding, density; 3: planes per site, the search. */
+  readonly format_version: 1 | 2 | 3;
   readonly spikelm_version: string;
   readonly timesteps: number;
   readonly mode: SnnMode | 'rate';
@@ -57,6 +58,10 @@ export interface SnnConfigJson {
   readonly density?: Record<string, number>;
   /** Layerwise: steps per site kind relative to timesteps. */
   readonly site_steps?: Partial<Record<SiteKind, number>>;
+  /** Layerwise (version 3): planes per (layer, site), by site name; `timesteps` is the largest. */
+  readonly planes?: Record<string, number>;
+  /** Version 3: the target-driven search that chose `planes` (src/convert/search/planes.ts SearchRecord). */
+  readonly search?: SearchRecord;
   /** maxSpikes is written as the string "inf" when unbounded. */
   readonly neuron: Omit<NeuronConfig, 'maxSpikes'> & { readonly maxSpikes: number | 'inf' };
   readonly surrogate: { readonly name: SurrogateName; readonly alpha: number };
@@ -174,6 +179,8 @@ export function isSnnModelDir(dir: string): boolean {
 }
 
 export interface SaveOptions {
+  /** The search that chose the model's planes (written as `search`). */
+  readonly search?: SearchRecord;
   /** Replace an existing path that is not a previous spikelm output (never the source model). */
   readonly overwrite?: boolean;
   /**
@@ -216,11 +223,13 @@ export function saveSnnModel(snn: SpikingLM, tokenizer: TextTokenizer, dir: stri
     }
     const n = snn.spiking.neuron;
     const json: SnnConfigJson = {
-      format: SNN_CONFIG_FORMAT, format_version: 2, spikelm_version: spikelmVersion(),
+      format: SNN_CONFIG_FORMAT, format_version: 3, spikelm_version: spikelmVersion(),
       timesteps: snn.timesteps, mode: snn.spiking.mode, schedule: snn.schedule, coding: snn.coding,
       ...(snn.spiking.execution ? { execution: snn.spiking.execution } : {}),
       ...(snn.spiking.densityHints ? { density: Object.fromEntries(snn.spiking.densityHints) } : {}),
       ...(snn.spiking.siteSteps && Object.keys(snn.spiking.siteSteps).length ? { site_steps: { ...snn.spiking.siteSteps } } : {}),
+      ...(snn.spiking.planes ? { planes: { ...snn.spiking.planes } } : {}),
+      ...(opts.search ?? opts.previous?.search ? { search: opts.search ?? opts.previous!.search! } : {}),
       neuron: { ...n, maxSpikes: Number.isFinite(n.maxSpikes) ? n.maxSpikes : 'inf' },
       surrogate: snn.spiking.surrogate, operators: snn.forms, domain: 'mean',
       simplified: record?.simplified ?? opts.previous?.simplified ?? false,
@@ -315,7 +324,12 @@ export function readSnnConfig(dir: string): SnnConfigJson {
   if (j.format !== SNN_CONFIG_FORMAT) fail(`"format" must be "${SNN_CONFIG_FORMAT}"`);
   if (!Number.isInteger(j.timesteps) || j.timesteps < 1) fail(`"timesteps" must be a positive integer, got ${JSON.stringify(j.timesteps)}`);
   if (j.mode !== 'spiking' && j.mode !== 'rate' && j.mode !== 'exact') fail(`"mode" must be spiking or exact, got ${JSON.stringify(j.mode)}`);
-  if (j.format_version !== 1 && j.format_version !== 2) fail(`"format_version" ${JSON.stringify(j.format_version)} is not one this spikelm reads (1 or 2)`);
+  if (j.format_version !== 1 && j.format_version !== 2 && j.format_version !== 3) fail(`"format_version" ${JSON.stringify(j.format_version)} is not one this spikelm reads (1, 2 or 3)`);
+  if (j.planes !== undefined) {
+    if (j.format_version < 3) fail('"planes" needs format_version 3');
+    if (typeof j.planes !== 'object' || j.planes === null || Array.isArray(j.planes)) fail('"planes" must be an object of site name → planes');
+    for (const [k, v] of Object.entries(j.planes)) if (!Number.isInteger(v) || (v as number) < 1) fail(`"planes": ${JSON.stringify(k)}: ${JSON.stringify(v)} is not a positive integer number of planes`);
+  }
   try {
     if (j.schedule !== undefined) parseSchedule(j.schedule, '"schedule"');
     if (j.coding !== undefined) parseCoding(j.coding, '"coding"');
@@ -372,6 +386,7 @@ export function loadSnnModel(dir: string, opts: { backend?: Backend } = {}): Loa
     ...(snnConfig.execution ? { execution: snnConfig.execution } : {}),
     ...(snnConfig.density ? { densityHints: new Map(Object.entries(snnConfig.density)) } : {}),
     ...(snnConfig.site_steps ? { siteSteps: snnConfig.site_steps } : {}),
+    ...(snnConfig.planes ? { planes: snnConfig.planes } : {}),
     neuron: neuronFromJson(snnConfig.neuron), thresholds,
     ...(centers.size ? { centers } : {}), surrogate: snnConfig.surrogate, operators: snnConfig.operators,
     ...(normGains.size || adapters.size ? { adapters: { ...(normGains.size ? { normGains } : {}), ...(adapters.size ? { lora: adapters } : {}) } } : {}),

@@ -1,0 +1,326 @@
+/**
+ * The target-driven conversion: the user's fidelity target in, the cheapest network found that
+ * meets it out. What is searched is the number of planes of each (layer, site) encoder of a
+ * weighted code in the layerwise schedule; what is minimised is E_SNN/E_ANN at FP32, compute only
+ * (src/snn/energy.ts). Only calibration text is read (split.ts: a fit part and a select part).
+ *
+ *   1. fit        observe the ANN on the fit part, per-channel thresholds (the calibrate stage)
+ *   2. reference  the ANN's next-token distributions on the select part (selection.ts)
+ *   3. baseline   every site at P_hi planes (12, raised to 14 and 16 if that misses the target)
+ *   4. probe      each site alone at P_hi − 4 planes, every other at P_hi: the KL it adds, c_s,
+ *                 and its operation count there (its count at P_hi comes from the baseline)
+ *   5. allocate   a site at p planes is predicted to add KL_s(p) = c_s·4^(P_probe − p) (a plane less
+ *                 doubles a weighted code's rounding step: four times the squared error) and to
+ *                 cost E_s(p), linear in p through its two measured points. Greedily take the
+ *                 plane whose removal saves the most energy per predicted KL added; the moves in
+ *                 that order are a sequence, and every prefix of it is a network
+ *   6. check      bisect over the prefix length, checking each network on the whole select part:
+ *                 it meets the target when top-1 − m_top1 ≥ target and KL + m_kl ≤ target, the
+ *                 margins m being the standard deviation of the figures over 32 seeded random
+ *                 subsets of 512 of the select part's positions (an evaluation text's size: the
+ *                 spread such a text may show). The longest prefix that met is chosen.
+ *
+ * The probes cost one forward each; on large models they run on the first windows of the select
+ * part, as many as a budget of multiply-accumulates allows (BUDGET), and so do fit and select.
+ * Everything is deterministic given the seed (only the halves are random); nothing here reads the
+ * evaluation text, and the record (SearchRecord) holds no timings, so two runs write the same bytes.
+ */
+import { ArgumentError } from '../../errors.js';
+import type { CausalLM } from '../../nn/model.js';
+import { type CodingName, isWeighted } from '../../snn/codes.js';
+import { ENERGY_PRESETS, siteOps } from '../../snn/energy.js';
+import { COMPENSATED, SpikingLM } from '../../snn/model.js';
+import { MAX_SITE_PLANES, type SitePlanes } from '../../snn/sites.js';
+import type { Backend } from '../../tensor/backend.js';
+import { type ConvertedModel, calibrate, finalize, observe, replace, trace } from '../stages.js';
+import { MARGIN_POSITIONS, annReference, halfSpread, meanOf, type Reference, type Scored, scoreNetwork } from './selection.js';
+import { type CalibrationSplit, takeTokens } from './split.js';
+import { DEFAULT_TARGET, type FidelityTarget } from './target.js';
+
+/** Work budgets, in multiply-accumulates of the ANN (a token costs macsPerToken). */
+export const BUDGET = {
+  /** Tokens observed to fit thresholds: at most this many MACs, at least 1024 tokens. */
+  fitMacs: 1.5e11,
+  /** Positions of the select part a check runs: at most this many MACs, at least 128 positions. */
+  selectMacs: 3e10,
+  /** All the probes together: at most this many MACs, at least 16 and at most 1024 positions each. */
+  probeMacs: 1.2e11,
+} as const;
+
+/** Multiply-accumulates of one token through the ANN's linear layers and head. */
+export function macsPerToken(ann: Pick<CausalLM, 'config'>): number {
+  const c = ann.config, qW = c.numHeads * c.headDim, kvW = c.numKvHeads * c.headDim;
+  const mlp = (c.family === 'llama' ? 3 : 2) * c.hiddenSize * c.intermediateSize;
+  return c.numLayers * (c.hiddenSize * (qW + 2 * kvW) + qW * c.hiddenSize + mlp) + c.hiddenSize * c.vocabSize;
+}
+
+export interface SearchOptions {
+  readonly target?: FidelityTarget;
+  /** A weighted code (default phase-ternary). */
+  readonly coding?: CodingName;
+  /** Seeds the random halves the margins are measured on (default 0). */
+  readonly seed?: number;
+  /** The threshold quantile (default 1: the max, as the fixed conversion). */
+  readonly quantile?: number;
+  readonly backend?: Backend;
+  /** Planes every site has while another is probed (default 12; raised up to 16 if that misses). */
+  readonly highPlanes?: number;
+  /** Fewest planes a site may get (default 2). */
+  readonly minPlanes?: number;
+  readonly onProgress?: (phase: SearchPhase, done: number, total: number) => void;
+}
+
+export type SearchPhase = 'fit' | 'reference' | 'baseline' | 'probe' | 'check';
+
+export interface NetworkFigures {
+  readonly top1: number;
+  readonly kl: number;
+  /** E_SNN / E_ANN at FP32, compute only, on the select part. */
+  readonly energy_fp32: number;
+}
+
+export interface CheckRecord extends NetworkFigures {
+  /** How many moves of the sequence this network took. */
+  readonly moves: number;
+  readonly top1_margin: number;
+  readonly kl_margin: number;
+  readonly meets: boolean;
+}
+
+/** What the search did, written to snn_config.json (`search`): no timings, so reruns are identical. */
+export interface SearchRecord {
+  readonly version: 1;
+  readonly target: { readonly top1: number; readonly kl: number | null };
+  readonly coding: CodingName;
+  readonly seed: number;
+  readonly quantile: number;
+  readonly calibration: {
+    readonly source: string;
+    readonly fit_windows: number;
+    readonly fit_tokens: number;
+    readonly select_windows: number;
+    readonly select_positions: number;
+    readonly probe_windows: number;
+    readonly probe_positions: number;
+  };
+  readonly high_planes: number;
+  readonly probe_planes: number;
+  readonly min_planes: number;
+  readonly margin_method: string;
+  readonly baseline: NetworkFigures & { readonly meets: boolean };
+  /** Per site: the KL it adds alone at probe_planes, and its operation counts at both plane counts. */
+  readonly sensitivity: readonly { readonly site: string; readonly kl_added: number; readonly ops_high: number; readonly ops_probe: number }[];
+  /** The greedy sequence: each move takes one plane from a site. */
+  readonly moves: readonly { readonly step: number; readonly site: string; readonly planes: number; readonly predicted_kl: number; readonly predicted_energy_fp32: number }[];
+  readonly checks: readonly CheckRecord[];
+  readonly chosen: CheckRecord & {
+    readonly T: number;
+    readonly planes: Record<string, number>;
+    /** How far the chosen network is from the target on the select part (margins included), where it misses. */
+    readonly miss?: { readonly top1?: number; readonly kl?: number };
+  };
+}
+
+export interface TargetConversion extends ConvertedModel {
+  readonly search: SearchRecord;
+  /** Wall time per phase, seconds (not part of the record). */
+  readonly seconds: Readonly<Record<SearchPhase | 'total', number>>;
+}
+
+const PROBE_DROP = 4;
+
+/**
+ * Convert `ann` to the cheapest layerwise network of a weighted code found to meet `target` on the
+ * select part of `split` (module header). If no network meets it, the best one found is returned,
+ * and `search.chosen.meets` is false with `miss` saying by how much.
+ */
+export async function convertToTarget(ann: CausalLM, split: CalibrationSplit, opts: SearchOptions = {}): Promise<TargetConversion> {
+  const target = opts.target ?? DEFAULT_TARGET;
+  const coding = opts.coding ?? 'phase-ternary';
+  if (!isWeighted(coding)) throw new ArgumentError(`--target searches planes of a weighted code (phase, phase-ternary); --coding ${coding} takes a fixed --timesteps`);
+  const seed = opts.seed ?? 0, quantile = opts.quantile ?? 1, minPlanes = opts.minPlanes ?? 2;
+  if (!Number.isInteger(minPlanes) || minPlanes < 1) throw new ArgumentError(`minPlanes must be a positive integer, got ${minPlanes}`);
+  const backend = opts.backend ?? ann.backend;
+  const progress = opts.onProgress ?? (() => {});
+  const seconds: Record<SearchPhase | 'total', number> = { fit: 0, reference: 0, baseline: 0, probe: 0, check: 0, total: 0 };
+  const t0 = performance.now();
+  const timed = async <R>(phase: SearchPhase, f: () => Promise<R> | R): Promise<R> => {
+    const t = performance.now();
+    try {
+      return await f();
+    } finally {
+      seconds[phase] += (performance.now() - t) / 1000;
+    }
+  };
+  const macs = macsPerToken(ann);
+  const fit = takeTokens(split.fit, Math.max(1024, Math.floor(BUDGET.fitMacs / macs)));
+  const select = takeTokens(split.select, Math.max(128, Math.floor(BUDGET.selectMacs / macs)));
+
+  // 1. fit thresholds
+  const plan = trace(ann, 'layerwise');
+  const calibration = await timed('fit', () => calibrate(plan, observe(plan, ann, fit, { onProgress: (d, t) => progress('fit', d, t) }), { coding, quantile }));
+  const ref = await timed('reference', () => annReference(ann, select, (d, t) => progress('reference', d, t)));
+  const sites = plan.sites;
+  const probeWindows = windowsFor(ref, Math.min(1024, Math.max(16, Math.floor(BUDGET.probeMacs / macs / sites.length))));
+  const probePositions = ref.samples.slice(0, probeWindows).reduce((a, s) => a + s.length, 0);
+  const meets = (s: Scored): Omit<CheckRecord, 'moves'> => {
+    const top1 = meanOf(s.agree), kl = meanOf(s.kl), m = halfSpread(s, seed);
+    const ok = top1 - m.top1 >= target.top1 && kl + m.kl <= target.kl;
+    return { top1, kl, energy_fp32: s.energy.presets.fp32.ratio, top1_margin: m.top1, kl_margin: m.kl, meets: ok };
+  };
+
+  // 3. baseline: every site at P_hi (raised while it misses)
+  let high = opts.highPlanes ?? 12;
+  let base!: SpikingLM, baseScore!: Scored, baseCheck!: Omit<CheckRecord, 'moves'>;
+  for (;;) {
+    base = replace(ann, calibration, { timesteps: high, coding, operators: COMPENSATED, backend });
+    baseScore = await timed('baseline', () => scoreNetwork(base, ref));
+    baseCheck = meets(baseScore);
+    progress('baseline', 1, 1);
+    if (baseCheck.meets || high + 2 > MAX_SITE_PLANES || opts.highPlanes !== undefined) break;
+    base.dispose();
+    high += 2;
+  }
+  const probePlanes = Math.max(minPlanes, high - PROBE_DROP);
+  const energyUnit = ENERGY_PRESETS.fp32;
+  const joules = (o: { acs: number; macs: number }) => o.acs * energyUnit.ac + o.macs * energyUnit.mac;
+  const opsInput = (s: Scored, m: SpikingLM) => ({ config: m.config, schedule: m.schedule, coding: m.coding, timesteps: m.timesteps, stepsOf: (x: { name: string }) => m.stepsOf(x.name), maxSpikes: m.spiking.neuron.maxSpikes, tally: s.tally });
+
+  const checks: CheckRecord[] = [{ moves: 0, ...baseCheck }];
+  let moves: SearchRecord['moves'] = [];
+  let sensitivity: SearchRecord['sensitivity'] = [];
+  let chosen: { moves: number; planes: Record<string, number>; check: Omit<CheckRecord, 'moves'> } = { moves: 0, planes: base.planesBySite(), check: baseCheck };
+  try {
+    if (baseCheck.meets) {
+      // 4. probes, on the first probeWindows windows (the baseline's figures there, from a run on them)
+      const baseProbe = probeWindows === ref.samples.length ? baseScore : await timed('probe', () => scoreNetwork(base, ref, probeWindows));
+      const baseProbeKl = meanOf(baseProbe.kl);
+      const sens: { site: string; c: number; eHigh: number; eProbe: number; opsHigh: number; opsProbe: number }[] = [];
+      for (const [i, site] of sites.entries()) {
+        const probe = base.withPlanes({ [site.name]: probePlanes });
+        try {
+          const s = await timed('probe', () => scoreNetwork(probe, ref, probeWindows));
+          const high = siteOps(opsInput(baseProbe, base), i), low = siteOps(opsInput(s, probe), i);
+          sens.push({ site: site.name, c: meanOf(s.kl) - baseProbeKl, eHigh: joules(high), eProbe: joules(low), opsHigh: high.acs + high.macs, opsProbe: low.acs + low.macs });
+        } finally {
+          probe.dispose();
+        }
+        progress('probe', i + 1, sites.length);
+      }
+      // a site whose probe added nothing measurable still gets a small positive sensitivity
+      const positive = sens.map((s) => s.c).filter((c) => c > 0).sort((a, b) => a - b);
+      const floor = (positive[positive.length >> 1] ?? baseProbeKl) * 1e-3 + 1e-12;
+      sensitivity = sens.map((s) => ({ site: s.site, kl_added: s.c, ops_high: s.opsHigh, ops_probe: s.opsProbe }));
+
+      // 5. the greedy sequence of moves
+      const energyAnn = baseScore.energy.presets.fp32.annJoules, energyBase = baseScore.energy.presets.fp32.snnJoules;
+      // the probes ran on part of the select text: scale their per-site energies to the whole of it
+      const scale = baseProbe === baseScore ? 1 : joulesOfSites(baseScore, base, sites.length, opsInput, joules) / Math.max(1e-30, joulesOfSites(baseProbe, base, sites.length, opsInput, joules));
+      const planes = new Map(sites.map((s) => [s.name, high]));
+      const model = sens.map((s) => ({
+        site: s.site,
+        c: Math.max(s.c, floor) * 4 ** probePlanes,
+        // energy saved per plane removed, from the two measured points (the whole select part)
+        slope: (s.eHigh - s.eProbe) * scale / (high - probePlanes),
+      }));
+      const klOf = (site: (typeof model)[number], p: number) => site.c * 4 ** -p;
+      let predictedKl = meanOf(baseScore.kl), predictedEnergy = energyBase;
+      const klCap = Math.min(Number.isFinite(target.kl) ? target.kl : 1e-2, 1e-2) * 64;
+      const seq: SearchRecord['moves'][number][] = [];
+      for (;;) {
+        let best = -1, bestRatio = 0;
+        for (const [j, site] of model.entries()) {
+          const p = planes.get(site.site)!;
+          if (p <= minPlanes || !(site.slope > 0)) continue;
+          const ratio = site.slope / (klOf(site, p - 1) - klOf(site, p));
+          if (ratio > bestRatio) {
+            bestRatio = ratio;
+            best = j;
+          }
+        }
+        if (best < 0) break;
+        const site = model[best]!, p = planes.get(site.site)!;
+        const addKl = klOf(site, p - 1) - klOf(site, p);
+        if (predictedKl + addKl > klCap) break;
+        predictedKl += addKl;
+        predictedEnergy -= site.slope;
+        planes.set(site.site, p - 1);
+        seq.push({ step: seq.length + 1, site: site.site, planes: p - 1, predicted_kl: predictedKl, predicted_energy_fp32: predictedEnergy / energyAnn });
+      }
+      moves = seq;
+      const planesAfter = (k: number): Record<string, number> => {
+        const out: Record<string, number> = Object.fromEntries(sites.map((s) => [s.name, high]));
+        for (const m of seq.slice(0, k)) out[m.site] = m.planes;
+        return out;
+      };
+
+      // 6. check prefixes of the sequence on the whole select part (bisection)
+      const results = new Map<number, Omit<CheckRecord, 'moves'>>([[0, baseCheck]]);
+      const check = async (k: number) => {
+        const net = base.withPlanes(planesAfter(k));
+        try {
+          const r = meets(await timed('check', () => scoreNetwork(net, ref)));
+          results.set(k, r);
+          checks.push({ moves: k, ...r });
+          progress('check', checks.length - 1, Math.ceil(Math.log2(seq.length + 2)) + 1);
+          return r.meets;
+        } finally {
+          net.dispose();
+        }
+      };
+      let lo = 0, hi = seq.length + 1;
+      // start where the prediction reaches the KL target, or half way for a top-1-only target
+      let first = Number.isFinite(target.kl) ? seq.findIndex((m) => m.predicted_kl > target.kl) : seq.length >> 1;
+      if (first < 0) first = seq.length;
+      if (first > 0) (await check(first)) ? (lo = first) : (hi = first);
+      while (hi - lo > 1) {
+        const mid = (lo + hi) >> 1;
+        if (await check(mid)) lo = mid;
+        else hi = mid;
+      }
+      chosen = { moves: lo, planes: planesAfter(lo), check: results.get(lo)! };
+    }
+  } finally {
+    base.dispose();
+  }
+  const T = Math.max(...Object.values(chosen.planes));
+  const snn = new SpikingLM(ann.config, ann.weights, backend, {
+    timesteps: T, mode: 'spiking', schedule: 'layerwise', coding, neuron: base.spiking.neuron, thresholds: base.spiking.thresholds,
+    surrogate: base.spiking.surrogate, operators: COMPENSATED, planes: chosen.planes,
+  });
+  const c = chosen.check;
+  const miss = c.meets ? undefined : {
+    ...(c.top1 - c.top1_margin < target.top1 ? { top1: target.top1 - (c.top1 - c.top1_margin) } : {}),
+    ...(c.kl + c.kl_margin > target.kl ? { kl: c.kl + c.kl_margin - target.kl } : {}),
+  };
+  const search: SearchRecord = {
+    version: 1, target: { top1: target.top1, kl: Number.isFinite(target.kl) ? target.kl : null }, coding, seed, quantile,
+    calibration: {
+      source: split.source, fit_windows: fit.samples.length, fit_tokens: fit.tokens, select_windows: select.samples.length, select_positions: ref.positions,
+      probe_windows: probeWindows, probe_positions: probePositions,
+    },
+    high_planes: high, probe_planes: probePlanes, min_planes: minPlanes,
+    margin_method: `standard deviation of top-1 and of KL over 32 seeded random subsets of ${Math.min(MARGIN_POSITIONS, ref.positions >> 1)} select positions (the size of an evaluation text)`,
+    baseline: { top1: baseCheck.top1, kl: baseCheck.kl, energy_fp32: baseCheck.energy_fp32, meets: baseCheck.meets },
+    sensitivity, moves, checks,
+    chosen: { moves: chosen.moves, ...c, T, planes: chosen.planes, ...(miss ? { miss } : {}) },
+  };
+  seconds.total = (performance.now() - t0) / 1000;
+  const converted = finalize(snn, { plan, calibration, simplified: false, calibrationSource: `${fit.source} (${fit.samples.length} samples, ${fit.tokens} tokens)`, ...(ann.dir ? { sourceDir: ann.dir } : {}) });
+  return { ...converted, search, seconds };
+}
+
+/** The first windows of the reference holding at least `positions` positions (at least one). */
+function windowsFor(ref: Reference, positions: number): number {
+  let n = 0, w = 0;
+  while (w < ref.samples.length && n < positions) n += ref.samples[w++]!.length;
+  return Math.max(1, w);
+}
+
+function joulesOfSites(s: Scored, m: SpikingLM, count: number, opsInput: (s: Scored, m: SpikingLM) => Parameters<typeof siteOps>[0], joules: (o: { acs: number; macs: number }) => number): number {
+  let e = 0;
+  for (let i = 0; i < count; i++) e += joules(siteOps(opsInput(s, m), i));
+  return e;
+}
+
+export type { SitePlanes };
