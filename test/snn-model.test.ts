@@ -156,6 +156,11 @@ describe('rate mode on the GPU', () => {
   });
 });
 
+/** Planes that differ from site to site and layer to layer (7 to 9; the head 8). */
+function mixedPlanes(snn: SpikingLM): Record<string, number> {
+  return Object.fromEntries(snn.sites.map((s, i) => [s.name, s.kind === 'head_in' ? 8 : 7 + (i % 3)]));
+}
+
 describe('layerwise schedule', () => {
   const kindOf = (site: string) => site.split('.').pop() as SiteKind;
   /**
@@ -167,7 +172,7 @@ describe('layerwise schedule', () => {
   const quantizedReference = (snn: SpikingLM, ids: readonly number[]) => {
     const ternary = snn.coding === 'phase-ternary';
     return referenceLogits(snn.config, snn.weights, ids, (site, row, ctx) => {
-      const th = snn.spiking.thresholds.get(site)!, T = snn.stepsOf(kindOf(site));
+      const th = snn.spiking.thresholds.get(site)!, T = snn.stepsOf(site);
       const thetaOf = (i: number) => (kindOf(site) === 'p_in' ? th[ctx.head!]! : th[i]!);
       if (snn.coding === 'rate') return row.map((x, i) => (thetaOf(i) / T) * Math.floor((T * x) / thetaOf(i) + 0.5));
       if (kindOf(site) === 'p_in') return row.map((x, i) => weightedDecode(x, thetaOf(i), T, ternary, extraPlanes([x], () => thetaOf(i), T, ternary)));
@@ -178,17 +183,34 @@ describe('layerwise schedule', () => {
 
   it.for([
     ['stories260k', {}], ['gpt2-random-f16', {}], ['stories260k', { coding: 'phase', timesteps: 6 }], ['stories260k', { coding: 'rate', timesteps: 5 }],
-  ] as [(typeof FIXTURE_NAMES)[number], Record<string, unknown>][])('%s %j: equals the float64 reference with every site quantized by an independent decoder (fast and event-driven)', async ([name, opts]) => {
+    ['stories260k', { mixedPlanes: true }], ['gpt2-random-f16', { mixedPlanes: true, coding: 'phase' }],
+  ] as [(typeof FIXTURE_NAMES)[number], Record<string, unknown>][])('%s %j: equals the float64 reference with every site quantized by an independent decoder (fast and event-driven)', async ([name, { mixedPlanes: mixed, ...opts }]) => {
     const dir = fixtureDir(name);
     const ann = loadModel(dir);
     const tok = loadTokenizer(dir);
-    const { snn } = await convertModelToSpiking(ann, createCalibrationData(tok, { numSamples: 2 }), opts);
+    const converted = (await convertModelToSpiking(ann, createCalibrationData(tok, { numSamples: 2 }), opts)).snn;
+    // planes per (layer, site), as the target-driven conversion chooses them: different at every site
+    const snn = mixed ? converted.withPlanes(mixedPlanes(converted)) : converted;
+    if (mixed) expect(new Set(Object.values(snn.planesBySite())).size).toBe(3);
     expect(snn.schedule).toBe('layerwise');
     const ids = Array.from(tok.encode('Once upon a time, there was a little girl named Lily. She loved'));
     const expected = quantizedReference(snn, ids);
     // measured: ≤ 1.1e-6 (float32 sums against float64), no digit flips on these prompts
     const fast = await read(snn.backend, snn.forward(ids, snn.newCache(), { allLogits: true }).logits);
-    expectClose(fast, expected, TOL.f32, `${name} fast`);
+    if (!mixed) expectClose(fast, expected, TOL.f32, `${name} fast`);
+    else {
+      // A residual near a digit boundary (fire at |v| > ⅔ after up to 9 doublings, float32 against
+      // float64) can flip one digit somewhere; with other planes at every site, some prompts meet
+      // one (measured: one site in six, set alone to 7 or 10 planes, flips a digit on this prompt).
+      // and what it changes propagates through the cache to later positions at about one least
+      // significant digit. So: the mean |Δlogit| small, and several times smaller than against a
+      // reference whose sites all run 7 planes (the per-site planes are honoured)
+      const meanAbs = (ref: number[]) => fast.reduce((a, x, i) => a + Math.abs(x - ref[i]!), 0) / fast.length;
+      const uniform = converted.withPlanes(Object.fromEntries(converted.sites.map((s) => [s.name, 7])));
+      const own = meanAbs(expected), other = meanAbs(quantizedReference(uniform, ids));
+      expect(own).toBeLessThan(0.02);
+      expect(own * 3).toBeLessThan(other);
+    }
     const event = snn.with({ execution: 'event' });
     expect(Array.from(await read(snn.backend, event.forward(ids, event.newCache(), { allLogits: true }).logits))).toEqual(Array.from(fast));
     // and the quantization is what separates it from the ANN (the reference without quantizers)
@@ -215,12 +237,13 @@ describe('layerwise schedule', () => {
     expect(parts).toEqual(Array.from(full));
   });
 
-  it('on the GPU: logits and spike counts match the CPU model', async (ctx) => {
+  it.for([false, true])('on the GPU: logits and spike counts match the CPU model (planes per site differing: %s)', async (mixed, ctx) => {
     const gpu = await requireGpu(ctx);
     const dir = fixtureDir('stories260k');
     const ann = loadModel(dir);
     const tok = loadTokenizer(dir);
-    const { snn: cpuSnn } = await convertModelToSpiking(ann, createCalibrationData(tok, { numSamples: 2 }));
+    const { snn: converted } = await convertModelToSpiking(ann, createCalibrationData(tok, { numSamples: 2 }));
+    const cpuSnn = mixed ? converted.withPlanes(mixedPlanes(converted)) : converted;
     const ids = Array.from(tok.encode('The little bird was sad because it could not fly.'));
     const c = cpuSnn.forward(ids, cpuSnn.newCache(), { allLogits: true });
     const cl = await read(cpuSnn.backend, c.logits), cr = (await forwardStats(cpuSnn, c)).summary();
@@ -230,7 +253,15 @@ describe('layerwise schedule', () => {
       const g = gpuSnn.forward(ids, gpuSnn.newCache(), { allLogits: true });
       const gl = await read(gpu, g.logits);
       const gr = (await forwardStats(gpuSnn, g)).summary();
-      if (execution === 'fast') {
+      if (execution === 'fast' && mixed) {
+        // per-site planes: the same rule as the event execution below (a digit near a boundary may flip)
+        const V = cpuSnn.config.vocabSize;
+        for (let p = 0; p < ids.length; p++) {
+          const row = (x: Float32Array) => Array.from(x.subarray(p * V, (p + 1) * V));
+          expect(row(gl).indexOf(Math.max(...row(gl))), `position ${p}`).toBe(row(cl).indexOf(Math.max(...row(cl))));
+        }
+        cr.perSite.forEach((site, i) => expect(Math.abs(gr.perSite[i]!.events - site.events), site.site).toBeLessThanOrEqual(Math.max(2, 0.01 * site.events)));
+      } else if (execution === 'fast') {
         // dense products of the digit sums: the same float32 values as the CPU up to summation
         // order (measured ≤ 1e-5 on three prompts; the kernels are deterministic, no atomics)
         expectClose(gl, cl, TOL.gpuKernel, 'gpu fast');

@@ -5,7 +5,9 @@
  */
 import fs from 'node:fs';
 import { BUNDLED_MODEL } from '../bundled.js';
-import { DEFAULT_CONVERSION, convertModelToSpiking, createCalibrationData } from '../convert/api.js';
+import { DEFAULT_CONVERSION } from '../convert/api.js';
+import { formatTarget } from '../convert/search/target.js';
+import { TARGET_FLAGS, convertForTarget, seedFromFlags, targetFromFlags } from './target.js';
 import { ArgumentError } from '../errors.js';
 import { bundledText } from '../convert/calibration-data.js';
 import { ChatSession } from '../conversation/chat.js';
@@ -25,31 +27,34 @@ export const demoCommand: Command = {
   flags: {
     ...MODEL_FLAGS,
     model: { ...MODEL_FLAGS.model, required: false, help: `a model to use instead of the bundled one (${BUNDLED_MODEL}): a directory or a Hugging Face Hub name` },
-    timesteps: { type: 'int-list', help: 'T values for the fidelity table (default: a few around the default T)' },
+    timesteps: { type: 'int-list', help: 'T values for the fidelity table (default: the chosen network\'s T and two below it, every site moved by as many planes)' },
+    ...TARGET_FLAGS,
     turns: { type: 'int', help: 'chat turns', default: 3 },
     'max-new-tokens': { type: 'int', help: 'tokens per reply', default: 32 },
   },
   async run({ flags }, io) {
     const modelDir = typeof flags.model === 'string' ? flags.model : BUNDLED_MODEL;
     if (!fs.existsSync(modelDir)) throw new Error(`bundled model ${modelDir} is missing from this checkout`);
-    const { schedule, coding, timesteps: T } = DEFAULT_CONVERSION;
-    const Ts = ((flags.timesteps as number[] | undefined) ?? [T - 4, T - 2, T]).filter((t) => t >= 1);
+    const { schedule, coding } = DEFAULT_CONVERSION;
+    const target = targetFromFlags(flags), seed = seedFromFlags(flags);
     const turns = flags.turns as number, maxNew = flags['max-new-tokens'] as number;
     if (!Number.isInteger(turns) || turns < 0) throw new ArgumentError(`--turns must be an integer ≥ 0, got ${turns}`);
     if (!Number.isInteger(maxNew) || maxNew < 0) throw new ArgumentError(`--max-new-tokens must be an integer ≥ 0, got ${maxNew}`);
     const { model: ann, tokenizer, dir } = await loadModelFromFlags({ ...flags, model: modelDir }, io);
     io.out(`spikelm demo: ${dir} (${ann.config.family}, ${ann.config.numLayers} layers, d=${ann.config.hiddenSize}) on ${ann.backend.describe()}\n\n`);
-    const bar = new ProgressBar(io, 'calibrating');
-    const data = createCalibrationData(tokenizer);
-    const { snn, record } = await convertModelToSpiking(ann, data, { onProgress: (d, t) => bar.update(d, t) });
-    io.out(`1. converted with the default configuration — the cheapest point of the measured frontier that meets top-1 ≥ 99% and KL ≤ 1e-3 (README): ` +
-      `${schedule} schedule, ${coding} code (weighted ±1 spikes, at most one per neuron per step), T = ${T} planes; ${snn.sites.length} encoder sites ` +
-      `(before every linear layer, the queries and the attention probabilities), thresholds from the ${record.calibration.quantile === 1 ? 'max' : `${record.calibration.quantile} quantile`} of ${data.tokens} calibration tokens\n\n`);
+    const { snn, record, search, cached } = await convertForTarget(ann, tokenizer, { target, coding, seed }, io);
+    const T = snn.timesteps;
+    const Ts = ((flags.timesteps as number[] | undefined) ?? [T - 2, T - 1, T]).filter((t) => t >= 1);
+    const planes = Object.values(search.chosen.planes);
+    io.out(`1. converted for the target ${formatTarget(target)} (the default): ${schedule} schedule, ${coding} code (weighted ±1 spikes, at most one per neuron per step), ` +
+      `${Math.min(...planes)}–${Math.max(...planes)} planes per site over ${snn.sites.length} encoder sites (before every linear layer, the queries and the attention probabilities), ` +
+      `chosen${cached ? ' (a stored search of this model and text)' : ''} for the least energy on the calibration text's select part (${search.calibration.select_positions} positions: top-1 ${(100 * search.chosen.top1).toFixed(2)}%, KL ${search.chosen.kl.toExponential(2)}); ` +
+      `thresholds from the max of ${record.calibration.sites.get('head_in')?.tokens ?? 0} fit-part tokens\n\n`);
     const ids = tokenizer.encode(bundledText('eval-stories.txt').text.replace(/\s*\n\s*/g, ' ').trim()).slice(0, 300);
     const fbar = new ProgressBar(io, 'fidelity');
     const report = await measureFidelity(ann, snn, ids, Ts, { onProgress: (d, t) => fbar.update(d, t) });
     io.out(`2. ${formatFidelityTable(report)}\n\n`);
-    io.out(`3. energy of the default point over the evaluation text (T = ${T}):\n${formatEnergy(report.energy.get(T) ?? report.energy.get(Ts.at(-1)!)!)}\n\n`);
+    io.out(`3. energy of the chosen network over the evaluation text (T = ${T}):\n${formatEnergy(report.energy.get(T) ?? report.energy.get(Ts.at(-1)!)!)}\n\n`);
     io.out(`4. a ${turns}-turn story chat, greedy; ANN and spiking model (T = ${T}) side by side\n`);
     const annChat = new ChatSession(new TemporalSpikeProcessor(ann), tokenizer, { maxNewTokens: maxNew, repetitionPenalty: 1.1 });
     const snnProcessor = new TemporalSpikeProcessor(snn);

@@ -9,6 +9,8 @@ import type { FlagSpec, FlagValues } from './args.js';
 import type { CliIO } from './command.js';
 import { loadModelFromFlags, resolveModelDir } from './model-dir.js';
 import { ProgressBar } from './progress.js';
+import { TARGET_FLAGS, convertForTarget, targetFromFlags } from './target.js';
+import { isWeighted } from '../snn/codes.js';
 
 export interface SessionModels {
   readonly ann: CausalLM;
@@ -21,6 +23,8 @@ export interface SessionModels {
 export const CONVERSION_FLAGS = {
   schedule: { type: 'string', help: `with --snn alone: ${SCHEDULES.join(' | ')}`, default: DEFAULT_CONVERSION.schedule },
   coding: { type: 'string', help: `with --snn alone: ${CODINGS.join(' | ')}`, default: DEFAULT_CONVERSION.coding },
+  target: { ...TARGET_FLAGS.target, help: `with --snn alone and no --timesteps: ${TARGET_FLAGS.target.help}` },
+  'allow-miss': TARGET_FLAGS['allow-miss'],
 } as const satisfies Record<string, FlagSpec>;
 
 /** Check the conversion flags (before any work). */
@@ -28,6 +32,7 @@ export function conversionFromFlags(flags: FlagValues): { schedule: ScheduleName
   const schedule = parseSchedule(String(flags.schedule ?? DEFAULT_CONVERSION.schedule));
   const coding = parseCoding(String(flags.coding ?? DEFAULT_CONVERSION.coding));
   checkCombination(coding, schedule);
+  if (typeof flags.target === 'string') targetFromFlags(flags);
   const T = flags.timesteps;
   if (T !== undefined && (typeof T !== 'number' || !Number.isInteger(T) || T < 1)) throw new ArgumentError(`--timesteps must be an integer ≥ 1, got ${String(T)}`);
   return { schedule, coding, ...(T !== undefined ? { timesteps: T as number } : {}) };
@@ -49,7 +54,14 @@ export async function loadSessionModels(flags: FlagValues, io: CliIO): Promise<S
     loaded.snn.dispose();
     return { ann, snn, tokenizer, dir };
   }
+  if (flags.snn === true && conv.timesteps === undefined && conv.schedule === 'layerwise' && isWeighted(conv.coding)) {
+    // the default: planes per site chosen for the target on calibration text
+    const { snn, search } = await convertForTarget(ann, tokenizer, { target: targetFromFlags(flags), coding: conv.coding, seed: 0 }, io);
+    if (!search.chosen.meets && flags['allow-miss'] !== true) io.err('note: the target was not met on the calibration text; running the best network found (--allow-miss silences this)\n');
+    return { ann, snn, tokenizer, dir };
+  }
   if (flags.snn === true) {
+    if (typeof flags.target === 'string') throw new ArgumentError('--target chooses planes for a weighted code in the layerwise schedule without --timesteps');
     const bar = new ProgressBar(io, 'converting');
     const { snn } = await convertModelToSpiking(ann, createCalibrationData(tokenizer), { ...conv, onProgress: (d, t) => bar.update(d, t) });
     return { ann, snn, tokenizer, dir };

@@ -5,7 +5,8 @@
 import { ArgumentError } from '../errors.js';
 import { bundledText } from '../convert/calibration-data.js';
 import { type FidelityTarget, DEFAULT_TARGET, formatTarget, parseTarget } from '../convert/search/target.js';
-import { type SearchPhase, type SearchRecord, type TargetConversion, convertToTarget } from '../convert/search/planes.js';
+import { type SearchPhase, type SearchRecord, type TargetConversion, convertToTarget, networkFromRecord } from '../convert/search/planes.js';
+import { cacheKey, readTargetCache } from '../convert/search/cache.js';
 import { splitCalibration } from '../convert/search/split.js';
 import type { CausalLM } from '../nn/model.js';
 import type { TextTokenizer } from '../nn/tokenizer.js';
@@ -25,8 +26,8 @@ export const TARGET_FLAGS = {
 export function readNamedText(arg: string, use: 'calibration' | 'eval', flag: string): { text: string; source: string } {
   const named = { stories: `${use}-stories.txt`, english: `${use}-english.txt` } as const;
   if (arg in named) {
-    const b = bundledText(named[arg as keyof typeof named]);
-    return { text: b.text, source: b.path };
+    const b = bundledText(named[arg as keyof typeof named]); // named by its place in the package
+    return { text: b.text, source: `data/${named[arg as keyof typeof named]}` };
   }
   return { text: readFlagFile(arg, flag), source: arg };
 }
@@ -58,6 +59,16 @@ export interface TargetRun {
 export async function convertForTarget(ann: CausalLM, tokenizer: TextTokenizer, run: TargetRun, io: CliIO): Promise<TargetConversion> {
   const text = run.calibration === undefined ? undefined : readNamedText(run.calibration, 'calibration', '--calibration-file');
   const split = splitCalibration(tokenizer, text ?? {});
+  // a search stored beside the model for exactly these inputs (the bundled model ships one)
+  const key = cacheKey(ann, text?.text ?? bundledText('calibration-stories.txt').text, run.target, run.coding, run.seed, run.quantile ?? 1);
+  const stored = ann.dir ? readTargetCache(ann.dir, key) : undefined;
+  if (stored) {
+    const t0 = performance.now();
+    const rebuilt = networkFromRecord(ann, split, stored);
+    const total = (performance.now() - t0) / 1000;
+    io.err(`${formatSearch(stored)} (stored search, ${total.toFixed(1)} s to rebuild)\n`);
+    return { ...rebuilt, search: stored, seconds: { fit: total, reference: 0, baseline: 0, probe: 0, check: 0, total }, cached: true };
+  }
   const bars = new Map<SearchPhase, ProgressBar>();
   const converted = await convertToTarget(ann, split, {
     target: run.target, coding: run.coding, seed: run.seed, ...(run.quantile !== undefined ? { quantile: run.quantile } : {}),

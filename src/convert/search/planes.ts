@@ -32,6 +32,7 @@ import { ENERGY_PRESETS, siteOps } from '../../snn/energy.js';
 import { COMPENSATED, SpikingLM } from '../../snn/model.js';
 import { MAX_SITE_PLANES, type SitePlanes } from '../../snn/sites.js';
 import type { Backend } from '../../tensor/backend.js';
+import { DEFAULT_NEURON } from '../../tensor/kernels/neuron.js';
 import { type ConvertedModel, calibrate, finalize, observe, replace, trace } from '../stages.js';
 import { MARGIN_POSITIONS, annReference, halfSpread, meanOf, type Reference, type Scored, scoreNetwork } from './selection.js';
 import { type CalibrationSplit, takeTokens } from './split.js';
@@ -125,6 +126,8 @@ export interface TargetConversion extends ConvertedModel {
   readonly search: SearchRecord;
   /** Wall time per phase, seconds (not part of the record). */
   readonly seconds: Readonly<Record<SearchPhase | 'total', number>>;
+  /** The record came from a stored search (cache.ts), not a new one. */
+  readonly cached?: boolean;
 }
 
 const PROBE_DROP = 4;
@@ -153,12 +156,10 @@ export async function convertToTarget(ann: CausalLM, split: CalibrationSplit, op
     }
   };
   const macs = macsPerToken(ann);
-  const fit = takeTokens(split.fit, Math.max(1024, Math.floor(BUDGET.fitMacs / macs)));
   const select = takeTokens(split.select, Math.max(128, Math.floor(BUDGET.selectMacs / macs)));
 
   // 1. fit thresholds
-  const plan = trace(ann, 'layerwise');
-  const calibration = await timed('fit', () => calibrate(plan, observe(plan, ann, fit, { onProgress: (d, t) => progress('fit', d, t) }), { coding, quantile }));
+  const { plan, calibration, fit } = await timed('fit', () => fitThresholds(ann, split, coding, quantile, (d, t) => progress('fit', d, t)));
   const ref = await timed('reference', () => annReference(ann, select, (d, t) => progress('reference', d, t)));
   const sites = plan.sites;
   const probeWindows = windowsFor(ref, Math.min(1024, Math.max(16, Math.floor(BUDGET.probeMacs / macs / sites.length))));
@@ -308,6 +309,27 @@ export async function convertToTarget(ann: CausalLM, split: CalibrationSplit, op
   seconds.total = (performance.now() - t0) / 1000;
   const converted = finalize(snn, { plan, calibration, simplified: false, calibrationSource: `${fit.source} (${fit.samples.length} samples, ${fit.tokens} tokens)`, ...(ann.dir ? { sourceDir: ann.dir } : {}) });
   return { ...converted, search, seconds };
+}
+
+/** Step 1: thresholds from the fit part (its first windows, within BUDGET.fitMacs). */
+export function fitThresholds(ann: CausalLM, split: CalibrationSplit, coding: CodingName, quantile: number, onProgress?: (done: number, total: number) => void) {
+  const fit = takeTokens(split.fit, Math.max(1024, Math.floor(BUDGET.fitMacs / macsPerToken(ann))));
+  const plan = trace(ann, 'layerwise');
+  const calibration = calibrate(plan, observe(plan, ann, fit, { ...(onProgress ? { onProgress } : {}) }), { coding, quantile });
+  return { plan, calibration, fit };
+}
+
+/**
+ * The network a search record chose, rebuilt: thresholds fitted anew on the same fit part (the
+ * same code, so the same values) and the record's planes. What a cached search (cache.ts) gives.
+ */
+export function networkFromRecord(ann: CausalLM, split: CalibrationSplit, search: SearchRecord, backend: Backend = ann.backend): ConvertedModel {
+  const { plan, calibration, fit } = fitThresholds(ann, split, search.coding, search.quantile);
+  const snn = new SpikingLM(ann.config, ann.weights, backend, {
+    timesteps: search.chosen.T, mode: 'spiking', schedule: 'layerwise', coding: search.coding, neuron: { ...DEFAULT_NEURON },
+    thresholds: new Map([...calibration.sites].map(([k, v]) => [k, v.theta])), surrogate: { name: 'atan', alpha: 2 }, operators: COMPENSATED, planes: search.chosen.planes,
+  });
+  return finalize(snn, { plan, calibration, simplified: false, calibrationSource: `${fit.source} (${fit.samples.length} samples, ${fit.tokens} tokens)`, ...(ann.dir ? { sourceDir: ann.dir } : {}) });
 }
 
 /** The first windows of the reference holding at least `positions` positions (at least one). */

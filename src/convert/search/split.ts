@@ -30,8 +30,8 @@ export function splitCalibration(tokenizer: TextTokenizer, opts: SplitOptions = 
   const maxLength = opts.maxLength ?? 64;
   if (!Number.isInteger(maxLength) || maxLength < 2) throw new ArgumentError(`calibration: maxLength must be an integer ≥ 2, got ${maxLength}`);
   const { text, source } = opts.text !== undefined ? { text: opts.text, source: opts.source ?? 'the given text' } : (() => {
-    const b = bundledText('calibration-stories.txt');
-    return { text: b.text, source: b.path };
+    const b = bundledText('calibration-stories.txt'); // named by its place in the package, not this machine's path
+    return { text: b.text, source: 'data/calibration-stories.txt' };
   })();
   const windows: number[][] = [];
   for (const p of text.split(/\n\s*\n|\n/).map((x) => x.trim()).filter((x) => x.length > 0)) {
