@@ -206,13 +206,17 @@ describe('spikelm convert / fidelity', () => {
     expect(j.results[1].kl).toBeLessThan(j.results[0].kl);
   });
 
-  it('fidelity --model DIR --json alone converts with the default configuration; its results include the default T', async () => {
+  it('fidelity --model DIR --json alone converts for the default target: one row, planes per site, select and evaluation figures', async () => {
     const f = await run(['fidelity', '--model', stories, '--json']);
     expect(f.code, f.err).toBe(0);
     const j = JSON.parse(f.out);
-    expect(j.default).toMatchObject({ schedule: 'layerwise', coding: 'phase-ternary' });
-    const d = j.results.find((x: { T: number }) => x.T === j.default.timesteps);
-    expect(d).toMatchObject({ schedule: 'layerwise', coding: 'phase-ternary', max_spikes_per_neuron_per_step: 1 });
+    expect(j.default).toMatchObject({ schedule: 'layerwise', coding: 'phase-ternary', target: { top1: 0.99, kl: 1e-3 } });
+    expect(j.text).toEqual({ source: 'data/eval-stories.txt', positions: j.positions });
+    expect(j.results).toHaveLength(1);
+    const d = j.results[0];
+    expect(d).toMatchObject({ schedule: 'layerwise', coding: 'phase-ternary', max_spikes_per_neuron_per_step: 1, meets_target_on_select: true });
+    expect(d.T).toBe(Math.max(...Object.values(d.planes as Record<string, number>)));
+    expect(d.selection.positions).toBeGreaterThanOrEqual(1500);
     expect(d.top1_agreement).toBeGreaterThanOrEqual(0.99);
     expect(d.kl).toBeLessThanOrEqual(1e-3);
     expect(d.energy_ratio.fp32).toBeLessThanOrEqual(0.6);

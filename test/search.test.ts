@@ -1,0 +1,231 @@
+/**
+ * The target-driven conversion (src/convert/search): targets, the calibration split, the scoring
+ * and margins, the search itself (it meets what it claims, is reproducible, reads no evaluation
+ * text, saves and reloads), the CLI around it, and the stored search of the bundled model.
+ */
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { main } from '../src/cli/main.js';
+import { bundledText } from '../src/convert/calibration-data.js';
+import { TARGET_CACHE_FILE, cacheKey, readTargetCache } from '../src/convert/search/cache.js';
+import { convertToTarget, networkFromRecord } from '../src/convert/search/planes.js';
+import { annReference, halfSpread, scoreNetwork } from '../src/convert/search/selection.js';
+import { splitCalibration } from '../src/convert/search/split.js';
+import { DEFAULT_TARGET, parseTarget, wilsonInterval } from '../src/convert/search/target.js';
+import { loadSnnModel, saveSnnModel } from '../src/convert/snn-io.js';
+import { loadModel } from '../src/nn/model.js';
+import { loadTokenizer } from '../src/nn/tokenizer.js';
+import { measureFidelity } from '../src/snn/fidelity.js';
+import { SpikingLM } from '../src/snn/model.js';
+import { DEFAULT_NEURON } from '../src/snn/neurons.js';
+import { fixtureDir } from './helpers/fixtures.js';
+import { rewriteModelDir } from './helpers/model-dirs.js';
+
+const stories = fixtureDir('stories260k');
+
+async function run(argv: string[]): Promise<{ code: number; out: string; err: string }> {
+  let out = '', err = '';
+  const code = await main(argv, { out: (t) => void (out += t), err: (t) => void (err += t) });
+  return { code, out, err };
+}
+
+/** A model no default was chosen on: stories260k cut to its first two layers (a different, worse LM). */
+function twoLayerModel(): string {
+  return rewriteModelDir(stories, {
+    rename: (n) => (/^model\.layers\.([2-9])\./.test(n) ? undefined : n),
+    config: (c) => ({ ...c, num_hidden_layers: 2 }),
+  });
+}
+
+/** The first paragraphs of the bundled calibration stories: a short text that keeps the search quick. */
+const shortCalibration = bundledText('calibration-stories.txt').text.split('\n').slice(0, 14).join('\n');
+
+describe('targets', () => {
+  it('parses top1 and kl, either alone, and refuses what is not one', () => {
+    expect(parseTarget('top1=0.99,kl=1e-3')).toEqual(DEFAULT_TARGET);
+    expect(parseTarget('kl=2e-4')).toEqual({ top1: 0, kl: 2e-4 });
+    expect(parseTarget('top1=98.5%')).toEqual({ top1: 0.985, kl: Infinity });
+    for (const bad of ['', 'top1', 'top1=1.5', 'kl=0', 'kl=-1', 'ppl=3', 'top1=0.9,top1=0.8', 'kl=abc']) expect(() => parseTarget(bad), bad).toThrow(/--target/);
+  });
+
+  it('the Wilson interval: known values', () => {
+    // 99 of 100: [0.9455, 0.9982] (Wilson 1927; as tabulated, e.g. by statsmodels proportion_confint)
+    const [lo, hi] = wilsonInterval(99, 100);
+    expect(lo).toBeCloseTo(0.9455, 4);
+    expect(hi).toBeCloseTo(0.9982, 4);
+    const [a, b] = wilsonInterval(1066 * 0.99, 1066);
+    expect(b - a).toBeGreaterThan(0.01); // 1,066 positions cannot tell 99% from 98.5%
+  });
+});
+
+describe('the calibration split', () => {
+  it('alternates windows between a fit and a select part, each over 1,500 positions of the bundled texts', () => {
+    const tok = loadTokenizer(stories);
+    const s = splitCalibration(tok);
+    expect(s.fit.tokens).toBeGreaterThanOrEqual(1500);
+    expect(s.select.tokens).toBeGreaterThanOrEqual(1500);
+    expect(Math.abs(s.fit.samples.length - s.select.samples.length)).toBeLessThanOrEqual(1);
+    expect(splitCalibration(tok)).toEqual(s);
+    // the windows are the text's, in order: fit takes the even ones
+    const all = splitCalibration(tok, { text: 'one two three\nfour five six\nseven eight nine', maxLength: 64 });
+    expect(all.fit.samples).toEqual([tok.encode('one two three'), tok.encode('seven eight nine')]);
+    expect(all.select.samples).toEqual([tok.encode('four five six')]);
+    // the general-English calibration text with GPT-2's tokenizer
+    const e = splitCalibration(loadTokenizer(fixtureDir('gpt2-random-f16')), { text: bundledText('calibration-english.txt').text });
+    expect(Math.min(e.fit.tokens, e.select.tokens)).toBeGreaterThanOrEqual(1500);
+    expect(() => splitCalibration(tok, { text: 'x' })).toThrow(/at least 2/);
+  });
+});
+
+describe('scoring on the select part', () => {
+  it('the exact network scores KL 0 and full agreement; a spiking one the KL measureFidelity computes', async () => {
+    const ann = loadModel(stories), tok = loadTokenizer(stories);
+    const split = splitCalibration(tok, { text: shortCalibration });
+    const ref = await annReference(ann, split.select);
+    const exact = new SpikingLM(ann.config, ann.weights, ann.backend, { timesteps: 9, schedule: 'layerwise', coding: 'phase-ternary', mode: 'exact', neuron: DEFAULT_NEURON, thresholds: new Map(), surrogate: { name: 'atan', alpha: 2 } });
+    const e = await scoreNetwork(exact, ref);
+    expect(Math.max(...e.kl)).toBeLessThan(1e-9);
+    expect(e.agree.every((x) => x === 1)).toBe(true);
+    // a spiking network: the same per-window KL as the fidelity module's (its own log-softmax code)
+    const { snn } = networkFromRecord(ann, split, { coding: 'phase-ternary', quantile: 1, chosen: { T: 7, planes: Object.fromEntries(exact.sites.map((s) => [s.name, 7])) } } as never);
+    const s = await scoreNetwork(snn, ref, 1);
+    const f = await measureFidelity(ann, snn, split.select.samples[0]!, [7], { chunk: 1024 });
+    const mean = s.kl.reduce((a, b) => a + b, 0) / s.kl.length;
+    expect(mean).toBeGreaterThan(1e-6);
+    expect(Math.abs(mean - f.results[0]!.kl) / f.results[0]!.kl).toBeLessThan(1e-3);
+    expect(s.agree.reduce((a, b) => a + b, 0) / s.agree.length).toBeCloseTo(f.results[0]!.top1_agreement, 10);
+  });
+
+  it('the margins: zero on constant figures, and the binomial spread of a 512-position text on others', () => {
+    const n = 4000;
+    const constant = { kl: new Float64Array(n).fill(1e-4), agree: new Uint8Array(n).fill(1) };
+    const c = halfSpread(constant, 0);
+    expect(c.top1).toBe(0);
+    expect(c.kl).toBeLessThan(1e-18); // float64 sums of equal terms
+    // 1% disagreement spread through the positions: std of a 512-subset ≈ √(p(1−p)/m·(N−m)/(N−1))
+    const agree = Uint8Array.from({ length: n }, (_, i) => (i % 100 === 7 ? 0 : 1));
+    const m = halfSpread({ kl: new Float64Array(n), agree }, 1, 400);
+    const expected = Math.sqrt((0.01 * 0.99) / 512 * (n - 512) / (n - 1));
+    expect(m.top1 / expected).toBeGreaterThan(0.85);
+    expect(m.top1 / expected).toBeLessThan(1.15);
+    expect(halfSpread({ kl: new Float64Array(n), agree }, 1, 400)).toEqual(m); // seeded
+  });
+});
+
+describe('the search', () => {
+  const dir = twoLayerModel();
+  const ann = loadModel(dir), tok = loadTokenizer(dir);
+  const split = splitCalibration(tok, { text: shortCalibration });
+  const target = { top1: 0, kl: 2e-3 };
+  const searched = convertToTarget(ann, split, { target });
+
+  it('meets the target on the select part at less energy than the all-high baseline, and its figures are what its network gives', async () => {
+    const { snn, search } = await searched;
+    expect(search.baseline.meets).toBe(true);
+    expect(search.chosen.meets).toBe(true);
+    expect(search.chosen.kl + search.chosen.kl_margin).toBeLessThanOrEqual(target.kl);
+    expect(search.chosen.energy_fp32).toBeLessThan(search.baseline.energy_fp32 * 0.9);
+    expect(search.moves.length).toBeGreaterThan(0);
+    expect(search.sensitivity).toHaveLength(snn.sites.length);
+    // the planes differ across layers and sites, and the model runs them
+    expect(new Set(Object.values(search.chosen.planes)).size).toBeGreaterThan(1);
+    for (const s of snn.sites) expect(snn.stepsOf(s.name)).toBe(search.chosen.planes[s.name]);
+    expect(snn.timesteps).toBe(Math.max(...Object.values(search.chosen.planes)));
+    // rescoring the chosen network on the same text reproduces the record
+    const again = await scoreNetwork(snn, await annReference(ann, split.select));
+    expect(again.kl.reduce((a, b) => a + b, 0) / again.kl.length).toBeCloseTo(search.chosen.kl, 12);
+    expect(again.energy.presets.fp32.ratio).toBeCloseTo(search.chosen.energy_fp32, 12);
+    // every check the bisection kept as met had met; the chosen one is the longest prefix that did
+    const met = search.checks.filter((c) => c.meets).map((c) => c.moves);
+    expect(search.chosen.moves).toBe(Math.max(...met));
+  });
+
+  it('is reproducible: a second run records the same search, byte for byte', async () => {
+    const a = (await searched).search;
+    const b = (await convertToTarget(ann, split, { target })).search;
+    expect(JSON.stringify(b)).toBe(JSON.stringify(a));
+  });
+
+  it('an unreachable target returns the best network found and says by how much it misses', async () => {
+    const { search } = await convertToTarget(ann, split, { target: { top1: 1, kl: 1e-12 }, highPlanes: 12 });
+    expect(search.chosen.meets).toBe(false);
+    expect(search.chosen.miss?.kl).toBeGreaterThan(0);
+    expect(search.chosen.moves).toBe(0);
+  });
+
+  it('saves and reloads: planes per site and the search in snn_config.json (format 3)', async () => {
+    const { snn, record, search } = await searched;
+    const out = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'spikelm-search-')), 'snn');
+    saveSnnModel(snn, tok, out, record, { search });
+    const cfg = JSON.parse(fs.readFileSync(path.join(out, 'snn_config.json'), 'utf8'));
+    expect(cfg.format_version).toBe(3);
+    expect(cfg.planes).toEqual(search.chosen.planes);
+    expect(cfg.search).toEqual(JSON.parse(JSON.stringify(search)));
+    const loaded = loadSnnModel(out);
+    expect(loaded.snn.planesBySite()).toEqual(search.chosen.planes);
+    const ids = tok.encode('Once upon a time');
+    const logits = async (m: SpikingLM) => Array.from((await m.backend.read(m.forward(ids).logits)).data);
+    expect(await logits(loaded.snn)).toEqual(await logits(snn));
+  });
+});
+
+describe('the CLI', () => {
+  const dir = twoLayerModel();
+  const calib = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'spikelm-cal-')), 'cal.txt');
+  fs.writeFileSync(calib, shortCalibration);
+  const other = path.join(path.dirname(calib), 'other.txt');
+  fs.writeFileSync(other, bundledText('eval-english.txt').text.slice(0, 3000));
+
+  it('fidelity --json with no other flag: one row, the chosen planes, select and evaluation figures; the search does not depend on --text', async () => {
+    const a = await run(['fidelity', '--model', dir, '--calibration-file', calib, '--target', 'kl=2e-3', '--json']);
+    expect(a.code, a.err).toBe(0);
+    const ja = JSON.parse(a.out);
+    expect(ja.results).toHaveLength(1);
+    const row = ja.results[0];
+    expect(row).toMatchObject({ schedule: 'layerwise', coding: 'phase-ternary', meets_target_on_select: true, max_spikes_per_neuron_per_step: 1 });
+    expect(row.T).toBe(Math.max(...Object.values(row.planes as Record<string, number>)));
+    expect(row.selection.positions).toBeGreaterThan(100);
+    expect(row.top1_ci95[0]).toBeLessThanOrEqual(row.top1_agreement);
+    expect(row.top1_ci95[1]).toBeGreaterThanOrEqual(row.top1_agreement);
+    expect(typeof row.search_seconds).toBe('number');
+    expect(ja.text).toEqual({ source: 'data/eval-stories.txt', positions: ja.positions });
+    const b = await run(['fidelity', '--model', dir, '--calibration-file', calib, '--target', 'kl=2e-3', '--json', '--text', other]);
+    expect(b.code, b.err).toBe(0);
+    const jb = JSON.parse(b.out);
+    expect(jb.text.source).toBe(other);
+    expect(jb.positions).not.toBe(ja.positions);
+    expect(JSON.stringify(jb.results[0].search)).toBe(JSON.stringify(row.search));
+  });
+
+  it('a target that cannot be met exits 1 (the best network is still reported), --allow-miss exits 0; bad combinations exit 2', async () => {
+    const out = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'spikelm-cli-')), 'snn');
+    const miss = await run(['convert', '--model', dir, '--output-dir', out, '--calibration-file', calib, '--target', 'top1=1,kl=1e-12']);
+    expect(miss.code).toBe(1);
+    expect(miss.err).toMatch(/MISSES/);
+    expect(miss.err).toMatch(/--allow-miss/);
+    expect(fs.existsSync(path.join(out, 'snn_config.json'))).toBe(true);
+    const allowed = await run(['convert', '--model', dir, '--output-dir', out, '--calibration-file', calib, '--target', 'top1=1,kl=1e-12', '--allow-miss']);
+    expect(allowed.code).toBe(0);
+    for (const argv of [['--target', 'kl=1e-3', '--timesteps', '8'], ['--target', 'kl=1e-3', '--coding', 'rate'], ['--target', 'kl']]) {
+      const r = await run(['convert', '--model', dir, '--output-dir', out, ...argv]);
+      expect(r.code, argv.join(' ')).toBe(2);
+    }
+  });
+});
+
+describe('the stored search of the bundled model', () => {
+  it('is what the search chooses now, on the bundled calibration text, and meets the default target there', async () => {
+    const ann = loadModel(stories), tok = loadTokenizer(stories);
+    const key = cacheKey(ann, bundledText('calibration-stories.txt').text, DEFAULT_TARGET, 'phase-ternary', 0, 1);
+    const stored = readTargetCache(stories, key);
+    expect(stored, `${TARGET_CACHE_FILE} is missing or stale: run npm run target-cache`).toBeDefined();
+    const fresh = await convertToTarget(ann, splitCalibration(tok), { target: DEFAULT_TARGET });
+    expect(JSON.stringify(fresh.search)).toBe(JSON.stringify(stored));
+    expect(fresh.search.chosen.meets).toBe(true);
+    // a key that differs in anything is not served
+    expect(readTargetCache(stories, { ...key, seed: 1 })).toBeUndefined();
+    expect(readTargetCache(stories, { ...key, calibrationSha256: '0'.repeat(64) })).toBeUndefined();
+  });
+});
