@@ -14,6 +14,7 @@ import { parseConfig } from '../src/nn/config.js';
 import { loadModel } from '../src/nn/model.js';
 import { loadTokenizer } from '../src/nn/tokenizer.js';
 import { energyReport } from '../src/snn/energy.js';
+import { MEMORY_PRESETS, memoryReport, parseMemoryPreset } from '../src/snn/memory.js';
 import { encoderSites } from '../src/snn/sites.js';
 import { SpikeTally } from '../src/snn/stats.js';
 import type { Backend, BTensor, DeviceThresholds } from '../src/tensor/backend.js';
@@ -171,6 +172,72 @@ describe('energy counts on a hand-sized model (2 layers, width 4), worked out by
     expect(r.ann.total).toEqual({ macs: annMacs, acs: annAcs });
     expect(r.snn.total).toEqual({ macs: 2128, acs: 404 });
     expect(r.snn.parts['attention (dense, every step)']).toEqual({ acs: 0, macs: 2 * 144 });
+  });
+});
+
+describe('energy with memory traffic on the hand-sized model, worked out by hand', () => {
+  // the tally of the layerwise case above (T = 3 at every site, n = 2, A = 3, r = 1)
+  const layerwiseTally = () => tally('layerwise', (kind) => kind === 'q_in' ? { events: 2, synapticOps: 6, activeNeurons: 2, activeSteps: 6 }
+    : kind === 'p_in' ? { events: 2, synapticOps: 4, activeNeurons: 2, activeSteps: 6 }
+      : kind === 'head_in' ? { events: 3, synapticOps: 24, activeNeurons: 2, activeSteps: 6 }
+        : { events: 5, synapticOps: 10, activeNeurons: 3, activeSteps: 9 },
+  (kind) => ({ attn_in: 8, q_in: 8, p_in: 6, o_in: 8, mlp_in: 8, down_in: 12, head_in: 4 })[kind]!);
+  const input = (t: SpikeTally) => ({ config, schedule: 'layerwise' as const, coding: 'phase-ternary' as const, timesteps: 3, maxSpikes: 1, tally: t });
+
+  /*
+   * Weights: per layer K·N = 32 (q|k|v) + 16 (o) + 48 (gate|up) + 24 (down) = 120; head D·V = 32.
+   * ANN, decode: 2·120·n + 32·r = 512 elements; prefill (a 64-token tile): 2·120 + 32 = 272.
+   *   activations (K + N)·rows: per layer (12 + 8 + 16 + 10)·2 = 92, ×2 layers + head 12·1 → 196
+   *   kv: writes L·2·kvW·n = 16, reads L·2·kvW·A = 24 → 40
+   * SNN (event execution):
+   *   weights: synaptic ops of the linear sites 2·4·10 + 24 = 104
+   *   kv: writes 16 + q events' key elements 2·6 + p events' value rows 2·4 → 36
+   *   accumulators: 2 × every synaptic op (2·50 + 24 = 124) + 2 × the doublings (2·140 + 16 = 296) → 840
+   *   neuron state: neurons charged (2·50 + 4 = 104) + 2 × active steps (2·2·48 + 2·6 = 204) → 308
+   *   activations: as the ANN, 196
+   *   spikes: 51 events × 2 (written, read) × 4 bytes = 408 bytes
+   * FP32 (4 bytes), horowitz-45nm: weights (1088 B) and the cache (2·2·2·16 positions·4 = 512 B) fit
+   * the 1 MB SRAM (100 pJ per 8 bytes); activations, accumulators, spikes 32 KB (20 pJ); membranes 8 KB (10).
+   *   ANN decode: 2048·12.5 + 784·2.5 + 160·12.5 = 29,560 pJ; + compute 4,260.8 = 33,820.8 pJ
+   *   SNN:        416·12.5 + 144·12.5 + 3360·2.5 + 1232·1.25 + 784·2.5 + 408·2.5 = 19,920 pJ; + 2,430.7 = 22,350.7 pJ
+   *   ANN prefill: 1088·12.5 + 784·2.5 + 160·12.5 = 17,560 pJ; + 4,260.8 = 21,820.8 pJ (the SNN's is its decode's)
+   */
+  it('decode and prefill at FP32: bytes per kind, placement and joules', () => {
+    const t = layerwiseTally();
+    const compute = energyReport(input(t));
+    const d = memoryReport(input(t), compute, 'decode', 'fp32');
+    expect(d.placement).toEqual({ weights: 'sram_1mb', kv: 'sram_1mb', activations: 'sram_32kb', accumulators: 'sram_32kb', spikes: 'sram_32kb', neuron_state: 'sram_8kb' });
+    expect(d.weightBytes).toBe(272 * 4);
+    expect(d.ann.bytes).toEqual({ weights: 512 * 4, activations: 196 * 4, kv: 40 * 4, accumulators: 0, neuron_state: 0, spikes: 0 });
+    expect(d.snn.bytes).toEqual({ weights: 104 * 4, activations: 196 * 4, kv: 36 * 4, accumulators: 840 * 4, neuron_state: 308 * 4, spikes: 408 });
+    expect(d.ann.memoryJoules).toBeCloseTo(29560e-12, 20);
+    expect(d.snn.memoryJoules).toBeCloseTo(19920e-12, 20);
+    expect(d.ann.totalJoules).toBeCloseTo(33820.8e-12, 20);
+    expect(d.ratio).toBeCloseTo(22350.7 / 33820.8, 12);
+    const p = memoryReport(input(t), compute, 'prefill', 'fp32');
+    expect(p.ann.bytes.weights).toBe(272 * 4);
+    expect(p.snn.bytes).toEqual(d.snn.bytes);
+    expect(p.ann.totalJoules).toBeCloseTo(21820.8e-12, 20);
+  });
+
+  it('INT8 moves a quarter of the bytes (spikes stay 32-bit words); DRAM weights cost 13× the 1 MB SRAM', () => {
+    const t = layerwiseTally();
+    const compute = energyReport(input(t));
+    const f = memoryReport(input(t), compute, 'decode', 'fp32'), q = memoryReport(input(t), compute, 'decode', 'int8');
+    for (const k of ['weights', 'activations', 'kv', 'accumulators', 'neuron_state'] as const) expect(q.snn.bytes[k] * 4).toBe(f.snn.bytes[k]);
+    expect(q.snn.bytes.spikes).toBe(408);
+    expect(q.ann.computeJoules).toBeCloseTo(compute.presets.int8.annJoules, 20);
+    const dram = memoryReport(input(t), compute, 'decode', 'fp32', MEMORY_PRESETS.dram);
+    expect(dram.placement.weights).toBe('dram');
+    expect(dram.ann.memoryJoules - f.ann.memoryJoules).toBeCloseTo((2048 + 160) * (1300 - 100) / 8 * 1e-12, 20);
+  });
+
+  it('a user preset is checked field by field', () => {
+    const ok = { name: 'mine', pj_per_64_bits: { sram_8kb: 1, sram_32kb: 2, sram_1mb: 3, dram: 4 }, placement: { weights: 'dram', kv: 'auto', activations: 'sram_8kb', accumulators: 'sram_8kb', neuron_state: 'sram_8kb', spikes: 'sram_8kb' } };
+    expect(parseMemoryPreset(ok, 'p.json').pjPer64Bits.dram).toBe(4);
+    expect(() => parseMemoryPreset({ ...ok, pj_per_64_bits: { ...ok.pj_per_64_bits, dram: -1 } }, 'p.json')).toThrow(/p\.json: "pj_per_64_bits\.dram"/);
+    expect(() => parseMemoryPreset({ ...ok, placement: { ...ok.placement, spikes: 'L2' } }, 'p.json')).toThrow(/"placement\.spikes" must be one of/);
+    expect(() => parseMemoryPreset([], 'p.json')).toThrow(/JSON object/);
   });
 });
 

@@ -190,6 +190,9 @@ describe('the CLI', () => {
     expect(row.top1_ci95[0]).toBeLessThanOrEqual(row.top1_agreement);
     expect(row.top1_ci95[1]).toBeGreaterThanOrEqual(row.top1_agreement);
     expect(typeof row.search_seconds).toBe('number');
+    // energy with memory traffic beside compute: decode and prefill, three precisions
+    for (const regime of ['decode', 'prefill']) for (const p of ['fp32', 'fp16', 'int8']) expect(row.energy_with_memory[regime][p].ratio).toBeGreaterThan(0);
+    expect(row.energy_with_memory.preset).toBe('horowitz-45nm');
     expect(ja.text).toEqual({ source: 'data/eval-stories.txt', positions: ja.positions });
     const b = await run(['fidelity', '--model', dir, '--calibration-file', calib, '--target', 'kl=2e-3', '--json', '--text', other]);
     expect(b.code, b.err).toBe(0);
@@ -197,6 +200,25 @@ describe('the CLI', () => {
     expect(jb.text.source).toBe(other);
     expect(jb.positions).not.toBe(ja.positions);
     expect(JSON.stringify(jb.results[0].search)).toBe(JSON.stringify(row.search));
+  });
+
+  it('--energy-preset takes a named preset or a JSON file, and names the file it cannot use', async () => {
+    const snn = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'spikelm-cli-')), 'snn');
+    expect((await run(['convert', '--model', dir, '--output-dir', snn, '--calibration-file', calib, '--target', 'kl=2e-3'])).code).toBe(0);
+    const named = await run(['fidelity', '--model', dir, '--snn', snn, '--timesteps', '8', '--json', '--energy-preset', 'dram']);
+    expect(named.code, named.err).toBe(0);
+    const onChip = await run(['fidelity', '--model', dir, '--snn', snn, '--timesteps', '8', '--json', '--energy-preset', 'on-chip']);
+    const a = JSON.parse(named.out).results[0].energy_with_memory, b = JSON.parse(onChip.out).results[0].energy_with_memory;
+    expect(a.preset).toBe('dram');
+    expect(a.decode.fp32.ratio).not.toBe(b.decode.fp32.ratio);
+    const file = path.join(path.dirname(snn), 'preset.json');
+    fs.writeFileSync(file, JSON.stringify({ name: 'mine', pj_per_64_bits: { sram_8kb: 1, sram_32kb: 1, sram_1mb: 1, dram: 1 }, placement: { weights: 'dram', kv: 'dram', activations: 'dram', accumulators: 'dram', neuron_state: 'dram', spikes: 'dram' } }));
+    const mine = await run(['fidelity', '--model', dir, '--snn', snn, '--timesteps', '8', '--json', '--energy-preset', file]);
+    expect(JSON.parse(mine.out).results[0].energy_with_memory.preset).toBe('mine');
+    fs.writeFileSync(file, '{"name": "x"}');
+    const bad = await run(['fidelity', '--model', dir, '--snn', snn, '--timesteps', '8', '--energy-preset', file]);
+    expect(bad.code).toBe(2);
+    expect(bad.err).toMatch(/--energy-preset .*preset\.json: "pj_per_64_bits"/);
   });
 
   it('a target that cannot be met exits 1 (the best network is still reported), --allow-miss exits 0; bad combinations exit 2', async () => {

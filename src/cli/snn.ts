@@ -12,7 +12,8 @@ import { CODINGS, SCHEDULES, type ScheduleName, checkCombination, parseCoding, p
 import { SURROGATE_NAMES, type SurrogateName, surrogate } from '../snn/surrogate.js';
 import type { CausalLM } from '../nn/model.js';
 import type { TextTokenizer } from '../nn/tokenizer.js';
-import { requireFlag } from './args.js';
+import { readFlagFile, requireFlag } from './args.js';
+import { MEMORY_PRESETS, type MemoryPreset, parseMemoryPreset } from '../snn/memory.js';
 import { type CliIO, type Command, MODEL_FLAGS } from './command.js';
 import { loadModelFromFlags, resolveModelDir, resolveModelSource } from './model-dir.js';
 import { ProgressBar } from './progress.js';
@@ -44,20 +45,37 @@ function quantileFlag(v: unknown): number {
 }
 
 export function formatFidelityTable(report: FidelityReport): string {
-  const header = ['schedule', 'coding', 'T', 'top-1', 'KL', 'max|Δlogit|', 'mean|Δlogit|', 'ppl ANN', 'ppl SNN', 'distinct', 'spikes/neuron/token', 'max/step', 'E/E_ANN fp32'];
+  const header = ['schedule', 'coding', 'T', 'top-1', 'KL', 'max|Δlogit|', 'mean|Δlogit|', 'ppl ANN', 'ppl SNN', 'distinct', 'spikes/neuron/token', 'max/step', 'E/E_ANN fp32', '+memory decode', '+memory prefill'];
   const rows = report.results.map((r) => [
     r.schedule, r.coding, String(r.T), `${(r.top1_agreement * 100).toFixed(1)}%`, r.kl.toExponential(2), r.max_abs_logit_err.toFixed(3), r.mean_abs_logit_err.toFixed(4),
     r.ppl_ann.toFixed(2), r.ppl_snn.toFixed(2), `${r.distinct_predictions_snn}/${r.distinct_predictions_ann}`, r.spikes_per_neuron_per_token.toFixed(2),
     String(r.max_spikes_per_neuron_per_step), r.energy_ratio.fp32.toFixed(3),
+    r.energy_with_memory ? r.energy_with_memory.decode.fp32.ratio.toFixed(3) : '-', r.energy_with_memory ? r.energy_with_memory.prefill.fp32.ratio.toFixed(3) : '-',
   ]);
   const widths = header.map((h, i) => Math.max(h.length, ...rows.map((row) => row[i]!.length)));
   const line = (cells: string[]) => cells.map((c, i) => c.padStart(widths[i]!)).join('  ');
-  return [`fidelity over ${report.positions} positions (energy: compute only, Horowitz 45 nm)`, line(header), ...rows.map(line)].join('\n');
+  const preset = report.results.find((r) => r.energy_with_memory)?.energy_with_memory?.preset;
+  return [`fidelity over ${report.positions} positions (E/E_ANN: compute only, Horowitz 45 nm; +memory: with the bytes moved, ${preset ?? 'horowitz-45nm'} preset, FP32, event execution)`, line(header), ...rows.map(line)].join('\n');
 }
 
-export async function runFidelity(ann: CausalLM, snn: SpikingLM, tokenizer: TextTokenizer, timesteps: number[], textArg: string | undefined, io: CliIO): Promise<FidelityReport> {
+export async function runFidelity(ann: CausalLM, snn: SpikingLM, tokenizer: TextTokenizer, timesteps: number[], textArg: string | undefined, io: CliIO, memoryPreset?: MemoryPreset): Promise<FidelityReport> {
   const text = textArg ?? bundledText('eval-stories.txt').text;
-  return measureOnText(ann, snn, tokenizer, timesteps, text, io);
+  return measureOnText(ann, snn, tokenizer, timesteps, text, io, memoryPreset);
+}
+
+/** --energy-preset: a named memory preset (src/snn/memory.ts) or a JSON file with the same fields. */
+export function memoryPresetFlag(v: unknown): MemoryPreset | undefined {
+  if (v === undefined) return undefined;
+  const s = String(v);
+  if (s in MEMORY_PRESETS) return MEMORY_PRESETS[s]!;
+  const text = readFlagFile(s, '--energy-preset', `a memory preset (${Object.keys(MEMORY_PRESETS).join(', ')}) or a JSON file`);
+  let json: unknown;
+  try {
+    json = JSON.parse(text);
+  } catch (err) {
+    throw new ArgumentError(`--energy-preset ${s}: not JSON (${(err as Error).message})`);
+  }
+  return parseMemoryPreset(json, `--energy-preset ${s}`);
 }
 
 /** The evaluation text a --text value names: stories (the default), english, or a file. */
@@ -65,14 +83,14 @@ export function evaluationText(arg: unknown): { text: string; source: string } {
   return readNamedText(typeof arg === 'string' ? arg : 'stories', 'eval', '--text');
 }
 
-async function measureOnText(ann: CausalLM, snn: SpikingLM, tokenizer: TextTokenizer, timesteps: number[], text: string, io: CliIO): Promise<FidelityReport> {
+async function measureOnText(ann: CausalLM, snn: SpikingLM, tokenizer: TextTokenizer, timesteps: number[], text: string, io: CliIO, memoryPreset?: MemoryPreset): Promise<FidelityReport> {
   const ids = tokenizer.encode(text.replace(/\s*\n\s*/g, ' ').trim());
   if (ids.length < 256) io.err(`note: the text gives ${ids.length} positions (fewer than 256)\n`);
   const maxT = Math.max(...timesteps);
   const model = snn.schedule === 'stepwise' && maxT !== snn.timesteps ? snn.withTimesteps(maxT) : snn;
   const bar = new ProgressBar(io, `fidelity ${snn.schedule} ${snn.coding} (T ${timesteps.join(',')})`);
   try {
-    return await measureFidelity(ann, model, ids, timesteps, { onProgress: (d, t) => bar.update(d, t) });
+    return await measureFidelity(ann, model, ids, timesteps, { onProgress: (d, t) => bar.update(d, t), ...(memoryPreset ? { memoryPreset } : {}) });
   } finally {
     if (model !== snn) model.dispose();
   }
@@ -188,11 +206,13 @@ export const fidelityCommand: Command = {
     ...TARGET_FLAGS,
     'calibration-file': { type: 'string', help: 'text to calibrate (and, for the target, select planes) on: stories (default), english or a file; never the --text' },
     text: { type: 'string', help: 'text to evaluate on: stories (the default, data/eval-stories.txt), english (data/eval-english.txt) or a file' },
+    'energy-preset': { type: 'string', help: `where weights, activations, the cache and state live and what an access costs, for the memory-aware energy: ${Object.keys(MEMORY_PRESETS).join(', ')} (default horowitz-45nm) or a JSON file` },
     json: { type: 'boolean', help: 'print JSON' },
   },
   async run({ flags }, io) {
     const timesteps = flags.timesteps === undefined ? undefined : (flags.timesteps as number[]).map((t) => positiveInt(t, '--timesteps'));
     const evalText = evaluationText(flags.text);
+    const memoryPreset = memoryPresetFlag(flags['energy-preset']);
     const text = evalText.text;
     const snnDir = typeof flags.snn === 'string' ? resolveModelDir(flags.snn, '--snn') : undefined;
     if (snnDir && (flags.coding !== undefined || flags.schedule !== undefined || flags.quantile !== undefined)) {
@@ -227,7 +247,7 @@ export const fidelityCommand: Command = {
       assertSameModel(ann, loaded, dir, snnDir);
       const snn = execution ? loaded.snn.with({ execution: parseExecution(execution, loaded.snn.schedule) }) : loaded.snn;
       const mode = `${loaded.snnConfig.mode === 'exact' ? 'exact' : 'spiking'}${loaded.snnConfig.simplified ? ' (simplified)' : ''}`;
-      reports.push({ mode, report: await runFidelity(ann, snn, tokenizer, timesteps ?? defaultTimesteps(snn.schedule), text, io) });
+      reports.push({ mode, report: await runFidelity(ann, snn, tokenizer, timesteps ?? defaultTimesteps(snn.schedule), text, io, memoryPreset) });
     } else {
       for (const c of configs.filter((x) => !valid.includes(x))) io.err(`note: skipping ${c.schedule} ${c.coding}: phase codes need the layerwise schedule\n`);
       const data = createCalibrationData(tokenizer, calibrationArg ? readNamedText(calibrationArg, 'calibration', '--calibration-file') : {});
@@ -236,7 +256,7 @@ export const fidelityCommand: Command = {
           // the default: the cheapest network found to meet the target on calibration text
           const searched = await convertForTarget(ann, tokenizer, { target, coding, seed, ...(quantile !== undefined ? { quantile } : {}), ...(calibrationArg ? { calibration: calibrationArg } : {}) }, io);
           const model = execution ? searched.snn.with({ execution: parseExecution(execution, schedule) }) : searched.snn;
-          reports.push({ mode: 'spiking', report: await runFidelity(ann, model, tokenizer, [model.timesteps], text, io), searched });
+          reports.push({ mode: 'spiking', report: await runFidelity(ann, model, tokenizer, [model.timesteps], text, io, memoryPreset), searched });
           searched.snn.dispose();
           if (model !== searched.snn) model.dispose();
           continue;
@@ -245,7 +265,7 @@ export const fidelityCommand: Command = {
         const bar = new ProgressBar(io, `calibrating ${schedule} ${coding}`);
         const { snn } = await convertModelToSpiking(ann, data, { timesteps: Math.max(...Ts), schedule, coding, ...(quantile !== undefined ? { quantile } : {}), onProgress: (d, t) => bar.update(d, t) });
         const model = execution ? snn.with({ execution: parseExecution(execution, schedule) }) : snn;
-        reports.push({ mode: 'spiking', report: await runFidelity(ann, model, tokenizer, Ts, text, io) });
+        reports.push({ mode: 'spiking', report: await runFidelity(ann, model, tokenizer, Ts, text, io, memoryPreset) });
         snn.dispose();
         if (model !== snn) model.dispose();
       }

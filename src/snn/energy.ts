@@ -116,7 +116,7 @@ const add = (a: OpCount, b: Partial<OpCount>): void => {
  * The per-site rules (header): a site's encoder neurons, and the doublings of the accumulators its
  * spikes reach. Shared by the report and by the plane search, which prices a site's planes with them.
  */
-function siteRules(input: EnergyInput) {
+export function siteRules(input: EnergyInput) {
   const t = input.tally, T = input.timesteps, c = input.config;
   const stepwise = input.schedule === 'stepwise', weighted = isWeighted(input.coding);
   const stepsOf = input.stepsOf ?? (() => T);

@@ -17,6 +17,7 @@ import { ArgumentError } from '../errors.js';
 import type { CausalLM } from '../nn/model.js';
 import { argmax } from '../nn/sampling.js';
 import { type EnergyReport, energyReport } from './energy.js';
+import { MEMORY_PRESETS, DEFAULT_MEMORY_PRESET, type MemoryPreset, memorySummary } from './memory.js';
 import type { SpikingLM } from './model.js';
 import { SpikeTally } from './stats.js';
 
@@ -42,6 +43,13 @@ export interface FidelityRow {
   readonly extra_steps: number;
   readonly overflow_rows: number;
   readonly clipped: number;
+  /**
+   * Layerwise: E_SNN/E_ANN with memory traffic priced (src/snn/memory.ts) beside compute, in decode
+   * (batch 1) and prefill (64-token tiles), at each precision; `memory_ratio` is memory alone.
+   */
+  readonly energy_with_memory?: { readonly preset: string } & ReturnType<typeof memorySummary>;
+  /** Layerwise models with planes per site: the planes, by site name. */
+  readonly planes?: Record<string, number>;
   /** With `marginThreshold`: top-1 agreement over positions whose ANN top-2 logit margin is at least it. */
   readonly top1_agreement_above_margin?: number;
   readonly positions_above_margin?: number;
@@ -63,6 +71,8 @@ export interface FidelityOptions {
    * random-weight models have many near-ties, which no approximation can resolve.
    */
   readonly marginThreshold?: number;
+  /** Where data live and what an access costs, for energy_with_memory (default horowitz-45nm). */
+  readonly memoryPreset?: MemoryPreset;
 }
 
 function logSoftmax(logits: Float32Array, o: number, V: number, out: Float64Array): void {
@@ -150,7 +160,10 @@ export async function measureFidelity(ann: CausalLM, snn: SpikingLM, ids: readon
   const energy = new Map<number, EnergyReport>();
   const results = Ts.map((T): FidelityRow => {
     const a = acc.get(T)!, tally = tallies.get(T)!;
-    const e = energyReport({ config: snn.config, schedule: snn.schedule, coding: snn.coding, timesteps: T, stepsOf: (s) => (stepwise ? T : models.get(T)!.stepsOf(s.name)), maxSpikes: snn.spiking.neuron.maxSpikes, tally });
+    const input = { config: snn.config, schedule: snn.schedule, coding: snn.coding, timesteps: T, stepsOf: (s: { name: string }) => (stepwise ? T : models.get(T)!.stepsOf(s.name)), maxSpikes: snn.spiking.neuron.maxSpikes, tally };
+    const e = energyReport(input);
+    const preset = opts.memoryPreset ?? MEMORY_PRESETS[DEFAULT_MEMORY_PRESET]!;
+    const model = models.get(stepwise ? maxT : T)!;
     energy.set(T, e);
     const sum = tally.summary();
     return {
@@ -168,6 +181,8 @@ export async function measureFidelity(ann: CausalLM, snn: SpikingLM, ids: readon
       max_spikes_per_neuron_per_step: sum.maxSpikesPerNeuronPerStep,
       energy_ratio: { fp32: e.presets.fp32.ratio, fp16: e.presets.fp16.ratio, int8: e.presets.int8.ratio },
       extra_steps: sum.extraSteps, overflow_rows: sum.overflowRows, clipped: sum.clipped,
+      ...(stepwise ? {} : { energy_with_memory: { preset: preset.name, ...memorySummary(input, e, preset) } }),
+      ...(!stepwise && model.spiking.planes ? { planes: model.planesBySite() } : {}),
       ...(opts.marginThreshold !== undefined ? { top1_agreement_above_margin: a.marginAgree / Math.max(a.marginPositions, 1), positions_above_margin: a.marginPositions } : {}),
     };
   });
