@@ -44,11 +44,11 @@ const stories = BUNDLED_MODEL, gpt2 = path.join(ROOT, 'test', 'fixtures', 'gpt2-
  * with a trained network's scales (random weights give near-uniform predictions). Written once into
  * the temporary folder.
  */
-function perturbedStories(): string {
-  const dir = path.join(os.tmpdir(), 'spikelm-stories260k-perturbed-s1');
+export function perturbedStories(seed = 1): string {
+  const dir = path.join(os.tmpdir(), `spikelm-stories260k-perturbed-s${seed}`);
   if (fs.existsSync(path.join(dir, 'config.json'))) return dir;
   const { config, weights: w } = loadWeights(stories);
-  const random = seededRandom(1);
+  const random = seededRandom(seed);
   const noisy = (t: Tensor) => new Tensor(t.shape, Float32Array.from(t.data, (v) => v * (1 + 0.3 * Math.sqrt(-2 * Math.log(1 - random())) * Math.cos(2 * Math.PI * random()))));
   const lin = <L extends { weight: Tensor }>(l: L): L => ({ ...l, weight: noisy(l.weight) });
   const embed = noisy(w.embed);

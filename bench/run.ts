@@ -10,8 +10,9 @@ import { kernelsSuite } from './kernels.bench.js';
 import { snnSuite } from './snn.bench.js';
 import { scaleSuite } from './scale.bench.js';
 import { finetuneSuite } from './finetune.bench.js';
+import { targetSuite } from './target.bench.js';
 
-export const SUITES: readonly Suite[] = [matmulSuite, kernelsSuite, modelSuite, snnSuite, decodeSuite, scaleSuite, finetuneSuite];
+export const SUITES: readonly Suite[] = [matmulSuite, kernelsSuite, modelSuite, snnSuite, decodeSuite, scaleSuite, finetuneSuite, targetSuite];
 
 async function runBench(argv: string[]): Promise<void> {
   const quick = argv.includes('--quick');

@@ -14,6 +14,6 @@ import { loadTokenizer } from '../src/nn/tokenizer.js';
 
 const ann = loadModel(BUNDLED_MODEL);
 const tokenizer = loadTokenizer(BUNDLED_MODEL);
-const { search, seconds } = await convertToTarget(ann, splitCalibration(tokenizer), { target: DEFAULT_TARGET });
-writeTargetCache(BUNDLED_MODEL, cacheKey(ann, bundledText('calibration-stories.txt').text, DEFAULT_TARGET, 'phase-ternary', 0, 1), search);
+const { search, seconds, snn } = await convertToTarget(ann, splitCalibration(tokenizer), { target: DEFAULT_TARGET });
+writeTargetCache(BUNDLED_MODEL, cacheKey(ann, bundledText('calibration-stories.txt').text, DEFAULT_TARGET, 'phase-ternary', 0, 1, 'auto'), search, snn.spiking.thresholds);
 console.log(`wrote ${BUNDLED_MODEL}/spikelm-target.json: T = ${search.chosen.T}, meets ${search.chosen.meets}, ${seconds.total.toFixed(1)} s`);

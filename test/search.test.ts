@@ -119,7 +119,7 @@ describe('the search', () => {
   const ann = loadModel(dir), tok = loadTokenizer(dir);
   const split = splitCalibration(tok, { text: shortCalibration });
   const target = { top1: 0, kl: 2e-3 };
-  const searched = convertToTarget(ann, split, { target });
+  const searched = convertToTarget(ann, split, { target, finetune: 0 });
 
   it('meets the target on the select part at less energy than the all-high baseline, and its figures are what its network gives', async () => {
     const { snn, search } = await searched;
@@ -144,15 +144,32 @@ describe('the search', () => {
 
   it('is reproducible: a second run records the same search, byte for byte', async () => {
     const a = (await searched).search;
-    const b = (await convertToTarget(ann, split, { target })).search;
+    const b = (await convertToTarget(ann, split, { target, finetune: 0 })).search;
     expect(JSON.stringify(b)).toBe(JSON.stringify(a));
   });
 
   it('an unreachable target returns the best network found and says by how much it misses', async () => {
-    const { search } = await convertToTarget(ann, split, { target: { top1: 1, kl: 1e-12 }, highPlanes: 12 });
+    const { search } = await convertToTarget(ann, split, { target: { top1: 1, kl: 1e-12 }, highPlanes: 12, finetune: 0 });
     expect(search.chosen.meets).toBe(false);
     expect(search.chosen.miss?.kl).toBeGreaterThan(0);
     expect(search.chosen.moves).toBe(0);
+  });
+
+  it('the fine-tuning stage: tries a cheaper network with trained thresholds, keeps it only if it meets the target at less energy', async () => {
+    const notes: string[] = [];
+    const { snn, search } = await convertToTarget(ann, split, { target, finetune: 3, onNote: (m) => notes.push(m) });
+    const ft = search.finetune;
+    expect(ft.steps).toBe(3);
+    expect(ft.check).toBeDefined();
+    const untuned = (await searched).search.chosen;
+    expect(ft.check!.moves).toBeGreaterThan(untuned.moves);
+    expect(ft.accepted).toBe(ft.check!.meets && ft.check!.energy_fp32 < untuned.energy_fp32);
+    expect(search.chosen.tuned).toBe(ft.accepted);
+    if (ft.accepted) expect(snn.spiking.thresholds).not.toBe((await searched).snn.spiking.thresholds);
+    else expect(JSON.stringify(search.chosen.planes)).toBe(JSON.stringify(untuned.planes));
+    // off when asked, and 'auto' turns it off above its predicted budget, saying why
+    expect((await searched).search.finetune).toMatchObject({ steps: 0, reason: 'not asked for' });
+    expect(notes).toEqual([]);
   });
 
   it('saves and reloads: planes per site and the search in snn_config.json (format 3)', async () => {
@@ -179,7 +196,7 @@ describe('the CLI', () => {
   fs.writeFileSync(other, bundledText('eval-english.txt').text.slice(0, 3000));
 
   it('fidelity --json with no other flag: one row, the chosen planes, select and evaluation figures; the search does not depend on --text', async () => {
-    const a = await run(['fidelity', '--model', dir, '--calibration-file', calib, '--target', 'kl=2e-3', '--json']);
+    const a = await run(['fidelity', '--model', dir, '--calibration-file', calib, '--target', 'kl=2e-3', '--finetune', '0', '--json']);
     expect(a.code, a.err).toBe(0);
     const ja = JSON.parse(a.out);
     expect(ja.results).toHaveLength(1);
@@ -194,7 +211,7 @@ describe('the CLI', () => {
     for (const regime of ['decode', 'prefill']) for (const p of ['fp32', 'fp16', 'int8']) expect(row.energy_with_memory[regime][p].ratio).toBeGreaterThan(0);
     expect(row.energy_with_memory.preset).toBe('horowitz-45nm');
     expect(ja.text).toEqual({ source: 'data/eval-stories.txt', positions: ja.positions });
-    const b = await run(['fidelity', '--model', dir, '--calibration-file', calib, '--target', 'kl=2e-3', '--json', '--text', other]);
+    const b = await run(['fidelity', '--model', dir, '--calibration-file', calib, '--target', 'kl=2e-3', '--finetune', '0', '--json', '--text', other]);
     expect(b.code, b.err).toBe(0);
     const jb = JSON.parse(b.out);
     expect(jb.text.source).toBe(other);
@@ -204,7 +221,7 @@ describe('the CLI', () => {
 
   it('--energy-preset takes a named preset or a JSON file, and names the file it cannot use', async () => {
     const snn = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'spikelm-cli-')), 'snn');
-    expect((await run(['convert', '--model', dir, '--output-dir', snn, '--calibration-file', calib, '--target', 'kl=2e-3'])).code).toBe(0);
+    expect((await run(['convert', '--model', dir, '--output-dir', snn, '--calibration-file', calib, '--target', 'kl=2e-3', '--finetune', '0'])).code).toBe(0);
     const named = await run(['fidelity', '--model', dir, '--snn', snn, '--timesteps', '8', '--json', '--energy-preset', 'dram']);
     expect(named.code, named.err).toBe(0);
     const onChip = await run(['fidelity', '--model', dir, '--snn', snn, '--timesteps', '8', '--json', '--energy-preset', 'on-chip']);
@@ -223,14 +240,14 @@ describe('the CLI', () => {
 
   it('a target that cannot be met exits 1 (the best network is still reported), --allow-miss exits 0; bad combinations exit 2', async () => {
     const out = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'spikelm-cli-')), 'snn');
-    const miss = await run(['convert', '--model', dir, '--output-dir', out, '--calibration-file', calib, '--target', 'top1=1,kl=1e-12']);
+    const miss = await run(['convert', '--model', dir, '--output-dir', out, '--calibration-file', calib, '--target', 'top1=1,kl=1e-12', '--finetune', '0']);
     expect(miss.code).toBe(1);
     expect(miss.err).toMatch(/MISSES/);
     expect(miss.err).toMatch(/--allow-miss/);
     expect(fs.existsSync(path.join(out, 'snn_config.json'))).toBe(true);
-    const allowed = await run(['convert', '--model', dir, '--output-dir', out, '--calibration-file', calib, '--target', 'top1=1,kl=1e-12', '--allow-miss']);
+    const allowed = await run(['convert', '--model', dir, '--output-dir', out, '--calibration-file', calib, '--target', 'top1=1,kl=1e-12', '--allow-miss', '--finetune', '0']);
     expect(allowed.code).toBe(0);
-    for (const argv of [['--target', 'kl=1e-3', '--timesteps', '8'], ['--target', 'kl=1e-3', '--coding', 'rate'], ['--target', 'kl']]) {
+    for (const argv of [['--target', 'kl=1e-3', '--timesteps', '8'], ['--target', 'kl=1e-3', '--coding', 'rate'], ['--target', 'kl'], ['--finetune', '-1'], ['--finetune', '5', '--timesteps', '8']]) {
       const r = await run(['convert', '--model', dir, '--output-dir', out, ...argv]);
       expect(r.code, argv.join(' ')).toBe(2);
     }
@@ -240,11 +257,12 @@ describe('the CLI', () => {
 describe('the stored search of the bundled model', () => {
   it('is what the search chooses now, on the bundled calibration text, and meets the default target there', async () => {
     const ann = loadModel(stories), tok = loadTokenizer(stories);
-    const key = cacheKey(ann, bundledText('calibration-stories.txt').text, DEFAULT_TARGET, 'phase-ternary', 0, 1);
+    const key = cacheKey(ann, bundledText('calibration-stories.txt').text, DEFAULT_TARGET, 'phase-ternary', 0, 1, 'auto');
     const stored = readTargetCache(stories, key);
     expect(stored, `${TARGET_CACHE_FILE} is missing or stale: run npm run target-cache`).toBeDefined();
     const fresh = await convertToTarget(ann, splitCalibration(tok), { target: DEFAULT_TARGET });
-    expect(JSON.stringify(fresh.search)).toBe(JSON.stringify(stored));
+    expect(JSON.stringify(fresh.search)).toBe(JSON.stringify(stored!.search));
+    if (fresh.search.chosen.tuned) expect([...stored!.thresholds!.values()].map((t) => Array.from(t))).toEqual([...fresh.snn.spiking.thresholds.values()].map((t) => Array.from(t)));
     expect(fresh.search.chosen.meets).toBe(true);
     // a key that differs in anything is not served
     expect(readTargetCache(stories, { ...key, seed: 1 })).toBeUndefined();

@@ -7,7 +7,7 @@ import fs from 'node:fs';
 import { BUNDLED_MODEL } from '../bundled.js';
 import { DEFAULT_CONVERSION } from '../convert/api.js';
 import { formatTarget } from '../convert/search/target.js';
-import { TARGET_FLAGS, convertForTarget, seedFromFlags, targetFromFlags } from './target.js';
+import { TARGET_FLAGS, convertForTarget, finetuneFromFlags, seedFromFlags, targetFromFlags } from './target.js';
 import { ArgumentError } from '../errors.js';
 import { bundledText } from '../convert/calibration-data.js';
 import { ChatSession } from '../conversation/chat.js';
@@ -42,7 +42,7 @@ export const demoCommand: Command = {
     if (!Number.isInteger(maxNew) || maxNew < 0) throw new ArgumentError(`--max-new-tokens must be an integer ≥ 0, got ${maxNew}`);
     const { model: ann, tokenizer, dir } = await loadModelFromFlags({ ...flags, model: modelDir }, io);
     io.out(`spikelm demo: ${dir} (${ann.config.family}, ${ann.config.numLayers} layers, d=${ann.config.hiddenSize}) on ${ann.backend.describe()}\n\n`);
-    const { snn, record, search, cached } = await convertForTarget(ann, tokenizer, { target, coding, seed }, io);
+    const { snn, record, search, cached } = await convertForTarget(ann, tokenizer, { target, coding, seed, finetune: finetuneFromFlags(flags) }, io);
     const T = snn.timesteps;
     const Ts = ((flags.timesteps as number[] | undefined) ?? [T - 2, T - 1, T]).filter((t) => t >= 1);
     const planes = Object.values(search.chosen.planes);

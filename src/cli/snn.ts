@@ -17,7 +17,7 @@ import { MEMORY_PRESETS, type MemoryPreset, parseMemoryPreset } from '../snn/mem
 import { type CliIO, type Command, MODEL_FLAGS } from './command.js';
 import { loadModelFromFlags, resolveModelDir, resolveModelSource } from './model-dir.js';
 import { ProgressBar } from './progress.js';
-import { TARGET_FLAGS, convertForTarget, missExit, readNamedText, seedFromFlags, targetFromFlags } from './target.js';
+import { TARGET_FLAGS, convertForTarget, finetuneFromFlags, missExit, readNamedText, seedFromFlags, targetFromFlags } from './target.js';
 import type { TargetConversion } from '../convert/search/planes.js';
 import { wilsonInterval } from '../convert/search/target.js';
 import { isWeighted } from '../snn/codes.js';
@@ -141,8 +141,9 @@ export const convertCommand: Command = {
     const timesteps = flags.timesteps === undefined ? undefined : positiveInt(flags.timesteps, '--timesteps');
     const searched = !simplified && schedule === 'layerwise' && isWeighted(coding) && timesteps === undefined;
     if (typeof flags.target === 'string' && timesteps !== undefined) throw new ArgumentError('--target chooses the planes of every site; --timesteps fixes them: give one or the other');
+    if (flags.finetune !== undefined && !searched) throw new ArgumentError('--finetune is a stage of the target-driven conversion (no --timesteps); fine-tune a fixed conversion with spikelm finetune');
     if (typeof flags.target === 'string' && !searched) throw new ArgumentError('--target searches the planes of a weighted code (phase-ternary, phase) in the layerwise schedule; other codes and --simplified take a fixed --timesteps');
-    const target = targetFromFlags(flags), seed = seedFromFlags(flags);
+    const target = targetFromFlags(flags), seed = seedFromFlags(flags), finetune = finetuneFromFlags(flags);
     const execution = flags.execution === undefined ? undefined : parseExecution(String(flags.execution), schedule);
     if (simplified && (schedule !== 'stepwise' || coding !== 'rate')) throw new ArgumentError('--simplified is the textbook stepwise rate converter; it takes no --schedule layerwise or weighted --coding');
     const sur = parseSurrogate(flags['surrogate-function'], flags['surrogate-alpha']);
@@ -162,7 +163,7 @@ export const convertCommand: Command = {
     const T = timesteps ?? DEFAULT_CONVERSION.timesteps;
     if (searched) {
       converted = await convertForTarget(model, tokenizer, {
-        target, coding, seed, ...(quantile !== undefined ? { quantile } : {}),
+        target, coding, seed, finetune, ...(quantile !== undefined ? { quantile } : {}),
         ...(typeof flags['calibration-file'] === 'string' ? { calibration: flags['calibration-file'] } : {}),
       }, io);
     } else if (flags.simplified) {
@@ -231,7 +232,7 @@ export const fidelityCommand: Command = {
     });
     if (!snnDir && valid.length === 0) checkCombination(configs[0]!.coding, configs[0]!.schedule);
     const quantile = flags.quantile === undefined ? undefined : quantileFlag(flags.quantile);
-    const target = targetFromFlags(flags), seed = seedFromFlags(flags);
+    const target = targetFromFlags(flags), seed = seedFromFlags(flags), finetune = finetuneFromFlags(flags);
     const searchable = (c: { schedule: ScheduleName; coding: string }) => c.schedule === 'layerwise' && isWeighted(c.coding as never);
     if (typeof flags.target === 'string' && (snnDir || timesteps !== undefined || !valid.some(searchable))) {
       throw new ArgumentError('--target chooses planes per site when converting a weighted code (layerwise) without --timesteps; it takes no --snn or --timesteps');
@@ -254,7 +255,7 @@ export const fidelityCommand: Command = {
       for (const { schedule, coding } of valid) {
         if (timesteps === undefined && searchable({ schedule, coding })) {
           // the default: the cheapest network found to meet the target on calibration text
-          const searched = await convertForTarget(ann, tokenizer, { target, coding, seed, ...(quantile !== undefined ? { quantile } : {}), ...(calibrationArg ? { calibration: calibrationArg } : {}) }, io);
+          const searched = await convertForTarget(ann, tokenizer, { target, coding, seed, finetune, ...(quantile !== undefined ? { quantile } : {}), ...(calibrationArg ? { calibration: calibrationArg } : {}) }, io);
           const model = execution ? searched.snn.with({ execution: parseExecution(execution, schedule) }) : searched.snn;
           reports.push({ mode: 'spiking', report: await runFidelity(ann, model, tokenizer, [model.timesteps], text, io, memoryPreset), searched });
           searched.snn.dispose();

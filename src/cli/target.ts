@@ -5,7 +5,7 @@
 import { ArgumentError } from '../errors.js';
 import { bundledText } from '../convert/calibration-data.js';
 import { type FidelityTarget, DEFAULT_TARGET, formatTarget, parseTarget } from '../convert/search/target.js';
-import { type SearchPhase, type SearchRecord, type TargetConversion, convertToTarget, networkFromRecord } from '../convert/search/planes.js';
+import { FINETUNE, type SearchPhase, type SearchRecord, type TargetConversion, convertToTarget, networkFromRecord } from '../convert/search/planes.js';
 import { cacheKey, readTargetCache } from '../convert/search/cache.js';
 import { splitCalibration } from '../convert/search/split.js';
 import type { CausalLM } from '../nn/model.js';
@@ -19,7 +19,8 @@ import { ProgressBar } from './progress.js';
 export const TARGET_FLAGS = {
   target: { type: 'string', help: `fidelity target the conversion must meet on the calibration text's select part, e.g. top1=0.99,kl=1e-3 (the default; a key left out is no constraint)` },
   'allow-miss': { type: 'boolean', help: 'exit 0 even when no network found meets --target (the best one found is used)' },
-  seed: { type: 'int', help: 'seed of the search (the random halves its margins come from)', default: 0 },
+  seed: { type: 'int', help: 'seed of the search (the random subsets its margins come from, and the fine-tuning batches)', default: 0 },
+  finetune: { type: 'optional-string', help: `the search's fine-tuning stage: --finetune alone runs ${FINETUNE.steps} steps, --finetune N runs N, 0 none; default: on where its predicted cost is at most ${FINETUNE.maxPredictedSeconds} s` },
 } as const satisfies Record<string, FlagSpec>;
 
 /** The bundled texts by name: `stories` and `english` (data/), or a file. */
@@ -36,6 +37,15 @@ export function targetFromFlags(flags: FlagValues): FidelityTarget {
   return typeof flags.target === 'string' ? parseTarget(flags.target) : DEFAULT_TARGET;
 }
 
+export function finetuneFromFlags(flags: FlagValues): number | 'auto' {
+  const v = flags.finetune;
+  if (v === undefined) return 'auto';
+  if (v === true) return FINETUNE.steps;
+  const n = Number(v);
+  if (!Number.isInteger(n) || n < 0) throw new ArgumentError(`--finetune takes a number of steps ≥ 0 (or nothing: ${FINETUNE.steps}), got "${String(v)}"`);
+  return n;
+}
+
 export function seedFromFlags(flags: FlagValues): number {
   const s = flags.seed ?? 0;
   if (typeof s !== 'number' || !Number.isInteger(s) || s < 0) throw new ArgumentError(`--seed must be an integer ≥ 0, got ${String(s)}`);
@@ -43,7 +53,7 @@ export function seedFromFlags(flags: FlagValues): number {
 }
 
 const PHASE_LABEL: Record<SearchPhase, string> = {
-  fit: 'fitting thresholds', reference: 'ANN on the select part', baseline: 'baseline network', probe: 'probing sites', check: 'checking networks',
+  fit: 'fitting thresholds', reference: 'ANN on the select part', baseline: 'baseline network', probe: 'probing sites', check: 'checking networks', finetune: 'fine-tuning thresholds',
 };
 
 export interface TargetRun {
@@ -53,6 +63,8 @@ export interface TargetRun {
   readonly quantile?: number;
   /** --calibration-file's value (a file, or stories / english); default the bundled stories. */
   readonly calibration?: string;
+  /** The fine-tuning stage (default 'auto'). */
+  readonly finetune?: number | 'auto';
 }
 
 /** Run the search with a progress bar per phase, and print one line of what it chose. */
@@ -60,18 +72,19 @@ export async function convertForTarget(ann: CausalLM, tokenizer: TextTokenizer, 
   const text = run.calibration === undefined ? undefined : readNamedText(run.calibration, 'calibration', '--calibration-file');
   const split = splitCalibration(tokenizer, text ?? {});
   // a search stored beside the model for exactly these inputs (the bundled model ships one)
-  const key = cacheKey(ann, text?.text ?? bundledText('calibration-stories.txt').text, run.target, run.coding, run.seed, run.quantile ?? 1);
+  const key = cacheKey(ann, text?.text ?? bundledText('calibration-stories.txt').text, run.target, run.coding, run.seed, run.quantile ?? 1, run.finetune ?? 'auto');
   const stored = ann.dir ? readTargetCache(ann.dir, key) : undefined;
   if (stored) {
     const t0 = performance.now();
-    const rebuilt = networkFromRecord(ann, split, stored);
+    const rebuilt = networkFromRecord(ann, split, stored.search, ann.backend, stored.thresholds);
     const total = (performance.now() - t0) / 1000;
-    io.err(`${formatSearch(stored)} (stored search, ${total.toFixed(1)} s to rebuild)\n`);
-    return { ...rebuilt, search: stored, seconds: { fit: total, reference: 0, baseline: 0, probe: 0, check: 0, total }, cached: true };
+    io.err(`${formatSearch(stored.search)} (stored search, ${total.toFixed(1)} s to rebuild)\n`);
+    return { ...rebuilt, search: stored.search, seconds: { fit: total, reference: 0, baseline: 0, probe: 0, check: 0, finetune: 0, total }, cached: true };
   }
   const bars = new Map<SearchPhase, ProgressBar>();
   const converted = await convertToTarget(ann, split, {
-    target: run.target, coding: run.coding, seed: run.seed, ...(run.quantile !== undefined ? { quantile: run.quantile } : {}),
+    target: run.target, coding: run.coding, seed: run.seed, ...(run.quantile !== undefined ? { quantile: run.quantile } : {}), finetune: run.finetune ?? 'auto',
+    onNote: (m) => io.err(`note: ${m}\n`),
     onProgress: (phase, done, total) => {
       let bar = bars.get(phase);
       if (!bar) bars.set(phase, (bar = new ProgressBar(io, PHASE_LABEL[phase])));
@@ -88,7 +101,8 @@ export function formatSearch(s: SearchRecord): string {
   const verdict = c.meets ? 'meets' : `MISSES (${[c.miss?.top1 ? `top-1 short by ${pct(c.miss.top1)}` : '', c.miss?.kl ? `KL over by ${c.miss.kl.toExponential(2)}` : ''].filter(Boolean).join(', ')})`;
   return `target ${formatTarget({ top1: s.target.top1, kl: s.target.kl ?? Infinity })}: planes ${Math.min(...planes)}–${Math.max(...planes)} over ${planes.length} sites (T = ${c.T}); ` +
     `on the select part (${s.calibration.select_positions} positions) top-1 ${pct(c.top1)} ± ${pct(c.top1_margin)}, KL ${c.kl.toExponential(2)} ± ${c.kl_margin.toExponential(1)}, ` +
-    `E/E_ANN ${c.energy_fp32.toFixed(3)} (FP32, compute only): ${verdict}`;
+    `E/E_ANN ${c.energy_fp32.toFixed(3)} (FP32, compute only): ${verdict}` +
+    (s.finetune.check ? `; fine-tuning ${s.finetune.accepted ? 'kept' : 'not kept'} (tuned network: top-1 ${pct(s.finetune.check.top1)}, E/E_ANN ${s.finetune.check.energy_fp32.toFixed(3)}${s.finetune.check.meets ? '' : ', misses'})` : '');
 }
 
 /** What a command does when the search missed: exit 1 unless --allow-miss (the message says so). */

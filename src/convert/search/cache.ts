@@ -27,26 +27,35 @@ export interface TargetCacheKey {
   readonly coding: CodingName;
   readonly seed: number;
   readonly quantile: number;
+  readonly finetune: number | 'auto';
   readonly searchVersion: number;
 }
 
-export function cacheKey(ann: CausalLM, calibrationText: string, target: FidelityTarget, coding: CodingName, seed: number, quantile: number): TargetCacheKey {
+export function cacheKey(ann: CausalLM, calibrationText: string, target: FidelityTarget, coding: CodingName, seed: number, quantile: number, finetune: number | 'auto'): TargetCacheKey {
   return {
     weights: weightsFingerprint(ann.weights), calibrationSha256: crypto.createHash('sha256').update(calibrationText).digest('hex'),
-    target: { top1: target.top1, kl: Number.isFinite(target.kl) ? target.kl : null }, coding, seed, quantile, searchVersion: SEARCH_VERSION,
+    target: { top1: target.top1, kl: Number.isFinite(target.kl) ? target.kl : null }, coding, seed, quantile, finetune, searchVersion: SEARCH_VERSION,
   };
 }
 
+export interface StoredSearch {
+  readonly search: SearchRecord;
+  /** The fine-tuned thresholds, when the search kept its fine-tuning stage's network. */
+  readonly thresholds?: ReadonlyMap<string, Float32Array>;
+}
+
 /** The stored record for this key, or undefined (no file, unreadable, or made for anything else). */
-export function readTargetCache(dir: string, key: TargetCacheKey): SearchRecord | undefined {
+export function readTargetCache(dir: string, key: TargetCacheKey): StoredSearch | undefined {
   try {
-    const j = JSON.parse(fs.readFileSync(path.join(dir, TARGET_CACHE_FILE), 'utf8')) as { key: TargetCacheKey; search: SearchRecord };
-    return JSON.stringify(j.key) === JSON.stringify(key) ? j.search : undefined;
+    const j = JSON.parse(fs.readFileSync(path.join(dir, TARGET_CACHE_FILE), 'utf8')) as { key: TargetCacheKey; search: SearchRecord; thresholds?: Record<string, number[]> };
+    if (JSON.stringify(j.key) !== JSON.stringify(key)) return undefined;
+    return { search: j.search, ...(j.thresholds ? { thresholds: new Map(Object.entries(j.thresholds).map(([k, v]) => [k, Float32Array.from(v)])) } : {}) };
   } catch {
     return undefined;
   }
 }
 
-export function writeTargetCache(dir: string, key: TargetCacheKey, search: SearchRecord): void {
-  atomicWriteFile(path.join(dir, TARGET_CACHE_FILE), `${JSON.stringify({ format: 'spikelm-target-cache', key, search }, null, 1)}\n`);
+export function writeTargetCache(dir: string, key: TargetCacheKey, search: SearchRecord, thresholds?: ReadonlyMap<string, Float32Array>): void {
+  const th = search.chosen.tuned && thresholds ? { thresholds: Object.fromEntries([...thresholds].map(([k, v]) => [k, Array.from(v)])) } : {};
+  atomicWriteFile(path.join(dir, TARGET_CACHE_FILE), `${JSON.stringify({ format: 'spikelm-target-cache', key, search, ...th }, null, 1)}\n`);
 }

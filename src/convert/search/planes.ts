@@ -20,6 +20,13 @@
  *                 subsets of 512 of the select part's positions (an evaluation text's size: the
  *                 spread such a text may show). The longest prefix that met is chosen.
  *
+ *   7. fine-tune (optional, FINETUNE): train the thresholds through the spikes (src/train, on the
+ *                 fit part only, with a spike penalty) of the network a few percent cheaper than the
+ *                 chosen one (predicted), and check it like the others: it replaces the chosen one
+ *                 only if it meets the target at less energy. On by default where its predicted
+ *                 cost (tokens × parameters × planes × steps, calibrated on this machine class) is
+ *                 at most two minutes.
+ *
  * The probes cost one forward each; on large models they run on the first windows of the select
  * part, as many as a budget of multiply-accumulates allows (BUDGET), and so do fit and select.
  * Everything is deterministic given the seed (only the halves are random); nothing here reads the
@@ -33,6 +40,8 @@ import { COMPENSATED, SpikingLM } from '../../snn/model.js';
 import { MAX_SITE_PLANES, type SitePlanes } from '../../snn/sites.js';
 import type { Backend } from '../../tensor/backend.js';
 import { DEFAULT_NEURON } from '../../tensor/kernels/neuron.js';
+import { linearWeightCount } from '../../snn/memory.js';
+import { fineTune } from '../../train/finetune.js';
 import { type ConvertedModel, calibrate, finalize, observe, replace, trace } from '../stages.js';
 import { MARGIN_POSITIONS, annReference, halfSpread, meanOf, type Reference, type Scored, scoreNetwork } from './selection.js';
 import { type CalibrationSplit, takeTokens } from './split.js';
@@ -55,6 +64,17 @@ export function macsPerToken(ann: Pick<CausalLM, 'config'>): number {
   return c.numLayers * (c.hiddenSize * (qW + 2 * kvW) + qW * c.hiddenSize + mlp) + c.hiddenSize * c.vocabSize;
 }
 
+/**
+ * The fine-tuning stage. Its predicted cost is tokens per step × the linear layers' weights ×
+ * planes × steps × secondsPerUnit; secondsPerUnit was measured on this project's 2-core machines
+ * (40 steps of 4 × 64 tokens on stories260k at 9–12 planes: 88 s, float64 CPU training).
+ */
+export const FINETUNE = { steps: 40, lambdaSpikes: 2e-3, batchSize: 4, maxPredictedSeconds: 120, secondsPerUnit: 2.76e-9, cheaper: 0.95 } as const;
+
+export function predictFineTuneSeconds(ann: Pick<CausalLM, 'config'>, steps: number, planes: number, tokensPerSample = 64): number {
+  return steps * FINETUNE.batchSize * tokensPerSample * linearWeightCount(ann.config) * planes * FINETUNE.secondsPerUnit;
+}
+
 export interface SearchOptions {
   readonly target?: FidelityTarget;
   /** A weighted code (default phase-ternary). */
@@ -69,9 +89,15 @@ export interface SearchOptions {
   /** Fewest planes a site may get (default 2). */
   readonly minPlanes?: number;
   readonly onProgress?: (phase: SearchPhase, done: number, total: number) => void;
+  /**
+   * The fine-tuning stage: its steps, 0 for none, or 'auto' (the default): FINETUNE.steps where
+   * the predicted cost is at most FINETUNE.maxPredictedSeconds, none above (`onNote` says so).
+   */
+  readonly finetune?: number | 'auto';
+  readonly onNote?: (message: string) => void;
 }
 
-export type SearchPhase = 'fit' | 'reference' | 'baseline' | 'probe' | 'check';
+export type SearchPhase = 'fit' | 'reference' | 'baseline' | 'probe' | 'check' | 'finetune';
 
 export interface NetworkFigures {
   readonly top1: number;
@@ -114,7 +140,18 @@ export interface SearchRecord {
   /** The greedy sequence: each move takes one plane from a site. */
   readonly moves: readonly { readonly step: number; readonly site: string; readonly planes: number; readonly predicted_kl: number; readonly predicted_energy_fp32: number }[];
   readonly checks: readonly CheckRecord[];
+  /** The fine-tuning stage: whether it ran, why not, and what the tuned network did. */
+  readonly finetune: {
+    readonly steps: number;
+    readonly predicted_seconds: number;
+    readonly reason?: string;
+    readonly lambda_spikes?: number;
+    readonly check?: CheckRecord;
+    readonly accepted?: boolean;
+  };
   readonly chosen: CheckRecord & {
+    /** The thresholds are the fine-tuning stage's (else the fit part's calibration). */
+    readonly tuned: boolean;
     readonly T: number;
     readonly planes: Record<string, number>;
     /** How far the chosen network is from the target on the select part (margins included), where it misses. */
@@ -145,7 +182,7 @@ export async function convertToTarget(ann: CausalLM, split: CalibrationSplit, op
   if (!Number.isInteger(minPlanes) || minPlanes < 1) throw new ArgumentError(`minPlanes must be a positive integer, got ${minPlanes}`);
   const backend = opts.backend ?? ann.backend;
   const progress = opts.onProgress ?? (() => {});
-  const seconds: Record<SearchPhase | 'total', number> = { fit: 0, reference: 0, baseline: 0, probe: 0, check: 0, total: 0 };
+  const seconds: Record<SearchPhase | 'total', number> = { fit: 0, reference: 0, baseline: 0, probe: 0, check: 0, finetune: 0, total: 0 };
   const t0 = performance.now();
   const timed = async <R>(phase: SearchPhase, f: () => Promise<R> | R): Promise<R> => {
     const t = performance.now();
@@ -190,7 +227,8 @@ export async function convertToTarget(ann: CausalLM, split: CalibrationSplit, op
   const checks: CheckRecord[] = [{ moves: 0, ...baseCheck }];
   let moves: SearchRecord['moves'] = [];
   let sensitivity: SearchRecord['sensitivity'] = [];
-  let chosen: { moves: number; planes: Record<string, number>; check: Omit<CheckRecord, 'moves'> } = { moves: 0, planes: base.planesBySite(), check: baseCheck };
+  let chosen: { moves: number; planes: Record<string, number>; check: Omit<CheckRecord, 'moves'>; thresholds?: ReadonlyMap<string, Float32Array> } = { moves: 0, planes: base.planesBySite(), check: baseCheck };
+  let finetune: SearchRecord['finetune'] = { steps: 0, predicted_seconds: 0, reason: 'the baseline network misses the target' };
   try {
     if (baseCheck.meets) {
       // 4. probes, on the first probeWindows windows (the baseline's figures there, from a run on them)
@@ -280,13 +318,43 @@ export async function convertToTarget(ann: CausalLM, split: CalibrationSplit, op
         else hi = mid;
       }
       chosen = { moves: lo, planes: planesAfter(lo), check: results.get(lo)! };
+
+      // 7. fine-tuning: can trained thresholds make a cheaper network meet the target?
+      const want = opts.finetune ?? 'auto';
+      const candidate = seq.findIndex((m) => m.predicted_energy_fp32 <= chosen.check.energy_fp32 * FINETUNE.cheaper);
+      const ftPlanes = candidate > 0 ? planesAfter(candidate) : chosen.planes;
+      const defaultSteps = typeof want === 'number' ? want : FINETUNE.steps;
+      const predicted = predictFineTuneSeconds(ann, defaultSteps, Math.max(...Object.values(ftPlanes)));
+      const steps = want === 'auto' ? (predicted <= FINETUNE.maxPredictedSeconds ? FINETUNE.steps : 0) : want;
+      finetune = { steps, predicted_seconds: Number(predicted.toFixed(1)) };
+      if (steps === 0) {
+        const reason = want === 'auto' ? `predicted ${predicted.toFixed(0)} s for ${FINETUNE.steps} steps, over the ${FINETUNE.maxPredictedSeconds} s of the default (ask for it with --finetune STEPS)` : 'not asked for';
+        finetune = { ...finetune, reason };
+        if (want === 'auto') opts.onNote?.(`fine-tuning stage off: ${reason}`);
+      } else if (candidate <= chosen.moves) {
+        finetune = { ...finetune, steps: 0, reason: 'no prefix of the sequence is predicted cheaper enough to try' };
+      } else {
+        const net = base.withPlanes(ftPlanes);
+        try {
+          const tuned = await timed('finetune', () => fineTune(net, fit, {
+            steps, lambdaSpikes: FINETUNE.lambdaSpikes, batchSize: FINETUNE.batchSize, seed, onStep: (s) => progress('finetune', s.step, s.steps),
+          }));
+          const r = meets(await timed('finetune', () => scoreNetwork(tuned.snn, ref)));
+          const accepted = r.meets && r.energy_fp32 < chosen.check.energy_fp32;
+          finetune = { ...finetune, lambda_spikes: FINETUNE.lambdaSpikes, check: { moves: candidate, ...r }, accepted };
+          if (accepted) chosen = { moves: candidate, planes: ftPlanes, check: r, thresholds: tuned.snn.spiking.thresholds };
+          tuned.snn.dispose();
+        } finally {
+          net.dispose();
+        }
+      }
     }
   } finally {
     base.dispose();
   }
   const T = Math.max(...Object.values(chosen.planes));
   const snn = new SpikingLM(ann.config, ann.weights, backend, {
-    timesteps: T, mode: 'spiking', schedule: 'layerwise', coding, neuron: base.spiking.neuron, thresholds: base.spiking.thresholds,
+    timesteps: T, mode: 'spiking', schedule: 'layerwise', coding, neuron: base.spiking.neuron, thresholds: chosen.thresholds ?? base.spiking.thresholds,
     surrogate: base.spiking.surrogate, operators: COMPENSATED, planes: chosen.planes,
   });
   const c = chosen.check;
@@ -303,8 +371,8 @@ export async function convertToTarget(ann: CausalLM, split: CalibrationSplit, op
     high_planes: high, probe_planes: probePlanes, min_planes: minPlanes,
     margin_method: `standard deviation of top-1 and of KL over 32 seeded random subsets of ${Math.min(MARGIN_POSITIONS, ref.positions >> 1)} select positions (the size of an evaluation text)`,
     baseline: { top1: baseCheck.top1, kl: baseCheck.kl, energy_fp32: baseCheck.energy_fp32, meets: baseCheck.meets },
-    sensitivity, moves, checks,
-    chosen: { moves: chosen.moves, ...c, T, planes: chosen.planes, ...(miss ? { miss } : {}) },
+    sensitivity, moves, checks, finetune,
+    chosen: { moves: chosen.moves, ...c, tuned: chosen.thresholds !== undefined, T, planes: chosen.planes, ...(miss ? { miss } : {}) },
   };
   seconds.total = (performance.now() - t0) / 1000;
   const converted = finalize(snn, { plan, calibration, simplified: false, calibrationSource: `${fit.source} (${fit.samples.length} samples, ${fit.tokens} tokens)`, ...(ann.dir ? { sourceDir: ann.dir } : {}) });
@@ -323,11 +391,12 @@ export function fitThresholds(ann: CausalLM, split: CalibrationSplit, coding: Co
  * The network a search record chose, rebuilt: thresholds fitted anew on the same fit part (the
  * same code, so the same values) and the record's planes. What a cached search (cache.ts) gives.
  */
-export function networkFromRecord(ann: CausalLM, split: CalibrationSplit, search: SearchRecord, backend: Backend = ann.backend): ConvertedModel {
+export function networkFromRecord(ann: CausalLM, split: CalibrationSplit, search: SearchRecord, backend: Backend = ann.backend, tuned?: ReadonlyMap<string, Float32Array>): ConvertedModel {
+  if (search.chosen.tuned && !tuned) throw new ArgumentError('networkFromRecord: the search kept fine-tuned thresholds; pass them (the stored search holds them)');
   const { plan, calibration, fit } = fitThresholds(ann, split, search.coding, search.quantile);
   const snn = new SpikingLM(ann.config, ann.weights, backend, {
     timesteps: search.chosen.T, mode: 'spiking', schedule: 'layerwise', coding: search.coding, neuron: { ...DEFAULT_NEURON },
-    thresholds: new Map([...calibration.sites].map(([k, v]) => [k, v.theta])), surrogate: { name: 'atan', alpha: 2 }, operators: COMPENSATED, planes: search.chosen.planes,
+    thresholds: tuned ?? new Map([...calibration.sites].map(([k, v]) => [k, v.theta])), surrogate: { name: 'atan', alpha: 2 }, operators: COMPENSATED, planes: search.chosen.planes,
   });
   return finalize(snn, { plan, calibration, simplified: false, calibrationSource: `${fit.source} (${fit.samples.length} samples, ${fit.tokens} tokens)`, ...(ann.dir ? { sourceDir: ann.dir } : {}) });
 }
