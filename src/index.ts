@@ -1,12 +1,12 @@
 /**
  * spikelm as a library: `import { loadModel, generate, convertModelToSpiking } from 'spikelm'`.
  *
- *   import { BUNDLED_MODEL, convertModelToSpiking, createCalibrationData, generate, loadModel, loadTokenizer } from 'spikelm';
+ *   import { BUNDLED_MODEL, convertToTarget, generate, loadModel, loadTokenizer, splitCalibration } from 'spikelm';
  *   const model = loadModel(BUNDLED_MODEL);      // a directory; a Hub name: (await resolveHubModel(parseHubName('org/name')!)).dir
  *   const tok = loadTokenizer(BUNDLED_MODEL);
  *   const { ids } = await generate(model, tok.encode('Once upon a time'), { maxNewTokens: 40 });
  *   console.log(tok.decode(ids));
- *   const { snn } = await convertModelToSpiking(model, createCalibrationData(tok));   // the default conversion
+ *   const { snn } = await convertToTarget(model, splitCalibration(tok));   // the default: planes per site for top-1 ≥ 99%, KL ≤ 1e-3
  *   const reply = await new ChatSession(new TemporalSpikeProcessor(snn), tok).send('Tell me a story');
  *
  * Everything here is public and follows semver; deeper paths (kernels, stages) are not exported.
@@ -40,7 +40,13 @@ export { SURROGATE_NAMES, type SurrogateName, surrogate } from './snn/surrogate.
 export { type Adapters, type LoraAdapter, applyAdapters } from './snn/adapters.js';
 export { type FineTuneOptions, type FineTuneResult, type StepReport, type TrainingRecord, fineTune } from './train/finetune.js';
 export { type FidelityOptions, type FidelityReport, type FidelityRow, measureFidelity } from './snn/fidelity.js';
-export { ENERGY_PRESETS, type EnergyReport, energyReport, formatEnergy } from './snn/energy.js';
+export { ENERGY_PRESETS, type EnergyReport, energyReport, formatEnergy, siteOps } from './snn/energy.js';
+export { DEFAULT_MEMORY_PRESET, MEMORY_PRESETS, type MemoryPreset, type MemoryReport, memoryReport, memorySummary, parseMemoryPreset } from './snn/memory.js';
+export {
+  BUDGET, FINETUNE, type SearchOptions, type SearchRecord, type TargetConversion, convertToTarget, networkFromRecord, predictFineTuneSeconds,
+} from './convert/search/planes.js';
+export { type CalibrationSplit, splitCalibration } from './convert/search/split.js';
+export { DEFAULT_TARGET, type FidelityTarget, parseTarget, wilsonInterval } from './convert/search/target.js';
 
 // conversations
 export { TemporalSpikeProcessor, type ProcessorOptions, type ProcessorOutput, type ProcessorStats } from './conversation/processor.js';

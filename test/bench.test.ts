@@ -110,3 +110,20 @@ describe('spikelm bench', () => {
     expect(err).toMatch(/--out is required/);
   });
 });
+
+describe('report.md checks the rows against the sweep\'s --target', () => {
+  it('the same rows meet a looser target and not the default one', async () => {
+    const { toMarkdown, cheapestMeetingTargets } = await import('../src/bench/report.js');
+    const row = (T: number, top1: number, kl: number, e: number) => ({
+      backend: 'cpu', schedule: 'layerwise', coding: 'phase-ternary', T, top1_agreement: top1, kl, mean_abs_logit_err: 0, max_abs_logit_err: 0, ppl_ann: 1, ppl_snn: 1,
+      distinct_predictions_ann: 1, distinct_predictions_snn: 1, spike_rate: 0, spikes_per_neuron_per_token: 0, max_spikes_per_neuron_per_step: 1, spike_density: 0,
+      energy_ratio_fp32: e, energy_ratio_fp16: e, energy_ratio_int8: e, ms_per_token_ann: 1, ms_per_token: 1, ms_per_token_single: NaN, ms_per_token_event: NaN, cost: 1, cost_event: NaN,
+    });
+    const rows = [row(6, 0.95, 2e-3, 0.4), row(8, 0.985, 6e-4, 0.5)] as never[];
+    const metadata = { commit: 'c', spikelm_version: '0', node: 'v', cpu: 'x', cores: 2, adapter: 'none', date: 'd', model: 'm', snn: 's', positions: 10, time_tokens: 4 };
+    expect(cheapestMeetingTargets(rows)).toBeUndefined();
+    expect(cheapestMeetingTargets(rows, { top1: 0.98, kl: 1e-3 })).toMatchObject({ T: 8 });
+    expect(toMarkdown({ metadata, rows })).toMatch(/no configuration in this sweep meets top-1 ≥ 99\.0%, KL ≤ 0\.001/);
+    expect(toMarkdown({ metadata: { ...metadata, target: { top1: 0.9, kl: null } }, rows })).toMatch(/the cheapest configuration with top-1 ≥ 90\.0%, KL ≤ Infinity .* at T = 6/);
+  });
+});

@@ -91,10 +91,15 @@ export function plots(r: SweepResult): Record<keyof typeof PLOTS, string> {
 const pct = (v: number) => `${(100 * v).toFixed(1)}%`;
 const num = (v: number, d = 3) => (Number.isFinite(v) ? v.toFixed(d) : 'n/a');
 
-/** The cheapest row (FP32 energy) meeting the fidelity targets with at most one spike per neuron per step. */
-export function cheapestMeetingTargets(rows: readonly SweepRow[]): SweepRow | undefined {
+/** The fidelity target of a sweep: its `--target`, else TARGETS'. */
+function targetOf(m: SweepMetadata): { top1: number; kl: number } {
+  return m.target ? { top1: m.target.top1, kl: m.target.kl ?? Infinity } : { top1: TARGETS.top1, kl: TARGETS.kl };
+}
+
+/** The cheapest row (FP32 energy) meeting the fidelity target with at most one spike per neuron per step. */
+export function cheapestMeetingTargets(rows: readonly SweepRow[], target: { top1: number; kl: number } = TARGETS): SweepRow | undefined {
   return rows
-    .filter((x) => x.top1_agreement >= TARGETS.top1 && x.kl <= TARGETS.kl && x.max_spikes_per_neuron_per_step <= TARGETS.spikesPerStep)
+    .filter((x) => x.top1_agreement >= target.top1 && x.kl <= target.kl && x.max_spikes_per_neuron_per_step <= TARGETS.spikesPerStep)
     .sort((a, b) => a.energy_ratio_fp32 - b.energy_ratio_fp32)[0];
 }
 
@@ -113,11 +118,12 @@ export function toMarkdown(r: SweepResult): string {
     }
   }
   lines.push('', '## Targets', '');
+  const target = targetOf(m);
   for (const b of backends) {
-    const best = cheapestMeetingTargets(r.rows.filter((x) => x.backend === b));
+    const best = cheapestMeetingTargets(r.rows.filter((x) => x.backend === b), target);
     lines.push(best
-      ? `- ${b}: the cheapest configuration with top-1 ≥ ${pct(TARGETS.top1)}, KL ≤ ${TARGETS.kl} and at most one spike per neuron per step is ${best.schedule} ${best.coding} at T = ${best.T}: top-1 ${pct(best.top1_agreement)}, KL ${best.kl.toExponential(2)}, E_SNN/E_ANN ${num(best.energy_ratio_fp32, 3)} at FP32 — target ≤ ${TARGETS.energyFp32}: **${best.energy_ratio_fp32 <= TARGETS.energyFp32 ? 'met' : 'not met'}**.`
-      : `- ${b}: no configuration in this sweep meets top-1 ≥ ${pct(TARGETS.top1)}, KL ≤ ${TARGETS.kl} with at most one spike per neuron per step.`);
+      ? `- ${b}: the cheapest configuration with top-1 ≥ ${pct(target.top1)}, KL ≤ ${target.kl} and at most one spike per neuron per step is ${best.schedule} ${best.coding} at T = ${best.T}: top-1 ${pct(best.top1_agreement)}, KL ${best.kl.toExponential(2)}, E_SNN/E_ANN ${num(best.energy_ratio_fp32, 3)} at FP32 — target ≤ ${TARGETS.energyFp32}: **${best.energy_ratio_fp32 <= TARGETS.energyFp32 ? 'met' : 'not met'}**.`
+      : `- ${b}: no configuration in this sweep meets top-1 ≥ ${pct(target.top1)}, KL ≤ ${target.kl} with at most one spike per neuron per step.`);
   }
   lines.push('', 'Energy counts compute only (Horowitz, 45 nm) with every operation of the schedule and code that ran (src/snn/energy.ts); memory and data movement are excluded.', '', '## Plots', '');
   for (const [, file] of Object.entries(PLOTS)) lines.push(`![${file}](${file})`, '');

@@ -33,6 +33,8 @@ export interface SweepConfig {
 
 export interface SweepOptions {
   readonly modelDir: string;
+  /** The fidelity target report.md checks the rows against (default top-1 ≥ 99%, KL ≤ 1e-3). */
+  readonly target?: { readonly top1: number; readonly kl: number };
   readonly snnDir?: string;
   /** T values (default per schedule, see defaultTimesteps in cli/snn.ts). */
   readonly timesteps: readonly number[] | ((schedule: ScheduleName) => readonly number[]);
@@ -99,6 +101,8 @@ export interface SweepMetadata {
   readonly snn: string;
   readonly positions: number;
   readonly time_tokens: number;
+  /** The fidelity target the report checks (`--target`; default top-1 ≥ 99%, KL ≤ 1e-3). */
+  readonly target?: { readonly top1: number; readonly kl: number | null };
 }
 
 export interface SweepResult {
@@ -212,6 +216,7 @@ export async function runSweep(opts: SweepOptions): Promise<SweepResult> {
       cores: os.availableParallelism?.() ?? os.cpus().length, adapter: await adapterDescription(opts.backends), date: new Date().toISOString(),
       model: opts.modelDir, snn: opts.snnDir ?? `converted now (${opts.configs.map((c) => `${c.schedule} ${c.coding}`).join(', ')}; quantile ${opts.quantile ?? 'default'})`,
       positions: ids.length, time_tokens: timed.length,
+      ...(opts.target ? { target: { top1: opts.target.top1, kl: Number.isFinite(opts.target.kl) ? opts.target.kl : null } } : {}),
     },
     rows,
   };

@@ -9,6 +9,7 @@ import { resolveModelDir, resolveModelSource } from './model-dir.js';
 import { ProgressBar } from './progress.js';
 import { defaultTimesteps } from './snn.js';
 import { DEFAULT_CONVERSION } from '../convert/api.js';
+import { parseTarget } from '../convert/search/target.js';
 import { CODINGS, SCHEDULES, parseCoding, parseSchedule } from '../snn/codes.js';
 
 export const benchCommand: Command = {
@@ -27,6 +28,7 @@ export const benchCommand: Command = {
     quantile: { type: 'number', help: 'threshold quantile when converting now (higher = fewer spikes)' },
     'time-budget': { type: 'int', help: 'ms of timing per task', default: 300 },
     text: { type: 'string', help: 'evaluation text file (default: the bundled stories)' },
+    target: { type: 'string', help: 'the fidelity target report.md checks every row against, e.g. top1=0.99,kl=1e-3 (the default)' },
   },
   async run({ flags }, io) {
     const modelDir = (await resolveModelSource(flags.model, io)).dir;
@@ -36,6 +38,7 @@ export const benchCommand: Command = {
       if (b !== 'cpu' && b !== 'gpu') throw new ArgumentError(`bench: --backend takes cpu and/or gpu, got "${b}"`);
       return b;
     });
+    const target = typeof flags.target === 'string' ? parseTarget(flags.target) : undefined;
     const timesteps = flags.timesteps as number[] | undefined;
     for (const t of timesteps ?? []) if (!Number.isInteger(t) || t < 1) throw new ArgumentError(`bench: --timesteps must be positive integers, got ${t}`);
     const codings = (flags.coding as string[]).map((c) => parseCoding(c));
@@ -50,6 +53,7 @@ export const benchCommand: Command = {
       positions: flags.positions as number, timeTokens: flags['time-tokens'] as number, timeBudgetMs: flags['time-budget'] as number,
       ...(flags.quantile !== undefined ? { quantile: flags.quantile as number } : {}),
       ...(typeof flags.text === 'string' ? { text: readFlagFile(flags.text, '--text') } : {}),
+      ...(target ? { target } : {}),
       onProgress: (d, t) => bar.update(d, t),
     });
     for (const f of writeReport(out, result)) io.out(`${f}\n`);
