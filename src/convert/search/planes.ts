@@ -49,12 +49,12 @@ import { DEFAULT_TARGET, type FidelityTarget } from './target.js';
 
 /** Work budgets, in multiply-accumulates of the ANN (a token costs macsPerToken). */
 export const BUDGET = {
-  /** Tokens observed to fit thresholds: at most this many MACs, at least 1024 tokens. */
-  fitMacs: 1.5e11,
+  /** Tokens observed to fit thresholds: at most this many MACs, at least 1024 tokens (the fixed conversion's). */
+  fitMacs: 1.2e11,
   /** Positions of the select part a check runs: at most this many MACs, at least 128 positions. */
-  selectMacs: 3e10,
-  /** All the probes together: at most this many MACs, at least 16 and at most 1024 positions each. */
-  probeMacs: 1.2e11,
+  selectMacs: 1.6e10,
+  /** All the probes together: at most this many MACs, at least 8 and at most 1024 positions each. */
+  probeMacs: 6e10,
 } as const;
 
 /** Multiply-accumulates of one token through the ANN's linear layers and head. */
@@ -199,8 +199,13 @@ export async function convertToTarget(ann: CausalLM, split: CalibrationSplit, op
   const { plan, calibration, fit } = await timed('fit', () => fitThresholds(ann, split, coding, quantile, (d, t) => progress('fit', d, t)));
   const ref = await timed('reference', () => annReference(ann, select, (d, t) => progress('reference', d, t)));
   const sites = plan.sites;
-  const probeWindows = windowsFor(ref, Math.min(1024, Math.max(16, Math.floor(BUDGET.probeMacs / macs / sites.length))));
-  const probePositions = ref.samples.slice(0, probeWindows).reduce((a, s) => a + s.length, 0);
+  const budgeted = Math.max(8, Math.floor(BUDGET.probeMacs / macs / sites.length));
+  const probeWanted = Math.min(1024, budgeted);
+  const probeWindows = windowsFor(ref, probeWanted);
+  // where the budget binds, the last probe window is cut so the probes run no more positions than it gives
+  const probeFull = ref.samples.slice(0, probeWindows - 1).reduce((a, s) => a + s.length, 0);
+  const probeLast = budgeted < 1024 ? Math.min(ref.samples[probeWindows - 1]!.length, probeWanted - probeFull) : ref.samples[probeWindows - 1]!.length;
+  const probePositions = probeFull + probeLast;
   const meets = (s: Scored): Omit<CheckRecord, 'moves'> => {
     const top1 = meanOf(s.agree), kl = meanOf(s.kl), m = halfSpread(s, seed);
     const ok = top1 - m.top1 >= target.top1 && kl + m.kl <= target.kl;
@@ -232,13 +237,13 @@ export async function convertToTarget(ann: CausalLM, split: CalibrationSplit, op
   try {
     if (baseCheck.meets) {
       // 4. probes, on the first probeWindows windows (the baseline's figures there, from a run on them)
-      const baseProbe = probeWindows === ref.samples.length ? baseScore : await timed('probe', () => scoreNetwork(base, ref, probeWindows));
+      const baseProbe = probePositions === ref.positions ? baseScore : await timed('probe', () => scoreNetwork(base, ref, probeWindows, probeLast));
       const baseProbeKl = meanOf(baseProbe.kl);
       const sens: { site: string; c: number; eHigh: number; eProbe: number; opsHigh: number; opsProbe: number }[] = [];
       for (const [i, site] of sites.entries()) {
         const probe = base.withPlanes({ [site.name]: probePlanes });
         try {
-          const s = await timed('probe', () => scoreNetwork(probe, ref, probeWindows));
+          const s = await timed('probe', () => scoreNetwork(probe, ref, probeWindows, probeLast));
           const high = siteOps(opsInput(baseProbe, base), i), low = siteOps(opsInput(s, probe), i);
           sens.push({ site: site.name, c: meanOf(s.kl) - baseProbeKl, eHigh: joules(high), eProbe: joules(low), opsHigh: high.acs + high.macs, opsProbe: low.acs + low.macs });
         } finally {

@@ -78,16 +78,21 @@ export interface Scored {
   readonly energy: EnergyReport;
 }
 
-/** Run a spiking network over the reference's first `windows` windows (default all) and compare. */
-export async function scoreNetwork(snn: SpikingLM, ref: Reference, windows = ref.samples.length): Promise<Scored> {
+/**
+ * Run a spiking network over the reference's first `windows` windows (default all), the last of
+ * them cut to `lastLength` tokens if given (a prefix: causal, so its positions' logits are the whole
+ * window's), and compare.
+ */
+export async function scoreNetwork(snn: SpikingLM, ref: Reference, windows = ref.samples.length, lastLength?: number): Promise<Scored> {
   const V = snn.config.vocabSize;
+  const lengthOf = (w: number) => (w === windows - 1 && lastLength !== undefined ? Math.min(lastLength, ref.samples[w]!.length) : ref.samples[w]!.length);
   let positions = 0;
-  for (let w = 0; w < windows; w++) positions += ref.samples[w]!.length;
+  for (let w = 0; w < windows; w++) positions += lengthOf(w);
   const kl = new Float64Array(positions), agree = new Uint8Array(positions);
   const tally = new SpikeTally(snn.sites);
   let at = 0;
   for (let w = 0; w < windows; w++) {
-    const sample = ref.samples[w]!;
+    const sample = ref.samples[w]!.slice(0, lengthOf(w));
     const cache = snn.newCache(sample.length);
     const out = snn.forward(sample, cache, { allLogits: true });
     tally.add((await snn.backend.read(out.stats)).data, out);
