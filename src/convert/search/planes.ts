@@ -27,8 +27,9 @@
  *                 cost (tokens × parameters × planes × steps, calibrated on this machine class) is
  *                 at most two minutes.
  *
- * The probes cost one forward each; on large models they run on the first windows of the select
- * part, as many as a budget of multiply-accumulates allows (BUDGET), and so do fit and select.
+ * The probes cost one forward each; on large models they run on the first positions of the select
+ * part, as many as a budget of multiply-accumulates allows (BUDGET), and so do fit and select, and
+ * the bisection stops when its budget of checks is spent.
  * Everything is deterministic given the seed (only the halves are random); nothing here reads the
  * evaluation text, and the record (SearchRecord) holds no timings, so two runs write the same bytes.
  */
@@ -55,6 +56,8 @@ export const BUDGET = {
   selectMacs: 1.6e10,
   /** All the probes together: at most this many MACs, at least 8 and at most 1024 positions each. */
   probeMacs: 6e10,
+  /** All the checks of the bisection together: at most this many MACs, at least 6 checks. */
+  checkMacs: 1.2e11,
 } as const;
 
 /** Multiply-accumulates of one token through the ANN's linear layers and head. */
@@ -312,12 +315,14 @@ export async function convertToTarget(ann: CausalLM, split: CalibrationSplit, op
           net.dispose();
         }
       };
+      // the bisection stops when the checks' budget is spent (the longest prefix met so far is kept)
+      const maxChecks = Math.max(6, Math.floor(BUDGET.checkMacs / (ref.positions * macs)));
       let lo = 0, hi = seq.length + 1;
       // start where the prediction reaches the KL target, or half way for a top-1-only target
       let first = Number.isFinite(target.kl) ? seq.findIndex((m) => m.predicted_kl > target.kl) : seq.length >> 1;
       if (first < 0) first = seq.length;
       if (first > 0) (await check(first)) ? (lo = first) : (hi = first);
-      while (hi - lo > 1) {
+      while (hi - lo > 1 && checks.length - 1 < maxChecks) {
         const mid = (lo + hi) >> 1;
         if (await check(mid)) lo = mid;
         else hi = mid;
