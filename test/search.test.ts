@@ -185,6 +185,14 @@ describe('the search', () => {
     const ids = tok.encode('Once upon a time');
     const logits = async (m: SpikingLM) => Array.from((await m.backend.read(m.forward(ids).logits)).data);
     expect(await logits(loaded.snn)).toEqual(await logits(snn));
+    // a planes map that does not fit the model is refused at load, naming the file
+    const file = path.join(out, 'snn_config.json');
+    fs.writeFileSync(file, JSON.stringify({ ...cfg, planes: { ...cfg.planes, 'layers.9.mlp_in': 8 } }));
+    expect(() => loadSnnModel(out)).toThrow(/snn_config\.json: planes: "layers\.9\.mlp_in" is not an encoder site/);
+    fs.writeFileSync(file, JSON.stringify({ ...cfg, planes: { ...cfg.planes, head_in: 0 } }));
+    expect(() => loadSnnModel(out)).toThrow(/snn_config\.json: "planes": "head_in": 0 is not a positive integer/);
+    fs.writeFileSync(file, JSON.stringify({ ...cfg, format_version: 2 }));
+    expect(() => loadSnnModel(out)).toThrow(/"planes" needs format_version 3/);
   });
 });
 

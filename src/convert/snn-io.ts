@@ -380,7 +380,16 @@ export function loadSnnModel(dir: string, opts: { backend?: Backend } = {}): Loa
     file.close();
   }
   const adapters = loraAdapters(lora, dir);
-  const snn = new SpikingLM(config, weights, backend, {
+  const build = (spiking: ConstructorParameters<typeof SpikingLM>[3]): SpikingLM => {
+    try {
+      return new SpikingLM(config, weights, backend, spiking);
+    } catch (err) {
+      // what the files say does not make a network of this model: name the file
+      if (err instanceof ArgumentError) throw new ModelLoadError(`${path.join(dir, 'snn_config.json')}: ${err.message}`);
+      throw err;
+    }
+  };
+  const snn = build({
     timesteps: snnConfig.timesteps, mode: snnConfig.mode === 'exact' ? 'exact' : 'spiking',
     schedule: snnConfig.schedule ?? 'stepwise', coding: snnConfig.coding ?? 'rate',
     ...(snnConfig.execution ? { execution: snnConfig.execution } : {}),
@@ -390,7 +399,7 @@ export function loadSnnModel(dir: string, opts: { backend?: Backend } = {}): Loa
     neuron: neuronFromJson(snnConfig.neuron), thresholds,
     ...(centers.size ? { centers } : {}), surrogate: snnConfig.surrogate, operators: snnConfig.operators,
     ...(normGains.size || adapters.size ? { adapters: { ...(normGains.size ? { normGains } : {}), ...(adapters.size ? { lora: adapters } : {}) } } : {}),
-  });
+  });;
   return { snn, config, weights, ann: () => (ann ??= new CausalLM(config, weights, backend, dir)), tokenizer: loadTokenizer(dir, config.eosTokenIds, config.bosTokenId), snnConfig };
 }
 

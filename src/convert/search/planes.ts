@@ -8,7 +8,9 @@
  *   2. reference  the ANN's next-token distributions on the select part (selection.ts)
  *   3. baseline   every site at P_hi planes (12, raised to 14 and 16 if that misses the target)
  *   4. probe      each site alone at P_hi − 4 planes, every other at P_hi: the KL it adds, c_s,
- *                 and its operation count there (its count at P_hi comes from the baseline)
+ *                 and its operation count there (its count at P_hi comes from the baseline); on
+ *                 models too large for a probe per site within the budget, a probe per site kind
+ *                 (every layer's site of that kind together), its KL shared by its sites
  *   5. allocate   a site at p planes is predicted to add KL_s(p) = c_s·4^(P_probe − p) (a plane less
  *                 doubles a weighted code's rounding step: four times the squared error) and to
  *                 cost E_s(p), linear in p through its two measured points. Greedily take the
@@ -55,9 +57,9 @@ export const BUDGET = {
   /** Positions of the select part a check runs: at most this many MACs, at least 128 positions. */
   selectMacs: 1.6e10,
   /** All the probes together: at most this many MACs, at least 8 and at most 1024 positions each. */
-  probeMacs: 6e10,
+  probeMacs: 3e10,
   /** All the checks of the bisection together: at most this many MACs, at least 6 checks. */
-  checkMacs: 1.2e11,
+  checkMacs: 8e10,
 } as const;
 
 /** Multiply-accumulates of one token through the ANN's linear layers and head. */
@@ -132,6 +134,8 @@ export interface SearchRecord {
     readonly select_positions: number;
     readonly probe_windows: number;
     readonly probe_positions: number;
+    /** 'site': a probe per site; 'kind': a probe per site kind (the budget left too few positions a site). */
+    readonly probes_by: 'site' | 'kind';
   };
   readonly high_planes: number;
   readonly probe_planes: number;
@@ -171,6 +175,8 @@ export interface TargetConversion extends ConvertedModel {
 }
 
 const PROBE_DROP = 4;
+/** Fewest positions a per-site probe may have; below it the probes go by site kind. */
+const MIN_SITE_PROBE = 16;
 
 /**
  * Convert `ann` to the cheapest layerwise network of a weighted code found to meet `target` on the
@@ -202,7 +208,13 @@ export async function convertToTarget(ann: CausalLM, split: CalibrationSplit, op
   const { plan, calibration, fit } = await timed('fit', () => fitThresholds(ann, split, coding, quantile, (d, t) => progress('fit', d, t)));
   const ref = await timed('reference', () => annReference(ann, select, (d, t) => progress('reference', d, t)));
   const sites = plan.sites;
-  const budgeted = Math.max(8, Math.floor(BUDGET.probeMacs / macs / sites.length));
+  // where the budget leaves fewer than MIN_SITE_PROBE positions a site, one probe per site kind
+  // (every layer's site of that kind at probe planes together) replaces the per-site probes
+  const byKind = Math.floor(BUDGET.probeMacs / macs / sites.length) < MIN_SITE_PROBE;
+  const groups: { name: string; members: number[] }[] = byKind
+    ? [...new Set(sites.map((s) => s.kind))].map((kind) => ({ name: kind, members: sites.flatMap((s, i) => (s.kind === kind ? [i] : [])) }))
+    : sites.map((s, i) => ({ name: s.name, members: [i] }));
+  const budgeted = Math.max(8, Math.floor(BUDGET.probeMacs / macs / groups.length));
   const probeWanted = Math.min(1024, budgeted);
   const probeWindows = windowsFor(ref, probeWanted);
   // where the budget binds, the last probe window is cut so the probes run no more positions than it gives
@@ -242,17 +254,21 @@ export async function convertToTarget(ann: CausalLM, split: CalibrationSplit, op
       // 4. probes, on the first probeWindows windows (the baseline's figures there, from a run on them)
       const baseProbe = probePositions === ref.positions ? baseScore : await timed('probe', () => scoreNetwork(base, ref, probeWindows, probeLast));
       const baseProbeKl = meanOf(baseProbe.kl);
-      const sens: { site: string; c: number; eHigh: number; eProbe: number; opsHigh: number; opsProbe: number }[] = [];
-      for (const [i, site] of sites.entries()) {
-        const probe = base.withPlanes({ [site.name]: probePlanes });
+      const sens: { site: string; c: number; eHigh: number; eProbe: number; opsHigh: number; opsProbe: number }[] = new Array(sites.length);
+      for (const [g, group] of groups.entries()) {
+        const probe = base.withPlanes(Object.fromEntries(group.members.map((i) => [sites[i]!.name, probePlanes])));
         try {
           const s = await timed('probe', () => scoreNetwork(probe, ref, probeWindows, probeLast));
-          const high = siteOps(opsInput(baseProbe, base), i), low = siteOps(opsInput(s, probe), i);
-          sens.push({ site: site.name, c: meanOf(s.kl) - baseProbeKl, eHigh: joules(high), eProbe: joules(low), opsHigh: high.acs + high.macs, opsProbe: low.acs + low.macs });
+          // a group's KL is shared equally by its sites (the KL of small independent errors adds up)
+          const c = (meanOf(s.kl) - baseProbeKl) / group.members.length;
+          for (const i of group.members) {
+            const high = siteOps(opsInput(baseProbe, base), i), low = siteOps(opsInput(s, probe), i);
+            sens[i] = { site: sites[i]!.name, c, eHigh: joules(high), eProbe: joules(low), opsHigh: high.acs + high.macs, opsProbe: low.acs + low.macs };
+          }
         } finally {
           probe.dispose();
         }
-        progress('probe', i + 1, sites.length);
+        progress('probe', g + 1, groups.length);
       }
       // a site whose probe added nothing measurable still gets a small positive sensitivity
       const positive = sens.map((s) => s.c).filter((c) => c > 0).sort((a, b) => a - b);
@@ -376,7 +392,7 @@ export async function convertToTarget(ann: CausalLM, split: CalibrationSplit, op
     version: 1, target: { top1: target.top1, kl: Number.isFinite(target.kl) ? target.kl : null }, coding, seed, quantile,
     calibration: {
       source: split.source, fit_windows: fit.samples.length, fit_tokens: fit.tokens, select_windows: select.samples.length, select_positions: ref.positions,
-      probe_windows: probeWindows, probe_positions: probePositions,
+      probe_windows: probeWindows, probe_positions: probePositions, probes_by: byKind ? 'kind' : 'site',
     },
     high_planes: high, probe_planes: probePlanes, min_planes: minPlanes,
     margin_method: `standard deviation of top-1 and of KL over 32 seeded random subsets of ${Math.min(MARGIN_POSITIONS, ref.positions >> 1)} select positions (the size of an evaluation text)`,
