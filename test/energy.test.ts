@@ -13,7 +13,7 @@ import { convertModelToSpiking, createCalibrationData } from '../src/convert/api
 import { parseConfig } from '../src/nn/config.js';
 import { loadModel } from '../src/nn/model.js';
 import { loadTokenizer } from '../src/nn/tokenizer.js';
-import { energyReport } from '../src/snn/energy.js';
+import { energyReport, siteOps } from '../src/snn/energy.js';
 import { MEMORY_PRESETS, memoryReport, parseMemoryPreset } from '../src/snn/memory.js';
 import { encoderSites } from '../src/snn/sites.js';
 import { SpikeTally } from '../src/snn/stats.js';
@@ -137,6 +137,25 @@ describe('energy counts on a hand-sized model (2 layers, width 4), worked out by
     expect(r.presets.fp32.annJoules).toBeCloseTo(4260.8e-12, 20);
     expect(r.presets.fp32.snnJoules).toBeCloseTo(2430.7e-12, 20);
     expect(r.presets.fp32.ratio).toBeCloseTo(2430.7 / 4260.8, 12);
+  });
+
+  it('siteOps (what the plane search prices a site with) adds up to the report\'s synapses, membranes and neurons', () => {
+    const t = tally('layerwise', (kind) => kind === 'q_in' ? { events: 2, synapticOps: 6, activeNeurons: 2, activeSteps: 6 }
+      : kind === 'p_in' ? { events: 2, synapticOps: 4, activeNeurons: 2, activeSteps: 6 }
+        : kind === 'head_in' ? { events: 3, synapticOps: 24, activeNeurons: 2, activeSteps: 6 }
+          : { events: 5, synapticOps: 10, activeNeurons: 3, activeSteps: 9 },
+    (kind) => ({ attn_in: 8, q_in: 8, p_in: 6, o_in: 8, mlp_in: 8, down_in: 12, head_in: 4 })[kind]!);
+    // layers at different planes: 3 in layer 0, 2 in layer 1 and the head
+    const input = { config, schedule: 'layerwise' as const, coding: 'phase-ternary' as const, timesteps: 3, stepsOf: (s: { layer: number }) => (s.layer === 0 ? 3 : 2), maxSpikes: 1, tally: t };
+    const r = energyReport(input);
+    const sum = t.sites.reduce((a, _, i) => ({ acs: a.acs + siteOps(input, i).acs, macs: a.macs + siteOps(input, i).macs }), { acs: 0, macs: 0 });
+    const parts = ['synapses', 'membranes', 'neurons'].map((k) => r.snn.parts[k]!);
+    expect(sum).toEqual({ acs: parts.reduce((a, p) => a + p.acs, 0), macs: parts.reduce((a, p) => a + p.macs, 0) });
+    // by hand, layer 0's mlp_in at 3 planes: 10 synaptic ops + (3−1)·12·2 = 48 doublings + neurons
+    // (8 charges + 9 comparisons + 5 silent ones + 5 resets = 27) = 85
+    expect(siteOps(input, t.sites.findIndex((s) => s.name === 'layers.0.mlp_in'))).toEqual({ acs: 85, macs: 0 });
+    // and layer 1's at 2 planes: 10 + (2−1)·12·2 + 27 = 61
+    expect(siteOps(input, t.sites.findIndex((s) => s.name === 'layers.1.mlp_in'))).toEqual({ acs: 61, macs: 0 });
   });
 
   it('layerwise with fewer steps at some sites (siteSteps): the doublings follow each site\'s steps', () => {
