@@ -10,7 +10,7 @@ import { describe, expect, it } from 'vitest';
 import { main } from '../src/cli/main.js';
 import { bundledText } from '../src/convert/calibration-data.js';
 import { TARGET_CACHE_FILE, cacheKey, readTargetCache } from '../src/convert/search/cache.js';
-import { convertToTarget, networkFromRecord } from '../src/convert/search/planes.js';
+import { convertToTarget, meetsTarget, networkFromRecord } from '../src/convert/search/planes.js';
 import { annReference, halfSpread, scoreNetwork } from '../src/convert/search/selection.js';
 import { splitCalibration } from '../src/convert/search/split.js';
 import { DEFAULT_TARGET, parseTarget, wilsonInterval } from '../src/convert/search/target.js';
@@ -48,6 +48,14 @@ describe('targets', () => {
     expect(parseTarget('kl=2e-4')).toEqual({ top1: 0, kl: 2e-4 });
     expect(parseTarget('top1=98.5%')).toEqual({ top1: 0.985, kl: Infinity });
     for (const bad of ['', 'top1', 'top1=1.5', 'kl=0', 'kl=-1', 'ppl=3', 'top1=0.9,top1=0.8', 'kl=abc']) expect(() => parseTarget(bad), bad).toThrow(/--target/);
+  });
+
+  it('a network meets a target when its figures, moved against it by their margins, still do', () => {
+    const t = DEFAULT_TARGET;
+    expect(meetsTarget({ top1: 0.994, kl: 5e-4 }, { top1: 0.003, kl: 1e-4 }, t)).toBe(true);
+    expect(meetsTarget({ top1: 0.992, kl: 5e-4 }, { top1: 0.003, kl: 1e-4 }, t)).toBe(false); // 0.989 < 0.99
+    expect(meetsTarget({ top1: 0.999, kl: 9.5e-4 }, { top1: 0, kl: 1e-4 }, t)).toBe(false); // 1.05e-3 > 1e-3
+    expect(meetsTarget({ top1: 0.5, kl: 9e-4 }, { top1: 0.1, kl: 1e-5 }, { top1: 0, kl: 1e-3 })).toBe(true); // KL-only
   });
 
   it('the Wilson interval: known values', () => {

@@ -62,6 +62,11 @@ export const BUDGET = {
   checkMacs: 8e10,
 } as const;
 
+/** The rule a network is checked by: its top-1 less its margin, and its KL plus its margin, within the target. */
+export function meetsTarget(figures: { top1: number; kl: number }, margin: { top1: number; kl: number }, target: FidelityTarget): boolean {
+  return figures.top1 - margin.top1 >= target.top1 && figures.kl + margin.kl <= target.kl;
+}
+
 /** Multiply-accumulates of one token through the ANN's linear layers and head. */
 export function macsPerToken(ann: Pick<CausalLM, 'config'>): number {
   const c = ann.config, qW = c.numHeads * c.headDim, kvW = c.numKvHeads * c.headDim;
@@ -223,7 +228,7 @@ export async function convertToTarget(ann: CausalLM, split: CalibrationSplit, op
   const probePositions = probeFull + probeLast;
   const meets = (s: Scored): Omit<CheckRecord, 'moves'> => {
     const top1 = meanOf(s.agree), kl = meanOf(s.kl), m = halfSpread(s, seed);
-    const ok = top1 - m.top1 >= target.top1 && kl + m.kl <= target.kl;
+    const ok = meetsTarget({ top1, kl }, m, target);
     return { top1, kl, energy_fp32: s.energy.presets.fp32.ratio, top1_margin: m.top1, kl_margin: m.kl, meets: ok };
   };
 
