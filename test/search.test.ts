@@ -136,6 +136,9 @@ describe('the search', () => {
     expect(search.chosen.kl + search.chosen.kl_margin).toBeLessThanOrEqual(target.kl);
     expect(search.chosen.energy_fp32).toBeLessThan(search.baseline.energy_fp32 * 0.9);
     expect(search.moves.length).toBeGreaterThan(0);
+    // the greedy takes the best energy saved per predicted KL first: along the sequence that ratio never rises
+    const ratios = search.moves.slice(1).map((m, i) => (search.moves[i]!.predicted_energy_fp32 - m.predicted_energy_fp32) / (m.predicted_kl - search.moves[i]!.predicted_kl));
+    for (let i = 1; i < ratios.length; i++) expect(ratios[i]!, `move ${i + 2}`).toBeLessThanOrEqual(ratios[i - 1]! * (1 + 1e-9));
     expect(search.sensitivity).toHaveLength(snn.sites.length);
     // the planes differ across layers and sites, and the model runs them
     expect(new Set(Object.values(search.chosen.planes)).size).toBeGreaterThan(1);
