@@ -286,5 +286,5 @@ describe('the stored search of the bundled model', () => {
     // a key that differs in anything is not served
     expect(readTargetCache(stories, { ...key, seed: 1 })).toBeUndefined();
     expect(readTargetCache(stories, { ...key, calibrationSha256: '0'.repeat(64) })).toBeUndefined();
-  });
+  }, 900_000); // a whole default search with its fine-tuning stage: 3–5 minutes on 2 cores beside the other test files
 });
