@@ -94,6 +94,19 @@ function tally(schedule: 'layerwise' | 'stepwise', columns: (kind: string) => Pa
   return t;
 }
 
+/**
+ * The layerwise tally the hand-worked cases share (T = 3 at every site, n = 2, A = 3, r = 1): linear
+ * sites 5 events, 10 synaptic ops, 3 active neurons over 9 steps; q_in 2 events, 6 ops, 2 active / 6
+ * steps; p_in 2 events, 4 ops, 2 / 6; head_in 3 events, 24 ops, 2 / 6; neuron-tokens per kind below.
+ */
+function layerwiseTally(): SpikeTally {
+  return tally('layerwise', (kind) => kind === 'q_in' ? { events: 2, synapticOps: 6, activeNeurons: 2, activeSteps: 6 }
+    : kind === 'p_in' ? { events: 2, synapticOps: 4, activeNeurons: 2, activeSteps: 6 }
+      : kind === 'head_in' ? { events: 3, synapticOps: 24, activeNeurons: 2, activeSteps: 6 }
+        : { events: 5, synapticOps: 10, activeNeurons: 3, activeSteps: 9 },
+  (kind) => ({ attn_in: 8, q_in: 8, p_in: 6, o_in: 8, mlp_in: 8, down_in: 12, head_in: 4 })[kind]!);
+}
+
 describe('energy counts on a hand-sized model (2 layers, width 4), worked out by hand', () => {
   /*
    * ANN, n = 2 tokens, A = 3 attended keys, r = 1 head row; qW = H·d = 4, kvW = 2.
@@ -124,11 +137,7 @@ describe('energy counts on a hand-sized model (2 layers, width 4), worked out by
      * head: synapses 24, membranes (T−1)·V·r = 16, neurons 4+6+2+3 = 15 → 55 ACs; final norm 16 MACs
      * total: 2·362 + 55 = 779 ACs, 2·180 + 16 = 376 MACs → FP32 376·4.6 + 779·0.9 = 2430.7 pJ
      */
-    const t = tally('layerwise', (kind) => kind === 'q_in' ? { events: 2, synapticOps: 6, activeNeurons: 2, activeSteps: 6 }
-      : kind === 'p_in' ? { events: 2, synapticOps: 4, activeNeurons: 2, activeSteps: 6 }
-        : kind === 'head_in' ? { events: 3, synapticOps: 24, activeNeurons: 2, activeSteps: 6 }
-          : { events: 5, synapticOps: 10, activeNeurons: 3, activeSteps: 9 },
-    (kind) => ({ attn_in: 8, q_in: 8, p_in: 6, o_in: 8, mlp_in: 8, down_in: 12, head_in: 4 })[kind]!);
+    const t = layerwiseTally();
     const r = energyReport({ config, schedule: 'layerwise', coding: 'phase-ternary', timesteps: 3, maxSpikes: 1, tally: t });
     expect(r.ann.total).toEqual({ macs: annMacs, acs: annAcs });
     expect(r.snn.total).toEqual({ macs: 376, acs: 779 });
@@ -140,11 +149,7 @@ describe('energy counts on a hand-sized model (2 layers, width 4), worked out by
   });
 
   it('siteOps (what the plane search prices a site with) adds up to the report\'s synapses, membranes and neurons', () => {
-    const t = tally('layerwise', (kind) => kind === 'q_in' ? { events: 2, synapticOps: 6, activeNeurons: 2, activeSteps: 6 }
-      : kind === 'p_in' ? { events: 2, synapticOps: 4, activeNeurons: 2, activeSteps: 6 }
-        : kind === 'head_in' ? { events: 3, synapticOps: 24, activeNeurons: 2, activeSteps: 6 }
-          : { events: 5, synapticOps: 10, activeNeurons: 3, activeSteps: 9 },
-    (kind) => ({ attn_in: 8, q_in: 8, p_in: 6, o_in: 8, mlp_in: 8, down_in: 12, head_in: 4 })[kind]!);
+    const t = layerwiseTally();
     // layers at different planes: 3 in layer 0, 2 in layer 1 and the head
     const input = { config, schedule: 'layerwise' as const, coding: 'phase-ternary' as const, timesteps: 3, stepsOf: (s: { layer: number }) => (s.layer === 0 ? 3 : 2), maxSpikes: 1, tally: t };
     const r = energyReport(input);
@@ -160,11 +165,7 @@ describe('energy counts on a hand-sized model (2 layers, width 4), worked out by
 
   it('layerwise with fewer steps at some sites (siteSteps): the doublings follow each site\'s steps', () => {
     // as above with mlp_in at T − 1 = 2 steps: its membranes drop from (3−1)·12·2 = 48 to (2−1)·12·2 = 24 per layer
-    const t = tally('layerwise', (kind) => kind === 'q_in' ? { events: 2, synapticOps: 6, activeNeurons: 2, activeSteps: 6 }
-      : kind === 'p_in' ? { events: 2, synapticOps: 4, activeNeurons: 2, activeSteps: 6 }
-        : kind === 'head_in' ? { events: 3, synapticOps: 24, activeNeurons: 2, activeSteps: 6 }
-          : { events: 5, synapticOps: 10, activeNeurons: 3, activeSteps: 9 },
-    (kind) => ({ attn_in: 8, q_in: 8, p_in: 6, o_in: 8, mlp_in: 8, down_in: 12, head_in: 4 })[kind]!);
+    const t = layerwiseTally();
     const r = energyReport({ config, schedule: 'layerwise', coding: 'phase-ternary', timesteps: 3, stepsOf: (s) => (s.kind === 'mlp_in' ? 2 : 3), maxSpikes: 1, tally: t });
     expect(r.snn.total).toEqual({ macs: 376, acs: 779 - 2 * 24 });
   });
@@ -195,12 +196,6 @@ describe('energy counts on a hand-sized model (2 layers, width 4), worked out by
 });
 
 describe('energy with memory traffic on the hand-sized model, worked out by hand', () => {
-  // the tally of the layerwise case above (T = 3 at every site, n = 2, A = 3, r = 1)
-  const layerwiseTally = () => tally('layerwise', (kind) => kind === 'q_in' ? { events: 2, synapticOps: 6, activeNeurons: 2, activeSteps: 6 }
-    : kind === 'p_in' ? { events: 2, synapticOps: 4, activeNeurons: 2, activeSteps: 6 }
-      : kind === 'head_in' ? { events: 3, synapticOps: 24, activeNeurons: 2, activeSteps: 6 }
-        : { events: 5, synapticOps: 10, activeNeurons: 3, activeSteps: 9 },
-  (kind) => ({ attn_in: 8, q_in: 8, p_in: 6, o_in: 8, mlp_in: 8, down_in: 12, head_in: 4 })[kind]!);
   const input = (t: SpikeTally) => ({ config, schedule: 'layerwise' as const, coding: 'phase-ternary' as const, timesteps: 3, maxSpikes: 1, tally: t });
 
   /*

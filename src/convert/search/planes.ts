@@ -40,7 +40,7 @@ import type { CausalLM } from '../../nn/model.js';
 import { type CodingName, isWeighted } from '../../snn/codes.js';
 import { ENERGY_PRESETS, siteOps } from '../../snn/energy.js';
 import { COMPENSATED, SpikingLM } from '../../snn/model.js';
-import { MAX_SITE_PLANES, type SitePlanes } from '../../snn/sites.js';
+import { MAX_SITE_PLANES } from '../../snn/sites.js';
 import type { Backend } from '../../tensor/backend.js';
 import { DEFAULT_NEURON } from '../../tensor/kernels/neuron.js';
 import { linearWeightCount } from '../../snn/memory.js';
@@ -445,4 +445,3 @@ function joulesOfSites(s: Scored, m: SpikingLM, count: number, opsInput: (s: Sco
   return e;
 }
 
-export type { SitePlanes };
