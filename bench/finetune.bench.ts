@@ -17,7 +17,7 @@ import { fileURLToPath } from 'node:url';
 import { BUNDLED_MODEL } from '../src/bundled.js';
 import { type ConvertOptions, convertModelToSpiking } from '../src/convert/api.js';
 import { bundledText, createCalibrationData } from '../src/convert/calibration-data.js';
-import { exportHfTensors } from '../src/convert/snn-io.js';
+import { exportHfTensors } from '../src/nn/model.js';
 import { writeSafetensors } from '../src/io/safetensors.js';
 import { loadModel, loadWeights } from '../src/nn/model.js';
 import { seededRandom } from '../src/nn/sampling.js';

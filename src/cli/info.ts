@@ -90,10 +90,11 @@ function countParameters(w: import('../nn/weights.js').LMWeights): number {
       n += t.size;
     }
   };
-  add(w.embed); add(w.positions); add(w.lmHead); add(w.finalNorm.weight); add(w.finalNorm.bias);
+  add(w.embed); add(w.positions); add(w.lmHead); add(w.finalNorm?.weight); add(w.finalNorm?.bias);
+  for (const l of [w.projectIn, w.projectOut]) { add(l?.weight); add(l?.bias); }
   for (const b of w.blocks) {
     for (const l of [b.q, b.k, b.v, b.o, b.gate, b.up, b.down]) { add(l?.weight); add(l?.bias); }
-    for (const nrm of [b.attnNorm, b.mlpNorm]) { add(nrm.weight); add(nrm.bias); }
+    for (const nrm of [b.attnNorm, b.mlpNorm, b.qNorm, b.kNorm]) { add(nrm?.weight); add(nrm?.bias); }
   }
   return n;
 }

@@ -23,6 +23,7 @@
  * decoding equals a full recompute.
  */
 import { ArgumentError } from '../errors.js';
+import { keysAttended } from '../nn/config.js';
 import type { KvCache } from '../nn/kv-cache.js';
 import { CausalLM } from '../nn/model.js';
 import { type EnergyReport, energyReport } from '../snn/energy.js';
@@ -221,7 +222,7 @@ export class TemporalSpikeProcessor {
     return seqs.map((seq, r) => {
       const positions = Array.from({ length: seq.length }, (_, i) => i);
       this.stats.tokens += seq.length;
-      this.stats.attendedKeys += (seq.length * (seq.length + 1)) / 2;
+      this.stats.attendedKeys += keysAttended(this.lm.config, 0, seq.length);
       const conv: Conversation = { cache: caches[r]!, tokens: [...seq], windowStart: 0, lastPositions: positions };
       if (useCache) {
         this.conversations.get(ids[r]!)?.cache.dispose();
@@ -264,7 +265,7 @@ export class TemporalSpikeProcessor {
     }
     this.stats.forwardMs += performance.now() - t0;
     this.stats.tokens += fresh.length;
-    for (let i = 0; i < fresh.length; i++) this.stats.attendedKeys += common + i + 1;
+    this.stats.attendedKeys += keysAttended(this.lm.config, common, fresh.length);
     conv.tokens.push(...fresh);
     conv.lastPositions = Array.from({ length: fresh.length }, (_, i) => common + i);
     return { logits: new Tensor([allLogits ? fresh.length : 1, this.lm.config.vocabSize], logits.data), positions: conv.lastPositions, conv };

@@ -20,9 +20,8 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { ArgumentError, ModelLoadError } from '../errors.js';
 import type { ModelConfig } from '../nn/config.js';
-import { CausalLM, loadWeights } from '../nn/model.js';
+import { CausalLM, exportHfTensors, loadWeights } from '../nn/model.js';
 import { type TextTokenizer, loadTokenizer } from '../nn/tokenizer.js';
-import { transpose } from '../nn/weights.js';
 import type { LMWeights } from '../nn/weights.js';
 import { type CodingName, type ScheduleName, checkCombination, parseCoding, parseSchedule } from '../snn/codes.js';
 import { type Execution, type OperatorForms, type SnnMode, SpikingLM } from '../snn/model.js';
@@ -36,7 +35,7 @@ import { Tensor } from '../tensor/tensor.js';
 import { atomicWriteFile } from '../io/atomic-write.js';
 import { fileKind, openRegularFile, readJsonObject, readRegularFile } from '../io/files.js';
 import { type PublishOptions, interruptedReplacement, publishDirectory } from '../io/output-dir.js';
-import { SafetensorsFile, type TensorToWrite, writeSafetensors } from '../io/safetensors.js';
+import { SafetensorsFile, writeSafetensors } from '../io/safetensors.js';
 import type { TrainingRecord } from '../train/finetune.js';
 import type { SearchRecord } from './search/planes.js';
 import type { ConversionRecord } from './stages.js';
@@ -107,66 +106,9 @@ export function hashModelDir(dir: string): string {
   return h.digest('hex');
 }
 
-/** The ANN weights under their Hugging Face names and layouts (inverse of the loaders' name tables). */
-export function exportHfTensors(cfg: ModelConfig, w: LMWeights): TensorToWrite[] {
-  const out: TensorToWrite[] = [];
-  const put = (name: string, t: Tensor | undefined) => {
-    if (t) out.push({ name, shape: t.shape, data: t.data });
-  };
-  const tied = w.lmHead === w.embed;
-  if (cfg.family === 'llama') {
-    put('model.embed_tokens.weight', w.embed);
-    w.blocks.forEach((b, i) => {
-      const p = `model.layers.${i}`;
-      put(`${p}.input_layernorm.weight`, b.attnNorm.weight);
-      for (const [name, l] of [['q_proj', b.q], ['k_proj', b.k], ['v_proj', b.v], ['o_proj', b.o]] as const) {
-        put(`${p}.self_attn.${name}.weight`, l.weight);
-        put(`${p}.self_attn.${name}.bias`, l.bias);
-      }
-      put(`${p}.post_attention_layernorm.weight`, b.mlpNorm.weight);
-      for (const [name, l] of [['gate_proj', b.gate], ['up_proj', b.up], ['down_proj', b.down]] as const) {
-        put(`${p}.mlp.${name}.weight`, l?.weight);
-        put(`${p}.mlp.${name}.bias`, l?.bias);
-      }
-    });
-    put('model.norm.weight', w.finalNorm.weight);
-    if (!tied) put('lm_head.weight', w.lmHead);
-    return out;
-  }
-  const D = cfg.hiddenSize;
-  put('transformer.wte.weight', w.embed);
-  put('transformer.wpe.weight', w.positions);
-  w.blocks.forEach((b, i) => {
-    const p = `transformer.h.${i}`;
-    put(`${p}.ln_1.weight`, b.attnNorm.weight);
-    put(`${p}.ln_1.bias`, b.attnNorm.bias);
-    const qkv = new Tensor([3 * D, D]);
-    const bias = new Tensor([3 * D]);
-    [b.q, b.k, b.v].forEach((l, j) => {
-      qkv.data.set(l.weight.data, j * D * D);
-      if (l.bias) bias.data.set(l.bias.data, j * D);
-    });
-    put(`${p}.attn.c_attn.weight`, transpose(qkv));
-    put(`${p}.attn.c_attn.bias`, bias);
-    put(`${p}.attn.c_proj.weight`, transpose(b.o.weight));
-    put(`${p}.attn.c_proj.bias`, b.o.bias);
-    put(`${p}.ln_2.weight`, b.mlpNorm.weight);
-    put(`${p}.ln_2.bias`, b.mlpNorm.bias);
-    put(`${p}.mlp.c_fc.weight`, transpose(b.up.weight));
-    put(`${p}.mlp.c_fc.bias`, b.up.bias);
-    put(`${p}.mlp.c_proj.weight`, transpose(b.down.weight));
-    put(`${p}.mlp.c_proj.bias`, b.down.bias);
-  });
-  put('transformer.ln_f.weight', w.finalNorm.weight);
-  put('transformer.ln_f.bias', w.finalNorm.bias);
-  if (!tied) put('lm_head.weight', w.lmHead);
-  return out;
-}
-
 /** config.json as the converted model's ANN sees it (a ReLU swap rewrites the activation key). */
 export function configJson(cfg: ModelConfig): Record<string, unknown> {
-  const key = cfg.family === 'gpt2' ? 'activation_function' : 'hidden_act';
-  return { ...cfg.raw, [key]: cfg.activationName };
+  return { ...cfg.raw, [cfg.activationKey]: cfg.activationName };
 }
 
 /** Whether `dir` holds a converted model written by spikelm (its snn_config.json says so). */
@@ -271,9 +213,13 @@ export function weightsFingerprint(w: LMWeights): string {
     add(`${i}.n1b`, b.attnNorm.bias);
     add(`${i}.n2`, b.mlpNorm.weight);
     add(`${i}.n2b`, b.mlpNorm.bias);
+    add(`${i}.qn`, b.qNorm?.weight);
+    add(`${i}.kn`, b.kNorm?.weight);
   });
-  add('final', w.finalNorm.weight);
-  add('finalb', w.finalNorm.bias);
+  add('final', w.finalNorm?.weight);
+  add('finalb', w.finalNorm?.bias);
+  add('proj_in', w.projectIn?.weight);
+  add('proj_out', w.projectOut?.weight);
   add('head', w.lmHead);
   return h.digest('hex');
 }

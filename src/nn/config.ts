@@ -5,10 +5,11 @@
  * Example (stories260k, Llama family):
  *   { family: 'llama', vocabSize: 512, hiddenSize: 64, numLayers: 5, numHeads: 8, numKvHeads: 4,
  *     headDim: 8, intermediateSize: 172, maxPositions: 512, normEps: 1e-5, activation: 'silu',
- *     ropeTheta: 10000, attentionBias: false, mlpBias: false, tieWordEmbeddings: true }
+ *     norm: 'rms', gatedMlp: true, rotary: true, ropeTheta: 10000, tieWordEmbeddings: true, … }
  * Example (distilgpt2, GPT-2 family):
  *   { family: 'gpt2', vocabSize: 50257, hiddenSize: 768, numLayers: 6, numHeads: 12, numKvHeads: 12,
- *     headDim: 64, intermediateSize: 3072, maxPositions: 1024, normEps: 1e-5, activation: 'gelu_tanh' }
+ *     headDim: 64, intermediateSize: 3072, maxPositions: 1024, normEps: 1e-5, activation: 'gelu_tanh',
+ *     norm: 'layer', gatedMlp: false, rotary: false, positionOffset: 0, … }
  */
 import path from 'node:path';
 import { ModelLoadError } from '../errors.js';
@@ -16,8 +17,25 @@ import { fileKind, readJsonObject } from '../io/files.js';
 import type { Activation } from '../tensor/kernels/elementwise.js';
 import type { RopeScaling } from '../tensor/kernels/rope.js';
 
-export type ModelFamily = 'gpt2' | 'llama';
+export type ModelFamily = 'gpt2' | 'llama' | 'qwen2' | 'qwen3' | 'mistral' | 'opt';
 
+export type NormKind = 'layer' | 'rms';
+
+/** Which projections carry a bias (Qwen2: q, k, v but not o; GPT-2 and OPT: all; Llama: per config). */
+export interface ProjectionBias {
+  readonly q: boolean;
+  readonly k: boolean;
+  readonly v: boolean;
+  readonly o: boolean;
+  /** gate/up and down (fc1 and fc2). */
+  readonly mlp: boolean;
+}
+
+/**
+ * A model's shape and the features its blocks are made of. Code outside src/nn asks for features
+ * (norm kind, gated MLP, rotary or learned positions, post-LN, q/k norms, window, biases), never for
+ * the family: the family names only which loader reads the weights and which config.json keys say so.
+ */
 export interface ModelConfig {
   readonly family: ModelFamily;
   readonly modelType: string;
@@ -33,15 +51,54 @@ export interface ModelConfig {
   readonly activation: Activation;
   /** The activation's name as config.json spells it (`gelu_new`, `silu`, …). */
   readonly activationName: string;
+  /** The config.json key that names the activation (`activation_function` or `hidden_act`). */
+  readonly activationKey: string;
+  /** LayerNorm (mean and variance, optional bias) or RMSNorm. */
+  readonly norm: NormKind;
+  /** MLP down(act(gate(x)) ⊙ up(x)) (Llama-style) instead of down(act(up(x))). */
+  readonly gatedMlp: boolean;
+  /** Rotary positions on q and k (else learned positions added to the embedding). */
+  readonly rotary: boolean;
+  /** Learned positions: the table row of position p is p + positionOffset (OPT: 2; GPT-2: 0). */
+  readonly positionOffset: number;
+  /** Post-LN blocks (OPT's do_layer_norm_before false): h = norm(h + f(h)) instead of h + f(norm(h)). */
+  readonly postNorm: boolean;
+  /** A norm before the LM head (absent in post-LN OPT). */
+  readonly finalNorm: boolean;
+  /** Per-head RMSNorm on q and k after the projection, before RoPE (Qwen3), eps = normEps. */
+  readonly qkNorm: boolean;
+  /** A query at position i sees keys i − W < j ≤ i (Mistral); undefined: full causal attention. */
+  readonly slidingWindow?: number;
+  readonly bias: ProjectionBias;
+  /**
+   * Width of the token embedding and the LM head's input (OPT's word_embed_proj_dim); when it differs
+   * from hiddenSize, project_in [D, E] follows the embedding and project_out [E, D] precedes the head.
+   */
+  readonly embedDim: number;
   readonly ropeTheta: number;
   readonly ropeScaling?: RopeScaling;
-  readonly attentionBias: boolean;
-  readonly mlpBias: boolean;
   readonly tieWordEmbeddings: boolean;
   readonly bosTokenId?: number;
   readonly eosTokenIds: readonly number[];
   /** config.json as read, for writing it back out. */
   readonly raw: Readonly<Record<string, unknown>>;
+}
+
+/**
+ * Keys attended by S queries at positions start … start+S−1: each sees the keys up to its own
+ * position, the last W of them within a sliding window.
+ */
+export function keysAttended(c: Pick<ModelConfig, 'slidingWindow'>, start: number, S: number): number {
+  const W = c.slidingWindow;
+  if (W === undefined) return S * start + (S * (S + 1)) / 2;
+  let n = 0;
+  for (let p = start; p < start + S; p++) n += Math.min(W, p + 1);
+  return n;
+}
+
+/** project_in / project_out exist (embedDim ≠ hiddenSize). */
+export function hasProjections(c: ModelConfig): boolean {
+  return c.embedDim !== c.hiddenSize;
 }
 
 /** Hugging Face activation names → kernels. */
@@ -59,7 +116,14 @@ export const ACTIVATION_NAMES: Readonly<Record<string, Activation>> = {
 export const SUPPORTED_MODEL_TYPES: Readonly<Record<string, ModelFamily>> = {
   gpt2: 'gpt2',
   llama: 'llama',
+  qwen2: 'qwen2',
+  qwen3: 'qwen3',
+  mistral: 'mistral',
+  opt: 'opt',
 };
+
+/** Fields that mean a mixture-of-experts MLP, which no loader here reads. */
+const MOE_FIELDS = ['num_experts', 'num_local_experts', 'n_routed_experts', 'moe_intermediate_size'] as const;
 
 export function readConfigFile(dir: string): Record<string, unknown> {
   const file = path.join(dir, 'config.json');
@@ -71,6 +135,8 @@ export function readConfigFile(dir: string): Record<string, unknown> {
   }
 }
 
+type Base = Omit<ModelConfig, 'raw' | 'eosTokenIds' | 'bosTokenId'>;
+
 export function parseConfig(raw: Record<string, unknown>, file = 'config.json'): ModelConfig {
   const fail = (msg: string): never => {
     throw new ModelLoadError(`${file}: ${msg}`);
@@ -79,6 +145,10 @@ export function parseConfig(raw: Record<string, unknown>, file = 'config.json'):
   if (typeof modelType !== 'string') fail('missing "model_type"');
   const family = SUPPORTED_MODEL_TYPES[modelType as string];
   if (!family) fail(`unsupported model_type "${modelType}" (supported: ${Object.keys(SUPPORTED_MODEL_TYPES).join(', ')})`);
+  for (const key of MOE_FIELDS) {
+    const v = raw[key];
+    if (v !== undefined && v !== null && v !== 0) fail(`"${key}" ${JSON.stringify(v)}: mixture-of-experts models are not supported (only dense MLPs)`);
+  }
 
   const int = (key: string, fallback?: number): number => {
     const v = raw[key] ?? fallback;
@@ -108,45 +178,113 @@ export function parseConfig(raw: Record<string, unknown>, file = 'config.json'):
     for (const id of list) if (typeof id !== 'number' || !Number.isSafeInteger(id) || id < 0) fail(`"${key}" must be a token id or a list of them`);
     return list as number[];
   };
-
-  let cfg: Omit<ModelConfig, 'raw' | 'eosTokenIds' | 'bosTokenId'>;
-  if (family === 'gpt2') {
-    const hiddenSize = int('n_embd');
-    const numHeads = int('n_head');
-    if (hiddenSize % numHeads !== 0) fail(`"n_embd" ${hiddenSize} is not divisible by "n_head" ${numHeads}`);
-    const [activation, activationName] = activationOf('activation_function', 'gelu_new');
-    const inner = raw.n_inner;
-    cfg = {
-      family, modelType: modelType as string,
-      vocabSize: int('vocab_size'), hiddenSize, numLayers: int('n_layer'), numHeads, numKvHeads: numHeads,
-      headDim: hiddenSize / numHeads,
-      intermediateSize: inner === undefined || inner === null ? 4 * hiddenSize : int('n_inner'),
-      maxPositions: int('n_positions', 1024), normEps: num('layer_norm_epsilon', 1e-5), activation, activationName,
-      ropeTheta: 0, attentionBias: true, mlpBias: true, tieWordEmbeddings: bool('tie_word_embeddings', true),
-    };
-  } else {
-    const hiddenSize = int('hidden_size');
-    const numHeads = int('num_attention_heads');
-    const numKvHeads = int('num_key_value_heads', numHeads);
-    if (numHeads % numKvHeads !== 0) fail(`"num_attention_heads" ${numHeads} is not a multiple of "num_key_value_heads" ${numKvHeads}`);
-    const headDim = raw.head_dim === undefined || raw.head_dim === null ? hiddenSize / numHeads : int('head_dim');
-    if (!Number.isInteger(headDim)) fail(`"hidden_size" ${hiddenSize} is not divisible by "num_attention_heads" ${numHeads} and no "head_dim" is given`);
-    if (headDim % 2 !== 0) fail(`head dimension ${headDim} must be even for rotary embeddings`);
-    const [activation, activationName] = activationOf('hidden_act', 'silu');
-    const pretrainingTp = raw.pretraining_tp;
-    if (pretrainingTp !== undefined && pretrainingTp !== null && pretrainingTp !== 1) fail(`"pretraining_tp" ${JSON.stringify(pretrainingTp)} is not supported (only 1)`);
-    cfg = {
-      family, modelType: modelType as string,
-      vocabSize: int('vocab_size'), hiddenSize, numLayers: int('num_hidden_layers'), numHeads, numKvHeads, headDim,
-      intermediateSize: int('intermediate_size'), maxPositions: int('max_position_embeddings', 2048),
-      normEps: num('rms_norm_eps', 1e-6), activation, activationName,
-      ropeTheta: num('rope_theta', 10000), ropeScaling: parseRopeScaling(raw.rope_scaling, fail),
-      attentionBias: bool('attention_bias', false), mlpBias: bool('mlp_bias', false),
-      tieWordEmbeddings: bool('tie_word_embeddings', false),
-    };
-  }
+  const ctx: Parse = { raw, fail, int, num, bool, activationOf };
+  const cfg: Base = family === 'gpt2' ? gpt2Config(ctx) : family === 'opt' ? optConfig(ctx) : llamaLikeConfig(family as LlamaLike, ctx);
   const bos = tokenIds('bos_token_id');
   return { ...cfg, bosTokenId: bos[0], eosTokenIds: tokenIds('eos_token_id'), raw };
+}
+
+interface Parse {
+  readonly raw: Record<string, unknown>;
+  fail(msg: string): never;
+  int(key: string, fallback?: number): number;
+  num(key: string, fallback: number): number;
+  bool(key: string, fallback: boolean): boolean;
+  activationOf(key: string, fallback: string): [Activation, string];
+}
+
+const ALL_BIASES: ProjectionBias = { q: true, k: true, v: true, o: true, mlp: true };
+
+function gpt2Config({ raw, fail, int, num, bool, activationOf }: Parse): Base {
+  const hiddenSize = int('n_embd');
+  const numHeads = int('n_head');
+  if (hiddenSize % numHeads !== 0) fail(`"n_embd" ${hiddenSize} is not divisible by "n_head" ${numHeads}`);
+  const [activation, activationName] = activationOf('activation_function', 'gelu_new');
+  const inner = raw.n_inner;
+  return {
+    family: 'gpt2', modelType: 'gpt2',
+    vocabSize: int('vocab_size'), hiddenSize, numLayers: int('n_layer'), numHeads, numKvHeads: numHeads,
+    headDim: hiddenSize / numHeads,
+    intermediateSize: inner === undefined || inner === null ? 4 * hiddenSize : int('n_inner'),
+    maxPositions: int('n_positions', 1024), normEps: num('layer_norm_epsilon', 1e-5), activation, activationName, activationKey: 'activation_function',
+    norm: 'layer', gatedMlp: false, rotary: false, positionOffset: 0, postNorm: false, finalNorm: true, qkNorm: false,
+    bias: ALL_BIASES, embedDim: hiddenSize,
+    ropeTheta: 0, tieWordEmbeddings: bool('tie_word_embeddings', true),
+  };
+}
+
+/**
+ * OPT (facebook/opt-*): LayerNorm (eps 1e-5, fixed in the modeling code), ReLU, biases everywhere,
+ * learned positions at offset 2, pre-LN or post-LN (opt-350m), project_in/out when
+ * word_embed_proj_dim ≠ hidden_size.
+ */
+function optConfig({ fail, int, bool, activationOf }: Parse): Base {
+  const hiddenSize = int('hidden_size');
+  const numHeads = int('num_attention_heads');
+  if (hiddenSize % numHeads !== 0) fail(`"hidden_size" ${hiddenSize} is not divisible by "num_attention_heads" ${numHeads}`);
+  if (!bool('enable_bias', true)) fail('"enable_bias" false is not supported (OPT layers without biases)');
+  if (!bool('layer_norm_elementwise_affine', true)) fail('"layer_norm_elementwise_affine" false is not supported (LayerNorms without weight and bias)');
+  const preLN = bool('do_layer_norm_before', true);
+  const [activation, activationName] = activationOf('activation_function', 'relu');
+  return {
+    family: 'opt', modelType: 'opt',
+    vocabSize: int('vocab_size'), hiddenSize, numLayers: int('num_hidden_layers'), numHeads, numKvHeads: numHeads,
+    headDim: hiddenSize / numHeads, intermediateSize: int('ffn_dim'), maxPositions: int('max_position_embeddings', 2048),
+    normEps: 1e-5, activation, activationName, activationKey: 'activation_function',
+    norm: 'layer', gatedMlp: false, rotary: false, positionOffset: 2, postNorm: !preLN,
+    finalNorm: preLN && !bool('_remove_final_layer_norm', false), qkNorm: false,
+    bias: ALL_BIASES, embedDim: int('word_embed_proj_dim', hiddenSize),
+    ropeTheta: 0, tieWordEmbeddings: bool('tie_word_embeddings', true),
+  };
+}
+
+type LlamaLike = 'llama' | 'qwen2' | 'qwen3' | 'mistral';
+
+/**
+ * The Llama block and its relatives, with their differences as features:
+ *   llama    attention_bias (q, k, v, o), mlp_bias, head_dim optional
+ *   qwen2    biases on q, k, v only; use_sliding_window refused (it is per layer, from max_window_layers)
+ *   qwen3    q_norm / k_norm per head; head_dim explicit (128 when absent, as transformers' default);
+ *            attention_bias optional; use_sliding_window refused
+ *   mistral  sliding_window (4096 when absent, as transformers' default; null: full attention)
+ */
+function llamaLikeConfig(family: LlamaLike, { raw, fail, int, num, bool, activationOf }: Parse): Base {
+  const hiddenSize = int('hidden_size');
+  const numHeads = int('num_attention_heads');
+  const numKvHeads = int('num_key_value_heads', numHeads);
+  if (numHeads % numKvHeads !== 0) fail(`"num_attention_heads" ${numHeads} is not a multiple of "num_key_value_heads" ${numKvHeads}`);
+  const given = raw.head_dim !== undefined && raw.head_dim !== null;
+  const headDim = given ? int('head_dim') : family === 'qwen3' ? 128 : hiddenSize / numHeads;
+  if (!Number.isInteger(headDim)) fail(`"hidden_size" ${hiddenSize} is not divisible by "num_attention_heads" ${numHeads} and no "head_dim" is given`);
+  if (headDim % 2 !== 0) fail(`head dimension ${headDim} must be even for rotary embeddings`);
+  const [activation, activationName] = activationOf('hidden_act', 'silu');
+  const pretrainingTp = raw.pretraining_tp;
+  if (pretrainingTp !== undefined && pretrainingTp !== null && pretrainingTp !== 1) fail(`"pretraining_tp" ${JSON.stringify(pretrainingTp)} is not supported (only 1)`);
+  if ((family === 'qwen2' || family === 'qwen3') && bool('use_sliding_window', false)) {
+    fail(`"use_sliding_window" true is not supported for ${family} (its window applies per layer from "max_window_layers"; only full attention is built)`);
+  }
+  let bias: ProjectionBias, slidingWindow: number | undefined;
+  if (family === 'qwen2') {
+    bias = { q: true, k: true, v: true, o: false, mlp: false };
+  } else {
+    const attn = bool('attention_bias', false);
+    bias = { q: attn, k: attn, v: attn, o: attn, mlp: family === 'llama' ? bool('mlp_bias', false) : false };
+  }
+  if (family === 'mistral') {
+    const w = raw.sliding_window === undefined ? 4096 : raw.sliding_window;
+    slidingWindow = w === null ? undefined : int('sliding_window', 4096);
+  }
+  return {
+    family, modelType: family,
+    vocabSize: int('vocab_size'), hiddenSize, numLayers: int('num_hidden_layers'), numHeads, numKvHeads, headDim,
+    intermediateSize: int('intermediate_size'), maxPositions: int('max_position_embeddings', family === 'llama' ? 2048 : 32768),
+    normEps: num('rms_norm_eps', 1e-6), activation, activationName, activationKey: 'hidden_act',
+    norm: 'rms', gatedMlp: true, rotary: true, positionOffset: 0, postNorm: false, finalNorm: true, qkNorm: family === 'qwen3',
+    ...(slidingWindow !== undefined ? { slidingWindow } : {}),
+    bias, embedDim: hiddenSize,
+    ropeTheta: num('rope_theta', family === 'qwen2' || family === 'qwen3' ? 1e6 : 10000), ropeScaling: parseRopeScaling(raw.rope_scaling, fail),
+    tieWordEmbeddings: bool('tie_word_embeddings', false),
+  };
 }
 
 function parseRopeScaling(v: unknown, fail: (msg: string) => never): RopeScaling | undefined {

@@ -15,9 +15,10 @@
  *   h.{i}.attn.bias, h.{i}.attn.masked_bias   causal-mask buffers: ignored
  */
 import { ModelLoadError } from '../errors.js';
+import type { TensorToWrite } from '../io/safetensors.js';
 import { Tensor } from '../tensor/tensor.js';
 import type { ModelConfig } from './config.js';
-import { type BlockWeights, type LMWeights, type LinearWeights, WeightLoader, rowRange } from './weights.js';
+import { type BlockWeights, type LMWeights, type LinearWeights, WeightLoader, rowRange, transpose } from './weights.js';
 
 export function isGpt2IgnoredBuffer(name: string): boolean {
   return /(^|\.)attn\.(masked_)?bias$/.test(name);
@@ -63,3 +64,41 @@ export function loadGpt2Weights(cfg: ModelConfig, root: WeightLoader): LMWeights
     lmHead,
   };
 }
+
+/** The inverse of the name table (keys prefixed `transformer.`; Conv1D weights transposed back). */
+export function exportGpt2Tensors(cfg: ModelConfig, w: LMWeights): TensorToWrite[] {
+  const out: TensorToWrite[] = [];
+  const put = (name: string, t: Tensor | undefined) => {
+    if (t) out.push({ name, shape: t.shape, data: t.data });
+  };
+  const tied = w.lmHead === w.embed;
+  const D = cfg.hiddenSize;
+  put('transformer.wte.weight', w.embed);
+  put('transformer.wpe.weight', w.positions);
+  w.blocks.forEach((b, i) => {
+    const p = `transformer.h.${i}`;
+    put(`${p}.ln_1.weight`, b.attnNorm.weight);
+    put(`${p}.ln_1.bias`, b.attnNorm.bias);
+    const qkv = new Tensor([3 * D, D]);
+    const bias = new Tensor([3 * D]);
+    [b.q, b.k, b.v].forEach((l, j) => {
+      qkv.data.set(l.weight.data, j * D * D);
+      if (l.bias) bias.data.set(l.bias.data, j * D);
+    });
+    put(`${p}.attn.c_attn.weight`, transpose(qkv));
+    put(`${p}.attn.c_attn.bias`, bias);
+    put(`${p}.attn.c_proj.weight`, transpose(b.o.weight));
+    put(`${p}.attn.c_proj.bias`, b.o.bias);
+    put(`${p}.ln_2.weight`, b.mlpNorm.weight);
+    put(`${p}.ln_2.bias`, b.mlpNorm.bias);
+    put(`${p}.mlp.c_fc.weight`, transpose(b.up.weight));
+    put(`${p}.mlp.c_fc.bias`, b.up.bias);
+    put(`${p}.mlp.c_proj.weight`, transpose(b.down.weight));
+    put(`${p}.mlp.c_proj.bias`, b.down.bias);
+  });
+  put('transformer.ln_f.weight', w.finalNorm?.weight);
+  put('transformer.ln_f.bias', w.finalNorm?.bias);
+  if (!tied) put('lm_head.weight', w.lmHead);
+  return out;
+}
+

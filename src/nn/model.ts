@@ -1,11 +1,16 @@
 /**
  * A causal language model on a backend: GPT-2 or Llama, loaded from a Hugging Face directory.
  *
- * forward(ids, cache) is one straight sequence of primitive calls per block:
+ * forward(ids, cache) is one straight sequence of primitive calls per block, built from the
+ * config's features (config.ts), never from the family's name:
  *   GPT-2:  h = wte[ids] + wpe[pos];  per block: h += o(attn(ln1 h));  h += down(gelu(up(ln2 h)))
  *   Llama:  h = embed[ids];           per block: h += o(attn(rope(q), rope(k), v of rms1 h));
  *                                                h += down(silu(gate(rms2 h)) ⊙ up(rms2 h))
- *   logits = lmHead · norm(h)
+ *   Qwen2:  Llama with q, k, v biases;  Qwen3: Llama with q, k ← rmsNorm per head before RoPE;
+ *   Mistral: Llama whose queries see the last W keys (sliding window)
+ *   OPT:    h = project_in(embed[ids]) + pos[p + 2]; pre-LN blocks as GPT-2 with ReLU, or post-LN:
+ *           h = ln1(h + o(attn(h)));  h = ln2(h + down(relu(up(h))))
+ *   logits = lmHead · project_out(norm(h))   (each of norm and project_out only where the model has it)
  * On the device q|k|v and gate|up are each one fused projection (weights concatenated at upload),
  * qkvToCache splits q, k, v, applies RoPE and appends k, v to the KV cache, and residual adds ride
  * on the output projections: nine dispatches per block instead of eighteen.
@@ -18,10 +23,13 @@ import type { Backend, BTensor } from '../tensor/backend.js';
 import { CpuBackend } from '../tensor/cpu-backend.js';
 import { ropeInvFreq } from '../tensor/kernels/rope.js';
 import { Tensor } from '../tensor/tensor.js';
+import type { TensorToWrite } from '../io/safetensors.js';
+import type { AttentionParams } from '../tensor/kernels/attention.js';
 import { type ModelConfig, loadConfig } from './config.js';
-import { isGpt2IgnoredBuffer, loadGpt2Weights } from './gpt2.js';
+import { exportGpt2Tensors, isGpt2IgnoredBuffer, loadGpt2Weights } from './gpt2.js';
 import { KvCache } from './kv-cache.js';
-import { isLlamaIgnoredBuffer, loadLlamaWeights } from './llama.js';
+import { exportLlamaTensors, isLlamaIgnoredBuffer, loadLlamaWeights } from './llama.js';
+import { exportOptTensors, loadOptWeights } from './opt.js';
 import { type LMWeights, type LinearWeights, type LoadProgress, type NormWeights, WeightLoader } from './weights.js';
 
 interface DeviceLinear {
@@ -35,6 +43,8 @@ interface DeviceNorm {
 interface DeviceBlock {
   attnNorm: DeviceNorm;
   qkv: DeviceLinear; // [H·d + 2·Hkv·d, D]: q, k, v rows stacked
+  qNorm?: BTensor;
+  kNorm?: BTensor;
   o: DeviceLinear;
   mlpNorm: DeviceNorm;
   /** [2I, D]: gate rows then up rows (gated MLPs); `up` alone otherwise. */
@@ -45,8 +55,10 @@ interface DeviceBlock {
 interface DeviceWeights {
   embed: BTensor;
   positions?: BTensor;
+  projectIn?: DeviceLinear;
+  projectOut?: DeviceLinear;
   blocks: DeviceBlock[];
-  finalNorm: DeviceNorm;
+  finalNorm?: DeviceNorm;
   lmHead: BTensor;
 }
 
@@ -56,7 +68,7 @@ export interface ForwardOptions {
   /**
    * Replace the input of every linear layer before it is used: `at(site, x)` returns what the layer
    * sees. Sites are named as the spiking model's encoders (src/snn/sites.ts): layers.{l}.attn_in,
-   * .o_in, .mlp_in, .down_in, and head_in. A quantizer here gives the independent reference a
+   * .o_in, .mlp_in, .down_in, head_in, and proj_in / proj_out where the model has them. A quantizer here gives the independent reference a
    * spiking network is tested against.
    */
   readonly inputs?: (site: string, x: BTensor) => BTensor;
@@ -74,7 +86,7 @@ export class CausalLM {
     readonly dir?: string,
   ) {
     this.dev = uploadWeights(backend, weights);
-    this.invFreq = config.family === 'llama' ? ropeInvFreq(config.headDim, config.ropeTheta, config.ropeScaling) : undefined;
+    this.invFreq = config.rotary ? ropeInvFreq(config.headDim, config.ropeTheta, config.ropeScaling) : undefined;
   }
 
   newCache(initialCapacity?: number): KvCache {
@@ -87,18 +99,22 @@ export class CausalLM {
     const tokens = ids instanceof Int32Array ? ids : Int32Array.from(ids);
     const S = tokens.length;
     if (S === 0) throw new ArgumentError('forward: no input tokens (empty input)');
-    const b = this.backend, cfg = this.config, w = this.dev;
+    const b = this.backend, cfg = this.config;
     const start = cache.length;
     cache.reserve(S);
     const positions = Int32Array.from({ length: S }, (_, i) => start + i);
     const at = opts.inputs ?? ((_site: string, x: BTensor) => x);
+    const heads = { numHeads: cfg.numHeads, numKvHeads: cfg.numKvHeads, headDim: cfg.headDim };
     return b.tidy(() => {
-      let h = b.embedding(w.embed, tokens);
-      if (w.positions) h = b.add(h, b.embedding(w.positions, positions));
-      for (let l = 0; l < cfg.numLayers; l++) h = this.block(l, h, positions, cache, at);
+      let h = this.embed(tokens, positions, at);
+      for (let l = 0; l < cfg.numLayers; l++) {
+        h = this.block(l, h, at, (qkv) => {
+          const q = b.qkvToCache(qkv, cache.keys(l), cache.values(l), { ...heads, positions, invFreq: this.invFreq, rowOffset: start });
+          return b.attention(q, cache.keys(l), cache.values(l), this.attentionParams({ queryStart: start, kvLength: start + S }));
+        });
+      }
       cache.advance(S);
-      const rows = opts.allLogits ? h : b.sliceRows(h, S - 1, S);
-      return b.matmul(at('head_in', this.norm(rows, w.finalNorm)), w.lmHead);
+      return this.head(opts.allLogits ? h : b.sliceRows(h, S - 1, S), at);
     });
   }
 
@@ -115,7 +131,7 @@ export class CausalLM {
     rows.forEach((r, i) => {
       if (r.length === 0) throw new ArgumentError(`forwardBatch: row ${i} has no tokens`);
     });
-    const b = this.backend, cfg = this.config, w = this.dev;
+    const b = this.backend, cfg = this.config;
     const S = Math.max(...rows.map((r) => r.length));
     if (S > cfg.maxPositions) throw new ArgumentError(`forwardBatch: ${S} tokens exceed the model's limit of ${cfg.maxPositions} positions`);
     const pads = Int32Array.from(rows, (r) => S - r.length);
@@ -135,21 +151,15 @@ export class CausalLM {
       c.reserve(r.length);
       return c;
     });
+    const noSites = (_site: string, x: BTensor) => x;
     const logits = b.tidy(() => {
-      let h = b.embedding(w.embed, tokens);
-      if (w.positions) h = b.add(h, b.embedding(w.positions, positions));
+      let h = this.embed(tokens, positions, noSites);
       const heads = { numHeads: cfg.numHeads, numKvHeads: cfg.numKvHeads, headDim: cfg.headDim };
       for (let l = 0; l < cfg.numLayers; l++) {
-        const blk = w.blocks[l]!;
-        const qkv = this.linear(this.norm(h, blk.attnNorm), blk.qkv);
-        const q = b.qkvToCache(qkv, batch.keys(l), batch.values(l), { ...heads, positions, invFreq: this.invFreq, rowOffset: 0, batches: B, kvBatchStride: batch.capacity });
-        const attn = b.attention(q, batch.keys(l), batch.values(l), {
-          ...heads, queryStart: 0, kvLength: S, scale: 1 / Math.sqrt(cfg.headDim), batches: B, kvBatchStride: batch.capacity, keyStarts: pads,
+        h = this.block(l, h, noSites, (qkv) => {
+          const q = b.qkvToCache(qkv, batch.keys(l), batch.values(l), { ...heads, positions, invFreq: this.invFreq, rowOffset: 0, batches: B, kvBatchStride: batch.capacity });
+          return b.attention(q, batch.keys(l), batch.values(l), this.attentionParams({ queryStart: 0, kvLength: S, batches: B, kvBatchStride: batch.capacity, keyStarts: pads }));
         });
-        h = this.linear(attn, blk.o, h);
-        const m = this.norm(h, blk.mlpNorm);
-        const hidden = blk.gateUp ? b.gatedActivation(cfg.activation, this.linear(m, blk.gateUp)) : b.activation(cfg.activation, this.linear(m, blk.up!));
-        h = this.linear(hidden, blk.down, h);
         // each row's real keys and values into its own cache
         rows.forEach((r, i) => {
           const from = i * batch.capacity + pads[i]!;
@@ -160,31 +170,57 @@ export class CausalLM {
       // the last row of each block (every block ends with its sequence's last token)
       const last = b.zeros([B, cfg.hiddenSize]);
       for (let i = 0; i < B; i++) b.writeRows(last, b.sliceRows(h, i * S + S - 1, i * S + S), i);
-      return b.matmul(this.norm(last, w.finalNorm), w.lmHead);
+      return this.head(last, noSites);
     });
     batch.dispose();
     rows.forEach((r, i) => caches[i]!.advance(r.length));
     return { logits, caches };
   }
 
-  private block(l: number, h: BTensor, positions: Int32Array, cache: KvCache, at: (site: string, x: BTensor) => BTensor): BTensor {
+  /** Token embeddings (through project_in where the model has it) plus learned positions. */
+  private embed(tokens: Int32Array, positions: Int32Array, at: (site: string, x: BTensor) => BTensor): BTensor {
+    const b = this.backend, w = this.dev;
+    let h = b.embedding(w.embed, tokens);
+    if (w.projectIn) h = this.linear(at('proj_in', h), w.projectIn);
+    if (w.positions) h = b.add(h, b.embedding(w.positions, positionRows(this.config, positions)));
+    return h;
+  }
+
+  /** Logits of the rows of h: lmHead · project_out(norm(h)), each part where the model has it. */
+  private head(h: BTensor, at: (site: string, x: BTensor) => BTensor): BTensor {
+    const w = this.dev;
+    let x = w.finalNorm ? this.norm(h, w.finalNorm) : h;
+    if (w.projectOut) x = this.linear(at('proj_out', x), w.projectOut);
+    return this.backend.matmul(at('head_in', x), w.lmHead);
+  }
+
+  /** Attention over the model's heads, causal, within its sliding window if it has one. */
+  private attentionParams(p: Pick<AttentionParams, 'queryStart' | 'kvLength'> & Partial<AttentionParams>): AttentionParams {
+    const cfg = this.config;
+    return {
+      numHeads: cfg.numHeads, numKvHeads: cfg.numKvHeads, headDim: cfg.headDim, scale: 1 / Math.sqrt(cfg.headDim),
+      ...(cfg.slidingWindow !== undefined ? { window: cfg.slidingWindow } : {}), ...p,
+    };
+  }
+
+  /**
+   * One block; `attend` turns the fused q|k|v projection (q/k-normed where the model has the norms)
+   * into the attention output, writing k and v to whichever cache the caller keeps.
+   */
+  private block(l: number, h: BTensor, at: (site: string, x: BTensor) => BTensor, attend: (qkv: BTensor) => BTensor): BTensor {
     const b = this.backend, cfg = this.config, w = this.dev.blocks[l]!;
-    const start = positions[0]!;
-    const x = at(`layers.${l}.attn_in`, this.norm(h, w.attnNorm));
-    const qkv = this.linear(x, w.qkv);
-    const q = b.qkvToCache(qkv, cache.keys(l), cache.values(l), {
-      numHeads: cfg.numHeads, numKvHeads: cfg.numKvHeads, headDim: cfg.headDim, positions, invFreq: this.invFreq, rowOffset: start,
-    });
-    const attn = b.attention(q, cache.keys(l), cache.values(l), {
-      numHeads: cfg.numHeads, numKvHeads: cfg.numKvHeads, headDim: cfg.headDim,
-      queryStart: start, kvLength: start + positions.length, scale: 1 / Math.sqrt(cfg.headDim),
-    });
-    h = this.linear(at(`layers.${l}.o_in`, attn), w.o, h);
-    const m = at(`layers.${l}.mlp_in`, this.norm(h, w.mlpNorm));
+    const pre = !cfg.postNorm;
+    const x = at(`layers.${l}.attn_in`, pre ? this.norm(h, w.attnNorm) : h);
+    let qkv = this.linear(x, w.qkv);
+    if (w.qNorm) qkv = b.qkNorm(qkv, w.qNorm, w.kNorm!, { numHeads: cfg.numHeads, numKvHeads: cfg.numKvHeads, headDim: cfg.headDim }, cfg.normEps);
+    h = this.linear(at(`layers.${l}.o_in`, attend(qkv)), w.o, h);
+    if (!pre) h = this.norm(h, w.attnNorm);
+    const m = at(`layers.${l}.mlp_in`, pre ? this.norm(h, w.mlpNorm) : h);
     const hidden = w.gateUp
       ? b.gatedActivation(cfg.activation, this.linear(m, w.gateUp))
       : b.activation(cfg.activation, this.linear(m, w.up!));
-    return this.linear(at(`layers.${l}.down_in`, hidden), w.down, h);
+    h = this.linear(at(`layers.${l}.down_in`, hidden), w.down, h);
+    return pre ? h : this.norm(h, w.mlpNorm);
   }
 
   /** x·wᵀ + b, plus `residual` when given (the fused residual add). */
@@ -193,10 +229,15 @@ export class CausalLM {
   }
 
   private norm(x: BTensor, w: DeviceNorm): BTensor {
-    return this.config.family === 'gpt2'
+    return this.config.norm === 'layer'
       ? this.backend.layerNorm(x, w.weight, w.bias, this.config.normEps)
       : this.backend.rmsNorm(x, w.weight, this.config.normEps);
   }
+}
+
+/** The rows of the learned position table that hold `positions` (OPT's table starts at offset 2). */
+export function positionRows(cfg: ModelConfig, positions: Int32Array): Int32Array {
+  return cfg.positionOffset === 0 ? positions : Int32Array.from(positions, (p) => p + cfg.positionOffset);
 }
 
 function uploadWeights(b: Backend, w: LMWeights): DeviceWeights {
@@ -207,15 +248,18 @@ function uploadWeights(b: Backend, w: LMWeights): DeviceWeights {
     // differently (the CPU backend keeps one shared copy).
     embed: b.upload(w.embed, 'embedding'),
     ...(w.positions ? { positions: b.upload(w.positions, 'embedding') } : {}),
+    ...(w.projectIn ? { projectIn: lin(w.projectIn) } : {}),
+    ...(w.projectOut ? { projectOut: lin(w.projectOut) } : {}),
     blocks: w.blocks.map((blk) => ({
       attnNorm: norm(blk.attnNorm),
       qkv: lin(stackLinear([blk.q, blk.k, blk.v])),
+      ...(blk.qNorm && blk.kNorm ? { qNorm: b.upload(blk.qNorm.weight, 'vector'), kNorm: b.upload(blk.kNorm.weight, 'vector') } : {}),
       o: lin(blk.o),
       mlpNorm: norm(blk.mlpNorm),
       ...(blk.gate ? { gateUp: lin(stackLinear([blk.gate, blk.up])) } : { up: lin(blk.up) }),
       down: lin(blk.down),
     })),
-    finalNorm: norm(w.finalNorm),
+    ...(w.finalNorm ? { finalNorm: norm(w.finalNorm) } : {}),
     lmHead: b.upload(w.lmHead, 'linear'),
   };
 }
@@ -283,8 +327,8 @@ export function loadWeights(dir: string, opts: WeightsOptions = {}): { config: M
   const files = WeightFiles.open(dir);
   try {
     const root = WeightLoader.root(files, opts.onProgress);
-    const weights = config.family === 'gpt2' ? loadGpt2Weights(config, root) : loadLlamaWeights(config, root);
-    const known = config.family === 'gpt2' ? isGpt2IgnoredBuffer : isLlamaIgnoredBuffer;
+    const weights = config.family === 'gpt2' ? loadGpt2Weights(config, root) : config.family === 'opt' ? loadOptWeights(config, root) : loadLlamaWeights(config, root);
+    const known = config.family === 'gpt2' ? isGpt2IgnoredBuffer : config.family === 'opt' ? () => false : isLlamaIgnoredBuffer;
     // a converted model's directory stores its spiking parameters beside the ANN (snn.thresholds.*)
     const unused = root.unused((n) => known(n) || n.startsWith('snn.') || (opts.ignore?.(n) ?? false));
     if (unused.length > 0 && !opts.allowUnused) {
@@ -303,4 +347,9 @@ export function loadWeights(dir: string, opts: WeightsOptions = {}): { config: M
 export function loadModel(dir: string, opts: LoadOptions = {}): CausalLM {
   const { config, weights } = loadWeights(dir, { allowUnused: opts.allowUnused, onProgress: opts.onProgress });
   return new CausalLM(config, weights, opts.backend ?? new CpuBackend(), dir);
+}
+
+/** The ANN weights under their Hugging Face names and layouts (the inverse of each family's name table). */
+export function exportHfTensors(cfg: ModelConfig, w: LMWeights): TensorToWrite[] {
+  return cfg.family === 'gpt2' ? exportGpt2Tensors(cfg, w) : cfg.family === 'opt' ? exportOptTensors(w) : exportLlamaTensors(w);
 }

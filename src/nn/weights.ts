@@ -21,14 +21,19 @@ export interface NormWeights {
 }
 
 /**
- * One decoder block, in the same terms for both families:
- * GPT-2: up = mlp.c_fc, down = mlp.c_proj, no gate; Llama: SwiGLU down(silu(gate(x)) ⊙ up(x)).
+ * One decoder block, in the same terms for every family:
+ * GPT-2: up = mlp.c_fc, down = mlp.c_proj, no gate; OPT: up = fc1, down = fc2; the Llama block:
+ * SwiGLU down(silu(gate(x)) ⊙ up(x)). With post-LN (ModelConfig.postNorm) attnNorm and mlpNorm
+ * follow their residual adds instead of preceding the sublayers.
  */
 export interface BlockWeights {
   readonly attnNorm: NormWeights;
   readonly q: LinearWeights; // [H·d, D]
   readonly k: LinearWeights; // [Hkv·d, D]
   readonly v: LinearWeights; // [Hkv·d, D]
+  /** Qwen3's per-head RMSNorms of q and k, [d] each. */
+  readonly qNorm?: NormWeights;
+  readonly kNorm?: NormWeights;
   readonly o: LinearWeights; // [D, H·d]
   readonly mlpNorm: NormWeights;
   readonly gate?: LinearWeights; // [I, D]
@@ -37,11 +42,16 @@ export interface BlockWeights {
 }
 
 export interface LMWeights {
-  readonly embed: Tensor; // [V, D]
-  readonly positions?: Tensor; // [P, D], GPT-2's learned positions
+  readonly embed: Tensor; // [V, E] (E = embedDim, D unless project_in/out)
+  /** [P + offset, D], learned positions (GPT-2, OPT); row p + ModelConfig.positionOffset is position p. */
+  readonly positions?: Tensor;
+  /** OPT's project_in [D, E] after the embedding and project_out [E, D] before the head. */
+  readonly projectIn?: LinearWeights;
+  readonly projectOut?: LinearWeights;
   readonly blocks: readonly BlockWeights[];
-  readonly finalNorm: NormWeights; // [D]
-  readonly lmHead: Tensor; // [V, D]; the same Tensor as `embed` when tied
+  /** [D]; absent only in post-LN models (ModelConfig.finalNorm false). */
+  readonly finalNorm?: NormWeights;
+  readonly lmHead: Tensor; // [V, E]; the same Tensor as `embed` when tied
 }
 
 /** Bytes of stored tensors read so far, out of all the files hold (for a progress bar). */

@@ -97,7 +97,7 @@ export function applyAdapters(cfg: ModelConfig, w: LMWeights, ad: Adapters): LMW
   if (head && head.b.length !== w.lmHead.shape[0]! * head.rank) throw new ArgumentError(`LoRA "head_in": B has ${head.b.length} values, expected ${w.lmHead.shape[0]} outputs × rank ${head.rank}`);
   return {
     ...w, blocks,
-    finalNorm: { ...w.finalNorm, weight: gainOf('final_norm', w.finalNorm.weight, ad.normGains) },
+    ...(w.finalNorm ? { finalNorm: { ...w.finalNorm, weight: gainOf('final_norm', w.finalNorm.weight, ad.normGains) } } : {}),
     lmHead: head ? merged(w.lmHead, head, 0, 'head_in') : w.lmHead,
   };
 }

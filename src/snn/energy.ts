@@ -11,13 +11,16 @@
  * asked for; the stepwise head's neurons run for all n, and are counted so).
  *
  * ANN (per forward)
- *   linear       K·N MACs per token per layer (q|k|v, o, gate|up, down), r·D·V for the LM head;
- *                a bias is N ACs per token
+ *   linear       K·N MACs per token per layer (q|k|v, o, gate|up, down), r·E·V for the LM head,
+ *                n·E·D for OPT's project_in and r·D·E for its project_out; a bias is one AC per
+ *                output that has one (Qwen2: q, k, v but not o) per token
  *   attention    2·H·d MACs per attended key (scores, weighted sum); softmax SOFTMAX_OPS MACs per
  *                score; RoPE ROPE_OPS MACs per rotated q and k element
- *   elementwise  NORM_OPS MACs per normalised element (two norms a layer, the final norm on r rows),
- *                ACT_OPS per activation element (ReLU: one AC), one MAC per SwiGLU product,
- *                one AC per element of each residual add (two a layer), GPT-2's position add
+ *   elementwise  NORM_OPS MACs per normalised element (two norms a layer, pre- or post-LN alike;
+ *                Qwen3's q/k norms on H·d + Hkv·d elements a token; the final norm on r rows where
+ *                the model has one), ACT_OPS per activation element (ReLU: one AC), one MAC per
+ *                SwiGLU product, one AC per element of each residual add (two a layer), the
+ *                learned-position add (GPT-2, OPT)
  *
  * SNN, layerwise schedule (every dense operator once per token, as the ANN)
  *   synapses     events × fan-out ACs (kernels count them: STAT.synapticOps); for q spikes the
@@ -152,7 +155,7 @@ export function siteRules(input: EnergyInput) {
 export function siteOps(input: EnergyInput, i: number): OpCount {
   const { neuronOps, doublings } = siteRules(input);
   const t = input.tally, c = input.config, site = t.sites[i]!;
-  const rows = site.kind === 'head_in' ? t.headRows : t.tokens;
+  const rows = site.kind === 'head_in' || site.kind === 'proj_out' ? t.headRows : t.tokens;
   const neu = neuronOps(i);
   return { acs: t.get(i, 'synapticOps') + doublings(i, site.kind === 'head_in' ? c.vocabSize : receiversOf(c, site), rows) + neu.acs, macs: neu.macs };
 }
@@ -163,8 +166,10 @@ function receiversOf(c: ModelConfig, site: EncoderSite): number {
   switch (site.kind) {
     case 'attn_in': return qW + 2 * kvW;
     case 'o_in': case 'down_in': return c.hiddenSize;
-    case 'mlp_in': return c.family === 'llama' ? 2 * c.intermediateSize : c.intermediateSize;
+    case 'mlp_in': return c.gatedMlp ? 2 * c.intermediateSize : c.intermediateSize;
     case 'head_in': return c.vocabSize;
+    case 'proj_in': return c.hiddenSize;
+    case 'proj_out': return c.embedDim;
     default: return 0;
   }
 }
@@ -174,42 +179,54 @@ export function energyReport(input: EnergyInput): EnergyReport {
   const n = t.tokens, A = t.attendedKeys, r = t.headRows;
   const D = c.hiddenSize, I = c.intermediateSize, V = c.vocabSize, H = c.numHeads, d = c.headDim;
   const qW = H * d, kvW = c.numKvHeads * d;
-  const gated = c.family === 'llama', relu = c.activation === 'relu';
+  const gated = c.gatedMlp, relu = c.activation === 'relu', E = c.embedDim, bias = c.bias;
   const stepwise = input.schedule === 'stepwise';
   const siteIndex = new Map(t.sites.map((s, i) => [s.name, i]));
   const annParts: Record<string, OpCount> = {}, snnParts: Record<string, OpCount> = {};
   const part = (rec: Record<string, OpCount>, name: string) => (rec[name] ??= { acs: 0, macs: 0 });
   const layers: LayerEnergy[] = [];
-  const biasOf = (outputs: number, has: boolean) => (has ? outputs : 0);
-
   const { neuronOps, doublings } = siteRules(input);
   const perTokenSteps = stepwise ? T : 1;
+  /**
+   * A linear layer of K inputs and N outputs (biasOutputs of them with a bias) behind site `name`,
+   * on `rows` rows: the ANN's MACs and bias ACs, the SNN's synapses, membranes and neurons.
+   */
+  const linearLayer = (name: string, K: number, N: number, biasOutputs: number, rows: number, ann: OpCount, snn: OpCount): { events: number; neurons: number } => {
+    const lin = { macs: rows * K * N, acs: rows * biasOutputs };
+    add(ann, lin);
+    add(part(annParts, 'linear'), lin);
+    const i = siteIndex.get(name)!;
+    const syn = { acs: t.get(i, 'synapticOps') + perTokenSteps * rows * biasOutputs };
+    const mem = { acs: doublings(i, N, rows) };
+    const neu = neuronOps(i);
+    for (const [label, x] of [['synapses', syn], ['membranes', mem], ['neurons', neu]] as const) {
+      add(snn, x);
+      add(part(snnParts, label), x);
+    }
+    return { events: t.get(i, 'events'), neurons: t.neurons[i]! };
+  };
+  if (siteIndex.has('proj_in')) {
+    const ann: OpCount = { acs: 0, macs: 0 }, snn: OpCount = { acs: 0, macs: 0 };
+    const { events, neurons } = linearLayer('proj_in', E, D, 0, n, ann, snn);
+    layers.push({ layer: 'project_in', ann, snn, spikesPerNeuronPerToken: neurons ? events / neurons : 0 });
+  }
   for (let l = 0; l < c.numLayers; l++) {
     const ann: OpCount = { acs: 0, macs: 0 }, snn: OpCount = { acs: 0, macs: 0 };
-    const linears: [string, number, number, boolean][] = [
-      ['attn_in', D, qW + 2 * kvW, c.attentionBias], ['o_in', qW, D, c.attentionBias],
-      ['mlp_in', D, gated ? 2 * I : I, c.mlpBias], ['down_in', I, D, c.mlpBias],
+    const qkvBias = (bias.q ? qW : 0) + (bias.k ? kvW : 0) + (bias.v ? kvW : 0);
+    const linears: [string, number, number, number][] = [
+      ['attn_in', D, qW + 2 * kvW, qkvBias], ['o_in', qW, D, bias.o ? D : 0],
+      ['mlp_in', D, gated ? 2 * I : I, bias.mlp ? (gated ? 2 * I : I) : 0], ['down_in', I, D, bias.mlp ? D : 0],
     ];
     let layerEvents = 0, layerNeurons = 0;
-    for (const [kind, K, N, bias] of linears) {
-      const lin = { macs: n * K * N, acs: n * biasOf(N, bias) };
-      add(ann, lin);
-      add(part(annParts, 'linear'), lin);
-      const i = siteIndex.get(`layers.${l}.${kind}`)!;
-      const syn = { acs: t.get(i, 'synapticOps') + perTokenSteps * n * biasOf(N, bias) };
-      const mem = { acs: doublings(i, N, n) };
-      const neu = neuronOps(i);
-      for (const [name, x] of [['synapses', syn], ['membranes', mem], ['neurons', neu]] as const) {
-        add(snn, x);
-        add(part(snnParts, name), x);
-      }
-      layerEvents += t.get(i, 'events');
-      layerNeurons += t.neurons[i]!;
+    for (const [kind, K, N, biasOutputs] of linears) {
+      const x = linearLayer(`layers.${l}.${kind}`, K, N, biasOutputs, n, ann, snn);
+      layerEvents += x.events;
+      layerNeurons += x.neurons;
     }
     // attention on the cache
     const scores = { macs: 2 * qW * A };
     const softmax = { macs: SOFTMAX_OPS * H * A };
-    const rope = { macs: gated ? ROPE_OPS * n * (qW + kvW) : 0 };
+    const rope = { macs: c.rotary ? ROPE_OPS * n * (qW + kvW) : 0 };
     add(ann, scores); add(part(annParts, 'attention'), scores);
     add(ann, softmax); add(part(annParts, 'softmax'), softmax);
     add(ann, rope); add(part(annParts, 'rope'), rope);
@@ -231,8 +248,9 @@ export function energyReport(input: EnergyInput): EnergyReport {
       layerEvents += t.get(qi, 'events') + t.get(pi, 'events');
       layerNeurons += t.neurons[qi]! + t.neurons[pi]!;
     }
-    // norms, activation, residual adds
-    const elementwise: OpCount = { macs: 2 * NORM_OPS * n * D + (relu ? 0 : ACT_OPS * n * I) + (gated ? n * I : 0), acs: (relu ? n * I : 0) + 2 * n * D };
+    // norms (the block's two, and Qwen3's q/k norms), activation, residual adds
+    const qkNorm = c.qkNorm ? NORM_OPS * n * (qW + kvW) : 0;
+    const elementwise: OpCount = { macs: 2 * NORM_OPS * n * D + qkNorm + (relu ? 0 : ACT_OPS * n * I) + (gated ? n * I : 0), acs: (relu ? n * I : 0) + 2 * n * D };
     add(ann, elementwise);
     add(part(annParts, 'norms, activation, residual'), elementwise);
     const snnElementwise = { macs: perTokenSteps * elementwise.macs, acs: perTokenSteps * elementwise.acs };
@@ -247,19 +265,25 @@ export function energyReport(input: EnergyInput): EnergyReport {
     }
     layers.push({ layer: `layers.${l}`, ann, snn, spikesPerNeuronPerToken: layerNeurons ? layerEvents / layerNeurons : 0 });
   }
-  // final norm and LM head
+  if (siteIndex.has('proj_out')) {
+    const ann: OpCount = { acs: 0, macs: 0 }, snn: OpCount = { acs: 0, macs: 0 };
+    const { events, neurons } = linearLayer('proj_out', D, E, 0, r, ann, snn);
+    layers.push({ layer: 'project_out', ann, snn, spikesPerNeuronPerToken: neurons ? events / neurons : 0 });
+  }
+  // final norm (where the model has one) and LM head; the learned-position add is counted here too
   {
-    const ann: OpCount = { macs: r * D * V + NORM_OPS * r * D, acs: c.family === 'gpt2' ? n * D : 0 /* position add */ };
-    add(part(annParts, 'linear'), { macs: r * D * V });
-    add(part(annParts, 'norms, activation, residual'), { macs: NORM_OPS * r * D, acs: ann.acs });
+    const finalNorm = c.finalNorm ? 1 : 0, positionAdd = c.rotary ? 0 : n * D;
+    const ann: OpCount = { macs: r * E * V + finalNorm * NORM_OPS * r * D, acs: positionAdd };
+    add(part(annParts, 'linear'), { macs: r * E * V });
+    add(part(annParts, 'norms, activation, residual'), { macs: finalNorm * NORM_OPS * r * D, acs: ann.acs });
     const i = siteIndex.get('head_in')!;
     const headNeuronRows = stepwise ? n : r;
     const snn: OpCount = { acs: 0, macs: 0 };
     const syn = { acs: t.get(i, 'synapticOps') };
     const mem = { acs: doublings(i, V, r) };
     const neu = neuronOps(i);
-    const dense = { macs: (stepwise ? T * headNeuronRows : r) * D * NORM_OPS, acs: c.family === 'gpt2' ? perTokenSteps * n * D : 0 };
-    const comp = { macs: stepwise ? T * n * D * COMPENSATION_MACS : 0 };
+    const dense = { macs: finalNorm * (stepwise ? T * headNeuronRows : r) * D * NORM_OPS, acs: perTokenSteps * positionAdd };
+    const comp = { macs: stepwise ? finalNorm * T * n * D * COMPENSATION_MACS : 0 };
     for (const [name, x] of [['synapses', syn], ['membranes', mem], ['neurons', neu], ['norms, activation, residual', dense], ['compensation', comp]] as [string, Partial<OpCount>][]) {
       add(snn, x);
       if (x.acs || x.macs) add(part(snnParts, name), x);

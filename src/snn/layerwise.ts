@@ -3,19 +3,23 @@
  * nonlinear operator runs once per token on decoded values; the next encoder re-encodes a constant
  * current. Latency is L·T steps (plus extra planes where a token's values overflow), not L + T.
  *
- * Per block (GPT-2 or Llama), every product of an activation with a weight or a cached value is
- * spike-driven:
+ * Per block (every family: the features of ModelConfig), every product of an activation with a
+ * weight or a cached value is spike-driven:
  *
- *   a     = norm(h)                                   once per token
+ *   a     = norm(h)                                   once per token (post-LN: a = h)
  *   qkv   = attn_in spikes · (W_qkv·diag(θ)·unit)ᵀ + b  synapses: a weight row per event
+ *   q, k  ← rmsNorm per head (Qwen3's q/k norms)      once per token, dense
  *   q, k, v: RoPE; k and v cached once per token (decoded values, not one copy per step)
  *   attn  = spikeAttention(q_in spikes, K, V)         scores: key rows per q event; softmax once;
  *                                                      p_in spikes: value rows per probability event
- *   h     = h + o_in spikes · W_oᵀ + b
- *   m     = norm(h)                                   once per token
+ *   h     = h + o_in spikes · W_oᵀ + b                 (post-LN: then h = norm(h), once per token)
+ *   m     = norm(h)                                   once per token (post-LN: m = h)
  *   u     = mlp_in spikes · W_(gate|up)ᵀ + b;  act(gate)·up  (or act(u))   once per token
- *   h     = h + down_in spikes · W_downᵀ + b
+ *   h     = h + down_in spikes · W_downᵀ + b          (post-LN: then h = norm(h))
  *   logits = head_in spikes (of norm(h) on the rows asked for) · W_headᵀ
+ * Attention within a sliding window (Mistral) sees the last W keys: q's spikes fan out to that many.
+ * OPT's project_in and project_out are linear layers like any other, behind the proj_in and
+ * proj_out encoders.
  *
  * The code's unit (2^(1−T) or 1/T) and θ are folded into each layer's weights once, so a spike
  * event adds a weight row. Two executions give the same numbers: `event` accumulates rows per event
@@ -26,7 +30,7 @@
 import { ArgumentError } from '../errors.js';
 import type { ModelConfig } from '../nn/config.js';
 import type { KvCache } from '../nn/kv-cache.js';
-import { stackLinear } from '../nn/model.js';
+import { positionRows, stackLinear } from '../nn/model.js';
 import type { LMWeights, LinearWeights, NormWeights } from '../nn/weights.js';
 import type { Backend, BTensor, DeviceThresholds } from '../tensor/backend.js';
 import { type CodeParams, planesOf, unitOf } from '../tensor/kernels/codes.js';
@@ -56,6 +60,8 @@ interface Norm {
 interface Block {
   readonly attnNorm: Norm;
   readonly qkv: Linear;
+  readonly qNorm?: BTensor;
+  readonly kNorm?: BTensor;
   readonly q: { readonly slot: number; readonly th?: DeviceThresholds };
   readonly p: { readonly slot: number; readonly th?: DeviceThresholds };
   readonly o: Linear;
@@ -71,7 +77,9 @@ export class LayerwiseNet {
   private readonly blocks: Block[];
   private readonly embed: BTensor;
   private readonly positions?: BTensor;
-  private readonly finalNorm: Norm;
+  private readonly finalNorm?: Norm;
+  private readonly projectIn?: Linear;
+  private readonly projectOut?: Linear;
   private readonly head: Linear;
   private readonly owned: BTensor[] = [];
   /** The layers by site name, so a network with other planes can share the ones that did not change. */
@@ -128,12 +136,14 @@ export class LayerwiseNet {
       return made;
     };
     const norm = (n: NormWeights): Norm => ({ weight: own(b.upload(n.weight, 'vector')), ...(n.bias ? { bias: own(b.upload(n.bias, 'vector')) } : {}) });
-    this.invFreq = cfg.family === 'llama' ? ropeInvFreq(cfg.headDim, cfg.ropeTheta, cfg.ropeScaling) : undefined;
+    this.invFreq = cfg.rotary ? ropeInvFreq(cfg.headDim, cfg.ropeTheta, cfg.ropeScaling) : undefined;
     if (share) {
       // only codes differ: norms, embeddings and the attention thresholds are the other network's
       this.embed = share.embed;
       if (share.positions) this.positions = share.positions;
-      this.finalNorm = share.finalNorm;
+      if (share.finalNorm) this.finalNorm = share.finalNorm;
+      if (weights.projectIn) this.projectIn = linear('proj_in', () => weights.projectIn!);
+      if (weights.projectOut) this.projectOut = linear('proj_out', () => weights.projectOut!);
       this.blocks = share.blocks.map((blk, l) => {
         const p = `layers.${l}`;
         const wb = weights.blocks[l]!;
@@ -151,6 +161,7 @@ export class LayerwiseNet {
       return {
         attnNorm: norm(blk.attnNorm),
         qkv: linear(`${p}.attn_in`, () => stackLinear([blk.q, blk.k, blk.v])),
+        ...(blk.qNorm && blk.kNorm ? { qNorm: own(b.upload(blk.qNorm.weight, 'vector')), kNorm: own(b.upload(blk.kNorm.weight, 'vector')) } : {}),
         q: { slot: slots.get(`${p}.q_in`)!, ...(spikingMode ? { th: device(thresholdsOf(`${p}.q_in`))! } : {}) },
         p: { slot: slots.get(`${p}.p_in`)!, ...(spikingMode ? { th: device(thresholdsOf(`${p}.p_in`))! } : {}) },
         o: linear(`${p}.o_in`, () => blk.o),
@@ -161,7 +172,9 @@ export class LayerwiseNet {
     });
     this.embed = own(b.upload(weights.embed, 'embedding'));
     if (weights.positions) this.positions = own(b.upload(weights.positions, 'embedding'));
-    this.finalNorm = norm(weights.finalNorm);
+    if (weights.finalNorm) this.finalNorm = norm(weights.finalNorm);
+    if (weights.projectIn) this.projectIn = linear('proj_in', () => weights.projectIn!);
+    if (weights.projectOut) this.projectOut = linear('proj_out', () => weights.projectOut!);
     this.head = linear('head_in', () => ({ weight: weights.lmHead }));
   }
 
@@ -187,18 +200,22 @@ export class LayerwiseNet {
         ? b.planeMatmul(enc.digits!, planesOf(l.code), l.code.kind === 'rate' ? 1 : 2, l.weight, l.bias, residual)
         : b.matmul(enc.sums, l.weight, l.bias, residual);
     };
-    const norm = (x: BTensor, n: Norm) => (cfg.family === 'gpt2' ? b.layerNorm(x, n.weight, n.bias, cfg.normEps) : b.rmsNorm(x, n.weight, cfg.normEps));
-    // a query row sees the keys up to its own position: its q spikes fan out to that many keys
-    const keysSeen = Float32Array.from(positions, (p) => p + 1);
+    const norm = (x: BTensor, n: Norm) => (cfg.norm === 'layer' ? b.layerNorm(x, n.weight, n.bias, cfg.normEps) : b.rmsNorm(x, n.weight, cfg.normEps));
+    const pre = !cfg.postNorm, W = cfg.slidingWindow;
+    // a query row sees the keys up to its own position (the last W of them in a sliding window):
+    // its q spikes fan out to that many keys
+    const keysSeen = Float32Array.from(positions, (p) => (W === undefined ? p + 1 : Math.min(W, p + 1)));
     let h = b.embedding(this.embed, tokens);
-    if (this.positions) h = b.add(h, b.embedding(this.positions, positions));
+    if (this.projectIn) h = lin(this.projectIn, 'proj_in', h);
+    if (this.positions) h = b.add(h, b.embedding(this.positions, positionRows(cfg, positions)));
     this.blocks.forEach((blk, l) => {
       const p = `layers.${l}`;
-      const qkv = lin(blk.qkv, `${p}.attn_in`, norm(h, blk.attnNorm));
       const heads = { numHeads: cfg.numHeads, numKvHeads: cfg.numKvHeads, headDim: cfg.headDim };
+      let qkv = lin(blk.qkv, `${p}.attn_in`, pre ? norm(h, blk.attnNorm) : h);
+      if (blk.qNorm) qkv = b.qkNorm(qkv, blk.qNorm, blk.kNorm!, heads, cfg.normEps);
       const q = b.qkvToCache(qkv, cache.keys(l), cache.values(l), { ...heads, positions, invFreq: this.invFreq, rowOffset: start });
       observe(`${p}.q_in`, q);
-      const params = { ...heads, queryStart: start, kvLength: start + S, scale: 1 / Math.sqrt(cfg.headDim) };
+      const params = { ...heads, queryStart: start, kvLength: start + S, scale: 1 / Math.sqrt(cfg.headDim), ...(W !== undefined ? { window: W } : {}) };
       let attn: BTensor;
       if (!blk.q.th || !blk.p.th) {
         attn = b.attention(q, cache.keys(l), cache.values(l), params);
@@ -210,19 +227,26 @@ export class LayerwiseNet {
           codes, execution, { tensor: stats, row: blk.p.slot, fanout: cfg.headDim });
       }
       h = lin(blk.o, `${p}.o_in`, attn, h);
-      const up = lin(blk.up, `${p}.mlp_in`, norm(h, blk.mlpNorm));
-      const hidden = cfg.family === 'llama' ? b.gatedActivation(cfg.activation, up) : b.activation(cfg.activation, up);
+      if (!pre) h = norm(h, blk.attnNorm);
+      const up = lin(blk.up, `${p}.mlp_in`, pre ? norm(h, blk.mlpNorm) : h);
+      const hidden = cfg.gatedMlp ? b.gatedActivation(cfg.activation, up) : b.activation(cfg.activation, up);
       h = lin(blk.down, `${p}.down_in`, hidden, h);
+      if (!pre) h = norm(h, blk.mlpNorm);
     });
     const [r0, r1] = opts.rows;
+    // the head's input: norm(h) where the model has a final norm, then project_out where it has one
+    const headInput = (x: BTensor, observed: boolean): BTensor => {
+      const n = this.finalNorm ? norm(x, this.finalNorm) : x;
+      return this.projectOut ? lin(this.projectOut, 'proj_out', n, undefined, observed) : n;
+    };
     if (opts.observe && r1 - r0 < S) {
       // observers (calibration) see the head's input on every new row, as in the stepwise schedule,
       // while the head runs only for the rows whose logits were asked for (the norm is row-wise)
-      const all = norm(h, this.finalNorm);
+      const all = headInput(h, true);
       opts.observe('head_in', all, 1);
       return { logits: lin(this.head, 'head_in', b.sliceRows(all, r0, r1), undefined, false), decoded: new Map() };
     }
-    return { logits: lin(this.head, 'head_in', norm(b.sliceRows(h, r0, r1), this.finalNorm)), decoded: new Map() };
+    return { logits: lin(this.head, 'head_in', headInput(b.sliceRows(h, r0, r1), true)), decoded: new Map() };
   }
 }
 

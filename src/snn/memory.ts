@@ -33,7 +33,8 @@
  * instruction and control overheads, leakage, the embedding lookup and the norms' own state.
  */
 import { ArgumentError } from '../errors.js';
-import type { ModelConfig } from '../nn/config.js';
+import { type ModelConfig, hasProjections } from '../nn/config.js';
+import type { SiteKind } from './sites.js';
 import type { EnergyInput, EnergyPreset, EnergyReport } from './energy.js';
 import { siteRules } from './energy.js';
 
@@ -129,6 +130,8 @@ export interface MemoryReport {
 }
 
 interface Linear {
+  /** The encoder site in front of it. */
+  readonly site: SiteKind;
   readonly K: number;
   readonly N: number;
   /** The rows it runs for (n tokens, or r head rows). */
@@ -136,12 +139,18 @@ interface Linear {
 }
 
 function linearsOf(c: ModelConfig): Linear[] {
-  const qW = c.numHeads * c.headDim, kvW = c.numKvHeads * c.headDim, D = c.hiddenSize, I = c.intermediateSize;
+  const qW = c.numHeads * c.headDim, kvW = c.numKvHeads * c.headDim, D = c.hiddenSize, I = c.intermediateSize, E = c.embedDim;
   const per: Linear[] = [
-    { K: D, N: qW + 2 * kvW, rows: 'tokens' }, { K: qW, N: D, rows: 'tokens' },
-    { K: D, N: c.family === 'llama' ? 2 * I : I, rows: 'tokens' }, { K: I, N: D, rows: 'tokens' },
+    { site: 'attn_in', K: D, N: qW + 2 * kvW, rows: 'tokens' }, { site: 'o_in', K: qW, N: D, rows: 'tokens' },
+    { site: 'mlp_in', K: D, N: c.gatedMlp ? 2 * I : I, rows: 'tokens' }, { site: 'down_in', K: I, N: D, rows: 'tokens' },
   ];
-  return [...Array.from({ length: c.numLayers }, () => per).flat(), { K: D, N: c.vocabSize, rows: 'head' }];
+  const projections = hasProjections(c);
+  return [
+    ...(projections ? [{ site: 'proj_in', K: E, N: D, rows: 'tokens' } as const] : []),
+    ...Array.from({ length: c.numLayers }, () => per).flat(),
+    ...(projections ? [{ site: 'proj_out', K: D, N: E, rows: 'head' } as const] : []),
+    { site: 'head_in', K: E, N: c.vocabSize, rows: 'head' },
+  ];
 }
 
 /** Weights the linear layers and the head hold (elements). */
@@ -185,8 +194,9 @@ export function memoryReport(input: EnergyInput, compute: EnergyReport, regime: 
     const syn = t.get(i, 'synapticOps');
     if (site.kind === 'q_in' || site.kind === 'p_in') snnEl.kv += syn; // key elements per q event and key; value rows per p event
     else snnEl.weights += syn;
-    const receivers = site.kind === 'head_in' ? c.vocabSize : linears[site.kind === 'attn_in' ? 0 : site.kind === 'o_in' ? 1 : site.kind === 'mlp_in' ? 2 : 3]!.N;
-    snnEl.accumulators += 2 * syn + 2 * doublings(i, receivers, site.kind === 'head_in' ? r : n);
+    const linear = linears.find((l) => l.site === site.kind);
+    const receivers = linear?.N ?? 0;
+    snnEl.accumulators += 2 * syn + 2 * doublings(i, receivers, linear?.rows === 'head' ? r : n);
     snnEl.neuron_state += t.neurons[i]! + 2 * t.get(i, 'activeSteps');
     events += t.get(i, 'events');
   });

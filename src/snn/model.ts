@@ -14,7 +14,7 @@
  * values; kernels/codes.ts STAT): what src/snn/stats.ts and the energy report are computed from.
  */
 import { ArgumentError } from '../errors.js';
-import type { ModelConfig } from '../nn/config.js';
+import { type ModelConfig, keysAttended } from '../nn/config.js';
 import { KvCache } from '../nn/kv-cache.js';
 import type { LMWeights } from '../nn/weights.js';
 import type { Backend, BTensor, SpikeKernel } from '../tensor/backend.js';
@@ -276,7 +276,7 @@ export class SpikingLM {
 
   /** The MLP activation runs as a plain unsigned IF neuron (stepwise ReLU networks without a gate). */
   get reluNeuron(): boolean {
-    return this.schedule === 'stepwise' && this.config.activation === 'relu' && this.config.family === 'gpt2';
+    return this.schedule === 'stepwise' && this.config.activation === 'relu' && !this.config.gatedMlp;
   }
 
   /**
@@ -305,11 +305,12 @@ export class SpikingLM {
       rows, stats, ...opts, execution: opts.execution ?? this.spiking.execution,
     }));
     cache.advance(S);
-    const attendedKeys = S * start + (S * (S + 1)) / 2;
+    const attendedKeys = keysAttended(this.config, start, S);
     const headRows = rows[1] - rows[0];
     // the stepwise head's neurons run for every token (its logits are decoded for the rows asked)
     const headNeuronRows = this.schedule === 'stepwise' ? S : headRows;
-    const neurons = this.sites.map((s) => (s.kind === 'p_in' ? s.channels * attendedKeys : s.kind === 'head_in' ? s.channels * headNeuronRows : s.channels * S));
+    // project_out runs on the head's rows, as the final norm before it
+    const neurons = this.sites.map((s) => (s.kind === 'p_in' ? s.channels * attendedKeys : s.kind === 'head_in' || s.kind === 'proj_out' ? s.channels * headNeuronRows : s.channels * S));
     return { ...out, stats, statsSteps, neurons, tokens: S, headRows, attendedKeys };
   }
 }

@@ -247,6 +247,10 @@ export interface SpikeAttentionOptions {
   readonly headDim?: number;
   /** RoPE inverse frequencies (Llama); omitted for learned positions (GPT-2). */
   readonly rope?: Float64Array;
+  /** Sliding window (Mistral): a query sees the last W keys. */
+  readonly window?: number;
+  /** Qwen3's per-head RMSNorms of q and k, on the decoded q|k|v before RoPE (gains [d]). */
+  readonly qkNorm?: { readonly q: BTensor; readonly k: BTensor; readonly eps: number };
   readonly form?: OperatorForm;
 }
 
@@ -282,14 +286,17 @@ export class SpikeAttention {
     const compensated = (this.opts.form ?? 'compensated') === 'compensated';
     const S = positions.length, start = positions[0]!;
     const qkvCurrents = this.qkv.forward(ctx, x, counter);
-    const qkv = compensated ? timeMean(b, ctx, `${this.key}.qkv`, qkvCurrents) : qkvCurrents;
     const heads = { numHeads: this.numHeads, numKvHeads: this.numKvHeads, headDim: this.headDim };
+    let qkv = compensated ? timeMean(b, ctx, `${this.key}.qkv`, qkvCurrents) : qkvCurrents;
+    const qk = this.opts.qkNorm;
+    if (qk) qkv = b.qkNorm(qkv, qk.q, qk.k, heads, qk.eps);
     const q = b.qkvToCache(qkv, cache.keys(layer), cache.values(layer), {
       ...heads, positions, invFreq: this.opts.rope, rowOffset: ctx.kvOffset + start, batches: ctx.kvBatches, kvBatchStride: cache.capacity,
     });
     const attn = b.attention(q, cache.keys(layer), cache.values(layer), {
       ...heads, queryStart: start, kvLength: start + S, scale: 1 / Math.sqrt(this.headDim),
       batches: ctx.kvBatches, kvBatchStride: cache.capacity, kvOffset: ctx.kvOffset, causal: this.opts.causal ?? true,
+      ...(this.opts.window !== undefined ? { window: this.opts.window } : {}),
     });
     const out = compensated ? timeDelta(b, ctx, `${this.key}.attn`, attn) : attn;
     return this.o.forward(ctx, out, counter, residual);

@@ -10,19 +10,21 @@
  *   layers.{l}.o_in      input of the output projection (the attention result)            [H·d]
  *   layers.{l}.mlp_in    input of up (and gate) (after the MLP norm)                      [D]
  *   layers.{l}.down_in   input of the down projection (the activation output)             [I]
- *   head_in              input of the LM head (after the final norm)                      [D]
+ *   head_in              input of the LM head (after the final norm, or project_out)      [E]
+ *   proj_in              OPT's project_in input: the token embedding (when E ≠ D)         [E]
+ *   proj_out             OPT's project_out input: the last hidden state (when E ≠ D)      [D]
  *
  * Each site's fan-out (the outputs one spike reaches) is what a synaptic event costs.
  */
 import type { ModelConfig } from '../nn/config.js';
 import type { ScheduleName } from './codes.js';
 
-export type SiteKind = 'attn_in' | 'q_in' | 'p_in' | 'o_in' | 'mlp_in' | 'down_in' | 'head_in';
+export type SiteKind = 'attn_in' | 'q_in' | 'p_in' | 'o_in' | 'mlp_in' | 'down_in' | 'head_in' | 'proj_in' | 'proj_out';
 
 export interface EncoderSite {
   readonly name: string;
   readonly kind: SiteKind;
-  /** The layer it belongs to (-1 for the head). */
+  /** The layer it belongs to (-1 for the head and the projections around the blocks). */
   readonly layer: number;
   /** Threshold channels (neurons per token, except p_in: per (token, key) there are H). */
   readonly channels: number;
@@ -37,7 +39,8 @@ export interface EncoderSite {
 export function encoderSites(cfg: ModelConfig, schedule: ScheduleName = 'stepwise'): EncoderSite[] {
   const sites: EncoderSite[] = [];
   const D = cfg.hiddenSize, I = cfg.intermediateSize, qWidth = cfg.numHeads * cfg.headDim, kvWidth = cfg.numKvHeads * cfg.headDim;
-  const gated = cfg.family === 'llama';
+  const gated = cfg.gatedMlp, E = cfg.embedDim, projections = E !== D;
+  if (projections) sites.push({ name: 'proj_in', kind: 'proj_in', layer: -1, channels: E, fanout: D, feeds: 'project_in' });
   for (let l = 0; l < cfg.numLayers; l++) {
     const p = `layers.${l}`;
     sites.push({ name: `${p}.attn_in`, kind: 'attn_in', layer: l, channels: D, fanout: qWidth + 2 * kvWidth, feeds: 'q, k, v' });
@@ -49,7 +52,8 @@ export function encoderSites(cfg: ModelConfig, schedule: ScheduleName = 'stepwis
     sites.push({ name: `${p}.mlp_in`, kind: 'mlp_in', layer: l, channels: D, fanout: gated ? 2 * I : I, feeds: gated ? 'gate, up' : 'up' });
     sites.push({ name: `${p}.down_in`, kind: 'down_in', layer: l, channels: I, fanout: D, feeds: 'down' });
   }
-  sites.push({ name: 'head_in', kind: 'head_in', layer: -1, channels: D, fanout: cfg.vocabSize, feeds: 'lm_head' });
+  if (projections) sites.push({ name: 'proj_out', kind: 'proj_out', layer: -1, channels: D, fanout: E, feeds: 'project_out' });
+  sites.push({ name: 'head_in', kind: 'head_in', layer: -1, channels: E, fanout: cfg.vocabSize, feeds: 'lm_head' });
   return sites;
 }
 
@@ -83,4 +87,4 @@ export function kindOfSiteName(name: string): SiteKind | undefined {
   return (SITE_KINDS as readonly string[]).includes(kind) ? (kind as SiteKind) : undefined;
 }
 
-export const SITE_KINDS: readonly SiteKind[] = ['attn_in', 'q_in', 'p_in', 'o_in', 'mlp_in', 'down_in', 'head_in'];
+export const SITE_KINDS: readonly SiteKind[] = ['attn_in', 'q_in', 'p_in', 'o_in', 'mlp_in', 'down_in', 'head_in', 'proj_in', 'proj_out'];

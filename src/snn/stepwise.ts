@@ -30,7 +30,7 @@
 import { ArgumentError } from '../errors.js';
 import type { ModelConfig } from '../nn/config.js';
 import type { KvCache } from '../nn/kv-cache.js';
-import { stackLinear } from '../nn/model.js';
+import { positionRows, stackLinear } from '../nn/model.js';
 import type { LMWeights, LinearWeights, NormWeights } from '../nn/weights.js';
 import type { Backend, BTensor } from '../tensor/backend.js';
 import { ropeInvFreq } from '../tensor/kernels/rope.js';
@@ -43,6 +43,7 @@ import type { EncoderSite } from './sites.js';
 import type { NetForward, NetOptions, SpikingConfig } from './model.js';
 
 interface SpikingBlock {
+  /** Before attention (pre-LN) or after its residual add (post-LN). */
   attnNorm: Compensated;
   attention: SpikeAttention;
   mlpNorm: Compensated;
@@ -58,7 +59,9 @@ export class StepwiseNet {
   private readonly blocks: SpikingBlock[];
   private readonly embed: BTensor;
   private readonly positions?: BTensor;
-  private readonly finalNorm: Compensated;
+  private readonly finalNorm?: Compensated;
+  private readonly projectIn?: SpikeLinear;
+  private readonly projectOut?: SpikeLinear;
   private readonly head: SpikeLinear;
   /** Every tensor this network uploaded (disposed together). */
   private readonly owned: BTensor[] = [];
@@ -100,14 +103,16 @@ export class StepwiseNet {
       return l;
     };
     const norm = (key: string, n: NormWeights): Compensated =>
-      cfg.family === 'gpt2' ? SpikeLayerNorm(b, key, vec(n.weight)!, vec(n.bias), cfg.normEps, forms.norm) : SpikeRMSNorm(b, key, vec(n.weight)!, cfg.normEps, forms.norm);
-    this.invFreq = cfg.family === 'llama' ? ropeInvFreq(cfg.headDim, cfg.ropeTheta, cfg.ropeScaling) : undefined;
-    const reluNeuron = cfg.activation === 'relu' && cfg.family === 'gpt2';
+      cfg.norm === 'layer' ? SpikeLayerNorm(b, key, vec(n.weight)!, vec(n.bias), cfg.normEps, forms.norm) : SpikeRMSNorm(b, key, vec(n.weight)!, cfg.normEps, forms.norm);
+    this.invFreq = cfg.rotary ? ropeInvFreq(cfg.headDim, cfg.ropeTheta, cfg.ropeScaling) : undefined;
+    const reluNeuron = cfg.activation === 'relu' && !cfg.gatedMlp;
     const T = spiking.timesteps;
     this.blocks = weights.blocks.map((blk, l) => {
       const p = `layers.${l}`;
       const attention = new SpikeAttention(b, cfg.hiddenSize, cfg.numHeads, {
         T, causal: true, numKvHeads: cfg.numKvHeads, headDim: cfg.headDim, ...(this.invFreq ? { rope: this.invFreq } : {}), form: forms.attention,
+        ...(cfg.slidingWindow !== undefined ? { window: cfg.slidingWindow } : {}),
+        ...(blk.qNorm && blk.kNorm ? { qkNorm: { q: vec(blk.qNorm.weight)!, k: vec(blk.kNorm.weight)!, eps: cfg.normEps } } : {}),
       }, linear(encoder(`${p}.attn_in`), stackLinear([blk.q, blk.k, blk.v])), linear(encoder(`${p}.o_in`), blk.o), `${p}.attention`);
       const up = linear(encoder(`${p}.mlp_in`), blk.gate ? stackLinear([blk.gate, blk.up]) : blk.up);
       const act = blk.gate
@@ -122,7 +127,9 @@ export class StepwiseNet {
     });
     this.embed = own(b.upload(weights.embed, 'embedding'));
     if (weights.positions) this.positions = own(b.upload(weights.positions, 'embedding'));
-    this.finalNorm = norm('final_norm', weights.finalNorm);
+    if (weights.finalNorm) this.finalNorm = norm('final_norm', weights.finalNorm);
+    if (weights.projectIn) this.projectIn = linear(encoder('proj_in'), weights.projectIn);
+    if (weights.projectOut) this.projectOut = linear(encoder('proj_out'), weights.projectOut);
     this.head = linear(encoder('head_in'), { weight: weights.lmHead });
   }
 
@@ -172,13 +179,19 @@ export class StepwiseNet {
     // The embedding is a constant current: the same rows at every step.
     const repeat = (a: Int32Array) => Int32Array.from({ length: ctx.steps * S }, (_, i) => a[i % S]!);
     let h = b.embedding(this.embed, repeat(tokens));
-    if (this.positions) h = b.add(h, b.embedding(this.positions, repeat(positions)));
+    if (this.projectIn) h = this.projectIn.forward(ctx, h, counter);
+    if (this.positions) h = b.add(h, b.embedding(this.positions, repeat(positionRows(this.config, positions))));
+    const pre = !this.config.postNorm;
     this.blocks.forEach((blk, l) => {
-      h = blk.attention.forward(ctx, blk.attnNorm.forward(ctx, h), cache, l, positions, counter, h);
-      const up = blk.up.forward(ctx, blk.mlpNorm.forward(ctx, h), counter);
+      h = blk.attention.forward(ctx, pre ? blk.attnNorm.forward(ctx, h) : h, cache, l, positions, counter, h);
+      if (!pre) h = blk.attnNorm.forward(ctx, h);
+      const up = blk.up.forward(ctx, pre ? blk.mlpNorm.forward(ctx, h) : h, counter);
       h = blk.down.forward(ctx, blk.act ? blk.act.forward(ctx, up) : up, counter, h);
+      if (!pre) h = blk.mlpNorm.forward(ctx, h);
     });
-    const spikes = this.head.encoder.forward(ctx, this.finalNorm.forward(ctx, h), counter);
+    let f = this.finalNorm ? this.finalNorm.forward(ctx, h) : h;
+    if (this.projectOut) f = this.projectOut.forward(ctx, f, counter);
+    const spikes = this.head.encoder.forward(ctx, f, counter);
     return timeMean(b, ctx, 'head_in', spikes);
   }
 }

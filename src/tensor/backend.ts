@@ -11,6 +11,7 @@
  *   embedding    rows of a table [V,D] gathered by token ids
  *   layerNorm    (x − μ)/√(σ² + ε)·γ + β over the last dim
  *   rmsNorm      x/√(mean x² + ε)·γ over the last dim
+ *   qkNorm       rmsNorm per head of the q and k heads of a fused q|k|v row (Qwen3); v passes through
  *   softmax      rows of [R,C], optionally with a causal mask
  *   rope         rotate-half rotary embedding at given positions
  *   attention    causal scaled-dot-product attention with grouped KV heads over a KV cache
@@ -46,6 +47,7 @@ import type { CodeParams } from './kernels/codes.js';
 import type { SpikeAttentionCodes, SpikeExecution } from './kernels/spike-attention.js';
 import type { NeuronConfig } from './kernels/neuron.js';
 import type { QkvLayout } from './kernels/qkv.js';
+import type { QkNormHeads } from './kernels/norm.js';
 import type { TimeDomain } from './kernels/temporal.js';
 import type { CausalMask } from './kernels/softmax.js';
 import type { Shape, Tensor } from './tensor.js';
@@ -81,6 +83,7 @@ export interface Backend {
   embedding(table: BTensor, ids: Int32Array): BTensor;
   layerNorm(x: BTensor, gamma: BTensor, beta: BTensor | undefined, eps: number): BTensor;
   rmsNorm(x: BTensor, gamma: BTensor, eps: number): BTensor;
+  qkNorm(qkv: BTensor, qGamma: BTensor, kGamma: BTensor, heads: QkNormHeads, eps: number): BTensor;
   softmax(x: BTensor, mask?: CausalMask): BTensor;
   rope(x: BTensor, positions: Int32Array, numHeads: number, headDim: number, invFreq: Float64Array): BTensor;
   attention(q: BTensor, k: BTensor, v: BTensor, params: AttentionParams): BTensor;

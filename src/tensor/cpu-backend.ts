@@ -15,7 +15,7 @@ import { type QkvLayout, qkvToCacheCpu } from './kernels/qkv.js';
 import { type AttentionParams, attentionCpu } from './kernels/attention.js';
 import { embeddingCpu } from './kernels/embedding.js';
 import { matmulCpu } from './kernels/matmul.js';
-import { layerNormCpu, rmsNormCpu } from './kernels/norm.js';
+import { type QkNormHeads, checkQkNorm, layerNormCpu, qkNormCpu, rmsNormCpu } from './kernels/norm.js';
 import { ropeCpu } from './kernels/rope.js';
 import { type CausalMask, softmaxCpu } from './kernels/softmax.js';
 import { threadCount } from './threads.js';
@@ -211,6 +211,14 @@ export class CpuBackend implements Backend {
     checkVector(gamma, x.cols, 'rmsNorm gamma');
     const out = new Tensor(x.shape);
     rmsNormCpu(x.data, host(gamma).data, eps, x.rows, x.cols, out.data);
+    return out;
+  }
+
+  qkNorm(qkvIn: BTensor, qGamma: BTensor, kGamma: BTensor, heads: QkNormHeads, eps: number): Tensor {
+    const qkv = host(qkvIn);
+    checkQkNorm(qkv, qGamma, kGamma, heads);
+    const out = new Tensor(qkv.shape);
+    qkNormCpu(qkv.data, host(qGamma).data, host(kGamma).data, heads, eps, qkv.rows, out.data);
     return out;
   }
 

@@ -4,14 +4,17 @@
  * the same function as the SpikingLM it was built from (a test compares their logits):
  *
  *   layerwise  every site of src/snn/sites.ts — attn_in, q_in (rotated queries), p_in (attention
- *              probabilities, θ per head), o_in, mlp_in, down_in, head_in — with the model's code
+ *              probabilities, θ per head), o_in, mlp_in, down_in, head_in, and OPT's proj_in /
+ *              proj_out — with the model's code
  *   stepwise   rate neurons at attn_in, o_in, mlp_in, down_in, head_in (the compensated operators
  *              are exact on decoded values, so the network at T is the ANN with these quantizers;
  *              centres μ shift a site's neuron: x̂ = μ + Q(x − μ))
  *
  * Trained parameters (everything else frozen): log θ per channel of every site (θ = e^φ), optionally
  * the norms' gains γ and low-rank corrections W + s·B·A of the linear layers behind chosen sites.
- * One sequence per forward, from position 0, in float64.
+ * One sequence per forward, from position 0, in float64. The block follows the config's features
+ * (pre- or post-LN, LayerNorm or RMSNorm, gated MLP, RoPE or learned positions, Qwen3's q/k norms
+ * (frozen, differentiated through), a sliding window), as the forward of src/nn/model.ts does.
  */
 import { ArgumentError } from '../errors.js';
 import type { ModelConfig } from '../nn/config.js';
@@ -70,11 +73,14 @@ export interface ForwardResult {
  */
 interface BlockTape {
   h0: Float64Array;            // [S, D] block input (residual stream)
-  attnRho: Float64Array;       // [S] the attention norm's 1/√(…)
+  attnRho: Float64Array;       // [S] the attention norm's 1/√(…) (post-LN: of the norm after the attention residual)
   a: Float64Array;             // [S, D] attn_in input;  ah: its x̂
   ah: Float64Array;
   qkvXa?: Float64Array;
   kv: Float64Array;            // [S, H·d + 2·Hkv·d] q | k | v, q and k rotated
+  qkRaw?: Float64Array;        // q | k | v before the q/k norms (Qwen3); qRho [S·H], kRho [S·Hkv]
+  qRho?: Float64Array;
+  kRho?: Float64Array;
   q: Float64Array;             // [S, H·d] q_in input (rotated q);  qh: its x̂
   qh: Float64Array;
   probs: Float64Array;         // [S·H, S] attention probabilities (row s·H + h sees keys 0 … s);  ph: their x̂
@@ -82,8 +88,10 @@ interface BlockTape {
   att: Float64Array;           // [S, H·d] o_in input;  atth: its x̂
   atth: Float64Array;
   oXa?: Float64Array;
-  h1: Float64Array;            // [S, D] after the attention residual
-  mlpRho: Float64Array;        // [S]
+  h1: Float64Array;            // [S, D] after the attention residual (post-LN: and its norm)
+  h1raw?: Float64Array;        // post-LN: the sum before that norm; h2raw the block's sum before its last norm
+  h2raw?: Float64Array;
+  mlpRho: Float64Array;        // [S] (post-LN: of the norm after the MLP residual)
   m: Float64Array;             // [S, D] mlp_in input;  mh: its x̂
   mh: Float64Array;
   upXa?: Float64Array;
@@ -96,9 +104,13 @@ interface BlockTape {
 interface Tape {
   readonly tokens: Int32Array;
   readonly blocks: BlockTape[];
+  e?: Float64Array;            // [S, E] proj_in input (the token embedding);  eh: its x̂
+  eh?: Float64Array;
   hL: Float64Array;            // [S, D] the last block's output
   finalRho: Float64Array;      // [S]
-  f: Float64Array;             // [S, D] head_in input;  fh: its x̂
+  n?: Float64Array;            // [S, D] proj_out input (the final norm's output);  nh: its x̂
+  nh?: Float64Array;
+  f: Float64Array;             // [S, E] head_in input;  fh: its x̂
   fh: Float64Array;
   headXa?: Float64Array;
 }
@@ -111,8 +123,10 @@ export class TrainNet {
   readonly sites: readonly EncoderSite[];
   private readonly codes: Map<string, NeuronCode>;
   private readonly centers: ReadonlyMap<string, Float32Array>;
-  private readonly blocks: { qkv: Dense; o: Dense; up: Dense; down: Dense; attnNorm: { beta?: Float32Array }; mlpNorm: { beta?: Float32Array } }[];
+  private readonly blocks: { qkv: Dense; o: Dense; up: Dense; down: Dense; attnNorm: { beta?: Float32Array }; mlpNorm: { beta?: Float32Array }; qNorm?: Float64Array; kNorm?: Float64Array }[];
   private readonly head: Dense;
+  private readonly projectIn?: Dense;
+  private readonly projectOut?: Dense;
   private readonly finalBeta?: Float32Array;
   private readonly weights: LMWeights;
   private readonly invFreq?: Float64Array;
@@ -144,18 +158,21 @@ export class TrainNet {
     this.blocks = snn.weights.blocks.map((b) => ({
       qkv: dense(stackLinear([b.q, b.k, b.v])), o: dense(b.o), up: dense(b.gate ? stackLinear([b.gate, b.up]) : b.up), down: dense(b.down),
       attnNorm: { ...(b.attnNorm.bias ? { beta: b.attnNorm.bias.data } : {}) }, mlpNorm: { ...(b.mlpNorm.bias ? { beta: b.mlpNorm.bias.data } : {}) },
+      ...(b.qNorm && b.kNorm ? { qNorm: Float64Array.from(b.qNorm.weight.data), kNorm: Float64Array.from(b.kNorm.weight.data) } : {}),
     }));
     this.head = dense({ weight: snn.weights.lmHead });
-    if (snn.weights.finalNorm.bias) this.finalBeta = snn.weights.finalNorm.bias.data;
-    if (cfg.family === 'llama') this.invFreq = ropeInvFreq(cfg.headDim, cfg.ropeTheta, cfg.ropeScaling);
-    this.normKind = cfg.family === 'gpt2' ? 'layer' : 'rms';
+    if (snn.weights.projectIn) this.projectIn = dense(snn.weights.projectIn);
+    if (snn.weights.projectOut) this.projectOut = dense(snn.weights.projectOut);
+    if (snn.weights.finalNorm?.bias) this.finalBeta = snn.weights.finalNorm.bias.data;
+    if (cfg.rotary) this.invFreq = ropeInvFreq(cfg.headDim, cfg.ropeTheta, cfg.ropeScaling);
+    this.normKind = cfg.norm;
     const adapted = sp.adapters?.normGains;
     const put = (name: string, t: Float32Array) => this.frozenGains.set(name, Float64Array.from(adapted?.get(name) ?? t));
     snn.weights.blocks.forEach((b, l) => {
       put(`layers.${l}.attn_norm`, b.attnNorm.weight.data);
       put(`layers.${l}.mlp_norm`, b.mlpNorm.weight.data);
     });
-    put('final_norm', snn.weights.finalNorm.weight.data);
+    if (snn.weights.finalNorm) put('final_norm', snn.weights.finalNorm.weight.data);
   }
 
   /** The starting parameters: the model's thresholds (and adapters, if it was fine-tuned before). */
@@ -211,11 +228,11 @@ export class TrainNet {
    * The charges a = (x − μ)/θ of row r's first `cols` neurons at a site (into this.charges) and the
    * row's extra planes (weighted codes; p_in neurons choose theirs one by one, as the kernel does).
    */
-  private rowCharges(x: Float64Array, r: number, C: number, cols: number, theta: Float64Array, perHead: boolean, mu: Float32Array | undefined, n: NeuronCode): number {
+  private rowCharges(x: Float64Array, r: number, C: number, c0: number, cols: number, theta: Float64Array, perHead: boolean, mu: Float32Array | undefined, n: NeuronCode): number {
     if (this.charges.length < cols) this.charges = new Float64Array(cols);
     const a = this.charges;
     let big = 0;
-    for (let c = 0; c < cols; c++) {
+    for (let c = c0; c < cols; c++) {
       a[c] = this.charge(x[r * C + c]! - (mu ? mu[c]! : 0), theta[perHead ? r % theta.length : c]!);
       big = Math.max(big, Math.abs(a[c]!));
     }
@@ -227,22 +244,23 @@ export class TrainNet {
   /**
    * Quantize rows x [R, C] at a site (θ per channel; p_in: rows are (query, head) pairs of `C` keys
    * with θ of head `row % H`, and each probability chooses its own extra planes, as the kernel does).
+   * `valid(r)` = [first, end): the columns of row r that have neurons (the keys a query sees).
    */
-  private quantize(site: string, x: Float64Array, R: number, C: number, p: TrainParams, mode: NetMode, acc: { events: number; neurons: number }, valid?: (r: number) => number): Float64Array {
+  private quantize(site: string, x: Float64Array, R: number, C: number, p: TrainParams, mode: NetMode, acc: { events: number; neurons: number }, valid?: (r: number) => [number, number]): Float64Array {
     if (mode === 'exact') return x;
     const n = this.codes.get(site)!, theta = Float64Array.from(p.logTheta.get(site)!, Math.exp), mu = this.centers.get(site), perHead = site.endsWith('.p_in');
     const out = new Float64Array(x.length), o: NeuronOut = { value: 0, events: 0 };
     let events = 0, neurons = 0;
     for (let r = 0; r < R; r++) {
-      const cols = valid ? valid(r) : C;
-      const extra = this.rowCharges(x, r, C, cols, theta, perHead, mu, n), a = this.charges;
-      for (let c = 0; c < cols; c++) {
+      const [c0, cols] = valid ? valid(r) : [0, C];
+      const extra = this.rowCharges(x, r, C, c0, cols, theta, perHead, mu, n), a = this.charges;
+      for (let c = c0; c < cols; c++) {
         const t = theta[perHead ? r % theta.length : c]!;
         neuronForward(a[c]!, perHead ? extraPlanesOf(Math.abs(a[c]!), n.code, n.mode) : extra, n, o);
         out[r * C + c] = (mu ? mu[c]! : 0) + t * o.value;
         events += o.events;
       }
-      neurons += cols;
+      neurons += cols - c0;
     }
     acc.events += events;
     acc.neurons += neurons;
@@ -250,14 +268,14 @@ export class TrainNet {
   }
 
   /** dL/dx of a site from dL/dx̂ (and dL/d(events) = gEvents per event); accumulates dL/dφ. */
-  private quantizeBack(site: string, x: Float64Array, R: number, C: number, dOut: Float64Array, p: TrainParams, g: TrainGrads, gEvents: number, mode: NetMode, valid?: (r: number) => number): Float64Array {
+  private quantizeBack(site: string, x: Float64Array, R: number, C: number, dOut: Float64Array, p: TrainParams, g: TrainGrads, gEvents: number, mode: NetMode, valid?: (r: number) => [number, number]): Float64Array {
     if (mode === 'exact') return dOut;
     const n = this.codes.get(site)!, theta = Float64Array.from(p.logTheta.get(site)!, Math.exp), dPhi = g.logTheta.get(site)!, mu = this.centers.get(site), perHead = site.endsWith('.p_in');
     const dx = new Float64Array(x.length), o: NeuronOut = { value: 0, events: 0 };
     for (let r = 0; r < R; r++) {
-      const cols = valid ? valid(r) : C;
-      const extra = this.rowCharges(x, r, C, cols, theta, perHead, mu, n), a = this.charges;
-      for (let c = 0; c < cols; c++) {
+      const [c0, cols] = valid ? valid(r) : [0, C];
+      const extra = this.rowCharges(x, r, C, c0, cols, theta, perHead, mu, n), a = this.charges;
+      for (let c = c0; c < cols; c++) {
         const gv = dOut[r * C + c]!, i = perHead ? r % theta.length : c, t = theta[i]!, ac = a[c]!;
         // x̂ = μ + θ·g(a), a = (x − μ)/θ:  dL/da = θ·gv·g'(a) + gEvents·E'(a)
         const dA = neuronBackward(ac, perHead ? extraPlanesOf(Math.abs(ac), n.code, n.mode) : extra, n, t * gv, gEvents, o);
@@ -270,31 +288,55 @@ export class TrainNet {
   }
 
   forward(tokens: Int32Array, p: TrainParams, mode: NetMode = 'spiking'): ForwardResult {
-    const cfg = this.config, w = this.weights, S = tokens.length, D = cfg.hiddenSize;
+    const cfg = this.config, w = this.weights, S = tokens.length, D = cfg.hiddenSize, E = cfg.embedDim;
     const H = cfg.numHeads, Hkv = cfg.numKvHeads, d = cfg.headDim, qW = H * d, kvW = Hkv * d, group = H / Hkv, I = cfg.intermediateSize;
     if (S > cfg.maxPositions) throw new ArgumentError(`fine-tuning: a sample of ${S} tokens exceeds the model's ${cfg.maxPositions} positions`);
     const layerwise = this.sites.some((s) => s.kind === 'q_in');
+    const pre = !cfg.postNorm;
     const acc = { events: 0, neurons: 0 };
     const lora = (site: string) => p.lora.get(site);
-    let h = new Float64Array(S * D);
+    const tape = { tokens, blocks: [] } as unknown as Tape;
+    // the embedding, through project_in where the model has it, plus learned positions
+    const e = new Float64Array(S * E);
     for (let s = 0; s < S; s++) {
       const tok = tokens[s]!;
       if (!(tok >= 0 && tok < cfg.vocabSize)) throw new ArgumentError(`fine-tuning: token id ${tok} outside the vocabulary (${cfg.vocabSize})`);
-      for (let i = 0; i < D; i++) h[s * D + i] = w.embed.data[tok * D + i]! + (w.positions ? w.positions.data[s * D + i]! : 0);
+      for (let i = 0; i < E; i++) e[s * E + i] = w.embed.data[tok * E + i]!;
     }
-    const tape: Tape = { tokens, blocks: [], hL: h, finalRho: new Float64Array(0), f: h, fh: h };
+    let h: Float64Array = e;
+    if (this.projectIn) {
+      tape.e = e;
+      tape.eh = this.quantize('proj_in', e, S, E, p, mode, acc);
+      h = linearForward(tape.eh, S, this.projectIn).y;
+    }
+    if (w.positions) {
+      const off = cfg.positionOffset;
+      for (let s = 0; s < S; s++) for (let i = 0; i < D; i++) h[s * D + i] += w.positions.data[(s + off) * D + i]!;
+    }
     const scale = 1 / Math.sqrt(d);
+    const W = cfg.slidingWindow;
+    /** The first key query s sees (its sliding window's start). */
+    const firstKey = (s: number) => (W === undefined ? 0 : Math.max(0, s - W + 1));
     this.blocks.forEach((blk, l) => {
-      const pre = `layers.${l}`;
+      const name = `layers.${l}`;
       const bt = { h0: h } as BlockTape;
-      const an = normForward(this.normKind, h, S, D, this.gamma(p, `${pre}.attn_norm`), blk.attnNorm.beta, cfg.normEps);
-      bt.attnRho = an.rho;
-      bt.a = an.y;
-      bt.ah = this.quantize(`${pre}.attn_in`, an.y, S, D, p, mode, acc);
-      const qkv = linearForward(bt.ah, S, blk.qkv, lora(`${pre}.attn_in`));
+      if (pre) {
+        const an = normForward(this.normKind, h, S, D, this.gamma(p, `${name}.attn_norm`), blk.attnNorm.beta, cfg.normEps);
+        bt.attnRho = an.rho;
+        bt.a = an.y;
+      } else {
+        bt.a = h;
+      }
+      bt.ah = this.quantize(`${name}.attn_in`, bt.a, S, D, p, mode, acc);
+      const qkv = linearForward(bt.ah, S, blk.qkv, lora(`${name}.attn_in`));
       bt.qkvXa = qkv.xa;
-      const kv = qkv.y; // [S, qW + 2·kvW]; q and k rotated in place
+      const kv = qkv.y; // [S, qW + 2·kvW]; q and k normed (Qwen3) and rotated in place
       const Wqkv = qW + 2 * kvW;
+      if (blk.qNorm && blk.kNorm) {
+        bt.qkRaw = Float64Array.from(kv);
+        bt.qRho = headNormForward(kv, S, Wqkv, 0, H, d, blk.qNorm, cfg.normEps);
+        bt.kRho = headNormForward(kv, S, Wqkv, qW, Hkv, d, blk.kNorm, cfg.normEps);
+      }
       if (this.invFreq) {
         ropeInPlace(kv, S, Wqkv, 0, H, d, this.invFreq, false);
         ropeInPlace(kv, S, Wqkv, qW, Hkv, d, this.invFreq, false);
@@ -303,32 +345,33 @@ export class TrainNet {
       const q = new Float64Array(S * qW);
       for (let s = 0; s < S; s++) for (let i = 0; i < qW; i++) q[s * qW + i] = kv[s * Wqkv + i]!;
       bt.q = q;
-      bt.qh = layerwise ? this.quantize(`${pre}.q_in`, q, S, qW, p, mode, acc) : q;
-      // probabilities [S·H rows, S keys] (row s·H + h sees keys 0 … s)
+      bt.qh = layerwise ? this.quantize(`${name}.q_in`, q, S, qW, p, mode, acc) : q;
+      // probabilities [S·H rows, S keys] (row s·H + h sees keys firstKey(s) … s)
       const probs = new Float64Array(S * H * S);
       for (let s = 0; s < S; s++) {
+        const j0 = firstKey(s);
         for (let hd = 0; hd < H; hd++) {
           const g = Math.floor(hd / group), row = (s * H + hd) * S;
           let max = -Infinity;
-          for (let j = 0; j <= s; j++) {
+          for (let j = j0; j <= s; j++) {
             let a = 0;
             for (let i = 0; i < d; i++) a += bt.qh[s * qW + hd * d + i]! * kv[j * Wqkv + qW + g * d + i]!;
             probs[row + j] = a * scale;
             max = Math.max(max, a * scale);
           }
           let sum = 0;
-          for (let j = 0; j <= s; j++) sum += (probs[row + j] = Math.exp(probs[row + j]! - max));
-          for (let j = 0; j <= s; j++) probs[row + j] = probs[row + j]! / sum;
+          for (let j = j0; j <= s; j++) sum += (probs[row + j] = Math.exp(probs[row + j]! - max));
+          for (let j = j0; j <= s; j++) probs[row + j] = probs[row + j]! / sum;
         }
       }
       bt.probs = probs;
-      const keys = (r: number) => Math.floor(r / H) + 1;
-      bt.ph = layerwise ? this.quantize(`${pre}.p_in`, probs, S * H, S, p, mode, acc, keys) : probs;
+      const keys = (r: number): [number, number] => [firstKey(Math.floor(r / H)), Math.floor(r / H) + 1];
+      bt.ph = layerwise ? this.quantize(`${name}.p_in`, probs, S * H, S, p, mode, acc, keys) : probs;
       const att = new Float64Array(S * qW);
       for (let s = 0; s < S; s++) {
         for (let hd = 0; hd < H; hd++) {
           const g = Math.floor(hd / group), row = (s * H + hd) * S;
-          for (let j = 0; j <= s; j++) {
+          for (let j = firstKey(s); j <= s; j++) {
             const pj = bt.ph[row + j]!;
             if (pj === 0) continue;
             for (let i = 0; i < d; i++) att[s * qW + hd * d + i] += pj * kv[j * Wqkv + qW + kvW + g * d + i]!;
@@ -336,33 +379,58 @@ export class TrainNet {
         }
       }
       bt.att = att;
-      bt.atth = this.quantize(`${pre}.o_in`, att, S, qW, p, mode, acc);
-      const o = linearForward(bt.atth, S, blk.o, lora(`${pre}.o_in`));
+      bt.atth = this.quantize(`${name}.o_in`, att, S, qW, p, mode, acc);
+      const o = linearForward(bt.atth, S, blk.o, lora(`${name}.o_in`));
       bt.oXa = o.xa;
-      const h1 = new Float64Array(S * D);
+      let h1: Float64Array = new Float64Array(S * D);
       for (let i = 0; i < h1.length; i++) h1[i] = h[i]! + o.y[i]!;
+      if (!pre) {
+        bt.h1raw = h1;
+        const an = normForward(this.normKind, h1, S, D, this.gamma(p, `${name}.attn_norm`), blk.attnNorm.beta, cfg.normEps);
+        bt.attnRho = an.rho;
+        h1 = an.y;
+      }
       bt.h1 = h1;
-      const mn = normForward(this.normKind, h1, S, D, this.gamma(p, `${pre}.mlp_norm`), blk.mlpNorm.beta, cfg.normEps);
-      bt.mlpRho = mn.rho;
-      bt.m = mn.y;
-      bt.mh = this.quantize(`${pre}.mlp_in`, mn.y, S, D, p, mode, acc);
-      const up = linearForward(bt.mh, S, blk.up, lora(`${pre}.mlp_in`));
+      if (pre) {
+        const mn = normForward(this.normKind, h1, S, D, this.gamma(p, `${name}.mlp_norm`), blk.mlpNorm.beta, cfg.normEps);
+        bt.mlpRho = mn.rho;
+        bt.m = mn.y;
+      } else {
+        bt.m = h1;
+      }
+      bt.mh = this.quantize(`${name}.mlp_in`, bt.m, S, D, p, mode, acc);
+      const up = linearForward(bt.mh, S, blk.up, lora(`${name}.mlp_in`));
       bt.upXa = up.xa;
       bt.u = up.y;
-      bt.z = activationForward(cfg.activation, up.y, S, I, cfg.family === 'llama');
-      bt.zh = this.quantize(`${pre}.down_in`, bt.z, S, I, p, mode, acc);
-      const down = linearForward(bt.zh, S, blk.down, lora(`${pre}.down_in`));
+      bt.z = activationForward(cfg.activation, up.y, S, I, cfg.gatedMlp);
+      bt.zh = this.quantize(`${name}.down_in`, bt.z, S, I, p, mode, acc);
+      const down = linearForward(bt.zh, S, blk.down, lora(`${name}.down_in`));
       bt.downXa = down.xa;
-      const h2 = new Float64Array(S * D);
+      let h2: Float64Array = new Float64Array(S * D);
       for (let i = 0; i < h2.length; i++) h2[i] = h1[i]! + down.y[i]!;
+      if (!pre) {
+        bt.h2raw = h2;
+        const mn = normForward(this.normKind, h2, S, D, this.gamma(p, `${name}.mlp_norm`), blk.mlpNorm.beta, cfg.normEps);
+        bt.mlpRho = mn.rho;
+        h2 = mn.y;
+      }
       h = h2;
       tape.blocks.push(bt);
     });
     tape.hL = h;
-    const fn = normForward(this.normKind, h, S, D, this.gamma(p, 'final_norm'), this.finalBeta, cfg.normEps);
-    tape.finalRho = fn.rho;
-    tape.f = fn.y;
-    tape.fh = this.quantize('head_in', fn.y, S, D, p, mode, acc);
+    let f = h;
+    if (this.frozenGains.has('final_norm')) {
+      const fn = normForward(this.normKind, h, S, D, this.gamma(p, 'final_norm'), this.finalBeta, cfg.normEps);
+      tape.finalRho = fn.rho;
+      f = fn.y;
+    }
+    if (this.projectOut) {
+      tape.n = f;
+      tape.nh = this.quantize('proj_out', f, S, D, p, mode, acc);
+      f = linearForward(tape.nh, S, this.projectOut).y;
+    }
+    tape.f = f;
+    tape.fh = this.quantize('head_in', f, S, E, p, mode, acc);
     const head = linearForward(tape.fh, S, this.head, lora('head_in'));
     tape.headXa = head.xa;
     return { logits: head.y, events: acc.events, neurons: acc.neurons, tape };
@@ -373,35 +441,44 @@ export class TrainNet {
    * into g the gradients of every parameter present in p.
    */
   backward(res: ForwardResult, dLogits: Float64Array, p: TrainParams, g: TrainGrads, gEvents = 0, mode: NetMode = 'spiking'): void {
-    const cfg = this.config, tape = res.tape, S = tape.tokens.length, D = cfg.hiddenSize;
+    const cfg = this.config, tape = res.tape, S = tape.tokens.length, D = cfg.hiddenSize, E = cfg.embedDim;
     const H = cfg.numHeads, Hkv = cfg.numKvHeads, d = cfg.headDim, qW = H * d, kvW = Hkv * d, group = H / Hkv, I = cfg.intermediateSize;
     const Wqkv = qW + 2 * kvW, scale = 1 / Math.sqrt(d);
     const layerwise = this.sites.some((s) => s.kind === 'q_in');
+    const pre = !cfg.postNorm;
+    const W = cfg.slidingWindow;
+    const firstKey = (s: number) => (W === undefined ? 0 : Math.max(0, s - W + 1));
     const lora = (site: string) => p.lora.get(site), lg = (site: string) => g.lora.get(site);
     const gainGrad = (name: string) => g.gains.get(name);
-    let dfh = linearBackward(dLogits, tape.fh, S, this.head, lora('head_in'), tape.headXa, lg('head_in'));
-    const df = this.quantizeBack('head_in', tape.f, S, D, dfh, p, g, gEvents, mode);
-    let dh = normBackward(this.normKind, df, tape.hL, tape.finalRho, S, D, this.gamma(p, 'final_norm'), gainGrad('final_norm'));
-    dfh = new Float64Array(0);
+    const dfh = linearBackward(dLogits, tape.fh, S, this.head, lora('head_in'), tape.headXa, lg('head_in'));
+    let dh = this.quantizeBack('head_in', tape.f, S, E, dfh, p, g, gEvents, mode);
+    if (this.projectOut) {
+      const dnh = linearBackward(dh, tape.nh!, S, this.projectOut);
+      dh = this.quantizeBack('proj_out', tape.n!, S, D, dnh, p, g, gEvents, mode);
+    }
+    if (this.frozenGains.has('final_norm')) dh = normBackward(this.normKind, dh, tape.hL, tape.finalRho, S, D, this.gamma(p, 'final_norm'), gainGrad('final_norm'));
     for (let l = this.blocks.length - 1; l >= 0; l--) {
-      const blk = this.blocks[l]!, bt = tape.blocks[l]!, pre = `layers.${l}`;
-      // h2 = h1 + down(zh): the residual passes dh through
-      const dzh = linearBackward(dh, bt.zh, S, blk.down, lora(`${pre}.down_in`), bt.downXa, lg(`${pre}.down_in`));
-      const dz = this.quantizeBack(`${pre}.down_in`, bt.z, S, I, dzh, p, g, gEvents, mode);
-      const du = activationBackward(cfg.activation, dz, bt.u, S, I, cfg.family === 'llama');
-      const dmh = linearBackward(du, bt.mh, S, blk.up, lora(`${pre}.mlp_in`), bt.upXa, lg(`${pre}.mlp_in`));
-      const dm = this.quantizeBack(`${pre}.mlp_in`, bt.m, S, D, dmh, p, g, gEvents, mode);
-      const dh1 = normBackward(this.normKind, dm, bt.h1, bt.mlpRho, S, D, this.gamma(p, `${pre}.mlp_norm`), gainGrad(`${pre}.mlp_norm`));
-      for (let i = 0; i < dh1.length; i++) dh1[i] += dh[i]!;
-      // h1 = h0 + o(atth)
-      const datth = linearBackward(dh1, bt.atth, S, blk.o, lora(`${pre}.o_in`), bt.oXa, lg(`${pre}.o_in`));
-      const datt = this.quantizeBack(`${pre}.o_in`, bt.att, S, qW, datth, p, g, gEvents, mode);
+      const blk = this.blocks[l]!, bt = tape.blocks[l]!, name = `layers.${l}`;
+      // post-LN: the block ends with h = norm(h2raw)
+      const dh2 = pre ? dh : normBackward(this.normKind, dh, bt.h2raw!, bt.mlpRho, S, D, this.gamma(p, `${name}.mlp_norm`), gainGrad(`${name}.mlp_norm`));
+      // h2 = h1 + down(zh): the residual passes dh2 through
+      const dzh = linearBackward(dh2, bt.zh, S, blk.down, lora(`${name}.down_in`), bt.downXa, lg(`${name}.down_in`));
+      const dz = this.quantizeBack(`${name}.down_in`, bt.z, S, I, dzh, p, g, gEvents, mode);
+      const du = activationBackward(cfg.activation, dz, bt.u, S, I, cfg.gatedMlp);
+      const dmh = linearBackward(du, bt.mh, S, blk.up, lora(`${name}.mlp_in`), bt.upXa, lg(`${name}.mlp_in`));
+      const dm = this.quantizeBack(`${name}.mlp_in`, bt.m, S, D, dmh, p, g, gEvents, mode);
+      const dh1 = pre ? normBackward(this.normKind, dm, bt.h1, bt.mlpRho, S, D, this.gamma(p, `${name}.mlp_norm`), gainGrad(`${name}.mlp_norm`)) : dm;
+      for (let i = 0; i < dh1.length; i++) dh1[i] += dh2[i]!;
+      // post-LN: h1 = norm(h1raw); h1raw = h0 + o(atth)
+      const dh1raw = pre ? dh1 : normBackward(this.normKind, dh1, bt.h1raw!, bt.attnRho, S, D, this.gamma(p, `${name}.attn_norm`), gainGrad(`${name}.attn_norm`));
+      const datth = linearBackward(dh1raw, bt.atth, S, blk.o, lora(`${name}.o_in`), bt.oXa, lg(`${name}.o_in`));
+      const datt = this.quantizeBack(`${name}.o_in`, bt.att, S, qW, datth, p, g, gEvents, mode);
       const dkv = new Float64Array(S * Wqkv); // gradients of (rotated q | rotated k | v)
       const dph = new Float64Array(S * H * S);
       for (let s = 0; s < S; s++) {
         for (let hd = 0; hd < H; hd++) {
           const gr = Math.floor(hd / group), row = (s * H + hd) * S;
-          for (let j = 0; j <= s; j++) {
+          for (let j = firstKey(s); j <= s; j++) {
             const vo = j * Wqkv + qW + kvW + gr * d;
             let a = 0;
             for (let i = 0; i < d; i++) {
@@ -413,15 +490,16 @@ export class TrainNet {
           }
         }
       }
-      const keys = (r: number) => Math.floor(r / H) + 1;
-      const dprobs = layerwise ? this.quantizeBack(`${pre}.p_in`, bt.probs, S * H, S, dph, p, g, gEvents, mode, keys) : dph;
+      const keys = (r: number): [number, number] => [firstKey(Math.floor(r / H)), Math.floor(r / H) + 1];
+      const dprobs = layerwise ? this.quantizeBack(`${name}.p_in`, bt.probs, S * H, S, dph, p, g, gEvents, mode, keys) : dph;
       const dqh = new Float64Array(S * qW);
       for (let s = 0; s < S; s++) {
+        const j0 = firstKey(s);
         for (let hd = 0; hd < H; hd++) {
           const gr = Math.floor(hd / group), row = (s * H + hd) * S;
           let dot = 0;
-          for (let j = 0; j <= s; j++) dot += bt.probs[row + j]! * dprobs[row + j]!;
-          for (let j = 0; j <= s; j++) {
+          for (let j = j0; j <= s; j++) dot += bt.probs[row + j]! * dprobs[row + j]!;
+          for (let j = j0; j <= s; j++) {
             const ds = bt.probs[row + j]! * (dprobs[row + j]! - dot) * scale;
             if (ds === 0) continue;
             const ko = j * Wqkv + qW + gr * d;
@@ -432,17 +510,56 @@ export class TrainNet {
           }
         }
       }
-      const dq = layerwise ? this.quantizeBack(`${pre}.q_in`, bt.q, S, qW, dqh, p, g, gEvents, mode) : dqh;
+      const dq = layerwise ? this.quantizeBack(`${name}.q_in`, bt.q, S, qW, dqh, p, g, gEvents, mode) : dqh;
       for (let s = 0; s < S; s++) for (let i = 0; i < qW; i++) dkv[s * Wqkv + i] += dq[s * qW + i]!;
       if (this.invFreq) {
         ropeInPlace(dkv, S, Wqkv, 0, H, d, this.invFreq, true);
         ropeInPlace(dkv, S, Wqkv, qW, Hkv, d, this.invFreq, true);
       }
-      const dah = linearBackward(dkv, bt.ah, S, blk.qkv, lora(`${pre}.attn_in`), bt.qkvXa, lg(`${pre}.attn_in`));
-      const da = this.quantizeBack(`${pre}.attn_in`, bt.a, S, D, dah, p, g, gEvents, mode);
-      const dh0 = normBackward(this.normKind, da, bt.h0, bt.attnRho, S, D, this.gamma(p, `${pre}.attn_norm`), gainGrad(`${pre}.attn_norm`));
-      for (let i = 0; i < dh0.length; i++) dh0[i] += dh1[i]!;
+      if (blk.qNorm && blk.kNorm) {
+        headNormBackward(dkv, bt.qkRaw!, bt.qRho!, S, Wqkv, 0, H, d, blk.qNorm);
+        headNormBackward(dkv, bt.qkRaw!, bt.kRho!, S, Wqkv, qW, Hkv, d, blk.kNorm);
+      }
+      const dah = linearBackward(dkv, bt.ah, S, blk.qkv, lora(`${name}.attn_in`), bt.qkvXa, lg(`${name}.attn_in`));
+      const da = this.quantizeBack(`${name}.attn_in`, bt.a, S, D, dah, p, g, gEvents, mode);
+      const dh0 = pre ? normBackward(this.normKind, da, bt.h0, bt.attnRho, S, D, this.gamma(p, `${name}.attn_norm`), gainGrad(`${name}.attn_norm`)) : da;
+      for (let i = 0; i < dh0.length; i++) dh0[i] += dh1raw[i]!;
       dh = dh0;
+    }
+    if (this.projectIn) {
+      const deh = linearBackward(dh, tape.eh!, S, this.projectIn);
+      this.quantizeBack('proj_in', tape.e!, S, E, deh, p, g, gEvents, mode);
+    }
+  }
+}
+
+/**
+ * Qwen3's q/k norms in place: the `heads` heads of d values starting at column `col` of each row of
+ * width `width` are rmsNorm'd with gain γ; returns each head-row's 1/√(mean x² + ε) for the backward.
+ */
+function headNormForward(x: Float64Array, S: number, width: number, col: number, heads: number, d: number, gamma: Float64Array, eps: number): Float64Array {
+  const rho = new Float64Array(S * heads);
+  for (let s = 0; s < S; s++) {
+    for (let h = 0; h < heads; h++) {
+      const o = s * width + col + h * d;
+      let ss = 0;
+      for (let i = 0; i < d; i++) ss += x[o + i]! ** 2;
+      const r = (rho[s * heads + h] = 1 / Math.sqrt(ss / d + eps));
+      for (let i = 0; i < d; i++) x[o + i] = x[o + i]! * r * gamma[i]!;
+    }
+  }
+  return rho;
+}
+
+/** The backward of headNormForward, in place on dx (γ frozen): dx = ρ·(g − x̂·mean(g·x̂)), g = γ·dy. */
+function headNormBackward(dx: Float64Array, raw: Float64Array, rho: Float64Array, S: number, width: number, col: number, heads: number, d: number, gamma: Float64Array): void {
+  for (let s = 0; s < S; s++) {
+    for (let h = 0; h < heads; h++) {
+      const o = s * width + col + h * d, r = rho[s * heads + h]!;
+      let dot = 0;
+      for (let i = 0; i < d; i++) dot += gamma[i]! * dx[o + i]! * raw[o + i]! * r;
+      dot /= d;
+      for (let i = 0; i < d; i++) dx[o + i] = r * (gamma[i]! * dx[o + i]! - raw[o + i]! * r * dot);
     }
   }
 }

@@ -5,7 +5,7 @@ import { fileURLToPath } from 'node:url';
 import { BUNDLED_MODEL } from '../../src/bundled.js';
 
 export const FIXTURES_DIR = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', 'fixtures');
-export const FIXTURE_NAMES = ['stories260k', 'tiny-gpt2-random', 'gpt2-random-f16'] as const;
+export const FIXTURE_NAMES = ['stories260k', 'tiny-gpt2-random', 'gpt2-random-f16', 'qwen2-random', 'qwen3-random', 'mistral-random', 'opt-random'] as const;
 export type FixtureName = (typeof FIXTURE_NAMES)[number];
 
 /** The model directory of a fixture (stories260k is the package's bundled model, models/stories260k). */

@@ -1,6 +1,7 @@
 /**
- * An independent float64 forward pass of a GPT-2 or Llama network from its host weights, written
- * from the Hugging Face definitions with plain arrays (helpers/reference.ts for the operators), with
+ * An independent float64 forward pass of a network of any family here (GPT-2, Llama, Qwen2, Qwen3,
+ * Mistral, OPT, by the config's features) from its host weights, written from the Hugging Face
+ * definitions with plain arrays (helpers/reference.ts for the operators), with
  * an optional hook at every encoder site of the layerwise schedule — before each linear layer, on
  * the rotated queries, and on the attention probabilities. With quantizers in the hooks it is the
  * network a layerwise SNN must equal; without, it is the ANN.
@@ -25,21 +26,33 @@ const linear = (x: number[], l: LinearWeights): number[] => {
 
 /** Logits of every position of `ids` (one sequence from position 0). */
 export function referenceLogits(cfg: ModelConfig, w: LMWeights, ids: readonly number[], hook?: SiteHook): number[][] {
-  const D = cfg.hiddenSize, H = cfg.numHeads, Hkv = cfg.numKvHeads, d = cfg.headDim, group = H / Hkv;
+  const D = cfg.hiddenSize, E = cfg.embedDim, H = cfg.numHeads, Hkv = cfg.numKvHeads, d = cfg.headDim, group = H / Hkv;
   const at = (site: string, x: number[], ctx: { head?: number } = {}) => (hook ? hook(site, x, ctx) : x);
   const norm = (x: number[], n: { weight: { data: Float32Array }; bias?: { data: Float32Array } }) =>
-    cfg.family === 'gpt2' ? ref.layerNorm(x, n.weight.data, n.bias?.data, cfg.normEps) : ref.rmsNorm(x, n.weight.data, cfg.normEps);
-  const invFreq = cfg.family === 'llama' ? Array.from({ length: d / 2 }, (_, i) => 1 / cfg.ropeTheta ** ((2 * i) / d)) : undefined;
+    cfg.norm === 'layer' ? ref.layerNorm(x, n.weight.data, n.bias?.data, cfg.normEps) : ref.rmsNorm(x, n.weight.data, cfg.normEps);
+  const invFreq = cfg.rotary ? Array.from({ length: d / 2 }, (_, i) => 1 / cfg.ropeTheta ** ((2 * i) / d)) : undefined;
   const act = ref.ACTIVATIONS[cfg.activation]!;
-  let h = ids.map((id, p) => Array.from({ length: D }, (_, i) => w.embed.data[id * D + i]! + (w.positions ? w.positions.data[p * D + i]! : 0)));
+  const post = cfg.postNorm, W = cfg.slidingWindow ?? Infinity;
+  // every head of q (or k) rmsNorm'd on its own (Qwen3)
+  const headNorm = (x: number[], heads: number, gamma: Float32Array) =>
+    Array.from({ length: heads }, (_, hd) => ref.rmsNorm(x.slice(hd * d, (hd + 1) * d), gamma, cfg.normEps)).flat();
+  let h = ids.map((id, p) => {
+    let e = Array.from({ length: E }, (_, i) => w.embed.data[id * E + i]!);
+    if (w.projectIn) e = linear(at('proj_in', e), w.projectIn);
+    return e.map((x, i) => x + (w.positions ? w.positions.data[(p + cfg.positionOffset) * D + i]! : 0));
+  });
   w.blocks.forEach((blk, l) => {
     const pre = `layers.${l}`;
     const K: number[][] = [], V: number[][] = [];
     const attnOut: number[][] = [];
     h.forEach((row, p) => {
-      const a = at(`${pre}.attn_in`, norm(row, blk.attnNorm));
+      const a = at(`${pre}.attn_in`, post ? row : norm(row, blk.attnNorm));
       let q = linear(a, blk.q), k = linear(a, blk.k);
       const v = linear(a, blk.v);
+      if (blk.qNorm && blk.kNorm) {
+        q = headNorm(q, H, blk.qNorm.weight.data);
+        k = headNorm(k, Hkv, blk.kNorm.weight.data);
+      }
       if (invFreq) {
         q = ref.rope(q, H, d, p, invFreq);
         k = ref.rope(k, Hkv, d, p, invFreq);
@@ -47,29 +60,36 @@ export function referenceLogits(cfg: ModelConfig, w: LMWeights, ids: readonly nu
       K.push(k);
       V.push(v);
       q = at(`${pre}.q_in`, q);
+      const first = Math.max(0, p + 1 - W); // the keys p − W < j ≤ p
       const out: number[] = [];
       for (let hd = 0; hd < H; hd++) {
         const g = Math.floor(hd / group);
-        const scores = K.map((kr) => {
+        const scores = K.slice(first).map((kr) => {
           let s = 0;
           for (let i = 0; i < d; i++) s += q[hd * d + i]! * kr[g * d + i]!;
           return s / Math.sqrt(d);
         });
         const probs = at(`${pre}.p_in`, ref.softmax(scores), { head: hd });
-        for (let i = 0; i < d; i++) out.push(probs.reduce((acc, pj, j) => acc + pj * V[j]![g * d + i]!, 0));
+        for (let i = 0; i < d; i++) out.push(probs.reduce((acc, pj, j) => acc + pj * V[first + j]![g * d + i]!, 0));
       }
       attnOut.push(out);
     });
     h = h.map((row, p) => {
       const o = linear(at(`${pre}.o_in`, attnOut[p]!), blk.o);
-      const r1 = row.map((x, i) => x + o[i]!);
-      const m = at(`${pre}.mlp_in`, norm(r1, blk.mlpNorm));
+      let r1 = row.map((x, i) => x + o[i]!);
+      if (post) r1 = norm(r1, blk.attnNorm);
+      const m = at(`${pre}.mlp_in`, post ? r1 : norm(r1, blk.mlpNorm));
       const hidden = blk.gate ? linear(m, blk.gate).map((gv, i) => act(gv) * linear(m, blk.up)[i]!) : linear(m, blk.up).map(act);
       const down = linear(at(`${pre}.down_in`, hidden), blk.down);
-      return r1.map((x, i) => x + down[i]!);
+      const r2 = r1.map((x, i) => x + down[i]!);
+      return post ? norm(r2, blk.mlpNorm) : r2;
     });
   });
-  return h.map((row) => linear(at('head_in', norm(row, w.finalNorm)), { weight: w.lmHead }));
+  return h.map((row) => {
+    let x = w.finalNorm ? norm(row, w.finalNorm) : row;
+    if (w.projectOut) x = linear(at('proj_out', x), w.projectOut);
+    return linear(at('head_in', x), { weight: w.lmHead });
+  });
 }
 
 const f = Math.fround;

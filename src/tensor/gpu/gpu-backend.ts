@@ -18,7 +18,7 @@ import { type AttentionParams, attentionGpu } from '../kernels/attention.js';
 import { copyGpu } from '../kernels/copy.js';
 import { GpuEmbeddingTable, embeddingGpu, packEmbeddingTable } from '../kernels/embedding.js';
 import { GpuLinearWeight, type MatmulVariant, WEIGHT_FORMATS, type WeightFormat, isF16Exact, matmulGpu, packLinearWeight } from '../kernels/matmul.js';
-import { layerNormGpu, rmsNormGpu } from '../kernels/norm.js';
+import { type QkNormHeads, checkQkNorm, layerNormGpu, qkNormGpu, rmsNormGpu } from '../kernels/norm.js';
 import { ropeGpu } from '../kernels/rope.js';
 import { type CausalMask, softmaxGpu } from '../kernels/softmax.js';
 import { attentionDims, binaryBroadcast, checkVector, embeddingDims, gatedDims, matmulDims, planeRows, qkvCheck, ropeCheck, sliceRowsCheck, spikeAttentionDims, stateCheck, timeMajorDims, writeRowsCheck } from '../shapes.js';
@@ -208,6 +208,14 @@ export class GpuBackend implements Backend {
     checkVector(gamma, C, 'rmsNorm gamma');
     const y = this.rt.alloc(x.shape);
     rmsNormGpu(this.rt, x, gamma, eps, x.size / C, C, y);
+    return y;
+  }
+
+  qkNorm(qkvIn: BTensor, qGammaIn: BTensor, kGammaIn: BTensor, heads: QkNormHeads, eps: number): GpuTensor {
+    const qkv = this.dense(qkvIn, 'qkNorm'), qGamma = this.dense(qGammaIn, 'qkNorm q gamma'), kGamma = this.dense(kGammaIn, 'qkNorm k gamma');
+    checkQkNorm(qkv, qGamma, kGamma, heads);
+    const y = this.rt.alloc(qkv.shape);
+    qkNormGpu(this.rt, qkv, qGamma, kGamma, heads, eps, qkv.size / (qkv.shape.at(-1) ?? 1), y);
     return y;
   }
 

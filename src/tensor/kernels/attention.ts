@@ -4,7 +4,8 @@
  *   q: [S, H·d]       queries at absolute positions queryStart … queryStart+S−1
  *   k, v: [L, Hkv·d]  keys/values for positions 0 … kvLength−1 (L ≥ kvLength rows allocated)
  *   out: [S, H·d],    out[s, h] = Σ_j softmax_j(scale · q[s,h]·k[j,g]) v[j,g],  j ≤ queryStart+s,
- *                     with g = ⌊h / (H/Hkv)⌋ the key/value head shared by query head h.
+ *                     with g = ⌊h / (H/Hkv)⌋ the key/value head shared by query head h; with a
+ *                     sliding window W also j > queryStart+s − W.
  *
  * Batched: with `batches` = B > 1, q holds B blocks of S rows and k/v hold B blocks of
  * `kvBatchStride` rows; block b attends only within block b (the spiking model runs one block per
@@ -41,6 +42,11 @@ export interface AttentionParams {
    * default 0. A query that sees no key at all (a padding row) gets zeros.
    */
   readonly keyStarts?: Int32Array;
+  /**
+   * Sliding window W (Mistral): a query at key index i sees only keys i − W < j ≤ i, W keys
+   * including itself (as transformers masks them); causal attention only. Default: no window.
+   */
+  readonly window?: number;
 }
 
 export function checkAttention(p: AttentionParams, S: number): void {
@@ -49,6 +55,10 @@ export function checkAttention(p: AttentionParams, S: number): void {
   if (p.causal !== false && p.kvLength < p.queryStart + S) throw new ArgumentError(`attention: ${p.kvLength} cached keys cannot cover queries up to position ${p.queryStart + S - 1}`);
   if ((p.kvBatchStride ?? p.kvLength) < p.kvLength) throw new ArgumentError(`attention: kv block stride ${p.kvBatchStride} is shorter than ${p.kvLength} keys`);
   if (!Number.isInteger(p.batches ?? 1) || (p.batches ?? 1) < 1) throw new ArgumentError(`attention: batches must be a positive integer, got ${p.batches}`);
+  if (p.window !== undefined) {
+    if (!Number.isSafeInteger(p.window) || p.window < 1) throw new ArgumentError(`attention: the sliding window must be a positive integer, got ${p.window}`);
+    if (p.causal === false) throw new ArgumentError('attention: a sliding window needs causal attention');
+  }
   if (p.keyStarts) {
     if (p.keyStarts.length !== (p.batches ?? 1)) throw new ArgumentError(`attention: ${p.keyStarts.length} key starts for ${p.batches ?? 1} blocks`);
     for (const k of p.keyStarts) if (!(k >= 0 && k <= p.kvLength)) throw new ArgumentError(`attention: key start ${k} outside 0…${p.kvLength}`);
@@ -77,10 +87,11 @@ export function attentionRange(q: Float32Array, k: Float32Array, v: Float32Array
   for (let u = u0; u < u1; u++) {
     const b = Math.floor(u / H), h = u % H;
     const g = Math.floor(h / group);
-    const first = p.keyStarts ? p.keyStarts[b]! : 0;
+    const blockFirst = p.keyStarts ? p.keyStarts[b]! : 0;
     for (let s = 0; s < S; s++) {
       const qo = (b * S + s) * qWidth + h * d;
       const last = p.causal === false ? p.kvLength - 1 : queryStart + s;
+      const first = p.window === undefined ? blockFirst : Math.max(blockFirst, last + 1 - p.window);
       if (last < first) {
         out.fill(0, qo, qo + d); // a padding row: no keys to see
         continue;
@@ -165,7 +176,8 @@ const ATTENTION_UNIT_WGSL = `
   var last = p.queryStart + s;
   if (p.lastAll > 0u) { last = p.lastAll - 1u; }
   var first = 0u;
-  if (p.hasStarts != 0u) { first = starts[b]; }`;
+  if (p.hasStarts != 0u) { first = starts[b]; }
+  if (p.window > 0u && last + 1u > p.window) { first = max(first, last + 1u - p.window); }`;
 
 /**
  * What both variants share: the bindings, and per invocation its block b, query s, head h, KV
@@ -173,7 +185,7 @@ const ATTENTION_UNIT_WGSL = `
  */
 function attentionPrologue(elem: 'f32' | 'vec4f', constant: string): string {
   return `
-struct Params { S: u32, H: u32, group: u32, queryStart: u32, scale: f32, qWidth: u32, kvWidth: u32, B: u32, stride: u32, kvOffset: u32, lastAll: u32, hasStarts: u32 }
+struct Params { S: u32, H: u32, group: u32, queryStart: u32, scale: f32, qWidth: u32, kvWidth: u32, B: u32, stride: u32, kvOffset: u32, lastAll: u32, hasStarts: u32, window: u32 }
 @group(0) @binding(0) var<storage, read> q: array<${elem}>;
 @group(0) @binding(1) var<storage, read> k: array<${elem}>;
 @group(0) @binding(2) var<storage, read> v: array<${elem}>;
@@ -245,7 +257,7 @@ const ATTENTION_VEC4_WGSL = `${attentionPrologue('vec4f', 'const D4 = {{headDim4
 const SPLITK_BLOCK = 64;
 
 const ATTENTION_SPLITK_WGSL = `{{enable}}
-struct Params { S: u32, H: u32, group: u32, queryStart: u32, scale: f32, qWidth: u32, kvWidth: u32, B: u32, stride: u32, kvOffset: u32, lastAll: u32, hasStarts: u32, splits: u32 }
+struct Params { S: u32, H: u32, group: u32, queryStart: u32, scale: f32, qWidth: u32, kvWidth: u32, B: u32, stride: u32, kvOffset: u32, lastAll: u32, hasStarts: u32, window: u32, splits: u32 }
 @group(0) @binding(0) var<storage, read> q: array<f32>;
 @group(0) @binding(1) var<storage, read> k: array<f32>;
 @group(0) @binding(2) var<storage, read> v: array<f32>;
@@ -327,7 +339,7 @@ fn main(@builtin(global_invocation_id) gid: vec3u) {
 const TILE_QUERIES = 64;
 
 const ATTENTION_TILED_WGSL = `
-struct Params { S: u32, H: u32, group: u32, queryStart: u32, scale: f32, qWidth: u32, kvWidth: u32, B: u32, stride: u32, kvOffset: u32, lastAll: u32, hasStarts: u32 }
+struct Params { S: u32, H: u32, group: u32, queryStart: u32, scale: f32, qWidth: u32, kvWidth: u32, B: u32, stride: u32, kvOffset: u32, lastAll: u32, hasStarts: u32, window: u32 }
 @group(0) @binding(0) var<storage, read> q: array<f32>;
 @group(0) @binding(1) var<storage, read> k: array<f32>;
 @group(0) @binding(2) var<storage, read> v: array<f32>;
@@ -350,6 +362,7 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid:
   if (p.lastAll > 0u) { last = p.lastAll - 1u; }
   var first = 0u;
   if (p.hasStarts != 0u) { first = starts[b]; }
+  if (p.window > 0u && last + 1u > p.window) { first = max(first, last + 1u - p.window); }
   // the tile's last key (uniform across the workgroup: barriers stay in uniform control flow)
   var tileLast = p.queryStart + min(s0 + ${TILE_QUERIES - 1}u, p.S - 1u);
   if (p.lastAll > 0u) { tileLast = p.lastAll - 1u; }
@@ -428,7 +441,7 @@ export function attentionGpu(rt: GpuRuntime, q: GpuTensor, k: GpuTensor, v: GpuT
   const keys = p.causal === false ? p.kvLength : p.queryStart + S;
   const chosen = variant ?? chooseAttentionVariant(rt, units, keys, d);
   if (chosen === 'vec4' && d % 4 !== 0) throw new ArgumentError(`attention: the vec4 variant needs a head dimension divisible by 4, got ${d}`);
-  const params = [S, p.numHeads, p.numHeads / p.numKvHeads, p.queryStart, { f32: p.scale }, p.numHeads * d, p.numKvHeads * d, B, p.kvBatchStride ?? p.kvLength, p.kvOffset ?? 0, p.causal === false ? p.kvLength : 0, p.keyStarts ? 1 : 0] as const;
+  const params = [S, p.numHeads, p.numHeads / p.numKvHeads, p.queryStart, { f32: p.scale }, p.numHeads * d, p.numKvHeads * d, B, p.kvBatchStride ?? p.kvLength, p.kvOffset ?? 0, p.causal === false ? p.kvLength : 0, p.keyStarts ? 1 : 0, p.window ?? 0] as const;
   if (chosen === 'splitk') {
     const maxY = rt.ctx.report.limits.maxComputeWorkgroupsPerDimension ?? 65535;
     if (units > maxY) throw new ArgumentError(`attention: split-K runs one workgroup row per (query, head); ${units} exceed the adapter's ${maxY}`);

@@ -133,6 +133,7 @@ export function spikeAttentionCpu(inp: SpikeAttentionInputs, S: number, p: Atten
   const acc = new Float64Array(d), qTheta = new Float64Array(d);
   for (let s = 0; s < S; s++) {
     const last = p.causal === false ? L - 1 : p.queryStart + s;
+    const first = p.window === undefined ? 0 : Math.max(0, last + 1 - p.window);
     for (let h = 0; h < H; h++) {
       const g = Math.floor(h / group), qo = h * d;
       // the query's digit sums times θ (exact in double precision: integers below 2^24 times float32)
@@ -140,7 +141,7 @@ export function spikeAttentionCpu(inp: SpikeAttentionInputs, S: number, p: Atten
       // scores over the keys the query sees
       let max = -Infinity;
       if (mode === 'fast') {
-        for (let j = 0, ko = g * d; j <= last; j++, ko += kvW) {
+        for (let j = first, ko = first * kvW + g * d; j <= last; j++, ko += kvW) {
           let a = 0;
           for (let i = 0; i < d; i++) a += qTheta[i]! * inp.k[ko + i]!;
           a *= scoreUnit;
@@ -148,7 +149,7 @@ export function spikeAttentionCpu(inp: SpikeAttentionInputs, S: number, p: Atten
           if (a > max) max = a;
         }
       } else {
-        for (let j = 0, ko = g * d; j <= last; j++, ko += kvW) {
+        for (let j = first, ko = first * kvW + g * d; j <= last; j++, ko += kvW) {
           let a = 0;
           for (let pl = 0; pl < Pq; pl++) {
             a *= gq;
@@ -164,7 +165,7 @@ export function spikeAttentionCpu(inp: SpikeAttentionInputs, S: number, p: Atten
         }
       }
       let sum = 0;
-      for (let j = 0; j <= last; j++) sum += (scores[j] = Math.exp(scores[j]! - max));
+      for (let j = first; j <= last; j++) sum += (scores[j] = Math.exp(scores[j]! - max));
       // the probabilities' neurons
       let events = 0, extra = 0, clipped = 0, maxPer = 0, nonzero = 0, active = 0;
       // below this a weighted p neuron surely stays silent (the last plane's threshold, with a
@@ -172,7 +173,7 @@ export function spikeAttentionCpu(inp: SpikeAttentionInputs, S: number, p: Atten
       const silentBelow = codes.p.kind === 'rate' ? 0 : (codes.p.kind === 'ternary' ? TERNARY_FIRE : 0.5) * 2 ** -(codes.p.T - 1) * inp.thetaP[h]! * (1 - 2 ** -20);
       const silentScore = silentBelow * sum;
       if (planes) planes.fill(0, 0, (last + 1) * Pp);
-      for (let j = 0; j <= last; j++) {
+      for (let j = first; j <= last; j++) {
         // silent neurons (most probabilities under a weighted code) skip the call
         if (scores[j]! < silentScore) {
           mp[j] = 0;
@@ -190,7 +191,7 @@ export function spikeAttentionCpu(inp: SpikeAttentionInputs, S: number, p: Atten
       // output: value rows per event (or the dense sum over the digit sums)
       acc.fill(0);
       if (mode === 'fast') {
-        for (let j = 0; j <= last; j++) {
+        for (let j = first; j <= last; j++) {
           if (mp[j] === 0) continue;
           const vo = j * kvW + g * d;
           for (let i = 0; i < d; i++) acc[i] += mp[j]! * inp.v[vo + i]!;
@@ -198,7 +199,7 @@ export function spikeAttentionCpu(inp: SpikeAttentionInputs, S: number, p: Atten
       } else {
         for (let pl = 0; pl < Pp; pl++) {
           for (let i = 0; i < d; i++) acc[i] = acc[i]! * gp;
-          for (let j = 0; j <= last; j++) {
+          for (let j = first; j <= last; j++) {
             const dp = planes![j * Pp + pl]!;
             if (dp === 0) continue;
             const vo = j * kvW + g * d;
@@ -208,7 +209,7 @@ export function spikeAttentionCpu(inp: SpikeAttentionInputs, S: number, p: Atten
       }
       const outScale = inp.thetaP[h]! * unitOf(codes.p);
       for (let i = 0; i < d; i++) out[s * qW + qo + i] = acc[i]! * outScale;
-      const keys = last + 1, o = (s * H + h) * STATS_WIDTH;
+      const keys = last + 1 - first, o = (s * H + h) * STATS_WIDTH;
       rowStats[o + STAT.events] = events;
       rowStats[o + STAT.maxPerStep] = maxPer;
       rowStats[o + STAT.nonzero] = nonzero;
@@ -232,7 +233,7 @@ export function spikeAttentionCpu(inp: SpikeAttentionInputs, S: number, p: Atten
 
 const SPIKE_ATTENTION_WGSL = `
 struct Params { S: u32, H: u32, group: u32, queryStart: u32, scoreUnit: f32, qWidth: u32, kvWidth: u32, L: u32, lastAll: u32,
-  event: u32, Pq: u32, gq: f32, pKind: u32, pT: u32, pMax: f32, outUnit: f32 }
+  event: u32, Pq: u32, gq: f32, pKind: u32, pT: u32, pMax: f32, outUnit: f32, window: u32 }
 @group(0) @binding(0) var<storage, read> q: array<f32>;
 @group(0) @binding(1) var<storage, read> k: array<f32>;
 @group(0) @binding(2) var<storage, read> v: array<f32>;
@@ -330,16 +331,18 @@ fn main(@builtin(global_invocation_id) gid: vec3u) {
   let g = h / p.group;
   var last = p.queryStart + s;
   if (p.lastAll > 0u) { last = p.lastAll - 1u; }
+  var first = 0u;
+  if (p.window > 0u && last + 1u > p.window) { first = last + 1u - p.window; }
   var mx = -3.4e38;
-  for (var j = 0u; j <= last; j++) { mx = max(mx, score(s, h, g, j)); }
+  for (var j = first; j <= last; j++) { mx = max(mx, score(s, h, g, j)); }
   var sum = 0.0;
-  for (var j = 0u; j <= last; j++) { sum += exp(score(s, h, g, j) - mx); }
+  for (var j = first; j <= last; j++) { sum += exp(score(s, h, g, j) - mx); }
   var acc: array<f32, D>;
   var events = 0.0; var extra = 0u; var clipped = 0.0; var maxPer = 0.0; var nonzero = 0.0; var nActive = 0.0;
   let mo = idx * p.L * 2u;
   let th = thetaP[h];
   let inv = invThetaP[h];
-  for (var j = 0u; j <= last; j++) {
+  for (var j = first; j <= last; j++) {
     let pv = exp(score(s, h, g, j) - mx) / sum;
     let e = encodeP(pv, th, inv);
     events += e.events; clipped += e.clipped; extra = max(extra, e.extra); maxPer = max(maxPer, e.maxPer); nonzero += e.nonzero;
@@ -367,7 +370,7 @@ fn main(@builtin(global_invocation_id) gid: vec3u) {
     for (var pl = 0u; pl < P; pl++) {
       for (var i = 0u; i < D; i++) { acc[i] = acc[i] * 2.0; }
       let bit = 1u << (P - 1u - pl);
-      for (var j = 0u; j <= last; j++) {
+      for (var j = first; j <= last; j++) {
         var dd = 0.0;
         if ((masks[mo + 2u * j] & bit) != 0u) { dd = 1.0; } else if ((masks[mo + 2u * j + 1u] & bit) != 0u) { dd = -1.0; }
         if (dd != 0.0) {
@@ -380,7 +383,7 @@ fn main(@builtin(global_invocation_id) gid: vec3u) {
   let outScale = thetaP[h] * p.outUnit;
   let qo = s * p.qWidth + h * D;
   for (var i = 0u; i < D; i++) { y[qo + i] = acc[i] * outScale; }
-  let keys = f32(last + 1u);
+  let keys = f32(last + 1u - first);
   let st = idx * 11u;
   var ovf = 0.0;
   if (extra > 0u) { ovf = 1.0; }
@@ -405,7 +408,7 @@ export function spikeAttentionGpu(
   rt.dispatch(pipe, [q.buffer, k.buffer, v.buffer, thetaQ.buffer, thetaP.buffer, invThetaP.buffer, y.buffer, rowStats.buffer, masks.buffer], [
     S, p.numHeads, p.numHeads / p.numKvHeads, p.queryStart, { f32: unitOf(codes.q) * p.scale }, p.numHeads * d, p.numKvHeads * d, p.kvLength,
     p.causal === false ? p.kvLength : 0, mode === 'event' ? 1 : 0, planesOf(codes.q), { f32: codes.q.kind === 'rate' ? 1 : 2 },
-    codes.p.kind === 'rate' ? 0 : codes.p.kind === 'binary' ? 1 : 2, codes.p.T, { f32: Number.isFinite(B) ? B : 3.0e38 }, { f32: unitOf(codes.p) },
+    codes.p.kind === 'rate' ? 0 : codes.p.kind === 'binary' ? 1 : 2, codes.p.T, { f32: Number.isFinite(B) ? B : 3.0e38 }, { f32: unitOf(codes.p) }, p.window ?? 0,
   ], groups);
   rt.release(masks);
 }
