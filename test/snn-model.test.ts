@@ -184,6 +184,7 @@ describe('layerwise schedule', () => {
   it.for([
     ['stories260k', {}], ['gpt2-random-f16', {}], ['stories260k', { coding: 'phase', timesteps: 6 }], ['stories260k', { coding: 'rate', timesteps: 5 }],
     ['stories260k', { mixedPlanes: true }], ['gpt2-random-f16', { mixedPlanes: true, coding: 'phase' }],
+    ['qwen2-random', {}], ['qwen3-random', {}], ['mistral-random', {}], ['opt-random', {}], ['opt-random', { coding: 'rate', timesteps: 5 }],
   ] as [(typeof FIXTURE_NAMES)[number], Record<string, unknown>][])('%s %j: equals the float64 reference with every site quantized by an independent decoder (fast and event-driven)', async ([name, { mixedPlanes: mixed, ...opts }]) => {
     const dir = fixtureDir(name);
     const ann = loadModel(dir);

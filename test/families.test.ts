@@ -1,0 +1,211 @@
+/**
+ * The families built from the Llama block's features and OPT: the independent reference anchored to
+ * the shared goldens; batched left-padded and cached forwards on every backend; the variants no
+ * shared fixture covers, against the reference built from their named tensors; and the refusals.
+ */
+import fs from 'node:fs';
+import path from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { parseConfig } from '../src/nn/config.js';
+import { type CausalLM, loadModel, loadWeights } from '../src/nn/model.js';
+import type { LMWeights } from '../src/nn/weights.js';
+import type { Backend } from '../src/tensor/backend.js';
+import { BACKEND_NAMES, backendFor } from './helpers/backends.js';
+import { fixtureDir, golden } from './helpers/fixtures.js';
+import { referenceLogits } from './helpers/reference-lm.js';
+import { TOL, expectClose } from './helpers/tolerance.js';
+import { type Variant, llamaLikeNames, llamaLikeReference, optNames, optReference, writeVariant } from './helpers/variants.js';
+
+const NEW_FAMILIES = ['qwen2-random', 'qwen3-random', 'mistral-random', 'opt-random'] as const;
+
+const read = async (b: Backend, x: unknown) => (await b.read(x as never)).data;
+
+describe('the float64 reference of test/helpers/reference-lm.ts is the shared golden one', () => {
+  it.for(NEW_FAMILIES)('%s: last logits within 1e-4 of golden.json', (name) => {
+    const { config, weights } = loadWeights(fixtureDir(name));
+    for (const g of Object.values(golden(name)).slice(0, 2)) {
+      const rows = referenceLogits(config, weights, g.input_ids);
+      expectClose(rows.at(-1)!, g.last_logits, TOL.golden, `${name} reference`);
+    }
+  });
+});
+
+/** Every position's logits: fed whole, and fed in chunks through the cache; and a left-padded batch's last rows. */
+async function forwards(model: CausalLM, ids: readonly number[], rows: readonly (readonly number[])[]) {
+  const b = model.backend, V = model.config.vocabSize;
+  const whole = await read(b, model.forward(ids, model.newCache(), { allLogits: true }));
+  const cache = model.newCache(2);
+  const chunked = new Float32Array(whole.length);
+  const cuts = [0, 1, Math.floor(ids.length / 2), ids.length - 1, ids.length];
+  for (let i = 0; i + 1 < cuts.length; i++) chunked.set(await read(b, model.forward(ids.slice(cuts[i], cuts[i + 1]), cache, { allLogits: true })), cuts[i]! * V);
+  const { logits } = model.forwardBatch(rows);
+  const batch = await read(b, logits);
+  return { whole, chunked, batch: rows.map((_, i) => Array.from(batch.subarray(i * V, (i + 1) * V))) };
+}
+
+describe.each(BACKEND_NAMES)('%s: cached and batched forwards of every new family equal the golden logits', (backendName) => {
+  it.for(NEW_FAMILIES)('%s: whole prompt, chunks through the KV cache, and a left-padded batch of the golden prompts', async (name, ctx) => {
+    const backend = await backendFor(backendName, ctx);
+    const tol = backendName === 'cpu' ? TOL.golden : TOL.gpuGolden;
+    const model = loadModel(fixtureDir(name), { backend });
+    const prompts = Object.values(golden(name));
+    const longest = prompts.reduce((a, g) => (g.input_ids.length > a.input_ids.length ? g : a));
+    const V = model.config.vocabSize, S = longest.input_ids.length;
+    const { whole, chunked, batch } = await forwards(model, longest.input_ids, prompts.map((g) => g.input_ids));
+    expectClose(whole.subarray((S - 1) * V), longest.last_logits, tol, `${name} whole`);
+    expectClose(chunked.subarray((S - 1) * V), longest.last_logits, tol, `${name} chunked`);
+    expectClose(chunked, whole, TOL.f32, `${name} chunked vs whole`);
+    prompts.forEach((g, i) => expectClose(batch[i]!, g.last_logits, tol, `${name} batch row ${i} (${g.input_ids.length} tokens)`));
+  });
+});
+
+interface VariantCase {
+  readonly label: string;
+  make(): { v: Variant; reference: LMWeights };
+  /** Features the config must parse to. */
+  readonly features: Record<string, unknown>;
+}
+
+const L = 2;
+const VARIANTS: VariantCase[] = [
+  {
+    label: 'opt post-LN, project_in/out (word_embed_proj_dim 16 ≠ 32), decoder.-prefixed keys, untied head',
+    features: { postNorm: true, finalNorm: false, embedDim: 16, positionOffset: 2, norm: 'layer', gatedMlp: false, rotary: false },
+    make() {
+      const v = writeVariant('opt-postln', {
+        model_type: 'opt', hidden_size: 32, ffn_dim: 64, num_hidden_layers: L, num_attention_heads: 4, max_position_embeddings: 64,
+        word_embed_proj_dim: 16, do_layer_norm_before: false, activation_function: 'relu', tie_word_embeddings: false,
+      }, optNames({ layers: L, D: 32, E: 16, I: 64, P: 64, prefix: 'decoder', finalNorm: false, untied: true }));
+      return { v, reference: optReference(v, L, 'decoder') };
+    },
+  },
+  {
+    label: 'opt pre-LN, project_in/out, model.decoder. keys, tied head, BF16',
+    features: { postNorm: false, finalNorm: true, embedDim: 16 },
+    make() {
+      const v = writeVariant('opt-proj', {
+        model_type: 'opt', hidden_size: 32, ffn_dim: 64, num_hidden_layers: L, num_attention_heads: 4, max_position_embeddings: 64, word_embed_proj_dim: 16,
+      }, optNames({ layers: L, D: 32, E: 16, I: 64, P: 64, prefix: 'model.decoder', finalNorm: true }), { dtype: 'BF16' });
+      return { v, reference: optReference(v, L, 'model.decoder') };
+    },
+  },
+  {
+    label: 'qwen2 untied, BF16',
+    features: { bias: { q: true, k: true, v: true, o: false, mlp: false }, tieWordEmbeddings: false, ropeTheta: 1e6 },
+    make() {
+      const v = writeVariant('qwen2', {
+        model_type: 'qwen2', hidden_size: 32, intermediate_size: 48, num_hidden_layers: L, num_attention_heads: 4, num_key_value_heads: 2,
+        max_position_embeddings: 64, rope_theta: 1e6, tie_word_embeddings: false, use_sliding_window: false, sliding_window: 32768,
+      }, llamaLikeNames({ layers: L, D: 32, H: 4, Hkv: 2, d: 8, I: 48, qkvBias: true, untied: true }), { dtype: 'BF16' });
+      return { v, reference: llamaLikeReference(v, L) };
+    },
+  },
+  {
+    label: 'qwen3 with attention_bias and head_dim 8 ≠ 64/4, tied head',
+    features: { qkNorm: true, headDim: 8, bias: { q: true, k: true, v: true, o: true, mlp: false } },
+    make() {
+      const v = writeVariant('qwen3', {
+        model_type: 'qwen3', hidden_size: 64, intermediate_size: 48, num_hidden_layers: L, num_attention_heads: 4, num_key_value_heads: 1, head_dim: 8,
+        max_position_embeddings: 64, attention_bias: true, tie_word_embeddings: true,
+      }, llamaLikeNames({ layers: L, D: 64, H: 4, Hkv: 1, d: 8, I: 48, qkvBias: true, oBias: true, qkNorm: true }));
+      return { v, reference: llamaLikeReference(v, L) };
+    },
+  },
+  {
+    label: 'mistral with a window of 4 keys (shorter than the prompt)',
+    features: { slidingWindow: 4 },
+    make() {
+      const v = writeVariant('mistral-w4', {
+        model_type: 'mistral', hidden_size: 32, intermediate_size: 48, num_hidden_layers: L, num_attention_heads: 4, num_key_value_heads: 2,
+        max_position_embeddings: 64, sliding_window: 4,
+      }, llamaLikeNames({ layers: L, D: 32, H: 4, Hkv: 2, d: 8, I: 48, untied: true }));
+      return { v, reference: llamaLikeReference(v, L) };
+    },
+  },
+  {
+    label: 'mistral with sliding_window null (full causal attention)',
+    features: { slidingWindow: undefined },
+    make() {
+      const v = writeVariant('mistral-full', {
+        model_type: 'mistral', hidden_size: 32, intermediate_size: 48, num_hidden_layers: L, num_attention_heads: 4, num_key_value_heads: 2,
+        max_position_embeddings: 64, sliding_window: null,
+      }, llamaLikeNames({ layers: L, D: 32, H: 4, Hkv: 2, d: 8, I: 48, untied: true }));
+      return { v, reference: llamaLikeReference(v, L) };
+    },
+  },
+];
+
+const made = new Map(VARIANTS.map((c) => [c.label, c.make()]));
+const IDS = [1, 403, 87, 12, 250, 9, 311, 77, 45, 2, 100, 18, 64, 200, 5];
+
+describe.each(BACKEND_NAMES)('%s: variants without a shared fixture equal the float64 reference built from their named tensors', (backendName) => {
+  it.for(VARIANTS.map((c) => c.label))('%s', async (label, ctx) => {
+    const backend = await backendFor(backendName, ctx);
+    const c = VARIANTS.find((x) => x.label === label)!, { v, reference } = made.get(label)!;
+    const model = loadModel(v.dir, { backend });
+    for (const [k, want] of Object.entries(c.features)) expect((model.config as unknown as Record<string, unknown>)[k], k).toEqual(want);
+    const expected = referenceLogits(model.config, reference, IDS);
+    const tol = backendName === 'cpu' ? TOL.golden : TOL.gpuGolden;
+    const rows = [IDS.slice(0, 5), IDS, IDS.slice(0, 11)];
+    const { whole, chunked, batch } = await forwards(model, IDS, rows);
+    expectClose(whole, expected.flat(), tol, `${label} whole`);
+    expectClose(chunked, whole, TOL.f32, `${label} chunked vs whole`);
+    rows.forEach((r, i) => expectClose(batch[i]!, expected[r.length - 1]!, tol, `${label} batch row ${i}`));
+  });
+});
+
+describe('a sliding window changes what a query sees (the window is honoured, not ignored)', () => {
+  it('mistral: the logits within the window equal full attention, past it they differ', async () => {
+    const w4 = loadModel(made.get(VARIANTS[4]!.label)!.v.dir);
+    const V = w4.config.vocabSize;
+    const windowed = await read(w4.backend, w4.forward(IDS, w4.newCache(), { allLogits: true }));
+    const full = referenceLogits({ ...w4.config, slidingWindow: undefined }, w4.weights, IDS);
+    // positions 0 … 3 see at most 4 keys: no difference; every later one attends to fewer keys
+    expectClose(windowed.subarray(0, 4 * V), full.slice(0, 4).flat(), TOL.golden, 'inside the window');
+    for (let p = 4; p < IDS.length; p++) {
+      const diff = Math.max(...Array.from(windowed.subarray(p * V, (p + 1) * V), (x, i) => Math.abs(x - full[p]![i]!)));
+      expect(diff, `position ${p}`).toBeGreaterThan(1e-3);
+    }
+  });
+});
+
+describe('unsupported variants fail at load naming the config field and its value', () => {
+  const llama = { hidden_size: 32, intermediate_size: 48, num_hidden_layers: 1, num_attention_heads: 4, vocab_size: 16 };
+  it.each([
+    [{ model_type: 'qwen2', ...llama, use_sliding_window: true, sliding_window: 4096 }, /"use_sliding_window" true is not supported for qwen2/],
+    [{ model_type: 'qwen3', ...llama, use_sliding_window: true }, /"use_sliding_window" true is not supported for qwen3/],
+    [{ model_type: 'qwen2', ...llama, num_experts: 8 }, /"num_experts" 8: mixture-of-experts/],
+    [{ model_type: 'mistral', ...llama, num_local_experts: 8 }, /"num_local_experts" 8: mixture-of-experts/],
+    [{ model_type: 'mixtral', ...llama }, /unsupported model_type "mixtral"/],
+    [{ model_type: 'qwen2_moe', ...llama }, /unsupported model_type "qwen2_moe"/],
+    [{ model_type: 'opt', hidden_size: 32, ffn_dim: 64, num_hidden_layers: 1, num_attention_heads: 4, vocab_size: 16, enable_bias: false }, /"enable_bias" false is not supported/],
+    [{ model_type: 'opt', hidden_size: 32, ffn_dim: 64, num_hidden_layers: 1, num_attention_heads: 4, vocab_size: 16, layer_norm_elementwise_affine: false }, /"layer_norm_elementwise_affine" false is not supported/],
+    [{ model_type: 'mistral', ...llama, sliding_window: 0 }, /"sliding_window" must be a positive integer, got 0/],
+    [{ model_type: 'opt', hidden_size: 30, ffn_dim: 64, num_hidden_layers: 1, num_attention_heads: 4, vocab_size: 16 }, /"hidden_size" 30 is not divisible by "num_attention_heads" 4/],
+  ] as [Record<string, unknown>, RegExp][])('%j', (raw, message) => {
+    expect(() => parseConfig(raw, 'DIR/config.json')).toThrow(message);
+    expect(() => parseConfig(raw, 'DIR/config.json')).toThrow(/^DIR\/config\.json: /);
+  });
+
+  it('defaults as transformers has them: qwen3 head_dim 128, mistral window 4096, qwen2 biases on q/k/v only, OPT pre-LN with a final norm', () => {
+    const q3 = parseConfig({ model_type: 'qwen3', hidden_size: 64, intermediate_size: 48, num_hidden_layers: 1, num_attention_heads: 4, vocab_size: 16 });
+    expect(q3.headDim).toBe(128);
+    expect(parseConfig({ model_type: 'mistral', hidden_size: 64, intermediate_size: 48, num_hidden_layers: 1, num_attention_heads: 4, vocab_size: 16 }).slidingWindow).toBe(4096);
+    expect(parseConfig({ model_type: 'qwen2', hidden_size: 64, intermediate_size: 48, num_hidden_layers: 1, num_attention_heads: 4, vocab_size: 16, attention_bias: false }).bias)
+      .toEqual({ q: true, k: true, v: true, o: false, mlp: false });
+    const opt = parseConfig({ model_type: 'opt', hidden_size: 32, ffn_dim: 64, num_hidden_layers: 1, num_attention_heads: 4, vocab_size: 16 });
+    expect([opt.postNorm, opt.finalNorm, opt.embedDim, opt.normEps, opt.activation]).toEqual([false, true, 32, 1e-5, 'relu']);
+    expect(parseConfig({ model_type: 'opt', hidden_size: 32, ffn_dim: 64, num_hidden_layers: 1, num_attention_heads: 4, vocab_size: 16, _remove_final_layer_norm: true }).finalNorm).toBe(false);
+  });
+
+  it('a variant missing one of its tensors is refused naming the tensor and the shape config.json implies', () => {
+    const { v } = made.get(VARIANTS[0]!.label)!;
+    const dir = fs.mkdtempSync(path.join(path.dirname(v.dir), 'spikelm-opt-missing-'));
+    for (const f of fs.readdirSync(v.dir)) fs.copyFileSync(path.join(v.dir, f), path.join(dir, f));
+    const cfg = JSON.parse(fs.readFileSync(path.join(dir, 'config.json'), 'utf8'));
+    fs.writeFileSync(path.join(dir, 'config.json'), JSON.stringify({ ...cfg, word_embed_proj_dim: 8 }));
+    expect(() => loadModel(dir)).toThrow(/tensor "decoder\.embed_tokens\.weight" has shape \[512, 16\], but config\.json implies \[512, 8\]/);
+    fs.writeFileSync(path.join(dir, 'config.json'), JSON.stringify({ ...cfg, word_embed_proj_dim: 32 }));
+    expect(() => loadModel(dir)).toThrow(/tensor "decoder\.embed_tokens\.weight" has shape \[512, 16\], but config\.json implies \[512, 32\]/);
+  });
+});
