@@ -6,13 +6,15 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { convertModelToSpiking, createCalibrationData } from '../src/convert/api.js';
 import { parseConfig } from '../src/nn/config.js';
+import { loadTokenizer } from '../src/nn/tokenizer.js';
 import { type CausalLM, loadModel, loadWeights } from '../src/nn/model.js';
 import type { LMWeights } from '../src/nn/weights.js';
 import type { Backend } from '../src/tensor/backend.js';
 import { BACKEND_NAMES, backendFor } from './helpers/backends.js';
 import { fixtureDir, golden } from './helpers/fixtures.js';
-import { referenceLogits } from './helpers/reference-lm.js';
+import { layerwiseReference, referenceLogits, stepwiseReference } from './helpers/reference-lm.js';
 import { TOL, expectClose } from './helpers/tolerance.js';
 import { type Variant, llamaLikeNames, llamaLikeReference, optNames, optReference, writeVariant } from './helpers/variants.js';
 
@@ -207,5 +209,46 @@ describe('unsupported variants fail at load naming the config field and its valu
     expect(() => loadModel(dir)).toThrow(/tensor "decoder\.embed_tokens\.weight" has shape \[512, 16\], but config\.json implies \[512, 8\]/);
     fs.writeFileSync(path.join(dir, 'config.json'), JSON.stringify({ ...cfg, word_embed_proj_dim: 32 }));
     expect(() => loadModel(dir)).toThrow(/tensor "decoder\.embed_tokens\.weight" has shape \[512, 16\], but config\.json implies \[512, 32\]/);
+  });
+});
+
+describe('the spiking networks of the variants equal their independent references', () => {
+  const calibration = (dir: string) => createCalibrationData(loadTokenizer(dir), { numSamples: 2 });
+
+  it.for(VARIANTS.map((c) => c.label))('%s, layerwise phase-ternary: fast = event = every site quantized in float64; cached chunks = recompute', async (label) => {
+    const { v } = made.get(label)!;
+    const ann = loadModel(v.dir);
+    const { snn } = await convertModelToSpiking(ann, calibration(v.dir));
+    expect(snn.schedule).toBe('layerwise');
+    // OPT's projections are linear layers like any other: they have encoders
+    if (ann.config.embedDim !== ann.config.hiddenSize) expect(snn.sites.map((s) => s.name)).toEqual(expect.arrayContaining(['proj_in', 'proj_out']));
+    const fast = await read(snn.backend, snn.forward(IDS, snn.newCache(), { allLogits: true }).logits);
+    expectClose(fast, layerwiseReference(snn, IDS), TOL.f32, `${label} fast`);
+    const event = snn.with({ execution: 'event' });
+    expect(Array.from(await read(snn.backend, event.forward(IDS, event.newCache(), { allLogits: true }).logits))).toEqual(Array.from(fast));
+    const cache = snn.newCache(2), parts = new Float32Array(fast.length), V = ann.config.vocabSize;
+    for (const [a, z] of [[0, 3], [3, 4], [4, 11], [11, IDS.length]] as const) parts.set(await read(snn.backend, snn.forward(IDS.slice(a, z), cache, { allLogits: true }).logits), a * V);
+    expect(Array.from(parts)).toEqual(Array.from(fast));
+  });
+
+  it.for(VARIANTS.map((c) => c.label))('%s, stepwise rate (T = 6): the float64 quantized reference (signed neurons) or convergence (ReLU neuron); single step = multi step', async (label) => {
+    const { v } = made.get(label)!;
+    const ann = loadModel(v.dir);
+    const { snn } = await convertModelToSpiking(ann, calibration(v.dir), { timesteps: 6, schedule: 'stepwise', coding: 'rate' });
+    const logits = async (m: typeof snn, execution?: 'single') => read(m.backend, m.forward(IDS, m.newCache(), { allLogits: true, ...(execution ? { execution } : {}) }).logits);
+    const multi = await logits(snn);
+    expect(Array.from(await logits(snn, 'single'))).toEqual(Array.from(multi));
+    if (!snn.reluNeuron) {
+      expectClose(multi, stepwiseReference(snn, IDS), TOL.f32, `${label} stepwise`);
+    } else {
+      // OPT's ReLU runs as the down encoder's unsigned neuron: no closed form, but it converges to the ANN
+      const exact = await read(ann.backend, ann.forward(IDS, ann.newCache(), { allLogits: true }));
+      const err = async (T: number) => {
+        const x = await logits(snn.withTimesteps(T));
+        return x.reduce((a, y, i) => a + Math.abs(y - exact[i]!), 0) / x.length;
+      };
+      const [e4, e64] = [await err(4), await err(64)];
+      expect(e64).toBeLessThan(e4 / 4);
+    }
   });
 });

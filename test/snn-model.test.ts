@@ -15,8 +15,7 @@ import { requireGpu } from './helpers/backends.js';
 import { FIXTURE_NAMES, fixtureDir, golden } from './helpers/fixtures.js';
 import { Tensor } from '../src/tensor/tensor.js';
 import { TOL, compare, expectClose } from './helpers/tolerance.js';
-import { extraPlanes, referenceLogits, weightedDecode } from './helpers/reference-lm.js';
-import type { SiteKind } from '../src/snn/sites.js';
+import { layerwiseReference, referenceLogits } from './helpers/reference-lm.js';
 
 const read = async (b: Backend, x: unknown) => (await b.read(x as never)).data;
 
@@ -162,25 +161,6 @@ function mixedPlanes(snn: SpikingLM): Record<string, number> {
 }
 
 describe('layerwise schedule', () => {
-  const kindOf = (site: string) => site.split('.').pop() as SiteKind;
-  /**
-   * The independent reference for a layerwise network: the float64 forward of test/helpers/
-   * reference-lm.ts with every encoder site's input replaced by the value its neurons decode to,
-   * computed here from the code's equations (per-row extra planes; p: per probability, θ per head;
-   * rate: the burst neuron starting at θ/2 sums to ⌊T·x/θ + ½⌋ spikes).
-   */
-  const quantizedReference = (snn: SpikingLM, ids: readonly number[]) => {
-    const ternary = snn.coding === 'phase-ternary';
-    return referenceLogits(snn.config, snn.weights, ids, (site, row, ctx) => {
-      const th = snn.spiking.thresholds.get(site)!, T = snn.stepsOf(site);
-      const thetaOf = (i: number) => (kindOf(site) === 'p_in' ? th[ctx.head!]! : th[i]!);
-      if (snn.coding === 'rate') return row.map((x, i) => (thetaOf(i) / T) * Math.floor((T * x) / thetaOf(i) + 0.5));
-      if (kindOf(site) === 'p_in') return row.map((x, i) => weightedDecode(x, thetaOf(i), T, ternary, extraPlanes([x], () => thetaOf(i), T, ternary)));
-      const e = extraPlanes(row, thetaOf, T, ternary);
-      return row.map((x, i) => weightedDecode(x, thetaOf(i), T, ternary, e));
-    }).flat();
-  };
-
   it.for([
     ['stories260k', {}], ['gpt2-random-f16', {}], ['stories260k', { coding: 'phase', timesteps: 6 }], ['stories260k', { coding: 'rate', timesteps: 5 }],
     ['stories260k', { mixedPlanes: true }], ['gpt2-random-f16', { mixedPlanes: true, coding: 'phase' }],
@@ -195,7 +175,7 @@ describe('layerwise schedule', () => {
     if (mixed) expect(new Set(Object.values(snn.planesBySite())).size).toBe(3);
     expect(snn.schedule).toBe('layerwise');
     const ids = Array.from(tok.encode('Once upon a time, there was a little girl named Lily. She loved'));
-    const expected = quantizedReference(snn, ids);
+    const expected = layerwiseReference(snn, ids);
     // measured: ≤ 1.1e-6 (float32 sums against float64), no digit flips on these prompts
     const fast = await read(snn.backend, snn.forward(ids, snn.newCache(), { allLogits: true }).logits);
     if (!mixed) expectClose(fast, expected, TOL.f32, `${name} fast`);
@@ -208,7 +188,7 @@ describe('layerwise schedule', () => {
       // reference whose sites all run 7 planes (the per-site planes are honoured)
       const meanAbs = (ref: number[]) => fast.reduce((a, x, i) => a + Math.abs(x - ref[i]!), 0) / fast.length;
       const uniform = converted.withPlanes(Object.fromEntries(converted.sites.map((s) => [s.name, 7])));
-      const own = meanAbs(expected), other = meanAbs(quantizedReference(uniform, ids));
+      const own = meanAbs(expected), other = meanAbs(layerwiseReference(uniform, ids));
       expect(own).toBeLessThan(0.02);
       expect(own * 3).toBeLessThan(other);
     }

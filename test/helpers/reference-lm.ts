@@ -7,6 +7,7 @@
  * network a layerwise SNN must equal; without, it is the ANN.
  */
 import type { ModelConfig } from '../../src/nn/config.js';
+import type { SpikingLM } from '../../src/snn/model.js';
 import type { LMWeights, LinearWeights } from '../../src/nn/weights.js';
 import * as ref from './reference.js';
 
@@ -125,4 +126,38 @@ export function extraPlanes(row: readonly number[], theta: (i: number) => number
   let e = 0;
   while (e < 8 && (ternary ? big * 2 ** -e > limit : big * 2 ** -e >= limit)) e++;
   return e;
+}
+
+const kindOf = (site: string) => site.slice(site.lastIndexOf('.') + 1);
+
+/**
+ * The independent reference for a layerwise network: referenceLogits with every encoder site's
+ * input replaced by the value its neurons decode to, computed here from the code's equations
+ * (per-row extra planes; p: per probability, θ per head; rate: the burst neuron starting at θ/2
+ * sums to ⌊T·x/θ + ½⌋ spikes). All positions' logits, flattened.
+ */
+export function layerwiseReference(snn: SpikingLM, ids: readonly number[]): number[] {
+  const ternary = snn.coding === 'phase-ternary';
+  return referenceLogits(snn.config, snn.weights, ids, (site, row, ctx) => {
+    const th = snn.spiking.thresholds.get(site)!, T = snn.stepsOf(site);
+    const thetaOf = (i: number) => (kindOf(site) === 'p_in' ? th[ctx.head!]! : th[i]!);
+    if (snn.coding === 'rate') return row.map((x, i) => (thetaOf(i) / T) * Math.floor((T * x) / thetaOf(i) + 0.5));
+    if (kindOf(site) === 'p_in') return row.map((x, i) => weightedDecode(x, thetaOf(i), T, ternary, extraPlanes([x], () => thetaOf(i), T, ternary)));
+    const e = extraPlanes(row, thetaOf, T, ternary);
+    return row.map((x, i) => weightedDecode(x, thetaOf(i), T, ternary, e));
+  }).flat();
+}
+
+/**
+ * The independent reference for a stepwise rate network with signed neurons (no ReLU neuron): the
+ * float64 forward with every encoder input x replaced by θ/T·⌊T·x/θ + ½⌋ (the compensated operators
+ * are exact on decoded values). q_in and p_in are not stepwise sites: unchanged.
+ */
+export function stepwiseReference(snn: SpikingLM, ids: readonly number[]): number[] {
+  const T = snn.timesteps, sites = new Set(snn.sites.map((s) => s.name));
+  return referenceLogits(snn.config, snn.weights, ids, (site, row) => {
+    if (!sites.has(site)) return row;
+    const th = snn.spiking.thresholds.get(site)!;
+    return row.map((x, i) => (th[i]! / T) * Math.floor((T * x) / th[i]! + 0.5));
+  }).flat();
 }
