@@ -10,7 +10,7 @@
  */
 import { describe, expect, it } from 'vitest';
 import { convertModelToSpiking, createCalibrationData } from '../src/convert/api.js';
-import { parseConfig } from '../src/nn/config.js';
+import { type ModelConfig, parseConfig } from '../src/nn/config.js';
 import { loadModel } from '../src/nn/model.js';
 import { loadTokenizer } from '../src/nn/tokenizer.js';
 import { energyReport, siteOps } from '../src/snn/energy.js';
@@ -83,8 +83,8 @@ const config = parseConfig({
 });
 
 /** A tally of n = 2 tokens (attending 1 + 2 = 3 keys, one head row), every site's columns given. */
-function tally(schedule: 'layerwise' | 'stepwise', columns: (kind: string) => Partial<Record<keyof typeof STAT, number>>, neurons: (kind: string) => number): SpikeTally {
-  const sites = encoderSites(config, schedule);
+function tally(schedule: 'layerwise' | 'stepwise', columns: (kind: string) => Partial<Record<keyof typeof STAT, number>>, neurons: (kind: string) => number, cfg: ModelConfig = config): SpikeTally {
+  const sites = encoderSites(cfg, schedule);
   const t = new SpikeTally(sites);
   const stats = new Float32Array(sites.length * STATS_WIDTH);
   sites.forEach((s, i) => {
@@ -99,12 +99,12 @@ function tally(schedule: 'layerwise' | 'stepwise', columns: (kind: string) => Pa
  * sites 5 events, 10 synaptic ops, 3 active neurons over 9 steps; q_in 2 events, 6 ops, 2 active / 6
  * steps; p_in 2 events, 4 ops, 2 / 6; head_in 3 events, 24 ops, 2 / 6; neuron-tokens per kind below.
  */
-function layerwiseTally(): SpikeTally {
+function layerwiseTally(cfg: ModelConfig = config): SpikeTally {
   return tally('layerwise', (kind) => kind === 'q_in' ? { events: 2, synapticOps: 6, activeNeurons: 2, activeSteps: 6 }
     : kind === 'p_in' ? { events: 2, synapticOps: 4, activeNeurons: 2, activeSteps: 6 }
       : kind === 'head_in' ? { events: 3, synapticOps: 24, activeNeurons: 2, activeSteps: 6 }
         : { events: 5, synapticOps: 10, activeNeurons: 3, activeSteps: 9 },
-  (kind) => ({ attn_in: 8, q_in: 8, p_in: 6, o_in: 8, mlp_in: 8, down_in: 12, head_in: 4 })[kind]!);
+  (kind) => ({ attn_in: 8, q_in: 8, p_in: 6, o_in: 8, mlp_in: 8, down_in: 12, head_in: 4 })[kind]!, cfg);
 }
 
 describe('energy counts on a hand-sized model (2 layers, width 4), worked out by hand', () => {
@@ -192,6 +192,53 @@ describe('energy counts on a hand-sized model (2 layers, width 4), worked out by
     expect(r.ann.total).toEqual({ macs: annMacs, acs: annAcs });
     expect(r.snn.total).toEqual({ macs: 2128, acs: 404 });
     expect(r.snn.parts['attention (dense, every step)']).toEqual({ acs: 0, macs: 2 * 144 });
+  });
+});
+
+describe('energy of the new families\' features on hand-sized models, worked out by hand', () => {
+  it('Qwen3\'s q/k norms: dense operators once per token, NORM_OPS MACs per normalised element, in both networks', () => {
+    /*
+     * The hand-sized Llama above as a Qwen3 (head_dim 2 given, no biases): its q/k norms normalise
+     * qW + kvW = 4 + 2 = 6 elements per token: 4·n·6 = 48 MACs per layer, in the ANN and (once per
+     * token, layerwise) in the SNN; nothing else changes.
+     *   ANN 920 + 2·48 = 1016 MACs, 32 ACs;  SNN 376 + 2·48 = 472 MACs, 779 ACs
+     */
+    const qwen3 = parseConfig({
+      model_type: 'qwen3', vocab_size: 8, hidden_size: 4, num_hidden_layers: 2, num_attention_heads: 2, num_key_value_heads: 1, head_dim: 2,
+      intermediate_size: 6, max_position_embeddings: 16, rms_norm_eps: 1e-6, hidden_act: 'silu',
+    });
+    const r = energyReport({ config: qwen3, schedule: 'layerwise', coding: 'phase-ternary', timesteps: 3, maxSpikes: 1, tally: layerwiseTally(qwen3) });
+    expect(r.ann.total).toEqual({ macs: 1016, acs: 32 });
+    expect(r.snn.total).toEqual({ macs: 472, acs: 779 });
+  });
+
+  it('post-LN OPT: ReLU, biases on every projection, learned positions, the norms after the residuals and no final norm', () => {
+    /*
+     * OPT, D = 4, H = 2 (d = 2, kvW = qW = 4), I = 6, V = 8, do_layer_norm_before false; n = 2, A = 3, r = 1.
+     * ANN per layer:
+     *   linear     n·(D·12 + qW·D + D·I + I·D) = 2·(48 + 16 + 24 + 24) = 224 MACs; biases n·(12 + 4 + 6 + 4) = 52 ACs
+     *   attention  2·qW·A = 24, softmax 4·H·A = 24 MACs, no RoPE
+     *   elementwise norms 2·4·n·D = 64 MACs (after the residuals, as many), ReLU n·I = 12 ACs, residual adds 16 ACs
+     *   layer 336 MACs, 80 ACs
+     * head r·E·V = 32 MACs, no final norm; the position add n·D = 8 ACs
+     * total 2·336 + 32 = 704 MACs, 2·80 + 8 = 168 ACs
+     * SNN per layer (the shared tally; ACs): synapses 4·10 + biases 52 + q 6 + p 4 = 102;
+     *   membranes (T−1)·n·(12 + 4 + 6 + 4) = 104, scores 12, outputs 16 → 132; neurons 116 + 22 + 18 = 156;
+     *   elementwise 28 ACs, 64 MACs; softmax 24, cache scaling 2·n·kvW = 16 MACs → 418 ACs, 104 MACs
+     * head: synapses 24, membranes 16, neurons 15, position add 8 → 63 ACs
+     * total 2·418 + 63 = 899 ACs, 208 MACs
+     */
+    const opt = parseConfig({
+      model_type: 'opt', vocab_size: 8, hidden_size: 4, num_hidden_layers: 2, num_attention_heads: 2, ffn_dim: 6, max_position_embeddings: 16,
+      do_layer_norm_before: false,
+    });
+    const r = energyReport({ config: opt, schedule: 'layerwise', coding: 'phase-ternary', timesteps: 3, maxSpikes: 1, tally: layerwiseTally(opt) });
+    expect(r.ann.total).toEqual({ macs: 704, acs: 168 });
+    expect(r.snn.total).toEqual({ macs: 208, acs: 899 });
+    // the pre-LN OPT of the same shape has the final norm: 4·r·D = 16 MACs more in each network
+    const pre = parseConfig({ ...opt.raw, do_layer_norm_before: true });
+    const rp = energyReport({ config: pre, schedule: 'layerwise', coding: 'phase-ternary', timesteps: 3, maxSpikes: 1, tally: layerwiseTally(pre) });
+    expect([rp.ann.total.macs, rp.snn.total.macs]).toEqual([720, 224]);
   });
 });
 
