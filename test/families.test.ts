@@ -7,6 +7,11 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { convertModelToSpiking, createCalibrationData } from '../src/convert/api.js';
+import { bundledText } from '../src/convert/calibration-data.js';
+import { convertToTarget } from '../src/convert/search/planes.js';
+import { splitCalibration } from '../src/convert/search/split.js';
+import { DEFAULT_TARGET } from '../src/convert/search/target.js';
+import { measureFidelity } from '../src/snn/fidelity.js';
 import { parseConfig } from '../src/nn/config.js';
 import { loadTokenizer } from '../src/nn/tokenizer.js';
 import { type CausalLM, loadModel, loadWeights } from '../src/nn/model.js';
@@ -250,5 +255,29 @@ describe('the spiking networks of the variants equal their independent reference
       const [e4, e64] = [await err(4), await err(64)];
       expect(e64).toBeLessThan(e4 / 4);
     }
+  });
+});
+
+describe('the target-driven conversion (the default) on every new family', () => {
+  // the default target (top-1 ≥ 99%, KL ≤ 1e-3) on a short calibration text (the search in seconds);
+  // the fixtures' random weights make top-1 near-ties, which a short select part may not resolve to
+  // 99% with its margin: the criterion here is the issue's, KL ≤ 1e-3 on the default's row
+  const text = bundledText('calibration-stories.txt').text.split('\n').slice(0, 14).join('\n');
+  const evalIds = (name: (typeof NEW_FAMILIES)[number]) => Object.values(golden(name)).flatMap((g) => g.input_ids);
+
+  it.for(NEW_FAMILIES)('%s: KL ≤ 1e-3 on the select part and on the golden prompts, planes that differ by site, cached decoding = recompute', async (name) => {
+    const ann = loadModel(fixtureDir(name)), tok = loadTokenizer(fixtureDir(name));
+    const { snn, search } = await convertToTarget(ann, splitCalibration(tok, { text }), { finetune: 0 });
+    expect(search.chosen.kl + search.chosen.kl_margin).toBeLessThanOrEqual(DEFAULT_TARGET.kl);
+    expect(search.chosen.energy_fp32).toBeLessThan(search.baseline.energy_fp32);
+    expect(new Set(Object.values(search.chosen.planes)).size).toBeGreaterThan(1);
+    const ids = evalIds(name);
+    const report = await measureFidelity(ann, snn, ids, [snn.timesteps]);
+    expect(report.results[0]!.kl).toBeLessThanOrEqual(1e-3);
+    const probe = ids.slice(0, 20), V = ann.config.vocabSize;
+    const full = await read(snn.backend, snn.forward(probe, snn.newCache(), { allLogits: true }).logits);
+    const cache = snn.newCache(2), parts = new Float32Array(full.length);
+    for (const [a, z] of [[0, 7], [7, 8], [8, 20]] as const) parts.set(await read(snn.backend, snn.forward(probe.slice(a, z), cache, { allLogits: true }).logits), a * V);
+    expect(Array.from(parts)).toEqual(Array.from(full));
   });
 });

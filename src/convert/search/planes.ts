@@ -70,8 +70,9 @@ export function meetsTarget(figures: { top1: number; kl: number }, margin: { top
 /** Multiply-accumulates of one token through the ANN's linear layers and head. */
 export function macsPerToken(ann: Pick<CausalLM, 'config'>): number {
   const c = ann.config, qW = c.numHeads * c.headDim, kvW = c.numKvHeads * c.headDim;
-  const mlp = (c.family === 'llama' ? 3 : 2) * c.hiddenSize * c.intermediateSize;
-  return c.numLayers * (c.hiddenSize * (qW + 2 * kvW) + qW * c.hiddenSize + mlp) + c.hiddenSize * c.vocabSize;
+  const mlp = (c.gatedMlp ? 3 : 2) * c.hiddenSize * c.intermediateSize;
+  const projections = c.embedDim !== c.hiddenSize ? 2 * c.embedDim * c.hiddenSize : 0;
+  return c.numLayers * (c.hiddenSize * (qW + 2 * kvW) + qW * c.hiddenSize + mlp) + projections + c.embedDim * c.vocabSize;
 }
 
 /**
