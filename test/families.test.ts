@@ -12,6 +12,8 @@ import { convertToTarget } from '../src/convert/search/planes.js';
 import { splitCalibration } from '../src/convert/search/split.js';
 import { DEFAULT_TARGET } from '../src/convert/search/target.js';
 import { measureFidelity } from '../src/snn/fidelity.js';
+import { STAT, STATS_WIDTH } from '../src/tensor/kernels/codes.js';
+import { TrainNet } from '../src/train/network.js';
 import { parseConfig } from '../src/nn/config.js';
 import { loadTokenizer } from '../src/nn/tokenizer.js';
 import { type CausalLM, loadModel, loadWeights } from '../src/nn/model.js';
@@ -279,5 +281,25 @@ describe('the target-driven conversion (the default) on every new family', () =>
     const cache = snn.newCache(2), parts = new Float32Array(full.length);
     for (const [a, z] of [[0, 7], [7, 8], [8, 20]] as const) parts.set(await read(snn.backend, snn.forward(probe.slice(a, z), cache, { allLogits: true }).logits), a * V);
     expect(Array.from(parts)).toEqual(Array.from(full));
+  });
+});
+
+describe('fine-tuning: the training network of every variant is its spiking network (its gradients: test/train-grad.test.ts)', () => {
+  it.for(VARIANTS.map((c) => c.label))('%s', async (label) => {
+    const { v } = made.get(label)!;
+    const ann = loadModel(v.dir), tok = loadTokenizer(v.dir);
+    const calib = createCalibrationData(tok, { numSamples: 4, maxLength: 24 });
+    const { snn } = await convertModelToSpiking(ann, calib, { coding: 'phase', timesteps: 6 });
+    const net = new TrainNet(snn);
+    const res = net.forward(Int32Array.from(IDS), net.initialParams(snn));
+    const out = snn.forward(IDS, snn.newCache(), { allLogits: true });
+    expectClose(res.logits, await read(snn.backend, out.logits), TOL.golden, `${label}: training forward vs SpikingLM`);
+    const stats = await read(snn.backend, out.stats);
+    let events = 0;
+    for (let i = 0; i < snn.sites.length; i++) events += stats[i * STATS_WIDTH + STAT.events]!;
+    expect(res.events).toBe(events);
+    expect(res.neurons).toBe(out.neurons.reduce((a, n) => a + n, 0));
+    const exact = net.forward(Int32Array.from(IDS), net.initialParams(snn), 'exact');
+    expectClose(exact.logits, await read(ann.backend, ann.forward(IDS, ann.newCache(), { allLogits: true })), TOL.golden, `${label}: exact training forward vs the ANN`);
   });
 });

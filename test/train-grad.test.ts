@@ -168,22 +168,41 @@ describe('operators: backward equals finite differences (random shapes)', () => 
   });
 });
 
-/** A random 2-layer model of the family, in memory (config via the real parser). */
-function toyModel(family: 'llama' | 'gpt2', seed: number): { config: ReturnType<typeof parseConfig>; weights: LMWeights } {
-  const D = 8, I = 12, V = 11, L = 2;
-  const config = parseConfig(family === 'llama'
-    ? { model_type: 'llama', vocab_size: V, hidden_size: D, num_hidden_layers: L, num_attention_heads: 2, num_key_value_heads: 1, intermediate_size: I, max_position_embeddings: 16, rms_norm_eps: 1e-5, hidden_act: 'silu', tie_word_embeddings: false }
-    : { model_type: 'gpt2', vocab_size: V, n_embd: D, n_layer: L, n_head: 2, n_positions: 16, n_inner: I, layer_norm_epsilon: 1e-5, activation_function: 'gelu_new' });
+type ToyFamily = 'llama' | 'gpt2' | 'qwen3' | 'mistral' | 'opt-post';
+
+/**
+ * A random 2-layer model of the family, in memory (config via the real parser): qwen3 with q/k norms
+ * and head_dim 6 ≠ D/H, mistral with a window of 3 keys, OPT post-LN with project_in/out (E = 6).
+ */
+function toyModel(family: ToyFamily, seed: number): { config: ReturnType<typeof parseConfig>; weights: LMWeights } {
+  const D = 8, I = 12, V = 11, L = 2, E = family === 'opt-post' ? 6 : D;
+  const llamaLike = { vocab_size: V, hidden_size: D, num_hidden_layers: L, num_attention_heads: 2, num_key_value_heads: 1, intermediate_size: I, max_position_embeddings: 16, rms_norm_eps: 1e-5, hidden_act: 'silu', tie_word_embeddings: false };
+  const config = parseConfig(
+    family === 'llama' ? { model_type: 'llama', ...llamaLike }
+      : family === 'qwen3' ? { model_type: 'qwen3', ...llamaLike, head_dim: 6 }
+        : family === 'mistral' ? { model_type: 'mistral', ...llamaLike, sliding_window: 3 }
+          : family === 'opt-post' ? { model_type: 'opt', vocab_size: V, hidden_size: D, num_hidden_layers: L, num_attention_heads: 2, ffn_dim: I, max_position_embeddings: 16, word_embed_proj_dim: E, do_layer_norm_before: false, tie_word_embeddings: false }
+            : { model_type: 'gpt2', vocab_size: V, n_embd: D, n_layer: L, n_head: 2, n_positions: 16, n_inner: I, layer_norm_epsilon: 1e-5, activation_function: 'gelu_new' });
   const r = seededRandom(seed);
   const t = (shape: number[], scale = 0.5, offset = 0) => new Tensor(shape, Float32Array.from({ length: shape.reduce((a, b) => a * b, 1) }, () => offset + (r() * 2 - 1) * scale));
   const lin = (n: number, k: number, bias: boolean) => ({ weight: t([n, k], 1 / Math.sqrt(k)), ...(bias ? { bias: t([n], 0.1) } : {}) });
-  const norm = () => ({ weight: t([D], 0.2, 1), ...(family === 'gpt2' ? { bias: t([D], 0.1) } : {}) });
-  const hd = D / 2, kv = family === 'llama' ? 1 : 2, bias = family === 'gpt2';
+  const layer = config.norm === 'layer';
+  const norm = (n = D) => ({ weight: t([n], 0.2, 1), ...(layer ? { bias: t([n], 0.1) } : {}) });
+  const hd = config.headDim, kv = config.numKvHeads, bias = layer;
   const blocks = Array.from({ length: L }, () => ({
-    attnNorm: norm(), q: lin(2 * hd, D, bias), k: lin(kv * hd, D, bias), v: lin(kv * hd, D, bias), o: lin(D, D, bias), mlpNorm: norm(),
-    ...(family === 'llama' ? { gate: lin(I, D, false) } : {}), up: lin(I, D, bias), down: lin(D, I, bias),
+    attnNorm: norm(), q: lin(2 * hd, D, bias), k: lin(kv * hd, D, bias), v: lin(kv * hd, D, bias),
+    ...(config.qkNorm ? { qNorm: { weight: t([hd], 0.2, 1) }, kNorm: { weight: t([hd], 0.2, 1) } } : {}),
+    o: lin(D, 2 * hd, bias), mlpNorm: norm(),
+    ...(config.gatedMlp ? { gate: lin(I, D, false) } : {}), up: lin(I, D, bias), down: lin(D, I, bias),
   }));
-  return { config, weights: { embed: t([V, D], 1), ...(family === 'gpt2' ? { positions: t([16, D], 0.3) } : {}), blocks, finalNorm: norm(), lmHead: t([V, D], 1) } };
+  return {
+    config,
+    weights: {
+      embed: t([V, E], 1), ...(config.rotary ? {} : { positions: t([16 + config.positionOffset, D], 0.3) }),
+      ...(E !== D ? { projectIn: lin(D, E, false), projectOut: lin(E, D, false) } : {}),
+      blocks, ...(config.finalNorm ? { finalNorm: norm() } : {}), lmHead: t([V, E], 1),
+    },
+  };
 }
 
 describe('the whole network: gradients of the loss against finite differences (2-layer toy models, smooth fire)', () => {
@@ -192,6 +211,10 @@ describe('the whole network: gradients of the loss against finite differences (2
     { family: 'llama', schedule: 'layerwise', coding: 'phase', T: 3 },
     { family: 'gpt2', schedule: 'layerwise', coding: 'rate-single', T: 3 },
     { family: 'gpt2', schedule: 'stepwise', coding: 'rate', T: 3 },
+    { family: 'qwen3', schedule: 'layerwise', coding: 'phase-ternary', T: 4 },
+    { family: 'mistral', schedule: 'layerwise', coding: 'phase', T: 3 },
+    { family: 'opt-post', schedule: 'layerwise', coding: 'phase-ternary', T: 4 },
+    { family: 'qwen3', schedule: 'stepwise', coding: 'rate', T: 3 },
   ] as const;
   for (const c of cases) {
     it(`${c.family} ${c.schedule} ${c.coding} T=${c.T}: log θ of every site, norm gains, LoRA`, () => {
