@@ -389,3 +389,35 @@ describe('GPU errors surface, never as silent wrong numbers', () => {
     await expect(g.read(x)).rejects.toThrow(/disposed/);
   });
 });
+
+describe('the new families\' WGSL kernels against their CPU twins', () => {
+  it('attention variants with a sliding window (blocks of 64 keys cut by the window, left padding)', async (ctx) => {
+    const g = await requireGpu(ctx);
+    await fc.assert(
+      fc.asyncProperty(fc.integer({ min: 1, max: 2 }), fc.integer({ min: 1, max: 3 }), fc.integer({ min: 0, max: 200 }), fc.integer({ min: 1, max: 90 }), fc.integer(), async (B, S, past, W, seed) => {
+        const H = 4, Hkv = 2, d = 8, L = past + S;
+        const keyStarts = Int32Array.from({ length: B }, (_, b) => Math.abs(seed + b * 5) % Math.max(1, Math.min(L, 40)));
+        const q = t([B * S, H * d], seed), k = t([B * L, Hkv * d], seed + 1), v = t([B * L, Hkv * d], seed + 2);
+        const p = { numHeads: H, numKvHeads: Hkv, headDim: d, queryStart: past, kvLength: L, scale: 1 / Math.sqrt(d), batches: B, kvBatchStride: L, keyStarts, window: W };
+        const expected = cpu.attention(q, k, v, p).data;
+        for (const variant of ['scalar', 'vec4', 'splitk', 'tiled'] as const) {
+          const y = g.rt.alloc([B * S, H * d]);
+          attentionGpu(g.rt, g.rt.fromHost(q.shape, q.data), g.rt.fromHost(k.shape, k.data), g.rt.fromHost(v.shape, v.data), S, p, y, variant);
+          check(`attention ${variant} (window)`, await g.rt.read(y), expected);
+        }
+      }),
+      RUNS,
+    );
+  });
+
+  it('qkNorm matches the CPU (head dims 2, 24, 128)', async (ctx) => {
+    const g = await requireGpu(ctx);
+    for (const [R, H, Hkv, d] of [[3, 4, 2, 2], [5, 4, 1, 24], [2, 2, 2, 128]] as const) {
+      const W = (H + 2 * Hkv) * d;
+      const x = t([R, W], R + d, 2), gq = t([d], 3, 0.3), gk = t([d], 4, 0.3);
+      const heads = { numHeads: H, numKvHeads: Hkv, headDim: d };
+      const y = await g.read(g.qkNorm(g.upload(x), g.upload(gq), g.upload(gk), heads, 1e-6));
+      check(`qkNorm d=${d}`, y.data, cpu.qkNorm(x, gq, gk, heads, 1e-6).data);
+    }
+  });
+});

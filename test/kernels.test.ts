@@ -8,7 +8,7 @@ import { CpuBackend } from '../src/tensor/cpu-backend.js';
 import { attentionComposite, attentionCpu } from '../src/tensor/kernels/attention.js';
 import { erf, geluErf, geluTanh, silu } from '../src/tensor/kernels/elementwise.js';
 import { matmulBlocked, matmulCpu, matmulReference, matvecBlocked } from '../src/tensor/kernels/matmul.js';
-import { layerNormCpu, rmsNormCpu } from '../src/tensor/kernels/norm.js';
+import { layerNormCpu, qkNormCpu, rmsNormCpu } from '../src/tensor/kernels/norm.js';
 import { ropeCpu, ropeInvFreq } from '../src/tensor/kernels/rope.js';
 import { softmaxCpu } from '../src/tensor/kernels/softmax.js';
 import { PARALLEL_MIN_MACS, PARALLEL_MIN_MATVEC_MACS, parallelMatmul } from '../src/tensor/threads.js';
@@ -189,5 +189,51 @@ describe('attention', () => {
     v2.fill(99, 3 * H * d); // change the future (last position) only
     attentionCpu(q, k, v2, S, params, b);
     expectClose(b.subarray(0, 3 * H * d), a.subarray(0, 3 * H * d), { atol: 0, rtol: 0 }, 'past rows unchanged');
+  });
+});
+
+describe('the new families\' kernels against plain references', () => {
+  it('sliding-window attention: each query sees keys i − W < j ≤ i (an explicit masked softmax here)', () => {
+    fc.assert(fc.property(fc.integer({ min: 1, max: 6 }), fc.integer({ min: 0, max: 20 }), fc.integer({ min: 1, max: 12 }), fc.integer(), (S, past, W, seed) => {
+      const H = 4, Hkv = 2, d = 6, L = past + S;
+      const q = randomArray(S * H * d, seed, 1.5), k = randomArray(L * Hkv * d, seed + 1, 1.5), v = randomArray(L * Hkv * d, seed + 2);
+      const out = new Float32Array(S * H * d);
+      attentionCpu(q, k, v, S, { numHeads: H, numKvHeads: Hkv, headDim: d, queryStart: past, kvLength: L, scale: 1 / Math.sqrt(d), window: W }, out);
+      const expected = new Float32Array(S * H * d);
+      for (let s = 0; s < S; s++) {
+        const i = past + s;
+        for (let h = 0; h < H; h++) {
+          const g = Math.floor(h / 2);
+          const w = Array.from({ length: L }, (_, j) => {
+            if (j > i || j <= i - W) return -Infinity;
+            let dot = 0;
+            for (let c = 0; c < d; c++) dot += q[s * H * d + h * d + c]! * k[j * Hkv * d + g * d + c]!;
+            return dot / Math.sqrt(d);
+          });
+          const m = Math.max(...w), e = w.map((x) => Math.exp(x - m)), z = e.reduce((a, b) => a + b, 0);
+          for (let c = 0; c < d; c++) expected[s * H * d + h * d + c] = e.reduce((a, p, j) => a + (p / z) * v[j * Hkv * d + g * d + c]!, 0);
+        }
+      }
+      expectClose(out, expected, TOL.f32, `S=${S} past=${past} W=${W}`);
+    }), { numRuns: 60, seed: 31 });
+  });
+
+  it('qkNorm: each q and k head rmsNorm\'d with its gain, v untouched', () => {
+    fc.assert(fc.property(fc.integer({ min: 1, max: 5 }), fc.integer({ min: 1, max: 4 }), fc.integer({ min: 1, max: 3 }), fc.constantFrom(2, 6, 24), fc.integer(), (R, group, Hkv, d, seed) => {
+      const H = Hkv * group, W = (H + 2 * Hkv) * d;
+      const x = randomArray(R * W, seed, 2), gq = randomArray(d, seed + 1, 0.3).map((g) => 1 + g), gk = randomArray(d, seed + 2, 0.3).map((g) => 1 + g);
+      const out = new Float32Array(R * W);
+      qkNormCpu(x, gq, gk, { numHeads: H, numKvHeads: Hkv, headDim: d }, 1e-6, R, out);
+      const expected = new Float32Array(R * W);
+      for (let r = 0; r < R; r++) {
+        for (let h = 0; h < H + 2 * Hkv; h++) {
+          const o = r * W + h * d, row = Array.from(x.subarray(o, o + d));
+          const ms = row.reduce((a, b) => a + b * b, 0) / d;
+          const gain = h < H ? gq : h < H + Hkv ? gk : undefined;
+          row.forEach((vv, i) => (expected[o + i] = gain ? (vv / Math.sqrt(ms + 1e-6)) * gain[i]! : vv));
+        }
+      }
+      expectClose(out, expected, TOL.f32, `R=${R} H=${H} Hkv=${Hkv} d=${d}`);
+    }), { numRuns: 40, seed: 32 });
   });
 });

@@ -57,9 +57,10 @@ describe('spike-driven attention: the event execution equals the fast one (CPU)'
     [{ q: { kind: 'ternary', T: 9 }, p: { kind: 'ternary', T: 9 } }, 4, 2],
     [{ q: { kind: 'binary', T: 8 }, p: { kind: 'binary', T: 8 } }, 3, 3],
     [{ q: { kind: 'rate', T: 6, maxSpikes: Infinity }, p: { kind: 'rate', T: 6, maxSpikes: Infinity } }, 2, 1],
-  ] as [SpikeAttentionCodes, number, number][])('%j, H = %i, Hkv = %i: outputs and statistics', async (codes, H, Hkv) => {
+    [{ q: { kind: 'ternary', T: 9 }, p: { kind: 'ternary', T: 9 } }, 4, 2, 3],
+  ] as [SpikeAttentionCodes, number, number, number?][])('%j, H = %i, Hkv = %i, window %s: outputs and statistics', async (codes, H, Hkv, window) => {
     const d = 4, S = 3, start = 4, L = start + S;
-    const { q, k, v, thQ, thP, params } = attentionCase(cpu, codes, H, Hkv, d, S, start, L);
+    const { q, k, v, thQ, thP, params } = attentionCase(cpu, codes, H, Hkv, d, S, start, L, window);
     const statsF = cpu.zeros([2, STATS_WIDTH]), statsE = cpu.zeros([2, STATS_WIDTH]);
     const encQ = cpu.encode(q, thresholds(cpu, thQ), codes.q, { tensor: statsF, row: 0, fanout: 1 }, true);
     cpu.encode(q, thresholds(cpu, thQ), codes.q, { tensor: statsE, row: 0, fanout: 1 }, false);
@@ -69,20 +70,21 @@ describe('spike-driven attention: the event execution equals the fast one (CPU)'
     expect(Array.from(await read(cpu, statsE))).toEqual(Array.from(await read(cpu, statsF)));
     const s = await read(cpu, statsF);
     expect(s[STATS_WIDTH]).toBeGreaterThan(0); // the probabilities spiked
-    // p neurons: one per (query, head, key it sees), each running T (+ extra) steps
-    const keysSeen = H * [0, 1, 2].reduce((a, i) => a + start + i + 1, 0);
+    // p neurons: one per (query, head, key it sees — the last `window` within a window), each running T (+ extra) steps
+    const keysSeen = H * [0, 1, 2].reduce((a, i) => a + Math.min(window ?? Infinity, start + i + 1), 0);
     expect(s[STATS_WIDTH + 3]).toBeGreaterThanOrEqual(keysSeen * codes.p.T);
+    if (window) expect(s[STATS_WIDTH + 3]).toBeLessThan(keysSeen * (codes.p.T + 4));
   });
 });
 
-function attentionCase(b: Backend, codes: SpikeAttentionCodes, H: number, Hkv: number, d: number, S: number, start: number, L: number) {
+function attentionCase(b: Backend, codes: SpikeAttentionCodes, H: number, Hkv: number, d: number, S: number, start: number, L: number, window?: number) {
   const q = b.upload(Tensor.from([S, H * d], randomArray(S * H * d, 11, 1.2)));
   const k = b.upload(Tensor.from([L + 2, Hkv * d], randomArray((L + 2) * Hkv * d, 12, 1.2)));
   const v = b.upload(Tensor.from([L + 2, Hkv * d], randomArray((L + 2) * Hkv * d, 13, 1)));
   const thQ = Float32Array.from(randomArray(H * d, 14, 0.2), (x) => Math.fround(0.7 + x));
   // probabilities ≤ 1: θp = 1 / range of the code
   const thP = new Float32Array(H).fill(codes.p.kind === 'binary' ? 0.5 : codes.p.kind === 'ternary' ? 0.75 : 1);
-  const params = { numHeads: H, numKvHeads: Hkv, headDim: d, queryStart: start, kvLength: L, scale: 1 / Math.sqrt(d) };
+  const params = { numHeads: H, numKvHeads: Hkv, headDim: d, queryStart: start, kvLength: L, scale: 1 / Math.sqrt(d), ...(window ? { window } : {}) };
   void codes;
   return { q, k, v, thQ, thP, params };
 }
@@ -130,10 +132,12 @@ describe('WGSL twins of the layerwise kernels', () => {
     [{ q: { kind: 'ternary', T: 9 }, p: { kind: 'ternary', T: 9 } }, 'event'],
     [{ q: { kind: 'binary', T: 7 }, p: { kind: 'binary', T: 7 } }, 'event'],
     [{ q: { kind: 'rate', T: 5, maxSpikes: Infinity }, p: { kind: 'rate', T: 5, maxSpikes: Infinity } }, 'event'],
-  ] as [SpikeAttentionCodes, 'fast' | 'event'][])('spikeAttention %j %s matches the CPU', async ([codes, mode], ctx) => {
+    [{ q: { kind: 'ternary', T: 9 }, p: { kind: 'ternary', T: 9 } }, 'fast', 4],
+    [{ q: { kind: 'ternary', T: 9 }, p: { kind: 'ternary', T: 9 } }, 'event', 3],
+  ] as [SpikeAttentionCodes, 'fast' | 'event', number?][])('spikeAttention %j %s (window %s) matches the CPU', async ([codes, mode, window], ctx) => {
     const gpu = await requireGpu(ctx);
     const H = 4, Hkv = 2, d = 4, S = 3, start = 5, L = start + S;
-    const c = attentionCase(cpu, codes, H, Hkv, d, S, start, L);
+    const c = attentionCase(cpu, codes, H, Hkv, d, S, start, L, window);
     const encQ = cpu.encode(c.q, thresholds(cpu, c.thQ), codes.q, { tensor: cpu.zeros([1, STATS_WIDTH]), row: 0, fanout: 1 }, true);
     const qIn = mode === 'fast' ? encQ.sums : encQ.digits!;
     const sc = cpu.zeros([1, STATS_WIDTH]), sg = gpu.zeros([1, STATS_WIDTH]);
