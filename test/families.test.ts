@@ -229,8 +229,19 @@ describe('the spiking networks of the variants equal their independent reference
     expect(snn.schedule).toBe('layerwise');
     // OPT's projections are linear layers like any other: they have encoders
     if (ann.config.embedDim !== ann.config.hiddenSize) expect(snn.sites.map((s) => s.name)).toEqual(expect.arrayContaining(['proj_in', 'proj_out']));
-    const fast = await read(snn.backend, snn.forward(IDS, snn.newCache(), { allLogits: true }).logits);
+    const run = snn.forward(IDS, snn.newCache(), { allLogits: true });
+    const fast = await read(snn.backend, run.logits);
     expectClose(fast, layerwiseReference(snn, IDS), TOL.f32, `${label} fast`);
+    // a q spike reaches the keys its query sees: at most W of them within a sliding window
+    const stats = await read(snn.backend, run.stats), W = ann.config.slidingWindow;
+    snn.sites.forEach((site, i) => {
+      if (site.kind !== 'q_in') return;
+      const events = stats[i * STATS_WIDTH + STAT.events]!, ops = stats[i * STATS_WIDTH + STAT.synapticOps]!;
+      expect(events).toBeGreaterThan(0);
+      if (W !== undefined) expect(ops, site.name).toBeLessThanOrEqual(events * W);
+      else expect(ops, site.name).toBeGreaterThan(events * 4);
+    });
+    expect(run.attendedKeys).toBe(IDS.reduce((a, _, p) => a + Math.min(W ?? Infinity, p + 1), 0));
     const event = snn.with({ execution: 'event' });
     expect(Array.from(await read(snn.backend, event.forward(IDS, event.newCache(), { allLogits: true }).logits))).toEqual(Array.from(fast));
     const cache = snn.newCache(2), parts = new Float32Array(fast.length), V = ann.config.vocabSize;
