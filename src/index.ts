@@ -14,7 +14,8 @@
 
 // models and text
 export { CausalLM, loadModel, loadWeights, type LoadOptions, type ForwardOptions, type WeightsOptions } from './nn/model.js';
-export { type ModelConfig, type ModelFamily, SUPPORTED_MODEL_TYPES, loadConfig, parseConfig } from './nn/config.js';
+export { loadGenerationDefaults, parseGenerationConfig } from './nn/generation-config.js';
+export { type ModelConfig, type ModelFamily, type NormKind, type ProjectionBias, SUPPORTED_MODEL_TYPES, hasProjections, keysAttended, loadConfig, parseConfig } from './nn/config.js';
 export { type TextTokenizer, loadTokenizer } from './nn/tokenizer.js';
 export { generate, type GenerateOptions, type GenerateResult } from './nn/generate.js';
 export { Sampler, type SamplingOptions, argmax, seededRandom, validateSampling } from './nn/sampling.js';

@@ -4,6 +4,7 @@
  * shared fixture covers, against the reference built from their named tensors; and the refusals.
  */
 import fs from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { convertModelToSpiking, createCalibrationData } from '../src/convert/api.js';
@@ -312,5 +313,44 @@ describe('fine-tuning: the training network of every variant is its spiking netw
     expect(res.neurons).toBe(out.neurons.reduce((a, n) => a + n, 0));
     const exact = net.forward(Int32Array.from(IDS), net.initialParams(snn), 'exact');
     expectClose(exact.logits, await read(ann.backend, ann.forward(IDS, ann.newCache(), { allLogits: true })), TOL.golden, `${label}: exact training forward vs the ANN`);
+  });
+});
+
+describe('OPT-style tokenizers from vocab.json + merges.txt alone', () => {
+  // the slow files of the GPT-2 byte-level BPE that opt-random's tokenizer.json holds
+  const source = fixtureDir('opt-random');
+  const tokJson = JSON.parse(fs.readFileSync(path.join(source, 'tokenizer.json'), 'utf8'));
+  const slowDir = (config: Record<string, unknown>) => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'spikelm-slow-tok-'));
+    fs.writeFileSync(path.join(dir, 'vocab.json'), JSON.stringify(tokJson.model.vocab));
+    fs.writeFileSync(path.join(dir, 'merges.txt'), `#version: 0.2\n${(tokJson.model.merges as string[]).join('\n')}\n`);
+    fs.writeFileSync(path.join(dir, 'tokenizer_config.json'), JSON.stringify(config));
+    return dir;
+  };
+  const texts = ['Hello, world', ' Once upon a time, there was a café.', 'tabs\tand\nnewlines  two spaces', '日本語 and emoji 🙂'];
+  const fast = loadTokenizer(source);
+
+  it('encode as the fast tokenizer.json does; decode back to the text', () => {
+    const slow = loadTokenizer(slowDir({ bos_token: '<|endoftext|>', eos_token: '<|endoftext|>' }));
+    for (const t of texts) {
+      expect(slow.encode(t)).toEqual(fast.encode(t));
+      expect(slow.decode(slow.encode(t))).toBe(t);
+    }
+    expect(slow.eosTokenIds).toContain(50256);
+  });
+
+  it('add_bos_token (as OPT\'s tokenizer_config.json has it) prepends the BOS token, as HF\'s OPT tokenizer prepends </s>', () => {
+    const slow = loadTokenizer(slowDir({ bos_token: '<|endoftext|>', add_bos_token: true }));
+    for (const t of texts) expect(slow.encode(t)).toEqual([50256, ...fast.encode(t)]);
+    expect(slow.encode(texts[0]!, { addSpecialTokens: false })).toEqual(fast.encode(texts[0]!));
+    expect(slow.decode(slow.encode(texts[1]!), { skipSpecialTokens: true })).toBe(texts[1]);
+  });
+
+  it('a directory with neither tokenizer.json nor both slow files is refused saying what is missing', () => {
+    const dir = slowDir({});
+    fs.rmSync(path.join(dir, 'merges.txt'));
+    expect(() => loadTokenizer(dir)).toThrow(/tokenizer\.json: not found \(spikelm needs a tokenizer\.json, or vocab\.json and merges\.txt .*this directory has only vocab\.json/);
+    fs.writeFileSync(path.join(dir, 'merges.txt'), '#version: 0.2\nĠ t\nbad line here\n');
+    expect(() => loadTokenizer(dir)).toThrow(/merges\.txt: line 3: a merge is two tokens separated by one space/);
   });
 });

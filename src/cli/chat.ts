@@ -9,7 +9,7 @@ import { nonNegativeInt, readFlagFile } from './args.js';
 import { ChatSession, chatFormat } from '../conversation/chat.js';
 import { TemporalSpikeProcessor } from '../conversation/processor.js';
 import { formatEnergy } from '../snn/energy.js';
-import { type Command, MODEL_FLAGS, samplingFlags, samplingFromFlags } from './command.js';
+import { type Command, MODEL_FLAGS, describeSampling, resolveSampling, samplingFlags, samplingFromFlags } from './command.js';
 import { CONVERSION_FLAGS, conversionFromFlags, loadSessionModels } from './session.js';
 
 export const chatCommand: Command = {
@@ -29,12 +29,14 @@ export const chatCommand: Command = {
   async run({ flags }, io) {
     // Every flag is checked before the model loads.
     const maxNewTokens = nonNegativeInt(flags['max-new-tokens'], '--max-new-tokens');
-    const sampling = samplingFromFlags(flags);
+    const given = samplingFromFlags(flags);
     const maxContext = flags['max-context'] as number;
     if (!Number.isInteger(maxContext) || maxContext < 2) throw new ArgumentError(`--max-context must be an integer ≥ 2, got ${maxContext}`);
     conversionFromFlags(flags);
     const script = typeof flags.script === 'string' ? readFlagFile(flags.script, '--script', 'a text file of chat turns') : undefined;
     const { ann, snn, tokenizer } = await loadSessionModels(flags, io);
+    const { sampling, source } = resolveSampling(given, ann.dir, 1.1);
+    if (source) io.err(`sampling defaults from ${source}: ${describeSampling(sampling)}\n`);
     const processor = new TemporalSpikeProcessor(snn ?? ann, { maxContextLength: maxContext });
     const session = new ChatSession(processor, tokenizer, {
       format: chatFormat(tokenizer, { plain: flags.plain === true }),

@@ -2,7 +2,7 @@
 import { ArgumentError } from '../errors.js';
 import { generate } from '../nn/generate.js';
 import { nonNegativeInt, requireFlag } from './args.js';
-import { type Command, MODEL_FLAGS, samplingFlags, samplingFromFlags } from './command.js';
+import { type Command, MODEL_FLAGS, describeSampling, resolveSampling, samplingFlags, samplingFromFlags } from './command.js';
 import { loadModelFromFlags } from './model-dir.js';
 
 export const generateCommand: Command = {
@@ -19,10 +19,12 @@ export const generateCommand: Command = {
   async run({ flags }, io) {
     const prompt = requireFlag<string>(flags, 'prompt', 'generate');
     const maxNewTokens = nonNegativeInt(flags['max-new-tokens'], '--max-new-tokens');
-    const sampling = samplingFromFlags(flags);
+    const given = samplingFromFlags(flags);
     const truncate = flags.truncate;
     if (truncate !== 'error' && truncate !== 'left') throw new ArgumentError(`--truncate must be error or left, got "${String(truncate)}"`);
-    const { model, tokenizer } = await loadModelFromFlags(flags, io);
+    const { model, tokenizer, dir } = await loadModelFromFlags(flags, io);
+    const { sampling, source } = resolveSampling(given, dir, 1);
+    if (source) io.err(`sampling defaults from ${source}: ${describeSampling(sampling)}\n`);
     let inputIds = tokenizer.encode(prompt);
     if (inputIds.length === 0) throw new ArgumentError('generate: the prompt encodes to no tokens');
     const limit = model.config.maxPositions;

@@ -71,7 +71,7 @@ export function hubSettings(env: NodeJS.ProcessEnv = process.env): HubSettings {
 
 /** The files loading a model needs besides its weights; the first is required. */
 const CONFIG_FILES = ['config.json'];
-const TOKENIZER_FILES = ['tokenizer.json', 'tokenizer_config.json', 'special_tokens_map.json', 'generation_config.json'];
+const TOKENIZER_FILES = ['tokenizer.json', 'tokenizer_config.json', 'special_tokens_map.json', 'generation_config.json', 'vocab.json', 'merges.txt'];
 const INDEX = 'model.safetensors.index.json';
 const SINGLE = 'model.safetensors';
 
