@@ -1,6 +1,7 @@
 /** The CLI, in-process (main with captured output) and once through the real `bin/spikelm.js`. */
 import { execFileSync, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -62,6 +63,32 @@ describe('spikelm generate / logits', () => {
     const c = JSON.parse((await run(args(2))).out).output_ids;
     expect(a).toEqual(b);
     expect(c).not.toEqual(a);
+  });
+
+  it('sampling defaults come from the model\'s generation_config.json; a flag given wins', async () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'spikelm-genconfig-'));
+    for (const f of fs.readdirSync(stories)) if (fs.statSync(path.join(stories, f)).isFile()) fs.copyFileSync(path.join(stories, f), path.join(dir, f));
+    fs.writeFileSync(path.join(dir, 'generation_config.json'), JSON.stringify({ do_sample: true, temperature: 1.3, top_k: 40, top_p: 0.9 }));
+    const ids = async (model: string, extra: string[] = []) => {
+      const r = await run(['generate', '--model', model, '--prompt', 'Once upon a time', '--max-new-tokens', '24', '--json', ...extra]);
+      expect(r.code, r.err).toBe(0);
+      return { ids: JSON.parse(r.out).output_ids as number[], err: r.err };
+    };
+    const greedy = (await ids(stories)).ids;
+    const fromConfig = await ids(dir);
+    expect(fromConfig.err).toMatch(/sampling defaults from generation_config\.json: temperature 1\.3, top-k 40, top-p 0\.9, seed 0/);
+    expect(fromConfig.ids).not.toEqual(greedy);
+    // the same as giving those flags to the model without the file
+    expect(fromConfig.ids).toEqual((await ids(stories, ['--temperature', '1.3', '--top-k', '40', '--top-p', '0.9'])).ids);
+    // a flag given overrides the file: --temperature 0 is greedy again
+    expect((await ids(dir, ['--temperature', '0'])).ids).toEqual(greedy);
+    // do_sample false (transformers' default) is greedy whatever the temperature says
+    fs.writeFileSync(path.join(dir, 'generation_config.json'), JSON.stringify({ temperature: 1.3 }));
+    expect((await ids(dir)).ids).toEqual(greedy);
+    fs.writeFileSync(path.join(dir, 'generation_config.json'), JSON.stringify({ do_sample: true, top_p: 1.5 }));
+    const bad = await run(['generate', '--model', dir, '--prompt', 'x', '--max-new-tokens', '2']);
+    expect(bad.code).toBe(1);
+    expect(bad.err).toMatch(/generation_config\.json: "top_p" must be in \(0, 1\], got 1\.5/);
   });
 
   it('logits prints { input_ids, last_logits } matching golden', async () => {
