@@ -188,6 +188,13 @@ describe('bin/spikelm.js', () => {
     expect(t.out).toMatch(/\n {2}gpu {2}/);
     expect(t.out).toMatch(/llama \(llama family\), 260\.0K parameters: 5 layers, width 64, 8 heads of 8 over 4 KV heads, MLP 172 \(silu\)/);
     expect(t.out).toMatch(/vocabulary 512 \(tokenizer 512\), context 512 positions/);
+    expect(t.out).toMatch(/pre-RMSNorm \(eps 0\.00001\); gated MLP \(silu\); RoPE θ 10000; full causal attention; no biases; tied head/);
+    // the features of the other families, as their configs say
+    const features = async (name: Parameters<typeof fixtureDir>[0]) => JSON.parse((await run(['info', '--model', fixtureDir(name), '--json'])).out).model.features;
+    expect(await features('qwen3-random')).toEqual(expect.arrayContaining(['q/k RMSNorm per head', 'untied head']));
+    expect(await features('qwen2-random')).toContain('biases on q, k, v');
+    expect(await features('mistral-random')).toContain('sliding window 8');
+    expect(await features('opt-random')).toEqual(expect.arrayContaining(['pre-LayerNorm (eps 0.00001)', 'MLP (relu)', 'learned positions (offset 2)', 'biases on q, k, v, o, mlp']));
     const j = JSON.parse((await run(['info', '--model', stories, '--json'])).out);
     expect(j.model.parameters).toBe(260032);
     expect(j.model.kv_heads).toBe(4);

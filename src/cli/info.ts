@@ -1,5 +1,6 @@
 /** `spikelm info`: versions, CPU, threads and the backends this machine can run. */
 import os from 'node:os';
+import { describeFeatures } from '../nn/config.js';
 import { CpuBackend } from '../tensor/cpu-backend.js';
 import { acquireGpu } from '../tensor/gpu/device.js';
 import type { Command } from './command.js';
@@ -27,7 +28,7 @@ export const infoCommand: Command = {
       info.model = {
         dir, ...(source.hub ? { source: { hub: source.hub, revision: source.revision, commit: source.commit, offline: source.offline, cache: source.cache } } : {}), family: c.family, model_type: c.modelType, layers: c.numLayers, hidden: c.hiddenSize, heads: c.numHeads,
         kv_heads: c.numKvHeads, head_dim: c.headDim, intermediate: c.intermediateSize, vocab: c.vocabSize,
-        max_positions: c.maxPositions, activation: c.activationName, tokenizer_vocab: tokenizer.vocabSize,
+        max_positions: c.maxPositions, activation: c.activationName, tokenizer_vocab: tokenizer.vocabSize, features: describeFeatures(c),
         parameters: countParameters(model.weights),
       };
     }
@@ -62,6 +63,7 @@ export function formatInfo(info: Record<string, unknown>): string {
     const src = m.source as Record<string, unknown> | undefined;
     if (src) lines.push(`  from the Hugging Face Hub: ${src.hub}@${src.revision}, commit ${src.commit}${src.offline ? ' (offline, from the cache)' : ''}; cache ${src.cache}`);
     lines.push(`  ${m.model_type} (${m.family} family), ${human(m.parameters as number)} parameters: ${m.layers} layers, width ${m.hidden}, ${m.heads} heads of ${m.head_dim}${m.kv_heads !== m.heads ? ` over ${m.kv_heads} KV heads` : ''}, MLP ${m.intermediate} (${m.activation})`);
+    lines.push(`  ${(m.features as string[]).join('; ')}`);
     lines.push(`  vocabulary ${m.vocab} (tokenizer ${m.tokenizer_vocab}), context ${m.max_positions} positions; float32 weights ${Math.round((m.parameters as number) * 4 / MiB)} MiB`);
   }
   return `${lines.join('\n')}\n`;

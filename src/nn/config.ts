@@ -96,6 +96,21 @@ export function keysAttended(c: Pick<ModelConfig, 'slidingWindow'>, start: numbe
   return n;
 }
 
+/** The block's features in words (for `spikelm info`): what the forward of this config does. */
+export function describeFeatures(c: ModelConfig): string[] {
+  const biases = (['q', 'k', 'v', 'o', 'mlp'] as const).filter((k) => c.bias[k]);
+  return [
+    `${c.postNorm ? 'post' : 'pre'}-${c.norm === 'layer' ? 'LayerNorm' : 'RMSNorm'} (eps ${c.normEps})${c.finalNorm ? '' : ', no final norm'}`,
+    c.gatedMlp ? `gated MLP (${c.activationName})` : `MLP (${c.activationName})`,
+    c.rotary ? `RoPE θ ${c.ropeTheta}${c.ropeScaling ? ` (${c.ropeScaling.type} scaling ×${c.ropeScaling.factor})` : ''}` : `learned positions${c.positionOffset ? ` (offset ${c.positionOffset})` : ''}`,
+    ...(c.qkNorm ? ['q/k RMSNorm per head'] : []),
+    c.slidingWindow !== undefined ? `sliding window ${c.slidingWindow}` : 'full causal attention',
+    biases.length ? `biases on ${biases.join(', ')}` : 'no biases',
+    ...(hasProjections(c) ? [`project_in/out (embeddings ${c.embedDim} wide)`] : []),
+    c.tieWordEmbeddings ? 'tied head' : 'untied head',
+  ];
+}
+
 /** project_in / project_out exist (embedDim ≠ hiddenSize). */
 export function hasProjections(c: ModelConfig): boolean {
   return c.embedDim !== c.hiddenSize;
