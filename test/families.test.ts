@@ -10,6 +10,7 @@ import { describe, expect, it } from 'vitest';
 import { convertModelToSpiking, createCalibrationData } from '../src/convert/api.js';
 import { bundledText } from '../src/convert/calibration-data.js';
 import { convertToTarget } from '../src/convert/search/planes.js';
+import { loadSnnModel, saveSnnModel, weightsFingerprint } from '../src/convert/snn-io.js';
 import { splitCalibration } from '../src/convert/search/split.js';
 import { DEFAULT_TARGET } from '../src/convert/search/target.js';
 import { measureFidelity } from '../src/snn/fidelity.js';
@@ -248,6 +249,21 @@ describe('the spiking networks of the variants equal their independent reference
     const cache = snn.newCache(2), parts = new Float32Array(fast.length), V = ann.config.vocabSize;
     for (const [a, z] of [[0, 3], [3, 4], [4, 11], [11, IDS.length]] as const) parts.set(await read(snn.backend, snn.forward(IDS.slice(a, z), cache, { allLogits: true }).logits), a * V);
     expect(Array.from(parts)).toEqual(Array.from(fast));
+  });
+
+  it.for(VARIANTS.map((c) => c.label))('%s: saved and loaded (the ANN under its Hugging Face names, the thresholds beside), the same logits', async (label) => {
+    const { v } = made.get(label)!;
+    const ann = loadModel(v.dir), tok = loadTokenizer(v.dir);
+    const { snn, record } = await convertModelToSpiking(ann, calibration(v.dir));
+    const out = fs.mkdtempSync(path.join(os.tmpdir(), 'spikelm-saved-'));
+    saveSnnModel(snn, tok, path.join(out, 'snn'), record);
+    const loaded = loadSnnModel(path.join(out, 'snn'));
+    expect(loaded.snn.config.family).toBe(ann.config.family);
+    for (const k of ['postNorm', 'finalNorm', 'embedDim', 'qkNorm', 'slidingWindow', 'bias'] as const) expect(loaded.snn.config[k], k).toEqual(ann.config[k]);
+    const a = await read(snn.backend, snn.forward(IDS, snn.newCache(), { allLogits: true }).logits);
+    expect(Array.from(await read(loaded.snn.backend, loaded.snn.forward(IDS, loaded.snn.newCache(), { allLogits: true }).logits))).toEqual(Array.from(a));
+    // the saved ANN is the original: the same weights by fingerprint and the same logits
+    expect(weightsFingerprint(loadWeights(path.join(out, 'snn'), { ignore: (n) => n.startsWith('snn.') }).weights)).toBe(weightsFingerprint(ann.weights));
   });
 
   it.for(VARIANTS.map((c) => c.label))('%s, stepwise rate (T = 6): the float64 quantized reference (signed neurons) or convergence (ReLU neuron); single step = multi step', async (label) => {

@@ -38,7 +38,7 @@ export { loadSnnModel, saveSnnModel } from './snn-io.js';
 export function replaceGeluWithRelu(model: CausalLM): CausalLM {
   const from = model.config.activationName;
   if (!(from in ACTIVATION_NAMES)) throw new ArgumentError(`replaceGeluWithRelu: unknown activation "${from}"`);
-  const key = model.config.family === 'gpt2' ? 'activation_function' : 'hidden_act';
+  const key = model.config.activationKey;
   const config: ModelConfig = { ...model.config, activation: 'relu', activationName: 'relu', raw: { ...model.config.raw, [key]: 'relu' } };
   return new CausalLM(config, model.weights, model.backend, model.dir);
 }

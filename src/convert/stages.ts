@@ -40,13 +40,17 @@ export interface ConversionPlan {
 export function trace(model: CausalLMLike, schedule: ScheduleName = 'stepwise'): ConversionPlan {
   const cfg = model.config;
   const operators: { name: string; kind: 'norm' | 'attention' | 'activation' }[] = [];
+  // post-LN blocks run each norm after its sublayer's residual add
+  const norm = (name: string) => operators.push({ name, kind: 'norm' });
   for (let l = 0; l < cfg.numLayers; l++) {
-    operators.push({ name: `layers.${l}.attn_norm`, kind: 'norm' });
+    if (!cfg.postNorm) norm(`layers.${l}.attn_norm`);
     operators.push({ name: `layers.${l}.attention`, kind: 'attention' });
-    operators.push({ name: `layers.${l}.mlp_norm`, kind: 'norm' });
-    if (!(cfg.activation === 'relu' && cfg.family === 'gpt2')) operators.push({ name: `layers.${l}.act`, kind: 'activation' });
+    if (cfg.postNorm) norm(`layers.${l}.attn_norm`);
+    if (!cfg.postNorm) norm(`layers.${l}.mlp_norm`);
+    if (!(cfg.activation === 'relu' && !cfg.gatedMlp)) operators.push({ name: `layers.${l}.act`, kind: 'activation' });
+    if (cfg.postNorm) norm(`layers.${l}.mlp_norm`);
   }
-  operators.push({ name: 'final_norm', kind: 'norm' });
+  if (cfg.finalNorm) norm('final_norm');
   return { family: cfg.family, schedule, heads: { numHeads: cfg.numHeads, numKvHeads: cfg.numKvHeads, headDim: cfg.headDim }, sites: encoderSites(cfg, schedule), operators };
 }
 
