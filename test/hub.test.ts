@@ -11,7 +11,9 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { main } from '../src/cli/main.js';
 import { HubError, type HubSettings, hubSettings, parseHubName, resolveHubModel } from '../src/hub/index.js';
+import { loadGenerationDefaults } from '../src/nn/generation-config.js';
 import { loadModel } from '../src/nn/model.js';
+import { loadTokenizer } from '../src/nn/tokenizer.js';
 import { CpuBackend } from '../src/tensor/cpu-backend.js';
 import { fixtureDir } from './helpers/fixtures.js';
 import { COMMIT, type HubServer, repoFromDir, startHubServer } from './helpers/hub-server.js';
@@ -32,9 +34,25 @@ beforeAll(async () => {
     'org/gated': repoFromDir(stories, {}, 'hf_secret'),
     'org/bin-only': { files: new Map([['config.json', fs.readFileSync(path.join(stories, 'config.json'))], ['tokenizer.json', fs.readFileSync(path.join(stories, 'tokenizer.json'))], ['pytorch_model.bin', Buffer.alloc(100)]]) },
     distilstories: repoFromDir(stories),
+    'Qwen/tiny-qwen2': repoFromDir(fixtureDir('qwen2-random')),
+    'facebook/tiny-opt': optSlowTokenizerRepo(),
   });
 });
 afterAll(async () => server?.close());
+
+/** opt-random as many OPT repositories ship: vocab.json + merges.txt instead of tokenizer.json, add_bos_token, a generation_config.json. */
+function optSlowTokenizerRepo() {
+  const dir = fixtureDir('opt-random');
+  const tok = JSON.parse(fs.readFileSync(path.join(dir, 'tokenizer.json'), 'utf8'));
+  const repo = repoFromDir(dir, {
+    'vocab.json': Buffer.from(JSON.stringify(tok.model.vocab)),
+    'merges.txt': Buffer.from(`#version: 0.2\n${(tok.model.merges as string[]).join('\n')}\n`),
+    'tokenizer_config.json': Buffer.from(JSON.stringify({ bos_token: '<|endoftext|>', eos_token: '<|endoftext|>', add_bos_token: true })),
+    'generation_config.json': Buffer.from(JSON.stringify({ do_sample: true, temperature: 0.7, top_k: 20 })),
+  });
+  repo.files.delete('tokenizer.json');
+  return repo;
+}
 
 const settings = (extra: Partial<HubSettings> = {}): HubSettings => ({ endpoint: server.url, cacheDir: fs.mkdtempSync(path.join(os.tmpdir(), 'spikelm-hf-')), offline: false, ...extra });
 const logits = (dir: string) => Array.from(cpu.readSync(loadModel(dir).forward([1, 2, 3])).data);
@@ -92,6 +110,17 @@ describe('download into the shared cache', () => {
     expect(server.requests.length).toBe(n);
     // and a cache that does not hold the model says so
     await expectHubError(resolveHubModel({ repo: 'org/other', revision: 'main' }, { settings: { ...s, offline: true } }), /not in the Hugging Face cache .* HF_HUB_OFFLINE is set/);
+  });
+
+  it('the new families by name: a Qwen2 loads as the local one; an OPT with only vocab.json + merges.txt gets them (and generation_config.json) and its tokenizer prepends BOS', async () => {
+    const q = await resolveHubModel({ repo: 'Qwen/tiny-qwen2', revision: 'main' }, { settings: settings() });
+    expect(logits(q.dir)).toEqual(logits(fixtureDir('qwen2-random')));
+    const o = await resolveHubModel({ repo: 'facebook/tiny-opt', revision: 'main' }, { settings: settings() });
+    expect([...o.files].sort()).toEqual(['config.json', 'generation_config.json', 'merges.txt', 'model.safetensors', 'special_tokens_map.json', 'tokenizer_config.json', 'vocab.json']);
+    expect(logits(o.dir)).toEqual(logits(fixtureDir('opt-random')));
+    const local = loadTokenizer(fixtureDir('opt-random'));
+    expect(loadTokenizer(o.dir).encode('Hello, world')).toEqual([50256, ...local.encode('Hello, world')]);
+    expect(loadGenerationDefaults(o.dir)).toEqual({ temperature: 0.7, topK: 20, topP: 1 });
   });
 
   it('sharded weights: the index and every shard; a shard listed but missing is a clear error', async () => {

@@ -71,7 +71,16 @@ export function hubSettings(env: NodeJS.ProcessEnv = process.env): HubSettings {
 
 /** The files loading a model needs besides its weights; the first is required. */
 const CONFIG_FILES = ['config.json'];
-const TOKENIZER_FILES = ['tokenizer.json', 'tokenizer_config.json', 'special_tokens_map.json', 'generation_config.json', 'vocab.json', 'merges.txt'];
+const TOKENIZER_FILES = ['tokenizer.json', 'tokenizer_config.json', 'special_tokens_map.json', 'generation_config.json'];
+/** A byte-level BPE's slow files: fetched only where the repository has no tokenizer.json (many OPT ones). */
+const SLOW_TOKENIZER_FILES = ['vocab.json', 'merges.txt'];
+
+/** The tokenizer files to fetch from what a repository holds; undefined when it has no usable tokenizer. */
+function tokenizerFiles(has: (f: string) => boolean): string[] | undefined {
+  if (has('tokenizer.json')) return TOKENIZER_FILES.filter(has);
+  if (SLOW_TOKENIZER_FILES.every(has)) return [...TOKENIZER_FILES, ...SLOW_TOKENIZER_FILES].filter(has);
+  return undefined;
+}
 const INDEX = 'model.safetensors.index.json';
 const SINGLE = 'model.safetensors';
 
@@ -146,8 +155,10 @@ function completeSnapshot(dir: string): { files: string[] } | { missing: string 
       return false;
     }
   };
-  for (const f of [...CONFIG_FILES, 'tokenizer.json']) if (!has(f)) return { missing: f };
-  const files = [...CONFIG_FILES, ...TOKENIZER_FILES.filter(has)];
+  for (const f of CONFIG_FILES) if (!has(f)) return { missing: f };
+  const tokenizer = tokenizerFiles(has);
+  if (!tokenizer) return { missing: 'tokenizer.json (or vocab.json and merges.txt)' };
+  const files = [...CONFIG_FILES, ...tokenizer];
   if (has(INDEX)) {
     const shards = shardsOf(fs.readFileSync(path.join(dir, INDEX), 'utf8'), INDEX);
     for (const s of shards) if (!has(s)) return { missing: s };
@@ -224,8 +235,9 @@ export async function resolveHubModel(name: HubName, opts: { settings?: HubSetti
     if (!listing.has(f)) throw new HubError(`${name.repo}: the repository has no ${f}; it is not a transformers model directory`);
     needed.push(f);
   }
-  if (!listing.has('tokenizer.json')) throw new HubError(`${name.repo}: the repository has no tokenizer.json (spikelm reads tokenizers in that format)`);
-  needed.push(...TOKENIZER_FILES.filter((f) => listing.has(f)));
+  const tokenizer = tokenizerFiles((f) => listing.has(f));
+  if (!tokenizer) throw new HubError(`${name.repo}: the repository has no tokenizer.json, nor vocab.json and merges.txt (spikelm reads tokenizers in those formats)`);
+  needed.push(...tokenizer);
   let fetched = false;
   const fetchOne = async (file: string): Promise<void> => {
     const size = listing.get(file);
