@@ -10,6 +10,12 @@
  *   { family: 'gpt2', vocabSize: 50257, hiddenSize: 768, numLayers: 6, numHeads: 12, numKvHeads: 12,
  *     headDim: 64, intermediateSize: 3072, maxPositions: 1024, normEps: 1e-5, activation: 'gelu_tanh',
  *     norm: 'layer', gatedMlp: false, rotary: false, positionOffset: 0, … }
+ * Example (facebook/opt-350m, OPT family, post-LN with projections):
+ *   { family: 'opt', vocabSize: 50272, hiddenSize: 1024, numLayers: 24, numHeads: 16, headDim: 64,
+ *     intermediateSize: 4096, maxPositions: 2048, normEps: 1e-5, activation: 'relu', norm: 'layer',
+ *     positionOffset: 2, postNorm: true, finalNorm: false, embedDim: 512, bias: { q…mlp: true }, … }
+ * Example (Qwen/Qwen3-0.6B): { family: 'qwen3', hiddenSize: 1024, numHeads: 16, numKvHeads: 8,
+ *     headDim: 128, qkNorm: true, ropeTheta: 1e6, tieWordEmbeddings: true, … }
  */
 import path from 'node:path';
 import { ModelLoadError } from '../errors.js';
