@@ -3,10 +3,12 @@ import fs from 'node:fs';
 import { ArgumentError } from '../errors.js';
 import { readFlagFile } from './args.js';
 import { writeReport } from '../bench/report.js';
-import { runSweep } from '../bench/sweep.js';
+import { type SweepOptions } from '../bench/sweep.js';
+import { mergeUnits, parseShard, runBenchUnits } from '../bench/shards.js';
+import path from 'node:path';
 import type { Command } from './command.js';
 import { resolveModelDir, resolveModelSource } from './model-dir.js';
-import { ProgressBar } from './progress.js';
+import { UnitProgress } from './progress.js';
 import { defaultTimesteps } from './snn.js';
 import { DEFAULT_CONVERSION } from '../convert/api.js';
 import { parseTarget } from '../convert/search/target.js';
@@ -29,7 +31,9 @@ export const benchCommand: Command = {
     'time-budget': { type: 'int', help: 'ms of timing per task', default: 300 },
     text: { type: 'string', help: 'evaluation text file (default: the bundled stories)' },
     target: { type: 'string', help: 'the fidelity target report.md checks every row against, e.g. top1=0.99,kl=1e-3 (the default)' },
+    shard: { type: 'string', help: 'run shard I of N (1-based, I/N) of the grid: units dealt by predicted cost; results go to --out/units/, the report when every unit is there (else: bench merge)' },
   },
+  subcommands: [mergeCommand()],
   async run({ flags }, io) {
     const modelDir = (await resolveModelSource(flags.model, io)).dir;
     const out = flags.out;
@@ -45,18 +49,43 @@ export const benchCommand: Command = {
     const schedules = (flags.schedule as string[]).map((c) => parseSchedule(c));
     const configs = schedules.flatMap((schedule) => codings.map((coding) => ({ schedule, coding }))).filter(({ schedule, coding }) => schedule === 'layerwise' || coding === 'rate' || coding === 'rate-single');
     if (configs.length === 0) throw new ArgumentError('bench: no valid --schedule/--coding combination (phase codes need the layerwise schedule)');
+    const shard = typeof flags.shard === 'string' ? parseShard(flags.shard) : undefined;
     fs.mkdirSync(out, { recursive: true });
-    const bar = new ProgressBar(io, 'bench');
-    const result = await runSweep({
+    const opts: SweepOptions = {
       modelDir, timesteps: timesteps ?? defaultTimesteps, backends, configs,
       ...(typeof flags.snn === 'string' ? { snnDir: resolveModelDir(flags.snn, '--snn') } : {}),
       positions: flags.positions as number, timeTokens: flags['time-tokens'] as number, timeBudgetMs: flags['time-budget'] as number,
       ...(flags.quantile !== undefined ? { quantile: flags.quantile as number } : {}),
       ...(typeof flags.text === 'string' ? { text: readFlagFile(flags.text, '--text') } : {}),
       ...(target ? { target } : {}),
-      onProgress: (d, t) => bar.update(d, t),
-    });
+    };
+    const progress = new UnitProgress(io, shard ? `bench ${shard.index}/${shard.count}` : 'bench');
+    const run = await runBenchUnits(opts, out, shard, progress.events());
+    const label = shard ? `shard ${shard.index}/${shard.count}` : 'bench';
+    io.err(`${label}: ${run.ran.length} unit(s) run, ${run.skipped.length} already complete (${run.mine.length} in this share, ${run.units.length} in the grid)\n`);
+    if (!run.complete) {
+      io.err(`${label}: partial results in ${path.join(out, 'units')}; when every shard is done: spikelm bench merge ${out} --out DIR\n`);
+      return 0;
+    }
+    const result = mergeUnits([out], run.fingerprint);
     for (const f of writeReport(out, result)) io.out(`${f}\n`);
     return 0;
   },
 };
+
+function mergeCommand(): Command {
+  return {
+    name: 'merge',
+    summary: 'merge the units of sharded bench runs (their --out directories) into one report',
+    positional: 'DIR…',
+    flags: { out: { type: 'string', required: true, help: 'where to write the merged report', aliases: ['output-dir'] } },
+    async run({ flags, positional }, io) {
+      if (positional.length === 0) throw new ArgumentError('bench merge: name the shards\' --out directories (spikelm bench merge DIR… --out DIR)');
+      const result = mergeUnits(positional);
+      const out = flags.out as string;
+      fs.mkdirSync(out, { recursive: true });
+      for (const f of writeReport(out, result)) io.out(`${f}\n`);
+      return 0;
+    },
+  };
+}

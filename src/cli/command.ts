@@ -19,6 +19,10 @@ export interface Command {
   readonly name: string;
   readonly summary: string;
   readonly flags: Readonly<Record<string, FlagSpec>>;
+  /** What its positional arguments are (`DIR…`); without, a positional argument is an error. */
+  readonly positional?: string;
+  /** `spikelm <name> <sub> …` (e.g. `bench merge`). */
+  readonly subcommands?: readonly Command[];
   run(args: ParsedArgs, io: CliIO): Promise<number>;
 }
 

@@ -18,21 +18,30 @@ export const COMMANDS: readonly Command[] = [demoCommand, generateCommand, logit
 
 function usage(): string {
   const lines = ['usage: spikelm <command> [flags]', '', 'commands:'];
-  for (const c of COMMANDS) lines.push(`  ${c.name.padEnd(10)} ${c.summary}`);
+  for (const c of COMMANDS) {
+    lines.push(`  ${c.name.padEnd(10)} ${c.summary}`);
+    for (const s of c.subcommands ?? []) lines.push(`  ${`${c.name} ${s.name}`.padEnd(10)} ${s.summary}`);
+  }
   lines.push('', 'run `spikelm <command> --help` for its flags');
   return lines.join('\n');
 }
 
 export async function main(argv: readonly string[], io: CliIO = processIO): Promise<number> {
-  const [name, ...rest] = argv;
+  const [name, ...args0] = argv;
   if (!name || name === '--help' || name === '-h' || name === 'help') {
     io.out(`${usage()}\n`);
     return name ? 0 : 2;
   }
-  const command = COMMANDS.find((c) => c.name === name);
+  let command = COMMANDS.find((c) => c.name === name);
   if (!command) {
     io.err(`spikelm: error: unknown command "${name}"\n${usage()}\n`);
     return 2;
+  }
+  let rest = args0;
+  const sub = command.subcommands?.find((c) => c.name === rest[0]);
+  if (sub) {
+    command = { ...sub, name: `${command.name} ${sub.name}` };
+    rest = rest.slice(1);
   }
   if (rest.includes('--help') || rest.includes('-h')) {
     io.out(`${helpText(command.name, command.summary, command.flags)}\n`);
@@ -40,7 +49,7 @@ export async function main(argv: readonly string[], io: CliIO = processIO): Prom
   }
   try {
     const args = parseArgs(rest, command.flags, command.name);
-    if (args.positional.length > 0) throw new ArgumentError(`${command.name}: unexpected argument "${args.positional[0]}"`);
+    if (args.positional.length > 0 && !command.positional) throw new ArgumentError(`${command.name}: unexpected argument "${args.positional[0]}"`);
     return await command.run(args, io);
   } catch (err) {
     const e = err as Error;
