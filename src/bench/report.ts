@@ -1,11 +1,12 @@
 /**
  * Writing a sweep's results: results.json, results.csv, report.md (tables, the targets and whether
- * they were met, the plots) and four SVG plots. Every file carries the run's metadata. Files are
+ * they were met, the plots), report.html (the same, self-contained, plots inline) and the SVG plots. Every file carries the run's metadata. Files are
  * written atomically.
  */
 import path from 'node:path';
 import { atomicWriteFile } from '../io/atomic-write.js';
 import type { SweepMetadata, SweepResult, SweepRow } from './sweep.js';
+import { toHtml } from './html.js';
 import { lineChart } from './svg.js';
 
 export const PLOTS = {
@@ -92,7 +93,7 @@ const pct = (v: number) => `${(100 * v).toFixed(1)}%`;
 const num = (v: number, d = 3) => (Number.isFinite(v) ? v.toFixed(d) : 'n/a');
 
 /** The fidelity target of a sweep: its `--target`, else TARGETS'. */
-function targetOf(m: SweepMetadata): { top1: number; kl: number } {
+export function targetOf(m: SweepMetadata): { top1: number; kl: number } {
   return m.target ? { top1: m.target.top1, kl: m.target.kl ?? Infinity } : { top1: TARGETS.top1, kl: TARGETS.kl };
 }
 
@@ -136,6 +137,7 @@ export function writeReport(dir: string, r: SweepResult): string[] {
     ['results.json', `${JSON.stringify(r, null, 2)}\n`],
     ['results.csv', toCsv(r)],
     ['report.md', toMarkdown(r)],
+    ['report.html', toHtml(r)],
     ...Object.entries(plots(r)).map(([k, svg]) => [PLOTS[k as keyof typeof PLOTS], svg] as [string, string]),
   ];
   for (const [name, text] of files) atomicWriteFile(path.join(dir, name), text);
