@@ -33,7 +33,7 @@ body { font: 14px/1.45 Helvetica, Arial, sans-serif; margin: 24px auto; max-widt
 h1 { font-size: 22px; } h2 { font-size: 18px; margin-top: 28px; }
 table { border-collapse: collapse; margin: 8px 0; font-size: 12px; }
 th, td { border: 1px solid #ccc; padding: 3px 6px; text-align: right; }
-th { background: #f2f2f2; } td:first-child, th:first-child { text-align: left; }
+th { background: #f2f2f2; } td:first-child, th:first-child { text-align: left; white-space: nowrap; }
 table.meta td { text-align: left; }
 figure.plot { margin: 16px 0; } figure.plot svg { display: block; max-width: 100%; height: auto; }
 figcaption { color: #555; font-size: 12px; max-width: 760px; }

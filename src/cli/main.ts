@@ -12,9 +12,10 @@ import { chatCommand } from './chat.js';
 import { demoCommand } from './demo.js';
 import { finetuneCommand } from './finetune.js';
 import { convertCommand, fidelityCommand } from './snn.js';
+import { spikesCommand } from './spikes.js';
 import { testCommand } from './test.js';
 
-export const COMMANDS: readonly Command[] = [demoCommand, generateCommand, logitsCommand, convertCommand, finetuneCommand, fidelityCommand, chatCommand, testCommand, benchCommand, infoCommand];
+export const COMMANDS: readonly Command[] = [demoCommand, generateCommand, logitsCommand, convertCommand, finetuneCommand, fidelityCommand, chatCommand, testCommand, benchCommand, spikesCommand, infoCommand];
 
 function usage(): string {
   const lines = ['usage: spikelm <command> [flags]', '', 'commands:'];
