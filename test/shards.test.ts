@@ -14,6 +14,7 @@ import { assignShards, parseShard } from '../src/bench/shards.js';
 import { predictedCost } from '../src/bench/sweep.js';
 import type { SweepUnit } from '../src/bench/sweep.js';
 import { main } from '../src/cli/main.js';
+import { UnitProgress } from '../src/cli/progress.js';
 import { fixtureDir } from './helpers/fixtures.js';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
@@ -70,6 +71,36 @@ describe('sharded, resumed and merged sweeps equal one run', () => {
     whole = tmp('bench-whole');
     const r = await bench(['--out', whole]);
     expect(r.code, r.err).toBe(0);
+  }, 600_000);
+
+  it('progress: one plain line per unit (no redrawn bar off a terminal) with what is done, what remains and an ETA; redrawn in place on a terminal', async () => {
+    const lines: string[] = [];
+    const events = new UnitProgress({ out: () => {}, err: (t) => void lines.push(t) }, 'bench', false).events();
+    const u = (id: string, cost: number) => ({ id, backend: 'cpu', timesteps: [2, 5], cost }) as SweepUnit;
+    events.onUnitStart!(u('a', 3), 0, 3, NaN);
+    events.onUnitDone!(u('a', 3), 1.5, 1, 3);
+    events.onUnitStart!(u('b', 3), 1, 3, 3.2);
+    expect(lines).toEqual([
+      'bench: unit 1/3 a (T 2,5): 0 done, 3 remaining\n',
+      'bench: unit 1/3 a done in 1.5 s; 2 remaining\n',
+      'bench: unit 2/3 b (T 2,5): 1 done, 2 remaining, ETA 3.2 s\n',
+    ]);
+    const tty: string[] = [];
+    const t = new UnitProgress({ out: () => {}, err: (x) => void tty.push(x) }, 'bench', true).events();
+    t.onUnitStart!(u('a', 3), 0, 1, NaN);
+    t.onUnitDone!(u('a', 3), 1, 1, 1);
+    expect(tty[0]).toMatch(/^\rbench: unit 1\/1 a .*\x1b\[K$/);
+    expect(tty[1]).toMatch(/\n$/);
+  });
+
+  it('a real run\'s log: a line per unit with an ETA once one is done, and the summary', async () => {
+    const dir = tmp('bench-log');
+    const r = await bench(['--out', dir, '--shard', '2/3']);
+    expect(r.code).toBe(0);
+    expect(r.err).not.toContain('\r');
+    expect(r.err).toMatch(/bench 2\/3: unit 1\/2 \S+ \(T 2,5\): 0 done, 2 remaining\n/);
+    expect(r.err).toMatch(/bench 2\/3: unit 2\/2 \S+ \(T 2,5\): 1 done, 1 remaining, ETA [\d.]+ s\n/);
+    expect(r.err).toMatch(/shard 2\/3: 2 unit\(s\) run, 0 already complete \(2 in this share, 4 in the grid\)/);
   }, 600_000);
 
   it('an unsharded run writes every unit and the report; its rows name their unit', () => {
