@@ -18,7 +18,7 @@ import { Bench } from 'tinybench';
 import { convertModelToSpiking, createCalibrationData } from '../convert/api.js';
 import { bundledText } from '../convert/calibration-data.js';
 import { loadSnnModel, readSnnConfig, spikelmVersion } from '../convert/snn-io.js';
-import { loadModel } from '../nn/model.js';
+import { type CausalLM, loadModel } from '../nn/model.js';
 import { loadTokenizer } from '../nn/tokenizer.js';
 import { type CodingName, type ScheduleName, checkCombination } from '../snn/codes.js';
 import { measureFidelity } from '../snn/fidelity.js';
@@ -189,12 +189,29 @@ export function sweepInputs(opts: Pick<SweepOptions, 'modelDir' | 'positions' | 
   return { ids, timed: ids.slice(0, opts.timeTokens ?? 32), data: createCalibrationData(tok) };
 }
 
+/**
+ * The ANN of a model on a backend, loaded once per process: the units of a sweep share it (a model
+ * holds its device weights until the process ends; loading one per unit would hold one per unit).
+ */
+const anns = new Map<string, Promise<{ backend: Backend; ann: CausalLM }>>();
+function annOn(modelDir: string, name: 'cpu' | 'gpu'): Promise<{ backend: Backend; ann: CausalLM }> {
+  const key = `${name}\0${modelDir}`;
+  let p = anns.get(key);
+  if (!p) {
+    p = (async () => {
+      const backend: Backend = name === 'gpu' ? await GpuBackend.create() : new CpuBackend();
+      return { backend, ann: loadModel(modelDir, { backend }) };
+    })();
+    anns.set(key, p);
+  }
+  return p;
+}
+
 /** Run one unit: convert (or load --snn) on its backend, measure every T; its rows, in T order. */
 export async function runUnit(opts: SweepOptions, unit: SweepUnit, inputs: ReturnType<typeof sweepInputs>): Promise<SweepRow[]> {
   const budget = opts.timeBudgetMs ?? 300;
   const { ids, timed, data } = inputs;
-  const backend: Backend = unit.backend === 'gpu' ? await GpuBackend.create() : new CpuBackend();
-  const ann = loadModel(opts.modelDir, { backend });
+  const { backend, ann } = await annOn(opts.modelDir, unit.backend);
   const sync = async (t: unknown) => {
     await backend.read(t as never);
     backend.dispose(t as never);
