@@ -3,6 +3,10 @@
  * equal to a full recompute, and a GPT-2-small-sized LM head (50257×768 float32 = 154 MB, above
  * llvmpipe's 128 MiB binding limit) split into chunks.
  */
+import { spawnSync } from 'node:child_process';
+import fs from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { describe, expect, it, vi } from 'vitest';
 import { main } from '../src/cli/main.js';
 import { parseConfig } from '../src/nn/config.js';
@@ -14,7 +18,7 @@ import { f16BitsToNumber, numberToF16Bits } from '../src/tensor/dtype.js';
 import { GpuLinearWeight } from '../src/tensor/kernels/matmul.js';
 import { CpuBackend } from '../src/tensor/cpu-backend.js';
 import { Tensor } from '../src/tensor/tensor.js';
-import { requireGpu } from './helpers/backends.js';
+import { GPU_REQUIRED, requireGpu } from './helpers/backends.js';
 import { FIXTURE_NAMES, fixtureDir, golden } from './helpers/fixtures.js';
 import { TOL, compare, expectClose, randomArray } from './helpers/tolerance.js';
 
@@ -200,5 +204,42 @@ describe('CLI --backend gpu / auto', () => {
       ? /backend: cpu .*\(auto: the only WebGPU adapter is a software rasterizer \(.+\), slower than the CPU backend; --backend gpu uses it anyway\)/
       : /backend: gpu .*\(auto: a hardware WebGPU adapter is available\)/);
     expectClose(JSON.parse(out).last_logits, golden('stories260k')['Once upon a time']!.last_logits, TOL.gpuGolden, 'auto logits');
+  });
+});
+
+describe('choosing the Dawn path (SPIKELM_GPU)', () => {
+  const BIN = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', 'bin', 'spikelm.js');
+  const infoWith = (value: string) => {
+    const r = spawnSync(process.execPath, [BIN, 'info', '--json'], { env: { ...process.env, SPIKELM_GPU: value }, encoding: 'utf8' });
+    return { status: r.status, gpu: r.status === 0 ? JSON.parse(r.stdout).backends.gpu : undefined, stderr: r.stderr };
+  };
+  const vulkanDriver = ['/usr/share/vulkan/icd.d', '/etc/vulkan/icd.d'].some((d) => fs.existsSync(d) && fs.readdirSync(d).some((f) => f.endsWith('.json')));
+
+  it('vulkan takes Dawn\'s Vulkan backend or says why it cannot, never OpenGL ES', () => {
+    const { gpu } = infoWith('vulkan');
+    if (vulkanDriver && gpu.available) expect(gpu.dawn_backend).toBe('vulkan');
+    else {
+      expect(gpu.available).toBe(false);
+      expect(gpu.reason).toMatch(/^SPIKELM_GPU=vulkan: no Vulkan (loader|adapter).*Vulkan driver/);
+    }
+  });
+
+  it('opengles takes OpenGL ES; default prefers the native backend, and a fallback to OpenGL ES is announced and reported', (ctx) => {
+    const gles = infoWith('opengles');
+    if (!gles.gpu.available) {
+      if (GPU_REQUIRED) throw new Error(`no OpenGL ES adapter: ${gles.gpu.reason}`);
+      ctx.skip();
+    }
+    expect([gles.gpu.dawn_backend, gles.gpu.choice]).toEqual(['opengles', 'opengles']);
+    expect(gles.gpu.fallback).toBeUndefined();
+    const def = infoWith('default');
+    expect(def.gpu.choice).toBe('default');
+    if (def.gpu.dawn_backend === 'opengles') {
+      expect(def.gpu.fallback).toMatch(/no Vulkan (loader|adapter)/);
+      expect(def.stderr).toMatch(/spikelm: GPU through OpenGL ES: no Vulkan/);
+    } else {
+      expect(def.gpu.dawn_backend).toBe('vulkan');
+    }
+    expect(infoWith('metal').gpu.reason).toMatch(/SPIKELM_GPU must be default, vulkan or opengles, got "metal"/);
   });
 });

@@ -49,7 +49,7 @@ export function formatInfo(info: Record<string, unknown>): string {
   const g = backends.gpu;
   if (g.available) {
     const limits = g.limits as Record<string, number>;
-    lines.push(`  gpu  ${g.description}${g.device ? ` (${g.device})` : ''} through Dawn ${g.dawn_backend === 'opengles' ? 'OpenGL ES (compatibility mode)' : 'native'}`);
+    lines.push(`  gpu  ${g.description}${g.device ? ` (${g.device})` : ''} through Dawn ${g.dawn_backend === 'opengles' ? 'OpenGL ES (compatibility mode)' : g.dawn_backend === 'vulkan' ? 'Vulkan' : 'native'}${g.fallback ? ` (fallback: ${g.fallback})` : ''}`);
     if (g.software) lines.push('       a software rasterizer: correct but slower than the cpu backend (--backend auto uses the cpu)');
     const features = g.features as string[];
     const subgroups = features.includes('subgroups') ? (g.subgroup_reductions ? 'yes (reductions use them)' : `yes, not used: ${g.subgroup_note}`) : 'no';
@@ -73,7 +73,7 @@ async function gpuReport(): Promise<Record<string, unknown>> {
   try {
     const { report } = await acquireGpu();
     return {
-      available: true, dawn_backend: report.path, description: report.description, vendor: report.vendor,
+      available: true, dawn_backend: report.path, choice: report.choice, ...(report.fallback ? { fallback: report.fallback } : {}), description: report.description, vendor: report.vendor,
       architecture: report.architecture, device: report.device, software: report.software,
       features: report.features, limits: report.limits,
       subgroup_reductions: report.subgroupReductions, ...(report.subgroupNote ? { subgroup_note: report.subgroupNote } : {}),

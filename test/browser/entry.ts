@@ -28,7 +28,7 @@ async function open(): Promise<{ report: GpuAdapterReport }> {
   }
   const info = adapter.info;
   const report: GpuAdapterReport = {
-    path: 'default', vendor: info.vendor, architecture: info.architecture, device: info.device, description: info.description || info.architecture,
+    path: 'native', choice: 'default', vendor: info.vendor, architecture: info.architecture, device: info.device, description: info.description || info.architecture,
     software: true, limits, features: [...adapter.features], subgroupReductions: note === '', subgroupNote: note,
   };
   const ctx: GpuContext = { instance: gpu, device, report };

@@ -15,12 +15,23 @@ let gpuError: string | undefined;
 let warned = false;
 const gpus = new Map<string, Promise<GpuBackend | undefined>>();
 
+/**
+ * The Dawn path this test run must be on (vitest.config.ts sets it per project): a GPU test whose
+ * adapter came through another path fails, so a Vulkan run that fell back to OpenGL ES cannot pass.
+ */
+export const EXPECTED_GPU_PATH = process.env.SPIKELM_EXPECT_GPU;
+
 /** A GPU backend (one per option set), or undefined when no adapter exists. */
 export function tryGpu(options: GpuBackendOptions = {}): Promise<GpuBackend | undefined> {
   const key = JSON.stringify(options);
   let p = gpus.get(key);
   if (!p) {
-    p = GpuBackend.create(options).catch((err) => {
+    p = GpuBackend.create(options).then((g) => {
+      if (EXPECTED_GPU_PATH && g.report.path !== EXPECTED_GPU_PATH) {
+        throw new Error(`this test run expects the GPU through Dawn's ${EXPECTED_GPU_PATH} backend, but the adapter (${g.report.description}) came through ${g.report.path}${g.report.fallback ? ` (fallback: ${g.report.fallback})` : ''}`);
+      }
+      return g;
+    }, (err) => {
       gpuError = (err as Error).message;
       return undefined;
     });
@@ -32,7 +43,12 @@ export function tryGpu(options: GpuBackendOptions = {}): Promise<GpuBackend | un
 /** The GPU backend, or: fail (in CI) / skip with instructions (locally) when there is none. */
 export async function requireGpu(ctx: TestContext, options: GpuBackendOptions = {}): Promise<GpuBackend> {
   const gpu = await tryGpu(options);
-  if (gpu) return gpu;
+  if (gpu) {
+    // counted per Dawn path by test/helpers/gpu-reporter.ts
+    (ctx.task.meta as { gpuPath?: string; gpuAdapter?: string }).gpuPath = gpu.report.path;
+    (ctx.task.meta as { gpuPath?: string; gpuAdapter?: string }).gpuAdapter = gpu.report.description;
+    return gpu;
+  }
   if (GPU_REQUIRED) throw new Error(`GPU tests must run here (CI=true) but no adapter was found: ${gpuError ?? GPU_INSTALL_HINT}`);
   if (!warned) {
     console.warn(`GPU tests skipped: ${gpuError ?? GPU_INSTALL_HINT}. Set CI=true to make this a failure.`);

@@ -1,11 +1,17 @@
 /**
  * Acquiring a WebGPU device through Dawn's Node bindings (the `webgpu` package).
  *
- * On a machine with a GPU the default adapter is used (Vulkan/Metal/D3D12). On Linux without one,
- * Mesa's llvmpipe runs WGSL through EGL + OpenGL ES: EGL_PLATFORM=surfaceless, Dawn created with
- * `backend=opengles`, and the adapter requested at the `compatibility` feature level. The adapter's
- * real limits are requested (compatibility defaults are far lower, e.g. 128 invocations per
- * workgroup instead of 1024). SPIKELM_GPU=default|opengles forces one path.
+ * The path is chosen deliberately and reported (GpuAdapterReport.path, `spikelm info`):
+ *   SPIKELM_GPU=default (or unset)  the native backend first — Vulkan on Linux (what NVIDIA, AMD and
+ *                 Intel GPUs use there; Mesa's lavapipe in CI), Metal or D3D12 elsewhere — and, on
+ *                 Linux, OpenGL ES if no native adapter opens: a fallback announced on stderr once
+ *                 and recorded in the report, never silent
+ *   SPIKELM_GPU=vulkan   Dawn's Vulkan backend only (no fallback: an error if it cannot open)
+ *   SPIKELM_GPU=opengles EGL + OpenGL ES only (Mesa's llvmpipe): EGL_PLATFORM=surfaceless, Dawn
+ *                 created with `backend=opengles`, the adapter requested at the `compatibility`
+ *                 feature level
+ * The adapter's real limits are requested (compatibility defaults are far lower, e.g. 128
+ * invocations per workgroup instead of 1024).
  */
 import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
@@ -19,9 +25,25 @@ export class GpuError extends SpikelmError {
 export const GPU_INSTALL_HINT =
   'no WebGPU adapter found. On a machine without a GPU install Mesa\'s software renderer: `apt-get install -y libegl1 libegl-mesa0 libgles2` (as root, after apt-get update)';
 
+/** SPIKELM_GPU's values. */
+export type GpuChoice = 'default' | 'vulkan' | 'opengles';
+/** The Dawn backend a device runs on: Vulkan (Linux's native path), OpenGL ES, or another native one (Metal, D3D12). */
+export type GpuPath = 'vulkan' | 'opengles' | 'native';
+
+export const VULKAN_HINT = 'Dawn\'s Vulkan backend needs a Vulkan driver: a GPU\'s, or Mesa\'s lavapipe ≥ 25 (Debian bookworm: `apt-get install -t bookworm-backports mesa-vulkan-drivers libvulkan1`; .ci/backports enables the suite)';
+
+export function gpuChoice(env: string | undefined = process.env.SPIKELM_GPU): GpuChoice {
+  if (env === undefined || env === '') return 'default';
+  if (env === 'default' || env === 'vulkan' || env === 'opengles') return env;
+  throw new GpuError(`SPIKELM_GPU must be default, vulkan or opengles, got "${env}"`);
+}
+
 export interface GpuAdapterReport {
-  /** 'default' (native GPU API) or 'opengles' (EGL/GLES, e.g. Mesa llvmpipe). */
-  readonly path: 'default' | 'opengles';
+  readonly path: GpuPath;
+  /** What SPIKELM_GPU asked for. */
+  readonly choice: GpuChoice;
+  /** Why the native path was not taken, when `default` fell back to OpenGL ES. */
+  readonly fallback?: string;
   readonly vendor: string;
   readonly architecture: string;
   readonly device: string;
@@ -99,21 +121,30 @@ async function openGpu(): Promise<GpuContext> {
     throw new GpuError(`cannot load the webgpu package (${(err as Error).message})`);
   }
   Object.assign(globalThis, webgpu.globals);
-  const forced = process.env.SPIKELM_GPU;
+  const choice = gpuChoice();
+  const linux = process.platform === 'linux';
   let adapter: GPUAdapter | null = null;
   let instance: GPU | undefined;
-  let path: 'default' | 'opengles' = 'default';
-  if (forced !== 'opengles' && (forced === 'default' || hasVulkanLoader())) {
-    instance = webgpu.create([]);
-    adapter = await instance.requestAdapter({ powerPreference: 'high-performance' });
+  let path: GpuPath = linux ? 'vulkan' : 'native';
+  let fallback: string | undefined;
+  if (choice !== 'opengles') {
+    if (choice === 'vulkan' || !linux || hasVulkanLoader()) {
+      instance = webgpu.create(choice === 'vulkan' || linux ? ['backend=vulkan'] : []);
+      adapter = await instance.requestAdapter({ powerPreference: 'high-performance' });
+      if (!adapter) fallback = `no ${linux ? 'Vulkan' : 'native'} adapter opened`;
+    } else {
+      fallback = 'no Vulkan loader (libvulkan.so.1)';
+    }
+    if (!adapter && choice === 'vulkan') throw new GpuError(`SPIKELM_GPU=vulkan: ${fallback}. ${VULKAN_HINT}`);
   }
-  if (!adapter && forced !== 'default' && process.platform === 'linux') {
+  if (!adapter && linux) {
     process.env.EGL_PLATFORM ??= 'surfaceless';
     path = 'opengles';
     instance = webgpu.create(['backend=opengles']);
     adapter = await instance.requestAdapter({ featureLevel: 'compatibility' } as GPURequestAdapterOptions);
+    if (adapter && choice === 'default') process.stderr.write(`spikelm: GPU through OpenGL ES: ${fallback} (SPIKELM_GPU=opengles chooses it without this note; vulkan refuses to fall back)\n`);
   }
-  if (!adapter || !instance) throw new GpuError(GPU_INSTALL_HINT);
+  if (!adapter || !instance) throw new GpuError(choice === 'opengles' ? `SPIKELM_GPU=opengles: ${GPU_INSTALL_HINT}` : GPU_INSTALL_HINT);
   liveInstances.push(instance);
 
   const requiredLimits: Record<string, number> = {};
@@ -140,7 +171,7 @@ async function openGpu(): Promise<GpuContext> {
     instance,
     device,
     report: {
-      path, vendor: info.vendor, architecture: info.architecture, device: info.device, description,
+      path, choice, ...(fallback && path === 'opengles' ? { fallback } : {}), vendor: info.vendor, architecture: info.architecture, device: info.device, description,
       software: /llvmpipe|softpipe|swiftshader|lavapipe|warp|microsoft basic/.test(text) || Boolean((info as { isFallbackAdapter?: boolean }).isFallbackAdapter),
       limits,
       features: [...adapter.features],

@@ -66,7 +66,7 @@ export class GpuBackend implements Backend {
 
   describe(): string {
     const r = this.report;
-    return `gpu (${r.description}${r.software ? ', software rasterizer' : ''}; ${r.path === 'opengles' ? 'Dawn OpenGL ES, compatibility mode' : 'Dawn native backend'})`;
+    return `gpu (${r.description}${r.software ? ', software rasterizer' : ''}; ${r.path === 'opengles' ? 'Dawn OpenGL ES, compatibility mode' : r.path === 'vulkan' ? 'Dawn Vulkan' : 'Dawn native backend'})`;
   }
 
   private dense(t: BTensor, what: string): GpuTensor {
