@@ -155,25 +155,25 @@ export async function runBenchUnits(opts: SweepOptions, out: string, shard: Shar
   const mine = assignShards(units, shard.count)[shard.index - 1]!;
   fs.mkdirSync(path.join(out, UNITS_DIR), { recursive: true });
   const finished = (u: SweepUnit) => readUnit(unitPath(out, u.id))?.fingerprint === fingerprint;
-  const skipped = mine.filter(finished), todo = mine.filter((u) => !finished(u));
+  const skipped = mine.filter(finished), pending = mine.filter((u) => !finished(u));
   if (skipped.length) events.onSkip?.(skipped);
   const ran: string[] = [];
-  if (todo.length) {
+  if (pending.length) {
     const inputs = sweepInputs(opts);
     const metadata = await sweepMetadata(opts, inputs);
-    const totalCost = todo.reduce((a, u) => a + u.cost, 0);
+    const totalCost = pending.reduce((a, u) => a + u.cost, 0);
     let doneCost = 0;
     const t0 = performance.now();
-    for (const [i, unit] of todo.entries()) {
+    for (const [i, unit] of pending.entries()) {
       const elapsed = (performance.now() - t0) / 1000;
-      events.onUnitStart?.(unit, i, todo.length, doneCost > 0 ? (elapsed / doneCost) * (totalCost - doneCost) : NaN);
+      events.onUnitStart?.(unit, i, pending.length, doneCost > 0 ? (elapsed / doneCost) * (totalCost - doneCost) : NaN);
       const t = performance.now();
       const rows = await runUnit(opts, unit, inputs);
       const file: UnitFile = { format: UNIT_FORMAT, fingerprint, grid: units.map((u) => u.id), unit, rows, metadata: { ...metadata, date: new Date().toISOString() } };
       atomicWriteFile(unitPath(out, unit.id), `${JSON.stringify(file, null, 2)}\n`);
       doneCost += unit.cost;
       ran.push(unit.id);
-      events.onUnitDone?.(unit, (performance.now() - t) / 1000, i + 1, todo.length);
+      events.onUnitDone?.(unit, (performance.now() - t) / 1000, i + 1, pending.length);
     }
   }
   const complete = units.every(finished);

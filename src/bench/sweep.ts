@@ -9,15 +9,15 @@
  *   speed      ms per token of the ANN and of the SNN in each execution (stepwise: multi-step,
  *              single-step, event-driven products; layerwise: fast, event-driven)
  * Timings use tinybench and wait for the GPU queue (results are read back). The grid is a list of
- * units (one conversion on one backend, measured at every T): runUnit runs one, runSweep all of
- * them here; src/bench/shards.ts splits them across processes and machines.
+ * units (one conversion on one backend, measured at every T): runUnit runs one;
+ * src/bench/shards.ts runs a share of them, resumes, and merges them into one result.
  */
 import { execSync } from 'node:child_process';
 import os from 'node:os';
 import { Bench } from 'tinybench';
 import { convertModelToSpiking, createCalibrationData } from '../convert/api.js';
 import { bundledText } from '../convert/calibration-data.js';
-import { loadSnnModel, readSnnConfig, spikelmVersion } from '../convert/snn-io.js';
+import { loadSnnModel, spikelmVersion } from '../convert/snn-io.js';
 import { type CausalLM, loadModel } from '../nn/model.js';
 import { loadTokenizer } from '../nn/tokenizer.js';
 import { type CodingName, type ScheduleName, checkCombination } from '../snn/codes.js';
@@ -52,7 +52,6 @@ export interface SweepOptions {
   /** Time budget per timed task, ms (default 300). */
   readonly timeBudgetMs?: number;
   readonly text?: string;
-  readonly onProgress?: (done: number, total: number) => void;
 }
 
 export interface SweepRow {
@@ -273,18 +272,4 @@ export async function sweepMetadata(opts: SweepOptions, inputs: ReturnType<typeo
     positions: inputs.ids.length, time_tokens: inputs.timed.length,
     ...(opts.target ? { target: { top1: opts.target.top1, kl: Number.isFinite(opts.target.kl) ? opts.target.kl : null } } : {}),
   };
-}
-
-/** The whole grid in this process (src/bench/shards.ts splits, resumes and merges it). */
-export async function runSweep(opts: SweepOptions): Promise<SweepResult> {
-  const inputs = sweepInputs(opts);
-  const snnSchedule = opts.snnDir ? readSnnConfig(opts.snnDir).schedule : undefined;
-  const units = sweepUnits(opts, snnSchedule);
-  const rows: SweepRow[] = [];
-  let done = 0;
-  for (const unit of units) {
-    rows.push(...(await runUnit(opts, unit, inputs)));
-    opts.onProgress?.(++done, units.length);
-  }
-  return { metadata: await sweepMetadata(opts, inputs), rows };
 }
