@@ -3,10 +3,15 @@
  * keys[l], values[l]: [steps·capacity, Hkv·d] — one block of `capacity` rows per time step (the ANN
  * has one step; a spiking model keeps every past token's decoded key and value at every step).
  * Rows 0 … length−1 of each block are valid. A forward pass writes its new rows at `length` in
- * every layer (qkvToCache), then `advance(S)` commits them. Capacity grows by doubling.
+ * every layer (qkvToCache), then `advance(S)` commits them. Capacity grows in chunks of KV_CHUNK
+ * rows; a decode loop reserves a whole turn's rows before its first token (nn/generate.ts), so a
+ * decode step allocates nothing.
  */
 import { ArgumentError } from '../errors.js';
 import type { Backend, BTensor } from '../tensor/backend.js';
+
+/** Rows a cache grows by (rounded up to): a 2048-position context is at most 8 growths. */
+export const KV_CHUNK = 256;
 
 export class KvCache {
   private keysByLayer: BTensor[] = [];
@@ -46,9 +51,7 @@ export class KvCache {
       throw new ArgumentError(`KV cache: ${need} positions exceed the model's limit of ${this.maxLength} (max_position_embeddings / n_positions)`);
     }
     if (need <= this.cap) return;
-    let cap = Math.max(this.cap, 1);
-    while (cap < need) cap *= 2;
-    this.allocate(Math.min(cap, this.maxLength));
+    this.allocate(Math.min(Math.ceil(need / KV_CHUNK) * KV_CHUNK, this.maxLength));
   }
 
   advance(rows: number): void {

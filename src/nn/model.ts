@@ -19,7 +19,7 @@
 import fs from 'node:fs';
 import { ArgumentError, ModelLoadError } from '../errors.js';
 import { WeightFiles } from '../io/safetensors.js';
-import type { Backend, BTensor } from '../tensor/backend.js';
+import { type Backend, type BTensor, type TokenIds, tokenCount, tokenIds } from '../tensor/backend.js';
 import { CpuBackend } from '../tensor/cpu-backend.js';
 import { ropeInvFreq } from '../tensor/kernels/rope.js';
 import { Tensor } from '../tensor/tensor.js';
@@ -94,10 +94,13 @@ export class CausalLM {
     return new KvCache(this.backend, c.numLayers, c.numKvHeads * c.headDim, c.maxPositions, initialCapacity);
   }
 
-  /** Feed `ids` after what `cache` holds; returns logits [1, V] (or [S, V] with allLogits). */
-  forward(ids: Int32Array | readonly number[], cache: KvCache = this.newCache(), opts: ForwardOptions = {}): BTensor {
-    const tokens = ids instanceof Int32Array ? ids : Int32Array.from(ids);
-    const S = tokens.length;
+  /**
+   * Feed `ids` after what `cache` holds; returns logits [1, V] (or [S, V] with allLogits). The ids may
+   * be a backend tensor (a token sampled on the device: nn/generate.ts's decode loop).
+   */
+  forward(ids: Int32Array | readonly number[] | BTensor, cache: KvCache = this.newCache(), opts: ForwardOptions = {}): BTensor {
+    const tokens = tokenIds(ids);
+    const S = tokenCount(tokens);
     if (S === 0) throw new ArgumentError('forward: no input tokens (empty input)');
     const b = this.backend, cfg = this.config;
     const start = cache.length;
@@ -178,7 +181,7 @@ export class CausalLM {
   }
 
   /** Token embeddings (through project_in where the model has it) plus learned positions. */
-  private embed(tokens: Int32Array, positions: Int32Array, at: (site: string, x: BTensor) => BTensor): BTensor {
+  private embed(tokens: TokenIds, positions: Int32Array, at: (site: string, x: BTensor) => BTensor): BTensor {
     const b = this.backend, w = this.dev;
     let h = b.embedding(w.embed, tokens);
     if (w.projectIn) h = this.linear(at('proj_in', h), w.projectIn);

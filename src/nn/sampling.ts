@@ -1,8 +1,11 @@
 /**
  * Next-token selection from logits: greedy (temperature 0), or sampling with temperature, top-k,
- * top-p (nucleus) and a repetition penalty, from a seeded generator so runs are reproducible.
+ * top-p (nucleus) and a repetition penalty, from a seeded generator so runs are reproducible. The
+ * algorithm (float32, its tie rule, its one order of summation) is kernels/sampling.ts's, the same
+ * on the host and on every backend.
  */
 import { ArgumentError } from '../errors.js';
+import { type TokenChoice, sampleTokenCpu } from '../tensor/kernels/sampling.js';
 
 export interface SamplingOptions {
   /** 0 (default) = greedy argmax. */
@@ -45,50 +48,35 @@ export function validateSampling(o: SamplingOptions): void {
   }
 }
 
+/**
+ * The host side of token choice: the options as kernels/sampling.ts's TokenChoice, and the seeded
+ * uniform draws. `next` chooses on the host (the CPU reference of the algorithm every backend's
+ * sampleToken runs); a decode loop on the device takes `choice` and one `draw()` per sampled token.
+ */
 export class Sampler {
   private readonly random: () => number;
+  readonly choice: TokenChoice;
 
   constructor(readonly options: SamplingOptions = {}) {
     validateSampling(options);
     this.random = seededRandom(options.seed ?? 0);
+    this.choice = {
+      temperature: options.temperature ?? 0, topK: options.topK ?? 0, topP: options.topP ?? 1, repetitionPenalty: options.repetitionPenalty ?? 1,
+    };
+  }
+
+  /** The next uniform draw (consumed only by sampled tokens: greedy decoding draws nothing). */
+  draw(): number {
+    return this.choice.temperature > 0 ? this.random() : 0;
   }
 
   /** Choose the next token from `logits` given the tokens so far (for the repetition penalty). */
   next(logits: Float32Array, previous: readonly number[] = []): number {
-    const o = this.options;
-    const scores = Float64Array.from(logits);
-    const penalty = o.repetitionPenalty ?? 1;
-    if (penalty !== 1) {
-      for (const id of new Set(previous)) {
-        if (id >= 0 && id < scores.length) scores[id] = scores[id]! > 0 ? scores[id]! / penalty : scores[id]! * penalty;
-      }
+    let seen: Uint8Array | undefined;
+    if (this.choice.repetitionPenalty !== 1) {
+      seen = new Uint8Array(logits.length);
+      for (const id of previous) if (id >= 0 && id < logits.length) seen[id] = 1;
     }
-    const temperature = o.temperature ?? 0;
-    if (temperature === 0) return argmax(scores);
-    let order = Array.from(scores.keys()).sort((a, b) => scores[b]! - scores[a]!);
-    if (o.topK && o.topK > 0) order = order.slice(0, o.topK);
-    const max = scores[order[0]!]!;
-    const weights = order.map((i) => Math.exp((scores[i]! - max) / temperature));
-    const total = weights.reduce((a, b) => a + b, 0);
-    let keep = order.length;
-    const topP = o.topP ?? 1;
-    if (topP < 1) {
-      let cum = 0;
-      for (let i = 0; i < order.length; i++) {
-        cum += weights[i]! / total;
-        if (cum >= topP) {
-          keep = i + 1;
-          break;
-        }
-      }
-    }
-    const kept = weights.slice(0, keep);
-    const keptTotal = kept.reduce((a, b) => a + b, 0);
-    let r = this.random() * keptTotal;
-    for (let i = 0; i < keep; i++) {
-      r -= kept[i]!;
-      if (r < 0) return order[i]!;
-    }
-    return order[keep - 1]!;
+    return sampleTokenCpu(logits, this.choice, seen, this.draw());
   }
 }

@@ -32,7 +32,7 @@ import type { ModelConfig } from '../nn/config.js';
 import type { KvCache } from '../nn/kv-cache.js';
 import { positionRows, stackLinear } from '../nn/model.js';
 import type { LMWeights, LinearWeights, NormWeights } from '../nn/weights.js';
-import type { Backend, BTensor, DeviceThresholds } from '../tensor/backend.js';
+import type { Backend, BTensor, DeviceThresholds, TokenIds } from '../tensor/backend.js';
 import { type CodeParams, planesOf, unitOf } from '../tensor/kernels/codes.js';
 import { inverseThresholds } from '../tensor/kernels/neuron.js';
 import { ropeInvFreq } from '../tensor/kernels/rope.js';
@@ -182,8 +182,8 @@ export class LayerwiseNet {
     for (const t of this.owned.splice(0)) this.backend.dispose(t);
   }
 
-  forward(tokens: Int32Array, positions: Int32Array, cache: KvCache, opts: NetOptions): NetForward {
-    const b = this.backend, cfg = this.config, S = tokens.length;
+  forward(tokens: TokenIds, positions: Int32Array, cache: KvCache, opts: NetOptions): NetForward {
+    const b = this.backend, cfg = this.config, S = positions.length;
     const execution = opts.execution ?? 'fast';
     if (execution !== 'fast' && execution !== 'event') throw new ArgumentError(`the layerwise schedule runs 'fast' or 'event' execution, got '${execution}'`);
     if (opts.decodedAt?.length) throw new ArgumentError('decodedAt: the layerwise schedule decodes once per layer, at T only (run one model per T)');
@@ -204,7 +204,9 @@ export class LayerwiseNet {
     const pre = !cfg.postNorm, W = cfg.slidingWindow;
     // a query row sees the keys up to its own position (the last W of them in a sliding window):
     // its q spikes fan out to that many keys
-    const keysSeen = Float32Array.from(positions, (p) => (W === undefined ? p + 1 : Math.min(W, p + 1)));
+    const keysSeenRows = Float32Array.from(positions, (p) => (W === undefined ? p + 1 : Math.min(W, p + 1)));
+    // one row (decode) is one number: nothing uploaded per token
+    const keysSeen = S === 1 ? keysSeenRows[0]! : keysSeenRows;
     let h = b.embedding(this.embed, tokens);
     if (this.projectIn) h = lin(this.projectIn, 'proj_in', h);
     if (this.positions) h = b.add(h, b.embedding(this.positions, positionRows(cfg, positions)));

@@ -17,7 +17,7 @@ import { ArgumentError } from '../errors.js';
 import { type ModelConfig, keysAttended } from '../nn/config.js';
 import { KvCache } from '../nn/kv-cache.js';
 import type { LMWeights } from '../nn/weights.js';
-import type { Backend, BTensor, SpikeKernel } from '../tensor/backend.js';
+import { type Backend, type BTensor, type SpikeKernel, tokenCount, tokenIds } from '../tensor/backend.js';
 import { STATS_WIDTH } from '../tensor/kernels/codes.js';
 import { type NeuronConfig, validateNeuron } from '../tensor/kernels/neuron.js';
 import { type Adapters, applyAdapters } from './adapters.js';
@@ -108,6 +108,11 @@ export interface SnnForwardOptions {
   readonly observe?: (site: string, currents: BTensor, steps: number) => void;
   /** Sees the spike counts (digits) every encoder emits, [steps·S, C]. */
   readonly observeSpikes?: (site: string, spikes: BTensor, steps: number) => void;
+  /**
+   * The statistics tensor to add into (what `stats` of the output is), e.g. one for a whole
+   * generation so that a decode step allocates nothing; a fresh zeroed one by default.
+   */
+  readonly stats?: BTensor;
 }
 
 export interface SnnOutput {
@@ -288,22 +293,26 @@ export class SpikingLM {
     return new KvCache(this.backend, c.numLayers, c.numKvHeads * c.headDim, c.maxPositions, initialCapacity, this.schedule === 'stepwise' ? this.timesteps : 1);
   }
 
-  forward(ids: Int32Array | readonly number[], cache: KvCache = this.newCache(), opts: SnnForwardOptions = {}): SnnOutput {
-    const tokens = ids instanceof Int32Array ? ids : Int32Array.from(ids);
-    const S = tokens.length;
+  forward(ids: Int32Array | readonly number[] | BTensor, cache: KvCache = this.newCache(), opts: SnnForwardOptions = {}): SnnOutput {
+    const tokens = tokenIds(ids);
+    const S = tokenCount(tokens);
     if (S === 0) throw new ArgumentError('forward: no input tokens (empty input)');
     const steps = this.schedule === 'stepwise' ? this.timesteps : 1;
     if (cache.steps !== steps) throw new ArgumentError(`forward: the cache holds ${cache.steps} steps per token, the ${this.schedule} model needs ${steps}`);
     const b = this.backend;
+    if (!(tokens instanceof Int32Array) && this.schedule === 'stepwise') throw new ArgumentError('forward: the stepwise schedule takes host token ids (a device tensor of ids feeds the layerwise schedule)');
     const start = cache.length;
     cache.reserve(S);
     const positions = Int32Array.from({ length: S }, (_, i) => start + i);
     const rows: [number, number] = opts.allLogits ? [0, S] : [S - 1, S];
     const statsSteps = this.schedule === 'stepwise' ? this.timesteps : 1;
-    const stats = b.zeros([this.sites.length * statsSteps, STATS_WIDTH]);
-    const out = b.tidy(() => this.net.forward(tokens, positions, cache, {
-      rows, stats, ...opts, execution: opts.execution ?? this.spiking.execution,
-    }));
+    const stats = opts.stats ?? b.zeros([this.sites.length * statsSteps, STATS_WIDTH]);
+    if (opts.stats && (stats.shape.length !== 2 || stats.shape[0] !== this.sites.length * statsSteps || stats.shape[1] !== STATS_WIDTH)) {
+      throw new ArgumentError(`forward: stats must be [${this.sites.length * statsSteps}, ${STATS_WIDTH}], got [${stats.shape.join(', ')}]`);
+    }
+    const netOpts = { rows, ...opts, stats, execution: opts.execution ?? this.spiking.execution };
+    const net = this.net;
+    const out = b.tidy(() => (net instanceof LayerwiseNet ? net.forward(tokens, positions, cache, netOpts) : net.forward(tokens as Int32Array, positions, cache, netOpts)));
     cache.advance(S);
     const attendedKeys = keysAttended(this.config, start, S);
     const headRows = rows[1] - rows[0];

@@ -8,7 +8,7 @@
  *   scale        a · s
  *   activation   gelu_tanh | gelu_erf | gelu_quick | silu | relu
  *   gatedActivation  act(x[:, :C]) · x[:, C:] over a fused [gate | up] tensor [R, 2C]
- *   embedding    rows of a table [V,D] gathered by token ids
+ *   embedding    rows of a table [V,D] gathered by token ids (host ids, or a tensor of ids as floats)
  *   layerNorm    (x − μ)/√(σ² + ε)·γ + β over the last dim
  *   rmsNorm      x/√(mean x² + ε)·γ over the last dim
  *   qkNorm       rmsNorm per head of the q and k heads of a fused q|k|v row (Qwen3); v passes through
@@ -28,6 +28,9 @@
  *   digitStatsInto  add the spike statistics of digits (events, largest digit, nonzero, …) to a
  *                site's row of a [sites, STATS_WIDTH] statistics tensor
  *   sliceRows    rows [start, end) of a matrix
+ * and for decoding on the device (kernels/sampling.ts):
+ *   sampleToken  the next token from a row of logits (greedy or sampled, float32, one algorithm on
+ *                every backend), written as a float into a [1] tensor that the next embedding reads
  * and the layerwise schedule's codes (kernels/codes.ts, plane-matmul.ts, spike-attention.ts):
  *   encode       a spike code over one value per neuron: digit sums, optionally the digit planes,
  *                statistics into a site's row
@@ -50,6 +53,7 @@ import type { QkvLayout } from './kernels/qkv.js';
 import type { QkNormHeads } from './kernels/norm.js';
 import type { TimeDomain } from './kernels/temporal.js';
 import type { CausalMask } from './kernels/softmax.js';
+import type { TokenChoice } from './kernels/sampling.js';
 import type { Shape, Tensor } from './tensor.js';
 
 export interface BTensor {
@@ -80,7 +84,7 @@ export interface Backend {
   scale(a: BTensor, s: number): BTensor;
   activation(kind: Activation, x: BTensor): BTensor;
   gatedActivation(kind: Activation, x: BTensor): BTensor;
-  embedding(table: BTensor, ids: Int32Array): BTensor;
+  embedding(table: BTensor, ids: TokenIds): BTensor;
   layerNorm(x: BTensor, gamma: BTensor, beta: BTensor | undefined, eps: number): BTensor;
   rmsNorm(x: BTensor, gamma: BTensor, eps: number): BTensor;
   qkNorm(qkv: BTensor, qGamma: BTensor, kGamma: BTensor, heads: QkNormHeads, eps: number): BTensor;
@@ -98,7 +102,21 @@ export interface Backend {
   spikeAttention(q: BTensor, k: BTensor, v: BTensor, thetaQ: BTensor, thetaP: DeviceThresholds, params: AttentionParams, codes: SpikeAttentionCodes, mode: SpikeExecution, stats: SiteStatsTarget): BTensor;
   writeRows(dst: BTensor, src: BTensor, rowOffset: number): void;
   sliceRows(x: BTensor, start: number, end: number): BTensor;
+  /**
+   * The next token from row `row` of logits [R, V] into out[0] (its id as a float); where `seen` is
+   * given ([V] flags, nonzero = the token occurred) the repetition penalty reads it, and seen[id] is
+   * set. `random` is the uniform draw in [0, 1) (unused when greedy).
+   */
+  sampleToken(logits: BTensor, row: number, choice: TokenChoice, random: number, out: BTensor, seen?: BTensor): void;
+  /** Why sampleToken cannot be trusted here (a decode loop then chooses on the host), or undefined. */
+  deviceSamplingNote(): string | undefined;
 }
+
+/**
+ * Token ids: on the host, or a backend tensor [S] holding them as floats (exact below 2²⁴) — the
+ * token a decode loop sampled on the device, fed back without visiting the host.
+ */
+export type TokenIds = Int32Array | BTensor;
 
 /**
  * Where an encoder's statistics go: row `row` of a [sites, STATS_WIDTH] tensor, with every event's
@@ -143,4 +161,14 @@ export function rowsOf(t: BTensor): number {
 
 export function colsOf(t: BTensor): number {
   return t.shape.length === 0 ? 1 : t.shape[t.shape.length - 1]!;
+}
+
+/** Host ids as an Int32Array; a backend tensor of ids as it is. */
+export function tokenIds(ids: Int32Array | readonly number[] | BTensor): TokenIds {
+  return ids instanceof Int32Array ? ids : Array.isArray(ids) ? Int32Array.from(ids as readonly number[]) : (ids as BTensor);
+}
+
+/** How many tokens `ids` holds. */
+export function tokenCount(ids: TokenIds): number {
+  return ids instanceof Int32Array ? ids.length : ids.shape.reduce((a, b) => a * b, 1);
 }

@@ -3,7 +3,7 @@
  * executable definition the GPU kernels are tested against. Handles are host Tensors.
  */
 import { ShapeError } from '../errors.js';
-import type { Backend, BTensor, DeviceThresholds, Encoded, SiteStatsTarget, SpikeKernel, TimeState, WeightRole } from './backend.js';
+import type { Backend, BTensor, TokenIds, DeviceThresholds, Encoded, SiteStatsTarget, SpikeKernel, TimeState, WeightRole } from './backend.js';
 import { type CodeParams, STATS_WIDTH, digitStatsCpu, encodeCpu, planesOf, statsIntoCpu } from './kernels/codes.js';
 import { planeMatmulCpu } from './kernels/plane-matmul.js';
 import { type SpikeAttentionCodes, type SpikeExecution, spikeAttentionCpu } from './kernels/spike-attention.js';
@@ -14,6 +14,7 @@ import { type Activation, activationCpu, binaryCpu, gatedActivationCpu, scaleCpu
 import { type QkvLayout, qkvToCacheCpu } from './kernels/qkv.js';
 import { type AttentionParams, attentionCpu } from './kernels/attention.js';
 import { embeddingCpu } from './kernels/embedding.js';
+import { type TokenChoice, sampleTokenCpu } from './kernels/sampling.js';
 import { matmulCpu } from './kernels/matmul.js';
 import { type QkNormHeads, checkQkNorm, layerNormCpu, qkNormCpu, rmsNormCpu } from './kernels/norm.js';
 import { ropeCpu } from './kernels/rope.js';
@@ -189,12 +190,28 @@ export class CpuBackend implements Backend {
     return out;
   }
 
-  embedding(tableIn: BTensor, ids: Int32Array): Tensor {
+  embedding(tableIn: BTensor, idsIn: TokenIds): Tensor {
     const table = host(tableIn);
     const { V, D } = embeddingDims(table);
+    const ids = idsIn instanceof Int32Array ? idsIn : idsOf(host(idsIn));
     const out = new Tensor([ids.length, D]);
     embeddingCpu(table.data, V, D, ids, out.data);
     return out;
+  }
+
+  deviceSamplingNote(): undefined {
+    return undefined;
+  }
+
+  sampleToken(logitsIn: BTensor, row: number, choice: TokenChoice, random: number, outIn: BTensor, seenIn?: BTensor): void {
+    const logits = host(logitsIn), out = host(outIn), seen = seenIn ? host(seenIn) : undefined;
+    const V = logits.shape.at(-1) ?? 0, R = V === 0 ? 0 : logits.size / V;
+    if (!Number.isInteger(row) || row < 0 || row >= R) throw new ShapeError(`sampleToken: row ${row} of ${R}`);
+    if (out.size < 1) throw new ShapeError('sampleToken: the output tensor has no element');
+    if (seen && seen.size !== V) throw new ShapeError(`sampleToken: ${seen.size} seen flags for a vocabulary of ${V}`);
+    const id = sampleTokenCpu(logits.data.subarray(row * V, (row + 1) * V), choice, seen?.data, random);
+    out.data[0] = id;
+    if (seen && choice.repetitionPenalty !== 1) seen.data[id] = 1;
   }
 
   layerNorm(xIn: BTensor, gamma: BTensor, beta: BTensor | undefined, eps: number): Tensor {
@@ -296,4 +313,15 @@ export class CpuBackend implements Backend {
   sliceRows(x: BTensor, start: number, end: number): Tensor {
     return host(x).sliceRows(start, end);
   }
+}
+
+/** Token ids held as floats in a tensor, checked to be integers. */
+function idsOf(t: Tensor): Int32Array {
+  const ids = new Int32Array(t.size);
+  for (let i = 0; i < t.size; i++) {
+    const v = t.data[i]!;
+    if (!Number.isInteger(v)) throw new ShapeError(`embedding: token id ${v} at position ${i} is not an integer`);
+    ids[i] = v;
+  }
+  return ids;
 }

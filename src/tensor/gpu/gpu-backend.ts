@@ -5,7 +5,7 @@
  * is read.
  */
 import { ShapeError } from '../../errors.js';
-import type { Backend, BTensor, DeviceThresholds, Encoded, SiteStatsTarget, SpikeKernel, TimeState, WeightRole } from '../backend.js';
+import type { Backend, BTensor, TokenIds, DeviceThresholds, Encoded, SiteStatsTarget, SpikeKernel, TimeState, WeightRole } from '../backend.js';
 import { type CodeParams, STATS_WIDTH, digitStatsGpu, encodeGpu, planesOf, statsIntoGpu } from '../kernels/codes.js';
 import { planeMatmulGpu } from '../kernels/plane-matmul.js';
 import { type SpikeAttentionCodes, type SpikeExecution, spikeAttentionGpu } from '../kernels/spike-attention.js';
@@ -20,6 +20,7 @@ import { GpuEmbeddingTable, embeddingGpu, packEmbeddingTable } from '../kernels/
 import { GpuLinearWeight, type MatmulVariant, WEIGHT_FORMATS, type WeightFormat, isF16Exact, matmulGpu, packLinearWeight } from '../kernels/matmul.js';
 import { type QkNormHeads, checkQkNorm, layerNormGpu, qkNormGpu, rmsNormGpu } from '../kernels/norm.js';
 import { ropeGpu } from '../kernels/rope.js';
+import { type TokenChoice, sampleTokenGpu } from '../kernels/sampling.js';
 import { type CausalMask, softmaxGpu } from '../kernels/softmax.js';
 import { attentionDims, binaryBroadcast, checkVector, embeddingDims, gatedDims, matmulDims, planeRows, qkvCheck, ropeCheck, sliceRowsCheck, spikeAttentionDims, stateCheck, timeMajorDims, writeRowsCheck } from '../shapes.js';
 import { type Shape, Tensor, shapeToString } from '../tensor.js';
@@ -184,11 +185,33 @@ export class GpuBackend implements Backend {
     return y;
   }
 
-  embedding(table: BTensor, ids: Int32Array): GpuTensor {
+  embedding(table: BTensor, idsIn: TokenIds): GpuTensor {
     if (!(table instanceof GpuEmbeddingTable)) throw new ShapeError("embedding: the table must be uploaded with role 'embedding'");
-    const y = this.rt.alloc([ids.length, table.shape[1]]);
+    const ids = idsIn instanceof Int32Array ? idsIn : this.dense(idsIn, 'embedding ids');
+    const y = this.rt.alloc([ids instanceof Int32Array ? ids.length : ids.size, table.shape[1]]);
     embeddingGpu(this.rt, table, ids, y);
     return y;
+  }
+
+  /**
+   * Mesa before 23 through OpenGL ES (Debian bookworm's 22.3.6) compiles the sampling kernel wrongly
+   * in both its shapes (sampled tokens outside the top-p set; Mesa 25 and Vulkan give the CPU's
+   * tokens exactly), so the decode loop reads the logits back there.
+   */
+  deviceSamplingNote(): string | undefined {
+    const r = this.report, mesa = /Mesa (\d+)\./.exec(r.description);
+    if (r.path === 'opengles' && mesa && Number(mesa[1]) < 23) return `Mesa ${mesa[1]}'s OpenGL ES compiler miscompiles the sampling kernel; tokens are chosen on the host (Mesa ≥ 23 or Vulkan choose them on the GPU)`;
+    return undefined;
+  }
+
+  sampleToken(logitsIn: BTensor, row: number, choice: TokenChoice, random: number, outIn: BTensor, seenIn?: BTensor): void {
+    const logits = this.dense(logitsIn, 'sampleToken logits'), out = this.dense(outIn, 'sampleToken out');
+    const seen = seenIn ? this.dense(seenIn, 'sampleToken seen') : undefined;
+    const V = logits.shape.at(-1) ?? 0, R = V === 0 ? 0 : logits.size / V;
+    if (!Number.isInteger(row) || row < 0 || row >= R) throw new ShapeError(`sampleToken: row ${row} of ${R}`);
+    if (out.size < 1) throw new ShapeError('sampleToken: the output tensor has no element');
+    if (seen && seen.size !== V) throw new ShapeError(`sampleToken: ${seen.size} seen flags for a vocabulary of ${V}`);
+    sampleTokenGpu(this.rt, logits, row, V, choice, seen, random, out);
   }
 
   layerNorm(xIn: BTensor, gammaIn: BTensor, betaIn: BTensor | undefined, eps: number): GpuTensor {

@@ -96,6 +96,12 @@ export class GpuRuntime {
   private scopes: Set<GpuTensor>[] = [];
   /** Dispatches issued (for benchmarks and tests). */
   dispatchCount = 0;
+  /**
+   * What the host asked of the device, counted since the runtime was made (the decode loop's test
+   * takes differences per token): queue submits, bytes copied back to the host, buffers and bind
+   * groups created, queue.writeBuffer calls.
+   */
+  readonly counters = { submits: 0, bytesRead: 0, buffersCreated: 0, bindGroupsCreated: 0, writeBuffers: 0 };
 
   constructor(readonly ctx: GpuContext) {
     this.device = ctx.device;
@@ -134,8 +140,12 @@ export class GpuRuntime {
     const size = shape.reduce((a, b) => a * b, 1);
     const bytes = this.sizeClass(Math.max(4, size * 4));
     if (bytes > this.maxBindingBytes) throw new GpuError(`activation of shape [${shape.join(', ')}] (${size * 4} bytes) exceeds the adapter's binding limit of ${this.maxBindingBytes} bytes`);
+    // the free buffer made first (each size's list is kept in decreasing order of making): a call
+    // that repeats the previous one's allocations and releases (a decode step) gets every buffer back
+    // in the role it had, whatever order the buffers were released in, and finds its bind groups made
     const free = this.pool.get(bytes);
     const buffer = free?.pop() ?? this.createBuffer({ size: bytes, usage: BUFFER_USAGE });
+    this.idOf(buffer);
     const t = new GpuTensor(shape, buffer, size, true);
     this.scopes.at(-1)?.add(t);
     return t;
@@ -178,7 +188,10 @@ export class GpuRuntime {
       return;
     }
     const list = this.pool.get(t.buffer.size) ?? [];
-    list.push(t.buffer);
+    const id = this.idOf(t.buffer);
+    let at = list.length;
+    while (at > 0 && this.idOf(list[at - 1]!) < id) at--;
+    list.splice(at, 0, t.buffer);
     this.pool.set(t.buffer.size, list);
   }
 
@@ -259,6 +272,7 @@ export class GpuRuntime {
     for (let r = 0; r * RING_SLOTS < used; r++) {
       const words = Math.min(RING_SLOTS, used - r * RING_SLOTS) * (this.slotBytes / 4);
       this.device.queue.writeBuffer(this.ring[r]!.buffer, 0, this.ring[r]!.host, 0, words);
+      this.counters.writeBuffers++;
     }
     this.ringSlot = 0;
   }
@@ -312,6 +326,7 @@ export class GpuRuntime {
     if (uniforms) entries.push({ binding: buffers.length, resource: { buffer: uniforms, offset: 0, size: this.slotBytes } });
     g = this.device.createBindGroup({ layout: pipeline.getBindGroupLayout(0), entries });
     this.bindGroupStats.created++;
+    this.counters.bindGroupsCreated++;
     if (this.bindGroups.size >= BIND_GROUP_CACHE) {
       this.bindGroups.clear();
       this.groupsOf.clear();
@@ -341,6 +356,7 @@ export class GpuRuntime {
     this.pass.end();
     this.writeUniforms();
     this.device.queue.submit([this.encoder.finish()]);
+    this.counters.submits++;
     this.pendingErrors.push(this.device.popErrorScope(), this.device.popErrorScope());
     this.encoder = undefined;
     this.pass = undefined;
@@ -381,6 +397,8 @@ export class GpuRuntime {
     this.encoder!.copyBufferToBuffer(t.buffer, 0, staging, 0, bytes);
     this.writeUniforms();
     this.device.queue.submit([this.encoder!.finish()]);
+    this.counters.submits++;
+    this.counters.bytesRead += bytes;
     this.pendingErrors.push(this.device.popErrorScope(), this.device.popErrorScope());
     this.encoder = undefined;
     for (const b of this.afterSubmit) this.destroyBuffer(b);
@@ -411,6 +429,7 @@ export class GpuRuntime {
   createBuffer(desc: GPUBufferDescriptor): GPUBuffer {
     const b = this.device.createBuffer(desc);
     this.live += b.size;
+    this.counters.buffersCreated++;
     return b;
   }
 

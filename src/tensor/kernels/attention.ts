@@ -446,7 +446,9 @@ export function attentionGpu(rt: GpuRuntime, q: GpuTensor, k: GpuTensor, v: GpuT
     const maxY = rt.ctx.report.limits.maxComputeWorkgroupsPerDimension ?? 65535;
     if (units > maxY) throw new ArgumentError(`attention: split-K runs one workgroup row per (query, head); ${units} exceed the adapter's ${maxY}`);
     const splits = Math.ceil(keys / SPLITK_BLOCK);
-    const part = rt.alloc([units * splits * (d + 2)]);
+    // sized by the cache's rows at decode (one size from token to token: its buffer and bind group stay)
+    const maxSplits = S === 1 ? Math.max(splits, Math.ceil((p.kvBatchStride ?? k.shape[0]!) / SPLITK_BLOCK)) : splits;
+    const part = rt.alloc([units * maxSplits * (d + 2)]);
     const red = reduction ?? chooseReduction(rt);
     const starts = p.keyStarts ? rt.transient(Uint32Array.from(p.keyStarts)) : q.buffer;
     rt.dispatch(rt.pipeline(`attention/splitk/d${d}/${red}`, () => fillTemplate(ATTENTION_SPLITK_WGSL, { headDim: d, ...reductionParts(red, SPLITK_BLOCK) })), [q.buffer, k.buffer, v.buffer, part.buffer, starts], [...params, splits], [splits, units]);

@@ -14,7 +14,7 @@ export function embeddingCpu(table: Float32Array, V: number, D: number, ids: Int
 
 // ---------------------------------------------------------------------------------------------
 // GPU twin. The table is packed in row chunks (a 50257×768 table exceeds one 128 MiB binding);
-// each chunk's dispatch writes the rows whose ids fall in its range. Ids are checked on the host.
+// each chunk's dispatch writes the rows whose ids fall in its range. Host ids are checked on the host.
 
 /** An embedding table [V, D] on the GPU, in row chunks of at most one binding each. */
 export class GpuEmbeddingTable {
@@ -32,31 +32,48 @@ export function packEmbeddingTable(rt: GpuRuntime, table: Float32Array, V: numbe
   return new GpuEmbeddingTable([V, D], chunks);
 }
 
-const EMBEDDING_WGSL = `
-struct Params { S: u32, D: u32, row0: u32, row1: u32, threadsX: u32 }
+/**
+ * Where a dispatch finds its ids: a u32 buffer uploaded for it; a contiguous range first, first + 1, …
+ * (positions: no buffer at all); or a float32 tensor on the device (the token a decode loop sampled:
+ * it never visits the host, so it is not checked there, and an id outside a chunk's rows is skipped).
+ */
+type IdSource = 'buffer' | 'range' | 'device';
+
+const embeddingWgsl = (ids: IdSource) => `
+struct Params { S: u32, D: u32, row0: u32, row1: u32, threadsX: u32, first: u32 }
 @group(0) @binding(0) var<storage, read> table: array<f32>;
-@group(0) @binding(1) var<storage, read> ids: array<u32>;
-@group(0) @binding(2) var<storage, read_write> y: array<f32>;
-@group(0) @binding(3) var<uniform> p: Params;
+${ids === 'range' ? '' : `@group(0) @binding(1) var<storage, read> ids: array<${ids === 'buffer' ? 'u32' : 'f32'}>;`}
+@group(0) @binding(${ids === 'range' ? 1 : 2}) var<storage, read_write> y: array<f32>;
+@group(0) @binding(${ids === 'range' ? 2 : 3}) var<uniform> p: Params;
 @compute @workgroup_size(64)
 fn main(@builtin(global_invocation_id) gid: vec3u) {
   let i = gid.y * p.threadsX + gid.x;
   if (i >= p.S * p.D) { return; }
-  let id = ids[i / p.D];
+  let id = ${ids === 'range' ? 'p.first + i / p.D' : ids === 'buffer' ? 'ids[i / p.D]' : 'u32(ids[i / p.D])'};
   if (id < p.row0 || id >= p.row1) { return; }
   y[i] = table[(id - p.row0) * p.D + i % p.D];
 }`;
 
-export function embeddingGpu(rt: GpuRuntime, table: GpuEmbeddingTable, ids: Int32Array, y: GpuTensor): void {
+/** Rows of `table` for host ids (checked here) or for a device tensor of ids held as floats. */
+export function embeddingGpu(rt: GpuRuntime, table: GpuEmbeddingTable, ids: Int32Array | GpuTensor, y: GpuTensor): void {
   const [V, D] = table.shape;
-  for (let i = 0; i < ids.length; i++) {
+  const S = ids instanceof Int32Array ? ids.length : ids.size;
+  if (S === 0) return;
+  const { groups, threadsX } = rt.groups1d(S * D, 64);
+  if (!(ids instanceof Int32Array)) {
+    const pipe = rt.pipeline('embedding/device', () => embeddingWgsl('device'));
+    for (const c of table.chunks) rt.dispatch(pipe, [c.buffer, ids.buffer, y.buffer], [S, D, c.row0, c.row1, threadsX, 0], groups);
+    return;
+  }
+  for (let i = 0; i < S; i++) {
     if (ids[i]! < 0 || ids[i]! >= V) throw new ArgumentError(`embedding: token id ${ids[i]} at position ${i} is outside the vocabulary [0, ${V})`);
   }
-  const idBuffer = rt.transient(Uint32Array.from(ids));
-  const pipe = rt.pipeline('embedding', () => EMBEDDING_WGSL);
-  const { groups, threadsX } = rt.groups1d(ids.length * D, 64);
+  const first = ids[0]!;
+  const contiguous = ids.every((id, i) => id === first + i);
+  const idBuffer = contiguous ? undefined : rt.transient(Uint32Array.from(ids));
+  const pipe = rt.pipeline(contiguous ? 'embedding/range' : 'embedding', () => embeddingWgsl(contiguous ? 'range' : 'buffer'));
   for (const c of table.chunks) {
-    if (!ids.some((id) => id >= c.row0 && id < c.row1)) continue;
-    rt.dispatch(pipe, [c.buffer, idBuffer, y.buffer], [ids.length, D, c.row0, c.row1, threadsX], groups);
+    if (contiguous ? first + S <= c.row0 || first >= c.row1 : !ids.some((id) => id >= c.row0 && id < c.row1)) continue;
+    rt.dispatch(pipe, idBuffer ? [c.buffer, idBuffer, y.buffer] : [c.buffer, y.buffer], [S, D, c.row0, c.row1, threadsX, first], groups);
   }
 }

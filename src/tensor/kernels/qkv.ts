@@ -148,7 +148,8 @@ fn main(@builtin(global_invocation_id) gid: vec3u) {
 
 export function qkvToCacheGpu(rt: GpuRuntime, qkv: GpuTensor, S: number, l: QkvLayout, q: GpuTensor, kCache: GpuTensor, vCache: GpuTensor): void {
   const half = l.headDim / 2;
-  const tables = l.invFreq ? ropeTablesFor(rt, l.positions, l.invFreq) : undefined;
+  // the table is kept as long as the cache (rows per block): a decode step within it makes none
+  const tables = l.invFreq ? ropeTablesFor(rt, l.positions, l.invFreq, l.kvBatchStride ?? kCache.shape[0]!) : undefined;
   const pipe = rt.pipeline('qkv', () => QKV_WGSL);
   const perRow = tables ? (l.numHeads + l.numKvHeads) * half + l.numKvHeads * l.headDim : (l.numHeads + 2 * l.numKvHeads) * l.headDim;
   const B = l.batches ?? 1;

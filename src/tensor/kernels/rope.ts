@@ -111,14 +111,15 @@ export interface RopeTables {
 
 /**
  * Contiguous positions below this many read a persistent table of every position from 0 (grown by
- * doubling): decode then uploads nothing per token and binds the same buffers every time.
+ * doubling, to at least `keepRows`: the KV cache's capacity): decode then uploads nothing per token
+ * and binds the same buffers every time.
  */
 const PERSISTENT_POSITIONS = 1 << 16;
 /** Persistent tables per runtime and frequencies; tables of other positions per call, a few kept. */
 const persistentTables = new WeakMap<GpuRuntime, Map<string, { cos: GpuTensor; sin: GpuTensor; rows: number }>>();
 const callTables = new WeakMap<GpuRuntime, Map<string, RopeTables>>();
 
-export function ropeTablesFor(rt: GpuRuntime, positions: Int32Array, invFreq: Float64Array): RopeTables {
+export function ropeTablesFor(rt: GpuRuntime, positions: Int32Array, invFreq: Float64Array, keepRows = 0): RopeTables {
   const half = invFreq.length, S = positions.length;
   const freqKey = invFreq.join(',');
   const p0 = positions[0] ?? 0;
@@ -127,9 +128,10 @@ export function ropeTablesFor(rt: GpuRuntime, positions: Int32Array, invFreq: Fl
     let byFreq = persistentTables.get(rt);
     if (!byFreq) persistentTables.set(rt, (byFreq = new Map()));
     let table = byFreq.get(freqKey);
-    if (!table || table.rows < p0 + S) {
+    const need = Math.min(PERSISTENT_POSITIONS, Math.max(p0 + S, keepRows));
+    if (!table || table.rows < need) {
       let rows = Math.max(256, table?.rows ?? 0);
-      while (rows < p0 + S) rows *= 2;
+      while (rows < need) rows *= 2;
       const { cos, sin } = tableData(Array.from({ length: rows }, (_, i) => i), invFreq);
       if (table) {
         rt.release(table.cos);

@@ -401,7 +401,10 @@ export function spikeAttentionGpu(
   validateCode(codes.p);
   const d = p.headDim;
   const pipe = rt.pipeline(`spike-attention/d${d}`, () => fillTemplate(SPIKE_ATTENTION_WGSL, { headDim: d, extraPlanes: EXTRA_PLANES }));
-  const masks = rt.alloc([Math.max(1, S * p.numHeads * p.kvLength * 2)]);
+  // a decode step's scratch is sized by the cache's rows, not the keys so far: it keeps one size
+  // (and so its buffer and bind group) from token to token
+  const keyRows = S === 1 ? Math.max(p.kvLength, p.kvBatchStride ?? k.shape[0]!) : p.kvLength;
+  const masks = rt.alloc([Math.max(1, S * p.numHeads * keyRows * 2)]);
   const total = Math.ceil((S * p.numHeads) / 64);
   const groups: [number, number] = total > 65535 ? [65535, Math.ceil(total / 65535)] : [Math.max(1, total), 1];
   const B = codes.p.maxSpikes ?? Infinity;
