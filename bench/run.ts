@@ -11,8 +11,9 @@ import { snnSuite } from './snn.bench.js';
 import { scaleSuite } from './scale.bench.js';
 import { finetuneSuite } from './finetune.bench.js';
 import { targetSuite } from './target.bench.js';
+import { loopSuite } from './loop.bench.js';
 
-export const SUITES: readonly Suite[] = [matmulSuite, kernelsSuite, modelSuite, snnSuite, decodeSuite, scaleSuite, finetuneSuite, targetSuite];
+export const SUITES: readonly Suite[] = [matmulSuite, kernelsSuite, modelSuite, snnSuite, decodeSuite, scaleSuite, finetuneSuite, targetSuite, loopSuite];
 
 async function runBench(argv: string[]): Promise<void> {
   const quick = argv.includes('--quick');

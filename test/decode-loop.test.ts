@@ -53,7 +53,7 @@ describe('the float32 sampler (the CPU reference)', () => {
     fc.assert(fc.property(logitsArb(80), (logits) => {
       const best = logits.reduce((b, v, i) => (v > logits[b]! ? i : b), 0);
       expect(sampleTokenCpu(logits, GREEDY, undefined, 0)).toBe(best);
-    }));
+    }), { endOnFailure: true });
     expect(sampleTokenCpu(Float32Array.from([NaN, 1, 2, NaN]), GREEDY, undefined, 0)).toBe(2);
     expect(sampleTokenCpu(Float32Array.from([-0, 0]), GREEDY, undefined, 0)).toBe(1);
     expect(keyOf(-1) < keyOf(-0) && keyOf(-0) < keyOf(0) && keyOf(0) < keyOf(1e-30) && keyOf(NaN) === 0).toBe(true);
@@ -68,17 +68,18 @@ describe('the float32 sampler (the CPU reference)', () => {
       if (topK > 0) expect(rank).toBeLessThan(topK);
       const k = topK > 0 ? Math.min(topK, logits.length) : logits.length;
       const kMass = p.slice(0, k).reduce((a, b) => a + b, 0);
-      // the float64 nucleus: the shortest prefix of the candidates reaching (topP − slack) of their mass
+      // the float64 nucleus of p rounded to float32 (as the sampler takes it) plus a slack for its
+      // float32 sums: a shortest prefix of the candidates reaching (p + 1e-5) of their mass
       let cum = 0, nucleus = k;
       for (let i = 0; i < k; i++) {
         cum += p[i]!;
-        if (cum >= (topP - 1e-5) * kMass) {
+        if (cum >= (Math.fround(topP) + 1e-5) * kMass) {
           nucleus = i + 1;
           break;
         }
       }
       if (topP < 1) expect(rank).toBeLessThan(nucleus);
-    }), { numRuns: 300 });
+    }), { numRuns: 300, endOnFailure: true });
   });
 
   it('draws follow the softmax of the kept tokens (6000 draws, within 0.03 of each probability)', () => {
@@ -145,7 +146,7 @@ describe('the WGSL sampler', () => {
         expect(id, `V=${V} ${JSON.stringify(choice)} r=${r}`).toBe(want);
         // the chosen token is marked seen exactly when a penalty applies
         expect(seenAfter[id]).toBe(choice.repetitionPenalty !== 1 ? 1 : seen[id]);
-      }), { numRuns: 60, seed: 20261201 });
+      }), { numRuns: 60, seed: 20261201, endOnFailure: true });
       expect(draws).toBe(60);
       gpu.dispose(out);
     });
