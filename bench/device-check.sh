@@ -12,6 +12,9 @@
 #           the adapter has the features
 #   bench   GPU matmul shapes and the GPT-2-small-shaped scale suite on the GPU (ANN prefill 128 and
 #           decode; the default SNN conversion, prefill and decode)
+#   profile GPU time per kernel kind per decoded token (spikelm bench --profile, stories260k), where
+#           the adapter has timestamp-query
+# A real run forces Dawn's Vulkan backend (SPIKELM_GPU=vulkan) and runs the vitest project `vulkan`.
 #   torch   the same GPT-2-small shape in PyTorch eager on this machine's GPU, if `import torch` works
 # and writes report.md. --dry-run runs the plumbing on whatever adapter exists (llvmpipe on the
 # development machine) with the quick benchmarks and the kernel tests only.
@@ -70,6 +73,9 @@ if [ -z "${VK_DRIVER_FILES:-}" ] && [ -f /usr/local/nvidia/share/vulkan/icd.d/nv
   log "VK_DRIVER_FILES=$VK_DRIVER_FILES"
 fi
 export EGL_PLATFORM="${EGL_PLATFORM:-surfaceless}"
+# Dawn's Vulkan backend, the path Linux GPUs take: never a fallback to OpenGL ES (on a real run a
+# software adapter is a failure: the info step); the dry run takes whatever the development machine has
+[ "$DRY" = 1 ] || export SPIKELM_GPU=vulkan
 cd "$APP"
 
 adapter_is_hardware() {
@@ -80,14 +86,19 @@ adapter_is_hardware() {
 }
 step info 1 adapter_is_hardware
 
-VITEST=(node_modules/vitest/vitest.mjs run --reporter=default --reporter=json --outputFile="$REPORT/parity.json")
+# the vitest project of the adapter's path only (vitest.config.ts: the opengles project needs Mesa)
+PROJECT=vulkan
+[ "$DRY" = 1 ] && [ "$("$NODE" -p 'require(process.argv[1]).backends.gpu.dawn_backend' "$REPORT/info.json" 2>/dev/null)" != vulkan ] && PROJECT=opengles
+VITEST=(node_modules/vitest/vitest.mjs run --project "$PROJECT" --reporter=default --reporter=json --outputFile="$REPORT/parity.json")
 if [ "$DRY" = 1 ]; then
-  step parity 1 env CI=true timeout 600 "$NODE" "${VITEST[@]}" test/gpu-kernels.test.ts
+  step parity 1 env CI=true SPIKELM_VULKAN_TESTS=1 timeout 600 "$NODE" "${VITEST[@]}" test/gpu-kernels.test.ts test/decode-loop.test.ts
   step bench 1 env SPIKELM_BENCH_BACKENDS=gpu timeout 900 "$NODE" --import tsx bench/run.ts matmul scale --quick --json "$REPORT/bench.json"
 else
-  step parity 1 env CI=true timeout 240 "$NODE" "${VITEST[@]}" test/gpu-kernels.test.ts test/gpu-model.test.ts
+  step parity 1 env CI=true SPIKELM_VULKAN_TESTS=1 timeout 240 "$NODE" "${VITEST[@]}" test/gpu-kernels.test.ts test/gpu-model.test.ts test/decode-loop.test.ts test/profile.test.ts
   step bench 1 env SPIKELM_BENCH_BACKENDS=gpu timeout 240 "$NODE" --import tsx bench/run.ts matmul scale --json "$REPORT/bench.json"
 fi
+# GPU time per kernel kind per decoded token (timestamp queries), where the adapter has them
+step profile 0 timeout 90 "$NODE" bin/spikelm.js bench --model models/stories260k --profile --tokens 16 --out "$REPORT"
 if command -v python3 >/dev/null && python3 -c 'import torch' 2>/dev/null; then
   step torch 0 timeout 120 sh -c "python3 '$APP/bench/torch_gpt2.py' > '$REPORT/torch.json'"
 else
@@ -101,6 +112,10 @@ fi
   echo
   echo "Adapter: $(cat "$REPORT/info.log" 2>/dev/null | tail -1)"
   echo
+  echo "Limits and features: info.json (backends.gpu). shader-f16: Dawn hides it on NVIDIA unless its"
+  echo "vulkan_enable_f16_on_nvidia toggle is set; spikelm runs no f16 arithmetic yet (f16 weights are"
+  echo "read through unpack2x16float, which needs no feature), so the toggle is not set here."
+  echo
   echo "| step | result | time |"
   echo "|---|---|---|"
   printf '%s\n' "${STATUS[@]}"
@@ -110,6 +125,14 @@ fi
     echo
     "$NODE" -e 'const { rows } = require(process.argv[1]);
       for (const r of rows) console.log(`- ${r.suite} ${r.name}: ${Object.entries(r.metrics).filter(([, v]) => typeof v === "number").map(([k, v]) => `${k} ${+v.toPrecision(4)}`).join(", ")}`);' "$REPORT/bench.json"
+    echo
+  fi
+  if [ -f "$REPORT/profile.log" ] && grep -q 'decoded tokens' "$REPORT/profile.log"; then
+    echo "## Kernel profile (stories260k decode)"
+    echo
+    echo '```'
+    grep -v '^spikelm:' "$REPORT/profile.log"
+    echo '```'
     echo
   fi
   if [ -f "$REPORT/torch.json" ]; then

@@ -194,6 +194,14 @@ describe('generate: the device loop', () => {
       expect(device.ids).toEqual(host.ids);
       expect(device.ids).toHaveLength(16);
     }
+    // the turn's rows are reserved before its first token (so no decode step grows the cache)
+    const cache = m.newCache(4);
+    let capacity = 0;
+    await expect(generate(m, PROMPT, { maxNewTokens: 300, stopTokenIds: [], cache, onToken: () => {
+      capacity = cache.capacity;
+      throw new Error('seen the first token');
+    } })).rejects.toThrow(/seen the first token/);
+    expect(capacity).toBeGreaterThanOrEqual(PROMPT.length + 300);
     await expect(generate(m, [], {})).rejects.toThrow(/empty prompt/);
     await expect(generate(m, PROMPT, { maxNewTokens: -1 })).rejects.toThrow(/maxNewTokens/);
   });
@@ -207,7 +215,8 @@ describe('generate: the device loop', () => {
       const want = await generate(cpuModel, PROMPT, { ...o, maxNewTokens: 12, stopTokenIds: [], loop: 'host' });
       let got: number[] = [];
       const perToken = await costs(gpu, async (onToken) => {
-        got = (await generate(m, PROMPT, { ...o, maxNewTokens: 12, stopTokenIds: [], onToken })).ids;
+        // a cache made for 4 rows: the turn's rows are reserved before its first token, not grown into
+        got = (await generate(m, PROMPT, { ...o, maxNewTokens: 12, stopTokenIds: [], onToken, cache: m.newCache(4) })).ids;
       });
       expect(got).toEqual(want.ids);
       // the counts from the third token on (perToken[0] is the second token's)

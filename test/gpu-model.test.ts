@@ -209,8 +209,8 @@ describe('CLI --backend gpu / auto', () => {
 
 describe('choosing the Dawn path (SPIKELM_GPU)', () => {
   const BIN = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', 'bin', 'spikelm.js');
-  const infoWith = (value: string) => {
-    const r = spawnSync(process.execPath, [BIN, 'info', '--json'], { env: { ...process.env, SPIKELM_GPU: value }, encoding: 'utf8' });
+  const infoWith = (value: string, extra: Record<string, string> = {}) => {
+    const r = spawnSync(process.execPath, [BIN, 'info', '--json'], { env: { ...process.env, SPIKELM_GPU: value, ...extra }, encoding: 'utf8' });
     return { status: r.status, gpu: r.status === 0 ? JSON.parse(r.stdout).backends.gpu : undefined, stderr: r.stderr };
   };
   // a Vulkan driver installed, or named by the loader's variables (a private lavapipe)
@@ -243,5 +243,16 @@ describe('choosing the Dawn path (SPIKELM_GPU)', () => {
       expect(def.gpu.dawn_backend).toBe('vulkan');
     }
     expect(infoWith('metal').gpu.reason).toMatch(/SPIKELM_GPU must be default, vulkan or opengles, got "metal"/);
+  });
+
+  it('SPIKELM_GPU_ADAPTER picks by a substring of the device name; no match, or an index, is an error naming it', async (ctx) => {
+    const gpu = await requireGpu(ctx);
+    const dawn = gpu.report.path === 'vulkan' ? 'vulkan' : 'opengles';
+    const part = gpu.report.device.slice(0, 8);
+    const same = infoWith(dawn, { SPIKELM_GPU_ADAPTER: part });
+    expect([same.gpu.available, same.gpu.device, same.gpu.dawn_backend]).toEqual([true, gpu.report.device, dawn]);
+    expect(infoWith(dawn, { SPIKELM_GPU_ADAPTER: 'no-such-gpu-7' }).gpu.reason).toMatch(/SPIKELM_GPU_ADAPTER|"no-such-gpu-7"/);
+    expect(infoWith(dawn, { SPIKELM_GPU_ADAPTER: 'no-such-gpu-7' }).gpu.available).toBe(false);
+    expect(infoWith(dawn, { SPIKELM_GPU_ADAPTER: '1' }).gpu.reason).toMatch(/SPIKELM_GPU_ADAPTER=1: give a substring of the adapter's device name/);
   });
 });

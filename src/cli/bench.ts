@@ -6,11 +6,16 @@ import { writeReport } from '../bench/report.js';
 import { type SweepOptions } from '../bench/sweep.js';
 import { mergeUnits, parseShard, runBenchUnits } from '../bench/shards.js';
 import path from 'node:path';
-import type { Command } from './command.js';
+import type { CliIO, Command } from './command.js';
+import { atomicWriteFile } from '../io/atomic-write.js';
+import { GpuBackend } from '../tensor/gpu/gpu-backend.js';
+import { loadModel } from '../nn/model.js';
+import { loadTokenizer } from '../nn/tokenizer.js';
+import { formatProfile, profileDecode } from '../bench/profile.js';
 import { resolveModelDir, resolveModelSource } from './model-dir.js';
 import { UnitProgress } from './progress.js';
 import { defaultTimesteps } from './snn.js';
-import { DEFAULT_CONVERSION } from '../convert/api.js';
+import { DEFAULT_CONVERSION, convertModelToSpiking, createCalibrationData } from '../convert/api.js';
 import { parseTarget } from '../convert/search/target.js';
 import { CODINGS, SCHEDULES, parseCoding, parseSchedule } from '../snn/codes.js';
 
@@ -24,19 +29,22 @@ export const benchCommand: Command = {
     coding: { type: 'string-list', help: `codes to compare: ${CODINGS.join(', ')}`, default: [...CODINGS] },
     schedule: { type: 'string-list', help: `schedules: ${SCHEDULES.join(', ')}`, default: [DEFAULT_CONVERSION.schedule] },
     backend: { type: 'string-list', help: 'backends to run: cpu,gpu', default: ['cpu'] },
-    out: { type: 'string', required: true, help: 'output directory', aliases: ['output-dir'] },
+    out: { type: 'string', help: 'output directory (required, except with --profile: then profile.json goes there if given)', aliases: ['output-dir'] },
     positions: { type: 'int', help: 'evaluation positions for fidelity', default: 256 },
     'time-tokens': { type: 'int', help: 'tokens per timed forward', default: 32 },
     quantile: { type: 'number', help: 'threshold quantile when converting now (higher = fewer spikes)' },
     'time-budget': { type: 'int', help: 'ms of timing per task', default: 300 },
     text: { type: 'string', help: 'evaluation text file (default: the bundled stories)' },
     target: { type: 'string', help: 'the fidelity target report.md checks every row against, e.g. top1=0.99,kl=1e-3 (the default)' },
+    profile: { type: 'boolean', help: 'instead of the sweep: GPU time per kernel kind per decoded token (timestamp queries) beside the wall time per token, for the ANN and the SNN\'s layerwise schedule (default conversion), on the GPU' },
+    tokens: { type: 'int', help: 'with --profile: tokens decoded after a 32-token prompt', default: 16 },
     shard: { type: 'string', help: 'run shard I of N (1-based, I/N) of the grid: units dealt by predicted cost; results go to --out/units/, the report when every unit is there (else: bench merge)' },
   },
   subcommands: [mergeCommand()],
   async run({ flags }, io) {
     const modelDir = (await resolveModelSource(flags.model, io)).dir;
     const out = flags.out;
+    if (flags.profile === true) return profileCommand(modelDir, flags.tokens as number, typeof out === 'string' ? out : undefined, io);
     if (typeof out !== 'string') throw new ArgumentError('bench: --out is required');
     const backends = (flags.backend as string[]).map((b) => {
       if (b !== 'cpu' && b !== 'gpu') throw new ArgumentError(`bench: --backend takes cpu and/or gpu, got "${b}"`);
@@ -88,4 +96,27 @@ function mergeCommand(): Command {
       return 0;
     },
   };
+}
+
+/** `bench --profile`: the ANN and its default layerwise conversion decoding on the GPU, profiled. */
+async function profileCommand(modelDir: string, tokens: number, out: string | undefined, io: CliIO): Promise<number> {
+  const gpu = await GpuBackend.create();
+  const ann = loadModel(modelDir, { backend: gpu });
+  io.err(`bench --profile: ${gpu.describe()}\n`);
+  const prompt = Array.from({ length: Math.min(32, ann.config.maxPositions - tokens - 1) }, (_, i) => (i * 37 + 11) % ann.config.vocabSize);
+  if (prompt.length < 1) throw new ArgumentError(`bench --profile: --tokens ${tokens} leaves no room for a prompt in ${ann.config.maxPositions} positions`);
+  const { snn } = await convertModelToSpiking(ann, createCalibrationData(loadTokenizer(modelDir)), { backend: gpu });
+  const profiles = [
+    await profileDecode('ANN', ann, prompt, tokens),
+    await profileDecode(`SNN (layerwise ${snn.coding} T=${snn.timesteps})`, snn, prompt, tokens),
+  ];
+  for (const p of profiles) io.out(`${formatProfile(p)}\n`);
+  if (out) {
+    fs.mkdirSync(out, { recursive: true });
+    const file = path.join(out, 'profile.json');
+    atomicWriteFile(file, `${JSON.stringify({ adapter: gpu.report.description, dawn_backend: gpu.report.path, prompt_tokens: prompt.length, profiles }, null, 2)}\n`);
+    io.out(`${file}\n`);
+  }
+  snn.dispose();
+  return 0;
 }

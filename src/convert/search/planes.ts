@@ -48,6 +48,7 @@ import { fineTune } from '../../train/finetune.js';
 import { type ConvertedModel, calibrate, finalize, observe, replace, trace } from '../stages.js';
 import { MARGIN_POSITIONS, annReference, halfSpread, meanOf, type Reference, type Scored, scoreNetwork } from './selection.js';
 import { type CalibrationSplit, takeTokens } from './split.js';
+import type { CalibrationData } from '../calibration-data.js';
 import { DEFAULT_TARGET, type FidelityTarget } from './target.js';
 
 /** Work budgets, in multiply-accumulates of the ANN (a token costs macsPerToken). */
@@ -208,7 +209,7 @@ export async function convertToTarget(ann: CausalLM, split: CalibrationSplit, op
     }
   };
   const macs = macsPerToken(ann);
-  const select = takeTokens(split.select, Math.max(128, Math.floor(BUDGET.selectMacs / macs)));
+  const select = selectPart(ann, split);
 
   // 1. fit thresholds
   const { plan, calibration, fit } = await timed('fit', () => fitThresholds(ann, split, coding, quantile, (d, t) => progress('fit', d, t)));
@@ -417,6 +418,11 @@ export function fitThresholds(ann: CausalLM, split: CalibrationSplit, coding: Co
   const plan = trace(ann, 'layerwise');
   const calibration = calibrate(plan, observe(plan, ann, fit, { ...(onProgress ? { onProgress } : {}) }), { coding, quantile });
   return { plan, calibration, fit };
+}
+
+/** The windows of the select part a search scores on: as many as the budget gives the model (at least 128 tokens). */
+export function selectPart(ann: Pick<CausalLM, 'config'>, split: CalibrationSplit): CalibrationData {
+  return takeTokens(split.select, Math.max(128, Math.floor(BUDGET.selectMacs / macsPerToken(ann))));
 }
 
 /**

@@ -38,6 +38,17 @@ export function gpuChoice(env: string | undefined = process.env.SPIKELM_GPU): Gp
   throw new GpuError(`SPIKELM_GPU must be default, vulkan or opengles, got "${env}"`);
 }
 
+/**
+ * SPIKELM_GPU_ADAPTER: a substring of the adapter's device name (`spikelm info` prints it in
+ * parentheses after the description), for machines with several; unset or empty: the first. Dawn's Node bindings choose by name
+ * only (they enumerate adapters but offer no list to JavaScript), so a number is refused.
+ */
+export function gpuAdapterName(env: string | undefined = process.env.SPIKELM_GPU_ADAPTER): string | undefined {
+  if (env === undefined || env.trim() === '') return undefined;
+  if (/^\d+$/.test(env.trim())) throw new GpuError(`SPIKELM_GPU_ADAPTER=${env}: give a substring of the adapter's device name (spikelm info prints it in parentheses); Dawn's Node bindings choose adapters by name, not by index`);
+  return env.trim();
+}
+
 export interface GpuAdapterReport {
   readonly path: GpuPath;
   /** What SPIKELM_GPU asked for. */
@@ -123,15 +134,20 @@ async function openGpu(): Promise<GpuContext> {
   Object.assign(globalThis, webgpu.globals);
   const choice = gpuChoice();
   const linux = process.platform === 'linux';
+  // Dawn's Node bindings take the first adapter whose device name contains this (their `adapter` flag)
+  const named = gpuAdapterName();
+  // timestamps unrounded (only `spikelm bench --profile` reads them: gpu/profile.ts)
+  const pick = [...(named ? [`adapter=${named}`] : []), 'disable-dawn-features=timestamp_quantization'];
+  const unmatched = named ? `: no adapter whose device name contains "${named}" (SPIKELM_GPU_ADAPTER)` : '';
   let adapter: GPUAdapter | null = null;
   let instance: GPU | undefined;
   let path: GpuPath = linux ? 'vulkan' : 'native';
   let fallback: string | undefined;
   if (choice !== 'opengles') {
     if (choice === 'vulkan' || !linux || hasVulkanLoader()) {
-      instance = webgpu.create(choice === 'vulkan' || linux ? ['backend=vulkan'] : []);
-      adapter = await instance.requestAdapter({ powerPreference: 'high-performance' });
-      if (!adapter) fallback = `no ${linux ? 'Vulkan' : 'native'} adapter opened`;
+      instance = webgpu.create([...(choice === 'vulkan' || linux ? ['backend=vulkan'] : []), ...pick]);
+      adapter = await instance.requestAdapter({ powerPreference: 'high-performance' }).catch(() => null);
+      if (!adapter) fallback = `no ${linux ? 'Vulkan' : 'native'} adapter opened${unmatched}`;
     } else {
       fallback = 'no Vulkan loader (libvulkan.so.1)';
     }
@@ -140,10 +156,11 @@ async function openGpu(): Promise<GpuContext> {
   if (!adapter && linux) {
     process.env.EGL_PLATFORM ??= 'surfaceless';
     path = 'opengles';
-    instance = webgpu.create(['backend=opengles']);
-    adapter = await instance.requestAdapter({ featureLevel: 'compatibility' } as GPURequestAdapterOptions);
+    instance = webgpu.create(['backend=opengles', ...pick]);
+    adapter = await instance.requestAdapter({ featureLevel: 'compatibility' } as GPURequestAdapterOptions).catch(() => null);
     if (adapter && choice === 'default') process.stderr.write(`spikelm: GPU through OpenGL ES: ${fallback} (SPIKELM_GPU=opengles chooses it without this note; vulkan refuses to fall back)\n`);
   }
+  if ((!adapter || !instance) && named) throw new GpuError(`SPIKELM_GPU_ADAPTER=${named}: no ${choice === 'default' ? '' : `${choice} `}adapter's device name contains it (spikelm info without it prints the device name in parentheses)`);
   if (!adapter || !instance) throw new GpuError(choice === 'opengles' ? `SPIKELM_GPU=opengles: ${GPU_INSTALL_HINT}` : GPU_INSTALL_HINT);
   liveInstances.push(instance);
 
@@ -153,7 +170,8 @@ async function openGpu(): Promise<GpuContext> {
     if (typeof v === 'number') requiredLimits[name] = v;
   }
   const wantSubgroups = adapter.features.has('subgroups');
-  const device = await adapter.requestDevice({ requiredLimits, ...(wantSubgroups ? { requiredFeatures: ['subgroups' as GPUFeatureName] } : {}) });
+  const features = [...(wantSubgroups ? ['subgroups'] : []), ...(adapter.features.has('timestamp-query') ? ['timestamp-query'] : [])] as GPUFeatureName[];
+  const device = await adapter.requestDevice({ requiredLimits, ...(features.length ? { requiredFeatures: features } : {}) });
   let subgroupNote = 'the adapter does not offer the subgroups feature';
   if (wantSubgroups) {
     try {

@@ -19,6 +19,7 @@
  * submitted; device loss and uncaptured errors are recorded and raised by the next op.
  */
 import { GpuError, type GpuContext } from './device.js';
+import { GpuProfiler } from './profile.js';
 
 /** A dense float32 tensor in a device buffer (row-major, like the host Tensor). */
 export class GpuTensor {
@@ -88,6 +89,10 @@ export class GpuRuntime {
   /** Read-back buffers created and reused (for tests). */
   readonly stagingStats = { created: 0, reused: 0 };
   private encoder: GPUCommandEncoder | undefined;
+  /** Set while profiling: every dispatch in a timestamped pass of its own. */
+  private profiler: GpuProfiler | undefined;
+  /** The one profiler (its query set) a runtime makes, kept between profiles. */
+  private profilerKept: GpuProfiler | undefined;
   private pass: GPUComputePassEncoder | undefined;
   private afterSubmit: GPUBuffer[] = [];
   private pendingErrors: Promise<GPUError | null>[] = [];
@@ -277,14 +282,55 @@ export class GpuRuntime {
     this.ringSlot = 0;
   }
 
-  private openPass(): GPUComputePassEncoder {
-    if (!this.pass) {
+  private openEncoder(): GPUCommandEncoder {
+    if (!this.encoder) {
       this.device.pushErrorScope('out-of-memory');
       this.device.pushErrorScope('validation');
       this.encoder = this.device.createCommandEncoder();
-      this.pass = this.encoder.beginComputePass();
     }
+    return this.encoder;
+  }
+
+  private openPass(): GPUComputePassEncoder {
+    this.pass ??= this.openEncoder().beginComputePass();
     return this.pass;
+  }
+
+  /** While profiling: a pass of its own for the next dispatch, timestamped at both ends (profile.ts). */
+  private profiledPass(profiler: GpuProfiler, label: string): GPUComputePassEncoder {
+    this.pass?.end();
+    const timestampWrites = profiler.next(label);
+    this.pass = this.openEncoder().beginComputePass(timestampWrites ? { timestampWrites } : {});
+    return this.pass;
+  }
+
+  /**
+   * Time every dispatch from now on (a pass per dispatch: a slower loop than the real one), until
+   * `stopProfile`. Needs the device's timestamp-query feature.
+   */
+  startProfile(): GpuProfiler {
+    this.flush();
+    this.profiler = this.profilerKept ??= new GpuProfiler(this.device);
+    this.profiler.reset();
+    return this.profiler;
+  }
+
+  stopProfile(): void {
+    this.flush();
+    this.profiler = undefined;
+  }
+
+  /** The attached profiler, while profiling. */
+  get profile(): GpuProfiler | undefined {
+    return this.profiler;
+  }
+
+  /** Before a batch's encoder is finished: the open pass ended, the profile's timestamps resolved. */
+  private endBatch(): GPUCommandEncoder {
+    this.pass?.end();
+    this.pass = undefined;
+    this.profiler?.beforeSubmit(this.encoder!);
+    return this.encoder!;
   }
 
   /**
@@ -292,7 +338,7 @@ export class GpuRuntime {
    */
   dispatch(pipeline: GPUComputePipeline, buffers: readonly GPUBuffer[], params: readonly ParamValue[], groups: readonly [number, number?, number?]): void {
     this.checkHealthy();
-    const pass = this.openPass();
+    const pass = this.profiler ? this.profiledPass(this.profiler, pipeline.label) : this.openPass();
     const uniform = params.length ? this.uniform(params) : undefined;
     const bindGroup = this.bindGroup(pipeline, buffers, uniform?.buffer);
     pass.setPipeline(pipeline);
@@ -352,10 +398,10 @@ export class GpuRuntime {
 
   /** Submit the open batch (if any). Errors from it are raised by the next `sync`/`read`. */
   flush(): void {
-    if (!this.encoder || !this.pass) return;
-    this.pass.end();
+    if (!this.encoder) return;
+    const encoder = this.endBatch();
     this.writeUniforms();
-    this.device.queue.submit([this.encoder.finish()]);
+    this.device.queue.submit([encoder.finish()]);
     this.counters.submits++;
     this.pendingErrors.push(this.device.popErrorScope(), this.device.popErrorScope());
     this.encoder = undefined;
@@ -391,12 +437,11 @@ export class GpuRuntime {
       staging = this.createBuffer({ size: sizeClass, usage: 0x1 /* MAP_READ */ | 0x8 /* COPY_DST */ });
       this.stagingStats.created++;
     }
-    this.openPass();
-    this.pass!.end();
-    this.pass = undefined;
-    this.encoder!.copyBufferToBuffer(t.buffer, 0, staging, 0, bytes);
+    this.openEncoder();
+    const encoder = this.endBatch();
+    encoder.copyBufferToBuffer(t.buffer, 0, staging, 0, bytes);
     this.writeUniforms();
-    this.device.queue.submit([this.encoder!.finish()]);
+    this.device.queue.submit([encoder.finish()]);
     this.counters.submits++;
     this.counters.bytesRead += bytes;
     this.pendingErrors.push(this.device.popErrorScope(), this.device.popErrorScope());
