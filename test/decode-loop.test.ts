@@ -56,6 +56,10 @@ describe('the float32 sampler (the CPU reference)', () => {
     }), { endOnFailure: true });
     expect(sampleTokenCpu(Float32Array.from([NaN, 1, 2, NaN]), GREEDY, undefined, 0)).toBe(2);
     expect(sampleTokenCpu(Float32Array.from([-0, 0]), GREEDY, undefined, 0)).toBe(1);
+    // equal scores: the smaller index first, for greedy and for a top-1 draw
+    expect(sampleTokenCpu(Float32Array.from([3, 5, 5, 1, 5]), GREEDY, undefined, 0)).toBe(1);
+    expect(sampleTokenCpu(Float32Array.from([3, 5, 5, 1, 5]), { temperature: 1, topK: 1, topP: 1, repetitionPenalty: 1 }, undefined, 0.9)).toBe(1);
+    expect(sampleTokenCpu(Float32Array.from([3, 5, 5, 1, 5]), { temperature: 1, topK: 2, topP: 1, repetitionPenalty: 1 }, undefined, 0.9)).toBe(2);
     expect(keyOf(-1) < keyOf(-0) && keyOf(-0) < keyOf(0) && keyOf(0) < keyOf(1e-30) && keyOf(NaN) === 0).toBe(true);
   });
 
@@ -131,8 +135,8 @@ describe('the WGSL sampler', () => {
         const rnd = seededRandom(seed);
         const logits = Float32Array.from({ length: V }, () => {
           const u = rnd();
-          // ties, −∞ and NaN among ordinary logits
-          return u < 0.05 ? 1.5 : u < 0.07 ? -Infinity : u < 0.08 ? NaN : (rnd() - 0.5) * 10;
+          // ties at the top (6 is above every ordinary logit) and below it, −∞ and NaN among ordinary logits
+          return u < 0.03 ? 6 : u < 0.06 ? 1.5 : u < 0.08 ? -Infinity : u < 0.09 ? NaN : (rnd() - 0.5) * 10;
         });
         const seen = Float32Array.from({ length: V }, () => (rnd() < 0.2 ? 1 : 0));
         const lt = gpu.upload(Tensor.from([1, V], logits)), st = gpu.upload(Tensor.from([V], seen));
