@@ -193,7 +193,8 @@ describe('generate: the device loop', () => {
 
   it('on the CPU: the device loop and the host loop give the same tokens, greedy and sampled', async () => {
     const m = loadModel(fixtureDir('stories260k'), { backend: new CpuBackend() });
-    for (const o of [{}, SAMPLED]) {
+    // greedy with a strong penalty: the tokens generated so far must count as seen
+    for (const o of [{}, SAMPLED, { repetitionPenalty: 5 }]) {
       const [host, device] = await Promise.all((['host', 'device'] as DecodeLoop[]).map((loop) => generate(m, PROMPT, { ...o, maxNewTokens: 16, stopTokenIds: [], loop })));
       expect(device.ids).toEqual(host.ids);
       expect(device.ids).toHaveLength(16);
