@@ -25,16 +25,7 @@ import { GREEDY, type TokenChoice, drawOf, keyOf, sampleTokenCpu } from '../src/
 import { Tensor } from '../src/tensor/tensor.js';
 import { requireGpu } from './helpers/backends.js';
 import { fixtureDir, golden } from './helpers/fixtures.js';
-
-async function withEnv<T>(env: Record<string, string>, fn: () => Promise<T>): Promise<T> {
-  const saved = Object.fromEntries(Object.keys(env).map((k) => [k, process.env[k]]));
-  Object.assign(process.env, env);
-  try {
-    return await fn();
-  } finally {
-    for (const [k, v] of Object.entries(saved)) if (v === undefined) delete process.env[k]; else process.env[k] = v;
-  }
-}
+import { withEnv } from './helpers/env.js';
 
 /** float64 softmax of (logits − max)/τ over the first-ranked order (score desc, index asc). */
 function float64Ranked(logits: Float32Array, temperature: number): { order: number[]; p: number[] } {

@@ -21,6 +21,7 @@ import { Tensor } from '../src/tensor/tensor.js';
 import { GPU_REQUIRED, requireGpu } from './helpers/backends.js';
 import { FIXTURE_NAMES, fixtureDir, golden } from './helpers/fixtures.js';
 import { TOL, compare, expectClose, randomArray } from './helpers/tolerance.js';
+import { withEnv } from './helpers/env.js';
 
 /**
  * The kernels real GPUs get, forced on this adapter: workgroup row reductions, split-K matmul, and
@@ -28,16 +29,6 @@ import { TOL, compare, expectClose, randomArray } from './helpers/tolerance.js';
  */
 const HARDWARE_SHAPES = { SPIKELM_ROWS: 'workgroup', SPIKELM_ATTENTION: 'splitk', SPIKELM_MATMUL: 'splitk' } as const;
 const HARDWARE_PREFILL = { ...HARDWARE_SHAPES, SPIKELM_ATTENTION: 'tiled' } as const;
-
-async function withEnv<T>(env: Record<string, string>, fn: () => Promise<T>): Promise<T> {
-  const saved = Object.fromEntries(Object.keys(env).map((k) => [k, process.env[k]]));
-  Object.assign(process.env, env);
-  try {
-    return await fn();
-  } finally {
-    for (const [k, v] of Object.entries(saved)) if (v === undefined) delete process.env[k]; else process.env[k] = v;
-  }
-}
 
 describe.each(FIXTURE_NAMES)('GPU golden: %s', (name) => {
   it.for([['the adapter\'s kernels', {}], ['the hardware-shaped kernels forced', HARDWARE_SHAPES], ['the hardware-shaped kernels with tiled attention forced', HARDWARE_PREFILL]] as const)('%s: last logits within the CPU golden tolerance, per-position argmax and greedy continuation', async ([, env], ctx) => {
