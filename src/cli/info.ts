@@ -53,7 +53,7 @@ export function formatInfo(info: Record<string, unknown>): string {
     if (g.software) lines.push('       a software rasterizer: correct but slower than the cpu backend (--backend auto uses the cpu)');
     const features = g.features as string[];
     const subgroups = features.includes('subgroups') ? (g.subgroup_reductions ? 'yes (reductions use them)' : `yes, not used: ${g.subgroup_note}`) : 'no';
-    lines.push(`       shader-f16 ${features.includes('shader-f16') ? 'yes' : 'no'}, subgroups ${subgroups}; largest binding ${Math.round(limits.maxStorageBufferBindingSize! / MiB)} MiB, workgroup memory ${Math.round(limits.maxComputeWorkgroupStorageSize! / 1024)} KiB`);
+    lines.push(`       shader-f16 ${features.includes('shader-f16') ? `yes (f16 arithmetic: SPIKELM_GPU_ARITH=f16, opt-in; now ${g.arithmetic})` : 'no'}, subgroups ${subgroups}; largest binding ${Math.round(limits.maxStorageBufferBindingSize! / MiB)} MiB, workgroup memory ${Math.round(limits.maxComputeWorkgroupStorageSize! / 1024)} KiB`);
   } else {
     lines.push(`  gpu  none: ${g.reason}`);
   }
@@ -69,6 +69,12 @@ export function formatInfo(info: Record<string, unknown>): string {
   return `${lines.join('\n')}\n`;
 }
 
+/** SPIKELM_GPU_ARITH as a GPU backend would take it: 'f32' unless f16 is asked for ('auto' is f32). */
+function arithmeticSetting(): string {
+  const v = process.env.SPIKELM_GPU_ARITH;
+  return v === 'f16' ? 'f16' : v === undefined || v === '' || v === 'auto' || v === 'f32' ? 'f32' : `invalid (${v})`;
+}
+
 async function gpuReport(): Promise<Record<string, unknown>> {
   try {
     const { report } = await acquireGpu();
@@ -76,6 +82,7 @@ async function gpuReport(): Promise<Record<string, unknown>> {
       available: true, dawn_backend: report.path, choice: report.choice, ...(report.fallback ? { fallback: report.fallback } : {}), description: report.description, vendor: report.vendor,
       architecture: report.architecture, device: report.device, software: report.software,
       features: report.features, limits: report.limits,
+      shader_f16: report.shaderF16, arithmetic: arithmeticSetting(),
       subgroup_reductions: report.subgroupReductions, ...(report.subgroupNote ? { subgroup_note: report.subgroupNote } : {}),
     };
   } catch (err) {

@@ -29,7 +29,7 @@ async function open(): Promise<{ report: GpuAdapterReport }> {
   const info = adapter.info;
   const report: GpuAdapterReport = {
     path: 'native', choice: 'default', vendor: info.vendor, architecture: info.architecture, device: info.device, description: info.description || info.architecture,
-    software: true, limits, features: [...adapter.features], subgroupReductions: note === '', subgroupNote: note,
+    software: true, limits, features: [...adapter.features], subgroupReductions: note === '', subgroupNote: note, shaderF16: false,
   };
   const ctx: GpuContext = { instance: gpu, device, report };
   rt = new GpuRuntime(ctx);

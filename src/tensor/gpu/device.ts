@@ -70,6 +70,8 @@ export interface GpuAdapterReport {
    */
   readonly subgroupReductions: boolean;
   readonly subgroupNote: string;
+  /** The device was created with shader-f16 (f16 arithmetic possible: SPIKELM_GPU_ARITH=f16). */
+  readonly shaderF16: boolean;
 }
 
 export interface GpuContext {
@@ -170,7 +172,8 @@ async function openGpu(): Promise<GpuContext> {
     if (typeof v === 'number') requiredLimits[name] = v;
   }
   const wantSubgroups = adapter.features.has('subgroups');
-  const features = [...(wantSubgroups ? ['subgroups'] : []), ...(adapter.features.has('timestamp-query') ? ['timestamp-query'] : [])] as GPUFeatureName[];
+  // subgroups for the reductions, timestamps for --profile, shader-f16 for SPIKELM_GPU_ARITH=f16
+  const features = [...(wantSubgroups ? ['subgroups'] : []), ...['timestamp-query', 'shader-f16'].filter((f) => adapter.features.has(f))] as GPUFeatureName[];
   const device = await adapter.requestDevice({ requiredLimits, ...(features.length ? { requiredFeatures: features } : {}) });
   let subgroupNote = 'the adapter does not offer the subgroups feature';
   if (wantSubgroups) {
@@ -195,6 +198,7 @@ async function openGpu(): Promise<GpuContext> {
       features: [...adapter.features],
       subgroupReductions: subgroupNote === '',
       subgroupNote,
+      shaderF16: device.features.has('shader-f16'),
     },
   };
 }

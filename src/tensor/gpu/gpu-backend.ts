@@ -17,14 +17,14 @@ import { type QkvLayout, qkvToCacheGpu } from '../kernels/qkv.js';
 import { type AttentionParams, attentionGpu } from '../kernels/attention.js';
 import { copyGpu } from '../kernels/copy.js';
 import { GpuEmbeddingTable, embeddingGpu, packEmbeddingTable } from '../kernels/embedding.js';
-import { GpuLinearWeight, type MatmulVariant, WEIGHT_FORMATS, type WeightFormat, isF16Exact, matmulGpu, packLinearWeight } from '../kernels/matmul.js';
+import { GPU_ARITHMETICS, type GpuArithmetic, GpuLinearWeight, type MatmulVariant, WEIGHT_FORMATS, type WeightFormat, isF16Exact, matmulGpu, packLinearWeight } from '../kernels/matmul.js';
 import { type QkNormHeads, checkQkNorm, layerNormGpu, qkNormGpu, rmsNormGpu } from '../kernels/norm.js';
 import { ropeGpu } from '../kernels/rope.js';
 import { type TokenChoice, sampleTokenGpu } from '../kernels/sampling.js';
 import { type CausalMask, softmaxGpu } from '../kernels/softmax.js';
 import { attentionDims, binaryBroadcast, checkVector, embeddingDims, gatedDims, matmulDims, planeRows, qkvCheck, ropeCheck, sliceRowsCheck, spikeAttentionDims, stateCheck, timeMajorDims, writeRowsCheck } from '../shapes.js';
 import { type Shape, Tensor, shapeToString } from '../tensor.js';
-import { type GpuContext, acquireGpu } from './device.js';
+import { type GpuContext, GpuError, acquireGpu } from './device.js';
 import { GpuRuntime, GpuTensor } from './runtime.js';
 import { forcedVariant } from './variants.js';
 
@@ -41,6 +41,14 @@ export interface GpuBackendOptions {
    * faster too: GPT-2-small from an F16 file decodes at 1.72 tokens/s against 1.29 from the F32 one, bench/scale.)
    */
   readonly weightFormat?: WeightFormat | 'auto';
+  /**
+   * The dense matmuls' arithmetic (kernels/matmul.ts GpuArithmetic): 'f32'; 'f16' (f16 weights times
+   * activations rounded to f16, accumulated in float32; needs the device's shader-f16 and stores the
+   * weights in f16, so it refuses weightFormat 'f32'); 'auto' (the default) is 'f32' — f16 is chosen
+   * automatically only once it has been measured faster on hardware, which no run has done yet.
+   * SPIKELM_GPU_ARITH=f32|f16|auto sets it when this is not given.
+   */
+  readonly arithmetic?: GpuArithmetic | 'auto';
 }
 
 /** The storage format of one linear weight under a backend's `weightFormat` setting. */
@@ -85,6 +93,11 @@ export class GpuBackend implements Backend {
     if (role === 'linear') {
       if (t.rank !== 2) throw new ShapeError(`upload: a linear weight must be [out, in], got ${shapeToString(t.shape)}`);
       const setting = this.options.weightFormat ?? forcedVariant('SPIKELM_GPU_WEIGHTS', [...WEIGHT_FORMATS, 'auto'] as const) ?? 'auto';
+      const arithmetic = this.arithmetic();
+      if (arithmetic === 'f16') {
+        if (setting === 'f32') throw new GpuError('SPIKELM_GPU_ARITH=f16 multiplies f16 weights, but the weights are set to be stored in f32 (SPIKELM_GPU_WEIGHTS / weightFormat)');
+        return packLinearWeight(this.rt, t, max, 'f16', 'f16');
+      }
       return packLinearWeight(this.rt, t, max, weightFormatFor(setting, t.data));
     }
     if (role === 'embedding') {
@@ -93,6 +106,14 @@ export class GpuBackend implements Backend {
     }
     if (t.size * 4 > this.rt.maxBindingBytes) throw new ShapeError(`upload: ${shapeToString(t.shape)} exceeds the adapter's binding limit; upload it as a 'linear' or 'embedding' weight`);
     return this.rt.fromHost(t.shape, t.data);
+  }
+
+  /** The matmul arithmetic for weights uploaded now (options, else SPIKELM_GPU_ARITH; 'auto' is f32). */
+  arithmetic(): GpuArithmetic {
+    const setting = this.options.arithmetic ?? forcedVariant('SPIKELM_GPU_ARITH', [...GPU_ARITHMETICS, 'auto'] as const) ?? 'auto';
+    if (setting !== 'f16') return 'f32';
+    if (!this.report.shaderF16) throw new GpuError(`SPIKELM_GPU_ARITH=f16 needs the shader-f16 feature, which this adapter (${this.report.description}, Dawn ${this.report.path}) does not offer`);
+    return 'f16';
   }
 
   async read(t: BTensor): Promise<Tensor> {

@@ -179,10 +179,32 @@ interface WeightChunk {
 export type WeightFormat = 'f32' | 'f16';
 export const WEIGHT_FORMATS: readonly WeightFormat[] = ['f32', 'f16'];
 
+/**
+ * The arithmetic of the dense matmul kernels on a packed weight: float32 products (`f32`, the
+ * default), or binary16 products of f16 weights and activations rounded to f16, accumulated in
+ * float32 (`f16`; WGSL's `enable f16`, the device's shader-f16 feature; f16 weights only). The spike
+ * kernels (event-driven rows, plane accumulation) only add weights and stay float32.
+ */
+export type GpuArithmetic = 'f32' | 'f16';
+export const GPU_ARITHMETICS: readonly GpuArithmetic[] = ['f32', 'f16'];
+
 /** A linear weight [N, K] packed for the GPU as wᵀ column chunks. */
 export class GpuLinearWeight {
   disposed = false;
-  constructor(readonly shape: readonly [number, number], readonly chunks: readonly WeightChunk[], readonly format: WeightFormat = 'f32') {}
+  constructor(readonly shape: readonly [number, number], readonly chunks: readonly WeightChunk[], readonly format: WeightFormat = 'f32', readonly arithmetic: GpuArithmetic = 'f32') {
+    if (arithmetic === 'f16' && format !== 'f16') throw new GpuError('f16 arithmetic needs weights stored in f16');
+  }
+}
+
+/**
+ * WGSL: the product of an activation and a vec4 of weights, in the weight's arithmetic — float32, or
+ * f16 × f16 (the weights are exact in f16; the activation is rounded to it) widened for the float32
+ * accumulator. `{{enable}}` is the line a module needs first.
+ */
+function arithmeticWgsl(arithmetic: GpuArithmetic): { enable: string; mul: string } {
+  return arithmetic === 'f16'
+    ? { enable: 'enable f16;', mul: 'fn mulw(x: f32, w: vec4f) -> vec4f { return vec4f(f16(x) * vec4<f16>(w)); }' }
+    : { enable: '', mul: 'fn mulw(x: f32, w: vec4f) -> vec4f { return x * w; }' };
 }
 
 /**
@@ -211,7 +233,7 @@ export function isF16Exact(a: Float32Array): boolean {
  * Pack w [N, K] as wᵀ [K, Npad] chunks no larger than `maxBytes` each, in float32 or (`f16`) as
  * binary16 rounded to nearest even, two columns per u32 (the lower half is the even column).
  */
-export function packLinearWeight(rt: GpuRuntime, w: Tensor, maxBytes = rt.maxBindingBytes, format: WeightFormat = 'f32'): GpuLinearWeight {
+export function packLinearWeight(rt: GpuRuntime, w: Tensor, maxBytes = rt.maxBindingBytes, format: WeightFormat = 'f32', arithmetic: GpuArithmetic = 'f32'): GpuLinearWeight {
   const [N, K] = w.shape as [number, number];
   const bytesPerValue = format === 'f16' ? 2 : 4;
   const colsPerChunk = Math.max(4, Math.floor(maxBytes / (bytesPerValue * Math.max(K, 1)) / 4) * 4);
@@ -237,7 +259,7 @@ export function packLinearWeight(rt: GpuRuntime, w: Tensor, maxBytes = rt.maxBin
     }
     chunks.push({ buffer: rt.fromHost([K, nPad * bytesPerValue / 4], packed, `weight chunk [${n0}, ${n1}) ${format}`).buffer, n0, n1, nPad });
   }
-  return new GpuLinearWeight([N, K], chunks, format);
+  return new GpuLinearWeight([N, K], chunks, format, arithmetic);
 }
 
 /**
@@ -259,8 +281,10 @@ fn wv4(i: u32) -> vec4f {
 }
 
 /** The bindings every variant declares (x, w, bias, y, residual, params); `plain` reads w [N, K] as f32. */
-function matmulBindings(params: string, weight: WeightFormat | 'plain'): string {
-  return `
+function matmulBindings(params: string, weight: WeightFormat | 'plain', arithmetic: GpuArithmetic = 'f32'): string {
+  const a = arithmeticWgsl(arithmetic);
+  return `${a.enable}
+${a.mul}
 struct Params { ${params} }
 @group(0) @binding(0) var<storage, read> x: array<f32>;
 ${weight === 'plain' ? '@group(0) @binding(1) var<storage, read> w: array<f32>;' : weightAccessWgsl(1, weight)}
@@ -302,14 +326,14 @@ fn main(@builtin(global_invocation_id) gid: vec3u) {
 {{writes}}
 }`;
 
-function blockedSource(rows: number, format: WeightFormat): string {
+function blockedSource(rows: number, format: WeightFormat, arithmetic: GpuArithmetic): string {
   const r = Array.from({ length: rows }, (_, i) => i);
   return fillTemplate(BLOCKED_WGSL, {
-    bindings: matmulBindings('M: u32, K: u32, N: u32, nPad4: u32, nValid: u32, colOffset: u32, hasBias: u32, rowBlocks: u32, threadsX: u32, hasResidual: u32', format),
+    bindings: matmulBindings('M: u32, K: u32, N: u32, nPad4: u32, nValid: u32, colOffset: u32, hasBias: u32, rowBlocks: u32, threadsX: u32, hasResidual: u32', format, arithmetic),
     rows,
     rowBases: r.map((i) => `  let xb${i} = min(m0 + ${i}u, p.M - 1u) * p.K;`).join('\n'),
     accumulators: r.map((i) => `  var acc${i} = vec4f(0.0);`).join('\n'),
-    fmas: r.map((i) => `    acc${i} += x[xb${i} + k] * wv;`).join('\n'),
+    fmas: r.map((i) => `    acc${i} += mulw(x[xb${i} + k], wv);`).join('\n'),
     writes: r.map((i) => `  if (m0 + ${i}u < p.M) { store(m0 + ${i}u, c4, acc${i}); }`).join('\n'),
   });
 }
@@ -350,10 +374,10 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_id) lid: ve
     workgroupBarrier();
     for (var kk = 0u; kk < 16u; kk++) {
       let b = ws[kk * 16u + lid.x];
-      acc0 += xs[r0 * 16u + kk] * b;
-      acc1 += xs[(r0 + 1u) * 16u + kk] * b;
-      acc2 += xs[(r0 + 2u) * 16u + kk] * b;
-      acc3 += xs[(r0 + 3u) * 16u + kk] * b;
+      acc0 += mulw(xs[r0 * 16u + kk], b);
+      acc1 += mulw(xs[(r0 + 1u) * 16u + kk], b);
+      acc2 += mulw(xs[(r0 + 2u) * 16u + kk], b);
+      acc3 += mulw(xs[(r0 + 3u) * 16u + kk], b);
     }
     workgroupBarrier();
   }
@@ -375,7 +399,7 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_id) lid: ve
   let m = wid.y;
   var acc = vec4f(0.0);
   if (c4 < p.nPad4) {
-    for (var k = lid.y; k < p.K; k += 16u) { acc += x[m * p.K + k] * wv4(k * p.nPad4 + c4); }
+    for (var k = lid.y; k < p.K; k += 16u) { acc += mulw(x[m * p.K + k], wv4(k * p.nPad4 + c4)); }
   }
   partial[lid.y * 16u + lid.x] = acc;
   workgroupBarrier();
@@ -421,21 +445,21 @@ export function matmulGpu(rt: GpuRuntime, x: GpuTensor, w: GpuLinearWeight | Gpu
     return;
   }
   const v = variant ?? chooseMatmulVariant(rt, M);
-  const f = w.format;
+  const f = w.format, a = w.arithmetic, key = a === 'f16' ? `${f}/f16-arithmetic` : f;
   for (const c of w.chunks) {
     const nValid = c.n1 - c.n0, nPad4 = c.nPad / 4;
     const buffers = [x.buffer, c.buffer, biasBuffer, y.buffer, residualBuffer];
     if (v === 'blocked4' || v === 'blocked1') {
       const rows = v === 'blocked4' ? 4 : 1;
       const rowBlocks = Math.ceil(M / rows);
-      const pipe = rt.pipeline(`matmul/${v}/${f}`, () => blockedSource(rows, f));
+      const pipe = rt.pipeline(`matmul/${v}/${key}`, () => blockedSource(rows, f, a));
       const { groups, threadsX } = rt.groups1d(rowBlocks * nPad4, 64);
       rt.dispatch(pipe, buffers, [M, K, N, nPad4, nValid, c.n0, hasBias, rowBlocks, threadsX, hasResidual], groups);
     } else if (v === 'tiled') {
-      const pipe = rt.pipeline(`matmul/tiled/${f}`, () => fillTemplate(TILED_WGSL, { bindings: matmulBindings(PACKED_PARAMS, f) }));
+      const pipe = rt.pipeline(`matmul/tiled/${key}`, () => fillTemplate(TILED_WGSL, { bindings: matmulBindings(PACKED_PARAMS, f, a) }));
       rt.dispatch(pipe, buffers, [M, K, N, nPad4, nValid, c.n0, hasBias, hasResidual], [Math.ceil(nPad4 / 16), Math.ceil(M / 64)]);
     } else if (v === 'splitk') {
-      const pipe = rt.pipeline(`matmul/splitk/${f}`, () => fillTemplate(SPLITK_WGSL, { bindings: matmulBindings(PACKED_PARAMS, f) }));
+      const pipe = rt.pipeline(`matmul/splitk/${key}`, () => fillTemplate(SPLITK_WGSL, { bindings: matmulBindings(PACKED_PARAMS, f, a) }));
       rt.dispatch(pipe, buffers, [M, K, N, nPad4, nValid, c.n0, hasBias, hasResidual], [Math.ceil(nPad4 / 16), M]);
     } else {
       throw new GpuError(`matmul: variant "${v}" needs an unpacked weight`);
