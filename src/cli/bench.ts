@@ -29,7 +29,7 @@ export const benchCommand: Command = {
     coding: { type: 'string-list', help: `codes to compare: ${CODINGS.join(', ')}`, default: [...CODINGS] },
     schedule: { type: 'string-list', help: `schedules: ${SCHEDULES.join(', ')}`, default: [DEFAULT_CONVERSION.schedule] },
     backend: { type: 'string-list', help: 'backends to run: cpu,gpu', default: ['cpu'] },
-    out: { type: 'string', help: 'output directory (required, except with --profile: then profile.json goes there if given)', aliases: ['output-dir'] },
+    out: { type: 'string', required: true, help: 'output directory (with --profile: where profile.json goes)', aliases: ['output-dir'] },
     positions: { type: 'int', help: 'evaluation positions for fidelity', default: 256 },
     'time-tokens': { type: 'int', help: 'tokens per timed forward', default: 32 },
     quantile: { type: 'number', help: 'threshold quantile when converting now (higher = fewer spikes)' },
@@ -44,8 +44,8 @@ export const benchCommand: Command = {
   async run({ flags }, io) {
     const modelDir = (await resolveModelSource(flags.model, io)).dir;
     const out = flags.out;
-    if (flags.profile === true) return profileCommand(modelDir, flags.tokens as number, typeof out === 'string' ? out : undefined, io);
     if (typeof out !== 'string') throw new ArgumentError('bench: --out is required');
+    if (flags.profile === true) return profileCommand(modelDir, flags.tokens as number, out, io);
     const backends = (flags.backend as string[]).map((b) => {
       if (b !== 'cpu' && b !== 'gpu') throw new ArgumentError(`bench: --backend takes cpu and/or gpu, got "${b}"`);
       return b;
@@ -99,7 +99,7 @@ function mergeCommand(): Command {
 }
 
 /** `bench --profile`: the ANN and its default layerwise conversion decoding on the GPU, profiled. */
-async function profileCommand(modelDir: string, tokens: number, out: string | undefined, io: CliIO): Promise<number> {
+async function profileCommand(modelDir: string, tokens: number, out: string, io: CliIO): Promise<number> {
   const gpu = await GpuBackend.create();
   const ann = loadModel(modelDir, { backend: gpu });
   io.err(`bench --profile: ${gpu.describe()}\n`);
@@ -111,12 +111,10 @@ async function profileCommand(modelDir: string, tokens: number, out: string | un
     await profileDecode(`SNN (layerwise ${snn.coding} T=${snn.timesteps})`, snn, prompt, tokens),
   ];
   for (const p of profiles) io.out(`${formatProfile(p)}\n`);
-  if (out) {
-    fs.mkdirSync(out, { recursive: true });
-    const file = path.join(out, 'profile.json');
-    atomicWriteFile(file, `${JSON.stringify({ adapter: gpu.report.description, dawn_backend: gpu.report.path, prompt_tokens: prompt.length, profiles }, null, 2)}\n`);
-    io.out(`${file}\n`);
-  }
+  fs.mkdirSync(out, { recursive: true });
+  const file = path.join(out, 'profile.json');
+  atomicWriteFile(file, `${JSON.stringify({ adapter: gpu.report.description, dawn_backend: gpu.report.path, prompt_tokens: prompt.length, profiles }, null, 2)}\n`);
+  io.out(`${file}\n`);
   snn.dispose();
   return 0;
 }
