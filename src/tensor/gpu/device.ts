@@ -139,7 +139,10 @@ async function openGpu(): Promise<GpuContext> {
   // Dawn's Node bindings take the first adapter whose device name contains this (their `adapter` flag)
   const named = gpuAdapterName();
   // timestamps unrounded (only `spikelm bench --profile` reads them: gpu/profile.ts)
-  const pick = [...(named ? [`adapter=${named}`] : []), 'disable-dawn-features=timestamp_quantization'];
+  // SPIKELM_DAWN_ENABLE: Dawn toggles to enable (comma-separated), e.g. vulkan_enable_f16_on_nvidia
+  // (Dawn hides shader-f16 on NVIDIA without it; bench/device-check.sh sets it to test f16 arithmetic)
+  const enable = (process.env.SPIKELM_DAWN_ENABLE ?? '').split(',').map((t) => t.trim()).filter(Boolean);
+  const pick = [...(named ? [`adapter=${named}`] : []), 'disable-dawn-features=timestamp_quantization', ...(enable.length ? [`enable-dawn-features=${enable.join(',')}`] : [])];
   const unmatched = named ? `: no adapter whose device name contains "${named}" (SPIKELM_GPU_ADAPTER)` : '';
   let adapter: GPUAdapter | null = null;
   let instance: GPU | undefined;
