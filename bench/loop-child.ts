@@ -10,6 +10,7 @@ import { loadModel } from '../src/nn/model.js';
 import type { Backend } from '../src/tensor/backend.js';
 import { CpuBackend } from '../src/tensor/cpu-backend.js';
 import { GpuBackend } from '../src/tensor/gpu/gpu-backend.js';
+import { GREEDY, sampleTokenCpu } from '../src/tensor/kernels/sampling.js';
 import type { LoopReport } from './loop.bench.js';
 
 const [backendName, dir, planJson] = process.argv.slice(2);
@@ -72,7 +73,29 @@ async function main(): Promise<LoopReport> {
     ratios.prefill.push(round.device.prefill / round.host.prefill);
     ratios.decode.push(round.device.decode / round.host.decode);
   }
-  return { backend: backendName!, adapter, loops, ratios };
+  // on a GPU: its greedy tokens against the CPU's, up to the first CPU logit margin (top two) < 1e-3
+  let agreement: LoopReport['agreement'];
+  if (backend instanceof GpuBackend) {
+    const n = plan.tokens + 2;
+    const got = (await generate(model, prompt(32), { maxNewTokens: n, stopTokenIds: [] })).ids;
+    const cpu = new CpuBackend(), ref = loadModel(dir!, { backend: cpu }), cache = ref.newCache();
+    let input = prompt(32), agree = 0, nearTie: number | null = null;
+    for (let i = 0; i < n; i++) {
+      const logits = cpu.readSync(ref.forward(input, cache)).data;
+      const id = sampleTokenCpu(logits, GREEDY, undefined, 0);
+      let second = -Infinity;
+      for (let j = 0; j < logits.length; j++) if (j !== id && logits[j]! > second) second = logits[j]!;
+      if (logits[id]! - second < 1e-3) {
+        nearTie = i;
+        break;
+      }
+      if (got[i] !== id) break;
+      agree++;
+      input = [id];
+    }
+    agreement = { compared: n, agree, firstNearTie: nearTie };
+  }
+  return { backend: backendName!, adapter, loops, ratios, ...(agreement ? { agreement } : {}) };
 }
 
 process.stdout.write(`${JSON.stringify(await main())}\n`);

@@ -8,8 +8,9 @@
  *
  * Figures per backend and loop: prefill of 128 tokens (with the first token chosen) in tokens/s,
  * decode tokens/s after a 32-token prompt, and what a decoded token crossed on a GPU: submits and
- * bytes read back. No target on software rasterizers: they are correctness oracles. A backend that
- * cannot open here (no lavapipe, say) is reported as such.
+ * bytes read back; and on each GPU, whether its greedy tokens are the CPU's up to the first near-tie
+ * (the CPU's top two logits within 1e-3). No target on software rasterizers: they are correctness
+ * oracles. A backend that cannot open here (no lavapipe, say) is reported as such.
  */
 import { execFileSync } from 'node:child_process';
 import path from 'node:path';
@@ -28,6 +29,8 @@ export interface LoopReport {
   readonly error?: string;
   readonly loops?: Readonly<Record<'host' | 'device', { prefillTokS: number[]; decodeTokS: number[]; submitsPerToken: number; bytesReadPerToken: number }>>;
   readonly ratios?: { prefill: number[]; decode: number[] };
+  /** GPU greedy tokens equal to the CPU's (of `compared`), up to the first near-tie (null: none met). */
+  readonly agreement?: { compared: number; agree: number; firstNearTie: number | null };
 }
 
 export const loopSuite: Suite = {
@@ -64,6 +67,11 @@ export const loopSuite: Suite = {
         ctx.log(`${backend} (${report.adapter}) ${loop} loop: prefill ${prefill.toFixed(2)} tokens/s, decode ${decode.toFixed(2)} tokens/s, ${r.submitsPerToken} submit(s) and ${r.bytesReadPerToken} bytes read per token`);
       }
       ctx.log(`${backend}: device/host decode ${median(report.ratios!.decode).toFixed(3)}, prefill ${median(report.ratios!.prefill).toFixed(3)} (median of ${plan.rounds} rounds' ratios)`);
+      const a = report.agreement;
+      if (a) {
+        ctx.log(`${backend}: greedy tokens equal the CPU's for ${a.agree} of ${a.compared}${a.firstNearTie === null ? ' (no near-tie met)' : `, the first near-tie (top-2 margin < 1e-3) at token ${a.firstNearTie}`}`);
+        rows.push({ suite: 'loop', name: `${backend} greedy tokens vs CPU`, meanMs: NaN, samples: 1, metrics: { 'equal tokens': a.agree, compared: a.compared, 'first near-tie': a.firstNearTie ?? 'none' } });
+      }
     }
     return rows;
   },
