@@ -175,6 +175,22 @@ async function costs(gpu: GpuBackend, run: (onToken: () => void) => Promise<unkn
 /** From the third token on: one submit, one id read back, one uniform write, nothing created. */
 const STEADY = { submits: 1, bytesRead: 4, buffersCreated: 0, bindGroupsCreated: 0, writeBuffers: 1 };
 
+/**
+ * The device loop is pipelined: a token's interval holds the submit of the step after it, so the
+ * last interval holds none (no step goes past the budget). `hostLoop`: the counts of a loop that
+ * reads logits back (where the device cannot sample), the same for every interval.
+ */
+function expectSteady(perToken: Awaited<ReturnType<typeof costs>>, hostLoop?: typeof STEADY): void {
+  // perToken[0] is the second token's interval
+  const steady = perToken.slice(1);
+  if (hostLoop) {
+    for (const c of steady) expect(c).toEqual(hostLoop);
+    return;
+  }
+  for (const c of steady.slice(0, -1)) expect(c).toEqual(STEADY);
+  expect(steady.at(-1)).toEqual({ submits: 0, bytesRead: 0, buffersCreated: 0, bindGroupsCreated: 0, writeBuffers: 0 });
+}
+
 describe('generate: the device loop', () => {
   it('SPIKELM_DECODE_LOOP chooses the loop; anything else is an error naming it', () => {
     expect(decodeLoopFromEnv({})).toBe('device');
@@ -215,11 +231,28 @@ describe('generate: the device loop', () => {
         got = (await generate(m, PROMPT, { ...o, maxNewTokens: 12, stopTokenIds: [], onToken, cache: m.newCache(4) })).ids;
       });
       expect(got).toEqual(want.ids);
-      // the counts from the third token on (perToken[0] is the second token's)
-      for (const c of perToken.slice(1)) {
-        expect(c).toEqual(note ? { ...STEADY, bytesRead: 4 * m.config.vocabSize } : STEADY);
-      }
+      expectSteady(perToken, note ? { ...STEADY, bytesRead: 4 * m.config.vocabSize } : undefined);
     }
+  });
+
+  it('a stop token and the context limit end the pipelined loop where the host loop ends, with the same cache', async (ctx) => {
+    const gpu = await requireGpu(ctx);
+    const m = loadModel(fixtureDir('stories260k'), { backend: gpu });
+    const greedy = (await generate(m, PROMPT, { maxNewTokens: 8, stopTokenIds: [], loop: 'host' })).ids;
+    const long = Array.from({ length: m.config.maxPositions - 4 }, (_, i) => (i * 7 + 3) % m.config.vocabSize);
+    for (const [prompt, o] of [[PROMPT, { stopTokenIds: [greedy[4]!] }], [long, { stopTokenIds: [] }]] as const) {
+      const runs = [];
+      for (const loop of ['host', 'device'] as const) {
+        const cache = m.newCache();
+        const r = await generate(m, prompt, { ...o, maxNewTokens: 8, loop, cache });
+        // the cache then continues the same way under both loops
+        const next = await generate(m, [1], { maxNewTokens: 1, stopTokenIds: [], loop: 'host', cache }).catch((e: Error) => e.message);
+        runs.push({ ...r, length: cache.length, next });
+      }
+      expect(runs[1]).toEqual(runs[0]);
+    }
+    expect(await generate(m, PROMPT, { stopTokenIds: [greedy[4]!], maxNewTokens: 8 })).toMatchObject({ ids: greedy.slice(0, greedy.indexOf(greedy[4]!) + 1), stoppedBy: 'stop_token' });
+    expect((await generate(m, long, { maxNewTokens: 8, stopTokenIds: [] })).stoppedBy).toBe('context_limit');
   });
 
   it('the host loop, kept for comparison, reads the logits back every token', async (ctx) => {
@@ -243,7 +276,7 @@ describe('generate: the device loop', () => {
         got = (await generate(snn, PROMPT, { ...o, maxNewTokens: 10, stopTokenIds: [], onToken })).ids;
       });
       expect(got).toEqual(host.ids);
-      for (const c of perToken.slice(1)) expect(c).toEqual(note ? { ...STEADY, bytesRead: 4 * snn.config.vocabSize } : STEADY);
+      expectSteady(perToken, note ? { ...STEADY, bytesRead: 4 * snn.config.vocabSize } : undefined);
     }
   });
 

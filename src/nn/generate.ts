@@ -5,7 +5,10 @@
  * order), and differ in what crosses between host and device:
  *   device (the default)  the backend chooses the token (sampleToken) into a one-element tensor the
  *                         next forward's embedding reads; only that id is read back (4 bytes), for
- *                         the stop test and the caller's stream. The turn's cache rows are reserved
+ *                         the stop test and the caller's stream. The next token's forward is
+ *                         submitted before this token's id is back (it needs no host id), so the
+ *                         device works while the host waits; when this token ends the generation,
+ *                         that step's cache row is dropped. The turn's cache rows are reserved
  *                         before its first token, so from the third token on a GPU step is one
  *                         submit, one 4-byte read-back, one uniform write and no new buffer or bind
  *                         group (test/decode-loop.test.ts counts them).
@@ -82,18 +85,46 @@ export async function generate(model: CausalLM | SpikingLM, promptIds: readonly 
   const feedDevice = !spiking || spiking.schedule === 'layerwise';
   const all = [...promptIds];
   const out: number[] = [];
+  /** Feed `ids`, choose the next token on the device; the returned promise is its id (the batch is submitted now). */
+  const stepOnDevice = (ids: Int32Array | BTensor): Promise<number> => {
+    const logits = logitsOf(ids);
+    b.sampleToken(logits, 0, sampler.choice, sampler.draw(), id!, seen);
+    b.dispose(logits);
+    return b.read(id!).then((t) => t.data[0]!);
+  };
+  /** The step submitted ahead of the token being read (pipelined loop), if any. */
+  let ahead: Promise<number> | undefined;
   try {
+    if (cache.length + promptIds.length > cache.maxLength || maxNew === 0) return { ids: out, stoppedBy: maxNew === 0 ? 'max_new_tokens' : 'context_limit' };
+    // (on the CPU nothing runs while the host waits, and its read is the live tensor: not pipelined)
+    if (id && feedDevice && b.name === 'gpu') {
+      // pipelined: the next token's forward is submitted (it reads the id on the device) before this
+      // token's id is back; if this token ends the generation, that step is undone (its cache row)
+      let pending = stepOnDevice(Int32Array.from(promptIds));
+      for (let step = 0; step < maxNew; step++) {
+        ahead = step + 1 < maxNew && cache.length + 1 <= cache.maxLength ? stepOnDevice(id) : undefined;
+        const next = await pending;
+        out.push(next);
+        opts.onToken?.(next);
+        if (stop.has(next) || !ahead) {
+          if (ahead) {
+            await ahead;
+            ahead = undefined;
+            cache.truncate(cache.length - 1);
+          }
+          return { ids: out, stoppedBy: stop.has(next) ? 'stop_token' : step + 1 < maxNew ? 'context_limit' : 'max_new_tokens' };
+        }
+        pending = ahead;
+      }
+      return { ids: out, stoppedBy: 'max_new_tokens' };
+    }
     let input: Int32Array | BTensor = Int32Array.from(promptIds);
-    let fed = promptIds.length;
     for (let step = 0; step < maxNew; step++) {
-      if (cache.length + fed > cache.maxLength) return { ids: out, stoppedBy: 'context_limit' };
-      const logits = logitsOf(input);
+      if (step > 0 && cache.length + 1 > cache.maxLength) return { ids: out, stoppedBy: 'context_limit' };
       let next: number;
-      if (id) {
-        b.sampleToken(logits, 0, sampler.choice, sampler.draw(), id, seen);
-        b.dispose(logits);
-        next = (await b.read(id)).data[0]!;
-      } else {
+      if (id) next = await stepOnDevice(id && feedDevice && step > 0 ? id : input);
+      else {
+        const logits = logitsOf(input);
         const host = (await b.read(logits)).data;
         b.dispose(logits);
         next = sampler.next(host, all);
@@ -102,11 +133,12 @@ export async function generate(model: CausalLM | SpikingLM, promptIds: readonly 
       all.push(next);
       opts.onToken?.(next);
       if (stop.has(next)) return { ids: out, stoppedBy: 'stop_token' };
-      input = id && feedDevice ? id : Int32Array.of(next);
-      fed = 1;
+      input = Int32Array.of(next);
     }
     return { ids: out, stoppedBy: 'max_new_tokens' };
   } finally {
+    // a caller's onToken that threw leaves a step in flight: nothing waits for it
+    void ahead?.catch(() => undefined);
     for (const t of [id, seen, stats]) if (t) b.dispose(t);
   }
 }
