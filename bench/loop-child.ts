@@ -11,6 +11,7 @@ import type { Backend } from '../src/tensor/backend.js';
 import { CpuBackend } from '../src/tensor/cpu-backend.js';
 import { GpuBackend } from '../src/tensor/gpu/gpu-backend.js';
 import { GREEDY, sampleTokenCpu } from '../src/tensor/kernels/sampling.js';
+import { median } from './decode.bench.js';
 import type { LoopReport } from './loop.bench.js';
 
 const [backendName, dir, planJson] = process.argv.slice(2);
@@ -47,23 +48,22 @@ async function main(): Promise<LoopReport> {
       round[loop].prefill = plan.prefill / ((performance.now() - t0) / 1000);
       // decode: the tokens after the first (the prompt's forward untimed)
       let first = 0, last = 0;
-      let c0: ReturnType<typeof counters>, c1: ReturnType<typeof counters>;
-      let seen = 0;
+      const snaps: NonNullable<ReturnType<typeof counters>>[] = [];
       await generate(model, prompt(32), {
         maxNewTokens: plan.tokens + 1, stopTokenIds: [], loop, onToken: () => {
-          seen++;
-          if (seen === 1) {
-            first = performance.now();
-            c0 = counters();
-          }
+          if (snaps.length === 0 && first === 0) first = performance.now();
           last = performance.now();
-          c1 = counters();
+          const c = counters();
+          if (c) snaps.push(c);
         },
       });
       round[loop].decode = plan.tokens / ((last - first) / 1000);
-      if (c0 && c1) {
-        loops[loop].submitsPerToken = (c1.submits - c0.submits) / plan.tokens;
-        loops[loop].bytesReadPerToken = (c1.bytesRead - c0.bytesRead) / plan.tokens;
+      // what a token's interval between two callbacks holds, from the second interval on and without
+      // the last (the pipelined loop submits each step one token early, so its last interval has none)
+      const per = (k: 'submits' | 'bytesRead') => median(snaps.slice(1).map((s, i) => s[k] - snaps[i]![k]).slice(1, -1));
+      if (snaps.length > 3) {
+        loops[loop].submitsPerToken = per('submits');
+        loops[loop].bytesReadPerToken = per('bytesRead');
       }
     }
     for (const loop of ['host', 'device'] as const) {
