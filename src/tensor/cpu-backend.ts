@@ -1,6 +1,13 @@
 /**
  * The CPU backend: every primitive as the plain-TypeScript kernel of its family file. This is the
  * executable definition the GPU kernels are tested against. Handles are host Tensors.
+ *
+ * Two kernel sets (SPIKELM_CPU_KERNELS, or the `kernels` option): `ts`, the plain TypeScript
+ * kernels, and `wasm` (the default wherever WebAssembly SIMD validates), which runs the products —
+ * dense, event-driven and plane-accumulating — as the wasm SIMD twins of ./wasm, with weights held in
+ * the shared `WebAssembly.Memory`. Every other primitive runs the TypeScript kernel in both sets.
+ * The ANN's dense products sum in float32 under wasm (in doubles under ts); the spiking products sum
+ * in doubles in both, so the fast and event executions agree within a set as they always have.
  */
 import { ShapeError } from '../errors.js';
 import type { Backend, BTensor, TokenIds, DeviceThresholds, Encoded, SiteStatsTarget, SpikeKernel, TimeState, WeightRole } from './backend.js';
@@ -20,6 +27,8 @@ import { type QkNormHeads, checkQkNorm, layerNormCpu, qkNormCpu, rmsNormCpu } fr
 import { ropeCpu } from './kernels/rope.js';
 import { type CausalMask, softmaxCpu } from './kernels/softmax.js';
 import { threadCount } from './threads.js';
+import { type CpuKernelSet, type WasmRuntime, cpuKernelSet, logOnce, wasmRuntime } from './wasm/runtime.js';
+import { eventWasm, matmulWasm, nonzeros, planeWasm } from './wasm/products.js';
 import { attentionDims, binaryBroadcast, checkVector, embeddingDims, gatedDims, matmulDims, planeRows, qkvCheck, ropeCheck, spikeAttentionDims, stateCheck, timeMajorDims, writeRowsCheck } from './shapes.js';
 import { type Shape, Tensor } from './tensor.js';
 
@@ -28,11 +37,25 @@ function host(t: BTensor): Tensor {
   return t;
 }
 
+export interface CpuBackendOptions {
+  /** The kernel set (default: SPIKELM_CPU_KERNELS, else wasm where SIMD validates). */
+  readonly kernels?: CpuKernelSet;
+}
+
 export class CpuBackend implements Backend {
   readonly name = 'cpu' as const;
+  readonly kernels: CpuKernelSet;
+  private readonly wasm: WasmRuntime | undefined;
+
+  constructor(options: CpuBackendOptions = {}) {
+    this.kernels = options.kernels ?? cpuKernelSet();
+    this.wasm = this.kernels === 'wasm' ? wasmRuntime() : undefined;
+    if (this.kernels === 'wasm' && !this.wasm) throw new ShapeError('cpu backend: the wasm kernel set needs WebAssembly SIMD, which this runtime does not validate');
+  }
 
   describe(): string {
-    return `cpu (plain TypeScript, ${threadCount()} thread${threadCount() === 1 ? '' : 's'} for large matmuls)`;
+    const set = this.kernels === 'wasm' ? 'wasm SIMD kernels for the products, TypeScript for the rest' : 'plain TypeScript kernels';
+    return `cpu (${set}, ${threadCount()} thread${threadCount() === 1 ? '' : 's'} for large products)`;
   }
 
   /** Shared-memory copies of uploaded weights, so a tied matrix uploaded in two roles is one copy. */
@@ -40,15 +63,25 @@ export class CpuBackend implements Backend {
 
   upload(t: Tensor, role?: WeightRole): Tensor {
     if (role !== 'linear' && role !== 'embedding') return t;
-    // Weights go to shared memory once, so the matmul workers read them in place.
-    if (t.data.buffer instanceof SharedArrayBuffer) return t;
+    // Weights go to shared memory once, so the matmul workers read them in place: the wasm memory
+    // under the wasm set (its kernels address nothing else), a SharedArrayBuffer otherwise.
+    if (this.wasm ? this.wasm.addressOf(t.data) !== undefined : t.data.buffer instanceof SharedArrayBuffer) return t;
     let shared = this.sharedCopies.get(t);
     if (!shared) {
-      shared = new Tensor(t.shape, new Float32Array(new SharedArrayBuffer(t.data.byteLength)));
-      shared.data.set(t.data);
+      const data = this.sharedArray(t.data.length, `weight ${JSON.stringify(t.shape)}`);
+      data.set(t.data);
+      shared = new Tensor(t.shape, data);
       this.sharedCopies.set(t, shared);
     }
     return shared;
+  }
+
+  /** n zeroed floats in the wasm memory (wasm set) or a SharedArrayBuffer (ts set, or past 4 GiB). */
+  private sharedArray(n: number, what: string): Float32Array {
+    const a = this.wasm?.f32(n);
+    if (a) return a;
+    if (this.wasm) logOnce('wasm-4gib', `the weights do not fit in wasm32's 4 GiB (at ${what}): products on weights past it run the TypeScript kernels`);
+    return new Float32Array(new SharedArrayBuffer(n * 4));
   }
 
   async read(t: BTensor): Promise<Tensor> {
@@ -74,7 +107,14 @@ export class CpuBackend implements Backend {
     const x = host(xIn), w = host(wIn), bias = biasIn ? host(biasIn) : undefined, residual = residualIn ? host(residualIn) : undefined;
     const { M, K, N } = matmulDims(x, w, bias, residual);
     const y = new Tensor([...x.shape.slice(0, -1), N]);
-    matmulCpu(x.data, w.data, bias?.data, y.data, M, K, N, residual?.data);
+    if (!(this.wasm && matmulWasm(this.wasm, x.data, w.data, bias?.data, y.data, M, K, N, residual?.data, 'f32'))) matmulCpu(x.data, w.data, bias?.data, y.data, M, K, N, residual?.data);
+    return y;
+  }
+
+  /** A dense spiking product: sums in doubles in both sets (the event kernels' contract). */
+  private spikeDense(n: Tensor, w: Tensor, bias: Tensor | undefined, residual: Tensor | undefined, M: number, K: number, N: number): Tensor {
+    const y = new Tensor([...n.shape.slice(0, -1), N]);
+    if (!(this.wasm && matmulWasm(this.wasm, n.data, w.data, bias?.data, y.data, M, K, N, residual?.data, 'f64'))) matmulCpu(n.data, w.data, bias?.data, y.data, M, K, N, residual?.data);
     return y;
   }
 
@@ -85,7 +125,7 @@ export class CpuBackend implements Backend {
     let wT = this.transposed.get(w);
     if (!wT) {
       const [N, K] = w.shape as [number, number];
-      wT = new Float32Array(K * N);
+      wT = this.wasm ? this.sharedArray(K * N, `transposed weight ${JSON.stringify(w.shape)}`) : new Float32Array(K * N);
       for (let j = 0; j < N; j++) for (let k = 0; k < K; k++) wT[k * N + j] = w.data[j * K + k]!;
       this.transposed.set(w, wT);
     }
@@ -96,9 +136,10 @@ export class CpuBackend implements Backend {
     const n = host(nIn), w = host(wIn), bias = biasIn ? host(biasIn) : undefined, residual = residualIn ? host(residualIn) : undefined;
     const { M, K, N } = matmulDims(n, w, bias, residual);
     const event = kernel === 'event' || (kernel === 'auto' && useEventDriven(densityHint ?? spikeDensity(n.data), 'cpu'));
-    if (!event) return this.matmul(n, w, bias, residual);
+    if (!event) return this.spikeDense(n, w, bias, residual, M, K, N);
     const y = new Tensor([...n.shape.slice(0, -1), N]);
-    spikeMatmulEventCpu(n.data, this.transposeOf(w), bias?.data, residual?.data, y.data, M, K, N);
+    const wT = this.transposeOf(w);
+    if (!(this.wasm && eventWasm(this.wasm, n.data, wT, bias?.data, residual?.data, y.data, M, K, N, nonzeros(n.data)))) spikeMatmulEventCpu(n.data, wT, bias?.data, residual?.data, y.data, M, K, N);
     return y;
   }
 
@@ -108,7 +149,8 @@ export class CpuBackend implements Backend {
     const R = planeRows(digits, planes, 'planeMatmul');
     if (residual && (residual.cols !== N || residual.rows !== R)) throw new ShapeError(`planeMatmul: residual ${JSON.stringify(residual.shape)} must be [${R}, ${N}]`);
     const y = new Tensor([R, N]);
-    planeMatmulCpu(digits.data, planes, R, K, N, growth, this.transposeOf(w), bias?.data, residual?.data, y.data);
+    const wT = this.transposeOf(w);
+    if (!(this.wasm && planeWasm(this.wasm, digits.data, planes, R, K, N, growth, wT, bias?.data, residual?.data, y.data, nonzeros(digits.data)))) planeMatmulCpu(digits.data, planes, R, K, N, growth, wT, bias?.data, residual?.data, y.data);
     return y;
   }
 

@@ -6,7 +6,9 @@
  * The hand-off is synchronous (Atomics.wait / notify on a per-worker control word, jobs posted on a
  * MessagePort and taken with receiveMessageOnPort), so the CPU backend keeps a synchronous API.
  * Workers run the kernels' own source (`matmulBlocked`, `matvecBlocked`, `attentionRange` as strings),
- * so there is one kernel, not a copy.
+ * so there is one kernel, not a copy; where WebAssembly SIMD validates, each worker also instantiates
+ * the wasm kernel module on the main thread's shared `WebAssembly.Memory` (wasm/runtime.ts), and a wasm
+ * job is a kernel name and its arguments (addresses and sizes), so nothing is copied or transferred.
  * Set SPIKELM_THREADS=1 to disable the pool, or to N to use N threads in all.
  *
  * Memory: a SharedArrayBuffer handed to a worker stays alive until that worker's isolate collects
@@ -19,6 +21,7 @@ import os from 'node:os';
 import { MessageChannel, type MessagePort, Worker, receiveMessageOnPort } from 'node:worker_threads';
 import { type AttentionParams, attentionRange } from './kernels/attention.js';
 import { MATVEC_MAX_ROWS, matmulBlocked, matvecBlocked } from './kernels/matmul.js';
+import { type WasmKernel, type WasmRuntime, wasmRuntime } from './wasm/runtime.js';
 
 /** Below this many multiply-adds a hand-off costs more than it saves (measured in bench/matmul). */
 export const PARALLEL_MIN_MACS = 1 << 20;
@@ -53,6 +56,8 @@ const matmulBlocked = ${matmulBlocked.toString()};
 const matvecBlocked = ${matvecBlocked.toString()};
 const attentionRange = ${attentionRange.toString()};
 const { port, control } = workerData;
+// the wasm SIMD kernels on the main thread's shared memory (wasm/runtime.ts), where SIMD validates
+const wasm = workerData.wasm ? new WebAssembly.Instance(workerData.wasm.module, { env: { memory: workerData.wasm.memory } }).exports : null;
 require('node:v8').setFlagsFromString('--expose-gc');
 const collectGarbage = require('node:vm').runInNewContext('gc');
 for (;;) {
@@ -74,7 +79,8 @@ for (;;) {
   }
   const collect = job.collect === true;
   try {
-    if (job.kind === 'attention') attentionRange(job.q, job.k, job.v, job.S, job.p, job.out, job.u0, job.u1);
+    if (job.kind === 'wasm') wasm[job.fn](...job.args);
+    else if (job.kind === 'attention') attentionRange(job.q, job.k, job.v, job.S, job.p, job.out, job.u0, job.u1);
     else if (job.kind === 'matvec') matvecBlocked(job.x, job.w, job.bias, job.y, job.M, job.K, job.N, job.n0, job.n1);
     else matmulBlocked(job.x, job.w, job.bias, job.y, job.M, job.K, job.N, job.n0, job.n1);
     Atomics.store(control, 0, ${DONE});
@@ -103,10 +109,12 @@ function getPool(): PoolWorker[] {
   if (pool) return pool;
   pool = [];
   const source = WORKER_SOURCE();
+  const rt = wasmRuntime();
+  const wasm = rt ? { module: rt.module, memory: rt.memory } : undefined;
   for (let i = 0; i < threadCount() - 1; i++) {
     const { port1, port2 } = new MessageChannel();
     const control = new Int32Array(new SharedArrayBuffer(4));
-    const worker = new Worker(source, { eval: true, workerData: { port: port2, control }, transferList: [port2] });
+    const worker = new Worker(source, { eval: true, workerData: { port: port2, control, wasm }, transferList: [port2] });
     worker.unref();
     port1.unref();
     pool.push({ worker, port: port1, control });
@@ -236,4 +244,28 @@ export function parallelAttention(q: Float32Array, k: Float32Array, v: Float32Ar
   attentionRange(q, k, v, S, p, out, 0, Math.min(per, units));
   joinWorkers(used, 'attention');
   return true;
+}
+
+/**
+ * Run a wasm kernel over output columns [0, N), split across the pool when `parallel` (ranges in
+ * multiples of 8, as for the TypeScript kernels). `argsOf(n0, n1, part)` gives the kernel's arguments
+ * for one range; it runs on this thread, so it may stage scratch for its part.
+ */
+export function wasmColumns(rt: WasmRuntime, fn: WasmKernel, N: number, parallel: boolean, argsOf: (n0: number, n1: number, part: number) => number[]): void {
+  const kernel = rt.kernels[fn] as (...args: number[]) => void;
+  const workers = parallel && N >= 16 ? getPool() : [];
+  if (workers.length === 0) {
+    kernel(...argsOf(0, N, 0));
+    return;
+  }
+  const step = Math.ceil(N / (workers.length + 1) / 8) * 8;
+  const used: PoolWorker[] = [];
+  for (let i = 0; i < workers.length; i++) {
+    const n0 = (i + 1) * step, n1 = Math.min(N, n0 + step);
+    if (n0 >= n1) break;
+    postJob(workers[i]!, { kind: 'wasm', fn, args: argsOf(n0, n1, i + 1) });
+    used.push(workers[i]!);
+  }
+  kernel(...argsOf(0, Math.min(step, N), 0));
+  joinWorkers(used, fn);
 }

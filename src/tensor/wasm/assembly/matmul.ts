@@ -1,0 +1,233 @@
+/**
+ * Dense matrix products in WebAssembly SIMD (AssemblyScript), twins of src/tensor/kernels/matmul.ts:
+ *   y[m, n] = Σ_k x[m, k] · w[n, k] + bias[n]      x: [M, K], w: [N, K] (nn.Linear layout), y: [M, N]
+ * over output columns [n0, n1), so the thread pool splits columns exactly as it does for the
+ * TypeScript kernels. Pointers are byte addresses in the shared memory; bias = 0 means none.
+ *
+ * Two arithmetics, named by what they accumulate in (XNNPACK-style: type, tile, instruction set):
+ *   matmulF32Tile4x4 / matvecF32Rows4   f32 products summed in four f32 lanes over k mod 4, lanes
+ *       added pairwise ((l0 + l1) + (l2 + l3)), then the scalar tail k ≥ K − K mod 4, then bias.
+ *       The ANN's products: what every inference engine computes, 4 multiply-adds per instruction.
+ *   matmulF64Tile4x4 / matvecF64Rows4   f32 products promoted to f64 (exact: 24 + 24 bits < 53) and
+ *       summed in two f64 lanes, rounded to f32 once with the bias — the TypeScript kernels'
+ *       contract (they sum in JavaScript doubles). The spiking products use these, so the dense
+ *       and event executions (spike.ts, also f64) agree as they do in TypeScript.
+ * Tiles: 4 rows of x × 4 weight rows (16 accumulators; every load feeds 4 products); decode's
+ * matrix–vector form streams 4 weight rows per load of x. Remainders (M, N not multiples of 4, K not
+ * a multiple of the vector width) run the same sums one row or one column at a time.
+ */
+
+@inline function hsum4(v: v128): f32 {
+  return (f32x4.extract_lane(v, 0) + f32x4.extract_lane(v, 1)) + (f32x4.extract_lane(v, 2) + f32x4.extract_lane(v, 3));
+}
+
+@inline function hsum2(v: v128): f64 {
+  return f64x2.extract_lane(v, 0) + f64x2.extract_lane(v, 1);
+}
+
+/** Two f32 at p, as an f64x2. */
+@inline function load2(p: usize): v128 {
+  return f64x2.promote_low_f32x4(v128.load64_zero(p));
+}
+
+@inline function biasF32(bias: usize, n: i32): f32 {
+  return bias ? load<f32>(bias + (<usize>n << 2)) : 0;
+}
+
+/** One f32 dot product of length K (the remainder rows and columns). */
+function dotF32(a: usize, b: usize, K: i32): f32 {
+  const k4 = K & ~3;
+  let acc = f32x4.splat(0);
+  for (let k = 0; k < k4; k += 4) acc = f32x4.add(acc, f32x4.mul(v128.load(a + (<usize>k << 2)), v128.load(b + (<usize>k << 2))));
+  let s = hsum4(acc);
+  for (let k = k4; k < K; k++) s += load<f32>(a + (<usize>k << 2)) * load<f32>(b + (<usize>k << 2));
+  return s;
+}
+
+/** One row of x against weight rows [n0, n1), four at a time. */
+function rowF32(xr: usize, w: usize, bias: usize, yr: usize, K: i32, n0: i32, n1: i32): void {
+  const rb = <usize>K << 2, k4 = K & ~3;
+  let n = n0;
+  for (; n + 4 <= n1; n += 4) {
+    const p0 = w + <usize>n * rb, p1 = p0 + rb, p2 = p1 + rb, p3 = p2 + rb;
+    let a0 = f32x4.splat(0), a1 = f32x4.splat(0), a2 = f32x4.splat(0), a3 = f32x4.splat(0);
+    for (let k = 0; k < k4; k += 4) {
+      const o = <usize>k << 2;
+      const xv = v128.load(xr + o);
+      a0 = f32x4.add(a0, f32x4.mul(xv, v128.load(p0 + o)));
+      a1 = f32x4.add(a1, f32x4.mul(xv, v128.load(p1 + o)));
+      a2 = f32x4.add(a2, f32x4.mul(xv, v128.load(p2 + o)));
+      a3 = f32x4.add(a3, f32x4.mul(xv, v128.load(p3 + o)));
+    }
+    let s0 = hsum4(a0), s1 = hsum4(a1), s2 = hsum4(a2), s3 = hsum4(a3);
+    for (let k = k4; k < K; k++) {
+      const o = <usize>k << 2;
+      const xk = load<f32>(xr + o);
+      s0 += xk * load<f32>(p0 + o); s1 += xk * load<f32>(p1 + o); s2 += xk * load<f32>(p2 + o); s3 += xk * load<f32>(p3 + o);
+    }
+    const yo = yr + (<usize>n << 2);
+    store<f32>(yo, s0 + biasF32(bias, n));
+    store<f32>(yo, s1 + biasF32(bias, n + 1), 4);
+    store<f32>(yo, s2 + biasF32(bias, n + 2), 8);
+    store<f32>(yo, s3 + biasF32(bias, n + 3), 12);
+  }
+  for (; n < n1; n++) store<f32>(yr + (<usize>n << 2), dotF32(xr, w + <usize>n * rb, K) + biasF32(bias, n));
+}
+
+/** Matrix–vector form (decode, M < 4): every row of x streams the weight rows once. */
+export function matvecF32Rows4(x: usize, w: usize, bias: usize, y: usize, M: i32, K: i32, N: i32, n0: i32, n1: i32): void {
+  for (let m = 0; m < M; m++) rowF32(x + <usize>m * (<usize>K << 2), w, bias, y + <usize>m * (<usize>N << 2), K, n0, n1);
+}
+
+export function matmulF32Tile4x4(x: usize, w: usize, bias: usize, y: usize, M: i32, K: i32, N: i32, n0: i32, n1: i32): void {
+  const rb = <usize>K << 2, yb = <usize>N << 2, k4 = K & ~3;
+  let m = 0;
+  for (; m + 4 <= M; m += 4) {
+    const x0 = x + <usize>m * rb, x1 = x0 + rb, x2 = x1 + rb, x3 = x2 + rb;
+    let n = n0;
+    for (; n + 4 <= n1; n += 4) {
+      const w0 = w + <usize>n * rb, w1 = w0 + rb, w2 = w1 + rb, w3 = w2 + rb;
+      let c00 = f32x4.splat(0), c01 = f32x4.splat(0), c02 = f32x4.splat(0), c03 = f32x4.splat(0);
+      let c10 = f32x4.splat(0), c11 = f32x4.splat(0), c12 = f32x4.splat(0), c13 = f32x4.splat(0);
+      let c20 = f32x4.splat(0), c21 = f32x4.splat(0), c22 = f32x4.splat(0), c23 = f32x4.splat(0);
+      let c30 = f32x4.splat(0), c31 = f32x4.splat(0), c32 = f32x4.splat(0), c33 = f32x4.splat(0);
+      for (let k = 0; k < k4; k += 4) {
+        const o = <usize>k << 2;
+        const wa = v128.load(w0 + o), wb = v128.load(w1 + o), wc = v128.load(w2 + o), wd = v128.load(w3 + o);
+        let xv = v128.load(x0 + o);
+        c00 = f32x4.add(c00, f32x4.mul(xv, wa)); c01 = f32x4.add(c01, f32x4.mul(xv, wb)); c02 = f32x4.add(c02, f32x4.mul(xv, wc)); c03 = f32x4.add(c03, f32x4.mul(xv, wd));
+        xv = v128.load(x1 + o);
+        c10 = f32x4.add(c10, f32x4.mul(xv, wa)); c11 = f32x4.add(c11, f32x4.mul(xv, wb)); c12 = f32x4.add(c12, f32x4.mul(xv, wc)); c13 = f32x4.add(c13, f32x4.mul(xv, wd));
+        xv = v128.load(x2 + o);
+        c20 = f32x4.add(c20, f32x4.mul(xv, wa)); c21 = f32x4.add(c21, f32x4.mul(xv, wb)); c22 = f32x4.add(c22, f32x4.mul(xv, wc)); c23 = f32x4.add(c23, f32x4.mul(xv, wd));
+        xv = v128.load(x3 + o);
+        c30 = f32x4.add(c30, f32x4.mul(xv, wa)); c31 = f32x4.add(c31, f32x4.mul(xv, wb)); c32 = f32x4.add(c32, f32x4.mul(xv, wc)); c33 = f32x4.add(c33, f32x4.mul(xv, wd));
+      }
+      tile4F32(x0, w0, bias, y + <usize>m * yb, rb, K, k4, n, c00, c01, c02, c03);
+      tile4F32(x1, w0, bias, y + <usize>(m + 1) * yb, rb, K, k4, n, c10, c11, c12, c13);
+      tile4F32(x2, w0, bias, y + <usize>(m + 2) * yb, rb, K, k4, n, c20, c21, c22, c23);
+      tile4F32(x3, w0, bias, y + <usize>(m + 3) * yb, rb, K, k4, n, c30, c31, c32, c33);
+    }
+    for (; n < n1; n++) {
+      const wn = w + <usize>n * rb, bn = biasF32(bias, n);
+      for (let r = 0; r < 4; r++) store<f32>(y + <usize>(m + r) * yb + (<usize>n << 2), dotF32(x + <usize>(m + r) * rb, wn, K) + bn);
+    }
+  }
+  for (; m < M; m++) rowF32(x + <usize>m * rb, w, bias, y + <usize>m * yb, K, n0, n1);
+}
+
+/** One output row of a 4×4 tile: lane sums, the K tail, the bias, stored at columns n…n+3. */
+@inline function tile4F32(xr: usize, w0: usize, bias: usize, yr: usize, rb: usize, K: i32, k4: i32, n: i32, a0: v128, a1: v128, a2: v128, a3: v128): void {
+  let s0 = hsum4(a0), s1 = hsum4(a1), s2 = hsum4(a2), s3 = hsum4(a3);
+  for (let k = k4; k < K; k++) {
+    const o = <usize>k << 2;
+    const xk = load<f32>(xr + o);
+    s0 += xk * load<f32>(w0 + o); s1 += xk * load<f32>(w0 + rb + o); s2 += xk * load<f32>(w0 + 2 * rb + o); s3 += xk * load<f32>(w0 + 3 * rb + o);
+  }
+  const yo = yr + (<usize>n << 2);
+  store<f32>(yo, s0 + biasF32(bias, n));
+  store<f32>(yo, s1 + biasF32(bias, n + 1), 4);
+  store<f32>(yo, s2 + biasF32(bias, n + 2), 8);
+  store<f32>(yo, s3 + biasF32(bias, n + 3), 12);
+}
+
+// ---------------------------------------------------------------------------------------------
+// f64 accumulation (the spiking products)
+
+@inline function biasF64(bias: usize, n: i32): f64 {
+  return bias ? <f64>load<f32>(bias + (<usize>n << 2)) : 0;
+}
+
+function dotF64(a: usize, b: usize, K: i32): f64 {
+  const k2 = K & ~1;
+  let acc = f64x2.splat(0);
+  for (let k = 0; k < k2; k += 2) acc = f64x2.add(acc, f64x2.mul(load2(a + (<usize>k << 2)), load2(b + (<usize>k << 2))));
+  let s = hsum2(acc);
+  if (k2 < K) s += <f64>load<f32>(a + (<usize>k2 << 2)) * <f64>load<f32>(b + (<usize>k2 << 2));
+  return s;
+}
+
+function rowF64(xr: usize, w: usize, bias: usize, yr: usize, K: i32, n0: i32, n1: i32): void {
+  const rb = <usize>K << 2, k4 = K & ~3;
+  let n = n0;
+  for (; n + 4 <= n1; n += 4) {
+    const p0 = w + <usize>n * rb, p1 = p0 + rb, p2 = p1 + rb, p3 = p2 + rb;
+    let a0 = f64x2.splat(0), a1 = f64x2.splat(0), a2 = f64x2.splat(0), a3 = f64x2.splat(0);
+    let b0 = f64x2.splat(0), b1 = f64x2.splat(0), b2 = f64x2.splat(0), b3 = f64x2.splat(0);
+    for (let k = 0; k < k4; k += 4) {
+      const o = <usize>k << 2;
+      const xl = load2(xr + o), xh = load2(xr + o + 8);
+      a0 = f64x2.add(a0, f64x2.mul(xl, load2(p0 + o))); b0 = f64x2.add(b0, f64x2.mul(xh, load2(p0 + o + 8)));
+      a1 = f64x2.add(a1, f64x2.mul(xl, load2(p1 + o))); b1 = f64x2.add(b1, f64x2.mul(xh, load2(p1 + o + 8)));
+      a2 = f64x2.add(a2, f64x2.mul(xl, load2(p2 + o))); b2 = f64x2.add(b2, f64x2.mul(xh, load2(p2 + o + 8)));
+      a3 = f64x2.add(a3, f64x2.mul(xl, load2(p3 + o))); b3 = f64x2.add(b3, f64x2.mul(xh, load2(p3 + o + 8)));
+    }
+    let s0 = hsum2(f64x2.add(a0, b0)), s1 = hsum2(f64x2.add(a1, b1)), s2 = hsum2(f64x2.add(a2, b2)), s3 = hsum2(f64x2.add(a3, b3));
+    for (let k = k4; k < K; k++) {
+      const o = <usize>k << 2;
+      const xk = <f64>load<f32>(xr + o);
+      s0 += xk * <f64>load<f32>(p0 + o); s1 += xk * <f64>load<f32>(p1 + o); s2 += xk * <f64>load<f32>(p2 + o); s3 += xk * <f64>load<f32>(p3 + o);
+    }
+    const yo = yr + (<usize>n << 2);
+    store<f32>(yo, <f32>(s0 + biasF64(bias, n)));
+    store<f32>(yo, <f32>(s1 + biasF64(bias, n + 1)), 4);
+    store<f32>(yo, <f32>(s2 + biasF64(bias, n + 2)), 8);
+    store<f32>(yo, <f32>(s3 + biasF64(bias, n + 3)), 12);
+  }
+  for (; n < n1; n++) store<f32>(yr + (<usize>n << 2), <f32>(dotF64(xr, w + <usize>n * rb, K) + biasF64(bias, n)));
+}
+
+export function matvecF64Rows4(x: usize, w: usize, bias: usize, y: usize, M: i32, K: i32, N: i32, n0: i32, n1: i32): void {
+  for (let m = 0; m < M; m++) rowF64(x + <usize>m * (<usize>K << 2), w, bias, y + <usize>m * (<usize>N << 2), K, n0, n1);
+}
+
+export function matmulF64Tile4x4(x: usize, w: usize, bias: usize, y: usize, M: i32, K: i32, N: i32, n0: i32, n1: i32): void {
+  const rb = <usize>K << 2, yb = <usize>N << 2, k2 = K & ~1;
+  let m = 0;
+  for (; m + 4 <= M; m += 4) {
+    const x0 = x + <usize>m * rb, x1 = x0 + rb, x2 = x1 + rb, x3 = x2 + rb;
+    let n = n0;
+    for (; n + 4 <= n1; n += 4) {
+      const w0 = w + <usize>n * rb, w1 = w0 + rb, w2 = w1 + rb, w3 = w2 + rb;
+      let c00 = f64x2.splat(0), c01 = f64x2.splat(0), c02 = f64x2.splat(0), c03 = f64x2.splat(0);
+      let c10 = f64x2.splat(0), c11 = f64x2.splat(0), c12 = f64x2.splat(0), c13 = f64x2.splat(0);
+      let c20 = f64x2.splat(0), c21 = f64x2.splat(0), c22 = f64x2.splat(0), c23 = f64x2.splat(0);
+      let c30 = f64x2.splat(0), c31 = f64x2.splat(0), c32 = f64x2.splat(0), c33 = f64x2.splat(0);
+      for (let k = 0; k < k2; k += 2) {
+        const o = <usize>k << 2;
+        const wa = load2(w0 + o), wb = load2(w1 + o), wc = load2(w2 + o), wd = load2(w3 + o);
+        let xv = load2(x0 + o);
+        c00 = f64x2.add(c00, f64x2.mul(xv, wa)); c01 = f64x2.add(c01, f64x2.mul(xv, wb)); c02 = f64x2.add(c02, f64x2.mul(xv, wc)); c03 = f64x2.add(c03, f64x2.mul(xv, wd));
+        xv = load2(x1 + o);
+        c10 = f64x2.add(c10, f64x2.mul(xv, wa)); c11 = f64x2.add(c11, f64x2.mul(xv, wb)); c12 = f64x2.add(c12, f64x2.mul(xv, wc)); c13 = f64x2.add(c13, f64x2.mul(xv, wd));
+        xv = load2(x2 + o);
+        c20 = f64x2.add(c20, f64x2.mul(xv, wa)); c21 = f64x2.add(c21, f64x2.mul(xv, wb)); c22 = f64x2.add(c22, f64x2.mul(xv, wc)); c23 = f64x2.add(c23, f64x2.mul(xv, wd));
+        xv = load2(x3 + o);
+        c30 = f64x2.add(c30, f64x2.mul(xv, wa)); c31 = f64x2.add(c31, f64x2.mul(xv, wb)); c32 = f64x2.add(c32, f64x2.mul(xv, wc)); c33 = f64x2.add(c33, f64x2.mul(xv, wd));
+      }
+      tile4F64(x0, w0, bias, y + <usize>m * yb, rb, K, k2, n, c00, c01, c02, c03);
+      tile4F64(x1, w0, bias, y + <usize>(m + 1) * yb, rb, K, k2, n, c10, c11, c12, c13);
+      tile4F64(x2, w0, bias, y + <usize>(m + 2) * yb, rb, K, k2, n, c20, c21, c22, c23);
+      tile4F64(x3, w0, bias, y + <usize>(m + 3) * yb, rb, K, k2, n, c30, c31, c32, c33);
+    }
+    for (; n < n1; n++) {
+      const wn = w + <usize>n * rb, bn = biasF64(bias, n);
+      for (let r = 0; r < 4; r++) store<f32>(y + <usize>(m + r) * yb + (<usize>n << 2), <f32>(dotF64(x + <usize>(m + r) * rb, wn, K) + bn));
+    }
+  }
+  for (; m < M; m++) rowF64(x + <usize>m * rb, w, bias, y + <usize>m * yb, K, n0, n1);
+}
+
+@inline function tile4F64(xr: usize, w0: usize, bias: usize, yr: usize, rb: usize, K: i32, k2: i32, n: i32, a0: v128, a1: v128, a2: v128, a3: v128): void {
+  let s0 = hsum2(a0), s1 = hsum2(a1), s2 = hsum2(a2), s3 = hsum2(a3);
+  if (k2 < K) {
+    const o = <usize>k2 << 2;
+    const xk = <f64>load<f32>(xr + o);
+    s0 += xk * <f64>load<f32>(w0 + o); s1 += xk * <f64>load<f32>(w0 + rb + o); s2 += xk * <f64>load<f32>(w0 + 2 * rb + o); s3 += xk * <f64>load<f32>(w0 + 3 * rb + o);
+  }
+  const yo = yr + (<usize>n << 2);
+  store<f32>(yo, <f32>(s0 + biasF64(bias, n)));
+  store<f32>(yo, <f32>(s1 + biasF64(bias, n + 1)), 4);
+  store<f32>(yo, <f32>(s2 + biasF64(bias, n + 2)), 8);
+  store<f32>(yo, <f32>(s3 + biasF64(bias, n + 3)), 12);
+}

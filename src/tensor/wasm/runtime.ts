@@ -1,0 +1,250 @@
+/**
+ * The wasm SIMD kernel set's runtime: one shared `WebAssembly.Memory`, an allocator over it, and the
+ * compiled module (`simd.wasm`, built from ./assembly by `npm run build:wasm`).
+ *
+ * Where tensors live. Wasm code addresses only its own memory, so the operands a wasm kernel reads in
+ * place must be in it. Weights are the only large, long-lived operands of the hot products: the CPU
+ * backend's `upload` copies every linear and embedding weight into this memory once (instead of into
+ * a SharedArrayBuffer, as the TypeScript set does; the memory *is* shared, so the TypeScript kernels
+ * and the worker pool read the same copy). Activations and spikes stay ordinary tensors and are
+ * copied into per-operand staging regions for each product: O(M·K + M·N) bytes beside O(M·K·N)
+ * arithmetic, and it keeps the rest of the engine (every other kernel, the KV cache, the GPU upload)
+ * unchanged. The worker pool instantiates the same module on the same memory (threads.ts), so a
+ * product split across threads copies nothing.
+ *
+ * The allocator is first-fit over a free list sorted by address, with neighbours merged on release;
+ * a weight's range is released when its array is garbage-collected (a FinalizationRegistry), so a
+ * process that loads model after model reuses the same bytes. A `WebAssembly.Memory` never shrinks:
+ * the memory is as large as the most weights ever alive at once plus the largest staging regions.
+ * Invariant: nothing may keep a *sub*-view of an uploaded weight after the weight itself is gone.
+ *
+ * wasm32 addresses 4 GiB. A weight that does not fit (TinyLlama-1.1B in F32 is about 4.5 GB) stays in
+ * a SharedArrayBuffer and its products run the TypeScript kernels; that fallback is logged once.
+ */
+import fs from 'node:fs';
+import { ArgumentError } from '../../errors.js';
+import { WA, type WasmMemory, type WasmModule } from './webassembly.js';
+
+const PAGE = 65536;
+/** wasm32: 65536 pages of 64 KiB. */
+const MAX_PAGES = 65536;
+/** The first page is left to the module (AssemblyScript's static area; the kernels use none). */
+const ARENA_START = PAGE;
+const ALIGN = 64;
+
+export type CpuKernelSet = 'wasm' | 'ts';
+
+export interface WasmExports {
+  matmulF32Tile4x4(x: number, w: number, bias: number, y: number, M: number, K: number, N: number, n0: number, n1: number): void;
+  matvecF32Rows4(x: number, w: number, bias: number, y: number, M: number, K: number, N: number, n0: number, n1: number): void;
+  matmulF64Tile4x4(x: number, w: number, bias: number, y: number, M: number, K: number, N: number, n0: number, n1: number): void;
+  matvecF64Rows4(x: number, w: number, bias: number, y: number, M: number, K: number, N: number, n0: number, n1: number): void;
+  eventRowsF64(s: number, wT: number, bias: number, residual: number, y: number, M: number, K: number, N: number, n0: number, n1: number, acc: number): void;
+  planeAccumulateF64(digits: number, P: number, R: number, K: number, N: number, growth: number, wT: number, bias: number, residual: number, y: number, n0: number, n1: number, acc: number): void;
+}
+
+export const WASM_KERNELS = ['matmulF32Tile4x4', 'matvecF32Rows4', 'matmulF64Tile4x4', 'matvecF64Rows4', 'eventRowsF64', 'planeAccumulateF64'] as const;
+export type WasmKernel = (typeof WASM_KERNELS)[number];
+
+export const WASM_FILE = new URL('./simd.wasm', import.meta.url);
+
+let moduleBytes: Buffer | undefined;
+function bytes(): Buffer {
+  moduleBytes ??= fs.readFileSync(WASM_FILE);
+  return moduleBytes;
+}
+
+let simd: boolean | undefined;
+/** Whether this runtime validates the kernels' module (128-bit SIMD and shared memory). */
+export function simdSupported(): boolean {
+  if (simd === undefined) {
+    try {
+      simd = typeof SharedArrayBuffer === 'function' && WA !== undefined && WA.validate(bytes());
+    } catch {
+      simd = false;
+    }
+  }
+  return simd;
+}
+
+/** Whether relaxed SIMD validates here (reported by `spikelm info`; no kernel uses it yet). */
+export function relaxedSimdSupported(): boolean {
+  try {
+    return WA !== undefined && WA.validate(relaxedProbe());
+  } catch {
+    return false;
+  }
+}
+
+/** A module of one function: (result v128) v128.const 0 ×3, f32x4.relaxed_madd (opcode 0xfd 0x105). */
+function relaxedProbe(): Uint8Array {
+  const konst = [0xfd, 0x0c, ...new Array<number>(16).fill(0)];
+  const body = [0x00, ...konst, ...konst, ...konst, 0xfd, 0x85, 0x02, 0x0b];
+  const code = [0x01, body.length, ...body];
+  return new Uint8Array([
+    0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00, // magic, version
+    0x01, 0x05, 0x01, 0x60, 0x00, 0x01, 0x7b, // type: () -> v128
+    0x03, 0x02, 0x01, 0x00, // function 0 of type 0
+    0x0a, code.length, ...code,
+  ]);
+}
+
+/**
+ * The kernel set the CPU backend runs: SPIKELM_CPU_KERNELS=wasm|ts, default wasm wherever the SIMD
+ * module validates. Asking for wasm where it does not validate is an error, not a quiet fallback.
+ */
+export function cpuKernelSet(requested: string | undefined = process.env.SPIKELM_CPU_KERNELS): CpuKernelSet {
+  if (requested === undefined || requested === '' || requested === 'auto') return simdSupported() ? 'wasm' : 'ts';
+  if (requested === 'ts') return 'ts';
+  if (requested === 'wasm') {
+    if (!simdSupported()) throw new ArgumentError(`SPIKELM_CPU_KERNELS=wasm: this runtime does not validate ${WASM_FILE.pathname} (WebAssembly SIMD and shared memory are needed; Node ≥ 20 has both)`);
+    return 'wasm';
+  }
+  throw new ArgumentError(`SPIKELM_CPU_KERNELS must be wasm, ts or auto, got "${requested}"`);
+}
+
+interface FreeRange {
+  start: number;
+  size: number;
+}
+
+/** The shared memory, its allocator and the main thread's instance. */
+export class WasmRuntime {
+  readonly memory: WasmMemory = new WA.Memory({ initial: 2, maximum: MAX_PAGES, shared: true });
+  readonly module: WasmModule = new WA.Module(bytes());
+  readonly kernels: WasmExports;
+  /** Every buffer object the memory has handed out (it is a new one after each grow). */
+  private readonly buffers = new WeakSet<ArrayBufferLike>();
+  private readonly free: FreeRange[] = [];
+  private top = ARENA_START;
+  private readonly registry = new FinalizationRegistry<FreeRange>((r) => this.release(r.start, r.size));
+  private readonly staging = new Map<string, { ptr: number; bytes: number }>();
+  /** Bytes in live allocations (weights and staging), for tests and `spikelm info`. */
+  liveBytes = 0;
+
+  constructor() {
+    this.kernels = new WA.Instance(this.module, { env: { memory: this.memory } }).exports as unknown as WasmExports;
+    this.buffers.add(this.memory.buffer);
+  }
+
+  get byteLength(): number {
+    return this.memory.buffer.byteLength;
+  }
+
+  /** A byte range of at least `bytes`, or undefined when wasm32's 4 GiB cannot hold it. */
+  alloc(bytes: number): number | undefined {
+    const size = Math.max(ALIGN, Math.ceil(bytes / ALIGN) * ALIGN);
+    for (let i = 0; i < this.free.length; i++) {
+      const r = this.free[i]!;
+      if (r.size < size) continue;
+      const start = r.start;
+      if (r.size === size) this.free.splice(i, 1);
+      else {
+        r.start += size;
+        r.size -= size;
+      }
+      this.liveBytes += size;
+      return start;
+    }
+    const end = this.top + size;
+    if (end > MAX_PAGES * PAGE) return undefined;
+    const have = this.memory.buffer.byteLength;
+    if (end > have) {
+      try {
+        this.memory.grow(Math.ceil((end - have) / PAGE));
+      } catch {
+        return undefined;
+      }
+      this.buffers.add(this.memory.buffer);
+    }
+    const start = this.top;
+    this.top = end;
+    this.liveBytes += size;
+    return start;
+  }
+
+  release(start: number, bytes: number): void {
+    const size = Math.max(ALIGN, Math.ceil(bytes / ALIGN) * ALIGN);
+    this.liveBytes -= size;
+    let i = 0;
+    while (i < this.free.length && this.free[i]!.start < start) i++;
+    this.free.splice(i, 0, { start, size });
+    // merge with the following and the preceding range
+    const next = this.free[i + 1];
+    if (next && start + size === next.start) {
+      this.free[i]!.size += next.size;
+      this.free.splice(i + 1, 1);
+    }
+    const prev = this.free[i - 1];
+    if (prev && prev.start + prev.size === start) {
+      prev.size += this.free[i]!.size;
+      this.free.splice(i, 1);
+    }
+    // a free range at the top goes back to the bump pointer
+    const last = this.free.at(-1);
+    if (last && last.start + last.size === this.top) {
+      this.top = last.start;
+      this.free.pop();
+    }
+  }
+
+  /** A zeroed float32 array of n elements in the memory, freed when it is collected; undefined past 4 GiB. */
+  f32(n: number): Float32Array | undefined {
+    const start = this.alloc(n * 4);
+    if (start === undefined) return undefined;
+    const a = new Float32Array(this.memory.buffer, start, n);
+    a.fill(0);
+    this.registry.register(a, { start, size: n * 4 });
+    return a;
+  }
+
+  /** The byte address of an array that lives in the memory, else undefined. */
+  addressOf(a: Float32Array): number | undefined {
+    return this.buffers.has(a.buffer) ? a.byteOffset : undefined;
+  }
+
+  /**
+   * A reusable region named `slot`, at least `bytes` long (grown, never shrunk). Its address is valid
+   * until the next call with the same slot; the products call these one at a time.
+   */
+  stage(slot: string, bytes: number): number {
+    const have = this.staging.get(slot);
+    if (have && have.bytes >= bytes) return have.ptr;
+    if (have) this.release(have.ptr, have.bytes);
+    const grown = Math.max(bytes, Math.ceil((have?.bytes ?? 0) * 1.5));
+    const ptr = this.alloc(grown);
+    if (ptr === undefined) throw new RangeError(`wasm staging: ${grown} bytes do not fit in wasm32's 4 GiB beside the weights`);
+    this.staging.set(slot, { ptr, bytes: grown });
+    return ptr;
+  }
+
+  /** The address of `a` in the memory, copying it into the staging slot when it lives elsewhere. */
+  operand(a: Float32Array, slot: string): number {
+    const at = this.addressOf(a);
+    if (at !== undefined) return at;
+    const ptr = this.stage(slot, a.byteLength);
+    new Float32Array(this.memory.buffer, ptr, a.length).set(a);
+    return ptr;
+  }
+
+  view(ptr: number, n: number): Float32Array {
+    return new Float32Array(this.memory.buffer, ptr, n);
+  }
+}
+
+let runtime: WasmRuntime | undefined;
+
+/** The process's wasm runtime (made on first use), or undefined where SIMD does not validate. */
+export function wasmRuntime(): WasmRuntime | undefined {
+  if (!simdSupported()) return undefined;
+  runtime ??= new WasmRuntime();
+  return runtime;
+}
+
+const logged = new Set<string>();
+/** Say something about the kernel set once per process (stderr). */
+export function logOnce(key: string, message: string): void {
+  if (logged.has(key)) return;
+  logged.add(key);
+  process.stderr.write(`spikelm: ${message}\n`);
+}
