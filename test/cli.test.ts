@@ -11,10 +11,19 @@ import { main } from '../src/cli/main.js';
 import { fixtureDir, golden } from './helpers/fixtures.js';
 import { TOL, expectClose } from './helpers/tolerance.js';
 
-async function run(argv: string[]): Promise<{ code: number; out: string; err: string }> {
+async function run(argv: string[], env: Record<string, string> = {}): Promise<{ code: number; out: string; err: string }> {
   let out = '', err = '';
-  const code = await main(argv, { out: (t) => void (out += t), err: (t) => void (err += t) });
-  return { code, out, err };
+  const saved = Object.fromEntries(Object.keys(env).map((k) => [k, process.env[k]]));
+  Object.assign(process.env, env);
+  try {
+    const code = await main(argv, { out: (t) => void (out += t), err: (t) => void (err += t) });
+    return { code, out, err };
+  } finally {
+    for (const [k, v] of Object.entries(saved)) {
+      if (v === undefined) delete process.env[k];
+      else process.env[k] = v;
+    }
+  }
 }
 
 const stories = fixtureDir('stories260k');
@@ -184,7 +193,11 @@ describe('bin/spikelm.js', () => {
     expect(t.code).toBe(0);
     expect(t.out).not.toMatch(/[{}]/);
     expect(t.out).toMatch(/^spikelm on Node v\d+/);
-    expect(t.out).toMatch(/\n {2}cpu {2}cpu \(plain TypeScript/);
+    expect(t.out).toMatch(/\n {2}cpu {2}cpu \(wasm SIMD kernels for the products/);
+    expect(t.out).toMatch(/\n {7}kernel set wasm \(the default; wasm\|ts\); WebAssembly SIMD yes, relaxed SIMD no/);
+    const ts = await run(['info'], { SPIKELM_CPU_KERNELS: 'ts' });
+    expect(ts.out).toMatch(/\n {2}cpu {2}cpu \(plain TypeScript kernels/);
+    expect(ts.out).toMatch(/kernel set ts \(SPIKELM_CPU_KERNELS=ts; wasm\|ts\)/);
     expect(t.out).toMatch(/\n {2}gpu {2}/);
     expect(t.out).toMatch(/llama \(llama family\), 260\.0K parameters: 5 layers, width 64, 8 heads of 8 over 4 KV heads, MLP 172 \(silu\)/);
     expect(t.out).toMatch(/vocabulary 512 \(tokenizer 512\), context 512 positions/);

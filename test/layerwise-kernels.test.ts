@@ -36,14 +36,14 @@ function inputs(R: number, C: number, seed: number) {
 }
 
 describe('event-driven synapses equal the dense product of the digit sums (CPU)', () => {
-  it.each(CODES)('%j: planeMatmul(digits) = matmul(sums) with the same folded weights, bias and residual', (code) => {
+  it.each(CODES)('%j: planeMatmul(digits) = the dense spike product of the sums (the fast execution) with the same folded weights, bias and residual', (code) => {
     const R = 5, K = 37, N = 29;
     const { x, theta } = inputs(R, K, 3);
     const stats = cpu.zeros([1, STATS_WIDTH]);
     const enc = cpu.encode(x, thresholds(cpu, theta), code, { tensor: stats, row: 0, fanout: N }, true);
     const w = Tensor.from([N, K], randomArray(N * K, 5, 0.8).map((v, i) => v * theta[i % K]! * unitOf(code)));
     const bias = Tensor.from([N], randomArray(N, 6)), residual = Tensor.from([R, N], randomArray(R * N, 7));
-    const dense = cpu.matmul(enc.sums, cpu.upload(w, 'linear'), bias, residual);
+    const dense = cpu.spikeMatmul(enc.sums, cpu.upload(w, 'linear'), bias, residual, 'dense');
     const event = cpu.planeMatmul(enc.digits!, planesOf(code), code.kind === 'rate' ? 1 : 2, cpu.upload(w, 'linear'), bias, residual);
     expect(Array.from(cpu.readSync(event).data)).toEqual(Array.from(cpu.readSync(dense).data));
     // and the synaptic operations counted are events × fan-out

@@ -59,8 +59,8 @@ describe('long runs stay flat', () => {
     expect(growth, `RSS grew ${growth.toFixed(0)} MB over 600 products`).toBeLessThan(COLLECT_AFTER_BYTES / 2 ** 20 + 64);
   });
 
-  it('collectWorkerGarbage frees the shared buffers only the workers still hold', () => {
-    const b = new CpuBackend();
+  it('collectWorkerGarbage frees the shared buffers only the workers still hold (the TypeScript kernels hand buffers to the workers; wasm jobs hand addresses)', () => {
+    const b = new CpuBackend({ kernels: 'ts' });
     const w = b.upload(Tensor.from([256, 128], new Float32Array(32768).fill(0.01)), 'linear');
     collectWorkerGarbage();
     const arrayMB = () => {

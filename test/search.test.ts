@@ -290,8 +290,13 @@ describe('the stored search of the bundled model', () => {
     const scored = await scoreNetwork(rebuilt.snn, ref);
     const margin = halfSpread(scored, stored!.search.seed);
     const c = stored!.search.chosen;
-    expect({ top1: meanOf(scored.agree), kl: meanOf(scored.kl), energy_fp32: scored.energy.presets.fp32.ratio, top1_margin: margin.top1, kl_margin: margin.kl })
-      .toEqual({ top1: c.top1, kl: c.kl, energy_fp32: c.energy_fp32, top1_margin: c.top1_margin, kl_margin: c.kl_margin });
+    expect({ top1: meanOf(scored.agree), energy_fp32: scored.energy.presets.fp32.ratio, top1_margin: margin.top1 })
+      .toEqual({ top1: c.top1, energy_fp32: c.energy_fp32, top1_margin: c.top1_margin });
+    // the KL also reads the ANN's logits, whose products sum in float32 under the wasm kernel set and
+    // in doubles under the TypeScript one (the search was recorded with one of them): measured 1.4e-7
+    // relative on the KL, 9e-6 on its margin
+    expect(Math.abs(meanOf(scored.kl) / c.kl - 1)).toBeLessThan(1e-5);
+    expect(Math.abs(margin.kl / c.kl_margin - 1)).toBeLessThan(1e-4);
     expect(rebuilt.snn.planesBySite()).toEqual(c.planes);
     expect(c.meets).toBe(true);
     expect(meetsTarget({ top1: c.top1, kl: c.kl }, { top1: c.top1_margin, kl: c.kl_margin }, DEFAULT_TARGET)).toBe(true);

@@ -41,9 +41,10 @@ export interface WasmExports {
   matvecF64Rows4(x: number, w: number, bias: number, y: number, M: number, K: number, N: number, n0: number, n1: number): void;
   eventRowsF64(s: number, wT: number, bias: number, residual: number, y: number, M: number, K: number, N: number, n0: number, n1: number, acc: number): void;
   planeAccumulateF64(digits: number, P: number, R: number, K: number, N: number, growth: number, wT: number, bias: number, residual: number, y: number, n0: number, n1: number, acc: number): void;
+  streamSumF32(p: number, n0: number, n1: number, out: number): void;
 }
 
-export const WASM_KERNELS = ['matmulF32Tile4x4', 'matvecF32Rows4', 'matmulF64Tile4x4', 'matvecF64Rows4', 'eventRowsF64', 'planeAccumulateF64'] as const;
+export const WASM_KERNELS = ['matmulF32Tile4x4', 'matvecF32Rows4', 'matmulF64Tile4x4', 'matvecF64Rows4', 'eventRowsF64', 'planeAccumulateF64', 'streamSumF32'] as const;
 export type WasmKernel = (typeof WASM_KERNELS)[number];
 
 export const WASM_FILE = new URL('./simd.wasm', import.meta.url);

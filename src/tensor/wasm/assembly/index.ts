@@ -1,3 +1,4 @@
 // The kernels of the wasm SIMD set (one module; see ../runtime.ts).
 export { matmulF32Tile4x4, matvecF32Rows4, matmulF64Tile4x4, matvecF64Rows4 } from './matmul';
 export { eventRowsF64, planeAccumulateF64 } from './spike';
+export { streamSumF32 } from './bandwidth';

@@ -1,0 +1,276 @@
+/**
+ * The wasm SIMD kernel set against its TypeScript twins: every kernel over random shapes (sizes that
+ * are not multiples of 4 or 16, column ranges that split a tile), non-finite inputs and sub-views;
+ * the CPU backend with each set; the shared memory's allocator; and the committed binary being what
+ * the AssemblyScript source compiles to.
+ *
+ * Tolerances: the f32-summing kernels (the ANN's products) against the TypeScript kernels (double
+ * sums) are two float32 computations in different orders: TOL.f32. The f64-summing kernels (spike
+ * products) round the same exact products once, as the TypeScript kernels do: at most one float32
+ * ulp apart (only where two double sums straddle a rounding boundary).
+ */
+import { execFileSync } from 'node:child_process';
+import v8 from 'node:v8';
+import vm from 'node:vm';
+import fc from 'fast-check';
+import { describe, expect, it } from 'vitest';
+import { CpuBackend } from '../src/tensor/cpu-backend.js';
+import { matmulBlocked, matvecBlocked } from '../src/tensor/kernels/matmul.js';
+import { planeMatmulCpu } from '../src/tensor/kernels/plane-matmul.js';
+import { spikeMatmulEventCpu } from '../src/tensor/kernels/spike-matmul.js';
+import { Tensor } from '../src/tensor/tensor.js';
+import { WasmRuntime, cpuKernelSet, simdSupported, wasmRuntime } from '../src/tensor/wasm/runtime.js';
+import { TOL, expectClose, randomArray } from './helpers/tolerance.js';
+
+const runtime = (): WasmRuntime => {
+  const rt = wasmRuntime();
+  if (!rt) throw new Error('WebAssembly SIMD does not validate on this Node: the wasm kernel set cannot be tested');
+  return rt;
+};
+
+/** An array in the wasm memory holding `values`. */
+function inMemory(rt: WasmRuntime, values: Float32Array): Float32Array {
+  const a = rt.f32(values.length)!;
+  a.set(values);
+  return a;
+}
+
+const addr = (rt: WasmRuntime, a: Float32Array | undefined) => (a ? rt.addressOf(a)! : 0);
+
+/** Float32 ulps between a and b (0 for equal values, both NaN, or ±0). */
+function ulps(a: number, b: number): number {
+  if (Number.isNaN(a) && Number.isNaN(b)) return 0;
+  if (a === b) return 0;
+  if (!Number.isFinite(a) || !Number.isFinite(b)) return Infinity;
+  const bits = (v: number) => {
+    const i = new Int32Array(Float32Array.of(v).buffer)[0]!;
+    return i < 0 ? -(i & 0x7fffffff) : i;
+  };
+  return Math.abs(bits(a) - bits(b));
+}
+
+function expectWithinUlps(actual: Float32Array, expected: Float32Array, max: number, what: string): void {
+  let worst = 0, at = -1;
+  for (let i = 0; i < expected.length; i++) {
+    const u = ulps(actual[i]!, expected[i]!);
+    if (u > worst) [worst, at] = [u, i];
+  }
+  expect(worst, `${what}: ${worst} ulps at [${at}] (${actual[at]} vs ${expected[at]})`).toBeLessThanOrEqual(max);
+}
+
+/** Where expected is not finite, actual is the same (NaN, or the same infinity); elsewhere within tol. */
+function expectCloseNonFinite(actual: Float32Array, expected: Float32Array, what: string): void {
+  const finite: number[] = [];
+  for (let i = 0; i < expected.length; i++) {
+    const e = expected[i]!, a = actual[i]!;
+    if (Number.isNaN(e)) expect(Number.isNaN(a), `${what} [${i}]: ${a}, expected NaN`).toBe(true);
+    else if (!Number.isFinite(e)) expect(a, `${what} [${i}]`).toBe(e);
+    else finite.push(i);
+  }
+  expectClose(Float32Array.from(finite, (i) => actual[i]!), Float32Array.from(finite, (i) => expected[i]!), TOL.f32, what);
+}
+
+/** Random values with some entries replaced by NaN or ±Infinity. */
+function withNonFinite(a: Float32Array, seed: number, count: number): Float32Array {
+  const out = Float32Array.from(a);
+  const pick = randomArray(2 * count, seed);
+  for (let j = 0; j < count && out.length; j++) {
+    const i = Math.floor(Math.abs(pick[2 * j]!) * out.length) % out.length;
+    out[i] = [Number.NaN, Infinity, -Infinity][Math.floor(Math.abs(pick[2 * j + 1]!) * 3) % 3]!;
+  }
+  return out;
+}
+
+/** Integer spike counts in [−B, B] with the given density of nonzeros. */
+function spikes(n: number, density: number, seed: number, B = 3): Float32Array {
+  const u = randomArray(n, seed), v = randomArray(n, seed + 7);
+  return Float32Array.from(u, (x, i) => (Math.abs(x) < density ? Math.sign(v[i]!) * (1 + Math.floor(Math.abs(v[i]!) * B)) : 0));
+}
+
+const transpose = (w: Float32Array, N: number, K: number) => Float32Array.from({ length: K * N }, (_, i) => w[(i % N) * K + Math.floor(i / N)]!);
+
+const shape = { M: fc.integer({ min: 1, max: 11 }), K: fc.integer({ min: 0, max: 45 }), N: fc.integer({ min: 1, max: 41 }) };
+
+describe('wasm SIMD kernels', () => {
+  it('SIMD validates on this Node, so the default set is wasm (SPIKELM_CPU_KERNELS chooses)', () => {
+    expect(simdSupported()).toBe(true);
+    expect(cpuKernelSet(undefined)).toBe('wasm');
+    expect(cpuKernelSet('ts')).toBe('ts');
+    expect(() => cpuKernelSet('simd')).toThrow(/SPIKELM_CPU_KERNELS must be wasm, ts or auto, got "simd"/);
+  });
+
+  it('the committed simd.wasm is what the AssemblyScript source compiles to', () => {
+    const out = execFileSync(process.execPath, ['scripts/build-wasm.mjs', '--check'], { encoding: 'utf8' });
+    expect(out).toMatch(/up to date/);
+  });
+
+  for (const accumulate of ['f32', 'f64'] as const) {
+    it(`${accumulate} dense products equal the TypeScript kernels on any shape and column range (tile and matrix–vector forms)`, () => {
+      const rt = runtime();
+      fc.assert(
+        fc.property(shape.M, shape.K, shape.N, fc.boolean(), fc.nat(), fc.integer(), (M, K, N, withBias, cut, seed) => {
+          const x = randomArray(M * K, seed), w = randomArray(N * K, seed + 1), b = withBias ? randomArray(N, seed + 2) : undefined;
+          const ref = new Float32Array(M * N);
+          (M < 4 ? matvecBlocked : matmulBlocked)(x, w, b ?? null, ref, M, K, N, 0, N);
+          const xm = inMemory(rt, x), wm = inMemory(rt, w), bm = b ? inMemory(rt, b) : undefined, y = inMemory(rt, new Float32Array(M * N).fill(Number.NaN));
+          const c = cut % (N + 1);
+          for (const tile of [true, false]) {
+            if (!tile && M >= 8) continue;
+            const fn = accumulate === 'f32' ? (tile ? rt.kernels.matmulF32Tile4x4 : rt.kernels.matvecF32Rows4) : tile ? rt.kernels.matmulF64Tile4x4 : rt.kernels.matvecF64Rows4;
+            y.fill(Number.NaN);
+            fn(addr(rt, xm), addr(rt, wm), addr(rt, bm), addr(rt, y), M, K, N, 0, c);
+            fn(addr(rt, xm), addr(rt, wm), addr(rt, bm), addr(rt, y), M, K, N, c, N);
+            if (accumulate === 'f32') expectClose(y, ref, TOL.f32, `f32 ${tile ? 'tile' : 'rows'} ${M}×${K}×${N} cut ${c}`);
+            else expectWithinUlps(y, ref, 1, `f64 ${tile ? 'tile' : 'rows'} ${M}×${K}×${N} cut ${c}`);
+          }
+        }),
+        { numRuns: 150, endOnFailure: true },
+      );
+    });
+  }
+
+  it('non-finite inputs give what the TypeScript kernels give (NaN, the same infinity)', () => {
+    const rt = runtime();
+    fc.assert(
+      fc.property(shape.M, fc.integer({ min: 1, max: 45 }), shape.N, fc.integer(), (M, K, N, seed) => {
+        const x = withNonFinite(randomArray(M * K, seed), seed + 5, 2), w = withNonFinite(randomArray(N * K, seed + 1), seed + 6, 2);
+        const ref = new Float32Array(M * N);
+        matmulBlocked(x, w, null, ref, M, K, N, 0, N);
+        const xm = inMemory(rt, x), wm = inMemory(rt, w), y = inMemory(rt, new Float32Array(M * N));
+        for (const fn of [rt.kernels.matmulF32Tile4x4, rt.kernels.matmulF64Tile4x4, rt.kernels.matvecF32Rows4, rt.kernels.matvecF64Rows4]) {
+          fn(addr(rt, xm), addr(rt, wm), 0, addr(rt, y), M, K, N, 0, N);
+          expectCloseNonFinite(y, ref, `${fn.name} ${M}×${K}×${N}`);
+        }
+      }),
+      { numRuns: 100, endOnFailure: true },
+    );
+  });
+
+  it('event-driven rows equal spikeMatmulEventCpu at densities 0 to 1, with bias and residual, on any column range', () => {
+    const rt = runtime();
+    fc.assert(
+      fc.property(shape.M, shape.K, shape.N, fc.double({ min: 0, max: 1, noNaN: true }), fc.boolean(), fc.nat(), fc.integer(), (M, K, N, density, withResidual, cut, seed) => {
+        const s = spikes(M * K, density, seed), wT = transpose(randomArray(N * K, seed + 1), N, K), b = randomArray(N, seed + 2), r = withResidual ? randomArray(M * N, seed + 3) : undefined;
+        const ref = new Float32Array(M * N);
+        spikeMatmulEventCpu(s, wT, b, r, ref, M, K, N);
+        const sm = inMemory(rt, s), wm = inMemory(rt, wT), bm = inMemory(rt, b), rm = r ? inMemory(rt, r) : undefined, y = inMemory(rt, new Float32Array(M * N).fill(Number.NaN));
+        const c = cut % (N + 1), acc = rt.stage('test-acc', N * 8);
+        rt.kernels.eventRowsF64(addr(rt, sm), addr(rt, wm), addr(rt, bm), addr(rt, rm), addr(rt, y), M, K, N, 0, c, acc);
+        rt.kernels.eventRowsF64(addr(rt, sm), addr(rt, wm), addr(rt, bm), addr(rt, rm), addr(rt, y), M, K, N, c, N, acc);
+        expectWithinUlps(y, ref, 1, `event ${M}×${K}×${N} density ${density.toFixed(2)}`);
+      }),
+      { numRuns: 150, endOnFailure: true },
+    );
+  });
+
+  it('plane accumulation equals planeMatmulCpu for weighted (doubling) and rate planes', () => {
+    const rt = runtime();
+    fc.assert(
+      fc.property(fc.integer({ min: 1, max: 6 }), fc.integer({ min: 1, max: 9 }), shape.K, shape.N, fc.constantFrom(1 as const, 2 as const), fc.boolean(), fc.nat(), fc.integer(), (R, P, K, N, growth, withResidual, cut, seed) => {
+        const d = spikes(P * R * K, 0.3, seed, 1), wT = transpose(randomArray(N * K, seed + 1), N, K), b = randomArray(N, seed + 2), r = withResidual ? randomArray(R * N, seed + 3) : undefined;
+        const ref = new Float32Array(R * N);
+        planeMatmulCpu(d, P, R, K, N, growth, wT, b, r, ref);
+        const dm = inMemory(rt, d), wm = inMemory(rt, wT), bm = inMemory(rt, b), rm = r ? inMemory(rt, r) : undefined, y = inMemory(rt, new Float32Array(R * N).fill(Number.NaN));
+        const c = cut % (N + 1), acc = rt.stage('test-acc', N * 8);
+        rt.kernels.planeAccumulateF64(addr(rt, dm), P, R, K, N, growth, addr(rt, wm), addr(rt, bm), addr(rt, rm), addr(rt, y), 0, c, acc);
+        rt.kernels.planeAccumulateF64(addr(rt, dm), P, R, K, N, growth, addr(rt, wm), addr(rt, bm), addr(rt, rm), addr(rt, y), c, N, acc);
+        expectWithinUlps(y, ref, 1, `planes ${P}×${R}×${K}×${N} growth ${growth}`);
+      }),
+      { numRuns: 150, endOnFailure: true },
+    );
+  });
+});
+
+describe('the CPU backend with each kernel set', () => {
+  const wasm = new CpuBackend({ kernels: 'wasm' }), ts = new CpuBackend({ kernels: 'ts' });
+
+  it('says which set runs', () => {
+    expect(wasm.describe()).toMatch(/wasm SIMD/);
+    expect(ts.describe()).toMatch(/plain TypeScript/);
+  });
+
+  it('uploads weights into the wasm memory (the ts set into a SharedArrayBuffer)', () => {
+    const w = Tensor.from([5, 7], randomArray(35, 1));
+    expect(runtime().addressOf(wasm.upload(w, 'linear').data)).toBeDefined();
+    expect(runtime().addressOf(ts.upload(w, 'linear').data)).toBeUndefined();
+    expect(ts.upload(w, 'linear').data.buffer).toBeInstanceOf(SharedArrayBuffer);
+    expect(wasm.upload(w, 'vector')).toBe(w);
+  });
+
+  it('products agree across the sets, from sub-views, with bias and residual, serial and across the pool', () => {
+    // the last two shapes cross the pool's thresholds (matrix–vector from 2^17, matmul from 2^20 multiply-adds)
+    for (const [M, K, N] of [[1, 13, 9], [3, 30, 21], [7, 37, 29], [1, 600, 701], [9, 330, 515]] as const) {
+      const big = randomArray(M * K + 11, M + K), wBig = randomArray(N * K + 5, N);
+      const x = new Tensor([M, K], big.subarray(3, 3 + M * K));
+      const w = new Tensor([N, K], wBig.subarray(5));
+      const bias = Tensor.from([N], randomArray(N, 7)), residual = Tensor.from([M, N], randomArray(M * N, 8));
+      const [ww, wt] = [wasm.upload(w, 'linear'), ts.upload(w, 'linear')];
+      expectClose(wasm.matmul(x, ww, bias, residual).data, ts.matmul(x, wt, bias, residual).data, TOL.f32, `matmul ${M}×${K}×${N}`);
+      const s = new Tensor([M, K], spikes(M * K + 4, 0.1, K).subarray(4));
+      for (const kernel of ['dense', 'event'] as const) {
+        expectWithinUlps(wasm.spikeMatmul(s, ww, bias, residual, kernel).data, ts.spikeMatmul(s, wt, bias, residual, kernel).data, 1, `spike ${kernel} ${M}×${K}×${N}`);
+      }
+      // a weight that lives in the wasm memory as a sub-view of a larger allocation
+      const inner = runtime().f32(N * K + 8)!;
+      inner.set(w.data, 8);
+      const sub = new Tensor([N, K], inner.subarray(8));
+      expect(wasm.upload(sub, 'linear')).toBe(sub);
+      expectClose(wasm.matmul(x, sub, bias).data, ts.matmul(x, wt, bias).data, TOL.f32, `sub-view weight ${M}×${K}×${N}`);
+    }
+  });
+
+  it('plane products agree across the sets', () => {
+    const R = 5, P = 6, K = 70, N = 90;
+    const w = Tensor.from([N, K], randomArray(N * K, 3));
+    const d = Tensor.from([P * R, K], spikes(P * R * K, 0.2, 4, 1));
+    const bias = Tensor.from([N], randomArray(N, 5));
+    for (const growth of [1, 2] as const) {
+      expectWithinUlps(wasm.planeMatmul(d, P, growth, wasm.upload(w, 'linear'), bias).data, ts.planeMatmul(d, P, growth, ts.upload(w, 'linear'), bias).data, 1, `planes growth ${growth}`);
+    }
+  });
+});
+
+describe('the shared memory allocator', () => {
+  it('reuses released ranges, merges neighbours and returns the top to the bump pointer', () => {
+    runtime();
+    const rt = new WasmRuntime(); // a memory of its own, so nothing else allocates in between
+    const a = rt.alloc(1000)!, b = rt.alloc(3000)!, c = rt.alloc(64)!;
+    expect(b).toBeGreaterThanOrEqual(a + 1000);
+    const live = rt.liveBytes;
+    rt.release(a, 1000);
+    expect(rt.alloc(900)).toBe(a); // first fit: the freed range
+    rt.release(a, 900);
+    rt.release(b, 3000);
+    // a and b merged: 4000 bytes fit where a began
+    const merged = rt.alloc(4000)!;
+    expect(merged).toBe(a);
+    rt.release(merged, 4000);
+    rt.release(c, 64);
+    expect(rt.liveBytes).toBe(live - 1024 - 3008 - 64);
+    // everything above `a` is free again, so the next allocation starts at `a`
+    expect(rt.alloc(10_000)).toBe(a);
+  });
+
+  it('holds the memory flat when weights come and go (released when collected)', async () => {
+    const rt = runtime();
+    v8.setFlagsFromString('--expose-gc');
+    const gc = vm.runInNewContext('gc') as () => void;
+    const cpu = new CpuBackend({ kernels: 'wasm' });
+    const before = rt.byteLength, liveBefore = rt.liveBytes;
+    // 200 models' worth of 4 MB weights, each dropped after one product
+    for (let i = 0; i < 200; i++) {
+      const w = cpu.upload(Tensor.from([1024, 1024], new Float32Array(1 << 20).fill(i)), 'linear');
+      expect(cpu.matmul(Tensor.from([1, 1024], new Float32Array(1024).fill(1)), w).data[0]).toBe(1024 * i);
+      if (i % 20 === 19) {
+        gc();
+        await new Promise((r) => setTimeout(r, 0));
+      }
+    }
+    // without releases the memory would have grown by 800 MB; with them it holds the 20 weights made
+    // between two collections and those collected but not yet finalized (measured: 160 MB)
+    expect(rt.byteLength - before).toBeLessThan(50 * (4 << 20));
+    gc();
+    for (let i = 0; i < 3; i++) await new Promise((r) => setTimeout(r, 0));
+    expect(rt.liveBytes - liveBefore).toBeLessThan(2 * (4 << 20));
+  });
+});
