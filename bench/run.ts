@@ -12,8 +12,9 @@ import { scaleSuite } from './scale.bench.js';
 import { finetuneSuite } from './finetune.bench.js';
 import { targetSuite } from './target.bench.js';
 import { loopSuite } from './loop.bench.js';
+import { cpuKernelsSuite } from './cpu-kernels.bench.js';
 
-export const SUITES: readonly Suite[] = [matmulSuite, kernelsSuite, modelSuite, snnSuite, decodeSuite, scaleSuite, finetuneSuite, targetSuite, loopSuite];
+export const SUITES: readonly Suite[] = [matmulSuite, kernelsSuite, modelSuite, snnSuite, decodeSuite, scaleSuite, finetuneSuite, targetSuite, loopSuite, cpuKernelsSuite];
 
 async function runBench(argv: string[]): Promise<void> {
   const quick = argv.includes('--quick');

@@ -193,13 +193,13 @@ export class LayerwiseNet {
     const observe = (name: string, x: BTensor) => opts.observe?.(name, x, 1);
     const lin = (l: Linear, name: string, x: BTensor, residual?: BTensor, observed = true): BTensor => {
       if (observed) observe(name, x);
-      // every product of the spiking network is a spike product, summed exactly on the CPU (the
-      // unquantized ones too), so the fast and event executions see the same inputs
-      if (!l.th) return b.spikeMatmul(x, l.weight, l.bias, residual, 'dense');
+      // exact mode (no thresholds anywhere: the ANN, as the calibration's probe runs it)
+      if (!l.th) return b.matmul(x, l.weight, l.bias, residual);
       const enc = b.encode(x, l.th, l.code, { tensor: stats, row: l.slot, fanout: l.fanout }, event);
       if (opts.observeSpikes && enc.digits) opts.observeSpikes(name, enc.digits, planesOf(l.code));
       return event
         ? b.planeMatmul(enc.digits!, planesOf(l.code), l.code.kind === 'rate' ? 1 : 2, l.weight, l.bias, residual)
+        // the dense twin: a spike product too, so on the CPU it sums exactly as the event one does
         : b.spikeMatmul(enc.sums, l.weight, l.bias, residual, 'dense');
     };
     const norm = (x: BTensor, n: Norm) => (cfg.norm === 'layer' ? b.layerNorm(x, n.weight, n.bias, cfg.normEps) : b.rmsNorm(x, n.weight, cfg.normEps));

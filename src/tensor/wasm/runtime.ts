@@ -134,6 +134,11 @@ export class WasmRuntime {
 
   /** A byte range of at least `bytes`, or undefined when wasm32's 4 GiB cannot hold it. */
   alloc(bytes: number): number | undefined {
+    return this.allocate(bytes)?.start;
+  }
+
+  /** The range and whether it is fresh (above every earlier allocation: still zero). */
+  private allocate(bytes: number): { start: number; fresh: boolean } | undefined {
     const size = Math.max(ALIGN, Math.ceil(bytes / ALIGN) * ALIGN);
     for (let i = 0; i < this.free.length; i++) {
       const r = this.free[i]!;
@@ -145,7 +150,7 @@ export class WasmRuntime {
         r.size -= size;
       }
       this.liveBytes += size;
-      return start;
+      return { start, fresh: false };
     }
     const end = this.top + size;
     if (end > MAX_PAGES * PAGE) return undefined;
@@ -161,8 +166,12 @@ export class WasmRuntime {
     const start = this.top;
     this.top = end;
     this.liveBytes += size;
-    return start;
+    // fresh only where the memory never held anything (a lowered top leaves old bytes above it)
+    return { start, fresh: start >= this.highWater ? (this.highWater = end, true) : (this.highWater = Math.max(this.highWater, end), false) };
   }
+
+  /** The end of the highest range ever allocated: bytes above it are still the grow's zeros. */
+  private highWater = ARENA_START;
 
   release(start: number, bytes: number): void {
     const size = Math.max(ALIGN, Math.ceil(bytes / ALIGN) * ALIGN);
@@ -191,10 +200,11 @@ export class WasmRuntime {
 
   /** A zeroed float32 array of n elements in the memory, freed when it is collected; undefined past 4 GiB. */
   f32(n: number): Float32Array | undefined {
-    const start = this.alloc(n * 4);
-    if (start === undefined) return undefined;
+    const range = this.allocate(n * 4);
+    if (range === undefined) return undefined;
+    const { start, fresh } = range;
     const a = new Float32Array(this.memory.buffer, start, n);
-    a.fill(0);
+    if (!fresh) a.fill(0);
     this.registry.register(a, { start, size: n * 4 });
     return a;
   }
