@@ -11,7 +11,11 @@ import { defineConfig } from 'vitest/config';
  * through another path fails (test/helpers/backends.ts), and the reporter counts GPU tests per path.
  * The vulkan project runs where CI=true (where a missing Vulkan driver is a failure) or where a
  * Vulkan driver manifest is found; SPIKELM_VULKAN_TESTS=0 or 1 overrides.
+ * A third project, ts-kernels, runs the golden and kernel-parity files again with the CPU backend's
+ * TypeScript kernel set (SPIKELM_CPU_KERNELS=ts; the other two run the default, wasm SIMD), CPU cases
+ * only (SPIKELM_CPU_ONLY); SPIKELM_TS_KERNEL_TESTS=0 leaves it out.
  */
+export const TS_KERNEL_FILES = ['golden', 'families', 'snn-model', 'models', 'kernels', 'spike-matmul', 'layerwise-kernels', 'spiking-ops', 'fused-ops', 'codes', 'conversation'].map((f) => `test/${f}.test.ts`);
 export const GPU_TEST_FILES = fs.readdirSync('test').filter((f) => f.endsWith('.test.ts') && /\b(requireGpu|backendFor)\(/.test(fs.readFileSync(`test/${f}`, 'utf8'))).map((f) => `test/${f}`);
 
 function vulkanDriverPresent(): boolean {
@@ -40,6 +44,7 @@ export default defineConfig({
     projects: [
       { test: { ...shared, name: 'opengles', include: ['test/**/*.test.ts'], env: gpuEnv('opengles') } },
       ...(vulkan ? [{ test: { ...shared, name: 'vulkan', include: GPU_TEST_FILES, env: gpuEnv('vulkan') } }] : []),
+      ...(process.env.SPIKELM_TS_KERNEL_TESTS !== '0' ? [{ test: { ...shared, name: 'ts-kernels', include: TS_KERNEL_FILES, env: { SPIKELM_CPU_KERNELS: 'ts', SPIKELM_CPU_ONLY: '1' } } }] : []),
     ],
   },
 });

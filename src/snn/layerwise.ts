@@ -193,8 +193,10 @@ export class LayerwiseNet {
     const observe = (name: string, x: BTensor) => opts.observe?.(name, x, 1);
     const lin = (l: Linear, name: string, x: BTensor, residual?: BTensor, observed = true): BTensor => {
       if (observed) observe(name, x);
-      // exact mode (no thresholds anywhere: the ANN, as the calibration's probe runs it)
-      if (!l.th) return b.matmul(x, l.weight, l.bias, residual);
+      // exact mode (no thresholds anywhere: the ANN as the calibration's probe runs it): a spike
+      // product too, summed exactly on the CPU, so the thresholds fitted to what it observes are
+      // the same with either CPU kernel set (the ANN's own products sum in float32 under wasm)
+      if (!l.th) return b.spikeMatmul(x, l.weight, l.bias, residual, 'dense');
       const enc = b.encode(x, l.th, l.code, { tensor: stats, row: l.slot, fanout: l.fanout }, event);
       if (opts.observeSpikes && enc.digits) opts.observeSpikes(name, enc.digits, planesOf(l.code));
       return event

@@ -40,8 +40,18 @@ export function tryGpu(options: GpuBackendOptions = {}): Promise<GpuBackend | un
   return p;
 }
 
+/**
+ * Set by the ts-kernels project (vitest.config.ts), which repeats the golden and parity files with
+ * the CPU's TypeScript kernel set: its GPU cases are the opengles and vulkan projects', skipped here.
+ */
+export const CPU_ONLY = process.env.SPIKELM_CPU_ONLY === '1';
+
 /** The GPU backend, or: fail (in CI) / skip with instructions (locally) when there is none. */
 export async function requireGpu(ctx: TestContext, options: GpuBackendOptions = {}): Promise<GpuBackend> {
+  if (CPU_ONLY) {
+    ctx.skip('GPU cases run in the opengles and vulkan projects');
+    throw new Error('unreachable');
+  }
   const gpu = await tryGpu(options);
   if (gpu) {
     // counted per Dawn path by test/helpers/gpu-reporter.ts
