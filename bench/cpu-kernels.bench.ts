@@ -32,12 +32,16 @@ import { FIXTURES } from './model.bench.js';
 const SETS: readonly CpuKernelSet[] = ['ts', 'wasm'];
 
 /** Bytes/s of a streaming read of `bytes` across the pool (the best of `repeats`). */
+let streamBuffer: Float32Array | undefined;
 function streamReadBytesPerS(bytes: number, repeats: number): number {
   const rt = wasmRuntime();
   if (!rt) return NaN;
   const n = Math.floor(bytes / 4);
-  const buf = rt.f32(n)!;
-  buf.fill(1);
+  if (streamBuffer?.length !== n) {
+    if (streamBuffer) rt.free(streamBuffer);
+    streamBuffer = rt.f32(n)!.fill(1);
+  }
+  const buf = streamBuffer;
   const out = rt.stage('bench-sums', 64 * 4);
   const at = rt.addressOf(buf)!;
   let best = Infinity;

@@ -282,7 +282,7 @@ describe('the shared memory allocator', () => {
 });
 
 describe('whole models with each kernel set (the cross-set tolerance and spike budget)', () => {
-  it('stories260k: the ANN within TOL.golden; the SNN with the same thresholds: the same spike counts, logits to one float32 rounding', async () => {
+  it('stories260k: the ANN within TOL.golden; the conversion fits the same thresholds; the SNN with them: the same spike counts, logits to one float32 rounding', async () => {
     const dir = fixtureDir('stories260k');
     const tok = loadTokenizer(dir);
     const ids = Array.from(tok.encode('Once upon a time, there was a little girl named Lily. She loved to play outside'));
@@ -292,7 +292,12 @@ describe('whole models with each kernel set (the cross-set tolerance and spike b
     const [lt, lw] = [ann.ts.forward(ids, ann.ts.newCache(), { allLogits: true }), ann.wasm.forward(ids, ann.wasm.newCache(), { allLogits: true })].map((t) => (t as Tensor).data);
     expectClose(lw!, lt!, TOL.golden, 'ANN logits, wasm vs ts');
     // the spiking network converted once (ts), rebuilt on the wasm set with the same thresholds
-    const { snn } = await convertModelToSpiking(ann.ts, createCalibrationData(tok, { numSamples: 2 }));
+    const data = createCalibrationData(tok, { numSamples: 2 });
+    const { snn } = await convertModelToSpiking(ann.ts, data);
+    // the calibration's probe sums exactly in both sets: the conversion fits the same thresholds
+    const { snn: converted } = await convertModelToSpiking(ann.wasm, data);
+    for (const [site, th] of snn.spiking.thresholds) expectWithinUlps(converted.spiking.thresholds.get(site)!, th, 0, `thresholds of ${site}, wasm vs ts`);
+    converted.dispose();
     const twin = new SpikingLM(snn.config, snn.weights, sets.wasm, snn.spiking);
     for (const execution of ['fast', 'event'] as const) {
       const [a, b] = [snn.with({ execution }), twin.with({ execution })];
@@ -304,5 +309,30 @@ describe('whole models with each kernel set (the cross-set tolerance and spike b
     }
     twin.dispose();
     snn.dispose();
+  });
+});
+
+describe('weights freed by dispose', () => {
+  it('a spiking model frees its folded weights on dispose; a weight shared with the ANN stays until its last owner lets go', async () => {
+    const rt = runtime();
+    const dir = fixtureDir('stories260k');
+    const tok = loadTokenizer(dir);
+    const cpu = new CpuBackend({ kernels: 'wasm' });
+    const ann = loadModel(dir, { backend: cpu });
+    const ids = Array.from(tok.encode('Once upon a time'));
+    const before = (ann.forward(ids, ann.newCache()) as Tensor).data.slice();
+    const { snn } = await convertModelToSpiking(ann, createCalibrationData(tok, { numSamples: 2 }));
+    const event = snn.with({ execution: 'event' });
+    event.forward(ids, event.newCache()); // makes transposed copies, in the wasm memory too
+    const live = rt.liveBytes;
+    snn.dispose();
+    // 5 layers × (q, k, v, o, gate, up, down) folded at 64 wide plus the head: ≥ 0.5 MB, with transposes
+    expect(live - rt.liveBytes).toBeGreaterThan(500_000);
+    // the tied embedding the SNN also uploaded is the ANN's copy: still there, the ANN still right
+    expect(Array.from((ann.forward(ids, ann.newCache()) as Tensor).data)).toEqual(Array.from(before));
+    // a second dispose frees nothing more
+    const after = rt.liveBytes;
+    snn.dispose();
+    expect(rt.liveBytes).toBe(after);
   });
 });

@@ -60,9 +60,16 @@ export class CpuBackend implements Backend {
 
   /** Shared-memory copies of uploaded weights, so a tied matrix uploaded in two roles is one copy. */
   private readonly sharedCopies = new WeakMap<Tensor, Tensor>();
+  /** Under the wasm set: each copy's source and how many uploads returned it and are not disposed. */
+  private readonly copyOwners = new WeakMap<Tensor, { source: Tensor; count: number }>();
 
   upload(t: Tensor, role?: WeightRole): Tensor {
     if (role !== 'linear' && role !== 'embedding') return t;
+    const owned = this.copyOwners.get(t);
+    if (owned) {
+      owned.count++;
+      return t;
+    }
     // Weights go to shared memory once, so the matmul workers read them in place: the wasm memory
     // under the wasm set (its kernels address nothing else), a SharedArrayBuffer otherwise.
     if (this.wasm ? this.wasm.addressOf(t.data) !== undefined : t.data.buffer instanceof SharedArrayBuffer) return t;
@@ -72,7 +79,10 @@ export class CpuBackend implements Backend {
       data.set(t.data);
       shared = new Tensor(t.shape, data);
       this.sharedCopies.set(t, shared);
+      if (this.wasm) this.copyOwners.set(shared, { source: t, count: 0 });
     }
+    const o = this.copyOwners.get(shared);
+    if (o) o.count++;
     return shared;
   }
 
@@ -97,7 +107,23 @@ export class CpuBackend implements Backend {
     return Tensor.zeros(shape);
   }
 
-  dispose(): void {}
+  /**
+   * Under the wasm set, the last dispose of an uploaded weight copy frees its bytes in the wasm memory
+   * (and its transposed copy's) at once; anything else is left to the garbage collector.
+   */
+  dispose(t?: BTensor): void {
+    if (!this.wasm || !(t instanceof Tensor)) return;
+    const o = this.copyOwners.get(t);
+    if (!o || --o.count > 0) return;
+    this.copyOwners.delete(t);
+    this.sharedCopies.delete(o.source);
+    const wT = this.transposed.get(t);
+    if (wT) {
+      this.transposed.delete(t);
+      this.wasm.free(wT);
+    }
+    this.wasm.free(t.data);
+  }
 
   tidy<T>(fn: () => T): T {
     return fn();

@@ -12,10 +12,13 @@
  * unchanged. The worker pool instantiates the same module on the same memory (threads.ts), so a
  * product split across threads copies nothing.
  *
- * The allocator is first-fit over a free list sorted by address, with neighbours merged on release;
- * a weight's range is released when its array is garbage-collected (a FinalizationRegistry), so a
- * process that loads model after model reuses the same bytes. A `WebAssembly.Memory` never shrinks:
- * the memory is as large as the most weights ever alive at once plus the largest staging regions.
+ * The allocator is first-fit over a free list sorted by address, with neighbours merged on release.
+ * A weight's range is released when its last owner disposes it (`free`, which the CPU backend calls
+ * from `dispose` once every upload that returned the array has been disposed: a spiking model's
+ * `dispose` frees its folded weights at once), or else when its array is garbage-collected (a
+ * FinalizationRegistry: the collector does not see wasm memory, so this can lag). A process that
+ * loads model after model reuses the same bytes. A `WebAssembly.Memory` never shrinks: it is as large
+ * as the most weights ever alive at once plus the largest staging regions.
  * Invariant: nothing may keep a *sub*-view of an uploaded weight after the weight itself is gone.
  *
  * wasm32 addresses 4 GiB. A weight that does not fit (TinyLlama-1.1B in F32 is about 4.5 GB) stays in
@@ -116,9 +119,11 @@ export class WasmRuntime {
   readonly kernels: WasmExports;
   /** Every buffer object the memory has handed out (it is a new one after each grow). */
   private readonly buffers = new WeakSet<ArrayBufferLike>();
-  private readonly free: FreeRange[] = [];
+  private readonly freeList: FreeRange[] = [];
   private top = ARENA_START;
   private readonly registry = new FinalizationRegistry<FreeRange>((r) => this.release(r.start, r.size));
+  /** The ranges of the arrays `f32` handed out and nobody has freed yet. */
+  private readonly ranges = new WeakMap<Float32Array, FreeRange>();
   private readonly staging = new Map<string, { ptr: number; bytes: number }>();
   /** Bytes in live allocations (weights and staging), for tests and `spikelm info`. */
   liveBytes = 0;
@@ -140,11 +145,11 @@ export class WasmRuntime {
   /** The range and whether it is fresh (above every earlier allocation: still zero). */
   private allocate(bytes: number): { start: number; fresh: boolean } | undefined {
     const size = Math.max(ALIGN, Math.ceil(bytes / ALIGN) * ALIGN);
-    for (let i = 0; i < this.free.length; i++) {
-      const r = this.free[i]!;
+    for (let i = 0; i < this.freeList.length; i++) {
+      const r = this.freeList[i]!;
       if (r.size < size) continue;
       const start = r.start;
-      if (r.size === size) this.free.splice(i, 1);
+      if (r.size === size) this.freeList.splice(i, 1);
       else {
         r.start += size;
         r.size -= size;
@@ -177,24 +182,24 @@ export class WasmRuntime {
     const size = Math.max(ALIGN, Math.ceil(bytes / ALIGN) * ALIGN);
     this.liveBytes -= size;
     let i = 0;
-    while (i < this.free.length && this.free[i]!.start < start) i++;
-    this.free.splice(i, 0, { start, size });
+    while (i < this.freeList.length && this.freeList[i]!.start < start) i++;
+    this.freeList.splice(i, 0, { start, size });
     // merge with the following and the preceding range
-    const next = this.free[i + 1];
+    const next = this.freeList[i + 1];
     if (next && start + size === next.start) {
-      this.free[i]!.size += next.size;
-      this.free.splice(i + 1, 1);
+      this.freeList[i]!.size += next.size;
+      this.freeList.splice(i + 1, 1);
     }
-    const prev = this.free[i - 1];
+    const prev = this.freeList[i - 1];
     if (prev && prev.start + prev.size === start) {
-      prev.size += this.free[i]!.size;
-      this.free.splice(i, 1);
+      prev.size += this.freeList[i]!.size;
+      this.freeList.splice(i, 1);
     }
     // a free range at the top goes back to the bump pointer
-    const last = this.free.at(-1);
+    const last = this.freeList.at(-1);
     if (last && last.start + last.size === this.top) {
       this.top = last.start;
-      this.free.pop();
+      this.freeList.pop();
     }
   }
 
@@ -205,8 +210,20 @@ export class WasmRuntime {
     const { start, fresh } = range;
     const a = new Float32Array(this.memory.buffer, start, n);
     if (!fresh) a.fill(0);
-    this.registry.register(a, { start, size: n * 4 });
+    const r = { start, size: n * 4 };
+    this.registry.register(a, r, a);
+    this.ranges.set(a, r);
     return a;
+  }
+
+  /** Release an array `f32` made, now (false, doing nothing, for any other array or a second call). */
+  free(a: Float32Array): boolean {
+    const r = this.ranges.get(a);
+    if (!r) return false;
+    this.ranges.delete(a);
+    this.registry.unregister(a);
+    this.release(r.start, r.size);
+    return true;
   }
 
   /** The byte address of an array that lives in the memory, else undefined. */
