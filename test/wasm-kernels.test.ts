@@ -20,10 +20,13 @@ import { loadTokenizer } from '../src/nn/tokenizer.js';
 import { SpikingLM } from '../src/snn/model.js';
 import { forwardStats } from '../src/snn/stats.js';
 import { CpuBackend } from '../src/tensor/cpu-backend.js';
+import { attentionRange } from '../src/tensor/kernels/attention.js';
+import { ACTIVATIONS, type Activation, activationCpu, gatedActivationCpu } from '../src/tensor/kernels/elementwise.js';
 import { matmulBlocked, matvecBlocked } from '../src/tensor/kernels/matmul.js';
 import { planeMatmulCpu } from '../src/tensor/kernels/plane-matmul.js';
 import { spikeMatmulEventCpu } from '../src/tensor/kernels/spike-matmul.js';
 import { Tensor } from '../src/tensor/tensor.js';
+import { activationWasm, attentionWasm, gatedActivationWasm } from '../src/tensor/wasm/products.js';
 import { WasmRuntime, cpuKernelSet, simdSupported, wasmRuntime } from '../src/tensor/wasm/runtime.js';
 import { fixtureDir } from './helpers/fixtures.js';
 import { TOL, expectClose, randomArray } from './helpers/tolerance.js';
@@ -184,6 +187,57 @@ describe('wasm SIMD kernels', () => {
       }),
       { numRuns: 150, endOnFailure: true },
     );
+  });
+});
+
+describe('wasm attention', () => {
+  it('equals attentionRange (GQA, odd head dims, cached prefixes, sliding windows, left-padded blocks, non-causal)', () => {
+    const rt = runtime();
+    fc.assert(
+      fc.property(
+        fc.constantFrom([1, 1], [2, 1], [4, 2], [6, 3], [3, 3]), fc.integer({ min: 1, max: 9 }), fc.integer({ min: 1, max: 7 }), fc.integer({ min: 0, max: 6 }),
+        fc.integer({ min: 1, max: 3 }), fc.option(fc.integer({ min: 1, max: 5 }), { nil: undefined }), fc.boolean(), fc.boolean(), fc.integer(),
+        ([H, Hkv], d, S, queryStart, batches, window, padded, causal, seed) => {
+          const kvLength = queryStart + S, stride = kvLength + 2, kvOffset = 1;
+          const rows = kvOffset + batches * stride;
+          const q = randomArray(batches * S * H * d + 3, seed).subarray(3), k = randomArray(rows * Hkv * d, seed + 1, 2), v = randomArray(rows * Hkv * d, seed + 2);
+          const keyStarts = padded ? Int32Array.from({ length: batches }, (_, b) => Math.min(kvLength, b * 2)) : undefined;
+          const p = { numHeads: H, numKvHeads: Hkv, headDim: d, queryStart, kvLength, scale: 1 / Math.sqrt(d), batches, kvBatchStride: stride, kvOffset, causal, ...(window ? { window } : {}), ...(keyStarts ? { keyStarts } : {}) };
+          const ref = new Float32Array(batches * S * H * d).fill(Number.NaN), out = new Float32Array(ref.length).fill(Number.NaN);
+          attentionRange(q, k, v, S, p, ref, 0, batches * H);
+          attentionWasm(rt, q, k, v, S, p, out);
+          expectWithinUlps(out, ref, 1, `attention H ${H}/${Hkv} d ${d} S ${S} start ${queryStart} batches ${batches} window ${window} causal ${causal}`);
+        },
+      ),
+      { numRuns: 200, endOnFailure: true },
+    );
+  });
+});
+
+describe('wasm activations', () => {
+  it('equal the TypeScript activations and gated activations within one float32 ulp, non-finite inputs included', () => {
+    const rt = runtime();
+    fc.assert(
+      fc.property(fc.constantFrom(...(Object.keys(ACTIVATIONS) as Activation[])), fc.integer({ min: 1, max: 9 }), fc.integer({ min: 1, max: 300 }), fc.integer(), (kind, R, C, seed) => {
+        const x = withNonFinite(randomArray(R * 2 * C + 1, seed, 6), seed + 1, 3).subarray(1);
+        const ref = new Float32Array(x.length), out = new Float32Array(x.length).fill(Number.NaN);
+        activationCpu(kind, x, ref);
+        activationWasm(rt, kind, x, out);
+        expectWithinUlps(out, ref, 1, `${kind} over ${x.length}`);
+        const gRef = new Float32Array(R * C), gOut = new Float32Array(R * C).fill(Number.NaN);
+        gatedActivationCpu(kind, x, R, C, gRef);
+        gatedActivationWasm(rt, kind, x, C, gOut);
+        expectWithinUlps(gOut, gRef, 1, `gated ${kind} ${R}×${C}`);
+      }),
+      { numRuns: 200, endOnFailure: true },
+    );
+  });
+
+  it('across the pool (a product-sized activation) equal the serial TypeScript kernel', () => {
+    const x = randomArray(1 << 18, 5, 4), ref = new Float32Array(x.length), out = new Float32Array(x.length);
+    activationCpu('gelu_tanh', x, ref);
+    activationWasm(runtime(), 'gelu_tanh', x, out);
+    expectWithinUlps(out, ref, 1, 'gelu_tanh over 2^18');
   });
 });
 

@@ -19,7 +19,7 @@ import { type NeuronConfig, neuronRunCpu } from './kernels/neuron.js';
 import { type TimeDomain, sumAbsCpu, timeDeltaCpu, timeMeanCpu } from './kernels/temporal.js';
 import { type Activation, activationCpu, binaryCpu, gatedActivationCpu, scaleCpu } from './kernels/elementwise.js';
 import { type QkvLayout, qkvToCacheCpu } from './kernels/qkv.js';
-import { type AttentionParams, attentionCpu } from './kernels/attention.js';
+import { type AttentionParams, attentionCpu, checkAttention } from './kernels/attention.js';
 import { embeddingCpu } from './kernels/embedding.js';
 import { type TokenChoice, sampleTokenCpu } from './kernels/sampling.js';
 import { matmulCpu } from './kernels/matmul.js';
@@ -28,7 +28,7 @@ import { ropeCpu } from './kernels/rope.js';
 import { type CausalMask, softmaxCpu } from './kernels/softmax.js';
 import { threadCount } from './threads.js';
 import { type CpuKernelSet, type WasmRuntime, cpuKernelSet, logOnce, wasmRuntime } from './wasm/runtime.js';
-import { eventWasm, matmulWasm, nonzeros, planeWasm } from './wasm/products.js';
+import { ATTENTION_MIN_QUERIES, activationWasm, attentionWasm, gatedActivationWasm, eventWasm, matmulWasm, nonzeros, planeWasm } from './wasm/products.js';
 import { attentionDims, binaryBroadcast, checkVector, embeddingDims, gatedDims, matmulDims, planeRows, qkvCheck, ropeCheck, spikeAttentionDims, stateCheck, timeMajorDims, writeRowsCheck } from './shapes.js';
 import { type Shape, Tensor } from './tensor.js';
 
@@ -246,7 +246,8 @@ export class CpuBackend implements Backend {
   activation(kind: Activation, xIn: BTensor): Tensor {
     const x = host(xIn);
     const out = new Tensor(x.shape);
-    activationCpu(kind, x.data, out.data);
+    if (this.wasm) activationWasm(this.wasm, kind, x.data, out.data);
+    else activationCpu(kind, x.data, out.data);
     return out;
   }
 
@@ -254,7 +255,8 @@ export class CpuBackend implements Backend {
     const x = host(xIn);
     const { R, C } = gatedDims(x);
     const out = new Tensor([...x.shape.slice(0, -1), C]);
-    gatedActivationCpu(kind, x.data, R, C, out.data);
+    if (this.wasm) gatedActivationWasm(this.wasm, kind, x.data, C, out.data);
+    else gatedActivationCpu(kind, x.data, R, C, out.data);
     return out;
   }
 
@@ -326,7 +328,10 @@ export class CpuBackend implements Backend {
     const q = host(qIn), k = host(kIn), v = host(vIn);
     const { S } = attentionDims(q, k, v, params);
     const out = new Tensor(q.shape);
-    attentionCpu(q.data, k.data, v.data, S, params, out.data);
+    if (this.wasm && S >= ATTENTION_MIN_QUERIES) {
+      checkAttention(params, S);
+      attentionWasm(this.wasm, q.data, k.data, v.data, S, params, out.data);
+    } else attentionCpu(q.data, k.data, v.data, S, params, out.data);
     return out;
   }
 

@@ -248,17 +248,17 @@ export function parallelAttention(q: Float32Array, k: Float32Array, v: Float32Ar
 
 /**
  * Run a wasm kernel over output columns [0, N), split across the pool when `parallel` (ranges in
- * multiples of 8, as for the TypeScript kernels). `argsOf(n0, n1, part)` gives the kernel's arguments
+ * multiples of `granule`: 8 columns, as for the TypeScript kernels; 1 for attention's units). `argsOf(n0, n1, part)` gives the kernel's arguments
  * for one range; it runs on this thread, so it may stage scratch for its part.
  */
-export function wasmColumns(rt: WasmRuntime, fn: WasmKernel, N: number, parallel: boolean, argsOf: (n0: number, n1: number, part: number) => number[]): void {
+export function wasmColumns(rt: WasmRuntime, fn: WasmKernel, N: number, parallel: boolean, argsOf: (n0: number, n1: number, part: number) => number[], granule = 8): void {
   const kernel = rt.kernels[fn] as (...args: number[]) => void;
-  const workers = parallel && N >= 16 ? getPool() : [];
+  const workers = parallel && N >= 2 * granule ? getPool() : [];
   if (workers.length === 0) {
     kernel(...argsOf(0, N, 0));
     return;
   }
-  const step = Math.ceil(N / (workers.length + 1) / 8) * 8;
+  const step = Math.ceil(N / (workers.length + 1) / granule) * granule;
   const used: PoolWorker[] = [];
   for (let i = 0; i < workers.length; i++) {
     const n0 = (i + 1) * step, n1 = Math.min(N, n0 + step);

@@ -9,9 +9,15 @@
  *                products, the TypeScript kernels' contract); matrix–vector form below 4 rows
  *   eventWasm    event-driven rows of wᵀ per nonzero spike (f64)
  *   planeWasm    event-driven digit planes, Horner over planes (f64)
+ *   activationWasm, gatedActivationWasm  the activations (f64 formulas, as in TypeScript), element ranges
+ *   attentionWasm  causal attention over (block, head) units (f64, the TypeScript kernel's arithmetic);
+ *                q, k and v are staged, so it is used from ATTENTION_MIN_QUERIES query rows on, where
+ *                the arithmetic (queries × keys) outweighs copying the keys and values
  */
+import type { AttentionParams } from '../kernels/attention.js';
+import type { Activation } from '../kernels/elementwise.js';
 import { MATVEC_MAX_ROWS } from '../kernels/matmul.js';
-import { PARALLEL_MIN_MACS, PARALLEL_MIN_MATVEC_MACS, wasmColumns } from '../threads.js';
+import { PARALLEL_MIN_ATTENTION, PARALLEL_MIN_MACS, PARALLEL_MIN_MATVEC_MACS, wasmColumns } from '../threads.js';
 import type { WasmRuntime } from './runtime.js';
 
 export type WasmAccumulate = 'f32' | 'f64';
@@ -62,6 +68,41 @@ export function planeWasm(rt: WasmRuntime, digits: Float32Array, P: number, R: n
   wasmColumns(rt, 'planeAccumulateF64', N, events * N >= PARALLEL_MIN_EVENT_ADDS, (n0, n1, part) => [dp, P, R, K, N, growth, wp, bp, rp, yp, n0, n1, rt.stage(`acc${part}`, Math.max(1, n1 - n0) * 8)]);
   finish(rt, y, yp);
   return true;
+}
+
+/** Query rows from which attention runs in wasm (decode's single row stays with the TypeScript kernel). */
+export const ATTENTION_MIN_QUERIES = 4;
+
+export function attentionWasm(rt: WasmRuntime, q: Float32Array, k: Float32Array, v: Float32Array, S: number, p: AttentionParams, out: Float32Array): void {
+  const H = p.numHeads, Hkv = p.numKvHeads, d = p.headDim, batches = p.batches ?? 1;
+  const stride = p.kvBatchStride ?? p.kvLength, kvOffset = p.kvOffset ?? 0;
+  // only the rows of k and v that any block can read
+  const rows = kvOffset + (batches - 1) * stride + p.kvLength, kvWidth = Hkv * d;
+  const qp = rt.operand(q, 'x'), kp = rt.operand(k.subarray(0, rows * kvWidth), 'k'), vp = rt.operand(v.subarray(0, rows * kvWidth), 'v');
+  const ks = p.keyStarts ? rt.operand(Int32Array.from(p.keyStarts), 'keyStarts') : 0;
+  const op = output(rt, out);
+  const units = batches * H, work = units * S * (p.queryStart + S) * d;
+  wasmColumns(rt, 'attentionF64', units, work >= PARALLEL_MIN_ATTENTION, (u0, u1, part) => [
+    qp, kp, vp, op, S, H, Hkv, d, p.queryStart, p.kvLength, p.scale, stride, kvOffset, p.causal === false ? 0 : 1, p.window ?? -1, ks, u0, u1,
+    rt.stage(`scores${part}`, Math.max(1, p.kvLength) * 8), rt.stage(`acc${part}`, Math.max(1, d) * 8),
+  ], 1);
+  finish(rt, out, op);
+}
+
+const ACTIVATION_KIND: Readonly<Record<Activation, number>> = { gelu_tanh: 0, gelu_erf: 1, gelu_quick: 2, silu: 3, relu: 4 };
+/** Elements from which an activation is split across the pool. */
+const PARALLEL_MIN_ELEMENTS = 1 << 16;
+
+export function activationWasm(rt: WasmRuntime, kind: Activation, x: Float32Array, out: Float32Array): void {
+  const xp = rt.operand(x, 'x'), op = output(rt, out);
+  wasmColumns(rt, 'activationF64', x.length, x.length >= PARALLEL_MIN_ELEMENTS, (i0, i1) => [ACTIVATION_KIND[kind], xp, op, i0, i1], 1024);
+  finish(rt, out, op);
+}
+
+export function gatedActivationWasm(rt: WasmRuntime, kind: Activation, x: Float32Array, C: number, out: Float32Array): void {
+  const xp = rt.operand(x, 'x'), op = output(rt, out);
+  wasmColumns(rt, 'gatedActivationF64', out.length, out.length >= PARALLEL_MIN_ELEMENTS, (i0, i1) => [ACTIVATION_KIND[kind], xp, op, C, i0, i1], 1024);
+  finish(rt, out, op);
 }
 
 /** Nonzero entries (the event count that decides whether the rows are split across threads). */

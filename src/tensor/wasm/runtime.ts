@@ -45,9 +45,12 @@ export interface WasmExports {
   eventRowsF64(s: number, wT: number, bias: number, residual: number, y: number, M: number, K: number, N: number, n0: number, n1: number, acc: number): void;
   planeAccumulateF64(digits: number, P: number, R: number, K: number, N: number, growth: number, wT: number, bias: number, residual: number, y: number, n0: number, n1: number, acc: number): void;
   streamSumF32(p: number, n0: number, n1: number, out: number): void;
+  activationF64(kind: number, x: number, out: number, i0: number, i1: number): void;
+  gatedActivationF64(kind: number, x: number, out: number, C: number, i0: number, i1: number): void;
+  attentionF64(q: number, k: number, v: number, out: number, S: number, H: number, Hkv: number, d: number, queryStart: number, kvLength: number, scale: number, stride: number, kvOffset: number, causal: number, window: number, keyStarts: number, u0: number, u1: number, scores: number, acc: number): void;
 }
 
-export const WASM_KERNELS = ['matmulF32Tile4x4', 'matvecF32Rows4', 'matmulF64Tile4x4', 'matvecF64Rows4', 'eventRowsF64', 'planeAccumulateF64', 'streamSumF32'] as const;
+export const WASM_KERNELS = ['matmulF32Tile4x4', 'matvecF32Rows4', 'matmulF64Tile4x4', 'matvecF64Rows4', 'eventRowsF64', 'planeAccumulateF64', 'streamSumF32', 'attentionF64', 'activationF64', 'gatedActivationF64'] as const;
 export type WasmKernel = (typeof WASM_KERNELS)[number];
 
 export const WASM_FILE = new URL('./simd.wasm', import.meta.url);
@@ -247,11 +250,11 @@ export class WasmRuntime {
   }
 
   /** The address of `a` in the memory, copying it into the staging slot when it lives elsewhere. */
-  operand(a: Float32Array, slot: string): number {
-    const at = this.addressOf(a);
+  operand(a: Float32Array | Int32Array, slot: string): number {
+    const at = a instanceof Float32Array ? this.addressOf(a) : undefined;
     if (at !== undefined) return at;
     const ptr = this.stage(slot, a.byteLength);
-    new Float32Array(this.memory.buffer, ptr, a.length).set(a);
+    (a instanceof Float32Array ? new Float32Array(this.memory.buffer, ptr, a.length) : new Int32Array(this.memory.buffer, ptr, a.length)).set(a);
     return ptr;
   }
 

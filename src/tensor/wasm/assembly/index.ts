@@ -2,3 +2,5 @@
 export { matmulF32Tile4x4, matvecF32Rows4, matmulF64Tile4x4, matvecF64Rows4 } from './matmul';
 export { eventRowsF64, planeAccumulateF64 } from './spike';
 export { streamSumF32 } from './bandwidth';
+export { attentionF64 } from './attention';
+export { activationF64, gatedActivationF64 } from './elementwise';
