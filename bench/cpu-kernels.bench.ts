@@ -75,7 +75,7 @@ export const cpuKernelsSuite: Suite = {
   description: 'the wasm SIMD kernel set against the TypeScript set on the GPT-2-small-shaped F32 model: decode, prefill 128, streaming-read bandwidth, the T=9 conversion and the SNN fast/event decode, ratios within interleaved rounds',
   async run(ctx) {
     const dir = cachedRandomGpt2(GPT2_SMALL, { tokenizerFrom: path.join(FIXTURES, 'gpt2-random-f16') });
-    const plan = ctx.quick ? { rounds: 1, decode: 2, prefill: 16, snnTokens: 1, eventTokens: 1 } : { rounds: 3, decode: 6, prefill: 128, snnTokens: 3, eventTokens: 1 };
+    const plan = ctx.quick ? { rounds: 1, decode: 2, prefill: 16, snnTokens: 1, eventTokens: 1 } : { rounds: 5, decode: 8, prefill: 128, snnTokens: 3, eventTokens: 1 };
     const anns = Object.fromEntries(SETS.map((s) => [s, loadModel(dir, { backend: new CpuBackend({ kernels: s }) })])) as Record<CpuKernelSet, CausalLM>;
     const tok = loadTokenizer(dir);
     const data = createCalibrationData(tok);

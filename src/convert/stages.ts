@@ -81,7 +81,10 @@ export interface ObserveOptions {
  */
 export function observe(plan: ConversionPlan, model: CausalLMLike, data: CalibrationData, opts: ObserveOptions = {}): Observations {
   const maxTokens = opts.maxTokens ?? 8192;
-  const cpu = new CpuBackend();
+  // the probe runs on the CPU with the model's kernel set where the model is on the CPU (its sums
+  // are exact under either set, so this changes speed only)
+  const own = (model as { backend?: unknown }).backend;
+  const cpu = new CpuBackend(own instanceof CpuBackend ? { kernels: own.kernels } : {});
   const probe = new SpikingLM(model.config, model.weights, cpu, { timesteps: 1, mode: 'exact', schedule: plan.schedule, neuron: DEFAULT_NEURON, thresholds: new Map(), surrogate: { name: 'atan', alpha: 2 } });
   // per site: the observed rows as they came (float32 copies), running sums and maxima per channel
   const acc = new Map<string, { rows: Float32Array[]; sum: Float64Array; max: Float32Array; count: number }>();
