@@ -26,7 +26,7 @@ import type { Backend } from '../src/tensor/backend.js';
 import { BACKEND_NAMES, backendFor } from './helpers/backends.js';
 import { fixtureDir, golden } from './helpers/fixtures.js';
 import { layerwiseReference, referenceLogits, stepwiseReference } from './helpers/reference-lm.js';
-import { TOL, expectClose } from './helpers/tolerance.js';
+import { TOL, expectClose, expectIdentical } from './helpers/tolerance.js';
 import { type Variant, llamaLikeNames, llamaLikeReference, optNames, optReference, writeVariant } from './helpers/variants.js';
 
 const NEW_FAMILIES = ['qwen2-random', 'qwen3-random', 'mistral-random', 'opt-random'] as const;
@@ -247,10 +247,10 @@ describe('the spiking networks of the variants equal their independent reference
     });
     expect(run.attendedKeys).toBe(IDS.reduce((a, _, p) => a + Math.min(W ?? Infinity, p + 1), 0));
     const event = snn.with({ execution: 'event' });
-    expect(Array.from(await read(snn.backend, event.forward(IDS, event.newCache(), { allLogits: true }).logits))).toEqual(Array.from(fast));
+    expectIdentical(await read(snn.backend, event.forward(IDS, event.newCache(), { allLogits: true }).logits), fast, 'event = fast');
     const cache = snn.newCache(2), parts = new Float32Array(fast.length), V = ann.config.vocabSize;
     for (const [a, z] of [[0, 3], [3, 4], [4, 11], [11, IDS.length]] as const) parts.set(await read(snn.backend, snn.forward(IDS.slice(a, z), cache, { allLogits: true }).logits), a * V);
-    expect(Array.from(parts)).toEqual(Array.from(fast));
+    expectIdentical(parts, fast, 'cached chunks = recompute');
   });
 
   it.for(VARIANTS.map((c) => c.label))('%s: saved and loaded (the ANN under its Hugging Face names, the thresholds beside), the same logits', async (label) => {

@@ -14,7 +14,7 @@ import type { Backend } from '../src/tensor/backend.js';
 import { requireGpu } from './helpers/backends.js';
 import { FIXTURE_NAMES, fixtureDir, golden } from './helpers/fixtures.js';
 import { Tensor } from '../src/tensor/tensor.js';
-import { TOL, compare, expectClose } from './helpers/tolerance.js';
+import { TOL, compare, expectClose, expectIdentical } from './helpers/tolerance.js';
 import { layerwiseReference, referenceLogits } from './helpers/reference-lm.js';
 
 const read = async (b: Backend, x: unknown) => (await b.read(x as never)).data;
@@ -204,7 +204,7 @@ describe('layerwise schedule', () => {
       expect(own * 3).toBeLessThan(other);
     }
     const event = snn.with({ execution: 'event' });
-    expect(Array.from(await read(snn.backend, event.forward(ids, event.newCache(), { allLogits: true }).logits))).toEqual(Array.from(fast));
+    expectIdentical(await read(snn.backend, event.forward(ids, event.newCache(), { allLogits: true }).logits), fast, `${name} event = fast`);
     // and the quantization is what separates it from the ANN (the reference without quantizers)
     expect(compare(fast, referenceLogits(snn.config, snn.weights, ids).flat(), TOL.f32).ok).toBe(false);
   });

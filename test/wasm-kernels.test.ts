@@ -309,6 +309,10 @@ describe('the shared memory allocator', () => {
     expect(rt.liveBytes).toBe(live - 1024 - 3008 - 64);
     // everything above `a` is free again, so the next allocation starts at `a`
     expect(rt.alloc(10_000)).toBe(a);
+    // arrays are zeroed, also where the bytes were used before
+    const used = rt.f32(5000)!.fill(7);
+    rt.free(used);
+    expect(rt.f32(5000)!.every((v) => v === 0)).toBe(true);
   });
 
   it('holds the memory flat when weights come and go (released when collected)', async () => {
@@ -367,6 +371,24 @@ describe('whole models with each kernel set (the cross-set tolerance and spike b
 });
 
 describe('weights freed by dispose', () => {
+  it('an uploaded weight is freed by its last owner\'s dispose, not before', () => {
+    const rt = runtime();
+    const cpu = new CpuBackend({ kernels: 'wasm' });
+    const w = Tensor.from([64, 64], randomArray(4096, 9));
+    const [a, b] = [cpu.upload(w, 'linear'), cpu.upload(w, 'linear')];
+    expect(b).toBe(a); // one copy, two owners
+    const live = rt.liveBytes;
+    cpu.dispose(a);
+    expect(rt.liveBytes).toBe(live);
+    // what a's dispose might have freed is handed out again and overwritten
+    const junk = Array.from({ length: 8 }, () => rt.f32(4096)!.fill(Number.NaN));
+    expect(Array.from(b.data)).toEqual(Array.from(w.data));
+    const withJunk = rt.liveBytes;
+    cpu.dispose(b);
+    expect(withJunk - rt.liveBytes).toBe(4096 * 4);
+    for (const j of junk) rt.free(j);
+  });
+
   it('a spiking model frees its folded weights on dispose; a weight shared with the ANN stays until its last owner lets go', async () => {
     const rt = runtime();
     const dir = fixtureDir('stories260k');
@@ -382,8 +404,12 @@ describe('weights freed by dispose', () => {
     snn.dispose();
     // 5 layers × (q, k, v, o, gate, up, down) folded at 64 wide plus the head: ≥ 0.5 MB, with transposes
     expect(live - rt.liveBytes).toBeGreaterThan(500_000);
-    // the tied embedding the SNN also uploaded is the ANN's copy: still there, the ANN still right
+    // the freed bytes are handed out again (and overwritten) …
+    const junk: Float32Array[] = [];
+    for (let got = 0; got < live - rt.liveBytes + (1 << 20); got += 16384) junk.push(rt.f32(4096)!.fill(Number.NaN));
+    // … but the tied embedding the SNN also uploaded is the ANN's copy: still there, the ANN still right
     expect(Array.from((ann.forward(ids, ann.newCache()) as Tensor).data)).toEqual(Array.from(before));
+    for (const j of junk) rt.free(j);
     // a second dispose frees nothing more
     const after = rt.liveBytes;
     snn.dispose();

@@ -83,3 +83,14 @@ export function randomArray(n: number, seed: number, scale = 1): Float32Array {
   }
   return out;
 }
+
+/**
+ * Bitwise equality of two long float arrays, failing with the first differing index (vitest's
+ * toEqual would diff every element of logits-sized arrays, which takes minutes).
+ */
+export function expectIdentical(actual: ArrayLike<number>, expected: ArrayLike<number>, what: string): void {
+  expect(actual.length, `${what}: length`).toBe(expected.length);
+  let first = -1;
+  for (let i = 0; i < expected.length; i++) if (!Object.is(actual[i], expected[i])) { first = i; break; }
+  expect(first, first < 0 ? what : `${what}: first difference at [${first}]: ${actual[first]} vs ${expected[first]}`).toBe(-1);
+}
