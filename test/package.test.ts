@@ -50,7 +50,7 @@ afterAll(() => fs.rmSync(work, { recursive: true, force: true }));
 
 describe('the npm package', () => {
   it('ships dist, bin, the bundled model and texts, and nothing from test/ or src/', () => {
-    for (const f of ['bin/spikelm.js', 'dist/index.js', 'dist/index.d.ts', 'dist/cli/main.js', 'models/stories260k/model.safetensors', 'models/stories260k/tokenizer.json', 'models/stories260k/config.json', 'models/README.md', 'data/calibration-stories.txt', 'data/eval-stories.txt', 'README.md', 'package.json']) {
+    for (const f of ['bin/spikelm.js', 'dist/index.js', 'dist/index.d.ts', 'dist/cli/main.js', 'dist/tensor/wasm/simd.wasm', 'models/stories260k/model.safetensors', 'models/stories260k/tokenizer.json', 'models/stories260k/config.json', 'models/README.md', 'data/calibration-stories.txt', 'data/eval-stories.txt', 'README.md', 'package.json']) {
       expect(files, f).toContain(f);
     }
     const strays = files.filter((f) => /^(test|src|bench|scripts|docs|node_modules)\//.test(f) || f.endsWith('.ts') && !f.endsWith('.d.ts'));
@@ -79,6 +79,12 @@ describe('the npm package', () => {
     expect(r.status).toBe(0);
     expect(r.stdout).toMatch(/top-1/);
     expect(r.stdout).toMatch(/E_SNN\/E_ANN|energy/i);
+  });
+
+  it('the installed package runs the wasm SIMD kernel set (its simd.wasm shipped)', () => {
+    const r = spawnSync('npx', ['--no-install', 'spikelm', 'info', '--json'], { cwd: project, encoding: 'utf8' });
+    expect(r.status, r.stderr).toBe(0);
+    expect(JSON.parse(r.stdout).cpu_kernels).toMatchObject({ set: 'wasm', wasm_simd: true });
   });
 
   it('an ESM script imports spikelm by name, generates the golden story and converts', () => {

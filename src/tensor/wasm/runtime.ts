@@ -64,13 +64,8 @@ function bytes(): Buffer {
 let simd: boolean | undefined;
 /** Whether this runtime validates the kernels' module (128-bit SIMD and shared memory). */
 export function simdSupported(): boolean {
-  if (simd === undefined) {
-    try {
-      simd = typeof SharedArrayBuffer === 'function' && WA !== undefined && WA.validate(bytes());
-    } catch {
-      simd = false;
-    }
-  }
+  // a missing simd.wasm is a broken installation, not a runtime without SIMD: readFileSync throws
+  simd ??= typeof SharedArrayBuffer === 'function' && WA !== undefined && WA.validate(bytes());
   return simd;
 }
 
