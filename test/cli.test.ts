@@ -7,24 +7,11 @@ import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseArgs } from '../src/cli/args.js';
 import { timingSummary } from '../src/cli/generate.js';
-import { main } from '../src/cli/main.js';
+import { runCli } from './helpers/cli-run.js';
 import { fixtureDir, golden } from './helpers/fixtures.js';
 import { TOL, expectClose } from './helpers/tolerance.js';
 
-async function run(argv: string[], env: Record<string, string> = {}): Promise<{ code: number; out: string; err: string }> {
-  let out = '', err = '';
-  const saved = Object.fromEntries(Object.keys(env).map((k) => [k, process.env[k]]));
-  Object.assign(process.env, env);
-  try {
-    const code = await main(argv, { out: (t) => void (out += t), err: (t) => void (err += t) });
-    return { code, out, err };
-  } finally {
-    for (const [k, v] of Object.entries(saved)) {
-      if (v === undefined) delete process.env[k];
-      else process.env[k] = v;
-    }
-  }
-}
+const run = runCli;
 
 const stories = fixtureDir('stories260k');
 

@@ -5,11 +5,11 @@
  * mid-file (no corrupt cache entry; the next run succeeds), a shard missing, no safetensors, and
  * only the files loading needs.
  */
+import { runCli } from './helpers/cli-run.js';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { main } from '../src/cli/main.js';
 import { HubError, type HubSettings, hubSettings, parseHubName, resolveHubModel } from '../src/hub/index.js';
 import { loadGenerationDefaults } from '../src/nn/generation-config.js';
 import { loadModel } from '../src/nn/model.js';
@@ -178,20 +178,7 @@ describe('download into the shared cache', () => {
 });
 
 describe('the CLI takes Hub names', () => {
-  const run = async (argv: string[], env: Record<string, string>) => {
-    const saved = Object.fromEntries(Object.keys(env).map((k) => [k, process.env[k]]));
-    Object.assign(process.env, env);
-    let out = '', err = '';
-    try {
-      const code = await main(argv, { out: (t) => void (out += t), err: (t) => void (err += t) });
-      return { code, out, err };
-    } finally {
-      for (const [k, v] of Object.entries(saved)) {
-        if (v === undefined) delete process.env[k];
-        else process.env[k] = v;
-      }
-    }
-  };
+  const run = runCli;
 
   it('generate --model name downloads (progress on stderr, stdout clean); info with HF_HUB_OFFLINE=1 uses the cache and says where', async () => {
     const cache = fs.mkdtempSync(path.join(os.tmpdir(), 'spikelm-hf-cli-'));
