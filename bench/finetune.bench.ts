@@ -10,6 +10,7 @@
  * Random-weight GPT-2 (gpt2-random-f16) has many near-ties among its top logits, so its top-1 is
  * also given over positions whose ANN top-2 margin is at least 0.05 (as in the frontier report).
  */
+import { type WeightTensor, f32Weight } from '../src/tensor/half.js';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -47,10 +48,10 @@ const stories = BUNDLED_MODEL, gpt2 = path.join(ROOT, 'test', 'fixtures', 'gpt2-
 export function perturbedStories(seed = 1): string {
   const dir = path.join(os.tmpdir(), `spikelm-stories260k-perturbed-s${seed}`);
   if (fs.existsSync(path.join(dir, 'config.json'))) return dir;
-  const { config, weights: w } = loadWeights(stories);
+  const { config, weights: w } = loadWeights(stories, { halfWeights: false });
   const random = seededRandom(seed);
-  const noisy = (t: Tensor) => new Tensor(t.shape, Float32Array.from(t.data, (v) => v * (1 + 0.3 * Math.sqrt(-2 * Math.log(1 - random())) * Math.cos(2 * Math.PI * random()))));
-  const lin = <L extends { weight: Tensor }>(l: L): L => ({ ...l, weight: noisy(l.weight) });
+  const noisy = (t: WeightTensor) => new Tensor(t.shape, Float32Array.from(f32Weight(t).data, (v) => v * (1 + 0.3 * Math.sqrt(-2 * Math.log(1 - random())) * Math.cos(2 * Math.PI * random()))));
+  const lin = <L extends { weight: WeightTensor }>(l: L): L => ({ ...l, weight: noisy(l.weight) });
   const embed = noisy(w.embed);
   const weights = {
     ...w, embed, lmHead: w.lmHead === w.embed ? embed : noisy(w.lmHead),

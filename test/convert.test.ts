@@ -299,6 +299,6 @@ describe('save and load', () => {
   it('synapse scaling is exact: W·diag(θ) applied to n equals W applied to θ·n', () => {
     const w = Tensor.from([2, 3], [1, 2, 3, 4, 5, 6]);
     const theta = Float32Array.of(0.5, 2, 4);
-    expect(Array.from(synapses({ weight: w }, theta).weight.data)).toEqual([0.5, 4, 12, 2, 10, 24]);
+    expect(Array.from((synapses({ weight: w }, theta).weight as Tensor).data)).toEqual([0.5, 4, 12, 2, 10, 24]);
   });
 });

@@ -94,14 +94,14 @@ describe('matmul variants', () => {
         const exact = Float32Array.from(halves.filter((h) => (h & 0x7c00) !== 0x7c00).map(f16BitsToNumber));
         fc.pre(exact.length > 0);
         expect(isF16Exact(exact)).toBe(true);
-        expect(weightFormatFor('auto', exact)).toBe('f16');
-        expect(weightFormatFor('f32', exact)).toBe('f32');
+        expect(weightFormatFor('auto', new Tensor([exact.length], exact))).toBe('f16');
+        expect(weightFormatFor('f32', new Tensor([exact.length], exact))).toBe('f32');
         const off = exact.slice();
         const i = at % off.length;
         off[i] = off[i] === 0 ? 1e-9 : off[i]! * (1 + 2 ** -20); // between two binary16 values
         expect(isF16Exact(off)).toBe(false);
-        expect(weightFormatFor('auto', off)).toBe('f32');
-        expect(weightFormatFor('f16', off)).toBe('f16');
+        expect(weightFormatFor('auto', new Tensor([off.length], off))).toBe('f32');
+        expect(weightFormatFor('f16', new Tensor([off.length], off))).toBe('f16');
       }),
     );
     // the bitwise test agrees with its definition (equal to itself rounded to binary16, finite) on

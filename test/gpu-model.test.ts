@@ -3,6 +3,7 @@
  * equal to a full recompute, and a GPT-2-small-sized LM head (50257×768 float32 = 154 MB, above
  * llvmpipe's 128 MiB binding limit) split into chunks.
  */
+import { type WeightTensor, f32Weight } from '../src/tensor/half.js';
 import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
@@ -49,7 +50,7 @@ describe.each(FIXTURE_NAMES)('GPU golden: %s', (name) => {
 
 describe('linear weights stored in f16 on the GPU', () => {
   /** Each value rounded to binary16 and back: the f16 weight format's storage, on the CPU. */
-  const toF16 = (t: Tensor) => Tensor.from([...t.shape], t.data.map((v) => f16BitsToNumber(numberToF16Bits(v))));
+  const toF16 = (t: WeightTensor) => Tensor.from([...t.shape], f32Weight(t).data.map((v) => f16BitsToNumber(numberToF16Bits(v))));
   it('gpt2-random-f16 (an F16 checkpoint, so binary16 storage is lossless): golden logits, argmax and greedy continuation, through the tiled and the split-K matmul', async (ctx) => {
     const gpu = await requireGpu(ctx);
     for (const matmul of ['tiled', 'splitk']) {

@@ -1,4 +1,5 @@
 /** Loading Hugging Face layouts the fixtures do not use, the KV cache, and load errors. */
+import { f32Weight } from '../src/tensor/half.js';
 import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
@@ -38,7 +39,7 @@ describe('loader on unseen layouts', () => {
   });
 
   it('Llama: untied, both tensors stored', async () => {
-    const embed = loadWeights(stories).weights.embed;
+    const embed = f32Weight(loadWeights(stories).weights.embed);
     const dir = rewriteModelDir(stories, {
       config: (c) => ({ ...c, tie_word_embeddings: false }),
       extra: [{ name: 'lm_head.weight', shape: embed.shape, data: embed.data }],
@@ -65,7 +66,7 @@ describe('loader on unseen layouts', () => {
   });
 
   it('GPT-2: no transformer. prefix, an explicit lm_head.weight, and the attn.bias buffers present', async () => {
-    const wte = loadWeights(f16Gpt2).weights.embed;
+    const wte = f32Weight(loadWeights(f16Gpt2).weights.embed);
     const dir = rewriteModelDir(f16Gpt2, {
       rename: (n) => n.replace(/^transformer\./, ''),
       extra: [

@@ -14,6 +14,7 @@
  * The directory is written next to its destination under a temporary name and renamed into place,
  * so a crash never leaves a half-written model. Any HF loader can still read the ANN part.
  */
+import { type WeightTensor, weightValue } from '../tensor/half.js';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
@@ -194,12 +195,13 @@ export function saveSnnModel(snn: SpikingLM, tokenizer: TextTokenizer, dir: stri
  */
 export function weightsFingerprint(w: LMWeights): string {
   const h = crypto.createHash('sha256');
-  const add = (name: string, t: Tensor | undefined) => {
+  // values, not bytes: the same weights held in float32 or in their 16 bits give the same print
+  const add = (name: string, t: WeightTensor | undefined) => {
     if (!t) return;
     h.update(`${name}:${t.shape.join('x')};`);
-    const n = t.data.length, stride = Math.max(1, Math.floor(n / 4096));
+    const n = t.size, stride = Math.max(1, Math.floor(n / 4096));
     const sample = new Float32Array(Math.ceil(n / stride));
-    for (let i = 0, j = 0; i < n; i += stride, j++) sample[j] = t.data[i]!;
+    for (let i = 0, j = 0; i < n; i += stride, j++) sample[j] = weightValue(t, i);
     h.update(new Uint8Array(sample.buffer));
   };
   add('embed', w.embed);

@@ -13,6 +13,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { SpikelmError } from '../errors.js';
 import { DTYPE_BYTES, type DType, fromFloat32, isDType, toFloat32 } from '../tensor/dtype.js';
+import { HalfTensor, type HalfFormat, allocU16 } from '../tensor/half.js';
 import { Tensor, allocF32, shapeToString } from '../tensor/tensor.js';
 import { atomicWriteFile } from './atomic-write.js';
 import { fileKind, openRegularFile, readJsonObject } from './files.js';
@@ -192,6 +193,45 @@ export class SafetensorsFile {
       for (let r = 0; r < rows; r++) for (let c = 0; c < C; c++) out[c * R + r0 + r] = values[r * C + c]!;
     }
     return new Tensor([C, R], out);
+  }
+
+  /** The 16-bit format a tensor is stored in (BF16 → 'bf16', F16 → 'f16'), or undefined for any other dtype. */
+  halfFormat(name: string): HalfFormat | undefined {
+    const d = this.info(name).dtype;
+    return d === 'BF16' ? 'bf16' : d === 'F16' ? 'f16' : undefined;
+  }
+
+  /**
+   * A BF16/F16 tensor's bits as stored (no widening), in shared memory when large, or into `into`
+   * (exactly its element count).
+   */
+  readHalf(name: string, into?: Uint16Array): HalfTensor {
+    const info = this.info(name), format = this.halfFormat(name);
+    if (!format) throw new SafetensorsError(this.label, `a 16-bit read needs a BF16 or F16 tensor, the dtype is ${info.dtype}`, name);
+    if (!LITTLE_ENDIAN) throw new SafetensorsError(this.label, '16-bit host weights need a little-endian machine', name);
+    const count = info.shape.reduce((a, b) => a * b, 1);
+    if (into && into.length !== count) throw new SafetensorsError(this.label, `destination holds ${into.length} values, the tensor ${count}`, name);
+    const out = into ?? allocU16(count);
+    this.source.readInto(this.dataStart + info.dataOffsets[0], new Uint8Array(out.buffer, out.byteOffset, count * 2));
+    return new HalfTensor(info.shape, format, out);
+  }
+
+  /** A 2-D BF16/F16 tensor [R, C] transposed to [C, R] in its own 16 bits, read in chunks of rows. */
+  readHalfTransposed(name: string): HalfTensor {
+    const info = this.info(name), format = this.halfFormat(name);
+    if (!format) throw new SafetensorsError(this.label, `a 16-bit read needs a BF16 or F16 tensor, the dtype is ${info.dtype}`, name);
+    if (info.shape.length !== 2) throw new SafetensorsError(this.label, `a transposed read needs a 2-D tensor, the shape is ${shapeToString(info.shape)}`, name);
+    if (!LITTLE_ENDIAN) throw new SafetensorsError(this.label, '16-bit host weights need a little-endian machine', name);
+    const [R, C] = info.shape as [number, number];
+    const out = allocU16(R * C);
+    const rowsPer = Math.max(1, Math.floor(CHUNK_BYTES / (C * 2)));
+    const values = new Uint16Array(rowsPer * C);
+    for (let r0 = 0; r0 < R; r0 += rowsPer) {
+      const rows = Math.min(rowsPer, R - r0), n = rows * C;
+      this.source.readInto(this.dataStart + info.dataOffsets[0] + r0 * C * 2, new Uint8Array(values.buffer, 0, n * 2));
+      for (let r = 0; r < rows; r++) for (let c = 0; c < C; c++) out[c * R + r0 + r] = values[r * C + c]!;
+    }
+    return new HalfTensor([C, R], format, out);
   }
 
   close(): void {
@@ -471,6 +511,18 @@ export class WeightFiles {
 
   readF32Transposed(name: string): Tensor {
     return this.fileOf(name).readF32Transposed(name);
+  }
+
+  halfFormat(name: string): HalfFormat | undefined {
+    return this.fileOf(name).halfFormat(name);
+  }
+
+  readHalf(name: string, into?: Uint16Array): HalfTensor {
+    return this.fileOf(name).readHalf(name, into);
+  }
+
+  readHalfTransposed(name: string): HalfTensor {
+    return this.fileOf(name).readHalfTransposed(name);
   }
 
   private fileOf(name: string): SafetensorsFile {

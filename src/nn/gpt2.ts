@@ -16,9 +16,10 @@
  */
 import { ModelLoadError } from '../errors.js';
 import type { TensorToWrite } from '../io/safetensors.js';
+import type { WeightTensor } from '../tensor/half.js';
 import { Tensor } from '../tensor/tensor.js';
 import type { ModelConfig } from './config.js';
-import { type BlockWeights, type LMWeights, type LinearWeights, WeightLoader, rowRange, transpose } from './weights.js';
+import { type BlockWeights, type LMWeights, type LinearWeights, WeightLoader, concatRows, rowRange, tensorToWrite, transpose } from './weights.js';
 
 export function isGpt2IgnoredBuffer(name: string): boolean {
   return /(^|\.)attn\.(masked_)?bias$/.test(name);
@@ -33,7 +34,7 @@ export function loadGpt2Weights(cfg: ModelConfig, root: WeightLoader): LMWeights
 
   const layerNorm = (p: WeightLoader) => ({ weight: p.get('weight', [D]), bias: p.get('bias', [D]) });
   const conv1d = (p: WeightLoader, inF: number, outF: number): LinearWeights => ({
-    weight: p.getConv1d('weight', inF, outF),
+    weight: p.matrixConv1d('weight', inF, outF),
     bias: p.get('bias', [outF]),
   });
 
@@ -54,8 +55,8 @@ export function loadGpt2Weights(cfg: ModelConfig, root: WeightLoader): LMWeights
       down: conv1d(h.pp('mlp.c_proj'), I, D),
     });
   }
-  const embed = tf.get('wte.weight', [V, D]);
-  const lmHead = root.has('lm_head.weight') ? root.get('lm_head.weight', [V, D]) : embed;
+  const embed = tf.matrix('wte.weight', [V, D]);
+  const lmHead = root.has('lm_head.weight') ? root.matrix('lm_head.weight', [V, D]) : embed;
   return {
     embed,
     positions: tf.get('wpe.weight', [cfg.maxPositions, D]),
@@ -68,8 +69,8 @@ export function loadGpt2Weights(cfg: ModelConfig, root: WeightLoader): LMWeights
 /** The inverse of the name table (keys prefixed `transformer.`; Conv1D weights transposed back). */
 export function exportGpt2Tensors(cfg: ModelConfig, w: LMWeights): TensorToWrite[] {
   const out: TensorToWrite[] = [];
-  const put = (name: string, t: Tensor | undefined) => {
-    if (t) out.push({ name, shape: t.shape, data: t.data });
+  const put = (name: string, t: WeightTensor | undefined) => {
+    if (t) out.push(tensorToWrite(name, t));
   };
   const tied = w.lmHead === w.embed;
   const D = cfg.hiddenSize;
@@ -79,10 +80,9 @@ export function exportGpt2Tensors(cfg: ModelConfig, w: LMWeights): TensorToWrite
     const p = `transformer.h.${i}`;
     put(`${p}.ln_1.weight`, b.attnNorm.weight);
     put(`${p}.ln_1.bias`, b.attnNorm.bias);
-    const qkv = new Tensor([3 * D, D]);
+    const qkv = concatRows([b.q.weight, b.k.weight, b.v.weight]);
     const bias = new Tensor([3 * D]);
     [b.q, b.k, b.v].forEach((l, j) => {
-      qkv.data.set(l.weight.data, j * D * D);
       if (l.bias) bias.data.set(l.bias.data, j * D);
     });
     put(`${p}.attn.c_attn.weight`, transpose(qkv));

@@ -30,8 +30,9 @@
 import { ModelLoadError } from '../errors.js';
 import type { TensorToWrite } from '../io/safetensors.js';
 import { Tensor } from '../tensor/tensor.js';
+import { HalfTensor, type WeightTensor, isHalf } from '../tensor/half.js';
 import type { ModelConfig } from './config.js';
-import { type BlockWeights, type LMWeights, type LinearWeights, WeightLoader } from './weights.js';
+import { type BlockWeights, type LMWeights, type LinearWeights, WeightLoader, tensorToWrite } from './weights.js';
 
 export function isLlamaIgnoredBuffer(name: string): boolean {
   return name.endsWith('rotary_emb.inv_freq');
@@ -42,7 +43,7 @@ export function loadLlamaWeights(cfg: ModelConfig, root: WeightLoader): LMWeight
   const qDim = cfg.numHeads * cfg.headDim, kvDim = cfg.numKvHeads * cfg.headDim;
   const model = root.pp('model');
   const linear = (p: WeightLoader, out: number, inF: number, withBias: boolean): LinearWeights => ({
-    weight: p.get('weight', [out, inF]),
+    weight: p.matrix('weight', [out, inF]),
     ...(withBias ? { bias: p.get('bias', [out]) } : {}),
   });
   /**
@@ -51,10 +52,14 @@ export function loadLlamaWeights(cfg: ModelConfig, root: WeightLoader): LMWeight
    */
   const stacked = (parts: readonly [WeightLoader, number, boolean][], inF: number): LinearWeights[] => {
     const rows = parts.reduce((a, [, out]) => a + out, 0);
-    const w = new Tensor([rows, inF]), b = parts.some(([, , withBias]) => withBias) ? new Tensor([rows]) : undefined;
+    // 16-bit rows where every part is stored in the same 16-bit format, else float32
+    const format = parts.map(([p]) => p.halfFormat('weight')).reduce((a, f) => (a === f ? a : undefined));
+    const w = format ? new HalfTensor([rows, inF], format) : new Tensor([rows, inF]);
+    const b = parts.some(([, , withBias]) => withBias) ? new Tensor([rows]) : undefined;
     let r = 0;
     return parts.map(([p, out, withBias]) => {
-      const weight = p.get('weight', [out, inF], w.data.subarray(r * inF, (r + out) * inF));
+      const from = r * inF, to = (r + out) * inF;
+      const weight = isHalf(w) ? p.matrix('weight', [out, inF], w.bits.subarray(from, to)) : p.get('weight', [out, inF], w.data.subarray(from, to));
       const bias = b && withBias ? p.get('bias', [out], b.data.subarray(r, r + out)) : undefined;
       r += out;
       return { weight, ...(bias ? { bias } : {}) };
@@ -85,12 +90,12 @@ export function loadLlamaWeights(cfg: ModelConfig, root: WeightLoader): LMWeight
   let embed, lmHead;
   if (cfg.tieWordEmbeddings) {
     if (!hasEmbed && !hasHead) throw new ModelLoadError(`${root.dir}: missing tensor "model.embed_tokens.weight" (or the tied "lm_head.weight") of shape [${V}, ${D}]`);
-    embed = hasEmbed ? model.get('embed_tokens.weight', [V, D]) : root.get('lm_head.weight', [V, D]);
+    embed = hasEmbed ? model.matrix('embed_tokens.weight', [V, D]) : root.matrix('lm_head.weight', [V, D]);
     lmHead = embed;
   } else {
-    embed = model.get('embed_tokens.weight', [V, D]);
+    embed = model.matrix('embed_tokens.weight', [V, D]);
     if (!hasHead) throw new ModelLoadError(`${root.dir}: missing tensor "lm_head.weight" of shape [${V}, ${D}] (config.json says tie_word_embeddings is false)`);
-    lmHead = root.get('lm_head.weight', [V, D]);
+    lmHead = root.matrix('lm_head.weight', [V, D]);
   }
   return { embed, blocks, finalNorm: rmsNorm(model.pp('norm')), lmHead };
 }
@@ -98,8 +103,8 @@ export function loadLlamaWeights(cfg: ModelConfig, root: WeightLoader): LMWeight
 /** The inverse of the name table. */
 export function exportLlamaTensors(w: LMWeights): TensorToWrite[] {
   const out: TensorToWrite[] = [];
-  const put = (name: string, t: Tensor | undefined) => {
-    if (t) out.push({ name, shape: t.shape, data: t.data });
+  const put = (name: string, t: WeightTensor | undefined) => {
+    if (t) out.push(tensorToWrite(name, t));
   };
   put('model.embed_tokens.weight', w.embed);
   w.blocks.forEach((b, i) => {

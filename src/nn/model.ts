@@ -22,6 +22,7 @@ import { WeightFiles } from '../io/safetensors.js';
 import { type Backend, type BTensor, type TokenIds, tokenCount, tokenIds } from '../tensor/backend.js';
 import { CpuBackend } from '../tensor/cpu-backend.js';
 import { ropeInvFreq } from '../tensor/kernels/rope.js';
+import { type HalfFormat, HalfTensor, isHalf } from '../tensor/half.js';
 import { Tensor } from '../tensor/tensor.js';
 import type { TensorToWrite } from '../io/safetensors.js';
 import type { AttentionParams } from '../tensor/kernels/attention.js';
@@ -30,7 +31,7 @@ import { exportGpt2Tensors, isGpt2IgnoredBuffer, loadGpt2Weights } from './gpt2.
 import { KvCache } from './kv-cache.js';
 import { exportLlamaTensors, isLlamaIgnoredBuffer, loadLlamaWeights } from './llama.js';
 import { exportOptTensors, loadOptWeights } from './opt.js';
-import { type LMWeights, type LinearWeights, type LoadProgress, type NormWeights, WeightLoader } from './weights.js';
+import { type LMWeights, type LinearWeights, type LoadProgress, type NormWeights, WeightLoader, concatRows } from './weights.js';
 
 interface DeviceLinear {
   weight: BTensor;
@@ -275,18 +276,32 @@ function uploadWeights(b: Backend, w: LMWeights): DeviceWeights {
 export function stackLinear(parts: readonly LinearWeights[]): LinearWeights {
   const K = parts[0]!.weight.shape[1]!;
   const rows = parts.reduce((a, p) => a + p.weight.shape[0]!, 0);
-  const weightView = contiguousView(parts.map((p) => p.weight.data), [rows, K]);
-  const weight = weightView ?? new Tensor([rows, K]);
+  const weights = parts.map((p) => p.weight), first = weights[0]!;
+  const sameHalf = isHalf(first) && weights.every((w) => isHalf(w) && w.format === first.format);
+  const weightView = sameHalf
+    ? contiguousHalfView(weights.map((w) => (w as HalfTensor).bits), [rows, K], (first as HalfTensor).format)
+    : weights.every((w) => !isHalf(w)) ? contiguousView(weights.map((w) => (w as Tensor).data), [rows, K]) : undefined;
+  const weight = weightView ?? concatRows(weights);
   const anyBias = parts.some((p) => p.bias);
   const biasView = anyBias && parts.every((p) => p.bias) ? contiguousView(parts.map((p) => p.bias!.data), [rows]) : undefined;
   const bias = biasView ?? (anyBias ? new Tensor([rows]) : undefined);
   let r = 0;
   for (const p of parts) {
-    if (!weightView) weight.data.set(p.weight.data, r * K);
     if (!biasView && bias && p.bias) bias.data.set(p.bias.data, r);
     r += p.weight.shape[0]!;
   }
   return { weight, ...(bias ? { bias } : {}) };
+}
+
+/** A 16-bit tensor over arrays that follow one another in one buffer, or undefined. */
+function contiguousHalfView(arrays: readonly Uint16Array[], shape: readonly number[], format: HalfFormat): HalfTensor | undefined {
+  const first = arrays[0]!;
+  let end = first.byteOffset + first.byteLength;
+  for (const a of arrays.slice(1)) {
+    if (a.buffer !== first.buffer || a.byteOffset !== end) return undefined;
+    end += a.byteLength;
+  }
+  return new HalfTensor(shape, format, new Uint16Array(first.buffer, first.byteOffset, (end - first.byteOffset) / 2));
 }
 
 /** A tensor over arrays that follow one another in one buffer, or undefined. */
@@ -309,6 +324,8 @@ export interface LoadOptions {
   readonly allowUnused?: boolean;
   /** Called after each tensor is read: bytes read so far and in all (the files' tensors). */
   readonly onProgress?: LoadProgress;
+  /** WeightsOptions.halfWeights */
+  readonly halfWeights?: boolean;
 }
 
 export interface WeightsOptions {
@@ -316,6 +333,11 @@ export interface WeightsOptions {
   readonly onProgress?: LoadProgress;
   /** Stored tensors that belong to something else and are not "unused" (e.g. spikelm's `snn.*`). */
   readonly ignore?: (name: string) => boolean;
+  /**
+   * Keep BF16/F16 matrices (linear layers, embeddings) in their 16 bits on the host (src/tensor/half.ts);
+   * default true. False widens them to float32 on load.
+   */
+  readonly halfWeights?: boolean;
 }
 
 /**
@@ -329,7 +351,7 @@ export function loadWeights(dir: string, opts: WeightsOptions = {}): { config: M
   const config = loadConfig(dir);
   const files = WeightFiles.open(dir);
   try {
-    const root = WeightLoader.root(files, opts.onProgress);
+    const root = WeightLoader.root(files, opts.onProgress, opts.halfWeights ?? true);
     const weights = config.family === 'gpt2' ? loadGpt2Weights(config, root) : config.family === 'opt' ? loadOptWeights(config, root) : loadLlamaWeights(config, root);
     const known = config.family === 'gpt2' ? isGpt2IgnoredBuffer : config.family === 'opt' ? () => false : isLlamaIgnoredBuffer;
     // a converted model's directory stores its spiking parameters beside the ANN (snn.thresholds.*)
@@ -348,7 +370,7 @@ export function loadWeights(dir: string, opts: WeightsOptions = {}): { config: M
 }
 
 export function loadModel(dir: string, opts: LoadOptions = {}): CausalLM {
-  const { config, weights } = loadWeights(dir, { allowUnused: opts.allowUnused, onProgress: opts.onProgress });
+  const { config, weights } = loadWeights(dir, { allowUnused: opts.allowUnused, onProgress: opts.onProgress, ...(opts.halfWeights !== undefined ? { halfWeights: opts.halfWeights } : {}) });
   return new CausalLM(config, weights, opts.backend ?? new CpuBackend(), dir);
 }
 

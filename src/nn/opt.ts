@@ -22,9 +22,10 @@
  */
 import { ModelLoadError } from '../errors.js';
 import type { TensorToWrite } from '../io/safetensors.js';
+import { HalfTensor, type WeightTensor, isHalf } from '../tensor/half.js';
 import { Tensor } from '../tensor/tensor.js';
 import { type ModelConfig, hasProjections } from './config.js';
-import { type BlockWeights, type LMWeights, type LinearWeights, WeightLoader } from './weights.js';
+import { type BlockWeights, type LMWeights, type LinearWeights, WeightLoader, tensorToWrite } from './weights.js';
 
 export function loadOptWeights(cfg: ModelConfig, root: WeightLoader): LMWeights {
   const D = cfg.hiddenSize, I = cfg.intermediateSize, V = cfg.vocabSize, E = cfg.embedDim;
@@ -34,15 +35,16 @@ export function loadOptWeights(cfg: ModelConfig, root: WeightLoader): LMWeights 
   else throw new ModelLoadError(`${root.dir}: missing tensor "model.decoder.embed_tokens.weight" (or "decoder.embed_tokens.weight") of shape [${V}, ${E}]`);
   const layerNorm = (p: WeightLoader) => ({ weight: p.get('weight', [D]), bias: p.get('bias', [D]) });
   /** q, k, v read into consecutive rows of one buffer (stacked for free later), like llama.ts. */
-  const qkvBuffer = new Tensor([3 * D, D]), qkvBias = new Tensor([3 * D]);
-  const linear = (p: WeightLoader, out: number, inF: number): LinearWeights => ({ weight: p.get('weight', [out, inF]), bias: p.get('bias', [out]) });
+  const linear = (p: WeightLoader, out: number, inF: number): LinearWeights => ({ weight: p.matrix('weight', [out, inF]), bias: p.get('bias', [out]) });
 
   const blocks: BlockWeights[] = [];
   for (let i = 0; i < cfg.numLayers; i++) {
     const l = dec.pp(`layers.${i}`), attn = l.pp('self_attn');
-    const w = i === 0 ? qkvBuffer : new Tensor([3 * D, D]), b = i === 0 ? qkvBias : new Tensor([3 * D]);
+    // 16-bit rows where q, k and v are stored in the same 16-bit format, else float32
+    const format = ['q_proj', 'k_proj', 'v_proj'].map((n) => attn.pp(n).halfFormat('weight')).reduce((a, f) => (a === f ? a : undefined));
+    const w = format ? new HalfTensor([3 * D, D], format) : new Tensor([3 * D, D]), b = new Tensor([3 * D]);
     const part = (name: string, j: number): LinearWeights => ({
-      weight: attn.pp(name).get('weight', [D, D], w.data.subarray(j * D * D, (j + 1) * D * D)),
+      weight: isHalf(w) ? attn.pp(name).matrix('weight', [D, D], w.bits.subarray(j * D * D, (j + 1) * D * D)) : attn.pp(name).get('weight', [D, D], w.data.subarray(j * D * D, (j + 1) * D * D)),
       bias: attn.pp(name).get('bias', [D], b.data.subarray(j * D, (j + 1) * D)),
     });
     blocks.push({
@@ -54,17 +56,17 @@ export function loadOptWeights(cfg: ModelConfig, root: WeightLoader): LMWeights 
       down: linear(l.pp('fc2'), D, I),
     });
   }
-  const embed = dec.get('embed_tokens.weight', [V, E]);
+  const embed = dec.matrix('embed_tokens.weight', [V, E]);
   let lmHead = embed;
   if (!cfg.tieWordEmbeddings) {
     if (!root.has('lm_head.weight')) throw new ModelLoadError(`${root.dir}: missing tensor "lm_head.weight" of shape [${V}, ${E}] (config.json says tie_word_embeddings is false)`);
-    lmHead = root.get('lm_head.weight', [V, E]);
+    lmHead = root.matrix('lm_head.weight', [V, E]);
   }
   const proj = hasProjections(cfg);
   return {
     embed,
     positions: dec.get('embed_positions.weight', [cfg.maxPositions + cfg.positionOffset, D]),
-    ...(proj ? { projectIn: { weight: dec.get('project_in.weight', [D, E]) }, projectOut: { weight: dec.get('project_out.weight', [E, D]) } } : {}),
+    ...(proj ? { projectIn: { weight: dec.matrix('project_in.weight', [D, E]) }, projectOut: { weight: dec.matrix('project_out.weight', [E, D]) } } : {}),
     blocks,
     ...(cfg.finalNorm ? { finalNorm: layerNorm(dec.pp('final_layer_norm')) } : {}),
     lmHead,
@@ -74,8 +76,8 @@ export function loadOptWeights(cfg: ModelConfig, root: WeightLoader): LMWeights 
 /** The inverse of the name table (keys under `model.decoder.`). */
 export function exportOptTensors(w: LMWeights): TensorToWrite[] {
   const out: TensorToWrite[] = [];
-  const put = (name: string, t: Tensor | undefined) => {
-    if (t) out.push({ name, shape: t.shape, data: t.data });
+  const put = (name: string, t: WeightTensor | undefined) => {
+    if (t) out.push(tensorToWrite(name, t));
   };
   const p0 = 'model.decoder';
   put(`${p0}.embed_tokens.weight`, w.embed);

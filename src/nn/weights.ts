@@ -5,12 +5,14 @@
  * `safetensors.torch.save_model` writes into `__metadata__` (removed name → kept name).
  */
 import { ModelLoadError } from '../errors.js';
-import type { WeightFiles } from '../io/safetensors.js';
+import type { TensorToWrite, WeightFiles } from '../io/safetensors.js';
+import { type HalfFormat, HalfTensor, type WeightTensor, f32Weight, isHalf } from '../tensor/half.js';
 import { type Shape, Tensor, shapeToString } from '../tensor/tensor.js';
 
 /** A linear layer in the nn.Linear layout: weight [out, in], optional bias [out]. */
 export interface LinearWeights {
-  readonly weight: Tensor;
+  /** float32, or the checkpoint's BF16/F16 bits (half.ts) */
+  readonly weight: WeightTensor;
   readonly bias?: Tensor;
 }
 
@@ -42,7 +44,7 @@ export interface BlockWeights {
 }
 
 export interface LMWeights {
-  readonly embed: Tensor; // [V, E] (E = embedDim, D unless project_in/out)
+  readonly embed: WeightTensor; // [V, E] (E = embedDim, D unless project_in/out); 16-bit as stored, or float32
   /** [P + offset, D], learned positions (GPT-2, OPT); row p + ModelConfig.positionOffset is position p. */
   readonly positions?: Tensor;
   /** OPT's project_in [D, E] after the embedding and project_out [E, D] before the head. */
@@ -51,7 +53,7 @@ export interface LMWeights {
   readonly blocks: readonly BlockWeights[];
   /** [D]; absent only in post-LN models (ModelConfig.finalNorm false). */
   readonly finalNorm?: NormWeights;
-  readonly lmHead: Tensor; // [V, E]; the same Tensor as `embed` when tied
+  readonly lmHead: WeightTensor; // [V, E]; the same tensor as `embed` when tied
 }
 
 /** Bytes of stored tensors read so far, out of all the files hold (for a progress bar). */
@@ -63,15 +65,17 @@ export class WeightLoader {
     private readonly prefix: string,
     private readonly used: Set<string>,
     private readonly progress?: { onRead: LoadProgress; total: number; read: number },
+    /** Keep BF16/F16 matrices in their 16 bits (`matrix`, `matrixConv1d`). */
+    private readonly half = false,
   ) {}
 
-  static root(files: WeightFiles, onProgress?: LoadProgress): WeightLoader {
+  static root(files: WeightFiles, onProgress?: LoadProgress, half = false): WeightLoader {
     const bytes = (n: string) => {
       const [b, e] = files.info(n).dataOffsets;
       return e - b;
     };
     const progress = onProgress ? { onRead: onProgress, total: files.names.reduce((a, n) => a + bytes(n), 0), read: 0 } : undefined;
-    return new WeightLoader(files, '', new Set(), progress);
+    return new WeightLoader(files, '', new Set(), progress, half);
   }
 
   get dir(): string {
@@ -80,7 +84,7 @@ export class WeightLoader {
 
   /** A loader whose names are relative to `prefix` (joined with a dot). */
   pp(prefix: string): WeightLoader {
-    return new WeightLoader(this.files, this.key(prefix), this.used, this.progress);
+    return new WeightLoader(this.files, this.key(prefix), this.used, this.progress, this.half);
   }
 
   key(name: string): string {
@@ -109,7 +113,29 @@ export class WeightLoader {
     return this.read(name, [inFeatures, outFeatures], (stored) => this.files.readF32Transposed(stored));
   }
 
-  private read(name: string, shape: Shape, load: (stored: string) => Tensor): Tensor {
+  /**
+   * The 16-bit format a matrix will be kept in: its stored BF16/F16 when this loader keeps half
+   * matrices, else undefined (float32). A missing tensor gives undefined (`get` reports it).
+   */
+  halfFormat(name: string): HalfFormat | undefined {
+    if (!this.half) return undefined;
+    const stored = this.resolve(this.key(name));
+    return stored === undefined ? undefined : this.files.halfFormat(stored);
+  }
+
+  /** A weight matrix: its stored 16 bits where `halfFormat` says so (into `into` when given), else float32. */
+  matrix(name: string, shape: Shape, into?: Uint16Array): WeightTensor {
+    if (!this.halfFormat(name)) return this.get(name, shape);
+    return this.read(name, shape, (stored) => this.files.readHalf(stored, into));
+  }
+
+  /** A GPT-2 Conv1D weight as `matrix` gives it, transposed to [out, in]. */
+  matrixConv1d(name: string, inFeatures: number, outFeatures: number): WeightTensor {
+    if (!this.halfFormat(name)) return this.getConv1d(name, inFeatures, outFeatures);
+    return this.read(name, [inFeatures, outFeatures], (stored) => this.files.readHalfTransposed(stored));
+  }
+
+  private read<T extends WeightTensor>(name: string, shape: Shape, load: (stored: string) => T): T {
     const key = this.key(name);
     const stored = this.resolve(key);
     if (stored === undefined) {
@@ -122,7 +148,8 @@ export class WeightLoader {
     const fresh = !this.used.has(stored);
     this.used.add(stored);
     const t = load(stored);
-    checkValues(this.files.dir, key, stored === key ? undefined : stored, info.dtype, t.data);
+    if (isHalf(t)) checkHalfValues(this.files.dir, key, stored === key ? undefined : stored, t);
+    else checkValues(this.files.dir, key, stored === key ? undefined : stored, info.dtype, t.data);
     if (this.progress && fresh) {
       this.progress.read += info.dataOffsets[1] - info.dataOffsets[0];
       this.progress.onRead(this.progress.read, this.progress.total);
@@ -163,14 +190,51 @@ export function checkValues(dir: string, key: string, stored: string | undefined
   }
 }
 
-export function transpose(t: Tensor): Tensor {
+/** NaN/±Inf in 16-bit weights (exponent bits all ones), refused as checkValues refuses them. */
+export function checkHalfValues(dir: string, key: string, stored: string | undefined, t: HalfTensor): void {
+  const mask = t.format === 'bf16' ? 0x7f80 : 0x7c00, bits = t.bits;
+  let bad = 0, first = -1;
+  for (let i = 0; i < bits.length; i++) {
+    if ((bits[i]! & mask) === mask && bad++ === 0) first = i;
+  }
+  if (bad > 0) {
+    const name = stored ? `"${key}" (stored as "${stored}")` : `"${key}"`;
+    throw new ModelLoadError(`${dir}: tensor ${name} holds ${bad} non-finite value(s) (NaN or ±Inf), the first at index ${first} (bits 0x${bits[first]!.toString(16)}); the weights are corrupt`);
+  }
+}
+
+/** A matrix transposed, in its own width (float32 or 16-bit). */
+export function transpose<T extends WeightTensor>(t: T): T {
   const [R, C] = t.shape as [number, number];
-  const out = new Tensor([C, R]);
-  for (let r = 0; r < R; r++) for (let c = 0; c < C; c++) out.data[c * R + r] = t.data[r * C + c]!;
+  const out = isHalf(t) ? new HalfTensor([C, R], t.format) : new Tensor([C, R]);
+  const src: Float32Array | Uint16Array = isHalf(t) ? t.bits : (t as Tensor).data;
+  const dst: Float32Array | Uint16Array = isHalf(out) ? out.bits : out.data;
+  for (let r = 0; r < R; r++) for (let c = 0; c < C; c++) dst[c * R + r] = src[r * C + c]!;
+  return out as T;
+}
+
+/** Matrices with the same row length stacked into one, in their width (16-bit only if all share one format). */
+export function concatRows(parts: readonly WeightTensor[]): WeightTensor {
+  const K = parts[0]!.shape[1]!, rows = parts.reduce((a, p) => a + p.shape[0]!, 0);
+  const first = parts[0]!;
+  const format = isHalf(first) && parts.every((p) => isHalf(p) && p.format === first.format) ? first.format : undefined;
+  const out = format ? new HalfTensor([rows, K], format) : new Tensor([rows, K]);
+  let r = 0;
+  for (const p of parts) {
+    if (isHalf(out)) out.bits.set((p as HalfTensor).bits, r * K);
+    else out.data.set(f32Weight(p).data, r * K);
+    r += p.shape[0]!;
+  }
   return out;
 }
 
+/** A tensor for the safetensors writer: float32, or a 16-bit weight's bytes under its own dtype. */
+export function tensorToWrite(name: string, t: WeightTensor): TensorToWrite {
+  if (!isHalf(t)) return { name, shape: t.shape, data: t.data };
+  return { name, shape: t.shape, data: new Uint8Array(t.bits.buffer, t.bits.byteOffset, t.bits.byteLength), dtype: t.format === 'bf16' ? 'BF16' : 'F16' };
+}
+
 /** Rows [start, end) of a matrix: a view sharing its memory (host weights are never written). */
-export function rowRange(t: Tensor, start: number, end: number): Tensor {
-  return t.sliceRows(start, end);
+export function rowRange<T extends WeightTensor>(t: T, start: number, end: number): T {
+  return t.sliceRows(start, end) as T;
 }

@@ -11,6 +11,7 @@
  * The spiking model merges them into its own copy of the affected weights when it is built
  * (`applyAdapters`): a merged LoRA costs nothing at run time — the layer is the same size.
  */
+import { f32Weight } from '../tensor/half.js';
 import { ArgumentError } from '../errors.js';
 import type { ModelConfig } from '../nn/config.js';
 import type { BlockWeights, LMWeights, LinearWeights } from '../nn/weights.js';
@@ -82,7 +83,7 @@ export function applyAdapters(cfg: ModelConfig, w: LMWeights, ad: Adapters): LMW
       let row0 = 0;
       for (const part of partsOf(kind, blk)) {
         const lw = blk[part] as LinearWeights;
-        out[part] = { ...lw, weight: merged(lw.weight, ad1, row0, site) };
+        out[part] = { ...lw, weight: merged(f32Weight(lw.weight), ad1, row0, site) };
         row0 += lw.weight.shape[0]!;
       }
       if (ad1.b.length !== row0 * ad1.rank) throw new ArgumentError(`LoRA "${site}": B has ${ad1.b.length} values, expected ${row0} outputs × rank ${ad1.rank}`);
@@ -98,6 +99,6 @@ export function applyAdapters(cfg: ModelConfig, w: LMWeights, ad: Adapters): LMW
   return {
     ...w, blocks,
     ...(w.finalNorm ? { finalNorm: { ...w.finalNorm, weight: gainOf('final_norm', w.finalNorm.weight, ad.normGains) } } : {}),
-    lmHead: head ? merged(w.lmHead, head, 0, 'head_in') : w.lmHead,
+    lmHead: head ? merged(f32Weight(w.lmHead), head, 0, 'head_in') : w.lmHead,
   };
 }

@@ -27,6 +27,7 @@
  * the digit sums densely (what chat and benchmarks use). In `exact` mode every encoder is the
  * identity: the network is the ANN (a test anchors to it).
  */
+import { type WeightTensor, isHalf, widenInto, f32Weight } from '../tensor/half.js';
 import { ArgumentError } from '../errors.js';
 import type { ModelConfig } from '../nn/config.js';
 import type { KvCache } from '../nn/kv-cache.js';
@@ -127,7 +128,7 @@ export class LayerwiseNet {
         return shared;
       }
       const th = thresholdsOf(name), w = weightsOf();
-      const folded = th ? foldThresholds(w.weight, th, unitOf(code)) : w.weight;
+      const folded = th ? foldThresholds(w.weight, th, unitOf(code)) : f32Weight(w.weight);
       const made: Linear = {
         slot: slots.get(name)!, fanout: site(name).fanout, code, ...(th ? { th: device(th)! } : {}),
         weight: own(b.upload(folded, 'linear')), ...(w.bias ? { bias: own(b.upload(w.bias, 'vector')) } : {}),
@@ -257,14 +258,17 @@ export class LayerwiseNet {
 }
 
 /** W·diag(θ)·unit: the synapses behind an encoder (a spike event adds one row of these). */
-export function foldThresholds(w: Tensor, theta: Float32Array, unit: number): Tensor {
+export function foldThresholds(w: WeightTensor, theta: Float32Array, unit: number): Tensor {
   const [N, K] = w.shape as [number, number];
   if (theta.length !== K) throw new ArgumentError(`thresholds: ${theta.length} values for a layer with ${K} inputs`);
   const out = new Tensor([N, K]);
   const scaled = Float64Array.from(theta, (t) => t * unit);
+  const row = isHalf(w) ? new Float32Array(K) : undefined;
   for (let n = 0; n < N; n++) {
     const o = n * K;
-    for (let k = 0; k < K; k++) out.data[o + k] = w.data[o + k]! * scaled[k]!;
+    // a 16-bit weight is widened a row at a time (exact), never as a whole second copy
+    const src = row && isHalf(w) ? (widenInto(w.bits, w.format, o, row), row) : (w as Tensor).data.subarray(o, o + K);
+    for (let k = 0; k < K; k++) out.data[o + k] = src[k]! * scaled[k]!;
   }
   return out;
 }

@@ -19,6 +19,7 @@
  * Every operator takes a TimeContext: all T steps at once (multi-step), or one step carrying its
  * state between calls (single-step). The two are equal; tests check it.
  */
+import { f32Weight } from '../tensor/half.js';
 import { ArgumentError } from '../errors.js';
 import type { KvCache } from '../nn/kv-cache.js';
 import type { LinearWeights } from '../nn/weights.js';
@@ -155,8 +156,9 @@ export class SpikeEncoder {
 /**
  * W·diag(θ) and, with a centre μ, the bias b + W·μ: the synapses behind an encoder.
  */
-export function synapses(l: LinearWeights, theta: Float32Array | undefined, center?: Float32Array): LinearWeights {
-  if (!theta) return l;
+export function synapses(linear: LinearWeights, theta: Float32Array | undefined, center?: Float32Array): LinearWeights {
+  if (!theta) return linear;
+  const l = { ...linear, weight: f32Weight(linear.weight) };
   const [N, K] = l.weight.shape as [number, number];
   if (theta.length !== K) throw new ArgumentError(`thresholds: ${theta.length} values for a layer with ${K} inputs`);
   if (center && center.length !== K) throw new ArgumentError(`centres: ${center.length} values for a layer with ${K} inputs`);

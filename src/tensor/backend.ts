@@ -54,6 +54,7 @@ import type { QkNormHeads } from './kernels/norm.js';
 import type { TimeDomain } from './kernels/temporal.js';
 import type { CausalMask } from './kernels/softmax.js';
 import type { TokenChoice } from './kernels/sampling.js';
+import type { HalfTensor } from './half.js';
 import type { Shape, Tensor } from './tensor.js';
 
 export interface BTensor {
@@ -70,7 +71,7 @@ export interface Backend {
   /** One line for logs and `spikelm info`: the device and how it runs. */
   describe(): string;
 
-  upload(t: Tensor, role?: WeightRole): BTensor;
+  upload(t: Tensor | HalfTensor, role?: WeightRole): BTensor;
   read(t: BTensor): Promise<Tensor>;
   zeros(shape: Shape): BTensor;
   dispose(t: BTensor): void;

@@ -28,13 +28,23 @@ import { ropeCpu } from './kernels/rope.js';
 import { type CausalMask, softmaxCpu } from './kernels/softmax.js';
 import { threadCount } from './threads.js';
 import { type CpuKernelSet, type WasmRuntime, cpuKernelSet, logOnce, wasmRuntime } from './wasm/runtime.js';
-import { ATTENTION_MIN_QUERIES, activationWasm, attentionWasm, gatedActivationWasm, eventWasm, matmulWasm, nonzeros, planeWasm } from './wasm/products.js';
+import { ATTENTION_MIN_QUERIES, activationWasm, attentionWasm, gatedActivationWasm, eventWasm, matmulHalfWasm, matmulWasm, nonzeros, planeWasm } from './wasm/products.js';
+import { embeddingHalfCpu, matmulHalfCpu } from './kernels/half-matmul.js';
 import { attentionDims, binaryBroadcast, checkVector, embeddingDims, gatedDims, matmulDims, planeRows, qkvCheck, ropeCheck, spikeAttentionDims, stateCheck, timeMajorDims, writeRowsCheck } from './shapes.js';
-import { type Shape, Tensor } from './tensor.js';
+import { HalfTensor } from './half.js';
+import { type Shape, Tensor, shapeToString } from './tensor.js';
 
 function host(t: BTensor): Tensor {
-  if (!(t instanceof Tensor)) throw new ShapeError('cpu backend: got a tensor that lives on another backend');
+  if (!(t instanceof Tensor)) {
+    if (t instanceof HalfTensor) throw new ShapeError(`cpu backend: a 16-bit (${t.format}) weight ${shapeToString(t.shape)} is only a matmul weight or an embedding table; this operation needs float32 (widen it with f32Weight)`);
+    throw new ShapeError('cpu backend: got a tensor that lives on another backend');
+  }
   return t;
+}
+
+/** A matmul weight or embedding table: float32, or 16-bit (half.ts). */
+function hostWeight(t: BTensor): Tensor | HalfTensor {
+  return t instanceof HalfTensor ? t : host(t);
 }
 
 export interface CpuBackendOptions {
@@ -63,7 +73,14 @@ export class CpuBackend implements Backend {
   /** Under the wasm set: each copy's source and how many uploads returned it and are not disposed. */
   private readonly copyOwners = new WeakMap<Tensor, { source: Tensor; count: number }>();
 
-  upload(t: Tensor, role?: WeightRole): Tensor {
+  upload(t: Tensor, role?: WeightRole): Tensor;
+  upload(t: HalfTensor, role?: WeightRole): HalfTensor;
+  upload(t: Tensor | HalfTensor, role?: WeightRole): Tensor | HalfTensor;
+  upload(t: Tensor | HalfTensor, role?: WeightRole): Tensor | HalfTensor {
+    if (t instanceof HalfTensor) {
+      if (role !== 'linear' && role !== 'embedding') throw new ShapeError(`cpu backend: a 16-bit (${t.format}) tensor ${shapeToString(t.shape)} uploaded as a ${role ?? 'plain'} tensor; only matmul weights and embedding tables stay 16-bit`);
+      return this.uploadHalf(t);
+    }
     if (role !== 'linear' && role !== 'embedding') return t;
     const owned = this.copyOwners.get(t);
     if (owned) {
@@ -84,6 +101,34 @@ export class CpuBackend implements Backend {
     const o = this.copyOwners.get(shared);
     if (o) o.count++;
     return shared;
+  }
+
+  /** 16-bit weights: their bits copied once into the wasm memory (wasm set), else used in place. */
+  private readonly halfCopies = new WeakMap<HalfTensor, HalfTensor>();
+  private readonly halfOwners = new WeakMap<HalfTensor, { source: HalfTensor; count: number }>();
+
+  private uploadHalf(t: HalfTensor): HalfTensor {
+    if (!this.wasm) return t;
+    const owned = this.halfOwners.get(t);
+    if (owned) {
+      owned.count++;
+      return t;
+    }
+    if (this.wasm.addressOf(t.bits) !== undefined) return t;
+    let copy = this.halfCopies.get(t);
+    if (!copy) {
+      const bits = this.wasm.u16(t.size);
+      if (!bits) {
+        logOnce('wasm-4gib', `the weights do not fit in wasm32's 4 GiB (at ${t.format} weight ${JSON.stringify(t.shape)}): products on weights past it run the TypeScript kernels`);
+        return t;
+      }
+      bits.set(t.bits);
+      copy = new HalfTensor(t.shape, t.format, bits);
+      this.halfCopies.set(t, copy);
+      this.halfOwners.set(copy, { source: t, count: 0 });
+    }
+    this.halfOwners.get(copy)!.count++;
+    return copy;
   }
 
   /** n zeroed floats in the wasm memory (wasm set) or a SharedArrayBuffer (ts set, or past 4 GiB). */
@@ -112,6 +157,14 @@ export class CpuBackend implements Backend {
    * (and its transposed copy's) at once; anything else is left to the garbage collector.
    */
   dispose(t?: BTensor): void {
+    if (this.wasm && t instanceof HalfTensor) {
+      const h = this.halfOwners.get(t);
+      if (!h || --h.count > 0) return;
+      this.halfOwners.delete(t);
+      this.halfCopies.delete(h.source);
+      this.wasm.free(t.bits);
+      return;
+    }
     if (!this.wasm || !(t instanceof Tensor)) return;
     const o = this.copyOwners.get(t);
     if (!o || --o.count > 0) return;
@@ -130,9 +183,14 @@ export class CpuBackend implements Backend {
   }
 
   matmul(xIn: BTensor, wIn: BTensor, biasIn?: BTensor, residualIn?: BTensor): Tensor {
-    const x = host(xIn), w = host(wIn), bias = biasIn ? host(biasIn) : undefined, residual = residualIn ? host(residualIn) : undefined;
+    const x = host(xIn), w = hostWeight(wIn), bias = biasIn ? host(biasIn) : undefined, residual = residualIn ? host(residualIn) : undefined;
     const { M, K, N } = matmulDims(x, w, bias, residual);
     const y = new Tensor([...x.shape.slice(0, -1), N]);
+    if (w instanceof HalfTensor) {
+      if (residual && residual.size !== M * N) throw new ShapeError(`matmul: residual has ${residual.size} elements, expected M·N = ${M}·${N}`);
+      if (!(this.wasm && matmulHalfWasm(this.wasm, x.data, w.bits, w.format, bias?.data, y.data, M, K, N, residual?.data))) matmulHalfCpu(x.data, w.bits, w.format, bias?.data, y.data, M, K, N, residual?.data);
+      return y;
+    }
     if (!(this.wasm && matmulWasm(this.wasm, x.data, w.data, bias?.data, y.data, M, K, N, residual?.data, 'f32'))) matmulCpu(x.data, w.data, bias?.data, y.data, M, K, N, residual?.data);
     return y;
   }
@@ -261,11 +319,12 @@ export class CpuBackend implements Backend {
   }
 
   embedding(tableIn: BTensor, idsIn: TokenIds): Tensor {
-    const table = host(tableIn);
+    const table = hostWeight(tableIn);
     const { V, D } = embeddingDims(table);
     const ids = idsIn instanceof Int32Array ? idsIn : idsOf(host(idsIn));
     const out = new Tensor([ids.length, D]);
-    embeddingCpu(table.data, V, D, ids, out.data);
+    if (table instanceof HalfTensor) embeddingHalfCpu(table.bits, table.format, V, D, ids, out.data);
+    else embeddingCpu(table.data, V, D, ids, out.data);
     return out;
   }
 

@@ -150,7 +150,8 @@ export function fromFloat32(values: Float32Array, dtype: 'F32' | 'F16' | 'BF16')
 }
 
 let f16Lookup: Float32Array | undefined;
-function f16Table(): Float32Array {
+/** Every binary16 bit pattern's value as float32 (256 KiB, built on first use). */
+export function f16Table(): Float32Array {
   if (!f16Lookup) {
     f16Lookup = new Float32Array(65536);
     for (let h = 0; h < 65536; h++) f16Lookup[h] = f16BitsToNumber(h);

@@ -16,6 +16,7 @@
  * (pre- or post-LN, LayerNorm or RMSNorm, gated MLP, RoPE or learned positions, Qwen3's q/k norms
  * (frozen, differentiated through), a sliding window), as the forward of src/nn/model.ts does.
  */
+import { f32Weight } from '../tensor/half.js';
 import { ArgumentError } from '../errors.js';
 import type { ModelConfig } from '../nn/config.js';
 import { stackLinear } from '../nn/model.js';
@@ -125,6 +126,8 @@ export class TrainNet {
   private readonly centers: ReadonlyMap<string, Float32Array>;
   private readonly blocks: { qkv: Dense; o: Dense; up: Dense; down: Dense; attnNorm: { beta?: Float32Array }; mlpNorm: { beta?: Float32Array }; qNorm?: Float64Array; kNorm?: Float64Array }[];
   private readonly head: Dense;
+  /** The embedding table as float32 (the head's when tied). */
+  private readonly embedTable: Float32Array;
   private readonly projectIn?: Dense;
   private readonly projectOut?: Dense;
   private readonly finalBeta?: Float32Array;
@@ -153,7 +156,7 @@ export class TrainNet {
     }]));
     const dense = (l: LinearWeights): Dense => {
       const [N, K] = l.weight.shape as [number, number];
-      return { weight: l.weight.data, ...(l.bias ? { bias: l.bias.data } : {}), N, K };
+      return { weight: f32Weight(l.weight).data, ...(l.bias ? { bias: l.bias.data } : {}), N, K };
     };
     this.blocks = snn.weights.blocks.map((b) => ({
       qkv: dense(stackLinear([b.q, b.k, b.v])), o: dense(b.o), up: dense(b.gate ? stackLinear([b.gate, b.up]) : b.up), down: dense(b.down),
@@ -161,6 +164,7 @@ export class TrainNet {
       ...(b.qNorm && b.kNorm ? { qNorm: Float64Array.from(b.qNorm.weight.data), kNorm: Float64Array.from(b.kNorm.weight.data) } : {}),
     }));
     this.head = dense({ weight: snn.weights.lmHead });
+    this.embedTable = snn.weights.embed === snn.weights.lmHead ? this.head.weight : f32Weight(snn.weights.embed).data;
     if (snn.weights.projectIn) this.projectIn = dense(snn.weights.projectIn);
     if (snn.weights.projectOut) this.projectOut = dense(snn.weights.projectOut);
     if (snn.weights.finalNorm?.bias) this.finalBeta = snn.weights.finalNorm.bias.data;
@@ -301,7 +305,7 @@ export class TrainNet {
     for (let s = 0; s < S; s++) {
       const tok = tokens[s]!;
       if (!(tok >= 0 && tok < cfg.vocabSize)) throw new ArgumentError(`fine-tuning: token id ${tok} outside the vocabulary (${cfg.vocabSize})`);
-      for (let i = 0; i < E; i++) e[s * E + i] = w.embed.data[tok * E + i]!;
+      for (let i = 0; i < E; i++) e[s * E + i] = this.embedTable[tok * E + i]!;
     }
     let h: Float64Array = e;
     if (this.projectIn) {

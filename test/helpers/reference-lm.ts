@@ -9,17 +9,44 @@
 import type { ModelConfig } from '../../src/nn/config.js';
 import type { SpikingLM } from '../../src/snn/model.js';
 import type { LMWeights, LinearWeights } from '../../src/nn/weights.js';
+import { f16BitsToNumber } from '../../src/tensor/dtype.js';
+import type { WeightTensor } from '../../src/tensor/half.js';
 import * as ref from './reference.js';
+
+/**
+ * A weight's values as numbers, decoded here (not by src/tensor/half.ts): BF16 as its bits times a
+ * power of two (sign, 8-bit exponent, 7-bit mantissa), F16 by dtype.ts's formula.
+ */
+function values(t: WeightTensor): ArrayLike<number> {
+  if (!('bits' in t)) return t.data;
+  const out = new Float64Array(t.bits.length);
+  for (let i = 0; i < out.length; i++) {
+    const b = t.bits[i]!;
+    if (t.format === 'f16') out[i] = f16BitsToNumber(b);
+    else {
+      const sign = b & 0x8000 ? -1 : 1, e = (b >> 7) & 0xff, m = b & 0x7f;
+      out[i] = e === 0 ? sign * m * 2 ** -133 : sign * (1 + m / 128) * 2 ** (e - 127);
+    }
+  }
+  return out;
+}
+const decoded = new WeakMap<WeightTensor, ArrayLike<number>>();
+const valuesOf = (t: WeightTensor): ArrayLike<number> => {
+  let v = decoded.get(t);
+  if (!v) decoded.set(t, (v = values(t)));
+  return v;
+};
 
 /** Replaces a row of values at a site: (site, row values, per-row context) → values the layer sees. */
 export type SiteHook = (site: string, row: number[], ctx: { head?: number }) => number[];
 
 const linear = (x: number[], l: LinearWeights): number[] => {
   const [N, K] = l.weight.shape as [number, number];
+  const w = valuesOf(l.weight);
   const out = new Array<number>(N);
   for (let n = 0; n < N; n++) {
     let a = l.bias ? l.bias.data[n]! : 0;
-    for (let k = 0; k < K; k++) a += l.weight.data[n * K + k]! * x[k]!;
+    for (let k = 0; k < K; k++) a += w[n * K + k]! * x[k]!;
     out[n] = a;
   }
   return out;
@@ -38,7 +65,7 @@ export function referenceLogits(cfg: ModelConfig, w: LMWeights, ids: readonly nu
   const headNorm = (x: number[], heads: number, gamma: Float32Array) =>
     Array.from({ length: heads }, (_, hd) => ref.rmsNorm(x.slice(hd * d, (hd + 1) * d), gamma, cfg.normEps)).flat();
   let h = ids.map((id, p) => {
-    let e = Array.from({ length: E }, (_, i) => w.embed.data[id * E + i]!);
+    let e = Array.from({ length: E }, (_, i) => valuesOf(w.embed)[id * E + i]!);
     if (w.projectIn) e = linear(at('proj_in', e), w.projectIn);
     return e.map((x, i) => x + (w.positions ? w.positions.data[(p + cfg.positionOffset) * D + i]! : 0));
   });

@@ -23,6 +23,7 @@ import { ropeGpu } from '../kernels/rope.js';
 import { type TokenChoice, sampleTokenGpu } from '../kernels/sampling.js';
 import { type CausalMask, softmaxGpu } from '../kernels/softmax.js';
 import { attentionDims, binaryBroadcast, checkVector, embeddingDims, gatedDims, matmulDims, planeRows, qkvCheck, ropeCheck, sliceRowsCheck, spikeAttentionDims, stateCheck, timeMajorDims, writeRowsCheck } from '../shapes.js';
+import { type HalfTensor, isHalf, widenInto } from '../half.js';
 import { type Shape, Tensor, shapeToString } from '../tensor.js';
 import { type GpuContext, GpuError, acquireGpu } from './device.js';
 import { GpuRuntime, GpuTensor } from './runtime.js';
@@ -52,9 +53,17 @@ export interface GpuBackendOptions {
 }
 
 /** The storage format of one linear weight under a backend's `weightFormat` setting. */
-export function weightFormatFor(setting: WeightFormat | 'auto', data: Float32Array): WeightFormat {
+export function weightFormatFor(setting: WeightFormat | 'auto', w: Tensor | HalfTensor): WeightFormat {
   if (setting !== 'auto') return setting;
-  return isF16Exact(data) ? 'f16' : 'f32';
+  if (!isHalf(w)) return isF16Exact(w.data) ? 'f16' : 'f32';
+  if (w.format === 'f16') return 'f16';
+  // BF16 values are f16-exact where their exponent fits f16's range: checked a row at a time
+  const K = w.cols, row = new Float32Array(K);
+  for (let r = 0; r < w.rows; r++) {
+    widenInto(w.bits, w.format, r * K, row);
+    if (!isF16Exact(row)) return 'f32';
+  }
+  return 'f16';
 }
 
 export class GpuBackend implements Backend {
@@ -87,23 +96,25 @@ export class GpuBackend implements Backend {
     throw new ShapeError(`${what}: expected a dense GPU tensor, got a packed weight`);
   }
 
-  upload(t: Tensor, role?: WeightRole): BTensor {
+  upload(t: Tensor | HalfTensor, role?: WeightRole): BTensor {
     this.rt.checkHealthy();
     const max = this.options.maxWeightChunkBytes;
+    if (isHalf(t) && role !== 'linear' && role !== 'embedding') throw new ShapeError(`upload: a 16-bit (${t.format}) tensor ${shapeToString(t.shape)} is only a linear weight or an embedding table`);
     if (role === 'linear') {
-      if (t.rank !== 2) throw new ShapeError(`upload: a linear weight must be [out, in], got ${shapeToString(t.shape)}`);
+      if (t.shape.length !== 2) throw new ShapeError(`upload: a linear weight must be [out, in], got ${shapeToString(t.shape)}`);
       const setting = this.options.weightFormat ?? forcedVariant('SPIKELM_GPU_WEIGHTS', [...WEIGHT_FORMATS, 'auto'] as const) ?? 'auto';
       const arithmetic = this.arithmetic();
       if (arithmetic === 'f16') {
         if (setting === 'f32') throw new GpuError('SPIKELM_GPU_ARITH=f16 multiplies f16 weights, but the weights are set to be stored in f32 (SPIKELM_GPU_WEIGHTS / weightFormat)');
         return packLinearWeight(this.rt, t, max, 'f16', 'f16');
       }
-      return packLinearWeight(this.rt, t, max, weightFormatFor(setting, t.data));
+      return packLinearWeight(this.rt, t, max, weightFormatFor(setting, t));
     }
     if (role === 'embedding') {
       const { V, D } = embeddingDims(t);
-      return packEmbeddingTable(this.rt, t.data, V, D, max);
+      return packEmbeddingTable(this.rt, isHalf(t) ? t : t.data, V, D, max);
     }
+    if (isHalf(t)) throw new ShapeError('upload: unreachable');
     if (t.size * 4 > this.rt.maxBindingBytes) throw new ShapeError(`upload: ${shapeToString(t.shape)} exceeds the adapter's binding limit; upload it as a 'linear' or 'embedding' weight`);
     return this.rt.fromHost(t.shape, t.data);
   }

@@ -2,6 +2,7 @@
  * Embedding gather: out[i, :] = table[ids[i], :]     table: [V, D], ids: [S] → out: [S, D]
  */
 import { ArgumentError } from '../../errors.js';
+import { type HalfTensor, widenInto } from '../half.js';
 import type { GpuRuntime, GpuTensor } from '../gpu/runtime.js';
 
 export function embeddingCpu(table: Float32Array, V: number, D: number, ids: Int32Array, out: Float32Array): void {
@@ -22,12 +23,19 @@ export class GpuEmbeddingTable {
   constructor(readonly shape: readonly [number, number], readonly chunks: readonly { buffer: GPUBuffer; row0: number; row1: number }[]) {}
 }
 
-export function packEmbeddingTable(rt: GpuRuntime, table: Float32Array, V: number, D: number, maxBytes = rt.maxBindingBytes): GpuEmbeddingTable {
+export function packEmbeddingTable(rt: GpuRuntime, table: Float32Array | HalfTensor, V: number, D: number, maxBytes = rt.maxBindingBytes): GpuEmbeddingTable {
   const rowsPerChunk = Math.max(1, Math.floor(maxBytes / (4 * Math.max(D, 1))));
   const chunks = [];
   for (let row0 = 0; row0 < V; row0 += rowsPerChunk) {
     const row1 = Math.min(V, row0 + rowsPerChunk);
-    chunks.push({ buffer: rt.fromHost([row1 - row0, D], table.subarray(row0 * D, row1 * D), `embedding rows [${row0}, ${row1})`).buffer, row0, row1 });
+    // a 16-bit table is widened one chunk (one binding) at a time, as it is uploaded
+    let rows: Float32Array;
+    if (table instanceof Float32Array) rows = table.subarray(row0 * D, row1 * D);
+    else {
+      rows = new Float32Array((row1 - row0) * D);
+      widenInto(table.bits, table.format, row0 * D, rows);
+    }
+    chunks.push({ buffer: rt.fromHost([row1 - row0, D], rows, `embedding rows [${row0}, ${row1})`).buffer, row0, row1 });
   }
   return new GpuEmbeddingTable([V, D], chunks);
 }

@@ -39,6 +39,7 @@ import { GpuError } from '../gpu/device.js';
 import { type GpuRuntime, GpuTensor, fillTemplate } from '../gpu/runtime.js';
 import { numberToF16Bits } from '../dtype.js';
 import type { Tensor } from '../tensor.js';
+import { type HalfTensor, isHalf, widenInto } from '../half.js';
 
 /** The definition: y = x·wᵀ + bias, accumulated in double precision. */
 export function matmulReference(x: Float32Array, w: Float32Array, bias: Float32Array | undefined, M: number, K: number, N: number): Float32Array {
@@ -233,8 +234,11 @@ export function isF16Exact(a: Float32Array): boolean {
  * Pack w [N, K] as wᵀ [K, Npad] chunks no larger than `maxBytes` each, in float32 or (`f16`) as
  * binary16 rounded to nearest even, two columns per u32 (the lower half is the even column).
  */
-export function packLinearWeight(rt: GpuRuntime, w: Tensor, maxBytes = rt.maxBindingBytes, format: WeightFormat = 'f32', arithmetic: GpuArithmetic = 'f32'): GpuLinearWeight {
+export function packLinearWeight(rt: GpuRuntime, w: Tensor | HalfTensor, maxBytes = rt.maxBindingBytes, format: WeightFormat = 'f32', arithmetic: GpuArithmetic = 'f32'): GpuLinearWeight {
   const [N, K] = w.shape as [number, number];
+  // a 16-bit host weight is read a row at a time (widened exactly), never as a widened copy
+  const scratch = isHalf(w) ? new Float32Array(K) : undefined;
+  const rowOf = (n: number): Float32Array => (isHalf(w) ? (widenInto(w.bits, w.format, n * K, scratch!), scratch!) : w.data.subarray(n * K, (n + 1) * K));
   const bytesPerValue = format === 'f16' ? 2 : 4;
   const colsPerChunk = Math.max(4, Math.floor(maxBytes / (bytesPerValue * Math.max(K, 1)) / 4) * 4);
   if (K * 4 * bytesPerValue > maxBytes) throw new GpuError(`matmul weight [${N}, ${K}]: even 4 columns exceed the binding limit of ${maxBytes} bytes`);
@@ -246,14 +250,14 @@ export function packLinearWeight(rt: GpuRuntime, w: Tensor, maxBytes = rt.maxBin
     if (format === 'f16') {
       const halves = new Uint16Array(K * nPad); // little-endian: element 2i is the low half of u32 i
       for (let n = n0; n < n1; n++) {
-        const row = w.data.subarray(n * K, (n + 1) * K);
+        const row = rowOf(n);
         for (let k = 0; k < K; k++) halves[k * nPad + (n - n0)] = numberToF16Bits(row[k]!);
       }
       packed = new Uint32Array(halves.buffer);
     } else {
       packed = new Float32Array(K * nPad);
       for (let n = n0; n < n1; n++) {
-        const row = w.data.subarray(n * K, (n + 1) * K);
+        const row = rowOf(n);
         for (let k = 0; k < K; k++) packed[k * nPad + (n - n0)] = row[k]!;
       }
     }

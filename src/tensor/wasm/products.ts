@@ -7,6 +7,7 @@
  *
  *   matmulWasm   y = x·wᵀ + bias (+ residual): `f32` sums (the ANN) or `f64` sums (the spiking dense
  *                products, the TypeScript kernels' contract); matrix–vector form below 4 rows
+ *   matmulHalfWasm  the same `f32` product over a BF16/F16 weight (widened as it is loaded)
  *   eventWasm    event-driven rows of wᵀ per nonzero spike (f64)
  *   planeWasm    event-driven digit planes, Horner over planes (f64)
  *   activationWasm, gatedActivationWasm  the activations (f64 formulas, as in TypeScript), element ranges
@@ -18,6 +19,7 @@ import type { AttentionParams } from '../kernels/attention.js';
 import type { Activation } from '../kernels/elementwise.js';
 import { MATVEC_MAX_ROWS } from '../kernels/matmul.js';
 import { PARALLEL_MIN_ATTENTION, PARALLEL_MIN_MACS, PARALLEL_MIN_MATVEC_MACS, wasmColumns } from '../threads.js';
+import type { HalfFormat } from '../half.js';
 import type { WasmRuntime } from './runtime.js';
 
 export type WasmAccumulate = 'f32' | 'f64';
@@ -42,6 +44,19 @@ export function matmulWasm(rt: WasmRuntime, x: Float32Array, w: Float32Array, bi
   const xp = rt.operand(x, 'x'), bp = bias ? rt.operand(bias, 'bias') : 0, yp = output(rt, y);
   const matvec = M < MATVEC_MAX_ROWS;
   const fn = accumulate === 'f32' ? (matvec ? 'matvecF32Rows4' : 'matmulF32Tile4x4') : matvec ? 'matvecF64Rows4' : 'matmulF64Tile4x4';
+  const parallel = M * K * N >= (matvec ? PARALLEL_MIN_MATVEC_MACS : PARALLEL_MIN_MACS);
+  wasmColumns(rt, fn, N, parallel, (n0, n1) => [xp, wp, bp, yp, M, K, N, n0, n1]);
+  finish(rt, y, yp);
+  addResidual(y, residual);
+  return true;
+}
+
+export function matmulHalfWasm(rt: WasmRuntime, x: Float32Array, w: Uint16Array, format: HalfFormat, bias: Float32Array | undefined, y: Float32Array, M: number, K: number, N: number, residual: Float32Array | undefined): boolean {
+  const wp = rt.addressOf(w);
+  if (wp === undefined) return false;
+  const xp = rt.operand(x, 'x'), bp = bias ? rt.operand(bias, 'bias') : 0, yp = output(rt, y);
+  const matvec = M < MATVEC_MAX_ROWS;
+  const fn = format === 'bf16' ? (matvec ? 'matvecBf16Rows4' : 'matmulBf16Tile4x4') : matvec ? 'matvecF16Rows4' : 'matmulF16Tile4x4';
   const parallel = M * K * N >= (matvec ? PARALLEL_MIN_MATVEC_MACS : PARALLEL_MIN_MACS);
   wasmColumns(rt, fn, N, parallel, (n0, n1) => [xp, wp, bp, yp, M, K, N, n0, n1]);
   finish(rt, y, yp);

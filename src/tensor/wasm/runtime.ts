@@ -42,6 +42,10 @@ export interface WasmExports {
   matvecF32Rows4(x: number, w: number, bias: number, y: number, M: number, K: number, N: number, n0: number, n1: number): void;
   matmulF64Tile4x4(x: number, w: number, bias: number, y: number, M: number, K: number, N: number, n0: number, n1: number): void;
   matvecF64Rows4(x: number, w: number, bias: number, y: number, M: number, K: number, N: number, n0: number, n1: number): void;
+  matvecBf16Rows4(x: number, w: number, bias: number, y: number, M: number, K: number, N: number, n0: number, n1: number): void;
+  matmulBf16Tile4x4(x: number, w: number, bias: number, y: number, M: number, K: number, N: number, n0: number, n1: number): void;
+  matvecF16Rows4(x: number, w: number, bias: number, y: number, M: number, K: number, N: number, n0: number, n1: number): void;
+  matmulF16Tile4x4(x: number, w: number, bias: number, y: number, M: number, K: number, N: number, n0: number, n1: number): void;
   eventRowsF64(s: number, wT: number, bias: number, residual: number, y: number, M: number, K: number, N: number, n0: number, n1: number, acc: number): void;
   planeAccumulateF64(digits: number, P: number, R: number, K: number, N: number, growth: number, wT: number, bias: number, residual: number, y: number, n0: number, n1: number, acc: number): void;
   streamSumF32(p: number, n0: number, n1: number, out: number): void;
@@ -50,7 +54,7 @@ export interface WasmExports {
   attentionF64(q: number, k: number, v: number, out: number, S: number, H: number, Hkv: number, d: number, queryStart: number, kvLength: number, scale: number, stride: number, kvOffset: number, causal: number, window: number, keyStarts: number, u0: number, u1: number, scores: number, acc: number): void;
 }
 
-export const WASM_KERNELS = ['matmulF32Tile4x4', 'matvecF32Rows4', 'matmulF64Tile4x4', 'matvecF64Rows4', 'eventRowsF64', 'planeAccumulateF64', 'streamSumF32', 'attentionF64', 'activationF64', 'gatedActivationF64'] as const;
+export const WASM_KERNELS = ['matmulF32Tile4x4', 'matvecF32Rows4', 'matmulF64Tile4x4', 'matvecF64Rows4', 'matvecBf16Rows4', 'matmulBf16Tile4x4', 'matvecF16Rows4', 'matmulF16Tile4x4', 'eventRowsF64', 'planeAccumulateF64', 'streamSumF32', 'attentionF64', 'activationF64', 'gatedActivationF64'] as const;
 export type WasmKernel = (typeof WASM_KERNELS)[number];
 
 export const WASM_FILE = new URL('./simd.wasm', import.meta.url);
@@ -121,7 +125,7 @@ export class WasmRuntime {
   private top = ARENA_START;
   private readonly registry = new FinalizationRegistry<FreeRange>((r) => this.release(r.start, r.size));
   /** The ranges of the arrays `f32` handed out and nobody has freed yet. */
-  private readonly ranges = new WeakMap<Float32Array, FreeRange>();
+  private readonly ranges = new WeakMap<Float32Array | Uint16Array, FreeRange>();
   private readonly staging = new Map<string, { ptr: number; bytes: number }>();
   /** Bytes in live allocations (weights and staging), for tests and `spikelm info`. */
   liveBytes = 0;
@@ -214,8 +218,22 @@ export class WasmRuntime {
     return a;
   }
 
-  /** Release an array `f32` made, now (false, doing nothing, for any other array or a second call). */
-  free(a: Float32Array): boolean {
+  /** A zeroed array of n 16-bit values (a BF16/F16 weight), as `f32` gives float32 ones. */
+  u16(n: number): Uint16Array | undefined {
+    const bytes = Math.ceil(n / 2) * 4;
+    const range = this.allocate(bytes);
+    if (range === undefined) return undefined;
+    const { start, fresh } = range;
+    const a = new Uint16Array(this.memory.buffer, start, n);
+    if (!fresh) a.fill(0);
+    const r = { start, size: bytes };
+    this.registry.register(a, r, a);
+    this.ranges.set(a, r);
+    return a;
+  }
+
+  /** Release an array `f32` or `u16` made, now (false, doing nothing, for any other array or a second call). */
+  free(a: Float32Array | Uint16Array): boolean {
     const r = this.ranges.get(a);
     if (!r) return false;
     this.ranges.delete(a);
@@ -225,7 +243,7 @@ export class WasmRuntime {
   }
 
   /** The byte address of an array that lives in the memory, else undefined. */
-  addressOf(a: Float32Array): number | undefined {
+  addressOf(a: Float32Array | Uint16Array): number | undefined {
     return this.buffers.has(a.buffer) ? a.byteOffset : undefined;
   }
 
