@@ -12,9 +12,10 @@ import { scaleSuite } from './scale.bench.js';
 import { finetuneSuite } from './finetune.bench.js';
 import { targetSuite } from './target.bench.js';
 import { loopSuite } from './loop.bench.js';
+import { bf16Suite } from './bf16.bench.js';
 import { cpuKernelsSuite } from './cpu-kernels.bench.js';
 
-export const SUITES: readonly Suite[] = [matmulSuite, kernelsSuite, modelSuite, snnSuite, decodeSuite, scaleSuite, finetuneSuite, targetSuite, loopSuite, cpuKernelsSuite];
+export const SUITES: readonly Suite[] = [matmulSuite, kernelsSuite, modelSuite, snnSuite, decodeSuite, scaleSuite, finetuneSuite, targetSuite, loopSuite, cpuKernelsSuite, bf16Suite];
 
 async function runBench(argv: string[]): Promise<void> {
   const quick = argv.includes('--quick');

@@ -154,6 +154,24 @@ describe('a BF16 model directory', () => {
     }
   });
 
+  it('on the wasm set its matrices are read straight into the wasm memory: the backend holds no second copy', () => {
+    const rt = runtime();
+    for (const halfWeights of [true, false]) {
+      const before = rt.liveBytes;
+      const m = loadModel(bf16Dir(), { backend: new CpuBackend({ kernels: 'wasm' }), halfWeights });
+      const w = m.weights.blocks[1]!.up.weight, e = m.weights.embed;
+      expect(rt.addressOf(isHalf(w) ? w.bits : w.data), `halfWeights ${halfWeights}: the up projection lives in the wasm memory`).toBeDefined();
+      expect(rt.addressOf(isHalf(e) ? e.bits : e.data)).toBeDefined();
+      // every matrix once, at its width: the live bytes grew by the matrices' bytes and no more
+      const c = m.config, width = halfWeights ? 2 : 4;
+      const perLayer = c.hiddenSize * (c.numHeads + 2 * c.numKvHeads) * c.headDim + c.numHeads * c.headDim * c.hiddenSize + 3 * c.hiddenSize * c.intermediateSize;
+      const matrices = width * (c.numLayers * perLayer + c.vocabSize * c.hiddenSize);
+      const grown = rt.liveBytes - before;
+      expect(grown).toBeGreaterThanOrEqual(matrices);
+      expect(grown).toBeLessThan(matrices * 1.05 + 65536);
+    }
+  });
+
   it('saves back in BF16, bit for bit', () => {
     const dir = bf16Dir();
     const { config, weights } = loadWeights(dir);

@@ -178,11 +178,12 @@ export class SafetensorsFile {
    * A 2-D tensor [R, C] converted to float32 and transposed to [C, R] (GPT-2's Conv1D weights), read
    * in chunks of rows into place: no untransposed copy is ever held.
    */
-  readF32Transposed(name: string): Tensor {
+  readF32Transposed(name: string, into?: Float32Array): Tensor {
     const info = this.info(name);
     if (info.shape.length !== 2) throw new SafetensorsError(this.label, `a transposed read needs a 2-D tensor, the shape is ${shapeToString(info.shape)}`, name);
     const [R, C] = info.shape as [number, number];
-    const out = allocF32(R * C);
+    if (into && into.length !== R * C) throw new SafetensorsError(this.label, `destination holds ${into.length} values, the tensor ${R * C}`, name);
+    const out = into ?? allocF32(R * C);
     const width = DTYPE_BYTES[info.dtype], rowsPer = Math.max(1, Math.floor(CHUNK_BYTES / (C * 4)));
     const values = new Float32Array(rowsPer * C);
     for (let r0 = 0; r0 < R; r0 += rowsPer) {
@@ -217,13 +218,14 @@ export class SafetensorsFile {
   }
 
   /** A 2-D BF16/F16 tensor [R, C] transposed to [C, R] in its own 16 bits, read in chunks of rows. */
-  readHalfTransposed(name: string): HalfTensor {
+  readHalfTransposed(name: string, into?: Uint16Array): HalfTensor {
     const info = this.info(name), format = this.halfFormat(name);
     if (!format) throw new SafetensorsError(this.label, `a 16-bit read needs a BF16 or F16 tensor, the dtype is ${info.dtype}`, name);
     if (info.shape.length !== 2) throw new SafetensorsError(this.label, `a transposed read needs a 2-D tensor, the shape is ${shapeToString(info.shape)}`, name);
     if (!LITTLE_ENDIAN) throw new SafetensorsError(this.label, '16-bit host weights need a little-endian machine', name);
     const [R, C] = info.shape as [number, number];
-    const out = allocU16(R * C);
+    if (into && into.length !== R * C) throw new SafetensorsError(this.label, `destination holds ${into.length} values, the tensor ${R * C}`, name);
+    const out = into ?? allocU16(R * C);
     const rowsPer = Math.max(1, Math.floor(CHUNK_BYTES / (C * 2)));
     const values = new Uint16Array(rowsPer * C);
     for (let r0 = 0; r0 < R; r0 += rowsPer) {
@@ -509,8 +511,8 @@ export class WeightFiles {
     return this.fileOf(name).readF32(name, into);
   }
 
-  readF32Transposed(name: string): Tensor {
-    return this.fileOf(name).readF32Transposed(name);
+  readF32Transposed(name: string, into?: Float32Array): Tensor {
+    return this.fileOf(name).readF32Transposed(name, into);
   }
 
   halfFormat(name: string): HalfFormat | undefined {
@@ -521,8 +523,8 @@ export class WeightFiles {
     return this.fileOf(name).readHalf(name, into);
   }
 
-  readHalfTransposed(name: string): HalfTensor {
-    return this.fileOf(name).readHalfTransposed(name);
+  readHalfTransposed(name: string, into?: Uint16Array): HalfTensor {
+    return this.fileOf(name).readHalfTransposed(name, into);
   }
 
   private fileOf(name: string): SafetensorsFile {

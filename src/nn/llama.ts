@@ -30,7 +30,7 @@
 import { ModelLoadError } from '../errors.js';
 import type { TensorToWrite } from '../io/safetensors.js';
 import { Tensor } from '../tensor/tensor.js';
-import { HalfTensor, type WeightTensor, isHalf } from '../tensor/half.js';
+import { type WeightTensor, isHalf } from '../tensor/half.js';
 import type { ModelConfig } from './config.js';
 import { type BlockWeights, type LMWeights, type LinearWeights, WeightLoader, tensorToWrite } from './weights.js';
 
@@ -54,7 +54,7 @@ export function loadLlamaWeights(cfg: ModelConfig, root: WeightLoader): LMWeight
     const rows = parts.reduce((a, [, out]) => a + out, 0);
     // 16-bit rows where every part is stored in the same 16-bit format, else float32
     const format = parts.map(([p]) => p.halfFormat('weight')).reduce((a, f) => (a === f ? a : undefined));
-    const w = format ? new HalfTensor([rows, inF], format) : new Tensor([rows, inF]);
+    const w = format ? root.newHalf([rows, inF], format) : root.newTensor([rows, inF]);
     const b = parts.some(([, , withBias]) => withBias) ? new Tensor([rows]) : undefined;
     let r = 0;
     return parts.map(([p, out, withBias]) => {

@@ -31,7 +31,7 @@ import { exportGpt2Tensors, isGpt2IgnoredBuffer, loadGpt2Weights } from './gpt2.
 import { KvCache } from './kv-cache.js';
 import { exportLlamaTensors, isLlamaIgnoredBuffer, loadLlamaWeights } from './llama.js';
 import { exportOptTensors, loadOptWeights } from './opt.js';
-import { type LMWeights, type LinearWeights, type LoadProgress, type NormWeights, WeightLoader, concatRows } from './weights.js';
+import { type HostAllocator, type LMWeights, type LinearWeights, type LoadProgress, type NormWeights, WeightLoader, concatRows } from './weights.js';
 
 interface DeviceLinear {
   weight: BTensor;
@@ -338,6 +338,8 @@ export interface WeightsOptions {
    * default true. False widens them to float32 on load.
    */
   readonly halfWeights?: boolean;
+  /** Where matrices are put (the CPU backend's wasm memory: `loadModel` passes it). */
+  readonly allocator?: HostAllocator;
 }
 
 /**
@@ -351,7 +353,7 @@ export function loadWeights(dir: string, opts: WeightsOptions = {}): { config: M
   const config = loadConfig(dir);
   const files = WeightFiles.open(dir);
   try {
-    const root = WeightLoader.root(files, opts.onProgress, opts.halfWeights ?? true);
+    const root = WeightLoader.root(files, opts.onProgress, opts.halfWeights ?? true, opts.allocator);
     const weights = config.family === 'gpt2' ? loadGpt2Weights(config, root) : config.family === 'opt' ? loadOptWeights(config, root) : loadLlamaWeights(config, root);
     const known = config.family === 'gpt2' ? isGpt2IgnoredBuffer : config.family === 'opt' ? () => false : isLlamaIgnoredBuffer;
     // a converted model's directory stores its spiking parameters beside the ANN (snn.thresholds.*)
@@ -370,8 +372,13 @@ export function loadWeights(dir: string, opts: WeightsOptions = {}): { config: M
 }
 
 export function loadModel(dir: string, opts: LoadOptions = {}): CausalLM {
-  const { config, weights } = loadWeights(dir, { allowUnused: opts.allowUnused, onProgress: opts.onProgress, ...(opts.halfWeights !== undefined ? { halfWeights: opts.halfWeights } : {}) });
-  return new CausalLM(config, weights, opts.backend ?? new CpuBackend(), dir);
+  const backend = opts.backend ?? new CpuBackend();
+  // on the CPU backend the matrices are read straight into the memory its kernels use: one copy
+  const allocator = backend instanceof CpuBackend ? backend.hostAllocator() : undefined;
+  const { config, weights } = loadWeights(dir, {
+    allowUnused: opts.allowUnused, onProgress: opts.onProgress, ...(opts.halfWeights !== undefined ? { halfWeights: opts.halfWeights } : {}), ...(allocator ? { allocator } : {}),
+  });
+  return new CausalLM(config, weights, backend, dir);
 }
 
 /** The ANN weights under their Hugging Face names and layouts (the inverse of each family's name table). */

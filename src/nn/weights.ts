@@ -7,7 +7,7 @@
 import { ModelLoadError } from '../errors.js';
 import type { TensorToWrite, WeightFiles } from '../io/safetensors.js';
 import { type HalfFormat, HalfTensor, type WeightTensor, f32Weight, isHalf } from '../tensor/half.js';
-import { type Shape, Tensor, shapeToString } from '../tensor/tensor.js';
+import { type Shape, Tensor, numel, shapeToString } from '../tensor/tensor.js';
 
 /** A linear layer in the nn.Linear layout: weight [out, in], optional bias [out]. */
 export interface LinearWeights {
@@ -56,6 +56,16 @@ export interface LMWeights {
   readonly lmHead: WeightTensor; // [V, E]; the same tensor as `embed` when tied
 }
 
+/**
+ * Where a loader puts matrices (linear weights, embeddings): the CPU backend's wasm memory, so that
+ * its upload finds them in place and the process holds one copy. Undefined from either method (no
+ * room) falls back to ordinary shared memory.
+ */
+export interface HostAllocator {
+  f32(n: number): Float32Array | undefined;
+  u16(n: number): Uint16Array | undefined;
+}
+
 /** Bytes of stored tensors read so far, out of all the files hold (for a progress bar). */
 export type LoadProgress = (bytesRead: number, bytesTotal: number) => void;
 
@@ -67,15 +77,16 @@ export class WeightLoader {
     private readonly progress?: { onRead: LoadProgress; total: number; read: number },
     /** Keep BF16/F16 matrices in their 16 bits (`matrix`, `matrixConv1d`). */
     private readonly half = false,
+    private readonly alloc?: HostAllocator,
   ) {}
 
-  static root(files: WeightFiles, onProgress?: LoadProgress, half = false): WeightLoader {
+  static root(files: WeightFiles, onProgress?: LoadProgress, half = false, alloc?: HostAllocator): WeightLoader {
     const bytes = (n: string) => {
       const [b, e] = files.info(n).dataOffsets;
       return e - b;
     };
     const progress = onProgress ? { onRead: onProgress, total: files.names.reduce((a, n) => a + bytes(n), 0), read: 0 } : undefined;
-    return new WeightLoader(files, '', new Set(), progress, half);
+    return new WeightLoader(files, '', new Set(), progress, half, alloc);
   }
 
   get dir(): string {
@@ -84,7 +95,7 @@ export class WeightLoader {
 
   /** A loader whose names are relative to `prefix` (joined with a dot). */
   pp(prefix: string): WeightLoader {
-    return new WeightLoader(this.files, this.key(prefix), this.used, this.progress, this.half);
+    return new WeightLoader(this.files, this.key(prefix), this.used, this.progress, this.half, this.alloc);
   }
 
   key(name: string): string {
@@ -105,12 +116,22 @@ export class WeightLoader {
 
   /** The tensor `name` with exactly `shape`, as float32 (read into `into` when given: no copy). */
   get(name: string, shape: Shape, into?: Float32Array): Tensor {
-    return this.read(name, shape, (stored) => this.files.readF32(stored, into));
+    return this.read(name, shape, (stored) => this.files.readF32(stored, into ?? (shape.length === 2 ? this.alloc?.f32(numel(shape)) : undefined)));
+  }
+
+  /** A zeroed float32 matrix where this loader puts matrices (for rows read into it part by part). */
+  newTensor(shape: Shape): Tensor {
+    return new Tensor(shape, this.alloc?.f32(numel(shape)));
+  }
+
+  /** The same in 16 bits. */
+  newHalf(shape: Shape, format: HalfFormat): HalfTensor {
+    return new HalfTensor(shape, format, this.alloc?.u16(numel(shape)));
   }
 
   /** A GPT-2 Conv1D weight stored [in, out], returned transposed to the nn.Linear layout [out, in]. */
   getConv1d(name: string, inFeatures: number, outFeatures: number): Tensor {
-    return this.read(name, [inFeatures, outFeatures], (stored) => this.files.readF32Transposed(stored));
+    return this.read(name, [inFeatures, outFeatures], (stored) => this.files.readF32Transposed(stored, this.alloc?.f32(inFeatures * outFeatures)));
   }
 
   /**
@@ -126,13 +147,13 @@ export class WeightLoader {
   /** A weight matrix: its stored 16 bits where `halfFormat` says so (into `into` when given), else float32. */
   matrix(name: string, shape: Shape, into?: Uint16Array): WeightTensor {
     if (!this.halfFormat(name)) return this.get(name, shape);
-    return this.read(name, shape, (stored) => this.files.readHalf(stored, into));
+    return this.read(name, shape, (stored) => this.files.readHalf(stored, into ?? this.alloc?.u16(numel(shape))));
   }
 
   /** A GPT-2 Conv1D weight as `matrix` gives it, transposed to [out, in]. */
   matrixConv1d(name: string, inFeatures: number, outFeatures: number): WeightTensor {
     if (!this.halfFormat(name)) return this.getConv1d(name, inFeatures, outFeatures);
-    return this.read(name, [inFeatures, outFeatures], (stored) => this.files.readHalfTransposed(stored));
+    return this.read(name, [inFeatures, outFeatures], (stored) => this.files.readHalfTransposed(stored, this.alloc?.u16(inFeatures * outFeatures)));
   }
 
   private read<T extends WeightTensor>(name: string, shape: Shape, load: (stored: string) => T): T {

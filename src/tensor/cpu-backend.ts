@@ -131,6 +131,15 @@ export class CpuBackend implements Backend {
     return copy;
   }
 
+  /**
+   * Where a loader should put weight matrices so that `upload` uses them in place: the wasm memory
+   * under the wasm set; undefined under ts (its SharedArrayBuffers are what loading makes anyway).
+   */
+  hostAllocator(): { f32(n: number): Float32Array | undefined; u16(n: number): Uint16Array | undefined } | undefined {
+    const rt = this.wasm;
+    return rt ? { f32: (n) => rt.f32(n), u16: (n) => rt.u16(n) } : undefined;
+  }
+
   /** n zeroed floats in the wasm memory (wasm set) or a SharedArrayBuffer (ts set, or past 4 GiB). */
   private sharedArray(n: number, what: string): Float32Array {
     const a = this.wasm?.f32(n);
