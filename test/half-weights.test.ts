@@ -18,7 +18,9 @@ import path from 'node:path';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { SafetensorsFile, writeSafetensors } from '../src/io/safetensors.js';
+import { convertModelToSpiking, createCalibrationData } from '../src/convert/api.js';
 import { exportHfTensors, loadModel, loadWeights } from '../src/nn/model.js';
+import { loadTokenizer } from '../src/nn/tokenizer.js';
 import { CpuBackend } from '../src/tensor/cpu-backend.js';
 import { f16BitsToNumber } from '../src/tensor/dtype.js';
 import { HalfTensor, type HalfFormat, f32Weight, isHalf, widenInto } from '../src/tensor/half.js';
@@ -30,6 +32,7 @@ import { type WasmRuntime, wasmRuntime } from '../src/tensor/wasm/runtime.js';
 import { fixtureDir } from './helpers/fixtures.js';
 import { rewriteModelDir } from './helpers/model-dirs.js';
 import { TOL, expectClose, expectIdentical } from './helpers/tolerance.js';
+import { requireGpu } from './helpers/backends.js';
 
 const runtime = (): WasmRuntime => {
   const rt = wasmRuntime();
@@ -170,6 +173,31 @@ describe('a BF16 model directory', () => {
       expect(grown).toBeGreaterThanOrEqual(matrices);
       expect(grown).toBeLessThan(matrices * 1.05 + 65536);
     }
+  });
+
+  it('converts to the spiking network of its float32 twin: the same thresholds, spikes and logits (wasm)', async () => {
+    const dir = bf16Dir();
+    const tok = loadTokenizer(dir);
+    const data = createCalibrationData(tok, { numSamples: 4 });
+    const half = await convertModelToSpiking(loadModel(dir, { backend: new CpuBackend({ kernels: 'wasm' }) }), data, { timesteps: 6 });
+    const wide = await convertModelToSpiking(loadModel(dir, { backend: new CpuBackend({ kernels: 'wasm' }), halfWeights: false }), data, { timesteps: 6 });
+    for (const [site, th] of wide.snn.spiking.thresholds) expectIdentical(half.snn.spiking.thresholds.get(site)!, th, `θ at ${site}`);
+    const ids = Int32Array.from([1, 403, 407, 261, 378, 13]);
+    const a = half.snn.forward(ids, half.snn.newCache(), { allLogits: true }), b = wide.snn.forward(ids, wide.snn.newCache(), { allLogits: true });
+    expectIdentical((await half.snn.backend.read(a.logits)).data, (await wide.snn.backend.read(b.logits)).data, 'SNN logits, BF16 vs widened');
+    half.snn.dispose();
+    wide.snn.dispose();
+  });
+
+  it('the GPU packs it from the 16-bit copy: logits of the CPU model within TOL.gpuGolden', async (ctx) => {
+    const gpu = await requireGpu(ctx);
+    const dir = bf16Dir();
+    const cpuModel = loadModel(dir, { backend: new CpuBackend() }), gpuModel = loadModel(dir, { backend: gpu });
+    expect(isHalf(gpuModel.weights.embed)).toBe(true);
+    const ids = Int32Array.from([1, 403, 407, 261, 378, 13, 2, 77]);
+    const a = (await cpuModel.backend.read(cpuModel.forward(ids, cpuModel.newCache(), { allLogits: true }))).data;
+    const b = (await gpu.read(gpuModel.forward(ids, gpuModel.newCache(), { allLogits: true }))).data;
+    expectClose(b, a, TOL.gpuGolden, 'GPU vs CPU logits of the BF16 model');
   });
 
   it('saves back in BF16, bit for bit', () => {
