@@ -112,6 +112,25 @@ describe('products over 16-bit weights', () => {
     });
   }
 
+  for (const format of ['bf16', 'f16'] as const) {
+    it(`${format}: Inf and NaN weight patterns widen as the TypeScript widening does, in lanes and in the tail`, () => {
+      const rt = runtime();
+      const specials = format === 'f16' ? [0x7c00, 0xfc00, 0x7e00, 0x7c01, 0x3c00] : [0x7f80, 0xff80, 0x7fc0, 0x7f81, 0x3f80];
+      const M = 1, K = 5, N = specials.length; // K = 5: lanes 0–3 and a scalar tail
+      const bits = rt.u16(N * K)!;
+      for (let n = 0; n < N; n++) for (let k = 0; k < K; k++) bits[n * K + k] = k === n % K ? specials[n]! : format === 'f16' ? 0x3c00 : 0x3f80;
+      bits[N * K - 1] = specials[0]!; // a special in the tail
+      const wide = rt.f32(N * K)!;
+      widenInto(bits, format, 0, wide);
+      const x = rt.f32(M * K)!.fill(1);
+      const y16 = new Float32Array(M * N), y32 = new Float32Array(M * N);
+      matmulHalfWasm(rt, x, bits, format, undefined, y16, M, K, N, undefined);
+      matmulWasm(rt, x, wide, undefined, y32, M, K, N, undefined, 'f32');
+      expectIdentical(y16, y32, `${format} special weights`);
+      expect(y16[0]).toBe(Infinity);
+    });
+  }
+
   it('non-finite activations propagate as they do through the float32 kernel', () => {
     const rt = runtime();
     const M = 2, K = 9, N = 6;
@@ -190,7 +209,8 @@ describe('a BF16 model directory', () => {
   });
 
   it('the GPU packs it from the 16-bit copy: logits of the CPU model within TOL.gpuGolden', async (ctx) => {
-    const gpu = await requireGpu(ctx);
+    // small chunks: the embedding table and the head are uploaded in several bindings
+    const gpu = await requireGpu(ctx, { maxWeightChunkBytes: 8192 });
     const dir = bf16Dir();
     const cpuModel = loadModel(dir, { backend: new CpuBackend() }), gpuModel = loadModel(dir, { backend: gpu });
     expect(isHalf(gpuModel.weights.embed)).toBe(true);
@@ -217,6 +237,12 @@ describe('a BF16 model directory', () => {
   it('refuses NaN bits naming the tensor', () => {
     const dir = rewriteModelDir(stories, { dtype: 'BF16', transform: (name, shape, data) => (name.endsWith('o_proj.weight') ? { shape, data: data.map((v, i) => (i === 5 ? NaN : v)) } : { shape, data }) });
     expect(() => loadWeights(dir)).toThrow(/o_proj\.weight.*non-finite.*index 5/);
+  });
+
+  it('refuses F16 NaN bits too', () => {
+    const dir = rewriteModelDir(stories, { dtype: 'F16', transform: (name, shape, data) => (name.endsWith('up_proj.weight') ? { shape, data: data.map((v, i) => (i === 7 ? NaN : v)) } : { shape, data }) });
+    expect(() => loadWeights(dir)).toThrow(/up_proj\.weight.*non-finite.*index 7/);
+    expect(() => loadWeights(rewriteModelDir(stories, { dtype: 'F16' }))).not.toThrow();
   });
 
   it('a 16-bit tensor is refused where only float32 makes sense, and its wasm copy is freed on dispose', () => {
