@@ -19,6 +19,7 @@ import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { SafetensorsFile, writeSafetensors } from '../src/io/safetensors.js';
 import { convertModelToSpiking, createCalibrationData } from '../src/convert/api.js';
+import { loadSnnModel, saveSnnModel } from '../src/convert/snn-io.js';
 import { exportHfTensors, loadModel, loadWeights } from '../src/nn/model.js';
 import { loadTokenizer } from '../src/nn/tokenizer.js';
 import { CpuBackend } from '../src/tensor/cpu-backend.js';
@@ -203,7 +204,19 @@ describe('a BF16 model directory', () => {
     for (const [site, th] of wide.snn.spiking.thresholds) expectIdentical(half.snn.spiking.thresholds.get(site)!, th, `θ at ${site}`);
     const ids = Int32Array.from([1, 403, 407, 261, 378, 13]);
     const a = half.snn.forward(ids, half.snn.newCache(), { allLogits: true }), b = wide.snn.forward(ids, wide.snn.newCache(), { allLogits: true });
-    expectIdentical((await half.snn.backend.read(a.logits)).data, (await wide.snn.backend.read(b.logits)).data, 'SNN logits, BF16 vs widened');
+    const logits = (await half.snn.backend.read(a.logits)).data;
+    expectIdentical(logits, (await wide.snn.backend.read(b.logits)).data, 'SNN logits, BF16 vs widened');
+    // saved and loaded back: the directory keeps BF16, the network gives the same logits
+    const out = path.join(fs.mkdtempSync(path.join(path.dirname(dir), 'spikelm-bf16-snn-')), 'snn');
+    saveSnnModel(half.snn, tok, out, half.record);
+    const file = SafetensorsFile.open(path.join(out, 'model.safetensors'));
+    expect(file.info('model.layers.0.self_attn.q_proj.weight').dtype).toBe('BF16');
+    file.close();
+    const back = loadSnnModel(out);
+    expect(isHalf(back.weights.blocks[0]!.q.weight)).toBe(true);
+    const c = back.snn.forward(ids, back.snn.newCache(), { allLogits: true });
+    expectIdentical((await back.snn.backend.read(c.logits)).data, logits, 'SNN logits after save and load');
+    back.snn.dispose();
     half.snn.dispose();
     wide.snn.dispose();
   });

@@ -304,8 +304,10 @@ function neuronFromJson(n: SnnConfigJson['neuron']): NeuronConfig {
 
 export function loadSnnModel(dir: string, opts: { backend?: Backend } = {}): LoadedSnn {
   const snnConfig = readSnnConfig(dir);
-  const { config, weights } = loadWeights(dir);
   const backend = opts.backend ?? new CpuBackend();
+  // on the CPU backend the matrices go straight into the memory its kernels read (one copy)
+  const allocator = backend instanceof CpuBackend ? backend.hostAllocator() : undefined;
+  const { config, weights } = loadWeights(dir, allocator ? { allocator } : {});
   let ann: CausalLM | undefined;
   const file = SafetensorsFile.open(path.join(dir, 'model.safetensors'));
   const thresholds = new Map<string, Float32Array>();
