@@ -197,6 +197,15 @@ describe('bin/spikelm.js', () => {
     expect(await features('opt-random')).toEqual(expect.arrayContaining(['pre-LayerNorm (eps 0.00001)', 'MLP (relu)', 'learned positions (offset 2)', 'biases on q, k, v, o, mlp']));
     const j = JSON.parse((await run(['info', '--model', stories, '--json'])).out);
     expect(j.model.parameters).toBe(260032);
+    expect(j.model.host_weight_bytes).toBe(260032 * 4);
+    expect(t.out).toMatch(/host weights 1 MiB \(float32\)/);
+    // an F16 checkpoint's matrices stay 16-bit: every parameter but the norms, biases and positions at 2 bytes
+    const g = JSON.parse((await run(['info', '--model', fixtureDir('gpt2-random-f16'), '--json'])).out).model;
+    expect(g.host_weight_formats).toEqual(['f16', 'f32']);
+    const c = JSON.parse(fs.readFileSync(path.join(fixtureDir('gpt2-random-f16'), 'config.json'), 'utf8'));
+    const D = c.n_embd, L = c.n_layer, V = c.vocab_size;
+    const matrices = L * 12 * D * D + V * D;
+    expect(g.host_weight_bytes).toBe(2 * matrices + 4 * (g.parameters - matrices));
     expect(j.model.kv_heads).toBe(4);
     if (j.backends.gpu.available) {
       // where the adapter lacks subgroups (llvmpipe) the report says so and why

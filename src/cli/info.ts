@@ -1,4 +1,5 @@
 /** `spikelm info`: versions, CPU, threads and the backends this machine can run. */
+import { isHalf } from '../tensor/half.js';
 import os from 'node:os';
 import { describeFeatures } from '../nn/config.js';
 import { CpuBackend } from '../tensor/cpu-backend.js';
@@ -31,7 +32,10 @@ export const infoCommand: Command = {
         dir, ...(source.hub ? { source: { hub: source.hub, revision: source.revision, commit: source.commit, offline: source.offline, cache: source.cache } } : {}), family: c.family, model_type: c.modelType, layers: c.numLayers, hidden: c.hiddenSize, heads: c.numHeads,
         kv_heads: c.numKvHeads, head_dim: c.headDim, intermediate: c.intermediateSize, vocab: c.vocabSize,
         max_positions: c.maxPositions, activation: c.activationName, tokenizer_vocab: tokenizer.vocabSize, features: describeFeatures(c),
-        parameters: countParameters(model.weights),
+        ...(() => {
+          const h = hostWeights(model.weights);
+          return { parameters: h.parameters, host_weight_bytes: h.bytes, host_weight_formats: h.halfFormats.length ? [...h.halfFormats, 'f32'] : ['f32'] };
+        })(),
       };
     }
     io.out(flags.json ? `${JSON.stringify(info, null, 2)}\n` : formatInfo(info));
@@ -68,7 +72,7 @@ export function formatInfo(info: Record<string, unknown>): string {
     if (src) lines.push(`  from the Hugging Face Hub: ${src.hub}@${src.revision}, commit ${src.commit}${src.offline ? ' (offline, from the cache)' : ''}; cache ${src.cache}`);
     lines.push(`  ${m.model_type} (${m.family} family), ${human(m.parameters as number)} parameters: ${m.layers} layers, width ${m.hidden}, ${m.heads} heads of ${m.head_dim}${m.kv_heads !== m.heads ? ` over ${m.kv_heads} KV heads` : ''}, MLP ${m.intermediate} (${m.activation})`);
     lines.push(`  ${(m.features as string[]).join('; ')}`);
-    lines.push(`  vocabulary ${m.vocab} (tokenizer ${m.tokenizer_vocab}), context ${m.max_positions} positions; float32 weights ${Math.round((m.parameters as number) * 4 / MiB)} MiB`);
+    lines.push(`  vocabulary ${m.vocab} (tokenizer ${m.tokenizer_vocab}), context ${m.max_positions} positions; host weights ${Math.round((m.host_weight_bytes as number) / MiB)} MiB (${(m.host_weight_formats as string[]).length > 1 ? `matrices ${(m.host_weight_formats as string[])[0]}, the rest float32` : 'float32'})`);
   }
   return `${lines.join('\n')}\n`;
 }
@@ -94,13 +98,17 @@ async function gpuReport(): Promise<Record<string, unknown>> {
   }
 }
 
-function countParameters(w: import('../nn/weights.js').LMWeights): number {
+/** Parameters, and the bytes the host holds them in (16-bit matrices at 2 bytes, the rest at 4). */
+function hostWeights(w: import('../nn/weights.js').LMWeights): { parameters: number; bytes: number; halfFormats: string[] } {
   const seen = new Set<unknown>();
-  let n = 0;
-  const add = (t: { size: number } | undefined) => {
+  const formats = new Set<string>();
+  let n = 0, bytes = 0;
+  const add = (t: { size: number; format?: string } | undefined) => {
     if (t && !seen.has(t)) {
       seen.add(t);
       n += t.size;
+      bytes += t.size * (isHalf(t) ? 2 : 4);
+      if (isHalf(t)) formats.add(t.format);
     }
   };
   add(w.embed); add(w.positions); add(w.lmHead); add(w.finalNorm?.weight); add(w.finalNorm?.bias);
@@ -109,5 +117,5 @@ function countParameters(w: import('../nn/weights.js').LMWeights): number {
     for (const l of [b.q, b.k, b.v, b.o, b.gate, b.up, b.down]) { add(l?.weight); add(l?.bias); }
     for (const nrm of [b.attnNorm, b.mlpNorm, b.qNorm, b.kNorm]) { add(nrm?.weight); add(nrm?.bias); }
   }
-  return n;
+  return { parameters: n, bytes, halfFormats: [...formats] };
 }
