@@ -14,6 +14,8 @@
  *   another order), saves back as BF16, refuses NaN bits by name, and frees its wasm copies.
  */
 import fs from 'node:fs';
+import v8 from 'node:v8';
+import vm from 'node:vm';
 import path from 'node:path';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
@@ -232,6 +234,27 @@ describe('a BF16 model directory', () => {
     const b = (await gpu.read(gpuModel.forward(ids, gpuModel.newCache(), { allLogits: true }))).data;
     expectClose(b, a, TOL.gpuGolden, 'GPU vs CPU logits of the BF16 model');
   });
+
+  for (const [name, halfWeights] of [['stories260k F32', false], ['stories260k BF16', true], ['gpt2-random-f16', true]] as const) {
+    it(`${name}: weights read into the wasm memory survive collections while the model lives (views keep their storage)`, async () => {
+      v8.setFlagsFromString('--expose-gc');
+      const gc = vm.runInNewContext('gc') as () => void;
+      const rt = runtime();
+      const dir = name === 'gpt2-random-f16' ? fixtureDir('gpt2-random-f16') : halfWeights ? bf16Dir() : stories;
+      const m = loadModel(dir, { backend: new CpuBackend({ kernels: 'wasm' }), halfWeights });
+      const ids = Int32Array.from([1, 403, 407, 261, 378, 13].map((i) => i % m.config.vocabSize));
+      const before = Float32Array.from((await m.backend.read(m.forward(ids, m.newCache(), { allLogits: true }))).data);
+      // collect, let finalizers run, then take whatever the allocator freed and scribble on it
+      for (let i = 0; i < 3; i++) {
+        gc();
+        await new Promise((r) => setTimeout(r, 0));
+      }
+      const scribbles = Array.from({ length: 64 }, () => rt.f32(1 << 14)!.fill(NaN));
+      const after = (await m.backend.read(m.forward(ids, m.newCache(), { allLogits: true }))).data;
+      expectIdentical(after, before, `${name}: logits after collections`);
+      for (const a of scribbles) rt.free(a);
+    });
+  }
 
   it('saves back in BF16, bit for bit', () => {
     const dir = bf16Dir();

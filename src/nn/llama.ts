@@ -29,7 +29,7 @@
  */
 import { ModelLoadError } from '../errors.js';
 import type { TensorToWrite } from '../io/safetensors.js';
-import { Tensor } from '../tensor/tensor.js';
+import { Tensor, subview } from '../tensor/tensor.js';
 import { type WeightTensor, isHalf } from '../tensor/half.js';
 import type { ModelConfig } from './config.js';
 import { type BlockWeights, type LMWeights, type LinearWeights, WeightLoader, tensorToWrite } from './weights.js';
@@ -59,7 +59,7 @@ export function loadLlamaWeights(cfg: ModelConfig, root: WeightLoader): LMWeight
     let r = 0;
     return parts.map(([p, out, withBias]) => {
       const from = r * inF, to = (r + out) * inF;
-      const weight = isHalf(w) ? p.matrix('weight', [out, inF], w.bits.subarray(from, to)) : p.get('weight', [out, inF], w.data.subarray(from, to));
+      const weight = isHalf(w) ? p.matrix('weight', [out, inF], subview(w.bits, from, to)) : p.get('weight', [out, inF], subview(w.data, from, to));
       const bias = b && withBias ? p.get('bias', [out], b.data.subarray(r, r + out)) : undefined;
       r += out;
       return { weight, ...(bias ? { bias } : {}) };

@@ -23,7 +23,7 @@ import { type Backend, type BTensor, type TokenIds, tokenCount, tokenIds } from 
 import { CpuBackend } from '../tensor/cpu-backend.js';
 import { ropeInvFreq } from '../tensor/kernels/rope.js';
 import { type HalfFormat, HalfTensor, isHalf } from '../tensor/half.js';
-import { Tensor } from '../tensor/tensor.js';
+import { Tensor, retainRoot } from '../tensor/tensor.js';
 import type { TensorToWrite } from '../io/safetensors.js';
 import type { AttentionParams } from '../tensor/kernels/attention.js';
 import { type ModelConfig, loadConfig } from './config.js';
@@ -301,7 +301,7 @@ function contiguousHalfView(arrays: readonly Uint16Array[], shape: readonly numb
     if (a.buffer !== first.buffer || a.byteOffset !== end) return undefined;
     end += a.byteLength;
   }
-  return new HalfTensor(shape, format, new Uint16Array(first.buffer, first.byteOffset, (end - first.byteOffset) / 2));
+  return new HalfTensor(shape, format, retainRoot(new Uint16Array(first.buffer, first.byteOffset, (end - first.byteOffset) / 2), arrays));
 }
 
 /** A tensor over arrays that follow one another in one buffer, or undefined. */
@@ -312,7 +312,7 @@ function contiguousView(arrays: readonly Float32Array[], shape: readonly number[
     if (a.buffer !== first.buffer || a.byteOffset !== end) return undefined;
     end += a.byteLength;
   }
-  return new Tensor(shape, new Float32Array(first.buffer, first.byteOffset, (end - first.byteOffset) / 4));
+  return new Tensor(shape, retainRoot(new Float32Array(first.buffer, first.byteOffset, (end - first.byteOffset) / 4), arrays));
 }
 
 export interface LoadOptions {

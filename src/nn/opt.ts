@@ -23,7 +23,7 @@
 import { ModelLoadError } from '../errors.js';
 import type { TensorToWrite } from '../io/safetensors.js';
 import { type WeightTensor, isHalf } from '../tensor/half.js';
-import { Tensor } from '../tensor/tensor.js';
+import { Tensor, subview } from '../tensor/tensor.js';
 import { type ModelConfig, hasProjections } from './config.js';
 import { type BlockWeights, type LMWeights, type LinearWeights, WeightLoader, tensorToWrite } from './weights.js';
 
@@ -44,7 +44,7 @@ export function loadOptWeights(cfg: ModelConfig, root: WeightLoader): LMWeights 
     const format = ['q_proj', 'k_proj', 'v_proj'].map((n) => attn.pp(n).halfFormat('weight')).reduce((a, f) => (a === f ? a : undefined));
     const w = format ? root.newHalf([3 * D, D], format) : root.newTensor([3 * D, D]), b = new Tensor([3 * D]);
     const part = (name: string, j: number): LinearWeights => ({
-      weight: isHalf(w) ? attn.pp(name).matrix('weight', [D, D], w.bits.subarray(j * D * D, (j + 1) * D * D)) : attn.pp(name).get('weight', [D, D], w.data.subarray(j * D * D, (j + 1) * D * D)),
+      weight: isHalf(w) ? attn.pp(name).matrix('weight', [D, D], subview(w.bits, j * D * D, (j + 1) * D * D)) : attn.pp(name).get('weight', [D, D], subview(w.data, j * D * D, (j + 1) * D * D)),
       bias: attn.pp(name).get('bias', [D], b.data.subarray(j * D, (j + 1) * D)),
     });
     blocks.push({

@@ -14,7 +14,7 @@
  */
 import { ShapeError } from '../errors.js';
 import { f16Table } from './dtype.js';
-import { type Shape, Tensor, assertValidShape, numel, shapeToString } from './tensor.js';
+import { type Shape, Tensor, assertValidShape, numel, shapeToString, subview } from './tensor.js';
 
 export type HalfFormat = 'bf16' | 'f16';
 
@@ -59,7 +59,7 @@ export class HalfTensor {
   sliceRows(start: number, end: number): HalfTensor {
     const c = this.cols;
     if (start < 0 || end > this.rows || start > end) throw new ShapeError(`sliceRows: [${start}, ${end}) out of range for ${this.rows} rows`);
-    return new HalfTensor([end - start, c], this.format, this.bits.subarray(start * c, end * c));
+    return new HalfTensor([end - start, c], this.format, subview(this.bits, start * c, end * c));
   }
 }
 

@@ -27,6 +27,30 @@ export function assertValidShape(shape: Shape, what: string): void {
   }
 }
 
+/**
+ * The array a view was cut from, kept alive by the view. Storage the wasm memory's allocator hands
+ * out (weights the loader reads into it) is released when the array it returned is collected; a
+ * view holds the memory's buffer, not that array, so every view of tensor storage (row slices,
+ * parts read into a stacked buffer, a stacked view over consecutive parts) is made through
+ * `subview` / `retainRoot`, which record the root array against the view.
+ */
+const viewRoots = new WeakMap<object, readonly object[]>();
+
+/** a.subarray(start, end), keeping a's root array alive as long as the view. */
+export function subview<A extends Float32Array | Uint16Array>(a: A, start: number, end: number): A {
+  return retainRoot(a.subarray(start, end) as A, [a]);
+}
+
+/**
+ * Record that `view` covers storage of the arrays `of` (or of their roots): they live as long as the
+ * view. (Separate allocations can sit side by side in the wasm memory, so a view over consecutive
+ * arrays names every one.)
+ */
+export function retainRoot<A extends object>(view: A, of: readonly object[]): A {
+  viewRoots.set(view, [...new Set(of.flatMap((o) => viewRoots.get(o) ?? [o]))]);
+  return view;
+}
+
 /** A zeroed float32 array, shared-memory backed when large. */
 export function allocF32(n: number): Float32Array {
   if (n >= SHARED_FROM_ELEMENTS) return new Float32Array(new SharedArrayBuffer(n * 4));
@@ -92,7 +116,7 @@ export class Tensor {
     if (start < 0 || end > this.rows || start > end) {
       throw new ShapeError(`sliceRows: [${start}, ${end}) out of range for ${this.rows} rows`);
     }
-    return new Tensor([end - start, c], this.data.subarray(start * c, end * c));
+    return new Tensor([end - start, c], subview(this.data, start * c, end * c));
   }
 
   clone(): Tensor {
