@@ -68,14 +68,19 @@ describe('long runs stay flat', () => {
       return process.memoryUsage().arrayBuffers / 2 ** 20;
     };
     const start = arrayMB();
-    // 12 products on fresh 256 KB operands: ~6 MB handed over, far below COLLECT_AFTER_BYTES,
-    // so the workers do not collect on their own
-    for (let i = 0; i < 12; i++) {
-      const x = new Tensor([512, 128]);
-      x.data.fill(1);
-      b.matmul(x, w);
+    // 12 products on fresh 256 KB operands: ~6 MB handed over, far below COLLECT_AFTER_BYTES, so the
+    // workers do not collect because of them — but a worker's V8 may still collect on its own now and
+    // then (seen: 1 run in 3 held only 1.5–2.3 MB), so the products are repeated until the workers are
+    // seen holding them (at most 5 times)
+    let kept = 0;
+    for (let attempt = 0; attempt < 5 && kept <= 3; attempt++) {
+      for (let i = 0; i < 12; i++) {
+        const x = new Tensor([512, 128]);
+        x.data.fill(1);
+        b.matmul(x, w);
+      }
+      kept = arrayMB() - start;
     }
-    const kept = arrayMB() - start;
     collectWorkerGarbage();
     const after = arrayMB() - start;
     expect(kept, 'the workers kept the operands they were handed').toBeGreaterThan(3);
