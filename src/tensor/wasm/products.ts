@@ -20,7 +20,7 @@ import type { Activation } from '../kernels/elementwise.js';
 import { MATVEC_MAX_ROWS } from '../kernels/matmul.js';
 import { PARALLEL_MIN_ATTENTION, PARALLEL_MIN_MACS, PARALLEL_MIN_MATVEC_MACS, wasmColumns } from '../threads.js';
 import type { HalfFormat } from '../half.js';
-import type { WasmRuntime } from './runtime.js';
+import type { WasmKernel, WasmRuntime } from './runtime.js';
 
 export type WasmAccumulate = 'f32' | 'f64';
 
@@ -41,27 +41,28 @@ function addResidual(y: Float32Array, residual: Float32Array | undefined): void 
 export function matmulWasm(rt: WasmRuntime, x: Float32Array, w: Float32Array, bias: Float32Array | undefined, y: Float32Array, M: number, K: number, N: number, residual: Float32Array | undefined, accumulate: WasmAccumulate): boolean {
   const wp = rt.addressOf(w);
   if (wp === undefined) return false;
-  const xp = rt.operand(x, 'x'), bp = bias ? rt.operand(bias, 'bias') : 0, yp = output(rt, y);
   const matvec = M < MATVEC_MAX_ROWS;
   const fn = accumulate === 'f32' ? (matvec ? 'matvecF32Rows4' : 'matmulF32Tile4x4') : matvec ? 'matvecF64Rows4' : 'matmulF64Tile4x4';
-  const parallel = M * K * N >= (matvec ? PARALLEL_MIN_MATVEC_MACS : PARALLEL_MIN_MACS);
-  wasmColumns(rt, fn, N, parallel, (n0, n1) => [xp, wp, bp, yp, M, K, N, n0, n1]);
-  finish(rt, y, yp);
-  addResidual(y, residual);
+  denseProduct(rt, fn, x, wp, bias, y, M, K, N, residual);
   return true;
 }
 
 export function matmulHalfWasm(rt: WasmRuntime, x: Float32Array, w: Uint16Array, format: HalfFormat, bias: Float32Array | undefined, y: Float32Array, M: number, K: number, N: number, residual: Float32Array | undefined): boolean {
   const wp = rt.addressOf(w);
   if (wp === undefined) return false;
-  const xp = rt.operand(x, 'x'), bp = bias ? rt.operand(bias, 'bias') : 0, yp = output(rt, y);
   const matvec = M < MATVEC_MAX_ROWS;
   const fn = format === 'bf16' ? (matvec ? 'matvecBf16Rows4' : 'matmulBf16Tile4x4') : matvec ? 'matvecF16Rows4' : 'matmulF16Tile4x4';
-  const parallel = M * K * N >= (matvec ? PARALLEL_MIN_MATVEC_MACS : PARALLEL_MIN_MACS);
+  denseProduct(rt, fn, x, wp, bias, y, M, K, N, residual);
+  return true;
+}
+
+/** A dense product kernel over column ranges (split across the pool when large), then the residual. */
+function denseProduct(rt: WasmRuntime, fn: WasmKernel, x: Float32Array, wp: number, bias: Float32Array | undefined, y: Float32Array, M: number, K: number, N: number, residual: Float32Array | undefined): void {
+  const xp = rt.operand(x, 'x'), bp = bias ? rt.operand(bias, 'bias') : 0, yp = output(rt, y);
+  const parallel = M * K * N >= (M < MATVEC_MAX_ROWS ? PARALLEL_MIN_MATVEC_MACS : PARALLEL_MIN_MACS);
   wasmColumns(rt, fn, N, parallel, (n0, n1) => [xp, wp, bp, yp, M, K, N, n0, n1]);
   finish(rt, y, yp);
   addResidual(y, residual);
-  return true;
 }
 
 /** Event work below which the rows stay on the calling thread (one weight-row add per event). */

@@ -12,10 +12,14 @@
  *       summed in two f64 lanes, rounded to f32 once with the bias — the TypeScript kernels'
  *       contract (they sum in JavaScript doubles). The spiking products use these, so the dense
  *       and event executions (spike.ts, also f64) agree as they do in TypeScript.
+ *   matvecBf16Rows4 / matmulBf16Tile4x4, matvecF16Rows4 / matmulF16Tile4x4   the same f32 kernels
+ *       over 16-bit weights (BF16, F16), widened in registers by half.ts: one generic source.
  * Tiles: 4 rows of x × 4 weight rows (16 accumulators; every load feeds 4 products); decode's
  * matrix–vector form streams 4 weight rows per load of x. Remainders (M, N not multiples of 4, K not
  * a multiple of the vector width) run the same sums one row or one column at a time.
  */
+
+import { wide1, wide4 } from './half';
 
 @inline function hsum4(v: v128): f32 {
   return (f32x4.extract_lane(v, 0) + f32x4.extract_lane(v, 1)) + (f32x4.extract_lane(v, 2) + f32x4.extract_lane(v, 3));
@@ -34,36 +38,56 @@
   return bias ? load<f32>(bias + (<usize>n << 2)) : 0;
 }
 
+// ---------------------------------------------------------------------------------------------
+// f32 accumulation over weights of type W: f32, or 16-bit (u8 marks BF16, u16 marks F16; half.ts
+// widens them in registers). One source for all three, so a half weight's product has the float32
+// kernel's lanes and sums exactly; the type is resolved at compile time.
+
+/** Four weights at p as an f32x4. */
+@inline function wload4<W>(p: usize): v128 {
+  if (sizeof<W>() == 4) return v128.load(p);
+  return wide4<W>(p);
+}
+
+/** One weight at p. */
+@inline function wload1<W>(p: usize): f32 {
+  if (sizeof<W>() == 4) return load<f32>(p);
+  return wide1<W>(p);
+}
+
+/** log2 of a weight's bytes. */
+@inline function wshift<W>(): usize {
+  return sizeof<W>() == 4 ? 2 : 1;
+}
+
 /** One f32 dot product of length K (the remainder rows and columns). */
-function dotF32(a: usize, b: usize, K: i32): f32 {
+function dotW<W>(a: usize, b: usize, K: i32): f32 {
   const k4 = K & ~3;
   let acc = f32x4.splat(0);
-  for (let k = 0; k < k4; k += 4) acc = f32x4.add(acc, f32x4.mul(v128.load(a + (<usize>k << 2)), v128.load(b + (<usize>k << 2))));
+  for (let k = 0; k < k4; k += 4) acc = f32x4.add(acc, f32x4.mul(v128.load(a + (<usize>k << 2)), wload4<W>(b + (<usize>k << wshift<W>()))));
   let s = hsum4(acc);
-  for (let k = k4; k < K; k++) s += load<f32>(a + (<usize>k << 2)) * load<f32>(b + (<usize>k << 2));
+  for (let k = k4; k < K; k++) s += load<f32>(a + (<usize>k << 2)) * wload1<W>(b + (<usize>k << wshift<W>()));
   return s;
 }
 
 /** One row of x against weight rows [n0, n1), four at a time. */
-function rowF32(xr: usize, w: usize, bias: usize, yr: usize, K: i32, n0: i32, n1: i32): void {
-  const rb = <usize>K << 2, k4 = K & ~3;
+function rowW<W>(xr: usize, w: usize, bias: usize, yr: usize, K: i32, n0: i32, n1: i32): void {
+  const rb = <usize>K << wshift<W>(), k4 = K & ~3;
   let n = n0;
   for (; n + 4 <= n1; n += 4) {
     const p0 = w + <usize>n * rb, p1 = p0 + rb, p2 = p1 + rb, p3 = p2 + rb;
     let a0 = f32x4.splat(0), a1 = f32x4.splat(0), a2 = f32x4.splat(0), a3 = f32x4.splat(0);
     for (let k = 0; k < k4; k += 4) {
-      const o = <usize>k << 2;
-      const xv = v128.load(xr + o);
-      a0 = f32x4.add(a0, f32x4.mul(xv, v128.load(p0 + o)));
-      a1 = f32x4.add(a1, f32x4.mul(xv, v128.load(p1 + o)));
-      a2 = f32x4.add(a2, f32x4.mul(xv, v128.load(p2 + o)));
-      a3 = f32x4.add(a3, f32x4.mul(xv, v128.load(p3 + o)));
+      const xv = v128.load(xr + (<usize>k << 2)), o = <usize>k << wshift<W>();
+      a0 = f32x4.add(a0, f32x4.mul(xv, wload4<W>(p0 + o)));
+      a1 = f32x4.add(a1, f32x4.mul(xv, wload4<W>(p1 + o)));
+      a2 = f32x4.add(a2, f32x4.mul(xv, wload4<W>(p2 + o)));
+      a3 = f32x4.add(a3, f32x4.mul(xv, wload4<W>(p3 + o)));
     }
     let s0 = hsum4(a0), s1 = hsum4(a1), s2 = hsum4(a2), s3 = hsum4(a3);
     for (let k = k4; k < K; k++) {
-      const o = <usize>k << 2;
-      const xk = load<f32>(xr + o);
-      s0 += xk * load<f32>(p0 + o); s1 += xk * load<f32>(p1 + o); s2 += xk * load<f32>(p2 + o); s3 += xk * load<f32>(p3 + o);
+      const xk = load<f32>(xr + (<usize>k << 2)), o = <usize>k << wshift<W>();
+      s0 += xk * wload1<W>(p0 + o); s1 += xk * wload1<W>(p1 + o); s2 += xk * wload1<W>(p2 + o); s3 += xk * wload1<W>(p3 + o);
     }
     const yo = yr + (<usize>n << 2);
     store<f32>(yo, s0 + biasF32(bias, n));
@@ -71,19 +95,20 @@ function rowF32(xr: usize, w: usize, bias: usize, yr: usize, K: i32, n0: i32, n1
     store<f32>(yo, s2 + biasF32(bias, n + 2), 8);
     store<f32>(yo, s3 + biasF32(bias, n + 3), 12);
   }
-  for (; n < n1; n++) store<f32>(yr + (<usize>n << 2), dotF32(xr, w + <usize>n * rb, K) + biasF32(bias, n));
+  for (; n < n1; n++) store<f32>(yr + (<usize>n << 2), dotW<W>(xr, w + <usize>n * rb, K) + biasF32(bias, n));
 }
 
 /** Matrix–vector form (decode, M < 4): every row of x streams the weight rows once. */
-export function matvecF32Rows4(x: usize, w: usize, bias: usize, y: usize, M: i32, K: i32, N: i32, n0: i32, n1: i32): void {
-  for (let m = 0; m < M; m++) rowF32(x + <usize>m * (<usize>K << 2), w, bias, y + <usize>m * (<usize>N << 2), K, n0, n1);
+function matvecW<W>(x: usize, w: usize, bias: usize, y: usize, M: i32, K: i32, N: i32, n0: i32, n1: i32): void {
+  for (let m = 0; m < M; m++) rowW<W>(x + <usize>m * (<usize>K << 2), w, bias, y + <usize>m * (<usize>N << 2), K, n0, n1);
 }
 
-export function matmulF32Tile4x4(x: usize, w: usize, bias: usize, y: usize, M: i32, K: i32, N: i32, n0: i32, n1: i32): void {
-  const rb = <usize>K << 2, yb = <usize>N << 2, k4 = K & ~3;
+/** 4 rows of x × 4 weight rows per tile; every weight load (widened once) feeds 4 products. */
+function matmulW<W>(x: usize, w: usize, bias: usize, y: usize, M: i32, K: i32, N: i32, n0: i32, n1: i32): void {
+  const xb = <usize>K << 2, rb = <usize>K << wshift<W>(), yb = <usize>N << 2, k4 = K & ~3;
   let m = 0;
   for (; m + 4 <= M; m += 4) {
-    const x0 = x + <usize>m * rb, x1 = x0 + rb, x2 = x1 + rb, x3 = x2 + rb;
+    const x0 = x + <usize>m * xb, x1 = x0 + xb, x2 = x1 + xb, x3 = x2 + xb;
     let n = n0;
     for (; n + 4 <= n1; n += 4) {
       const w0 = w + <usize>n * rb, w1 = w0 + rb, w2 = w1 + rb, w3 = w2 + rb;
@@ -92,8 +117,8 @@ export function matmulF32Tile4x4(x: usize, w: usize, bias: usize, y: usize, M: i
       let c20 = f32x4.splat(0), c21 = f32x4.splat(0), c22 = f32x4.splat(0), c23 = f32x4.splat(0);
       let c30 = f32x4.splat(0), c31 = f32x4.splat(0), c32 = f32x4.splat(0), c33 = f32x4.splat(0);
       for (let k = 0; k < k4; k += 4) {
-        const o = <usize>k << 2;
-        const wa = v128.load(w0 + o), wb = v128.load(w1 + o), wc = v128.load(w2 + o), wd = v128.load(w3 + o);
+        const o = <usize>k << 2, h = <usize>k << wshift<W>();
+        const wa = wload4<W>(w0 + h), wb = wload4<W>(w1 + h), wc = wload4<W>(w2 + h), wd = wload4<W>(w3 + h);
         let xv = v128.load(x0 + o);
         c00 = f32x4.add(c00, f32x4.mul(xv, wa)); c01 = f32x4.add(c01, f32x4.mul(xv, wb)); c02 = f32x4.add(c02, f32x4.mul(xv, wc)); c03 = f32x4.add(c03, f32x4.mul(xv, wd));
         xv = v128.load(x1 + o);
@@ -103,32 +128,55 @@ export function matmulF32Tile4x4(x: usize, w: usize, bias: usize, y: usize, M: i
         xv = v128.load(x3 + o);
         c30 = f32x4.add(c30, f32x4.mul(xv, wa)); c31 = f32x4.add(c31, f32x4.mul(xv, wb)); c32 = f32x4.add(c32, f32x4.mul(xv, wc)); c33 = f32x4.add(c33, f32x4.mul(xv, wd));
       }
-      tile4F32(x0, w0, bias, y + <usize>m * yb, rb, K, k4, n, c00, c01, c02, c03);
-      tile4F32(x1, w0, bias, y + <usize>(m + 1) * yb, rb, K, k4, n, c10, c11, c12, c13);
-      tile4F32(x2, w0, bias, y + <usize>(m + 2) * yb, rb, K, k4, n, c20, c21, c22, c23);
-      tile4F32(x3, w0, bias, y + <usize>(m + 3) * yb, rb, K, k4, n, c30, c31, c32, c33);
+      tile4W<W>(x0, w0, bias, y + <usize>m * yb, rb, K, k4, n, c00, c01, c02, c03);
+      tile4W<W>(x1, w0, bias, y + <usize>(m + 1) * yb, rb, K, k4, n, c10, c11, c12, c13);
+      tile4W<W>(x2, w0, bias, y + <usize>(m + 2) * yb, rb, K, k4, n, c20, c21, c22, c23);
+      tile4W<W>(x3, w0, bias, y + <usize>(m + 3) * yb, rb, K, k4, n, c30, c31, c32, c33);
     }
     for (; n < n1; n++) {
       const wn = w + <usize>n * rb, bn = biasF32(bias, n);
-      for (let r = 0; r < 4; r++) store<f32>(y + <usize>(m + r) * yb + (<usize>n << 2), dotF32(x + <usize>(m + r) * rb, wn, K) + bn);
+      for (let r = 0; r < 4; r++) store<f32>(y + <usize>(m + r) * yb + (<usize>n << 2), dotW<W>(x + <usize>(m + r) * xb, wn, K) + bn);
     }
   }
-  for (; m < M; m++) rowF32(x + <usize>m * rb, w, bias, y + <usize>m * yb, K, n0, n1);
+  for (; m < M; m++) rowW<W>(x + <usize>m * xb, w, bias, y + <usize>m * yb, K, n0, n1);
 }
 
 /** One output row of a 4×4 tile: lane sums, the K tail, the bias, stored at columns n…n+3. */
-@inline function tile4F32(xr: usize, w0: usize, bias: usize, yr: usize, rb: usize, K: i32, k4: i32, n: i32, a0: v128, a1: v128, a2: v128, a3: v128): void {
+@inline function tile4W<W>(xr: usize, w0: usize, bias: usize, yr: usize, rb: usize, K: i32, k4: i32, n: i32, a0: v128, a1: v128, a2: v128, a3: v128): void {
   let s0 = hsum4(a0), s1 = hsum4(a1), s2 = hsum4(a2), s3 = hsum4(a3);
   for (let k = k4; k < K; k++) {
-    const o = <usize>k << 2;
-    const xk = load<f32>(xr + o);
-    s0 += xk * load<f32>(w0 + o); s1 += xk * load<f32>(w0 + rb + o); s2 += xk * load<f32>(w0 + 2 * rb + o); s3 += xk * load<f32>(w0 + 3 * rb + o);
+    const xk = load<f32>(xr + (<usize>k << 2)), o = <usize>k << wshift<W>();
+    s0 += xk * wload1<W>(w0 + o); s1 += xk * wload1<W>(w0 + rb + o); s2 += xk * wload1<W>(w0 + 2 * rb + o); s3 += xk * wload1<W>(w0 + 3 * rb + o);
   }
   const yo = yr + (<usize>n << 2);
   store<f32>(yo, s0 + biasF32(bias, n));
   store<f32>(yo, s1 + biasF32(bias, n + 1), 4);
   store<f32>(yo, s2 + biasF32(bias, n + 2), 8);
   store<f32>(yo, s3 + biasF32(bias, n + 3), 12);
+}
+
+export function matvecF32Rows4(x: usize, w: usize, bias: usize, y: usize, M: i32, K: i32, N: i32, n0: i32, n1: i32): void {
+  matvecW<f32>(x, w, bias, y, M, K, N, n0, n1);
+}
+
+export function matmulF32Tile4x4(x: usize, w: usize, bias: usize, y: usize, M: i32, K: i32, N: i32, n0: i32, n1: i32): void {
+  matmulW<f32>(x, w, bias, y, M, K, N, n0, n1);
+}
+
+export function matvecBf16Rows4(x: usize, w: usize, bias: usize, y: usize, M: i32, K: i32, N: i32, n0: i32, n1: i32): void {
+  matvecW<u8>(x, w, bias, y, M, K, N, n0, n1);
+}
+
+export function matmulBf16Tile4x4(x: usize, w: usize, bias: usize, y: usize, M: i32, K: i32, N: i32, n0: i32, n1: i32): void {
+  matmulW<u8>(x, w, bias, y, M, K, N, n0, n1);
+}
+
+export function matvecF16Rows4(x: usize, w: usize, bias: usize, y: usize, M: i32, K: i32, N: i32, n0: i32, n1: i32): void {
+  matvecW<u16>(x, w, bias, y, M, K, N, n0, n1);
+}
+
+export function matmulF16Tile4x4(x: usize, w: usize, bias: usize, y: usize, M: i32, K: i32, N: i32, n0: i32, n1: i32): void {
+  matmulW<u16>(x, w, bias, y, M, K, N, n0, n1);
 }
 
 // ---------------------------------------------------------------------------------------------
