@@ -209,6 +209,48 @@ describe('layerwise schedule', () => {
     expect(compare(fast, referenceLogits(snn.config, snn.weights, ids).flat(), TOL.f32).ok).toBe(false);
   });
 
+  it.for(['stories260k', 'gpt2-random-f16'] as const)('%s: a network with other planes (withPlanes) runs on the synapses of the one it came from and computes, bit for bit, what a network built for those planes does (fast and event)', async (name) => {
+    const dir = fixtureDir(name);
+    const ann = loadModel(dir);
+    const tok = loadTokenizer(dir);
+    const { snn: base } = await convertModelToSpiking(ann, createCalibrationData(tok, { numSamples: 2 }), { timesteps: 10 });
+    // fewer, as many and more planes than the base's 10, at every kind of site
+    const planes = Object.fromEntries(base.sites.map((s, i) => [s.name, 4 + ((5 * i) % 9)]));
+    expect(new Set(Object.values(planes)).size).toBeGreaterThan(5);
+    const shared = base.withPlanes(planes);
+    const fresh = new SpikingLM(base.config, base.weights, base.backend, { ...shared.spiking });
+    expect(fresh.planesBySite()).toEqual(shared.planesBySite());
+    const ids = Array.from(tok.encode('Once upon a time, there was a little girl named Lily. She loved'));
+    for (const execution of ['fast', 'event'] as const) {
+      const a = shared.forward(ids, shared.newCache(), { allLogits: true, execution });
+      const b = fresh.forward(ids, fresh.newCache(), { allLogits: true, execution });
+      expectIdentical(await read(base.backend, a.logits), await read(base.backend, b.logits), `${name} ${execution}: shared synapses = own synapses`);
+      expect((await forwardStats(shared, a)).summary().perSite).toEqual((await forwardStats(fresh, b)).summary().perSite);
+    }
+    // and the planes are honoured: the base's own planes give other logits
+    const own = await read(base.backend, base.forward(ids, base.newCache(), { allLogits: true }).logits);
+    expect(compare(own, await read(base.backend, shared.forward(ids, shared.newCache(), { allLogits: true }).logits), TOL.f32).ok).toBe(false);
+    shared.dispose();
+    fresh.dispose();
+  });
+
+  it('on the GPU too: a network sharing synapses across plane counts computes what one built for its planes does', async (ctx) => {
+    const gpu = await requireGpu(ctx);
+    const dir = fixtureDir('stories260k');
+    const ann = loadModel(dir);
+    const tok = loadTokenizer(dir);
+    const { snn: cpuBase } = await convertModelToSpiking(ann, createCalibrationData(tok, { numSamples: 2 }), { timesteps: 10 });
+    const base = new SpikingLM(cpuBase.config, cpuBase.weights, gpu, cpuBase.spiking);
+    const shared = base.withPlanes(Object.fromEntries(base.sites.map((s, i) => [s.name, 4 + ((5 * i) % 9)])));
+    const fresh = new SpikingLM(base.config, base.weights, gpu, { ...shared.spiking });
+    const ids = Array.from(tok.encode('The little bird was sad because it could not fly.'));
+    for (const execution of ['fast', 'event'] as const) {
+      const a = await read(gpu, shared.forward(ids, shared.newCache(), { allLogits: true, execution }).logits);
+      expectIdentical(a, await read(gpu, fresh.forward(ids, fresh.newCache(), { allLogits: true, execution }).logits), `gpu ${execution}: shared synapses = own synapses`);
+    }
+    for (const m of [shared, fresh, base]) m.dispose();
+  });
+
   it('exact mode equals the ANN (golden)', async () => {
     const ann = loadModel(fixtureDir('stories260k'));
     const snn = new SpikingLM(ann.config, ann.weights, ann.backend, { timesteps: 9, schedule: 'layerwise', coding: 'phase-ternary', mode: 'exact', neuron: DEFAULT_NEURON, thresholds: new Map(), surrogate: { name: 'atan', alpha: 2 } });

@@ -50,6 +50,12 @@ interface Linear {
   readonly th?: DeviceThresholds;
   /** W·diag(θ)·unit (spiking) or W (exact), [out, in]. */
   readonly weight: BTensor;
+  /**
+   * The unit folded into `weight` (spiking): the code's own, or — in a network sharing another's
+   * synapses at another plane count (withPlanes) — the other code's, a power of two away, which the
+   * fast execution makes up on the digit sums (exact: integers times a power of two).
+   */
+  readonly unit?: number;
   readonly bias?: BTensor;
 }
 
@@ -85,6 +91,11 @@ export class LayerwiseNet {
   private readonly owned: BTensor[] = [];
   /** The layers by site name, so a network with other planes can share the ones that did not change. */
   private readonly linears = new Map<string, Linear>();
+  /**
+   * Layers sharing synapses folded for another plane count: how to fold their own, which the
+   * event-driven execution (whose kernel adds weight rows as they are) makes on first use.
+   */
+  private readonly refolds = new Map<Linear, { fold: () => Tensor; weight?: BTensor }>();
 
   /**
    * `share`: a network of the same weights and thresholds (other planes) whose device tensors this
@@ -127,10 +138,19 @@ export class LayerwiseNet {
         this.linears.set(name, shared);
         return shared;
       }
+      if (shared?.th && shared.unit !== undefined && shared.code.kind === code.kind && code.kind !== 'rate') {
+        // a weighted code at another plane count: its unit 2^(1−T) is a power of two away from the
+        // one folded into the shared synapses, so they serve as they are (the search builds dozens
+        // of such networks; folding and uploading every weight each time was a third of its time)
+        const made: Linear = { ...shared, code };
+        this.refolds.set(made, { fold: () => foldThresholds(weightsOf().weight, thresholdsOf(name)!, unitOf(code)) });
+        this.linears.set(name, made);
+        return made;
+      }
       const th = thresholdsOf(name), w = weightsOf();
       const folded = th ? foldThresholds(w.weight, th, unitOf(code)) : f32Weight(w.weight);
       const made: Linear = {
-        slot: slots.get(name)!, fanout: site(name).fanout, code, ...(th ? { th: device(th)! } : {}),
+        slot: slots.get(name)!, fanout: site(name).fanout, code, ...(th ? { th: device(th)!, unit: unitOf(code) } : {}),
         weight: own(b.upload(folded, 'linear')), ...(w.bias ? { bias: own(b.upload(w.bias, 'vector')) } : {}),
       };
       this.linears.set(name, made);
@@ -181,6 +201,18 @@ export class LayerwiseNet {
 
   dispose(): void {
     for (const t of this.owned.splice(0)) this.backend.dispose(t);
+    this.refolds.clear();
+  }
+
+  /** The synapses an event-driven product adds rows of: the layer's own fold (made once, here, where it shares another's). */
+  private eventWeight(l: Linear): BTensor {
+    const r = this.refolds.get(l);
+    if (!r) return l.weight;
+    if (!r.weight) {
+      r.weight = this.backend.upload(r.fold(), 'linear');
+      this.owned.push(r.weight);
+    }
+    return r.weight;
   }
 
   forward(tokens: TokenIds, positions: Int32Array, cache: KvCache, opts: NetOptions): NetForward {
@@ -200,10 +232,12 @@ export class LayerwiseNet {
       if (!l.th) return b.spikeMatmul(x, l.weight, l.bias, residual, 'dense');
       const enc = b.encode(x, l.th, l.code, { tensor: stats, row: l.slot, fanout: l.fanout }, event);
       if (opts.observeSpikes && enc.digits) opts.observeSpikes(name, enc.digits, planesOf(l.code));
-      return event
-        ? b.planeMatmul(enc.digits!, planesOf(l.code), l.code.kind === 'rate' ? 1 : 2, l.weight, l.bias, residual)
-        // the dense twin: a spike product too, so on the CPU it sums exactly as the event one does
-        : b.spikeMatmul(enc.sums, l.weight, l.bias, residual, 'dense');
+      if (event) return b.planeMatmul(enc.digits!, planesOf(l.code), l.code.kind === 'rate' ? 1 : 2, this.eventWeight(l), l.bias, residual);
+      // the dense twin: a spike product too, so on the CPU it sums exactly as the event one does;
+      // synapses folded for another plane count take the power of two between the units on the sums
+      const ratio = unitOf(l.code) / l.unit!;
+      if (ratio === 1) return b.spikeMatmul(enc.sums, l.weight, l.bias, residual, 'dense');
+      return b.spikeMatmul(b.scale(enc.sums, ratio), l.weight, l.bias, residual, 'dense');
     };
     const norm = (x: BTensor, n: Norm) => (cfg.norm === 'layer' ? b.layerNorm(x, n.weight, n.bias, cfg.normEps) : b.rmsNorm(x, n.weight, cfg.normEps));
     const pre = !cfg.postNorm, W = cfg.slidingWindow;

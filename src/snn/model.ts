@@ -254,9 +254,12 @@ export class SpikingLM {
   }
 
   /**
-   * The same network with other planes per site (layerwise), reusing this one's device weights for
-   * every site whose planes did not change: what the plane search builds many of. This model owns
-   * the shared tensors, so it must outlive the result (dispose the result first).
+   * The same network with other planes per site (layerwise), reusing this one's device weights: as
+   * they are where a site's planes did not change, and for a weighted code at any plane count (its
+   * unit 2^(1−T) differs by a power of two, which the fast execution applies to the digit sums, so
+   * the logits are bit for bit those of a network built for these planes; the event-driven
+   * execution folds a site's own synapses on first use). What the plane search builds many of.
+   * This model owns the shared tensors, so it must outlive the result (dispose the result first).
    */
   withPlanes(planes: SitePlanes): SpikingLM {
     if (this.schedule !== 'layerwise') throw new ArgumentError('withPlanes: per-site planes are a layerwise option');
