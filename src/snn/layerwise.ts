@@ -27,7 +27,7 @@
  * the digit sums densely (what chat and benchmarks use). In `exact` mode every encoder is the
  * identity: the network is the ANN (a test anchors to it).
  */
-import { type WeightTensor, isHalf, widenInto, f32Weight } from '../tensor/half.js';
+import { type HalfTensor, type WeightTensor, isHalf, widenInto, f32Weight } from '../tensor/half.js';
 import { ArgumentError } from '../errors.js';
 import type { ModelConfig } from '../nn/config.js';
 import type { KvCache } from '../nn/kv-cache.js';
@@ -296,13 +296,16 @@ export function foldThresholds(w: WeightTensor, theta: Float32Array, unit: numbe
   const [N, K] = w.shape as [number, number];
   if (theta.length !== K) throw new ArgumentError(`thresholds: ${theta.length} values for a layer with ${K} inputs`);
   const out = new Tensor([N, K]);
+  const dst = out.data;
   const scaled = Float64Array.from(theta, (t) => t * unit);
   const row = isHalf(w) ? new Float32Array(K) : undefined;
+  const full = isHalf(w) ? undefined : w.data;
   for (let n = 0; n < N; n++) {
     const o = n * K;
     // a 16-bit weight is widened a row at a time (exact), never as a whole second copy
-    const src = row && isHalf(w) ? (widenInto(w.bits, w.format, o, row), row) : (w as Tensor).data.subarray(o, o + K);
-    for (let k = 0; k < K; k++) out.data[o + k] = src[k]! * scaled[k]!;
+    const src = full ?? (widenInto((w as HalfTensor).bits, (w as HalfTensor).format, o, row!), row!);
+    const at = full ? o : 0;
+    for (let k = 0; k < K; k++) dst[o + k] = src[at + k]! * scaled[k]!;
   }
   return out;
 }
