@@ -27,9 +27,11 @@ import { planeMatmulCpu } from '../src/tensor/kernels/plane-matmul.js';
 import { spikeMatmulEventCpu } from '../src/tensor/kernels/spike-matmul.js';
 import { Tensor } from '../src/tensor/tensor.js';
 import { activationWasm, attentionWasm, gatedActivationWasm } from '../src/tensor/wasm/products.js';
+import { encodeWasm } from '../src/tensor/wasm/encoders.js';
+import { EXTRA_PLANES, STAT, STATS_WIDTH, TERNARY_LIMIT, encodeCpu, planesOf } from '../src/tensor/kernels/codes.js';
 import { WasmRuntime, cpuKernelSet, simdSupported, wasmRuntime } from '../src/tensor/wasm/runtime.js';
 import { fixtureDir } from './helpers/fixtures.js';
-import { TOL, expectClose, randomArray } from './helpers/tolerance.js';
+import { TOL, expectClose, expectIdentical, randomArray } from './helpers/tolerance.js';
 
 const runtime = (): WasmRuntime => {
   const rt = wasmRuntime();
@@ -211,6 +213,65 @@ describe('wasm attention', () => {
       ),
       { numRuns: 200, endOnFailure: true },
     );
+  });
+});
+
+describe('wasm weighted encoders', () => {
+  it('give, bit for bit, the TypeScript encoder\'s digit sums, digits and row statistics (phase and phase-ternary, any T, extra planes, clipping, non-finite and zero inputs, sub-views)', () => {
+    const rt = runtime();
+    fc.assert(
+      fc.property(
+        fc.integer({ min: 1, max: 5 }), fc.integer({ min: 1, max: 70 }), fc.integer({ min: 1, max: 16 }), fc.constantFrom('binary' as const, 'ternary' as const),
+        fc.boolean(), fc.integer({ min: -6, max: 14 }), fc.nat({ max: 4 }), fc.integer(),
+        (R, C, T, kind, withDigits, range, nonFinite, seed) => {
+          const code = { kind, T };
+          // values spread over 2^range of the thresholds: below, in and far beyond the code's range
+          // (extra planes open; past 2^EXTRA_PLANES values clip), with exact zeros, ±∞ and NaN
+          const base = withNonFinite(randomArray(R * C + 3, seed, 2 ** range), seed + 1, nonFinite);
+          for (let i = 0; i < base.length; i += 7) base[i] = i % 14 ? 0 : -0;
+          const x = base.subarray(3);
+          const theta = Float32Array.from(randomArray(C, seed + 2), (t) => Math.fround(0.05 + Math.abs(t) * 3));
+          const inv = Float32Array.from(theta, (t) => 1 / t);
+          const P = planesOf(code);
+          const ref = { sums: new Float32Array(R * C), rowStats: new Float32Array(R * STATS_WIDTH), ...(withDigits ? { digits: new Float32Array(P * R * C) } : {}) };
+          const got = { sums: new Float32Array(R * C).fill(Number.NaN), rowStats: new Float32Array(R * STATS_WIDTH).fill(Number.NaN), ...(withDigits ? { digits: new Float32Array(P * R * C).fill(Number.NaN) } : {}) };
+          encodeCpu(x, R, C, theta, inv, code, ref);
+          encodeWasm(rt, x, R, C, inv, code, got);
+          const what = `${kind} T=${T} ${R}×${C} range 2^${range}${withDigits ? ' with digits' : ''}`;
+          expectIdentical(got.sums, ref.sums, `${what}: sums`);
+          expectIdentical(got.rowStats, ref.rowStats, `${what}: row stats`);
+          if (withDigits) expectIdentical(got.digits!, ref.digits!, `${what}: digits`);
+        },
+      ),
+      { numRuns: 400, endOnFailure: true },
+    );
+  });
+
+  it('agree at the edges of the range: charges exactly at the top of a plane, where extra planes open and where they run out', () => {
+    const rt = runtime();
+    for (const kind of ['binary', 'ternary'] as const) {
+      for (const T of [1, 5, 9, 16]) {
+        const limit = kind === 'ternary' ? TERNARY_LIMIT : 2 - 2 ** (1 - T); // binary charges are |x| + 2^−T
+        // one row per charge (θ = 1), each beside neighbours that stay in range
+        const charges = [limit, -limit, Math.fround(limit * 1.0000001), limit * 2, limit * 2 ** EXTRA_PLANES, limit * 2 ** (EXTRA_PLANES + 1), 2 ** -T, 0.5, 1,
+          // binary: charges of exactly 2 (one extra plane) and of 2^(E+1) (past the last: clipped)
+          2 - 2 ** -T, 2 ** (EXTRA_PLANES + 1) - 2 ** -T];
+        const C = 6, R = charges.length;
+        const x = new Float32Array(R * C).map((_, i) => (i % C === 2 ? charges[Math.floor(i / C)]! : 0.25 * ((i % C) - 2)));
+        const theta = new Float32Array(C).fill(1), inv = new Float32Array(C).fill(1);
+        const code = { kind, T }, P = planesOf(code);
+        const ref = { sums: new Float32Array(R * C), rowStats: new Float32Array(R * STATS_WIDTH), digits: new Float32Array(P * R * C) };
+        const got = { sums: new Float32Array(R * C), rowStats: new Float32Array(R * STATS_WIDTH), digits: new Float32Array(P * R * C) };
+        encodeCpu(x, R, C, theta, inv, code, ref);
+        encodeWasm(rt, x, R, C, inv, code, got);
+        expectIdentical(got.rowStats, ref.rowStats, `${kind} T=${T} at the edges: row stats`);
+        expectIdentical(got.sums, ref.sums, `${kind} T=${T} at the edges: sums`);
+        expectIdentical(got.digits, ref.digits, `${kind} T=${T} at the edges: digits`);
+        // and the edges are where the code says: the top of the range opens no extra plane, twice it one
+        expect(ref.rowStats[STAT.extraSteps]).toBe(0);
+        expect(ref.rowStats[3 * STATS_WIDTH + STAT.extraSteps]).toBe(1);
+      }
+    }
   });
 });
 

@@ -29,6 +29,7 @@ import { type CausalMask, softmaxCpu } from './kernels/softmax.js';
 import { threadCount } from './threads.js';
 import { type CpuKernelSet, type WasmRuntime, cpuKernelSet, logOnce, wasmRuntime } from './wasm/runtime.js';
 import { ATTENTION_MIN_QUERIES, activationWasm, attentionWasm, gatedActivationWasm, eventWasm, matmulHalfWasm, matmulWasm, nonzeros, planeWasm } from './wasm/products.js';
+import { encodeWasm } from './wasm/encoders.js';
 import { embeddingHalfCpu, matmulHalfCpu } from './kernels/half-matmul.js';
 import { attentionDims, binaryBroadcast, checkVector, embeddingDims, gatedDims, matmulDims, planeRows, qkvCheck, ropeCheck, spikeAttentionDims, stateCheck, timeMajorDims, writeRowsCheck } from './shapes.js';
 import { HalfTensor } from './half.js';
@@ -253,7 +254,10 @@ export class CpuBackend implements Backend {
     const sums = new Tensor([R, C]);
     const digits = withDigits ? new Tensor([planesOf(code) * R, C]) : undefined;
     const rowStats = new Float32Array(R * STATS_WIDTH);
-    encodeCpu(x.data, R, C, host(th.theta).data, host(th.invTheta).data, code, { sums: sums.data, rowStats, ...(digits ? { digits: digits.data } : {}) });
+    const out = { sums: sums.data, rowStats, ...(digits ? { digits: digits.data } : {}) };
+    // weighted codes under the wasm set: the SIMD twin (bit for bit the same digits, sums and stats)
+    if (this.wasm && code.kind !== 'rate') encodeWasm(this.wasm, x.data, R, C, host(th.invTheta).data, code, out);
+    else encodeCpu(x.data, R, C, host(th.theta).data, host(th.invTheta).data, code, out);
     this.statsInto(rowStats, R, stats);
     return { sums, ...(digits ? { digits } : {}) };
   }

@@ -4,3 +4,4 @@ export { eventRowsF64, planeAccumulateF64 } from './spike';
 export { streamSumF32 } from './bandwidth';
 export { attentionF64 } from './attention';
 export { activationF64, gatedActivationF64 } from './elementwise';
+export { encodeWeightedF32 } from './codes';
