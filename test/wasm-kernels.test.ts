@@ -26,6 +26,7 @@ import { matmulBlocked, matvecBlocked } from '../src/tensor/kernels/matmul.js';
 import { planeMatmulCpu } from '../src/tensor/kernels/plane-matmul.js';
 import { spikeMatmulEventCpu } from '../src/tensor/kernels/spike-matmul.js';
 import { Tensor } from '../src/tensor/tensor.js';
+import { HalfTensor } from '../src/tensor/half.js';
 import { activationWasm, attentionWasm, gatedActivationWasm } from '../src/tensor/wasm/products.js';
 import { encodeWasm } from '../src/tensor/wasm/encoders.js';
 import { EXTRA_PLANES, STAT, STATS_WIDTH, TERNARY_LIMIT, encodeCpu, planesOf } from '../src/tensor/kernels/codes.js';
@@ -448,6 +449,23 @@ describe('weights freed by dispose', () => {
     cpu.dispose(b);
     expect(withJunk - rt.liveBytes).toBe(4096 * 4);
     for (const j of junk) rt.free(j);
+  });
+
+  it('uploading an uploaded copy counts one more owner (float32 and 16-bit copies alike)', () => {
+    const rt = runtime();
+    const cpu = new CpuBackend({ kernels: 'wasm' });
+    const f = Tensor.from([64, 64], randomArray(4096, 10));
+    const h = new HalfTensor([64, 64], 'bf16', Uint16Array.from(randomArray(4096, 11), (v) => (Math.fround(v) === 0 ? 0 : 0x3f80 + (Math.abs(v * 100) & 0x7f))));
+    for (const w of [f, h]) {
+      const a = cpu.upload(w, 'linear');
+      const b = cpu.upload(a, 'linear');
+      expect(b).toBe(a);
+      const live = rt.liveBytes;
+      cpu.dispose(a);
+      expect(rt.liveBytes, `${w instanceof HalfTensor ? 'bf16' : 'f32'}: still owned`).toBe(live);
+      cpu.dispose(b);
+      expect(live - rt.liveBytes, `${w instanceof HalfTensor ? 'bf16' : 'f32'}: freed by the last owner`).toBe(w instanceof HalfTensor ? 4096 * 2 : 4096 * 4);
+    }
   });
 
   it('a spiking model frees its folded weights on dispose; a weight shared with the ANN stays until its last owner lets go', async () => {

@@ -257,7 +257,8 @@ export class SpikingLM {
    * The same network with other planes per site (layerwise), reusing this one's device weights: as
    * they are where a site's planes did not change, and for a weighted code at any plane count (its
    * unit 2^(1−T) differs by a power of two, which the fast execution applies to the digit sums, so
-   * the logits are bit for bit those of a network built for these planes; the event-driven
+   * the logits are bit for bit those of a network built for these planes, barring folded weights
+   * within a factor 2^16 of float32's subnormal range; the event-driven
    * execution folds a site's own synapses on first use). What the plane search builds many of.
    * This model owns the shared tensors, so it must outlive the result (dispose the result first).
    */

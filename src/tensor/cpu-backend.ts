@@ -69,67 +69,42 @@ export class CpuBackend implements Backend {
     return `cpu (${set}, ${threadCount()} thread${threadCount() === 1 ? '' : 's'} for large products)`;
   }
 
-  /** Shared-memory copies of uploaded weights, so a tied matrix uploaded in two roles is one copy. */
-  private readonly sharedCopies = new WeakMap<Tensor, Tensor>();
-  /** Under the wasm set: each copy's source and how many uploads returned it and are not disposed. */
-  private readonly copyOwners = new WeakMap<Tensor, { source: Tensor; count: number }>();
+  /**
+   * Shared-memory copies of uploaded weights (float32 and 16-bit), one per source, so a tied matrix
+   * uploaded in two roles is one copy; under the wasm set each copy is counted, and its last dispose
+   * frees its bytes.
+   */
+  private readonly f32Copies = new WeightCopies<Tensor>();
+  private readonly halfCopies = new WeightCopies<HalfTensor>();
 
   upload(t: Tensor, role?: WeightRole): Tensor;
   upload(t: HalfTensor, role?: WeightRole): HalfTensor;
   upload(t: Tensor | HalfTensor, role?: WeightRole): Tensor | HalfTensor;
   upload(t: Tensor | HalfTensor, role?: WeightRole): Tensor | HalfTensor {
+    const rt = this.wasm;
     if (t instanceof HalfTensor) {
       if (role !== 'linear' && role !== 'embedding') throw new ShapeError(`cpu backend: a 16-bit (${t.format}) tensor ${shapeToString(t.shape)} uploaded as a ${role ?? 'plain'} tensor; only matmul weights and embedding tables stay 16-bit`);
-      return this.uploadHalf(t);
+      // 16-bit weights: their bits copied once into the wasm memory (wasm set), else used in place
+      if (!rt) return t;
+      return this.halfCopies.acquire(t, rt.addressOf(t.bits) !== undefined, true, () => {
+        const bits = rt.u16(t.size);
+        if (!bits) {
+          logOnce('wasm-4gib', `the weights do not fit in wasm32's 4 GiB (at ${t.format} weight ${JSON.stringify(t.shape)}): products on weights past it run the TypeScript kernels`);
+          return undefined;
+        }
+        bits.set(t.bits);
+        return new HalfTensor(t.shape, t.format, bits);
+      });
     }
     if (role !== 'linear' && role !== 'embedding') return t;
-    const owned = this.copyOwners.get(t);
-    if (owned) {
-      owned.count++;
-      return t;
-    }
     // Weights go to shared memory once, so the matmul workers read them in place: the wasm memory
     // under the wasm set (its kernels address nothing else), a SharedArrayBuffer otherwise.
-    if (this.wasm ? this.wasm.addressOf(t.data) !== undefined : t.data.buffer instanceof SharedArrayBuffer) return t;
-    let shared = this.sharedCopies.get(t);
-    if (!shared) {
+    const inPlace = rt ? rt.addressOf(t.data) !== undefined : t.data.buffer instanceof SharedArrayBuffer;
+    return this.f32Copies.acquire(t, inPlace, rt !== undefined, () => {
       const data = this.sharedArray(t.data.length, `weight ${JSON.stringify(t.shape)}`);
       data.set(t.data);
-      shared = new Tensor(t.shape, data);
-      this.sharedCopies.set(t, shared);
-      if (this.wasm) this.copyOwners.set(shared, { source: t, count: 0 });
-    }
-    const o = this.copyOwners.get(shared);
-    if (o) o.count++;
-    return shared;
-  }
-
-  /** 16-bit weights: their bits copied once into the wasm memory (wasm set), else used in place. */
-  private readonly halfCopies = new WeakMap<HalfTensor, HalfTensor>();
-  private readonly halfOwners = new WeakMap<HalfTensor, { source: HalfTensor; count: number }>();
-
-  private uploadHalf(t: HalfTensor): HalfTensor {
-    if (!this.wasm) return t;
-    const owned = this.halfOwners.get(t);
-    if (owned) {
-      owned.count++;
-      return t;
-    }
-    if (this.wasm.addressOf(t.bits) !== undefined) return t;
-    let copy = this.halfCopies.get(t);
-    if (!copy) {
-      const bits = this.wasm.u16(t.size);
-      if (!bits) {
-        logOnce('wasm-4gib', `the weights do not fit in wasm32's 4 GiB (at ${t.format} weight ${JSON.stringify(t.shape)}): products on weights past it run the TypeScript kernels`);
-        return t;
-      }
-      bits.set(t.bits);
-      copy = new HalfTensor(t.shape, t.format, bits);
-      this.halfCopies.set(t, copy);
-      this.halfOwners.set(copy, { source: t, count: 0 });
-    }
-    this.halfOwners.get(copy)!.count++;
-    return copy;
+      return new Tensor(t.shape, data);
+    });
   }
 
   /**
@@ -168,18 +143,10 @@ export class CpuBackend implements Backend {
    */
   dispose(t?: BTensor): void {
     if (this.wasm && t instanceof HalfTensor) {
-      const h = this.halfOwners.get(t);
-      if (!h || --h.count > 0) return;
-      this.halfOwners.delete(t);
-      this.halfCopies.delete(h.source);
-      this.wasm.free(t.bits);
+      if (this.halfCopies.release(t)) this.wasm.free(t.bits);
       return;
     }
-    if (!this.wasm || !(t instanceof Tensor)) return;
-    const o = this.copyOwners.get(t);
-    if (!o || --o.count > 0) return;
-    this.copyOwners.delete(t);
-    this.sharedCopies.delete(o.source);
+    if (!this.wasm || !(t instanceof Tensor) || !this.f32Copies.release(t)) return;
     const wT = this.transposed.get(t);
     if (wT) {
       this.transposed.delete(t);
@@ -468,4 +435,46 @@ function idsOf(t: Tensor): Int32Array {
     ids[i] = v;
   }
   return ids;
+}
+
+/**
+ * Copies of weights, one per source tensor, and (where counted) how many uploads returned each copy
+ * and are not disposed yet: the upload bookkeeping of float32 and 16-bit weights alike.
+ */
+class WeightCopies<T extends object> {
+  private readonly copies = new WeakMap<T, T>();
+  private readonly owners = new WeakMap<T, { source: T; count: number }>();
+
+  /**
+   * What an upload of `t` returns: `t` itself if it is a counted copy (counted once more) or lives
+   * where it is used (`inPlace`); else its copy, made once by `make` (where `make` gives nothing,
+   * `t`, and nothing is remembered).
+   */
+  acquire(t: T, inPlace: boolean, counted: boolean, make: () => T | undefined): T {
+    const owned = this.owners.get(t);
+    if (owned) {
+      owned.count++;
+      return t;
+    }
+    if (inPlace) return t;
+    let copy = this.copies.get(t);
+    if (!copy) {
+      copy = make();
+      if (!copy) return t;
+      this.copies.set(t, copy);
+      if (counted) this.owners.set(copy, { source: t, count: 0 });
+    }
+    const o = this.owners.get(copy);
+    if (o) o.count++;
+    return copy;
+  }
+
+  /** One dispose of a counted copy: true at the last one (the copy is forgotten; the caller frees its bytes). */
+  release(copy: T): boolean {
+    const o = this.owners.get(copy);
+    if (!o || --o.count > 0) return false;
+    this.owners.delete(copy);
+    this.copies.delete(o.source);
+    return true;
+  }
 }
