@@ -65,7 +65,7 @@ export class CpuBackend implements Backend {
   }
 
   describe(): string {
-    const set = this.kernels === 'wasm' ? 'wasm SIMD kernels for the products, TypeScript for the rest' : 'plain TypeScript kernels';
+    const set = this.kernels === 'wasm' ? 'wasm SIMD kernels for the products, attention, activations and weighted encoders; TypeScript for the rest' : 'plain TypeScript kernels';
     return `cpu (${set}, ${threadCount()} thread${threadCount() === 1 ? '' : 's'} for large products)`;
   }
 
