@@ -6,7 +6,7 @@
 import { execSync } from 'node:child_process';
 import os from 'node:os';
 import { Bench } from 'tinybench';
-import { cpuKernelSet } from '../src/tensor/wasm/runtime.js';
+import { cpuKernelSet, relaxedRequested } from '../src/tensor/wasm/runtime.js';
 
 export interface BenchRow {
   readonly suite: string;
@@ -44,7 +44,7 @@ export function machineMetadata(): Record<string, string> {
     cpu: os.cpus()[0]?.model ?? 'unknown',
     cores: String(os.availableParallelism?.() ?? os.cpus().length),
     // the CPU backend's default kernel set in this run (suites that compare sets name each row's)
-    cpu_kernels: cpuKernelSet(),
+    cpu_kernels: cpuKernelSet() === 'wasm' && relaxedRequested() ? 'wasm (relaxed SIMD)' : cpuKernelSet(),
     date: new Date().toISOString(),
   };
 }

@@ -30,7 +30,8 @@ import { HalfTensor } from '../src/tensor/half.js';
 import { activationWasm, attentionWasm, gatedActivationWasm } from '../src/tensor/wasm/products.js';
 import { encodeWasm } from '../src/tensor/wasm/encoders.js';
 import { EXTRA_PLANES, STAT, STATS_WIDTH, TERNARY_LIMIT, encodeCpu, planesOf } from '../src/tensor/kernels/codes.js';
-import { WasmRuntime, cpuKernelSet, simdSupported, wasmRuntime } from '../src/tensor/wasm/runtime.js';
+import { WasmRuntime, cpuKernelSet, relaxedRequested, relaxedSimdSupported, simdSupported, wasmRuntime } from '../src/tensor/wasm/runtime.js';
+import { relaxedOperands, relaxedWorkload } from './helpers/relaxed-workload.js';
 import { fixtureDir } from './helpers/fixtures.js';
 import { TOL, expectClose, expectIdentical, randomArray } from './helpers/tolerance.js';
 
@@ -273,6 +274,33 @@ describe('wasm weighted encoders', () => {
         expect(ref.rowStats[3 * STATS_WIDTH + STAT.extraSteps]).toBe(1);
       }
     }
+  });
+});
+
+describe('the relaxed-SIMD module (SPIKELM_WASM_RELAXED=1)', () => {
+  it('runs only when asked for, and asking where relaxed SIMD does not validate is an error', () => {
+    expect(relaxedRequested(undefined)).toBe(false);
+    expect(relaxedRequested('0')).toBe(false);
+    expect(() => relaxedRequested('yes')).toThrow(/SPIKELM_WASM_RELAXED must be 1 or 0, got "yes"/);
+    if (relaxedSimdSupported()) expect(relaxedRequested('1')).toBe(true);
+    else expect(() => relaxedRequested('1')).toThrow(/does not validate relaxed SIMD/);
+    expect(runtime().relaxed).toBe(false);
+  });
+
+  it('fuses the float32 products (within TOL.f32 of the default module) and gives its f64 spiking products, spike counts and SNN logits bit for bit', async () => {
+    // Node 20 validates relaxed SIMD behind a flag (Node ≥ 21 without one)
+    const flags = relaxedSimdSupported() ? [] : ['--experimental-wasm-relaxed-simd'];
+    const out = execFileSync(process.execPath, [...flags, '--import', 'tsx', 'test/helpers/relaxed-child.ts'], {
+      encoding: 'utf8', maxBuffer: 64 << 20, env: { ...process.env, SPIKELM_WASM_RELAXED: '1', SPIKELM_CPU_KERNELS: 'wasm' },
+    });
+    const child = JSON.parse(out) as { relaxed: boolean } & Awaited<ReturnType<typeof relaxedWorkload>>;
+    expect(child.relaxed).toBe(true);
+    const own = await relaxedWorkload(relaxedOperands());
+    child.f32.forEach((y, i) => expectClose(Float32Array.from(y), Float32Array.from(own.f32[i]!), TOL.f32, `relaxed f32 product ${i}`));
+    child.f64.forEach((y, i) => expectIdentical(y, own.f64[i]!, `relaxed f64 product ${i}`));
+    expectClose(Float32Array.from(child.ann), Float32Array.from(own.ann), TOL.golden, 'relaxed ANN logits');
+    expect(child.events).toEqual(own.events);
+    expectIdentical(child.snn, own.snn, 'relaxed SNN logits');
   });
 });
 

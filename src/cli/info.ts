@@ -4,7 +4,7 @@ import os from 'node:os';
 import { describeFeatures } from '../nn/config.js';
 import { CpuBackend } from '../tensor/cpu-backend.js';
 import { acquireGpu } from '../tensor/gpu/device.js';
-import { cpuKernelSet, relaxedSimdSupported, simdSupported } from '../tensor/wasm/runtime.js';
+import { cpuKernelSet, relaxedRequested, relaxedSimdSupported, simdSupported } from '../tensor/wasm/runtime.js';
 import type { Command } from './command.js';
 import { loadModelFromFlags } from './model-dir.js';
 
@@ -23,7 +23,7 @@ export const infoCommand: Command = {
       cpu: os.cpus()[0]?.model ?? 'unknown',
       cores: os.availableParallelism?.() ?? os.cpus().length,
       backends: { cpu: new CpuBackend().describe(), gpu: await gpuReport() },
-      cpu_kernels: { set: cpuKernelSet(), wasm_simd: simdSupported(), wasm_relaxed_simd: relaxedSimdSupported(), requested: process.env.SPIKELM_CPU_KERNELS || 'default' },
+      cpu_kernels: { set: cpuKernelSet(), wasm_simd: simdSupported(), wasm_relaxed_simd: relaxedSimdSupported(), wasm_relaxed_in_use: cpuKernelSet() === 'wasm' && relaxedRequested(), requested: process.env.SPIKELM_CPU_KERNELS || 'default' },
     };
     if (typeof flags.model === 'string') {
       const { model, tokenizer, dir, source } = await loadModelFromFlags(flags, io);
@@ -52,8 +52,8 @@ export function formatInfo(info: Record<string, unknown>): string {
   lines.push(`spikelm on Node ${info.node}, ${info.platform}, ${info.cpu} (${info.cores} cores)`);
   const backends = info.backends as { cpu: string; gpu: Record<string, unknown> };
   lines.push('', 'backends', `  cpu  ${backends.cpu}`);
-  const k = info.cpu_kernels as { set: string; wasm_simd: boolean; wasm_relaxed_simd: boolean; requested: string };
-  lines.push(`       kernel set ${k.set} (${k.requested === 'default' ? 'the default' : `SPIKELM_CPU_KERNELS=${k.requested}`}; wasm|ts); WebAssembly SIMD ${k.wasm_simd ? 'yes' : 'no'}, relaxed SIMD ${k.wasm_relaxed_simd ? 'yes (unused)' : 'no'}`);
+  const k = info.cpu_kernels as { set: string; wasm_simd: boolean; wasm_relaxed_simd: boolean; wasm_relaxed_in_use: boolean; requested: string };
+  lines.push(`       kernel set ${k.set} (${k.requested === 'default' ? 'the default' : `SPIKELM_CPU_KERNELS=${k.requested}`}; wasm|ts); WebAssembly SIMD ${k.wasm_simd ? 'yes' : 'no'}, relaxed SIMD ${k.wasm_relaxed_simd ? (k.wasm_relaxed_in_use ? 'yes, in use (SPIKELM_WASM_RELAXED=1: fused multiply-adds)' : 'yes (off; SPIKELM_WASM_RELAXED=1 fuses the multiply-adds)') : 'no'}`);
   const g = backends.gpu;
   if (g.available) {
     const limits = g.limits as Record<string, number>;

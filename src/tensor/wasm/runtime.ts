@@ -59,11 +59,31 @@ export const WASM_KERNELS = ['matmulF32Tile4x4', 'matvecF32Rows4', 'matmulF64Til
 export type WasmKernel = (typeof WASM_KERNELS)[number];
 
 export const WASM_FILE = new URL('./simd.wasm', import.meta.url);
+/** The same kernels with fused multiply-adds (relaxed SIMD): opt-in, SPIKELM_WASM_RELAXED=1. */
+export const WASM_RELAXED_FILE = new URL('./simd-relaxed.wasm', import.meta.url);
 
 let moduleBytes: Buffer | undefined;
 function bytes(): Buffer {
   moduleBytes ??= fs.readFileSync(WASM_FILE);
   return moduleBytes;
+}
+
+/**
+ * Whether the kernels run the relaxed-SIMD module: only when asked (SPIKELM_WASM_RELAXED=1; its
+ * results may depend on the machine, which fuses a multiply-add or not), and asking where relaxed
+ * SIMD does not validate is an error. The spiking products are the same either way (their f64
+ * products of float32 values are exact); the ANN's float32 sums change by rounding.
+ */
+export function relaxedRequested(env: string | undefined = process.env.SPIKELM_WASM_RELAXED): boolean {
+  if (env === undefined || env === '' || env === '0') return false;
+  if (env !== '1') throw new ArgumentError(`SPIKELM_WASM_RELAXED must be 1 or 0, got "${env}"`);
+  if (!relaxedSimdSupported()) throw new ArgumentError(`SPIKELM_WASM_RELAXED=1: this runtime does not validate relaxed SIMD (Node ≥ 21 has it; Node 20 with --experimental-wasm-relaxed-simd)`);
+  return true;
+}
+
+/** The module the wasm set runs: the relaxed build where asked for, else the default. */
+function kernelBytes(): Buffer {
+  return relaxedRequested() ? fs.readFileSync(WASM_RELAXED_FILE) : bytes();
 }
 
 let simd: boolean | undefined;
@@ -74,7 +94,7 @@ export function simdSupported(): boolean {
   return simd;
 }
 
-/** Whether relaxed SIMD validates here (reported by `spikelm info`; no kernel uses it yet). */
+/** Whether relaxed SIMD validates here (reported by `spikelm info`; SPIKELM_WASM_RELAXED=1 runs it). */
 export function relaxedSimdSupported(): boolean {
   try {
     return WA !== undefined && WA.validate(relaxedProbe());
@@ -118,7 +138,9 @@ interface FreeRange {
 /** The shared memory, its allocator and the main thread's instance. */
 export class WasmRuntime {
   readonly memory: WasmMemory = new WA.Memory({ initial: 2, maximum: MAX_PAGES, shared: true });
-  readonly module: WasmModule = new WA.Module(bytes());
+  readonly module: WasmModule = new WA.Module(kernelBytes());
+  /** Whether this runtime's module is the relaxed-SIMD build. */
+  readonly relaxed = relaxedRequested();
   readonly kernels: WasmExports;
   /** Every buffer object the memory has handed out (it is a new one after each grow). */
   private readonly buffers = new WeakSet<ArrayBufferLike>();

@@ -21,6 +21,23 @@
 
 import { wide1, wide4 } from './half';
 
+/**
+ * c + a·b. Compiled twice (scripts/build-wasm.mjs): as a multiply and an add in simd.wasm, as a
+ * relaxed fused multiply-add in simd-relaxed.wasm (SPIKELM_WASM_RELAXED=1, where it validates).
+ * Fused, float32 products are rounded once instead of twice, and whether the machine fuses is its
+ * choice (relaxed SIMD): results may depend on the machine. The f64 products here are of float32
+ * values, exact in f64, so fusing them changes nothing: the spiking products are the same either way.
+ */
+@inline function madd4(a: v128, b: v128, c: v128): v128 {
+  if (ASC_FEATURE_RELAXED_SIMD) return f32x4.relaxed_madd(a, b, c);
+  return f32x4.add(c, f32x4.mul(a, b));
+}
+
+@inline function madd2(a: v128, b: v128, c: v128): v128 {
+  if (ASC_FEATURE_RELAXED_SIMD) return f64x2.relaxed_madd(a, b, c);
+  return f64x2.add(c, f64x2.mul(a, b));
+}
+
 @inline function hsum4(v: v128): f32 {
   return (f32x4.extract_lane(v, 0) + f32x4.extract_lane(v, 1)) + (f32x4.extract_lane(v, 2) + f32x4.extract_lane(v, 3));
 }
@@ -64,7 +81,7 @@ import { wide1, wide4 } from './half';
 function dotW<W>(a: usize, b: usize, K: i32): f32 {
   const k4 = K & ~3;
   let acc = f32x4.splat(0);
-  for (let k = 0; k < k4; k += 4) acc = f32x4.add(acc, f32x4.mul(v128.load(a + (<usize>k << 2)), wload4<W>(b + (<usize>k << wshift<W>()))));
+  for (let k = 0; k < k4; k += 4) acc = madd4(v128.load(a + (<usize>k << 2)), wload4<W>(b + (<usize>k << wshift<W>())), acc);
   let s = hsum4(acc);
   for (let k = k4; k < K; k++) s += load<f32>(a + (<usize>k << 2)) * wload1<W>(b + (<usize>k << wshift<W>()));
   return s;
@@ -79,10 +96,10 @@ function rowW<W>(xr: usize, w: usize, bias: usize, yr: usize, K: i32, n0: i32, n
     let a0 = f32x4.splat(0), a1 = f32x4.splat(0), a2 = f32x4.splat(0), a3 = f32x4.splat(0);
     for (let k = 0; k < k4; k += 4) {
       const xv = v128.load(xr + (<usize>k << 2)), o = <usize>k << wshift<W>();
-      a0 = f32x4.add(a0, f32x4.mul(xv, wload4<W>(p0 + o)));
-      a1 = f32x4.add(a1, f32x4.mul(xv, wload4<W>(p1 + o)));
-      a2 = f32x4.add(a2, f32x4.mul(xv, wload4<W>(p2 + o)));
-      a3 = f32x4.add(a3, f32x4.mul(xv, wload4<W>(p3 + o)));
+      a0 = madd4(xv, wload4<W>(p0 + o), a0);
+      a1 = madd4(xv, wload4<W>(p1 + o), a1);
+      a2 = madd4(xv, wload4<W>(p2 + o), a2);
+      a3 = madd4(xv, wload4<W>(p3 + o), a3);
     }
     let s0 = hsum4(a0), s1 = hsum4(a1), s2 = hsum4(a2), s3 = hsum4(a3);
     for (let k = k4; k < K; k++) {
@@ -120,13 +137,13 @@ function matmulW<W>(x: usize, w: usize, bias: usize, y: usize, M: i32, K: i32, N
         const o = <usize>k << 2, h = <usize>k << wshift<W>();
         const wa = wload4<W>(w0 + h), wb = wload4<W>(w1 + h), wc = wload4<W>(w2 + h), wd = wload4<W>(w3 + h);
         let xv = v128.load(x0 + o);
-        c00 = f32x4.add(c00, f32x4.mul(xv, wa)); c01 = f32x4.add(c01, f32x4.mul(xv, wb)); c02 = f32x4.add(c02, f32x4.mul(xv, wc)); c03 = f32x4.add(c03, f32x4.mul(xv, wd));
+        c00 = madd4(xv, wa, c00); c01 = madd4(xv, wb, c01); c02 = madd4(xv, wc, c02); c03 = madd4(xv, wd, c03);
         xv = v128.load(x1 + o);
-        c10 = f32x4.add(c10, f32x4.mul(xv, wa)); c11 = f32x4.add(c11, f32x4.mul(xv, wb)); c12 = f32x4.add(c12, f32x4.mul(xv, wc)); c13 = f32x4.add(c13, f32x4.mul(xv, wd));
+        c10 = madd4(xv, wa, c10); c11 = madd4(xv, wb, c11); c12 = madd4(xv, wc, c12); c13 = madd4(xv, wd, c13);
         xv = v128.load(x2 + o);
-        c20 = f32x4.add(c20, f32x4.mul(xv, wa)); c21 = f32x4.add(c21, f32x4.mul(xv, wb)); c22 = f32x4.add(c22, f32x4.mul(xv, wc)); c23 = f32x4.add(c23, f32x4.mul(xv, wd));
+        c20 = madd4(xv, wa, c20); c21 = madd4(xv, wb, c21); c22 = madd4(xv, wc, c22); c23 = madd4(xv, wd, c23);
         xv = v128.load(x3 + o);
-        c30 = f32x4.add(c30, f32x4.mul(xv, wa)); c31 = f32x4.add(c31, f32x4.mul(xv, wb)); c32 = f32x4.add(c32, f32x4.mul(xv, wc)); c33 = f32x4.add(c33, f32x4.mul(xv, wd));
+        c30 = madd4(xv, wa, c30); c31 = madd4(xv, wb, c31); c32 = madd4(xv, wc, c32); c33 = madd4(xv, wd, c33);
       }
       tile4W<W>(x0, w0, bias, y + <usize>m * yb, rb, K, k4, n, c00, c01, c02, c03);
       tile4W<W>(x1, w0, bias, y + <usize>(m + 1) * yb, rb, K, k4, n, c10, c11, c12, c13);
@@ -189,7 +206,7 @@ export function matmulF16Tile4x4(x: usize, w: usize, bias: usize, y: usize, M: i
 function dotF64(a: usize, b: usize, K: i32): f64 {
   const k2 = K & ~1;
   let acc = f64x2.splat(0);
-  for (let k = 0; k < k2; k += 2) acc = f64x2.add(acc, f64x2.mul(load2(a + (<usize>k << 2)), load2(b + (<usize>k << 2))));
+  for (let k = 0; k < k2; k += 2) acc = madd2(load2(a + (<usize>k << 2)), load2(b + (<usize>k << 2)), acc);
   let s = hsum2(acc);
   if (k2 < K) s += <f64>load<f32>(a + (<usize>k2 << 2)) * <f64>load<f32>(b + (<usize>k2 << 2));
   return s;
@@ -205,10 +222,10 @@ function rowF64(xr: usize, w: usize, bias: usize, yr: usize, K: i32, n0: i32, n1
     for (let k = 0; k < k4; k += 4) {
       const o = <usize>k << 2;
       const xl = load2(xr + o), xh = load2(xr + o + 8);
-      a0 = f64x2.add(a0, f64x2.mul(xl, load2(p0 + o))); b0 = f64x2.add(b0, f64x2.mul(xh, load2(p0 + o + 8)));
-      a1 = f64x2.add(a1, f64x2.mul(xl, load2(p1 + o))); b1 = f64x2.add(b1, f64x2.mul(xh, load2(p1 + o + 8)));
-      a2 = f64x2.add(a2, f64x2.mul(xl, load2(p2 + o))); b2 = f64x2.add(b2, f64x2.mul(xh, load2(p2 + o + 8)));
-      a3 = f64x2.add(a3, f64x2.mul(xl, load2(p3 + o))); b3 = f64x2.add(b3, f64x2.mul(xh, load2(p3 + o + 8)));
+      a0 = madd2(xl, load2(p0 + o), a0); b0 = madd2(xh, load2(p0 + o + 8), b0);
+      a1 = madd2(xl, load2(p1 + o), a1); b1 = madd2(xh, load2(p1 + o + 8), b1);
+      a2 = madd2(xl, load2(p2 + o), a2); b2 = madd2(xh, load2(p2 + o + 8), b2);
+      a3 = madd2(xl, load2(p3 + o), a3); b3 = madd2(xh, load2(p3 + o + 8), b3);
     }
     let s0 = hsum2(f64x2.add(a0, b0)), s1 = hsum2(f64x2.add(a1, b1)), s2 = hsum2(f64x2.add(a2, b2)), s3 = hsum2(f64x2.add(a3, b3));
     for (let k = k4; k < K; k++) {
@@ -245,13 +262,13 @@ export function matmulF64Tile4x4(x: usize, w: usize, bias: usize, y: usize, M: i
         const o = <usize>k << 2;
         const wa = load2(w0 + o), wb = load2(w1 + o), wc = load2(w2 + o), wd = load2(w3 + o);
         let xv = load2(x0 + o);
-        c00 = f64x2.add(c00, f64x2.mul(xv, wa)); c01 = f64x2.add(c01, f64x2.mul(xv, wb)); c02 = f64x2.add(c02, f64x2.mul(xv, wc)); c03 = f64x2.add(c03, f64x2.mul(xv, wd));
+        c00 = madd2(xv, wa, c00); c01 = madd2(xv, wb, c01); c02 = madd2(xv, wc, c02); c03 = madd2(xv, wd, c03);
         xv = load2(x1 + o);
-        c10 = f64x2.add(c10, f64x2.mul(xv, wa)); c11 = f64x2.add(c11, f64x2.mul(xv, wb)); c12 = f64x2.add(c12, f64x2.mul(xv, wc)); c13 = f64x2.add(c13, f64x2.mul(xv, wd));
+        c10 = madd2(xv, wa, c10); c11 = madd2(xv, wb, c11); c12 = madd2(xv, wc, c12); c13 = madd2(xv, wd, c13);
         xv = load2(x2 + o);
-        c20 = f64x2.add(c20, f64x2.mul(xv, wa)); c21 = f64x2.add(c21, f64x2.mul(xv, wb)); c22 = f64x2.add(c22, f64x2.mul(xv, wc)); c23 = f64x2.add(c23, f64x2.mul(xv, wd));
+        c20 = madd2(xv, wa, c20); c21 = madd2(xv, wb, c21); c22 = madd2(xv, wc, c22); c23 = madd2(xv, wd, c23);
         xv = load2(x3 + o);
-        c30 = f64x2.add(c30, f64x2.mul(xv, wa)); c31 = f64x2.add(c31, f64x2.mul(xv, wb)); c32 = f64x2.add(c32, f64x2.mul(xv, wc)); c33 = f64x2.add(c33, f64x2.mul(xv, wd));
+        c30 = madd2(xv, wa, c30); c31 = madd2(xv, wb, c31); c32 = madd2(xv, wc, c32); c33 = madd2(xv, wd, c33);
       }
       tile4F64(x0, w0, bias, y + <usize>m * yb, rb, K, k2, n, c00, c01, c02, c03);
       tile4F64(x1, w0, bias, y + <usize>(m + 1) * yb, rb, K, k2, n, c10, c11, c12, c13);
