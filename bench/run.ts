@@ -15,8 +15,9 @@ import { loopSuite } from './loop.bench.js';
 import { bf16Suite } from './bf16.bench.js';
 import { cpuKernelsSuite } from './cpu-kernels.bench.js';
 import { headSuite } from './head.bench.js';
+import { relaxedSuite } from './relaxed.bench.js';
 
-export const SUITES: readonly Suite[] = [matmulSuite, kernelsSuite, modelSuite, snnSuite, decodeSuite, scaleSuite, finetuneSuite, targetSuite, loopSuite, cpuKernelsSuite, bf16Suite, headSuite];
+export const SUITES: readonly Suite[] = [matmulSuite, kernelsSuite, modelSuite, snnSuite, decodeSuite, scaleSuite, finetuneSuite, targetSuite, loopSuite, cpuKernelsSuite, bf16Suite, headSuite, relaxedSuite];
 
 async function runBench(argv: string[]): Promise<void> {
   const quick = argv.includes('--quick');
