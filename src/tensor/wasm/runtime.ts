@@ -81,10 +81,6 @@ export function relaxedRequested(env: string | undefined = process.env.SPIKELM_W
   return true;
 }
 
-/** The module the wasm set runs: the relaxed build where asked for, else the default. */
-function kernelBytes(): Buffer {
-  return relaxedRequested() ? fs.readFileSync(WASM_RELAXED_FILE) : bytes();
-}
 
 let simd: boolean | undefined;
 /** Whether this runtime validates the kernels' module (128-bit SIMD and shared memory). */
@@ -138,9 +134,9 @@ interface FreeRange {
 /** The shared memory, its allocator and the main thread's instance. */
 export class WasmRuntime {
   readonly memory: WasmMemory = new WA.Memory({ initial: 2, maximum: MAX_PAGES, shared: true });
-  readonly module: WasmModule = new WA.Module(kernelBytes());
-  /** Whether this runtime's module is the relaxed-SIMD build. */
+  /** Whether this runtime's module is the relaxed-SIMD build (asked for once, here). */
   readonly relaxed = relaxedRequested();
+  readonly module: WasmModule = new WA.Module(this.relaxed ? fs.readFileSync(WASM_RELAXED_FILE) : bytes());
   readonly kernels: WasmExports;
   /** Every buffer object the memory has handed out (it is a new one after each grow). */
   private readonly buffers = new WeakSet<ArrayBufferLike>();
