@@ -15,7 +15,7 @@ import { defineConfig } from 'vitest/config';
  * TypeScript kernel set (SPIKELM_CPU_KERNELS=ts; the other two run the default, wasm SIMD), CPU cases
  * only (SPIKELM_CPU_ONLY); SPIKELM_TS_KERNEL_TESTS=0 leaves it out.
  */
-export const TS_KERNEL_FILES = ['golden', 'families', 'snn-model', 'models', 'kernels', 'spike-matmul', 'layerwise-kernels', 'spiking-ops', 'fused-ops', 'codes', 'conversation'].map((f) => `test/${f}.test.ts`);
+export const TS_KERNEL_FILES = ['golden', 'families', 'snn-model', 'models', 'kernels', 'spike-matmul', 'layerwise-kernels', 'spiking-ops', 'fused-ops', 'codes', 'conversation', 'two-stage-head'].map((f) => `test/${f}.test.ts`);
 export const GPU_TEST_FILES = fs.readdirSync('test').filter((f) => f.endsWith('.test.ts') && /\b(requireGpu|backendFor)\(/.test(fs.readFileSync(`test/${f}`, 'utf8'))).map((f) => `test/${f}`);
 
 function vulkanDriverPresent(): boolean {

@@ -72,7 +72,7 @@ export async function generate(model: CausalLM | SpikingLM, promptIds: readonly 
   // the turn's rows before its first token: no step grows the cache
   cache.reserve(Math.min(promptIds.length + maxNew, cache.maxLength - cache.length));
   // a spiking model's statistics, one tensor for the whole generation (the encoders add into it)
-  const stats = spiking ? b.zeros([spiking.sites.length * (spiking.schedule === 'stepwise' ? spiking.timesteps : 1), STATS_WIDTH]) : undefined;
+  const stats = spiking ? b.zeros([spiking.statsRows(), STATS_WIDTH]) : undefined;
   const logitsOf = (ids: Int32Array | BTensor): BTensor => {
     if (!spiking) return (model as CausalLM).forward(ids, cache);
     const out = spiking.forward(ids, cache, { stats: stats! });

@@ -36,6 +36,12 @@
  *                so, and it runs no steps (STAT.activeNeurons; most attention probabilities).
  *   cache        keys scaled by θq·scale and values by θp once per token (2·Hkv·d MACs), so a
  *                spike event is an accumulate
+ *   two-stage head (P planes, P_c coarse, top k; SpikingConfig.head): the coarse events (those of
+ *                the first P_c planes, extra planes included) reach all V outputs, the rest only
+ *                the k selected: synapses coarse events × V + fine events × k; membranes
+ *                (P_c − 1)·V + (P − P_c)·k doublings per row, extra planes × V; the selection
+ *                SELECTION comparisons: V·(1 + ⌈log₂ k⌉) ACs per row at most (each coarse logit
+ *                against the k-th held, a binary insertion for those that enter), counted so
  *   dense        norms, activation, SwiGLU product, RoPE, softmax, residual adds: as the ANN
  * SNN, stepwise schedule (T steps; every dense operator at every step)
  *   synapses     events × fan-out ACs; biases N ACs per token per step
@@ -49,6 +55,7 @@ import type { CodingName, ScheduleName } from './codes.js';
 import { isWeighted } from './codes.js';
 import type { EncoderSite } from './sites.js';
 import type { SpikeTally } from './stats.js';
+import { STAT } from '../tensor/kernels/codes.js';
 
 export const ENERGY_PRESETS = {
   fp32: { mac: 4.6e-12, ac: 0.9e-12 },
@@ -140,11 +147,21 @@ export function siteRules(input: EnergyInput) {
   const doublings = (i: number, receiversPerRow: number, rows: number): number => {
     if (!weighted) return 0;
     const site = t.sites[i]!, steps = stepsOf(site) - 1;
+    const h = t.headStages;
+    if (site.kind === 'head_in' && h) {
+      // coarse planes on every output, the rest on the k selected (the fine row's extra fan-out is
+      // at k, the coarse row's at V − k: extra planes × V together)
+      return ((h.coarsePlanes - 1) * receiversPerRow + (steps + 1 - h.coarsePlanes) * h.topK) * rows + t.get(i, 'extraFanout') + t.headCoarse[STAT.extraFanout]!;
+    }
     if (site.kind === 'q_in') return steps * c.numHeads * t.attendedKeys + c.numHeads * t.get(i, 'extraFanout');
     if (site.kind === 'p_in') return steps * t.tokens * c.numHeads * c.headDim + t.get(i, 'extraFanout');
     return steps * receiversPerRow * rows + t.get(i, 'extraFanout');
   };
-  return { neuronOps, doublings };
+  /** Synaptic operations of a site: its events × fan-out; a two-stage head's coarse events also reach the other V − k outputs. */
+  const synapses = (i: number): number => t.get(i, 'synapticOps') + (t.sites[i]!.kind === 'head_in' && t.headStages ? t.headCoarse[STAT.synapticOps]! : 0);
+  /** A two-stage head's selection, per its rows (header: SELECTION). */
+  const selection = (rows: number): number => (t.headStages ? rows * c.vocabSize * (1 + Math.ceil(Math.log2(t.headStages.topK))) : 0);
+  return { neuronOps, doublings, synapses, selection };
 }
 
 /**
@@ -153,11 +170,12 @@ export function siteRules(input: EnergyInput) {
  * its neurons. The plane search prices a site's planes with this; the report's parts add the same.
  */
 export function siteOps(input: EnergyInput, i: number): OpCount {
-  const { neuronOps, doublings } = siteRules(input);
+  const { neuronOps, doublings, synapses, selection } = siteRules(input);
   const t = input.tally, c = input.config, site = t.sites[i]!;
   const rows = site.kind === 'head_in' || site.kind === 'proj_out' ? t.headRows : t.tokens;
   const neu = neuronOps(i);
-  return { acs: t.get(i, 'synapticOps') + doublings(i, site.kind === 'head_in' ? c.vocabSize : receiversOf(c, site), rows) + neu.acs, macs: neu.macs };
+  const select = site.kind === 'head_in' ? selection(rows) : 0;
+  return { acs: synapses(i) + doublings(i, site.kind === 'head_in' ? c.vocabSize : receiversOf(c, site), rows) + neu.acs + select, macs: neu.macs };
 }
 
 /** The accumulators one row of a linear site's spikes reaches (its layer's outputs). */
@@ -185,7 +203,7 @@ export function energyReport(input: EnergyInput): EnergyReport {
   const annParts: Record<string, OpCount> = {}, snnParts: Record<string, OpCount> = {};
   const part = (rec: Record<string, OpCount>, name: string) => (rec[name] ??= { acs: 0, macs: 0 });
   const layers: LayerEnergy[] = [];
-  const { neuronOps, doublings } = siteRules(input);
+  const { neuronOps, doublings, synapses, selection } = siteRules(input);
   const perTokenSteps = stepwise ? T : 1;
   /**
    * A linear layer of K inputs and N outputs (biasOutputs of them with a bias) behind site `name`,
@@ -279,12 +297,13 @@ export function energyReport(input: EnergyInput): EnergyReport {
     const i = siteIndex.get('head_in')!;
     const headNeuronRows = stepwise ? n : r;
     const snn: OpCount = { acs: 0, macs: 0 };
-    const syn = { acs: t.get(i, 'synapticOps') };
+    const syn = { acs: synapses(i) };
     const mem = { acs: doublings(i, V, r) };
     const neu = neuronOps(i);
+    const select = { acs: selection(r) };
     const dense = { macs: finalNorm * (stepwise ? T * headNeuronRows : r) * D * NORM_OPS, acs: perTokenSteps * positionAdd };
     const comp = { macs: stepwise ? finalNorm * T * n * D * COMPENSATION_MACS : 0 };
-    for (const [name, x] of [['synapses', syn], ['membranes', mem], ['neurons', neu], ['norms, activation, residual', dense], ['compensation', comp]] as [string, Partial<OpCount>][]) {
+    for (const [name, x] of [['synapses', syn], ['membranes', mem], ['neurons', neu], ['head selection', select], ['norms, activation, residual', dense], ['compensation', comp]] as [string, Partial<OpCount>][]) {
       add(snn, x);
       if (x.acs || x.macs) add(part(snnParts, name), x);
     }

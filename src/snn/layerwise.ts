@@ -17,6 +17,10 @@
  *   u     = mlp_in spikes · W_(gate|up)ᵀ + b;  act(gate)·up  (or act(u))   once per token
  *   h     = h + down_in spikes · W_downᵀ + b          (post-LN: then h = norm(h))
  *   logits = head_in spikes (of norm(h) on the rows asked for) · W_headᵀ
+ * or, with a two-stage head (SpikingConfig.head: P_c coarse planes of the head's P, top k):
+ *   coarse = (the first P_c planes of head_in's spikes) · W_headᵀ     every output
+ *   logits = coarse, except at the k first-ranked columns of coarse (per row), which get the
+ *            full P planes (kernels/top-k.ts refine): what a one-stage head computes there
  * Attention within a sliding window (Mistral) sees the last W keys: q's spikes fan out to that many.
  * OPT's project_in and project_out are linear layers like any other, behind the proj_in and
  * proj_out encoders.
@@ -34,12 +38,12 @@ import type { KvCache } from '../nn/kv-cache.js';
 import { positionRows, stackLinear } from '../nn/model.js';
 import type { LMWeights, LinearWeights, NormWeights } from '../nn/weights.js';
 import type { Backend, BTensor, DeviceThresholds, TokenIds } from '../tensor/backend.js';
-import { type CodeParams, planesOf, unitOf } from '../tensor/kernels/codes.js';
+import { type CodeParams, EXTRA_PLANES, planesOf, unitOf } from '../tensor/kernels/codes.js';
 import { inverseThresholds } from '../tensor/kernels/neuron.js';
 import { ropeInvFreq } from '../tensor/kernels/rope.js';
 import { Tensor } from '../tensor/tensor.js';
 import { codeParams } from './codes.js';
-import type { NetForward, NetOptions, SpikingConfig } from './model.js';
+import type { HeadStages, NetForward, NetOptions, SpikingConfig } from './model.js';
 import { type EncoderSite, stepsOfSite } from './sites.js';
 
 interface Linear {
@@ -274,6 +278,36 @@ export class LayerwiseNet {
       h = lin(blk.down, `${p}.down_in`, hidden, h);
       if (!pre) h = norm(h, blk.mlpNorm);
     });
+    // the LM head: one stage, or coarse planes everywhere and the rest for the top k (header)
+    const headOf = (x: BTensor, statsInto: BTensor, stages: HeadStages | undefined): BTensor => {
+      const l = this.head;
+      if (!stages || !l.th) return lin(l, 'head_in', x, undefined, false);
+      const V = cfg.vocabSize, R = x.shape[0]!, P = l.code.T, finer = 2 ** (P - stages.coarsePlanes);
+      // the whole run (its spikes, neurons and steps; every event reaches the k selected outputs),
+      // and the coarse run alone for what its events cost beyond them (fan-out V − k, the extra row)
+      const all = b.encode(x, l.th, l.code, { tensor: statsInto, row: l.slot, fanout: stages.topK }, event);
+      if (opts.observeSpikes && all.digits) opts.observeSpikes('head_in', all.digits, planesOf(l.code));
+      const coarseCode: CodeParams = { ...l.code, T: stages.coarsePlanes };
+      const coarseRun = b.encode(x, l.th, coarseCode, { tensor: statsInto, row: this.sites.length, fanout: V - stages.topK }, false);
+      let coarse: BTensor;
+      if (event) {
+        // the first extra + P_c planes of the run are the coarse run's digits; their membranes have
+        // doubled P − P_c times fewer, a power of two applied once (exact, and so is the fast twin's)
+        const planes = EXTRA_PLANES + stages.coarsePlanes;
+        coarse = b.scale(b.planeMatmul(b.sliceRows(all.digits!, 0, planes * R), planes, 2, this.eventWeight(l)), finer);
+      } else {
+        coarse = b.spikeMatmul(b.scale(coarseRun.sums, (unitOf(coarseCode) / l.unit!)), l.weight, undefined, undefined, 'dense');
+      }
+      if (l.bias) coarse = b.add(coarse, l.bias);
+      const selected = b.topK(coarse, stages.topK);
+      if (event) return b.refineColumns(coarse, selected, all.digits!, planesOf(l.code), this.eventWeight(l), l.bias);
+      const ratio = unitOf(l.code) / l.unit!;
+      return b.refineColumns(coarse, selected, ratio === 1 ? all.sums : b.scale(all.sums, ratio), 0, l.weight, l.bias);
+    };
+    const heads = (x: BTensor): { logits: BTensor; extraLogits?: BTensor[] } => ({
+      logits: headOf(x, stats!, this.spiking.head),
+      ...(opts.extraHeads?.length ? { extraLogits: opts.extraHeads.map((h) => headOf(x, h.stats, h.stages)) } : {}),
+    });
     const [r0, r1] = opts.rows;
     // the head's input: norm(h) where the model has a final norm, then project_out where it has one
     const headInput = (x: BTensor, observed: boolean): BTensor => {
@@ -285,9 +319,11 @@ export class LayerwiseNet {
       // while the head runs only for the rows whose logits were asked for (the norm is row-wise)
       const all = headInput(h, true);
       opts.observe('head_in', all, 1);
-      return { logits: lin(this.head, 'head_in', b.sliceRows(all, r0, r1), undefined, false), decoded: new Map() };
+      return { ...heads(b.sliceRows(all, r0, r1)), decoded: new Map() };
     }
-    return { logits: lin(this.head, 'head_in', headInput(b.sliceRows(h, r0, r1), true)), decoded: new Map() };
+    const x = headInput(b.sliceRows(h, r0, r1), true);
+    observe('head_in', x);
+    return { ...heads(x), decoded: new Map() };
   }
 }
 

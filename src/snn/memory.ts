@@ -25,6 +25,9 @@
  *     activations   as the ANN: each linear's input read (the charge) and output written (decoded)
  *     kv            writes as the ANN; reads: a key element per q event and key seen, a value row
  *                   per probability event (q_in's and p_in's synaptic operations)
+ *     two-stage head  its coarse events read V-long weight columns, its fine events k gathered
+ *                   weights (energy.ts's synapses); the selection reads each coarse accumulator
+ *                   once (V per row) and writes k indices
  *
  * Widths follow the precision (FP32 4 bytes, FP16 2, INT8 1) for weights, activations, the cache,
  * accumulators and membranes alike; spikes are 32-bit words at every precision. Energy per 64-bit
@@ -187,11 +190,11 @@ export function memoryReport(input: EnergyInput, compute: EnergyReport, regime: 
   annEl.kv = kvWrites + c.numLayers * 2 * kvW * A;
 
   // SNN (event execution)
-  const { doublings } = siteRules(input);
+  const { doublings, synapses } = siteRules(input);
   const snnEl: Record<DataKind, number> = { weights: 0, activations: annEl.activations, kv: kvWrites, accumulators: 0, neuron_state: 0, spikes: 0 };
   let events = 0;
   t.sites.forEach((site, i) => {
-    const syn = t.get(i, 'synapticOps');
+    const syn = synapses(i);
     if (site.kind === 'q_in' || site.kind === 'p_in') snnEl.kv += syn; // key elements per q event and key; value rows per p event
     else snnEl.weights += syn;
     const linear = linears.find((l) => l.site === site.kind);
@@ -200,6 +203,8 @@ export function memoryReport(input: EnergyInput, compute: EnergyReport, regime: 
     snnEl.neuron_state += t.neurons[i]! + 2 * t.get(i, 'activeSteps');
     events += t.get(i, 'events');
   });
+  // a two-stage head's selection: every coarse accumulator read once, k indices written per row
+  if (t.headStages) snnEl.accumulators += r * (c.vocabSize + t.headStages.topK);
   const snnBytes = Object.fromEntries(DATA_KINDS.map((k) => [k, snnEl[k] * w])) as Record<DataKind, number>;
   snnBytes.spikes = 2 * events * SPIKE_BYTES;
   const annBytes = Object.fromEntries(DATA_KINDS.map((k) => [k, annEl[k] * w])) as Record<DataKind, number>;

@@ -19,6 +19,7 @@ import { KvCache } from '../nn/kv-cache.js';
 import type { LMWeights } from '../nn/weights.js';
 import { type Backend, type BTensor, type SpikeKernel, tokenCount, tokenIds } from '../tensor/backend.js';
 import { STATS_WIDTH } from '../tensor/kernels/codes.js';
+import { MAX_TOP_K } from '../tensor/kernels/top-k.js';
 import { type NeuronConfig, validateNeuron } from '../tensor/kernels/neuron.js';
 import { type Adapters, applyAdapters } from './adapters.js';
 import { type CodingName, type ScheduleName, checkCombination } from './codes.js';
@@ -83,10 +84,27 @@ export interface SpikingConfig {
    */
   readonly planes?: SitePlanes;
   /**
+   * Layerwise, phase-ternary: the two-stage LM head. The head's input runs its planes as usual, but
+   * only the first `coarsePlanes` of them reach every output; the k = `topK` leading outputs of that
+   * coarse sum (per row, the sampler's rank) receive the remaining planes and so their full logits,
+   * the others keep their coarse ones. The ternary code is prefix-stable (the first planes of a
+   * P-plane run are the digits of a run at fewer planes), which is what makes the coarse sum a
+   * code of its own. Absent: the head is one stage.
+   */
+  readonly head?: HeadStages;
+  /**
    * Fine-tuned norm gains and LoRA corrections (src/snn/adapters.ts), merged into this model's copy
    * of the affected weights; `weights` stays the ANN's.
    */
   readonly adapters?: Adapters;
+}
+
+/** The two-stage LM head's parameters (SpikingConfig.head). */
+export interface HeadStages {
+  /** Planes every output receives (1 ≤ coarsePlanes < the head's planes). */
+  readonly coarsePlanes: number;
+  /** Outputs per row that receive the rest (1 ≤ topK ≤ 64, below the vocabulary). */
+  readonly topK: number;
 }
 
 /** What conversion needs of an ANN: its config and host weights (a CausalLM has both). */
@@ -113,6 +131,12 @@ export interface SnnForwardOptions {
    * generation so that a decode step allocates nothing; a fresh zeroed one by default.
    */
   readonly stats?: BTensor;
+  /**
+   * Layerwise: more LM heads on the same head input (the plane search's head stage: one forward
+   * scores several). Each writes its head_in (and coarse) statistics into its own `stats`, a
+   * zeroed tensor of statsRowsFor(its stages) rows; `stages` undefined is the one-stage head.
+   */
+  readonly extraHeads?: readonly { readonly stages?: HeadStages; readonly stats: BTensor }[];
 }
 
 export interface SnnOutput {
@@ -136,6 +160,13 @@ export interface SnnOutput {
   readonly headRows: number;
   /** Σ over the fed tokens of the keys each attended to. */
   readonly attendedKeys: number;
+  /**
+   * Where the two-stage head ran: its parameters. `stats` then has one more row, after the sites':
+   * the coarse stage's encoder statistics (synaptic ops at fan-out V − k; the head_in row's are at k).
+   */
+  readonly headStages?: HeadStages;
+  /** Logits of the heads asked for in `extraHeads`, in order (their statistics in their own tensors). */
+  readonly extraLogits?: readonly BTensor[];
 }
 
 /** What a schedule's network is asked to do for one forward (the facade prepares it). */
@@ -147,12 +178,14 @@ export interface NetOptions {
   readonly decodedAt?: readonly number[];
   readonly observe?: SnnForwardOptions['observe'];
   readonly observeSpikes?: SnnForwardOptions['observeSpikes'];
-  /** [sites·statsSteps, STATS_WIDTH], zeroed: the encoders add into it. */
+  /** [sites·statsSteps (+ 1 for a two-stage head), STATS_WIDTH], zeroed: the encoders add into it. */
   readonly stats: BTensor;
+  readonly extraHeads?: SnnForwardOptions['extraHeads'];
 }
 
 export interface NetForward {
   readonly logits: BTensor;
+  readonly extraLogits?: readonly BTensor[];
   readonly decoded: ReadonlyMap<number, BTensor>;
   readonly spikes?: BTensor;
 }
@@ -192,6 +225,11 @@ export class SpikingLM {
         if (!names.has(name)) throw new ArgumentError(`planes: "${name}" is not an encoder site of this model (sites are named like layers.0.attn_in and head_in)`);
         if (!Number.isInteger(n) || n < 1 || n > MAX_SITE_PLANES) throw new ArgumentError(`planes: ${name} must be an integer number of planes in 1…${MAX_SITE_PLANES}, got ${n}`);
       }
+    }
+    if (spiking.head) {
+      if (schedule !== 'layerwise' || coding !== 'phase-ternary') throw new ArgumentError(`head: the two-stage head needs the layerwise schedule and the phase-ternary code (its coarse planes are a prefix of the run), got ${schedule} ${coding}`);
+      const headPlanes = stepsOfSite(T, spiking.siteSteps, spiking.planes, this.sites.find((s) => s.kind === 'head_in')!);
+      checkHeadStages(spiking.head, headPlanes, config.vocabSize);
     }
     this.spiking = { ...spiking, schedule, coding, neuron, operators: spiking.operators ?? COMPENSATED };
     const adapted = spiking.adapters ? applyAdapters(config, weights, spiking.adapters) : weights;
@@ -249,8 +287,11 @@ export class SpikingLM {
 
   /** The same network run for T steps (thresholds and host weights shared); per-site planes move by as many. */
   withTimesteps(timesteps: number): SpikingLM {
-    const planes = this.spiking.planes;
-    return this.with({ timesteps, ...(planes ? { planes: shiftPlanes(planes, timesteps - this.timesteps) } : {}) });
+    const planes = this.spiking.planes, head = this.spiking.head, shift = timesteps - this.timesteps;
+    return this.with({
+      timesteps, ...(planes ? { planes: shiftPlanes(planes, shift) } : {}),
+      ...(head ? { head: { ...head, coarsePlanes: Math.max(1, head.coarsePlanes + shift) } } : {}),
+    });
   }
 
   /**
@@ -310,9 +351,17 @@ export class SpikingLM {
     const positions = Int32Array.from({ length: S }, (_, i) => start + i);
     const rows: [number, number] = opts.allLogits ? [0, S] : [S - 1, S];
     const statsSteps = this.schedule === 'stepwise' ? this.timesteps : 1;
-    const stats = opts.stats ?? b.zeros([this.sites.length * statsSteps, STATS_WIDTH]);
-    if (opts.stats && (stats.shape.length !== 2 || stats.shape[0] !== this.sites.length * statsSteps || stats.shape[1] !== STATS_WIDTH)) {
-      throw new ArgumentError(`forward: stats must be [${this.sites.length * statsSteps}, ${STATS_WIDTH}], got [${stats.shape.join(', ')}]`);
+    const headStages = this.spiking.mode === 'spiking' ? this.spiking.head : undefined;
+    const statsRows = this.statsRows();
+    const stats = opts.stats ?? b.zeros([statsRows, STATS_WIDTH]);
+    if (opts.stats && (stats.shape.length !== 2 || stats.shape[0] !== statsRows || stats.shape[1] !== STATS_WIDTH)) {
+      throw new ArgumentError(`forward: stats must be [${statsRows}, ${STATS_WIDTH}], got [${stats.shape.join(', ')}]`);
+    }
+    if (opts.extraHeads?.length && this.schedule !== 'layerwise') throw new ArgumentError('forward: extraHeads is a layerwise option');
+    for (const h of opts.extraHeads ?? []) {
+      if (h.stages) checkHeadStages(h.stages, this.stepsOf('head_in'), this.config.vocabSize);
+      const want = this.sites.length + (h.stages ? 1 : 0);
+      if (h.stats.shape[0] !== want || h.stats.shape[1] !== STATS_WIDTH) throw new ArgumentError(`forward: an extra head's stats must be [${want}, ${STATS_WIDTH}], got [${h.stats.shape.join(', ')}]`);
     }
     const netOpts = { rows, ...opts, stats, execution: opts.execution ?? this.spiking.execution };
     const net = this.net;
@@ -324,6 +373,21 @@ export class SpikingLM {
     const headNeuronRows = this.schedule === 'stepwise' ? S : headRows;
     // project_out runs on the head's rows, as the final norm before it
     const neurons = this.sites.map((s) => (s.kind === 'p_in' ? s.channels * attendedKeys : s.kind === 'head_in' || s.kind === 'proj_out' ? s.channels * headNeuronRows : s.channels * S));
-    return { ...out, stats, statsSteps, neurons, tokens: S, headRows, attendedKeys };
+    return { ...out, stats, statsSteps, neurons, tokens: S, headRows, attendedKeys, ...(headStages ? { headStages } : {}) };
   }
+
+  /** Rows of this model's statistics tensor: a row per site (and step), one more for a two-stage head's coarse stage. */
+  statsRows(): number {
+    const steps = this.schedule === 'stepwise' ? this.timesteps : 1;
+    return this.sites.length * steps + (this.spiking.mode === 'spiking' && this.spiking.head ? 1 : 0);
+  }
+}
+
+/** A two-stage head's parameters against the head's planes and the vocabulary (clear errors). */
+export function checkHeadStages(h: HeadStages, headPlanes: number, vocabSize: number): void {
+  if (!Number.isInteger(h.coarsePlanes) || h.coarsePlanes < 1 || h.coarsePlanes >= headPlanes) {
+    throw new ArgumentError(`head: coarsePlanes must be an integer from 1 to ${headPlanes - 1} (below the head's ${headPlanes} planes), got ${h.coarsePlanes}`);
+  }
+  const kMax = Math.min(MAX_TOP_K, vocabSize - 1);
+  if (!Number.isInteger(h.topK) || h.topK < 1 || h.topK > kMax) throw new ArgumentError(`head: topK must be an integer from 1 to ${kMax}, got ${h.topK}`);
 }

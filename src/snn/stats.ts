@@ -10,7 +10,7 @@
 import { ArgumentError } from '../errors.js';
 import type { EncoderSite } from './sites.js';
 import { STAT, STATS_WIDTH } from '../tensor/kernels/codes.js';
-import type { SnnOutput, SpikingLM } from './model.js';
+import type { HeadStages, SnnOutput, SpikingLM } from './model.js';
 
 export class SpikeTally {
   /** [sites × STATS_WIDTH] */
@@ -20,6 +20,12 @@ export class SpikeTally {
   tokens = 0;
   attendedKeys = 0;
   headRows = 0;
+  /**
+   * A two-stage head's parameters (the forwards added ran one), and its coarse stage's statistics
+   * row: synaptic ops of the coarse events at fan-out V − k, extra planes × (V − k).
+   */
+  headStages?: HeadStages;
+  readonly headCoarse = new Float64Array(STATS_WIDTH);
 
   constructor(readonly sites: readonly EncoderSite[]) {
     this.stats = new Float64Array(sites.length * STATS_WIDTH);
@@ -30,9 +36,19 @@ export class SpikeTally {
    * Add one forward: its stats tensor read back, and its counts. A stepwise forward has a stats row
    * per site and step: `steps` (default all) takes the first steps only — a T'-step run's numbers.
    */
-  add(stats: Float32Array, out: Pick<SnnOutput, 'neurons' | 'tokens' | 'attendedKeys' | 'headRows' | 'statsSteps'>, steps = out.statsSteps): void {
+  add(stats: Float32Array, out: Pick<SnnOutput, 'neurons' | 'tokens' | 'attendedKeys' | 'headRows' | 'statsSteps' | 'headStages'>, steps = out.statsSteps): void {
     const per = out.statsSteps;
     if (!(steps >= 1 && steps <= per)) throw new ArgumentError(`spike statistics: ${steps} steps asked of a ${per}-step run`);
+    const h = out.headStages, rows = this.sites.length * per + (h ? 1 : 0);
+    if (stats.length !== rows * STATS_WIDTH) throw new ArgumentError(`spike statistics: ${stats.length / STATS_WIDTH} rows, the forward has ${rows}`);
+    if (this.tokens > 0 && (h?.coarsePlanes !== this.headStages?.coarsePlanes || h?.topK !== this.headStages?.topK)) {
+      throw new ArgumentError('spike statistics: forwards of different heads (one-stage, or other two-stage parameters) cannot be added into one tally');
+    }
+    if (h) {
+      this.headStages = h;
+      const from = this.sites.length * per * STATS_WIDTH;
+      for (let k = 0; k < STATS_WIDTH; k++) this.headCoarse[k] = k === STAT.maxPerStep ? Math.max(this.headCoarse[k]!, stats[from + k]!) : this.headCoarse[k]! + stats[from + k]!;
+    }
     for (let site = 0; site < this.sites.length; site++) {
       for (let t = 0; t < steps; t++) {
         const from = (site * per + t) * STATS_WIDTH, to = site * STATS_WIDTH;

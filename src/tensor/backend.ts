@@ -37,6 +37,10 @@
  *   planeMatmul  event-driven synapses over digit planes (the receiving membrane doubles per plane)
  *   spikeAttention  scores from q's events over cached keys, softmax, the probabilities encoded,
  *                output from their events over cached values — fast (digit sums) or event-driven
+ * and the two-stage LM head (kernels/top-k.ts):
+ *   topK         per row, the columns of the k first-ranked values (the sampler's rank), [R, k]
+ *   refineColumns  a copy of coarse logits whose selected columns get the full product of the
+ *                row's digit sums or digit planes with their weight rows
  *
  * The fused ops (matmul's residual, gatedActivation, qkvToCache) each equal a composite of the others;
  * tests assert it. They exist because a GPU pays per dispatch.
@@ -103,6 +107,14 @@ export interface Backend {
   spikeAttention(q: BTensor, k: BTensor, v: BTensor, thetaQ: BTensor, thetaP: DeviceThresholds, params: AttentionParams, codes: SpikeAttentionCodes, mode: SpikeExecution, stats: SiteStatsTarget): BTensor;
   writeRows(dst: BTensor, src: BTensor, rowOffset: number): void;
   sliceRows(x: BTensor, start: number, end: number): BTensor;
+  /** Per row of x [R, N], the columns of its k first-ranked values in rank order, as float32 indices [R, k] (−1: none). */
+  topK(x: BTensor, k: number): BTensor;
+  /**
+   * coarse [R, N] with each row's columns idx[r, :] replaced by the full product of that row of x —
+   * digit sums [R, K] (planes 0) or digit planes [planes·R, K] — with the weight's rows (w [N, K],
+   * uploaded 'linear'), plus bias.
+   */
+  refineColumns(coarse: BTensor, idx: BTensor, x: BTensor, planes: number, w: BTensor, bias?: BTensor): BTensor;
   /**
    * The next token from row `row` of logits [R, V] into out[0] (its id as a float); where `seen` is
    * given ([V] flags, nonzero = the token occurred) the repetition penalty reads it, and seen[id] is

@@ -26,12 +26,13 @@ import { matmulCpu } from './kernels/matmul.js';
 import { type QkNormHeads, checkQkNorm, layerNormCpu, qkNormCpu, rmsNormCpu } from './kernels/norm.js';
 import { ropeCpu } from './kernels/rope.js';
 import { type CausalMask, softmaxCpu } from './kernels/softmax.js';
+import { checkTopK, refineCpu, topKCpu } from './kernels/top-k.js';
 import { threadCount } from './threads.js';
 import { type CpuKernelSet, type WasmRuntime, cpuKernelSet, logOnce, wasmRuntime } from './wasm/runtime.js';
 import { ATTENTION_MIN_QUERIES, activationWasm, attentionWasm, gatedActivationWasm, eventWasm, matmulHalfWasm, matmulWasm, nonzeros, planeWasm } from './wasm/products.js';
 import { encodeWasm } from './wasm/encoders.js';
 import { embeddingHalfCpu, matmulHalfCpu } from './kernels/half-matmul.js';
-import { attentionDims, binaryBroadcast, checkVector, embeddingDims, gatedDims, matmulDims, planeRows, qkvCheck, ropeCheck, spikeAttentionDims, stateCheck, timeMajorDims, writeRowsCheck } from './shapes.js';
+import { attentionDims, binaryBroadcast, checkVector, embeddingDims, gatedDims, matmulDims, planeRows, qkvCheck, refineDims, topKDims, ropeCheck, spikeAttentionDims, stateCheck, timeMajorDims, writeRowsCheck } from './shapes.js';
 import { HalfTensor } from './half.js';
 import { type Shape, Tensor, shapeToString } from './tensor.js';
 
@@ -423,6 +424,23 @@ export class CpuBackend implements Backend {
 
   sliceRows(x: BTensor, start: number, end: number): Tensor {
     return host(x).sliceRows(start, end);
+  }
+
+  topK(xIn: BTensor, k: number): Tensor {
+    const x = host(xIn);
+    const { R, N } = topKDims(x);
+    checkTopK(k, N, 'topK');
+    const out = new Tensor([R, k]);
+    topKCpu(x.data, R, N, k, out.data);
+    return out;
+  }
+
+  refineColumns(coarseIn: BTensor, idxIn: BTensor, xIn: BTensor, planes: number, wIn: BTensor, biasIn?: BTensor): Tensor {
+    const coarse = host(coarseIn), idx = host(idxIn), x = host(xIn), w = host(wIn), bias = biasIn ? host(biasIn) : undefined;
+    const { R, N, K, k } = refineDims(coarse, idx, x, planes, w, bias);
+    const y = new Tensor([R, N]);
+    refineCpu(coarse.data, idx.data, x.data, planes, w.data, bias?.data, y.data, R, N, K, k);
+    return y;
   }
 }
 

@@ -124,3 +124,23 @@ export function spikeAttentionDims(q: BTensor, k: BTensor, v: BTensor, p: Attent
   }
   return S;
 }
+
+/** topK: x [R, N]; returns R and N. */
+export function topKDims(x: BTensor): { R: number; N: number } {
+  if (x.shape.length !== 2) throw new ShapeError(`topK: x must be [R, N], got ${shapeToString(x.shape)}`);
+  return { R: rows(x), N: cols(x) };
+}
+
+/**
+ * refineColumns: coarse [R, N], idx [R, k], x digit sums [R, K] (planes 0) or digit planes
+ * [planes·R, K], w [N, K], bias [N]; returns R, N, K and k.
+ */
+export function refineDims(coarse: BTensor, idx: BTensor, x: BTensor, planes: number, w: BTensor, bias?: BTensor): { R: number; N: number; K: number; k: number } {
+  if (coarse.shape.length !== 2 || idx.shape.length !== 2 || w.shape.length !== 2) throw new ShapeError(`refineColumns: coarse, idx and w must be matrices, got ${shapeToString(coarse.shape)}, ${shapeToString(idx.shape)}, ${shapeToString(w.shape)}`);
+  const R = rows(coarse), N = cols(coarse), K = cols(w), k = cols(idx);
+  if (rows(w) !== N) throw new ShapeError(`refineColumns: w ${shapeToString(w.shape)} must have ${N} rows (the logits' columns)`);
+  if (rows(idx) !== R) throw new ShapeError(`refineColumns: idx ${shapeToString(idx.shape)} must have ${R} rows`);
+  if (cols(x) !== K || rows(x) !== (planes === 0 ? R : planes * R)) throw new ShapeError(`refineColumns: x ${shapeToString(x.shape)} must be [${planes === 0 ? R : `${planes}·${R}`}, ${K}]`);
+  if (bias && numel(bias.shape) !== N) throw new ShapeError(`refineColumns: bias ${shapeToString(bias.shape)} must have ${N} values`);
+  return { R, N, K, k };
+}

@@ -16,13 +16,14 @@ import { type Activation, activationGpu, binaryGpu, gatedActivationGpu, scaleGpu
 import { type QkvLayout, qkvToCacheGpu } from '../kernels/qkv.js';
 import { type AttentionParams, attentionGpu } from '../kernels/attention.js';
 import { copyGpu } from '../kernels/copy.js';
+import { checkTopK, refineGpu, topKGpu } from '../kernels/top-k.js';
 import { GpuEmbeddingTable, embeddingGpu, packEmbeddingTable } from '../kernels/embedding.js';
 import { GPU_ARITHMETICS, type GpuArithmetic, GpuLinearWeight, type MatmulVariant, WEIGHT_FORMATS, type WeightFormat, isF16Exact, matmulGpu, packLinearWeight } from '../kernels/matmul.js';
 import { type QkNormHeads, checkQkNorm, layerNormGpu, qkNormGpu, rmsNormGpu } from '../kernels/norm.js';
 import { ropeGpu } from '../kernels/rope.js';
 import { type TokenChoice, sampleTokenGpu } from '../kernels/sampling.js';
 import { type CausalMask, softmaxGpu } from '../kernels/softmax.js';
-import { attentionDims, binaryBroadcast, checkVector, embeddingDims, gatedDims, matmulDims, planeRows, qkvCheck, ropeCheck, sliceRowsCheck, spikeAttentionDims, stateCheck, timeMajorDims, writeRowsCheck } from '../shapes.js';
+import { attentionDims, binaryBroadcast, checkVector, embeddingDims, gatedDims, matmulDims, planeRows, qkvCheck, refineDims, ropeCheck, sliceRowsCheck, spikeAttentionDims, stateCheck, timeMajorDims, topKDims, writeRowsCheck } from '../shapes.js';
 import { type HalfTensor, isHalf, widenInto } from '../half.js';
 import { type Shape, Tensor, shapeToString } from '../tensor.js';
 import { type GpuContext, GpuError, acquireGpu } from './device.js';
@@ -425,4 +426,24 @@ export class GpuBackend implements Backend {
     copyGpu(this.rt, x, start * C, y, 0, (end - start) * C);
     return y;
   }
+  topK(xIn: BTensor, k: number): GpuTensor {
+    const x = this.dense(xIn, 'topK');
+    const { R, N } = topKDims(x);
+    checkTopK(k, N, 'topK');
+    const out = this.rt.alloc([R, k]);
+    topKGpu(this.rt, x, R, N, k, out);
+    return out;
+  }
+
+  refineColumns(coarseIn: BTensor, idxIn: BTensor, xIn: BTensor, planes: number, w: BTensor, biasIn?: BTensor): GpuTensor {
+    const coarse = this.dense(coarseIn, 'refineColumns coarse'), idx = this.dense(idxIn, 'refineColumns idx'), x = this.dense(xIn, 'refineColumns x');
+    const bias = biasIn ? this.dense(biasIn, 'refineColumns bias') : undefined;
+    const { R, N, K, k } = refineDims(coarse, idx, x, planes, w, bias);
+    if (!(w instanceof GpuLinearWeight)) throw new ShapeError("refineColumns: the weight must be uploaded with role 'linear'");
+    const y = this.rt.alloc([R, N]);
+    copyGpu(this.rt, coarse, 0, y, 0, R * N);
+    refineGpu(this.rt, idx, x, planes, w, bias, y, R, N, K, k);
+    return y;
+  }
+
 }

@@ -61,6 +61,14 @@ export function keyOf(s: number): number {
   return b & 0x80000000 ? ~b >>> 0 : (b | 0x80000000) >>> 0;
 }
 
+/** keyOf's WGSL twin (the same bits). */
+export const KEY_OF_WGSL = `fn keyOf(s: f32) -> u32 {
+  let b = bitcast<u32>(s);
+  if ((b & 0x7fffffffu) > 0x7f800000u) { return 0u; }
+  if ((b & 0x80000000u) != 0u) { return ~b; }
+  return b | 0x80000000u;
+}`;
+
 /** The largest float32 below a positive finite float32 x. */
 export function floatBelow(x: number): number {
   bits.setFloat32(0, x);
@@ -158,12 +166,7 @@ struct Params { V: u32, base: u32, sample: u32, penalty: u32, topK: u32, bits: u
 @group(0) @binding(3) var<storage, read_write> out: array<f32>;
 @group(0) @binding(4) var<uniform> p: Params;
 
-fn keyOf(s: f32) -> u32 {
-  let b = bitcast<u32>(s);
-  if ((b & 0x7fffffffu) > 0x7f800000u) { return 0u; }
-  if ((b & 0x80000000u) != 0u) { return ~b; }
-  return b | 0x80000000u;
-}
+${KEY_OF_WGSL}
 
 fn scoreOf(i: u32) -> f32 {
   var s = logits[p.base + i];
