@@ -278,7 +278,7 @@ export const fidelityCommand: Command = {
       return {
         ...row, top1_ci95: [lo, hi],
         ...(s ? {
-          target: s.search.target, meets_target_on_select: s.search.chosen.meets, planes: s.search.chosen.planes,
+          target: s.search.target, meets_target_on_select: s.search.chosen.meets, planes: s.search.chosen.planes, ...(s.search.chosen.head ? { head: s.search.chosen.head } : {}),
           selection: {
             positions: s.search.calibration.select_positions, top1: s.search.chosen.top1, kl: s.search.chosen.kl, energy_ratio_fp32: s.search.chosen.energy_fp32,
             top1_margin: s.search.chosen.top1_margin, kl_margin: s.search.chosen.kl_margin, ...(s.search.chosen.miss ? { miss: s.search.chosen.miss } : {}),

@@ -53,7 +53,7 @@ export function seedFromFlags(flags: FlagValues): number {
 }
 
 const PHASE_LABEL: Record<SearchPhase, string> = {
-  fit: 'fitting thresholds', reference: 'ANN on the select part', baseline: 'baseline network', probe: 'probing sites', check: 'checking networks', finetune: 'fine-tuning thresholds',
+  fit: 'fitting thresholds', reference: 'ANN on the select part', baseline: 'baseline network', probe: 'probing sites', check: 'checking networks', finetune: 'fine-tuning thresholds', head: 'scoring two-stage heads',
 };
 
 export interface TargetRun {
@@ -79,7 +79,7 @@ export async function convertForTarget(ann: CausalLM, tokenizer: TextTokenizer, 
     const rebuilt = networkFromRecord(ann, split, stored.search, ann.backend, stored.thresholds);
     const total = (performance.now() - t0) / 1000;
     io.err(`${formatSearch(stored.search)} (stored search, ${total.toFixed(1)} s to rebuild)\n`);
-    return { ...rebuilt, search: stored.search, seconds: { fit: total, reference: 0, baseline: 0, probe: 0, check: 0, finetune: 0, total }, cached: true };
+    return { ...rebuilt, search: stored.search, seconds: { fit: total, reference: 0, baseline: 0, probe: 0, check: 0, finetune: 0, head: 0, total }, cached: true };
   }
   const bars = new Map<SearchPhase, ProgressBar>();
   const converted = await convertToTarget(ann, split, {
@@ -102,6 +102,7 @@ export function formatSearch(s: SearchRecord): string {
   return `target ${formatTarget({ top1: s.target.top1, kl: s.target.kl ?? Infinity })}: planes ${Math.min(...planes)}–${Math.max(...planes)} over ${planes.length} sites (T = ${c.T}); ` +
     `on the select part (${s.calibration.select_positions} positions) top-1 ${pct(c.top1)} ± ${pct(c.top1_margin)}, KL ${c.kl.toExponential(2)} ± ${c.kl_margin.toExponential(1)}, ` +
     `E/E_ANN ${c.energy_fp32.toFixed(3)} (FP32, compute only): ${verdict}` +
+    (c.head ? `; two-stage head: ${c.head.coarse_planes} of ${c.planes.head_in} planes to every output, the rest to the top ${c.head.top_k}` : '') +
     (s.finetune.check ? `; fine-tuning ${s.finetune.accepted ? 'kept' : 'not kept'} (tuned network: top-1 ${pct(s.finetune.check.top1)}, E/E_ANN ${s.finetune.check.energy_fp32.toFixed(3)}${s.finetune.check.meets ? '' : ', misses'})` : '');
 }
 

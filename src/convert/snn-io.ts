@@ -45,8 +45,8 @@ export const SNN_CONFIG_FORMAT = 'spikelm-snn';
 
 export interface SnnConfigJson {
   readonly format: typeof SNN_CONFIG_FORMAT;
-  /** 1: stepwise rate only (mode "rate" meant spiking); 2: schedule, coding, density; 3: planes per site, the search. */
-  readonly format_version: 1 | 2 | 3;
+  /** 1: stepwise rate only (mode "rate" meant spiking); 2: schedule, coding, density; 3: planes per site, the search; 4: the two-stage head. */
+  readonly format_version: 1 | 2 | 3 | 4;
   readonly spikelm_version: string;
   readonly timesteps: number;
   readonly mode: SnnMode | 'rate';
@@ -60,6 +60,8 @@ export interface SnnConfigJson {
   readonly site_steps?: Partial<Record<SiteKind, number>>;
   /** Layerwise (version 3): planes per (layer, site), by site name; `timesteps` is the largest. */
   readonly planes?: Record<string, number>;
+  /** Version 4: the two-stage LM head (SpikingConfig.head). */
+  readonly head?: { readonly coarse_planes: number; readonly top_k: number };
   /** Version 3: the target-driven search that chose `planes` (src/convert/search/planes.ts SearchRecord). */
   readonly search?: SearchRecord;
   /** maxSpikes is written as the string "inf" when unbounded. */
@@ -166,12 +168,14 @@ export function saveSnnModel(snn: SpikingLM, tokenizer: TextTokenizer, dir: stri
     }
     const n = snn.spiking.neuron;
     const json: SnnConfigJson = {
-      format: SNN_CONFIG_FORMAT, format_version: 3, spikelm_version: spikelmVersion(),
+      // version 4 only where its field is used, so that what a version-3 reader can load stays version 3
+      format: SNN_CONFIG_FORMAT, format_version: snn.spiking.head ? 4 : 3, spikelm_version: spikelmVersion(),
       timesteps: snn.timesteps, mode: snn.spiking.mode, schedule: snn.schedule, coding: snn.coding,
       ...(snn.spiking.execution ? { execution: snn.spiking.execution } : {}),
       ...(snn.spiking.densityHints ? { density: Object.fromEntries(snn.spiking.densityHints) } : {}),
       ...(snn.spiking.siteSteps && Object.keys(snn.spiking.siteSteps).length ? { site_steps: { ...snn.spiking.siteSteps } } : {}),
       ...(snn.spiking.planes ? { planes: { ...snn.spiking.planes } } : {}),
+      ...(snn.spiking.head ? { head: { coarse_planes: snn.spiking.head.coarsePlanes, top_k: snn.spiking.head.topK } } : {}),
       ...(opts.search ?? opts.previous?.search ? { search: opts.search ?? opts.previous!.search! } : {}),
       neuron: { ...n, maxSpikes: Number.isFinite(n.maxSpikes) ? n.maxSpikes : 'inf' },
       surrogate: snn.spiking.surrogate, operators: snn.forms, domain: 'mean',
@@ -272,7 +276,12 @@ export function readSnnConfig(dir: string): SnnConfigJson {
   if (j.format !== SNN_CONFIG_FORMAT) fail(`"format" must be "${SNN_CONFIG_FORMAT}"`);
   if (!Number.isInteger(j.timesteps) || j.timesteps < 1) fail(`"timesteps" must be a positive integer, got ${JSON.stringify(j.timesteps)}`);
   if (j.mode !== 'spiking' && j.mode !== 'rate' && j.mode !== 'exact') fail(`"mode" must be spiking or exact, got ${JSON.stringify(j.mode)}`);
-  if (j.format_version !== 1 && j.format_version !== 2 && j.format_version !== 3) fail(`"format_version" ${JSON.stringify(j.format_version)} is not one this spikelm reads (1, 2 or 3)`);
+  if (![1, 2, 3, 4].includes(j.format_version)) fail(`"format_version" ${JSON.stringify(j.format_version)} is not one this spikelm reads (1 to 4)`);
+  if (j.head !== undefined) {
+    if (j.format_version < 4) fail('"head" needs format_version 4');
+    const h = j.head as unknown as Record<string, unknown>;
+    if (typeof h !== 'object' || h === null || !Number.isInteger(h.coarse_planes) || !Number.isInteger(h.top_k)) fail(`"head" must be {"coarse_planes": integer, "top_k": integer}, got ${JSON.stringify(j.head)}`);
+  }
   if (j.planes !== undefined) {
     if (j.format_version < 3) fail('"planes" needs format_version 3');
     if (typeof j.planes !== 'object' || j.planes === null || Array.isArray(j.planes)) fail('"planes" must be an object of site name → planes');
@@ -346,6 +355,7 @@ export function loadSnnModel(dir: string, opts: { backend?: Backend } = {}): Loa
     ...(snnConfig.density ? { densityHints: new Map(Object.entries(snnConfig.density)) } : {}),
     ...(snnConfig.site_steps ? { siteSteps: snnConfig.site_steps } : {}),
     ...(snnConfig.planes ? { planes: snnConfig.planes } : {}),
+    ...(snnConfig.head ? { head: { coarsePlanes: snnConfig.head.coarse_planes, topK: snnConfig.head.top_k } } : {}),
     neuron: neuronFromJson(snnConfig.neuron), thresholds,
     ...(centers.size ? { centers } : {}), surrogate: snnConfig.surrogate, operators: snnConfig.operators,
     ...(normGains.size || adapters.size ? { adapters: { ...(normGains.size ? { normGains } : {}), ...(adapters.size ? { lora: adapters } : {}) } } : {}),

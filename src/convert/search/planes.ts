@@ -22,6 +22,16 @@
  *                 subsets of 512 of the select part's positions (an evaluation text's size: the
  *                 spread such a text may show). The longest prefix that met is chosen.
  *
+ *   8. head       phase-ternary only: a two-stage head (SpikingConfig.head) for the chosen network —
+ *                 its first P_c planes to every output, the rest to the HEAD.topK leading ones. The
+ *                 KL it adds is predicted from the head's probe (the KL the head adds at P_c planes
+ *                 everywhere) times the ANN's probability outside its top k on the select part (the
+ *                 outputs left coarse); the fewest coarse planes predicted within the KL left by the
+ *                 chosen network, and the next HEAD.candidates − 1 counts above, are scored in one
+ *                 pass over the select part (extra heads on the same forward) and checked as the
+ *                 others; the cheapest that meets the target is taken, if cheaper than one stage.
+ *                 Where even P_h − 1 coarse planes are predicted over it (a random model's flat
+ *                 distributions: almost all mass outside any top k), no pass runs.
  *   7. fine-tune (optional, FINETUNE): train the thresholds through the spikes (src/train, on the
  *                 fit part only, with a spike penalty) of the network a few percent cheaper than the
  *                 chosen one (predicted), and check it like the others: it replaces the chosen one
@@ -39,14 +49,14 @@ import { ArgumentError } from '../../errors.js';
 import type { CausalLM } from '../../nn/model.js';
 import { type CodingName, isWeighted } from '../../snn/codes.js';
 import { ENERGY_PRESETS, siteOps } from '../../snn/energy.js';
-import { COMPENSATED, SpikingLM } from '../../snn/model.js';
+import { COMPENSATED, type HeadStages, SpikingLM } from '../../snn/model.js';
 import { MAX_SITE_PLANES } from '../../snn/sites.js';
 import type { Backend } from '../../tensor/backend.js';
 import { DEFAULT_NEURON } from '../../tensor/kernels/neuron.js';
 import { linearWeightCount } from '../../snn/memory.js';
 import { fineTune } from '../../train/finetune.js';
 import { type ConvertedModel, calibrate, finalize, observe, replace, trace } from '../stages.js';
-import { MARGIN_POSITIONS, annReference, halfSpread, meanOf, type Reference, type Scored, scoreNetwork } from './selection.js';
+import { MARGIN_POSITIONS, annReference, halfSpread, massOutsideTopK, meanOf, type Reference, type Scored, scoreHeads, scoreNetwork } from './selection.js';
 import { type CalibrationSplit, takeTokens } from './split.js';
 import type { CalibrationData } from '../calibration-data.js';
 import { DEFAULT_TARGET, type FidelityTarget } from './target.js';
@@ -87,6 +97,13 @@ export function predictFineTuneSeconds(ann: Pick<CausalLM, 'config'>, steps: num
   return steps * FINETUNE.batchSize * tokensPerSample * linearWeightCount(ann.config) * planes * FINETUNE.secondsPerUnit;
 }
 
+/**
+ * The head stage (step 8): k outputs get the full planes (top-1 stayed the chosen network's at
+ * k = 8–32 on three models, bench/head.bench.ts; 16 is under 3.2% of a 512-token vocabulary), and
+ * how many coarse plane counts one pass scores.
+ */
+export const HEAD = { topK: 16, candidates: 4 } as const;
+
 export interface SearchOptions {
   readonly target?: FidelityTarget;
   /** A weighted code (default phase-ternary). */
@@ -109,7 +126,7 @@ export interface SearchOptions {
   readonly onNote?: (message: string) => void;
 }
 
-export type SearchPhase = 'fit' | 'reference' | 'baseline' | 'probe' | 'check' | 'finetune';
+export type SearchPhase = 'fit' | 'reference' | 'baseline' | 'probe' | 'check' | 'finetune' | 'head';
 
 export interface NetworkFigures {
   readonly top1: number;
@@ -128,7 +145,7 @@ export interface CheckRecord extends NetworkFigures {
 
 /** What the search did, written to snn_config.json (`search`): no timings, so reruns are identical. */
 export interface SearchRecord {
-  readonly version: 1;
+  readonly version: 2;
   readonly target: { readonly top1: number; readonly kl: number | null };
   readonly coding: CodingName;
   readonly seed: number;
@@ -163,11 +180,21 @@ export interface SearchRecord {
     readonly check?: CheckRecord;
     readonly accepted?: boolean;
   };
+  /** The head stage (step 8): what it predicted, what it scored, and why it did not run where it did not. */
+  readonly head_stage: {
+    readonly top_k: number;
+    readonly mass_outside_top_k?: number;
+    readonly kl_left?: number;
+    readonly reason?: string;
+    readonly candidates: readonly (CheckRecord & { readonly coarse_planes: number; readonly predicted_kl_added: number })[];
+  };
   readonly chosen: CheckRecord & {
     /** The thresholds are the fine-tuning stage's (else the fit part's calibration). */
     readonly tuned: boolean;
     readonly T: number;
     readonly planes: Record<string, number>;
+    /** The two-stage head the head stage took (absent: one stage). */
+    readonly head?: { readonly coarse_planes: number; readonly top_k: number };
     /** How far the chosen network is from the target on the select part (margins included), where it misses. */
     readonly miss?: { readonly top1?: number; readonly kl?: number };
   };
@@ -198,7 +225,7 @@ export async function convertToTarget(ann: CausalLM, split: CalibrationSplit, op
   if (!Number.isInteger(minPlanes) || minPlanes < 1) throw new ArgumentError(`minPlanes must be a positive integer, got ${minPlanes}`);
   const backend = opts.backend ?? ann.backend;
   const progress = opts.onProgress ?? (() => {});
-  const seconds: Record<SearchPhase | 'total', number> = { fit: 0, reference: 0, baseline: 0, probe: 0, check: 0, finetune: 0, total: 0 };
+  const seconds: Record<SearchPhase | 'total', number> = { fit: 0, reference: 0, baseline: 0, probe: 0, check: 0, finetune: 0, head: 0, total: 0 };
   const t0 = performance.now();
   const timed = async <R>(phase: SearchPhase, f: () => Promise<R> | R): Promise<R> => {
     const t = performance.now();
@@ -254,7 +281,8 @@ export async function convertToTarget(ann: CausalLM, split: CalibrationSplit, op
   const checks: CheckRecord[] = [{ moves: 0, ...baseCheck }];
   let moves: SearchRecord['moves'] = [];
   let sensitivity: SearchRecord['sensitivity'] = [];
-  let chosen: { moves: number; planes: Record<string, number>; check: Omit<CheckRecord, 'moves'>; thresholds?: ReadonlyMap<string, Float32Array> } = { moves: 0, planes: base.planesBySite(), check: baseCheck };
+  let chosen: { moves: number; planes: Record<string, number>; check: Omit<CheckRecord, 'moves'>; thresholds?: ReadonlyMap<string, Float32Array>; head?: HeadStages } = { moves: 0, planes: base.planesBySite(), check: baseCheck };
+  let headStage: SearchRecord['head_stage'] = { top_k: HEAD.topK, reason: coding === 'phase-ternary' ? 'the baseline network misses the target' : 'the two-stage head needs the phase-ternary code', candidates: [] };
   let finetune: SearchRecord['finetune'] = { steps: 0, predicted_seconds: 0, reason: 'the baseline network misses the target' };
   try {
     if (baseCheck.meets) {
@@ -381,6 +409,38 @@ export async function convertToTarget(ann: CausalLM, split: CalibrationSplit, op
           net.dispose();
         }
       }
+
+      // 8. the two-stage head
+      if (coding === 'phase-ternary') {
+        const headPlanes = chosen.planes.head_in!;
+        const head = model.find((m) => m.site === 'head_in')!;
+        const outside = massOutsideTopK(ref, ann.config.vocabSize, HEAD.topK);
+        const klLeft = (Number.isFinite(target.kl) ? target.kl : klCap) - (chosen.check.kl + chosen.check.kl_margin);
+        const predicted = (p: number) => (klOf(head, p) - klOf(head, headPlanes)) * outside;
+        headStage = { top_k: HEAD.topK, mass_outside_top_k: outside, kl_left: klLeft, candidates: [] };
+        if (headPlanes < 2) headStage = { ...headStage, reason: 'the head runs one plane' };
+        else if (!(predicted(headPlanes - 1) <= klLeft)) headStage = { ...headStage, reason: `one coarse plane less is predicted to add KL ${predicted(headPlanes - 1).toExponential(2)}, over the ${klLeft.toExponential(2)} left` };
+        else {
+          let fewest = headPlanes - 1;
+          while (fewest > 1 && predicted(fewest - 1) <= klLeft) fewest--;
+          const counts = Array.from({ length: Math.min(HEAD.candidates, headPlanes - fewest) }, (_, i) => fewest + i);
+          const stages = counts.map((p) => ({ coarsePlanes: p, topK: HEAD.topK }));
+          const net = new SpikingLM(ann.config, ann.weights, backend, { ...base.spiking, thresholds: chosen.thresholds ?? base.spiking.thresholds, timesteps: Math.max(...Object.values(chosen.planes)), planes: chosen.planes });
+          try {
+            const scored = await timed('head', () => scoreHeads(net, ref, stages));
+            progress('head', 1, 1);
+            const candidates = scored.map((sc, i) => ({ moves: chosen.moves, coarse_planes: counts[i]!, predicted_kl_added: predicted(counts[i]!), ...meets(sc) }));
+            headStage = { ...headStage, candidates };
+            const best = candidates.filter((c) => c.meets && c.energy_fp32 < chosen.check.energy_fp32).sort((a, b) => a.energy_fp32 - b.energy_fp32)[0];
+            if (best) {
+              const { coarse_planes: coarsePlanes, predicted_kl_added: _p, moves: _m, ...check } = best;
+              chosen = { ...chosen, check, head: { coarsePlanes, topK: HEAD.topK } };
+            }
+          } finally {
+            net.dispose();
+          }
+        }
+      }
     }
   } finally {
     base.dispose();
@@ -388,7 +448,7 @@ export async function convertToTarget(ann: CausalLM, split: CalibrationSplit, op
   const T = Math.max(...Object.values(chosen.planes));
   const snn = new SpikingLM(ann.config, ann.weights, backend, {
     timesteps: T, mode: 'spiking', schedule: 'layerwise', coding, neuron: base.spiking.neuron, thresholds: chosen.thresholds ?? base.spiking.thresholds,
-    surrogate: base.spiking.surrogate, operators: COMPENSATED, planes: chosen.planes,
+    surrogate: base.spiking.surrogate, operators: COMPENSATED, planes: chosen.planes, ...(chosen.head ? { head: chosen.head } : {}),
   });
   const c = chosen.check;
   const miss = c.meets ? undefined : {
@@ -396,7 +456,7 @@ export async function convertToTarget(ann: CausalLM, split: CalibrationSplit, op
     ...(c.kl + c.kl_margin > target.kl ? { kl: c.kl + c.kl_margin - target.kl } : {}),
   };
   const search: SearchRecord = {
-    version: 1, target: { top1: target.top1, kl: Number.isFinite(target.kl) ? target.kl : null }, coding, seed, quantile,
+    version: 2, target: { top1: target.top1, kl: Number.isFinite(target.kl) ? target.kl : null }, coding, seed, quantile,
     calibration: {
       source: split.source, fit_windows: fit.samples.length, fit_tokens: fit.tokens, select_windows: select.samples.length, select_positions: ref.positions,
       probe_windows: probeWindows, probe_positions: probePositions, probes_by: byKind ? 'kind' : 'site',
@@ -404,8 +464,11 @@ export async function convertToTarget(ann: CausalLM, split: CalibrationSplit, op
     high_planes: high, probe_planes: probePlanes, min_planes: minPlanes,
     margin_method: `standard deviation of top-1 and of KL over 32 seeded random subsets of ${Math.min(MARGIN_POSITIONS, ref.positions >> 1)} select positions (the size of an evaluation text)`,
     baseline: { top1: baseCheck.top1, kl: baseCheck.kl, energy_fp32: baseCheck.energy_fp32, meets: baseCheck.meets },
-    sensitivity, moves, checks, finetune,
-    chosen: { moves: chosen.moves, ...c, tuned: chosen.thresholds !== undefined, T, planes: chosen.planes, ...(miss ? { miss } : {}) },
+    sensitivity, moves, checks, finetune, head_stage: headStage,
+    chosen: {
+      moves: chosen.moves, ...c, tuned: chosen.thresholds !== undefined, T, planes: chosen.planes,
+      ...(chosen.head ? { head: { coarse_planes: chosen.head.coarsePlanes, top_k: chosen.head.topK } } : {}), ...(miss ? { miss } : {}),
+    },
   };
   seconds.total = (performance.now() - t0) / 1000;
   const converted = finalize(snn, { plan, calibration, simplified: false, calibrationSource: `${fit.source} (${fit.samples.length} samples, ${fit.tokens} tokens)`, ...(ann.dir ? { sourceDir: ann.dir } : {}) });
@@ -435,6 +498,7 @@ export function networkFromRecord(ann: CausalLM, split: CalibrationSplit, search
   const snn = new SpikingLM(ann.config, ann.weights, backend, {
     timesteps: search.chosen.T, mode: 'spiking', schedule: 'layerwise', coding: search.coding, neuron: { ...DEFAULT_NEURON },
     thresholds: tuned ?? new Map([...calibration.sites].map(([k, v]) => [k, v.theta])), surrogate: { name: 'atan', alpha: 2 }, operators: COMPENSATED, planes: search.chosen.planes,
+    ...(search.chosen.head ? { head: { coarsePlanes: search.chosen.head.coarse_planes, topK: search.chosen.head.top_k } } : {}),
   });
   return finalize(snn, { plan, calibration, simplified: false, calibrationSource: `${fit.source} (${fit.samples.length} samples, ${fit.tokens} tokens)`, ...(ann.dir ? { sourceDir: ann.dir } : {}) });
 }

@@ -12,7 +12,10 @@
 import type { CausalLM } from '../../nn/model.js';
 import { argmax, seededRandom } from '../../nn/sampling.js';
 import { type EnergyReport, energyReport } from '../../snn/energy.js';
-import type { SpikingLM } from '../../snn/model.js';
+import { ArgumentError } from '../../errors.js';
+import type { HeadStages, SpikingLM } from '../../snn/model.js';
+import { STATS_WIDTH } from '../../tensor/kernels/codes.js';
+import { topKCpu } from '../../tensor/kernels/top-k.js';
 import { SpikeTally } from '../../snn/stats.js';
 import type { CalibrationData } from '../calibration-data.js';
 
@@ -99,20 +102,76 @@ export async function scoreNetwork(snn: SpikingLM, ref: Reference, windows = ref
     const logits = (await snn.backend.read(out.logits)).data;
     for (const t of [out.logits, out.stats, ...(out.spikes ? [out.spikes] : [])]) snn.backend.dispose(t);
     cache.dispose();
-    const p = ref.probs[w]!, h = ref.negEntropy[w]!, m = ref.mass[w]!, a = ref.argmax[w]!;
-    for (let r = 0; r < sample.length; r++, at++) {
-      const o = r * V, row = logits.subarray(o, o + V);
-      let dot = 0;
-      for (let i = 0; i < V; i++) dot += p[o + i]! * row[i]!;
-      kl[at] = Math.max(0, h[r]! - dot + logSumExp(row) * m[r]!);
-      agree[at] = argmax(row) === a[r]! ? 1 : 0;
-    }
+    scoreWindow(ref, w, logits, sample.length, V, kl, agree, at);
+    at += sample.length;
   }
-  const energy = energyReport({
+  return { kl, agree, tally, energy: energyOf(snn, tally) };
+}
+
+/** KL(ANN ‖ SNN) and top-1 agreement of a window's logits, into kl and agree from position `at`. */
+function scoreWindow(ref: Reference, w: number, logits: Float32Array, n: number, V: number, kl: Float64Array, agree: Uint8Array, at: number): void {
+  const p = ref.probs[w]!, h = ref.negEntropy[w]!, m = ref.mass[w]!, a = ref.argmax[w]!;
+  for (let r = 0; r < n; r++, at++) {
+    const o = r * V, row = logits.subarray(o, o + V);
+    let dot = 0;
+    for (let i = 0; i < V; i++) dot += p[o + i]! * row[i]!;
+    kl[at] = Math.max(0, h[r]! - dot + logSumExp(row) * m[r]!);
+    agree[at] = argmax(row) === a[r]! ? 1 : 0;
+  }
+}
+
+function energyOf(snn: SpikingLM, tally: SpikeTally): EnergyReport {
+  return energyReport({
     config: snn.config, schedule: snn.schedule, coding: snn.coding, timesteps: snn.timesteps,
     stepsOf: (s) => snn.stepsOf(s.name), maxSpikes: snn.spiking.neuron.maxSpikes, tally,
   });
-  return { kl, agree, tally, energy };
+}
+
+/**
+ * Score two-stage heads (each `stages`) on a one-stage network over the whole reference, in one
+ * pass: every forward runs them as extra heads on the same head input, so the rest of the network
+ * runs once. Each head's tally is the network's with its own head_in and coarse rows.
+ */
+export async function scoreHeads(snn: SpikingLM, ref: Reference, stages: readonly HeadStages[]): Promise<Scored[]> {
+  if (snn.spiking.head) throw new ArgumentError('scoreHeads: the network must have a one-stage head (its extra heads are the candidates)');
+  const b = snn.backend, V = snn.config.vocabSize, S = snn.sites.length, W = STATS_WIDTH;
+  const h = snn.sites.findIndex((x) => x.kind === 'head_in');
+  const scored = stages.map(() => ({ kl: new Float64Array(ref.positions), agree: new Uint8Array(ref.positions), tally: new SpikeTally(snn.sites) }));
+  let at = 0;
+  for (const [w, sample] of ref.samples.entries()) {
+    const cache = snn.newCache(sample.length);
+    const extraHeads = stages.map((s) => ({ stages: s, stats: b.zeros([S + 1, W]) }));
+    const out = snn.forward(sample, cache, { allLogits: true, extraHeads });
+    const main = (await b.read(out.stats)).data;
+    for (const [i, s] of stages.entries()) {
+      const own = (await b.read(extraHeads[i]!.stats)).data;
+      const rows = new Float32Array((S + 1) * W);
+      rows.set(main.subarray(0, S * W));
+      rows.set(own.subarray(h * W, (h + 1) * W), h * W);
+      rows.set(own.subarray(S * W, (S + 1) * W), S * W);
+      scored[i]!.tally.add(rows, { ...out, headStages: s });
+      scoreWindow(ref, w, (await b.read(out.extraLogits![i]!)).data, sample.length, V, scored[i]!.kl, scored[i]!.agree, at);
+    }
+    for (const t of [out.logits, out.stats, ...(out.extraLogits ?? []), ...extraHeads.map((e) => e.stats)]) b.dispose(t);
+    cache.dispose();
+    at += sample.length;
+  }
+  return scored.map((x) => ({ ...x, energy: energyOf(snn, x.tally) }));
+}
+
+/** The mean over the reference's positions of the ANN's probability outside its k most likely tokens. */
+export function massOutsideTopK(ref: Reference, V: number, k: number): number {
+  let sum = 0;
+  for (const [w, p] of ref.probs.entries()) {
+    const n = ref.samples[w]!.length, idx = new Float32Array(n * k);
+    topKCpu(p, n, V, k, idx);
+    for (let r = 0; r < n; r++) {
+      let inside = 0;
+      for (let j = 0; j < k; j++) inside += p[r * V + idx[r * k + j]!]!;
+      sum += Math.max(0, ref.mass[w]![r]! - inside);
+    }
+  }
+  return ref.positions ? sum / ref.positions : 0;
 }
 
 export function meanOf(x: ArrayLike<number>): number {
