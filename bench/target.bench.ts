@@ -56,8 +56,10 @@ export const targetSuite: Suite = {
       // the cheapest uniform T with the same thresholds that meets the target on the select part
       const ref = await annReference(ann, { samples: split.select.samples.slice(0, s.calibration.select_windows), source: '', tokens: 0 });
       let uniform: { T: number; energy: number; evalTop1: number; evalKl: number; evalEnergy: number } | undefined;
+      // uniform planes and a one-stage head: what the search improves on
+      const oneStage = r.snn.with({ head: undefined });
       for (let T = 5; T <= 14 && !uniform; T++) {
-        const m = r.snn.withPlanes(Object.fromEntries(r.snn.sites.map((x) => [x.name, T])));
+        const m = oneStage.withPlanes(Object.fromEntries(r.snn.sites.map((x) => [x.name, T])));
         const sc = await scoreNetwork(m, ref);
         const mean = (a: ArrayLike<number>) => Array.from(a).reduce((x, y) => x + y, 0) / a.length;
         const sp = halfSpread(sc, s.seed);
@@ -70,6 +72,7 @@ export const targetSuite: Suite = {
       const mem = ev.energy_with_memory!;
       ctx.log(`${c.name}: select ${pct(ch.top1)}% ± ${pct(ch.top1_margin)}, KL ${ch.kl.toExponential(2)}, E ${ch.energy_fp32.toFixed(3)} (${ch.meets ? 'meets' : 'misses'}); ` +
         `eval-stories ${pct(ev.top1_agreement)}%, KL ${ev.kl.toExponential(2)}, E ${ev.energy_ratio.fp32.toFixed(3)}; planes ${Math.min(...Object.values(ch.planes))}–${ch.T}; ` +
+        `head ${ch.head ? `${ch.head.coarse_planes} of ${ch.planes.head_in} planes to all, the rest to the top ${ch.head.top_k}` : `one stage (${s.head_stage.reason ?? 'no candidate cheaper'})`}; ` +
         `uniform ${uniform ? `T=${uniform.T}: E ${uniform.evalEnergy.toFixed(3)} (eval top-1 ${pct(uniform.evalTop1)}%)` : 'none ≤ 14'}; search ${r.seconds.total.toFixed(0)} s`);
       rows.push({
         suite: 'target', name: c.name, meanMs: r.seconds.total * 1000, samples: 1,
@@ -86,8 +89,11 @@ export const targetSuite: Suite = {
           uniformT: uniform?.T ?? -1, uniformEvalEnergyFp32: uniform?.evalEnergy ?? NaN, uniformEvalTop1: uniform ? pct(uniform.evalTop1) : NaN,
           seconds: Number(r.seconds.total.toFixed(1)), fitS: Number(r.seconds.fit.toFixed(1)), referenceS: Number(r.seconds.reference.toFixed(1)),
           baselineS: Number(r.seconds.baseline.toFixed(1)), probeS: Number(r.seconds.probe.toFixed(1)), checkS: Number(r.seconds.check.toFixed(1)), checks: s.checks.length,
+          headS: Number(r.seconds.head.toFixed(1)), headCoarsePlanes: ch.head?.coarse_planes ?? -1, headPlanes: ch.planes.head_in!, headTopK: ch.head?.top_k ?? -1,
+          headCandidates: s.head_stage.candidates.length, ...(s.head_stage.reason ? { headSkipped: s.head_stage.reason } : {}),
         },
       });
+      oneStage.dispose();
       r.snn.dispose();
     }
     if (filter === 'gpt2-small') {

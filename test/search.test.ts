@@ -300,6 +300,41 @@ describe('the stored search of the bundled model', () => {
     expect(rebuilt.snn.planesBySite()).toEqual(c.planes);
     expect(c.meets).toBe(true);
     expect(meetsTarget({ top1: c.top1, kl: c.kl }, { top1: c.top1_margin, kl: c.kl_margin }, DEFAULT_TARGET)).toBe(true);
+    // the head stage: each candidate's figures (scored as extra heads of one pass) are those of a
+    // network built with that head; the chosen head is the cheapest that met, cheaper than one stage
+    const hs = stored!.search.head_stage;
+    expect(hs.candidates.length).toBeGreaterThan(0);
+    const oneStage = rebuilt.snn.with({ head: undefined });
+    for (const cand of hs.candidates) {
+      const net = oneStage.with({ head: { coarsePlanes: cand.coarse_planes, topK: hs.top_k } });
+      const sc = await scoreNetwork(net, ref);
+      expect(meanOf(sc.agree), `P_c ${cand.coarse_planes}`).toBe(cand.top1);
+      expect(sc.energy.presets.fp32.ratio).toBeCloseTo(cand.energy_fp32, 12);
+      expect(Math.abs(meanOf(sc.kl) / cand.kl - 1)).toBeLessThan(1e-5);
+      net.dispose();
+    }
+    const best = hs.candidates.filter((x) => x.meets).sort((a, b) => a.energy_fp32 - b.energy_fp32)[0];
+    expect(c.head).toEqual(best ? { coarse_planes: best.coarse_planes, top_k: hs.top_k } : undefined);
+    expect(rebuilt.snn.spiking.head).toEqual(c.head ? { coarsePlanes: c.head.coarse_planes, topK: c.head.top_k } : undefined);
+    if (c.head) {
+      // saved with its head (snn_config.json format 4) and loaded back to the same logits
+      const out = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'spikelm-head-')), 'snn');
+      saveSnnModel(rebuilt.snn, tok, out, rebuilt.record, { search: stored!.search });
+      const file = path.join(out, 'snn_config.json');
+      const cfg = JSON.parse(fs.readFileSync(file, 'utf8'));
+      expect(cfg.format_version).toBe(4);
+      expect(cfg.head).toEqual(c.head);
+      const loaded = loadSnnModel(out);
+      const ids = tok.encode('Once upon a time there was a dog');
+      const logits = async (m: SpikingLM) => Array.from((await m.backend.read(m.forward(ids).logits)).data);
+      expect(await logits(loaded.snn)).toEqual(await logits(rebuilt.snn));
+      expect(await logits(loaded.snn)).not.toEqual(await logits(oneStage));
+      fs.writeFileSync(file, JSON.stringify({ ...cfg, format_version: 3 }));
+      expect(() => loadSnnModel(out)).toThrow(/"head" needs format_version 4/);
+      fs.writeFileSync(file, JSON.stringify({ ...cfg, head: { coarse_planes: 99, top_k: 16 } }));
+      expect(() => loadSnnModel(out)).toThrow(/snn_config\.json: head: coarsePlanes must be an integer from 1 to/);
+    }
+    oneStage.dispose();
     rebuilt.snn.dispose();
     // a key that differs in anything is not served
     expect(readTargetCache(stories, { ...key, seed: 1 })).toBeUndefined();

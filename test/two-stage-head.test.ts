@@ -211,6 +211,12 @@ describe('a network with a two-stage head', () => {
     expect(() => snn.with({ head: { coarsePlanes: P, topK: 8 } })).toThrow(new RegExp(`head: coarsePlanes must be an integer from 1 to ${P - 1} \\(below the head's ${P} planes\\), got ${P}`));
     expect(() => snn.with({ head: { coarsePlanes: 4, topK: 0 } })).toThrow(/head: topK must be an integer from 1 to 64/);
     expect(() => snn.with({ head: { coarsePlanes: 4, topK: 8 }, coding: 'phase' })).toThrow(/phase-ternary/);
+    // with other planes at the head, the coarse planes move with them; none left at one plane
+    const two = snn.with({ head: { coarsePlanes: 5, topK: 8 } });
+    expect(two.withPlanes({ head_in: P - 2 }).spiking.head).toEqual({ coarsePlanes: 3, topK: 8 });
+    expect(two.withPlanes({ 'layers.0.mlp_in': 3 }).spiking.head).toEqual({ coarsePlanes: 5, topK: 8 });
+    expect(two.withPlanes({ head_in: 1 }).spiking.head).toBeUndefined();
+    expect(two.withTimesteps(1).spiking.head).toBeUndefined();
     // run at another T, the coarse planes move with the head's
     expect(snn.with({ head: { coarsePlanes: 5, topK: 8 } }).withTimesteps(7).spiking.head).toEqual({ coarsePlanes: 5 - (snn.timesteps - 7), topK: 8 });
     snn.dispose();

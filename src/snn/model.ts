@@ -288,14 +288,18 @@ export class SpikingLM {
   /** The same network run for T steps (thresholds and host weights shared); per-site planes move by as many. */
   withTimesteps(timesteps: number): SpikingLM {
     const planes = this.spiking.planes, head = this.spiking.head, shift = timesteps - this.timesteps;
-    return this.with({
-      timesteps, ...(planes ? { planes: shiftPlanes(planes, shift) } : {}),
-      ...(head ? { head: { ...head, coarsePlanes: Math.max(1, head.coarsePlanes + shift) } } : {}),
-    });
+    const { head: _, ...rest } = this.spiking;
+    const shifted = { ...rest, timesteps, ...(planes ? { planes: shiftPlanes(planes, shift) } : {}) };
+    // a two-stage head's coarse planes move by as many (one stage where the head is left one plane)
+    const headPlanes = stepsOfSite(timesteps, shifted.siteSteps, shifted.planes, this.sites.find((s) => s.kind === 'head_in')!);
+    const moved = head ? Math.max(1, head.coarsePlanes + shift) : 0;
+    return new SpikingLM(this.config, this.weights, this.backend, { ...shifted, ...(head && moved < headPlanes ? { head: { ...head, coarsePlanes: moved } } : {}) });
   }
 
   /**
    * The same network with other planes per site (layerwise), reusing this one's device weights: as
+   * (a two-stage head's coarse planes move by as many as the head's, the head one stage where it
+   * runs one plane)
    * they are where a site's planes did not change, and for a weighted code at any plane count (its
    * unit 2^(1−T) differs by a power of two, which the fast execution applies to the digit sums, so
    * the logits are bit for bit those of a network built for these planes, barring folded weights
@@ -306,7 +310,13 @@ export class SpikingLM {
   withPlanes(planes: SitePlanes): SpikingLM {
     if (this.schedule !== 'layerwise') throw new ArgumentError('withPlanes: per-site planes are a layerwise option');
     const timesteps = Math.max(...this.sites.map((s) => planes[s.name] ?? this.stepsOf(s.name)));
-    return new SpikingLM(this.config, this.weights, this.backend, { ...this.spiking, timesteps, planes: { ...this.planesBySite(), ...planes } }, this);
+    // a two-stage head's coarse planes move with the head's (none left where the head runs one plane)
+    const head = this.spiking.head, headPlanes = planes.head_in ?? this.stepsOf('head_in');
+    const moved = head ? Math.max(1, head.coarsePlanes + headPlanes - this.stepsOf('head_in')) : 0;
+    const { head: _, ...rest } = this.spiking;
+    return new SpikingLM(this.config, this.weights, this.backend, {
+      ...rest, timesteps, planes: { ...this.planesBySite(), ...planes }, ...(head && moved < headPlanes ? { head: { ...head, coarsePlanes: moved } } : {}),
+    }, this);
   }
 
   withSurrogate(surrogate: SpikingConfig['surrogate']): SpikingLM {
