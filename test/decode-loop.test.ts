@@ -262,12 +262,12 @@ describe('generate: the device loop', () => {
     for (const c of perToken.slice(1)) expect(c.bytesRead).toBe(4 * m.config.vocabSize);
   });
 
-  it('layerwise spiking model on the GPU: the host loop\'s tokens; from the third token the same steady costs', async (ctx) => {
+  it.for([false, true])('layerwise spiking model on the GPU (two-stage head: %s): the host loop\'s tokens; from the third token the same steady costs', async (twoStage, ctx) => {
     const gpu = await requireGpu(ctx);
     const dir = fixtureDir('stories260k');
     const { snn: cpuSnn } = await convertModelToSpiking(loadModel(dir), createCalibrationData(loadTokenizer(dir), { numSamples: 4 }));
     expect(cpuSnn.schedule).toBe('layerwise');
-    const snn = new SpikingLM(cpuSnn.config, cpuSnn.weights, gpu, cpuSnn.spiking);
+    const snn = new SpikingLM(cpuSnn.config, cpuSnn.weights, gpu, { ...cpuSnn.spiking, ...(twoStage ? { head: { coarsePlanes: 5, topK: 16 } } : {}) });
     const note = gpu.deviceSamplingNote();
     for (const o of [{}, SAMPLED]) {
       const host = await generate(snn, PROMPT, { ...o, maxNewTokens: 10, stopTokenIds: [], loop: 'host' });
