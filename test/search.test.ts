@@ -153,6 +153,44 @@ describe('the search', () => {
     expect(search.chosen.moves).toBe(Math.max(...met));
   });
 
+  // where top-1 binds, KL is left for coarse planes (the KL target's search stops at its edge): with
+  // no KL target every coarse count down to one is in reach; with a loose one the fewest is above one
+  it.for([Infinity, 0.06])('the head stage (target top1=0.9, kl=%s): each candidate scores what a network built with its head does; the cheapest that met is taken', async (kl) => {
+    const { snn, search } = await convertToTarget(ann, split, { target: { top1: 0.9, kl }, finetune: 0 });
+    expect((await searched).search.head_stage.reason).toMatch(/one coarse plane less is predicted to add KL .*, over the .* left/);
+    const hs = search.head_stage;
+    expect(hs.top_k).toBe(16);
+    expect(hs.candidates.length, hs.reason).toBeGreaterThan(1);
+    const ref = await annReference(ann, split.select);
+    const oneStage = snn.with({ head: undefined });
+    for (const cand of hs.candidates) {
+      const net = oneStage.with({ head: { coarsePlanes: cand.coarse_planes, topK: hs.top_k } });
+      const sc = await scoreNetwork(net, ref);
+      expect(meanOf(sc.agree), `P_c ${cand.coarse_planes}`).toBe(cand.top1);
+      expect(meanOf(sc.kl)).toBeCloseTo(cand.kl, 12);
+      expect(sc.energy.presets.fp32.ratio).toBeCloseTo(cand.energy_fp32, 12);
+      net.dispose();
+    }
+    // consecutive coarse plane counts from the fewest predicted within the KL left
+    const counts = hs.candidates.map((x) => x.coarse_planes);
+    expect(counts).toEqual(counts.map((_, i) => counts[0]! + i));
+    expect(hs.candidates[0]!.predicted_kl_added).toBeLessThanOrEqual(hs.kl_left!);
+    if (Number.isFinite(kl)) {
+      expect(counts[0]).toBeGreaterThan(1);
+      expect(hs.predicted_kl_below).toBeGreaterThan(hs.kl_left!);
+    } else {
+      expect(counts[0]).toBe(1);
+      expect(hs.candidates.filter((x) => x.meets).length).toBeGreaterThan(1);
+    }
+    expect(search.chosen.head).toBeDefined();
+    const best = hs.candidates.filter((x) => x.meets).sort((a, b) => a.energy_fp32 - b.energy_fp32)[0];
+    expect(search.chosen.head).toEqual(best ? { coarse_planes: best.coarse_planes, top_k: 16 } : undefined);
+    expect(snn.spiking.head).toEqual(best ? { coarsePlanes: best.coarse_planes, topK: 16 } : undefined);
+    if (best) expect(search.chosen.energy_fp32).toBe(best.energy_fp32);
+    oneStage.dispose();
+    snn.dispose();
+  });
+
   it('is reproducible: a second run records the same search, byte for byte', async () => {
     const a = (await searched).search;
     const b = (await convertToTarget(ann, split, { target, finetune: 0 })).search;

@@ -185,6 +185,8 @@ export interface SearchRecord {
     readonly top_k: number;
     readonly mass_outside_top_k?: number;
     readonly kl_left?: number;
+    /** The KL predicted one coarse plane below the fewest scored (over kl_left; absent at one plane). */
+    readonly predicted_kl_below?: number;
     readonly reason?: string;
     readonly candidates: readonly (CheckRecord & { readonly coarse_planes: number; readonly predicted_kl_added: number })[];
   };
@@ -430,7 +432,7 @@ export async function convertToTarget(ann: CausalLM, split: CalibrationSplit, op
             const scored = await timed('head', () => scoreHeads(net, ref, stages));
             progress('head', 1, 1);
             const candidates = scored.map((sc, i) => ({ moves: chosen.moves, coarse_planes: counts[i]!, predicted_kl_added: predicted(counts[i]!), ...meets(sc) }));
-            headStage = { ...headStage, candidates };
+            headStage = { ...headStage, ...(fewest > 1 ? { predicted_kl_below: predicted(fewest - 1) } : {}), candidates };
             const best = candidates.filter((c) => c.meets && c.energy_fp32 < chosen.check.energy_fp32).sort((a, b) => a.energy_fp32 - b.energy_fp32)[0];
             if (best) {
               const { coarse_planes: coarsePlanes, predicted_kl_added: _p, moves: _m, ...check } = best;

@@ -1,0 +1,12 @@
+import { convertToTarget } from '../src/convert/search/planes.js';
+import { splitCalibration } from '../src/convert/search/split.js';
+import { bundledText } from '../src/convert/calibration-data.js';
+import { loadModel } from '../src/nn/model.js';
+import { loadTokenizer } from '../src/nn/tokenizer.js';
+import { rewriteModelDir } from '../test/helpers/model-dirs.js';
+const stories = process.cwd() + '/models/stories260k';
+const dir = rewriteModelDir(stories, { rename: (n) => (/^model\.layers\.([2-9])\./.test(n) ? undefined : n), config: (c) => ({ ...c, num_hidden_layers: 2 }) });
+const ann = loadModel(dir), tok = loadTokenizer(dir);
+const split = splitCalibration(tok, { text: bundledText('calibration-stories.txt').text.split('\n').slice(0, 14).join('\n') });
+const { search } = await convertToTarget(ann, split, { target: { top1: 0.9, kl: 0.06 }, finetune: 0 });
+console.log(JSON.stringify({ ...search.head_stage, candidates: search.head_stage.candidates.map((c) => [c.coarse_planes, c.top1, c.kl, c.energy_fp32, c.meets, c.predicted_kl_added]) }), search.chosen.planes.head_in);
