@@ -89,8 +89,24 @@ describe.each(BACKEND_NAMES)('two-stage head kernels (%s)', (name) => {
         const W = up([N, K], w, 'linear'), C = up([R, N], coarse), I = up([R, k], idx), B = withBias ? up([N], bias) : undefined;
         const fromPlanes = await read(b, b.refineColumns(C, I, up([P * R, K], digits), P, W, B));
         const fromSums = await read(b, b.refineColumns(C, I, up([R, K], sums), 0, W, B));
-        expectClose(fromPlanes, want, tol, 'refine from planes');
-        expectClose(fromSums, want, tol, 'refine from sums');
+        if (name === 'cpu') {
+          expectClose(fromPlanes, want, tol, 'refine from planes');
+          expectClose(fromSums, want, tol, 'refine from sums');
+        } else {
+          // the GPU sums K float32 products in float32: its error is bounded by K·ε·Σ|terms|, which
+          // cancellation can make large against the result, so that bound (with the kernel tolerance)
+          for (let r = 0; r < R; r++) {
+            for (let j = 0; j < k; j++) {
+              const n = idx[r * k + j]!;
+              if (n < 0) continue;
+              let mag = withBias ? Math.abs(bias[n]!) : 0;
+              for (let c = 0; c < K; c++) mag += Math.abs(sums[r * K + c]! * w[n * K + c]!);
+              const o = r * N + n, bound = tol.atol + tol.rtol * Math.abs(want[o]!) + (K + 1) * 2 ** -23 * mag;
+              expect(Math.abs(fromPlanes[o]! - want[o]!), `planes, row ${r} column ${n}`).toBeLessThanOrEqual(bound);
+              expect(Math.abs(fromSums[o]! - want[o]!), `sums, row ${r} column ${n}`).toBeLessThanOrEqual(bound);
+            }
+          }
+        }
         // the untouched columns are the coarse values exactly
         for (let i = 0; i < R * N; i++) if (want[i] === coarse[i]) expect(fromSums[i]).toBe(coarse[i]);
       }),
