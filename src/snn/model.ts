@@ -134,7 +134,7 @@ export interface SnnForwardOptions {
   /**
    * Layerwise: more LM heads on the same head input (the plane search's head stage: one forward
    * scores several). Each writes its head_in (and coarse) statistics into its own `stats`, a
-   * zeroed tensor of statsRowsFor(its stages) rows; `stages` undefined is the one-stage head.
+   * zeroed tensor of a row per site and, for a two-stage head, one more; `stages` undefined is the one-stage head.
    */
   readonly extraHeads?: readonly { readonly stages?: HeadStages; readonly stats: BTensor }[];
 }
@@ -285,38 +285,43 @@ export class SpikingLM {
     return new SpikingLM(this.config, this.weights, this.backend, { ...this.spiking, ...change });
   }
 
-  /** The same network run for T steps (thresholds and host weights shared); per-site planes move by as many. */
+  /** The same network run for T steps (thresholds and host weights shared); per-site planes, and a two-stage head's coarse planes, move by as many. */
   withTimesteps(timesteps: number): SpikingLM {
-    const planes = this.spiking.planes, head = this.spiking.head, shift = timesteps - this.timesteps;
+    const planes = this.spiking.planes;
     const { head: _, ...rest } = this.spiking;
-    const shifted = { ...rest, timesteps, ...(planes ? { planes: shiftPlanes(planes, shift) } : {}) };
-    // a two-stage head's coarse planes move by as many (one stage where the head is left one plane)
+    const shifted = { ...rest, timesteps, ...(planes ? { planes: shiftPlanes(planes, timesteps - this.timesteps) } : {}) };
     const headPlanes = stepsOfSite(timesteps, shifted.siteSteps, shifted.planes, this.sites.find((s) => s.kind === 'head_in')!);
-    const moved = head ? Math.max(1, head.coarsePlanes + shift) : 0;
-    return new SpikingLM(this.config, this.weights, this.backend, { ...shifted, ...(head && moved < headPlanes ? { head: { ...head, coarsePlanes: moved } } : {}) });
+    return new SpikingLM(this.config, this.weights, this.backend, { ...shifted, ...this.headAt(headPlanes) });
   }
 
   /**
    * The same network with other planes per site (layerwise), reusing this one's device weights: as
-   * (a two-stage head's coarse planes move by as many as the head's, the head one stage where it
-   * runs one plane)
    * they are where a site's planes did not change, and for a weighted code at any plane count (its
    * unit 2^(1−T) differs by a power of two, which the fast execution applies to the digit sums, so
    * the logits are bit for bit those of a network built for these planes, barring folded weights
    * within a factor 2^16 of float32's subnormal range; the event-driven
    * execution folds a site's own synapses on first use). What the plane search builds many of.
    * This model owns the shared tensors, so it must outlive the result (dispose the result first).
+   * A two-stage head's coarse planes move with the head's (headAt).
    */
   withPlanes(planes: SitePlanes): SpikingLM {
     if (this.schedule !== 'layerwise') throw new ArgumentError('withPlanes: per-site planes are a layerwise option');
     const timesteps = Math.max(...this.sites.map((s) => planes[s.name] ?? this.stepsOf(s.name)));
-    // a two-stage head's coarse planes move with the head's (none left where the head runs one plane)
-    const head = this.spiking.head, headPlanes = planes.head_in ?? this.stepsOf('head_in');
-    const moved = head ? Math.max(1, head.coarsePlanes + headPlanes - this.stepsOf('head_in')) : 0;
     const { head: _, ...rest } = this.spiking;
     return new SpikingLM(this.config, this.weights, this.backend, {
-      ...rest, timesteps, planes: { ...this.planesBySite(), ...planes }, ...(head && moved < headPlanes ? { head: { ...head, coarsePlanes: moved } } : {}),
+      ...rest, timesteps, planes: { ...this.planesBySite(), ...planes }, ...this.headAt(planes.head_in ?? this.stepsOf('head_in')),
     }, this);
+  }
+
+  /**
+   * This model's two-stage head for a head of `headPlanes` planes: its coarse planes moved by as
+   * many as the head's (at least one), and none (one stage) where the head would run no more.
+   */
+  private headAt(headPlanes: number): { head?: HeadStages } {
+    const head = this.spiking.head;
+    if (!head) return {};
+    const coarsePlanes = Math.max(1, head.coarsePlanes + headPlanes - this.stepsOf('head_in'));
+    return coarsePlanes < headPlanes ? { head: { ...head, coarsePlanes } } : {};
   }
 
   withSurrogate(surrogate: SpikingConfig['surrogate']): SpikingLM {

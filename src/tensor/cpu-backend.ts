@@ -26,7 +26,7 @@ import { matmulCpu } from './kernels/matmul.js';
 import { type QkNormHeads, checkQkNorm, layerNormCpu, qkNormCpu, rmsNormCpu } from './kernels/norm.js';
 import { ropeCpu } from './kernels/rope.js';
 import { type CausalMask, softmaxCpu } from './kernels/softmax.js';
-import { checkTopK, refineCpu, topKCpu } from './kernels/top-k.js';
+import { refineCpu, topKCpu } from './kernels/top-k.js';
 import { threadCount } from './threads.js';
 import { type CpuKernelSet, type WasmRuntime, cpuKernelSet, logOnce, wasmRuntime } from './wasm/runtime.js';
 import { ATTENTION_MIN_QUERIES, activationWasm, attentionWasm, gatedActivationWasm, eventWasm, matmulHalfWasm, matmulWasm, nonzeros, planeWasm } from './wasm/products.js';
@@ -428,8 +428,7 @@ export class CpuBackend implements Backend {
 
   topK(xIn: BTensor, k: number): Tensor {
     const x = host(xIn);
-    const { R, N } = topKDims(x);
-    checkTopK(k, N, 'topK');
+    const { R, N } = topKDims(x, k);
     const out = new Tensor([R, k]);
     topKCpu(x.data, R, N, k, out.data);
     return out;

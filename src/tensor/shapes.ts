@@ -9,6 +9,7 @@ import { planesOf } from './kernels/codes.js';
 import type { SpikeAttentionCodes, SpikeExecution } from './kernels/spike-attention.js';
 import { type QkvLayout, qkvWidths } from './kernels/qkv.js';
 import { numel, shapeToString } from './tensor.js';
+import { checkTopK } from './kernels/top-k.js';
 
 const cols = (t: BTensor): number => (t.shape.length === 0 ? 1 : t.shape[t.shape.length - 1]!);
 const rows = (t: BTensor): number => {
@@ -125,9 +126,10 @@ export function spikeAttentionDims(q: BTensor, k: BTensor, v: BTensor, p: Attent
   return S;
 }
 
-/** topK: x [R, N]; returns R and N. */
-export function topKDims(x: BTensor): { R: number; N: number } {
+/** topK: x [R, N] and 1 ≤ k ≤ min(N, MAX_TOP_K); returns R and N. */
+export function topKDims(x: BTensor, k: number): { R: number; N: number } {
   if (x.shape.length !== 2) throw new ShapeError(`topK: x must be [R, N], got ${shapeToString(x.shape)}`);
+  checkTopK(k, cols(x), 'topK');
   return { R: rows(x), N: cols(x) };
 }
 

@@ -427,7 +427,10 @@ export async function convertToTarget(ann: CausalLM, split: CalibrationSplit, op
           while (fewest > 1 && predicted(fewest - 1) <= klLeft) fewest--;
           const counts = Array.from({ length: Math.min(HEAD.candidates, headPlanes - fewest) }, (_, i) => fewest + i);
           const stages = counts.map((p) => ({ coarsePlanes: p, topK: HEAD.topK }));
-          const net = new SpikingLM(ann.config, ann.weights, backend, { ...base.spiking, thresholds: chosen.thresholds ?? base.spiking.thresholds, timesteps: Math.max(...Object.values(chosen.planes)), planes: chosen.planes });
+          // the chosen network (on the baseline's synapses unless its thresholds are the fine-tuned ones)
+          const net = chosen.thresholds
+            ? new SpikingLM(ann.config, ann.weights, backend, { ...base.spiking, thresholds: chosen.thresholds, timesteps: Math.max(...Object.values(chosen.planes)), planes: chosen.planes })
+            : base.withPlanes(chosen.planes);
           try {
             const scored = await timed('head', () => scoreHeads(net, ref, stages));
             progress('head', 1, 1);

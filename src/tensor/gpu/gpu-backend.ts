@@ -16,7 +16,7 @@ import { type Activation, activationGpu, binaryGpu, gatedActivationGpu, scaleGpu
 import { type QkvLayout, qkvToCacheGpu } from '../kernels/qkv.js';
 import { type AttentionParams, attentionGpu } from '../kernels/attention.js';
 import { copyGpu } from '../kernels/copy.js';
-import { checkTopK, refineGpu, topKGpu } from '../kernels/top-k.js';
+import { refineGpu, topKGpu } from '../kernels/top-k.js';
 import { GpuEmbeddingTable, embeddingGpu, packEmbeddingTable } from '../kernels/embedding.js';
 import { GPU_ARITHMETICS, type GpuArithmetic, GpuLinearWeight, type MatmulVariant, WEIGHT_FORMATS, type WeightFormat, isF16Exact, matmulGpu, packLinearWeight } from '../kernels/matmul.js';
 import { type QkNormHeads, checkQkNorm, layerNormGpu, qkNormGpu, rmsNormGpu } from '../kernels/norm.js';
@@ -428,8 +428,7 @@ export class GpuBackend implements Backend {
   }
   topK(xIn: BTensor, k: number): GpuTensor {
     const x = this.dense(xIn, 'topK');
-    const { R, N } = topKDims(x);
-    checkTopK(k, N, 'topK');
+    const { R, N } = topKDims(x, k);
     const out = this.rt.alloc([R, k]);
     topKGpu(this.rt, x, R, N, k, out);
     return out;
