@@ -8,7 +8,8 @@
  * Workers run the kernels' own source (`matmulBlocked`, `matvecBlocked`, `attentionRange` as strings),
  * so there is one kernel, not a copy; where WebAssembly SIMD validates, each worker also instantiates
  * the wasm kernel module on the main thread's shared `WebAssembly.Memory` (wasm/runtime.ts), and a wasm
- * job is a kernel name and its arguments (addresses and sizes), so nothing is copied or transferred.
+ * job is a kernel's index and its arguments (addresses and sizes) written into the worker's shared
+ * args slot, so nothing is copied, transferred or posted.
  * Set SPIKELM_THREADS=1 to disable the pool, or to N to use N threads in all.
  *
  * Memory: a SharedArrayBuffer handed to a worker stays alive until that worker's isolate collects
@@ -21,7 +22,7 @@ import os from 'node:os';
 import { MessageChannel, type MessagePort, Worker, receiveMessageOnPort } from 'node:worker_threads';
 import { type AttentionParams, attentionRange } from './kernels/attention.js';
 import { MATVEC_MAX_ROWS, matmulBlocked, matvecBlocked } from './kernels/matmul.js';
-import { type WasmKernel, type WasmRuntime, wasmRuntime } from './wasm/runtime.js';
+import { WASM_KERNELS, type WasmKernel, type WasmRuntime, wasmRuntime } from './wasm/runtime.js';
 
 /** Below this many multiply-adds a hand-off costs more than it saves (measured in bench/matmul). */
 export const PARALLEL_MIN_MACS = 1 << 20;
@@ -30,7 +31,14 @@ export const PARALLEL_MIN_MATVEC_MACS = 1 << 17;
 /** Attention: below this many score/value multiply-adds the work stays on the calling thread. */
 export const PARALLEL_MIN_ATTENTION = 1 << 18;
 
-const IDLE = 0, POSTED = 1, DONE = 2, FAILED = 3;
+const IDLE = 0, POSTED = 1, DONE = 2, FAILED = 3, POSTED_WASM = 4;
+/**
+ * A wasm job travels in the worker's shared `args` slot, not as a message: its kernel's index in
+ * WASM_KERNELS, the argument count and the arguments (addresses and sizes, exact in a double). A
+ * posted message costs a structured clone and a port read on each side, tens of microseconds that
+ * decode pays per product while the caller waits at the join; the slot costs a few stores.
+ */
+const ARGS_SLOTS = 32;
 /**
  * Microseconds a worker (or the joining thread) polls its control word before it sleeps in
  * Atomics.wait. Decode posts a matrix–vector job every few hundred microseconds, and waking a
@@ -48,6 +56,7 @@ interface PoolWorker {
   worker: Worker;
   port: MessagePort;
   control: Int32Array;
+  args: Float64Array;
 }
 
 const WORKER_SOURCE = () => `
@@ -55,7 +64,8 @@ const { receiveMessageOnPort, workerData } = require('node:worker_threads');
 const matmulBlocked = ${matmulBlocked.toString()};
 const matvecBlocked = ${matvecBlocked.toString()};
 const attentionRange = ${attentionRange.toString()};
-const { port, control } = workerData;
+const { port, control, args } = workerData;
+const kernelNames = ${JSON.stringify(WASM_KERNELS)};
 // the wasm SIMD kernels on the main thread's shared memory (wasm/runtime.ts), where SIMD validates
 const wasm = workerData.wasm ? new WebAssembly.Instance(workerData.wasm.module, { env: { memory: workerData.wasm.memory } }).exports : null;
 require('node:v8').setFlagsFromString('--expose-gc');
@@ -63,11 +73,26 @@ const collectGarbage = require('node:vm').runInNewContext('gc');
 for (;;) {
   let state = Atomics.load(control, 0);
   // spin a little before sleeping (SPIN_US in threads.ts says why)
-  if (state !== ${POSTED}) {
+  if (state !== ${POSTED} && state !== ${POSTED_WASM}) {
     const until = performance.now() + ${SPIN_US} / 1000;
-    while (state !== ${POSTED} && performance.now() < until) state = Atomics.load(control, 0);
+    while (state !== ${POSTED} && state !== ${POSTED_WASM} && performance.now() < until) state = Atomics.load(control, 0);
   }
-  if (state !== ${POSTED}) { Atomics.wait(control, 0, state); continue; }
+  if (state !== ${POSTED} && state !== ${POSTED_WASM}) { Atomics.wait(control, 0, state); continue; }
+  if (state === ${POSTED_WASM}) {
+    try {
+      const n = args[1];
+      const fn = wasm[kernelNames[args[0]]];
+      if (n === 4) fn(args[2], args[3], args[4], args[5]);
+      else if (n === 9) fn(args[2], args[3], args[4], args[5], args[6], args[7], args[8], args[9], args[10]);
+      else fn(...Array.from(args.subarray(2, 2 + n)));
+      Atomics.store(control, 0, ${DONE});
+    } catch (err) {
+      port.postMessage(String(err && err.stack || err));
+      Atomics.store(control, 0, ${FAILED});
+    }
+    Atomics.notify(control, 0);
+    continue;
+  }
   let job = receiveMessageOnPort(port).message;
   if (job.kind === 'collect') {
     // collect first, then report done: the caller measures memory after this returns
@@ -79,8 +104,7 @@ for (;;) {
   }
   const collect = job.collect === true;
   try {
-    if (job.kind === 'wasm') wasm[job.fn](...job.args);
-    else if (job.kind === 'attention') attentionRange(job.q, job.k, job.v, job.S, job.p, job.out, job.u0, job.u1);
+    if (job.kind === 'attention') attentionRange(job.q, job.k, job.v, job.S, job.p, job.out, job.u0, job.u1);
     else if (job.kind === 'matvec') matvecBlocked(job.x, job.w, job.bias, job.y, job.M, job.K, job.N, job.n0, job.n1);
     else matmulBlocked(job.x, job.w, job.bias, job.y, job.M, job.K, job.N, job.n0, job.n1);
     Atomics.store(control, 0, ${DONE});
@@ -113,11 +137,11 @@ function getPool(): PoolWorker[] {
   const wasm = rt ? { module: rt.module, memory: rt.memory } : undefined;
   for (let i = 0; i < threadCount() - 1; i++) {
     const { port1, port2 } = new MessageChannel();
-    const control = new Int32Array(new SharedArrayBuffer(4));
-    const worker = new Worker(source, { eval: true, workerData: { port: port2, control, wasm }, transferList: [port2] });
+    const control = new Int32Array(new SharedArrayBuffer(4)), args = new Float64Array(new SharedArrayBuffer(8 * ARGS_SLOTS));
+    const worker = new Worker(source, { eval: true, workerData: { port: port2, control, args, wasm }, transferList: [port2] });
     worker.unref();
     port1.unref();
-    pool.push({ worker, port: port1, control });
+    pool.push({ worker, port: port1, control, args });
   }
   return pool;
 }
@@ -207,6 +231,16 @@ function postJob(pw: PoolWorker, job: object): void {
   Atomics.notify(pw.control, 0);
 }
 
+/** Post a wasm kernel call through the worker's args slot (ARGS_SLOTS says why). */
+function postWasm(pw: PoolWorker, fn: WasmKernel, args: readonly number[]): void {
+  if (args.length > ARGS_SLOTS - 2) throw new Error(`wasm job ${fn}: ${args.length} arguments, the slot holds ${ARGS_SLOTS - 2}`);
+  pw.args[0] = WASM_KERNELS.indexOf(fn);
+  pw.args[1] = args.length;
+  pw.args.set(args, 2);
+  Atomics.store(pw.control, 0, POSTED_WASM);
+  Atomics.notify(pw.control, 0);
+}
+
 function joinWorkers(used: readonly PoolWorker[], what: string): void {
   let failure: string | undefined;
   for (const pw of used) {
@@ -263,7 +297,7 @@ export function wasmColumns(rt: WasmRuntime, fn: WasmKernel, N: number, parallel
   for (let i = 0; i < workers.length; i++) {
     const n0 = (i + 1) * step, n1 = Math.min(N, n0 + step);
     if (n0 >= n1) break;
-    postJob(workers[i]!, { kind: 'wasm', fn, args: argsOf(n0, n1, i + 1) });
+    postWasm(workers[i]!, fn, argsOf(n0, n1, i + 1));
     used.push(workers[i]!);
   }
   kernel(...argsOf(0, Math.min(step, N), 0));
