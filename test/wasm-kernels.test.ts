@@ -27,7 +27,8 @@ import { planeMatmulCpu } from '../src/tensor/kernels/plane-matmul.js';
 import { spikeMatmulEventCpu } from '../src/tensor/kernels/spike-matmul.js';
 import { Tensor } from '../src/tensor/tensor.js';
 import { HalfTensor } from '../src/tensor/half.js';
-import { activationWasm, attentionWasm, gatedActivationWasm } from '../src/tensor/wasm/products.js';
+import { activationWasm, attentionWasm, gatedActivationWasm, normWasm } from '../src/tensor/wasm/products.js';
+import { layerNormCpu, rmsNormCpu } from '../src/tensor/kernels/norm.js';
 import { encodeWasm } from '../src/tensor/wasm/encoders.js';
 import { EXTRA_PLANES, STAT, STATS_WIDTH, TERNARY_LIMIT, encodeCpu, planesOf } from '../src/tensor/kernels/codes.js';
 import { WasmRuntime, cpuKernelSet, relaxedRequested, relaxedSimdSupported, simdSupported, wasmRuntime } from '../src/tensor/wasm/runtime.js';
@@ -328,6 +329,58 @@ describe('wasm activations', () => {
     activationCpu('gelu_tanh', x, ref);
     activationWasm(runtime(), 'gelu_tanh', x, out);
     expectWithinUlps(out, ref, 1, 'gelu_tanh over 2^18');
+  });
+});
+
+describe('wasm norms', () => {
+  // bit for bit: the statistics are the TypeScript kernels' sequential double sums (norm.ts says why)
+  it('equal layerNormCpu and rmsNormCpu bit for bit: any width, with and without β, non-finite and zero rows, eps 0, sub-views in and out of the memory', () => {
+    const rt = runtime();
+    fc.assert(
+      fc.property(fc.integer({ min: 1, max: 6 }), fc.integer({ min: 1, max: 70 }), fc.integer(), fc.constantFrom(1e-5, 1e-6, 0), fc.boolean(), fc.boolean(), fc.nat(3), (R, C, seed, eps, withBeta, resident, zeroRow) => {
+        const values = withNonFinite(randomArray(R * C + 3, seed, 8), seed + 1, R > 1 ? 2 : 0);
+        // a row of zeros (with eps 0: 0 · ∞, NaN in both) and a row of equal values (variance 0)
+        if (zeroRow < R) values.fill(0, 3 + zeroRow * C, 3 + (zeroRow + 1) * C);
+        if (R > 1 && zeroRow + 1 < R) values.fill(-0.75, 3 + (zeroRow + 1) * C, 3 + (zeroRow + 2) * C);
+        const x = (resident ? inMemory(rt, values) : values).subarray(3);
+        const gamma = randomArray(C + 1, seed + 2, 2).subarray(1), beta = withBeta ? randomArray(C, seed + 3, 1) : undefined;
+        const ref = new Float32Array(R * C), out = new Float32Array(R * C).fill(Number.NaN);
+        layerNormCpu(x, gamma, beta, eps, R, C, ref);
+        normWasm(rt, 'layer', x, gamma, beta, eps, R, C, out);
+        expectIdentical(out, ref, `layer norm ${R}×${C}${withBeta ? ' with β' : ''}, eps ${eps}`);
+        const rRef = new Float32Array(R * C), rOut = resident ? rt.f32(R * C + 5)!.fill(Number.NaN).subarray(5) : new Float32Array(R * C).fill(Number.NaN);
+        rmsNormCpu(x, gamma, eps, R, C, rRef);
+        normWasm(rt, 'rms', x, gamma, undefined, eps, R, C, rOut);
+        expectIdentical(rOut, rRef, `RMS norm ${R}×${C}, eps ${eps}`);
+      }),
+      { numRuns: 300, endOnFailure: true },
+    );
+  });
+
+  it('sum in the TypeScript order: rows whose double sums change with the order give the same values', () => {
+    // 1e30 + 1 − 1e30 + 1 + 1 + 1 + 1 is 4 summed in order, 5 with the even and odd entries apart
+    // (the 1 after 1e30 is lost either way, the one after −1e30 only in order): the mean moves
+    const rt = runtime(), C = 7;
+    const x = Float32Array.of(1e30, 1, -1e30, 1, 1, 1, 1, 1e19, 1, -1e19, 1, 5, 2, 1e18);
+    const gamma = new Float32Array(C).fill(1), ref = new Float32Array(x.length), out = new Float32Array(x.length);
+    layerNormCpu(x, gamma, undefined, 1e-5, 2, C, ref);
+    normWasm(rt, 'layer', x, gamma, undefined, 1e-5, 2, C, out);
+    expectIdentical(out, ref, 'layer norm of cancelling rows');
+    rmsNormCpu(x, gamma, 1e-5, 2, C, ref);
+    normWasm(rt, 'rms', x, gamma, undefined, 1e-5, 2, C, out);
+    expectIdentical(out, ref, 'RMS norm of cancelling rows');
+  });
+
+  it('across the pool (prefill-sized rows) equal the serial TypeScript kernels', () => {
+    const rt = runtime(), R = 129, C = 771;
+    const x = randomArray(R * C, 11, 5), gamma = randomArray(C, 12, 1), beta = randomArray(C, 13, 1);
+    const ref = new Float32Array(R * C), out = new Float32Array(R * C);
+    layerNormCpu(x, gamma, beta, 1e-5, R, C, ref);
+    normWasm(rt, 'layer', x, gamma, beta, 1e-5, R, C, out);
+    expectIdentical(out, ref, `layer norm ${R}×${C}`);
+    rmsNormCpu(x, gamma, 1e-6, R, C, ref);
+    normWasm(rt, 'rms', x, gamma, undefined, 1e-6, R, C, out);
+    expectIdentical(out, ref, `RMS norm ${R}×${C}`);
   });
 });
 

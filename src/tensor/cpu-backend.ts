@@ -29,7 +29,7 @@ import { type CausalMask, softmaxCpu } from './kernels/softmax.js';
 import { refineCpu, topKCpu } from './kernels/top-k.js';
 import { threadCount } from './threads.js';
 import { type CpuKernelSet, type WasmRuntime, cpuKernelSet, logOnce, wasmRuntime } from './wasm/runtime.js';
-import { ATTENTION_MIN_QUERIES, activationWasm, attentionWasm, gatedActivationWasm, eventWasm, matmulHalfWasm, matmulWasm, nonzeros, planeWasm } from './wasm/products.js';
+import { ATTENTION_MIN_QUERIES, activationWasm, attentionWasm, gatedActivationWasm, eventWasm, matmulHalfWasm, matmulWasm, nonzeros, normWasm, planeWasm } from './wasm/products.js';
 import { encodeWasm } from './wasm/encoders.js';
 import { embeddingHalfCpu, matmulHalfCpu } from './kernels/half-matmul.js';
 import { attentionDims, binaryBroadcast, checkVector, embeddingDims, gatedDims, matmulDims, planeRows, qkvCheck, refineDims, topKDims, ropeCheck, spikeAttentionDims, stateCheck, timeMajorDims, writeRowsCheck } from './shapes.js';
@@ -328,7 +328,8 @@ export class CpuBackend implements Backend {
     checkVector(gamma, x.cols, 'layerNorm gamma');
     checkVector(beta, x.cols, 'layerNorm beta');
     const out = new Tensor(x.shape);
-    layerNormCpu(x.data, host(gamma).data, beta ? host(beta).data : undefined, eps, x.rows, x.cols, out.data);
+    if (this.wasm) normWasm(this.wasm, 'layer', x.data, host(gamma).data, beta ? host(beta).data : undefined, eps, x.rows, x.cols, out.data);
+    else layerNormCpu(x.data, host(gamma).data, beta ? host(beta).data : undefined, eps, x.rows, x.cols, out.data);
     return out;
   }
 
@@ -336,7 +337,8 @@ export class CpuBackend implements Backend {
     const x = host(xIn);
     checkVector(gamma, x.cols, 'rmsNorm gamma');
     const out = new Tensor(x.shape);
-    rmsNormCpu(x.data, host(gamma).data, eps, x.rows, x.cols, out.data);
+    if (this.wasm) normWasm(this.wasm, 'rms', x.data, host(gamma).data, undefined, eps, x.rows, x.cols, out.data);
+    else rmsNormCpu(x.data, host(gamma).data, eps, x.rows, x.cols, out.data);
     return out;
   }
 

@@ -11,6 +11,7 @@
  *   eventWasm    event-driven rows of wᵀ per nonzero spike (f64)
  *   planeWasm    event-driven digit planes, Horner over planes (f64)
  *   activationWasm, gatedActivationWasm  the activations (f64 formulas, as in TypeScript), element ranges
+ *   normWasm     layer and RMS norms over row ranges (bit for bit the TypeScript kernels: assembly/norm.ts)
  *   attentionWasm  causal attention over (block, head) units (f64, the TypeScript kernel's arithmetic);
  *                q, k and v are staged, so it is used from ATTENTION_MIN_QUERIES query rows on, where
  *                the arithmetic (queries × keys) outweighs copying the keys and values
@@ -118,6 +119,18 @@ export function activationWasm(rt: WasmRuntime, kind: Activation, x: Float32Arra
 export function gatedActivationWasm(rt: WasmRuntime, kind: Activation, x: Float32Array, C: number, out: Float32Array): void {
   const xp = rt.operand(x, 'x'), op = output(rt, out);
   wasmColumns(rt, 'gatedActivationF64', out.length, out.length >= PARALLEL_MIN_ELEMENTS, (i0, i1) => [ACTIVATION_KIND[kind], xp, op, C, i0, i1], 1024);
+  finish(rt, out, op);
+}
+
+/** Rows × columns from which a norm is split across the pool (prefill's rows; decode's one row stays). */
+const PARALLEL_MIN_NORM_ELEMENTS = 1 << 15;
+
+/** A layer norm (with its β, or none) or an RMS norm (beta null) of x [R, C] into out. */
+export function normWasm(rt: WasmRuntime, kind: 'layer' | 'rms', x: Float32Array, gamma: Float32Array, beta: Float32Array | undefined, eps: number, R: number, C: number, out: Float32Array): void {
+  const xp = rt.operand(x, 'x'), gp = rt.operand(gamma, 'gamma'), bp = beta ? rt.operand(beta, 'beta') : 0, op = output(rt, out);
+  const parallel = R >= 2 && R * C >= PARALLEL_MIN_NORM_ELEMENTS;
+  if (kind === 'layer') wasmColumns(rt, 'layerNormF64', R, parallel, (r0, r1) => [xp, gp, bp, beta ? 1 : 0, op, C, eps, r0, r1], 1);
+  else wasmColumns(rt, 'rmsNormF64', R, parallel, (r0, r1) => [xp, gp, op, C, eps, r0, r1], 1);
   finish(rt, out, op);
 }
 

@@ -5,3 +5,4 @@ export { streamSumF32 } from './bandwidth';
 export { attentionF64 } from './attention';
 export { activationF64, gatedActivationF64 } from './elementwise';
 export { encodeWeightedF32 } from './codes';
+export { layerNormF64, rmsNormF64 } from './norm';
