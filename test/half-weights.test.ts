@@ -89,7 +89,7 @@ describe('products over 16-bit weights', () => {
           expectIdentical(y16, y32, `${format} [${M}×${K}]·[${N}×${K}]ᵀ`);
           // the same product over two column ranges, as the thread pool splits it
           const c = Math.min(cut, N), ySplit = rt.f32(M * N)!;
-          const fn = format === 'bf16' ? (M < 4 ? 'matvecBf16Rows4' : 'matmulBf16Tile4x4') : M < 4 ? 'matvecF16Rows4' : 'matmulF16Tile4x4';
+          const fn = format === 'bf16' ? (M < 4 ? 'matvecBf16Row' : 'matmulBf16Tile4x4') : M < 4 ? 'matvecF16Row' : 'matmulF16Tile4x4';
           for (const [n0, n1] of [[0, c], [c, N]] as const) rt.kernels[fn](rt.addressOf(x)!, rt.addressOf(bits)!, bias ? rt.addressOf(b)! : 0, rt.addressOf(ySplit)!, M, K, N, n0, n1);
           expectIdentical(ySplit, y32, `${format} split at column ${c}`);
           for (const a of [bits, wide, x, b, ySplit]) rt.free(a);

@@ -130,7 +130,7 @@ describe('wasm SIMD kernels', () => {
           const c = cut % (N + 1);
           for (const tile of [true, false]) {
             if (!tile && M >= 8) continue;
-            const fn = accumulate === 'f32' ? (tile ? rt.kernels.matmulF32Tile4x4 : rt.kernels.matvecF32Rows4) : tile ? rt.kernels.matmulF64Tile4x4 : rt.kernels.matvecF64Rows4;
+            const fn = accumulate === 'f32' ? (tile ? rt.kernels.matmulF32Tile4x4 : rt.kernels.matvecF32Row) : tile ? rt.kernels.matmulF64Tile4x4 : rt.kernels.matvecF64Row;
             y.fill(Number.NaN);
             fn(addr(rt, xm), addr(rt, wm), addr(rt, bm), addr(rt, y), M, K, N, 0, c);
             fn(addr(rt, xm), addr(rt, wm), addr(rt, bm), addr(rt, y), M, K, N, c, N);
@@ -143,6 +143,24 @@ describe('wasm SIMD kernels', () => {
     });
   }
 
+  it('f32: the matrix–vector form gives each output the tile\'s bits (one order of sums, wherever the columns are split)', () => {
+    const rt = runtime();
+    fc.assert(
+      fc.property(fc.integer({ min: 4, max: 9 }), fc.integer({ min: 0, max: 70 }), shape.N, fc.boolean(), fc.nat(), fc.integer(), (M, K, N, withBias, cut, seed) => {
+        const xm = inMemory(rt, randomArray(M * K, seed)), wm = inMemory(rt, randomArray(N * K, seed + 1)), bm = withBias ? inMemory(rt, randomArray(N, seed + 2)) : undefined;
+        const tile = inMemory(rt, new Float32Array(M * N)), rows = inMemory(rt, new Float32Array(M * N).fill(Number.NaN));
+        rt.kernels.matmulF32Tile4x4(addr(rt, xm), addr(rt, wm), addr(rt, bm), addr(rt, tile), M, K, N, 0, N);
+        const c = cut % (N + 1);
+        for (let m = 0; m < M; m++) {
+          for (const [n0, n1] of [[0, c], [c, N]] as const) rt.kernels.matvecF32Row(addr(rt, xm) + 4 * m * K, addr(rt, wm), addr(rt, bm), addr(rt, rows) + 4 * m * N, 1, K, N, n0, n1);
+        }
+        expectIdentical(rows, tile, `f32 rows vs tile ${M}×${K}×${N} cut ${c}`);
+        for (const a of [xm, wm, tile, rows, ...(bm ? [bm] : [])]) rt.free(a);
+      }),
+      { numRuns: 100, endOnFailure: true },
+    );
+  });
+
   it('non-finite inputs give what the TypeScript kernels give (NaN, the same infinity)', () => {
     const rt = runtime();
     fc.assert(
@@ -151,7 +169,7 @@ describe('wasm SIMD kernels', () => {
         const ref = new Float32Array(M * N);
         matmulBlocked(x, w, null, ref, M, K, N, 0, N);
         const xm = inMemory(rt, x), wm = inMemory(rt, w), y = inMemory(rt, new Float32Array(M * N));
-        for (const fn of [rt.kernels.matmulF32Tile4x4, rt.kernels.matmulF64Tile4x4, rt.kernels.matvecF32Rows4, rt.kernels.matvecF64Rows4]) {
+        for (const fn of [rt.kernels.matmulF32Tile4x4, rt.kernels.matmulF64Tile4x4, rt.kernels.matvecF32Row, rt.kernels.matvecF64Row]) {
           fn(addr(rt, xm), addr(rt, wm), 0, addr(rt, y), M, K, N, 0, N);
           expectCloseNonFinite(y, ref, `${fn.name} ${M}×${K}×${N}`);
         }

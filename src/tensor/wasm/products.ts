@@ -43,7 +43,7 @@ export function matmulWasm(rt: WasmRuntime, x: Float32Array, w: Float32Array, bi
   const wp = rt.addressOf(w);
   if (wp === undefined) return false;
   const matvec = M < MATVEC_MAX_ROWS;
-  const fn = accumulate === 'f32' ? (matvec ? 'matvecF32Rows4' : 'matmulF32Tile4x4') : matvec ? 'matvecF64Rows4' : 'matmulF64Tile4x4';
+  const fn = accumulate === 'f32' ? (matvec ? 'matvecF32Row' : 'matmulF32Tile4x4') : matvec ? 'matvecF64Row' : 'matmulF64Tile4x4';
   denseProduct(rt, fn, x, wp, bias, y, M, K, N, residual);
   return true;
 }
@@ -52,7 +52,7 @@ export function matmulHalfWasm(rt: WasmRuntime, x: Float32Array, w: Uint16Array,
   const wp = rt.addressOf(w);
   if (wp === undefined) return false;
   const matvec = M < MATVEC_MAX_ROWS;
-  const fn = format === 'bf16' ? (matvec ? 'matvecBf16Rows4' : 'matmulBf16Tile4x4') : matvec ? 'matvecF16Rows4' : 'matmulF16Tile4x4';
+  const fn = format === 'bf16' ? (matvec ? 'matvecBf16Row' : 'matmulBf16Tile4x4') : matvec ? 'matvecF16Row' : 'matmulF16Tile4x4';
   denseProduct(rt, fn, x, wp, bias, y, M, K, N, residual);
   return true;
 }

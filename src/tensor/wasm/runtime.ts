@@ -39,12 +39,12 @@ export type CpuKernelSet = 'wasm' | 'ts';
 
 export interface WasmExports {
   matmulF32Tile4x4(x: number, w: number, bias: number, y: number, M: number, K: number, N: number, n0: number, n1: number): void;
-  matvecF32Rows4(x: number, w: number, bias: number, y: number, M: number, K: number, N: number, n0: number, n1: number): void;
+  matvecF32Row(x: number, w: number, bias: number, y: number, M: number, K: number, N: number, n0: number, n1: number): void;
   matmulF64Tile4x4(x: number, w: number, bias: number, y: number, M: number, K: number, N: number, n0: number, n1: number): void;
-  matvecF64Rows4(x: number, w: number, bias: number, y: number, M: number, K: number, N: number, n0: number, n1: number): void;
-  matvecBf16Rows4(x: number, w: number, bias: number, y: number, M: number, K: number, N: number, n0: number, n1: number): void;
+  matvecF64Row(x: number, w: number, bias: number, y: number, M: number, K: number, N: number, n0: number, n1: number): void;
+  matvecBf16Row(x: number, w: number, bias: number, y: number, M: number, K: number, N: number, n0: number, n1: number): void;
   matmulBf16Tile4x4(x: number, w: number, bias: number, y: number, M: number, K: number, N: number, n0: number, n1: number): void;
-  matvecF16Rows4(x: number, w: number, bias: number, y: number, M: number, K: number, N: number, n0: number, n1: number): void;
+  matvecF16Row(x: number, w: number, bias: number, y: number, M: number, K: number, N: number, n0: number, n1: number): void;
   matmulF16Tile4x4(x: number, w: number, bias: number, y: number, M: number, K: number, N: number, n0: number, n1: number): void;
   eventRowsF64(s: number, wT: number, bias: number, residual: number, y: number, M: number, K: number, N: number, n0: number, n1: number, acc: number): void;
   planeAccumulateF64(digits: number, P: number, R: number, K: number, N: number, growth: number, wT: number, bias: number, residual: number, y: number, n0: number, n1: number, acc: number): void;
@@ -57,7 +57,7 @@ export interface WasmExports {
   rmsNormF64(x: number, gamma: number, out: number, C: number, eps: number, r0: number, r1: number): void;
 }
 
-export const WASM_KERNELS = ['matmulF32Tile4x4', 'matvecF32Rows4', 'matmulF64Tile4x4', 'matvecF64Rows4', 'matvecBf16Rows4', 'matmulBf16Tile4x4', 'matvecF16Rows4', 'matmulF16Tile4x4', 'eventRowsF64', 'planeAccumulateF64', 'streamSumF32', 'attentionF64', 'activationF64', 'gatedActivationF64', 'encodeWeightedF32', 'layerNormF64', 'rmsNormF64'] as const;
+export const WASM_KERNELS = ['matmulF32Tile4x4', 'matvecF32Row', 'matmulF64Tile4x4', 'matvecF64Row', 'matvecBf16Row', 'matmulBf16Tile4x4', 'matvecF16Row', 'matmulF16Tile4x4', 'eventRowsF64', 'planeAccumulateF64', 'streamSumF32', 'attentionF64', 'activationF64', 'gatedActivationF64', 'encodeWeightedF32', 'layerNormF64', 'rmsNormF64'] as const;
 export type WasmKernel = (typeof WASM_KERNELS)[number];
 
 export const WASM_FILE = new URL('./simd.wasm', import.meta.url);

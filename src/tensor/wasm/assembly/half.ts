@@ -1,6 +1,6 @@
 /**
  * 16-bit weights (BF16 or IEEE binary16 bits) widened to float32 in registers as they are loaded,
- * for matmul.ts's float32-summing kernels over 16-bit weights (matvecBf16Rows4, matmulF16Tile4x4, …;
+ * for matmul.ts's float32-summing kernels over 16-bit weights (matvecBf16Row, matmulF16Tile4x4, …;
  * twins of src/tensor/kernels/half-matmul.ts). BF16: the bits shifted up 16. F16 (Node 20's SIMD
  * has no f16 instructions): exponent and mantissa shifted into place and scaled by 2^112, which also
  * turns subnormal halves into the right normal floats; Inf/NaN patterns get float32's all-ones

@@ -5,17 +5,18 @@
  * TypeScript kernels. Pointers are byte addresses in the shared memory; bias = 0 means none.
  *
  * Two arithmetics, named by what they accumulate in (XNNPACK-style: type, tile, instruction set):
- *   matmulF32Tile4x4 / matvecF32Rows4   f32 products summed in four f32 lanes over k mod 4, lanes
- *       added pairwise ((l0 + l1) + (l2 + l3)), then the scalar tail k ≥ K − K mod 4, then bias.
+ *   matmulF32Tile4x4 / matvecF32Row   f32 products summed in f32 lanes over k mod 4 (the tile: one
+ *       accumulator per output; the row form: four, over k mod 16, added (a0 + a1) + (a2 + a3)),
+ *       lanes added pairwise ((l0 + l1) + (l2 + l3)), then the scalar tail k ≥ K − K mod 4, then bias.
  *       The ANN's products: what every inference engine computes, 4 multiply-adds per instruction.
- *   matmulF64Tile4x4 / matvecF64Rows4   f32 products promoted to f64 (exact: 24 + 24 bits < 53) and
+ *   matmulF64Tile4x4 / matvecF64Row   f32 products promoted to f64 (exact: 24 + 24 bits < 53) and
  *       summed in two f64 lanes, rounded to f32 once with the bias — the TypeScript kernels'
  *       contract (they sum in JavaScript doubles). The spiking products use these, so the dense
  *       and event executions (spike.ts, also f64) agree as they do in TypeScript.
- *   matvecBf16Rows4 / matmulBf16Tile4x4, matvecF16Rows4 / matmulF16Tile4x4   the same f32 kernels
+ *   matvecBf16Row / matmulBf16Tile4x4, matvecF16Row / matmulF16Tile4x4   the same f32 kernels
  *       over 16-bit weights (BF16, F16), widened in registers by half.ts: one generic source.
  * Tiles: 4 rows of x × 4 weight rows (16 accumulators; every load feeds 4 products); decode's
- * matrix–vector form streams 4 weight rows per load of x. Remainders (M, N not multiples of 4, K not
+ * matrix–vector form streams one weight row at a time (rowW says why). Remainders (M, N not multiples of 4, K not
  * a multiple of the vector width) run the same sums one row or one column at a time.
  */
 
@@ -82,42 +83,37 @@ import { wide1, wide4 } from './half';
   return sizeof<W>() == 4 ? 2 : 1;
 }
 
-/** One f32 dot product of length K (the remainder rows and columns). */
+/**
+ * One f32 dot product of length K: one accumulator, lanes over k mod 4 (the tile's own order, so
+ * every form gives an output the same bits, wherever the columns are split), unrolled by 16, then
+ * the lanes pairwise and the scalar tail. Decode's matrix–vector form and the tiles' remainders.
+ */
 function dotW<W>(a: usize, b: usize, K: i32): f32 {
-  const k4 = K & ~3;
+  const k16 = K & ~15, k4 = K & ~3, ws = wshift<W>();
   let acc = f32x4.splat(0);
-  for (let k = 0; k < k4; k += 4) acc = madd4(v128.load(a + (<usize>k << 2)), wload4<W>(b + (<usize>k << wshift<W>())), acc);
+  for (let k = 0; k < k16; k += 16) {
+    const o = <usize>k << 2, h = <usize>k << ws;
+    acc = madd4(v128.load(a + o), wload4<W>(b + h), acc);
+    acc = madd4(v128.load(a + o + 16), wload4<W>(b + h + (<usize>4 << ws)), acc);
+    acc = madd4(v128.load(a + o + 32), wload4<W>(b + h + (<usize>8 << ws)), acc);
+    acc = madd4(v128.load(a + o + 48), wload4<W>(b + h + (<usize>12 << ws)), acc);
+  }
+  for (let k = k16; k < k4; k += 4) acc = madd4(v128.load(a + (<usize>k << 2)), wload4<W>(b + (<usize>k << ws)), acc);
   let s = hsum4(acc);
-  for (let k = k4; k < K; k++) s += load<f32>(a + (<usize>k << 2)) * wload1<W>(b + (<usize>k << wshift<W>()));
+  for (let k = k4; k < K; k++) s += load<f32>(a + (<usize>k << 2)) * wload1<W>(b + (<usize>k << ws));
   return s;
 }
 
-/** One row of x against weight rows [n0, n1), four at a time. */
+/**
+ * One row of x against weight rows [n0, n1), one weight row at a time: a single sequential stream
+ * of the weights. Four rows at once (four streams, every load of x shared) streamed 20–27 GB/s on 2
+ * threads of this project's AMD EPYC VM where one row at a time streamed 39–43 with one
+ * accumulator (and the same with four: the stream, not the add chain, decides; scratch bench,
+ * 226 MB of 768-wide rows): decode is bound by the weights' read, not by the loads of x (in L1).
+ */
 function rowW<W>(xr: usize, w: usize, bias: usize, yr: usize, K: i32, n0: i32, n1: i32): void {
-  const rb = <usize>K << wshift<W>(), k4 = K & ~3;
-  let n = n0;
-  for (; n + 4 <= n1; n += 4) {
-    const p0 = w + <usize>n * rb, p1 = p0 + rb, p2 = p1 + rb, p3 = p2 + rb;
-    let a0 = f32x4.splat(0), a1 = f32x4.splat(0), a2 = f32x4.splat(0), a3 = f32x4.splat(0);
-    for (let k = 0; k < k4; k += 4) {
-      const xv = v128.load(xr + (<usize>k << 2)), o = <usize>k << wshift<W>();
-      a0 = madd4(xv, wload4<W>(p0 + o), a0);
-      a1 = madd4(xv, wload4<W>(p1 + o), a1);
-      a2 = madd4(xv, wload4<W>(p2 + o), a2);
-      a3 = madd4(xv, wload4<W>(p3 + o), a3);
-    }
-    let s0 = hsum4(a0), s1 = hsum4(a1), s2 = hsum4(a2), s3 = hsum4(a3);
-    for (let k = k4; k < K; k++) {
-      const xk = load<f32>(xr + (<usize>k << 2)), o = <usize>k << wshift<W>();
-      s0 += xk * wload1<W>(p0 + o); s1 += xk * wload1<W>(p1 + o); s2 += xk * wload1<W>(p2 + o); s3 += xk * wload1<W>(p3 + o);
-    }
-    const yo = yr + (<usize>n << 2);
-    store<f32>(yo, s0 + biasF32(bias, n));
-    store<f32>(yo, s1 + biasF32(bias, n + 1), 4);
-    store<f32>(yo, s2 + biasF32(bias, n + 2), 8);
-    store<f32>(yo, s3 + biasF32(bias, n + 3), 12);
-  }
-  for (; n < n1; n++) store<f32>(yr + (<usize>n << 2), dotW<W>(xr, w + <usize>n * rb, K) + biasF32(bias, n));
+  const rb = <usize>K << wshift<W>();
+  for (let n = n0; n < n1; n++) store<f32>(yr + (<usize>n << 2), dotW<W>(xr, w + <usize>n * rb, K) + biasF32(bias, n));
 }
 
 /** Matrix–vector form (decode, M < 4): every row of x streams the weight rows once. */
@@ -177,7 +173,7 @@ function matmulW<W>(x: usize, w: usize, bias: usize, y: usize, M: i32, K: i32, N
   store<f32>(yo, s3 + biasF32(bias, n + 3), 12);
 }
 
-export function matvecF32Rows4(x: usize, w: usize, bias: usize, y: usize, M: i32, K: i32, N: i32, n0: i32, n1: i32): void {
+export function matvecF32Row(x: usize, w: usize, bias: usize, y: usize, M: i32, K: i32, N: i32, n0: i32, n1: i32): void {
   matvecW<f32>(x, w, bias, y, M, K, N, n0, n1);
 }
 
@@ -185,7 +181,7 @@ export function matmulF32Tile4x4(x: usize, w: usize, bias: usize, y: usize, M: i
   matmulW<f32>(x, w, bias, y, M, K, N, n0, n1);
 }
 
-export function matvecBf16Rows4(x: usize, w: usize, bias: usize, y: usize, M: i32, K: i32, N: i32, n0: i32, n1: i32): void {
+export function matvecBf16Row(x: usize, w: usize, bias: usize, y: usize, M: i32, K: i32, N: i32, n0: i32, n1: i32): void {
   matvecW<u8>(x, w, bias, y, M, K, N, n0, n1);
 }
 
@@ -193,7 +189,7 @@ export function matmulBf16Tile4x4(x: usize, w: usize, bias: usize, y: usize, M: 
   matmulW<u8>(x, w, bias, y, M, K, N, n0, n1);
 }
 
-export function matvecF16Rows4(x: usize, w: usize, bias: usize, y: usize, M: i32, K: i32, N: i32, n0: i32, n1: i32): void {
+export function matvecF16Row(x: usize, w: usize, bias: usize, y: usize, M: i32, K: i32, N: i32, n0: i32, n1: i32): void {
   matvecW<u16>(x, w, bias, y, M, K, N, n0, n1);
 }
 
@@ -208,7 +204,8 @@ export function matmulF16Tile4x4(x: usize, w: usize, bias: usize, y: usize, M: i
   return bias ? <f64>load<f32>(bias + (<usize>n << 2)) : 0;
 }
 
-function dotF64(a: usize, b: usize, K: i32): f64 {
+/** The f64 tile's own order for one output (its column remainders): one accumulator, lanes k mod 2. */
+function dotTileF64(a: usize, b: usize, K: i32): f64 {
   const k2 = K & ~1;
   let acc = f64x2.splat(0);
   for (let k = 0; k < k2; k += 2) acc = madd2(load2(a + (<usize>k << 2)), load2(b + (<usize>k << 2)), acc);
@@ -217,40 +214,38 @@ function dotF64(a: usize, b: usize, K: i32): f64 {
   return s;
 }
 
-function rowF64(xr: usize, w: usize, bias: usize, yr: usize, K: i32, n0: i32, n1: i32): void {
-  const rb = <usize>K << 2, k4 = K & ~3;
-  let n = n0;
-  for (; n + 4 <= n1; n += 4) {
-    const p0 = w + <usize>n * rb, p1 = p0 + rb, p2 = p1 + rb, p3 = p2 + rb;
-    let a0 = f64x2.splat(0), a1 = f64x2.splat(0), a2 = f64x2.splat(0), a3 = f64x2.splat(0);
-    let b0 = f64x2.splat(0), b1 = f64x2.splat(0), b2 = f64x2.splat(0), b3 = f64x2.splat(0);
-    for (let k = 0; k < k4; k += 4) {
-      // one 16-byte load per row, both halves widened (lanes as two 8-byte loads would give them,
-      // so the sums are the same; measured 1.1× the two-load form on 2 threads, scratch bench)
-      const o = <usize>k << 2;
-      const xv = v128.load(xr + o), xl = f64x2.promote_low_f32x4(xv), xh = highPair(xv);
-      const w0 = v128.load(p0 + o), w1 = v128.load(p1 + o), w2 = v128.load(p2 + o), w3 = v128.load(p3 + o);
-      a0 = madd2(xl, f64x2.promote_low_f32x4(w0), a0); b0 = madd2(xh, highPair(w0), b0);
-      a1 = madd2(xl, f64x2.promote_low_f32x4(w1), a1); b1 = madd2(xh, highPair(w1), b1);
-      a2 = madd2(xl, f64x2.promote_low_f32x4(w2), a2); b2 = madd2(xh, highPair(w2), b2);
-      a3 = madd2(xl, f64x2.promote_low_f32x4(w3), a3); b3 = madd2(xh, highPair(w3), b3);
-    }
-    let s0 = hsum2(f64x2.add(a0, b0)), s1 = hsum2(f64x2.add(a1, b1)), s2 = hsum2(f64x2.add(a2, b2)), s3 = hsum2(f64x2.add(a3, b3));
-    for (let k = k4; k < K; k++) {
-      const o = <usize>k << 2;
-      const xk = <f64>load<f32>(xr + o);
-      s0 += xk * <f64>load<f32>(p0 + o); s1 += xk * <f64>load<f32>(p1 + o); s2 += xk * <f64>load<f32>(p2 + o); s3 += xk * <f64>load<f32>(p3 + o);
-    }
-    const yo = yr + (<usize>n << 2);
-    store<f32>(yo, <f32>(s0 + biasF64(bias, n)));
-    store<f32>(yo, <f32>(s1 + biasF64(bias, n + 1)), 4);
-    store<f32>(yo, <f32>(s2 + biasF64(bias, n + 2)), 8);
-    store<f32>(yo, <f32>(s3 + biasF64(bias, n + 3)), 12);
+/**
+ * One f64 dot product of float32 values, one weight row streamed (as dotW), but four f64x2
+ * accumulators over k mod 8 (one chain of two-lane adds would bound it below the stream): both
+ * halves of each 16-byte load widened, the two-wide tail into the first, summed (a0 + a1) + (a2 + a3)
+ * and across lanes, then the scalar tail; rounded to f32 by the caller. Its order differs from the
+ * tile's, as the four-row form's did: the spiking products' sums are exact (integer digit sums times
+ * float32 weights, far inside a double's 53 bits), so no order changes them.
+ */
+function dotF64(a: usize, b: usize, K: i32): f64 {
+  const k8 = K & ~7, k2 = K & ~1;
+  let a0 = f64x2.splat(0), a1 = f64x2.splat(0), a2 = f64x2.splat(0), a3 = f64x2.splat(0);
+  for (let k = 0; k < k8; k += 8) {
+    const o = <usize>k << 2;
+    const x0 = v128.load(a + o), x1 = v128.load(a + o + 16), w0 = v128.load(b + o), w1 = v128.load(b + o + 16);
+    a0 = madd2(f64x2.promote_low_f32x4(x0), f64x2.promote_low_f32x4(w0), a0);
+    a1 = madd2(highPair(x0), highPair(w0), a1);
+    a2 = madd2(f64x2.promote_low_f32x4(x1), f64x2.promote_low_f32x4(w1), a2);
+    a3 = madd2(highPair(x1), highPair(w1), a3);
   }
-  for (; n < n1; n++) store<f32>(yr + (<usize>n << 2), <f32>(dotF64(xr, w + <usize>n * rb, K) + biasF64(bias, n)));
+  for (let k = k8; k < k2; k += 2) a0 = madd2(load2(a + (<usize>k << 2)), load2(b + (<usize>k << 2)), a0);
+  let s = hsum2(f64x2.add(f64x2.add(a0, a1), f64x2.add(a2, a3)));
+  if (k2 < K) s += <f64>load<f32>(a + (<usize>k2 << 2)) * <f64>load<f32>(b + (<usize>k2 << 2));
+  return s;
 }
 
-export function matvecF64Rows4(x: usize, w: usize, bias: usize, y: usize, M: i32, K: i32, N: i32, n0: i32, n1: i32): void {
+/** One row of x against weight rows [n0, n1), one weight row at a time (rowW says why). */
+function rowF64(xr: usize, w: usize, bias: usize, yr: usize, K: i32, n0: i32, n1: i32): void {
+  const rb = <usize>K << 2;
+  for (let n = n0; n < n1; n++) store<f32>(yr + (<usize>n << 2), <f32>(dotF64(xr, w + <usize>n * rb, K) + biasF64(bias, n)));
+}
+
+export function matvecF64Row(x: usize, w: usize, bias: usize, y: usize, M: i32, K: i32, N: i32, n0: i32, n1: i32): void {
   for (let m = 0; m < M; m++) rowF64(x + <usize>m * (<usize>K << 2), w, bias, y + <usize>m * (<usize>N << 2), K, n0, n1);
 }
 
@@ -285,7 +280,7 @@ export function matmulF64Tile4x4(x: usize, w: usize, bias: usize, y: usize, M: i
     }
     for (; n < n1; n++) {
       const wn = w + <usize>n * rb, bn = biasF64(bias, n);
-      for (let r = 0; r < 4; r++) store<f32>(y + <usize>(m + r) * yb + (<usize>n << 2), <f32>(dotF64(x + <usize>(m + r) * rb, wn, K) + bn));
+      for (let r = 0; r < 4; r++) store<f32>(y + <usize>(m + r) * yb + (<usize>n << 2), <f32>(dotTileF64(x + <usize>(m + r) * rb, wn, K) + bn));
     }
   }
   for (; m < M; m++) rowF64(x + <usize>m * rb, w, bias, y + <usize>m * yb, K, n0, n1);
