@@ -143,21 +143,31 @@ describe('wasm SIMD kernels', () => {
     });
   }
 
-  it('f32: the matrix–vector form gives each output the tile\'s bits (one order of sums, wherever the columns are split)', () => {
+  it('f32: the matrix–vector form sums in its documented order (four accumulators over k mod 16), bit for bit at any column split', () => {
+    // an independent emulation of assembly/matmul.ts dotRowW in float32 steps
+    const f = Math.fround;
+    const rowOrder = (x: Float32Array, w: Float32Array, K: number, bias: number): number => {
+      const acc = [0, 1, 2, 3].map(() => [0, 0, 0, 0]);
+      const k16 = K & ~15, k4 = K & ~3;
+      for (let k = 0; k < k16; k += 16) for (let j = 0; j < 4; j++) for (let l = 0; l < 4; l++) acc[j]![l] = f(acc[j]![l]! + f(x[k + 4 * j + l]! * w[k + 4 * j + l]!));
+      for (let k = k16; k < k4; k += 4) for (let l = 0; l < 4; l++) acc[0]![l] = f(acc[0]![l]! + f(x[k + l]! * w[k + l]!));
+      const lane = [0, 1, 2, 3].map((l) => f(f(acc[0]![l]! + acc[1]![l]!) + f(acc[2]![l]! + acc[3]![l]!)));
+      let s = f(f(lane[0]! + lane[1]!) + f(lane[2]! + lane[3]!));
+      for (let k = k4; k < K; k++) s = f(s + f(x[k]! * w[k]!));
+      return f(s + bias);
+    };
     const rt = runtime();
     fc.assert(
-      fc.property(fc.integer({ min: 4, max: 9 }), fc.integer({ min: 0, max: 70 }), shape.N, fc.boolean(), fc.nat(), fc.integer(), (M, K, N, withBias, cut, seed) => {
-        const xm = inMemory(rt, randomArray(M * K, seed)), wm = inMemory(rt, randomArray(N * K, seed + 1)), bm = withBias ? inMemory(rt, randomArray(N, seed + 2)) : undefined;
-        const tile = inMemory(rt, new Float32Array(M * N)), rows = inMemory(rt, new Float32Array(M * N).fill(Number.NaN));
-        rt.kernels.matmulF32Tile4x4(addr(rt, xm), addr(rt, wm), addr(rt, bm), addr(rt, tile), M, K, N, 0, N);
+      fc.property(fc.integer({ min: 1, max: 3 }), fc.integer({ min: 0, max: 70 }), shape.N, fc.boolean(), fc.nat(), fc.integer(), (M, K, N, withBias, cut, seed) => {
+        const x = randomArray(M * K, seed), w = randomArray(N * K, seed + 1), b = withBias ? randomArray(N, seed + 2) : undefined;
+        const xm = inMemory(rt, x), wm = inMemory(rt, w), bm = b ? inMemory(rt, b) : undefined, y = inMemory(rt, new Float32Array(M * N).fill(Number.NaN));
         const c = cut % (N + 1);
-        for (let m = 0; m < M; m++) {
-          for (const [n0, n1] of [[0, c], [c, N]] as const) rt.kernels.matvecF32Row(addr(rt, xm) + 4 * m * K, addr(rt, wm), addr(rt, bm), addr(rt, rows) + 4 * m * N, 1, K, N, n0, n1);
-        }
-        expectIdentical(rows, tile, `f32 rows vs tile ${M}×${K}×${N} cut ${c}`);
-        for (const a of [xm, wm, tile, rows, ...(bm ? [bm] : [])]) rt.free(a);
+        for (const [n0, n1] of [[0, c], [c, N]] as const) rt.kernels.matvecF32Row(addr(rt, xm), addr(rt, wm), addr(rt, bm), addr(rt, y), M, K, N, n0, n1);
+        const want = Float32Array.from({ length: M * N }, (_, i) => rowOrder(x.subarray(Math.floor(i / N) * K), w.subarray((i % N) * K), K, b ? b[i % N]! : 0));
+        expectIdentical(y, want, `f32 rows ${M}×${K}×${N} cut ${c}`);
+        for (const a of [xm, wm, y, ...(bm ? [bm] : [])]) rt.free(a);
       }),
-      { numRuns: 100, endOnFailure: true },
+      { numRuns: 150, endOnFailure: true },
     );
   });
 

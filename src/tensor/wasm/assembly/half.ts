@@ -12,7 +12,7 @@ const F16_SCALE: f32 = reinterpret<f32>(<u32>0x77800000); // 2^112
 
 /** Four 16-bit weights at p, widened to an f32x4. */
 @inline export function wide4<T>(p: usize): v128 {
-  const h = i32x4.extend_low_i16x8_u(v128.load64_zero(p));
+  const h = v128.load16x4_u(p); // one widening load (pmovzxwd on x64)
   if (sizeof<T>() == 1) return i32x4.shl(h, 16);
   const mag = v128.and(h, i32x4.splat(0x7fff));
   const em = i32x4.shl(mag, 13);

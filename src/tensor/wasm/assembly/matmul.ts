@@ -8,6 +8,7 @@
  *   matmulF32Tile4x4 / matvecF32Row   f32 products summed in f32 lanes over k mod 4 (the tile: one
  *       accumulator per output; the row form: four, over k mod 16, added (a0 + a1) + (a2 + a3)),
  *       lanes added pairwise ((l0 + l1) + (l2 + l3)), then the scalar tail k ≥ K − K mod 4, then bias.
+ *       Each form's bits do not depend on where the pool splits the columns.
  *       The ANN's products: what every inference engine computes, 4 multiply-adds per instruction.
  *   matmulF64Tile4x4 / matvecF64Row   f32 products promoted to f64 (exact: 24 + 24 bits < 53) and
  *       summed in two f64 lanes, rounded to f32 once with the bias — the TypeScript kernels'
@@ -83,37 +84,49 @@ import { wide1, wide4 } from './half';
   return sizeof<W>() == 4 ? 2 : 1;
 }
 
-/**
- * One f32 dot product of length K: one accumulator, lanes over k mod 4 (the tile's own order, so
- * every form gives an output the same bits, wherever the columns are split), unrolled by 16, then
- * the lanes pairwise and the scalar tail. Decode's matrix–vector form and the tiles' remainders.
- */
+/** One f32 dot product of length K in the tile's own order (its column remainders): one accumulator, lanes k mod 4. */
 function dotW<W>(a: usize, b: usize, K: i32): f32 {
-  const k16 = K & ~15, k4 = K & ~3, ws = wshift<W>();
+  const k4 = K & ~3;
   let acc = f32x4.splat(0);
+  for (let k = 0; k < k4; k += 4) acc = madd4(v128.load(a + (<usize>k << 2)), wload4<W>(b + (<usize>k << wshift<W>())), acc);
+  let s = hsum4(acc);
+  for (let k = k4; k < K; k++) s += load<f32>(a + (<usize>k << 2)) * wload1<W>(b + (<usize>k << wshift<W>()));
+  return s;
+}
+
+/**
+ * One f32 dot product of length K, one weight row streamed (the matrix–vector form): four
+ * accumulators over k mod 16 (lanes k mod 4), the four-wide tail into the first, summed
+ * (a0 + a1) + (a2 + a3), the lanes pairwise, then the scalar tail. One accumulator's chain of adds
+ * bounds a 16-bit weight's stream (half the bytes a weight) below the memory's: four break it.
+ */
+function dotRowW<W>(a: usize, b: usize, K: i32): f32 {
+  const k16 = K & ~15, k4 = K & ~3, ws = wshift<W>();
+  let a0 = f32x4.splat(0), a1 = f32x4.splat(0), a2 = f32x4.splat(0), a3 = f32x4.splat(0);
   for (let k = 0; k < k16; k += 16) {
     const o = <usize>k << 2, h = <usize>k << ws;
-    acc = madd4(v128.load(a + o), wload4<W>(b + h), acc);
-    acc = madd4(v128.load(a + o + 16), wload4<W>(b + h + (<usize>4 << ws)), acc);
-    acc = madd4(v128.load(a + o + 32), wload4<W>(b + h + (<usize>8 << ws)), acc);
-    acc = madd4(v128.load(a + o + 48), wload4<W>(b + h + (<usize>12 << ws)), acc);
+    a0 = madd4(v128.load(a + o), wload4<W>(b + h), a0);
+    a1 = madd4(v128.load(a + o + 16), wload4<W>(b + h + (<usize>4 << ws)), a1);
+    a2 = madd4(v128.load(a + o + 32), wload4<W>(b + h + (<usize>8 << ws)), a2);
+    a3 = madd4(v128.load(a + o + 48), wload4<W>(b + h + (<usize>12 << ws)), a3);
   }
-  for (let k = k16; k < k4; k += 4) acc = madd4(v128.load(a + (<usize>k << 2)), wload4<W>(b + (<usize>k << ws)), acc);
-  let s = hsum4(acc);
+  for (let k = k16; k < k4; k += 4) a0 = madd4(v128.load(a + (<usize>k << 2)), wload4<W>(b + (<usize>k << ws)), a0);
+  let s = hsum4(f32x4.add(f32x4.add(a0, a1), f32x4.add(a2, a3)));
   for (let k = k4; k < K; k++) s += load<f32>(a + (<usize>k << 2)) * wload1<W>(b + (<usize>k << ws));
   return s;
 }
 
 /**
  * One row of x against weight rows [n0, n1), one weight row at a time: a single sequential stream
- * of the weights. Four rows at once (four streams, every load of x shared) streamed 20–27 GB/s on 2
- * threads of this project's AMD EPYC VM where one row at a time streamed 39–43 with one
- * accumulator (and the same with four: the stream, not the add chain, decides; scratch bench,
- * 226 MB of 768-wide rows): decode is bound by the weights' read, not by the loads of x (in L1).
+ * of the weights. Four rows at once (four streams, every load of x shared) streamed 20–27 GB/s of
+ * float32 weights on 2 threads of this project's AMD EPYC VM where one row at a time streamed 39–43
+ * (scratch bench, 226 MB of 768-wide rows): decode is bound by the weights' read, not by the loads
+ * of x (in L1). Its order of sums is dotRowW's, for every weight type (a BF16 weight's product is
+ * its float32 widening's, bit for bit), and not the tile's: decode and prefill round differently.
  */
 function rowW<W>(xr: usize, w: usize, bias: usize, yr: usize, K: i32, n0: i32, n1: i32): void {
   const rb = <usize>K << wshift<W>();
-  for (let n = n0; n < n1; n++) store<f32>(yr + (<usize>n << 2), dotW<W>(xr, w + <usize>n * rb, K) + biasF32(bias, n));
+  for (let n = n0; n < n1; n++) store<f32>(yr + (<usize>n << 2), dotRowW<W>(xr, w + <usize>n * rb, K) + biasF32(bias, n));
 }
 
 /** Matrix–vector form (decode, M < 4): every row of x streams the weight rows once. */
