@@ -27,11 +27,11 @@ import { planeMatmulCpu } from '../src/tensor/kernels/plane-matmul.js';
 import { spikeMatmulEventCpu } from '../src/tensor/kernels/spike-matmul.js';
 import { Tensor } from '../src/tensor/tensor.js';
 import { HalfTensor } from '../src/tensor/half.js';
-import { activationWasm, attentionWasm, gatedActivationWasm, normWasm } from '../src/tensor/wasm/products.js';
+import { activationWasm, attentionWasm, gatedActivationWasm, normWasm, productInput } from '../src/tensor/wasm/products.js';
 import { layerNormCpu, rmsNormCpu } from '../src/tensor/kernels/norm.js';
 import { encodeWasm } from '../src/tensor/wasm/encoders.js';
 import { EXTRA_PLANES, STAT, STATS_WIDTH, TERNARY_LIMIT, encodeCpu, planesOf } from '../src/tensor/kernels/codes.js';
-import { WasmRuntime, cpuKernelSet, relaxedRequested, relaxedSimdSupported, simdSupported, wasmRuntime } from '../src/tensor/wasm/runtime.js';
+import { type WasmKernel, WasmRuntime, cpuKernelSet, relaxedRequested, relaxedSimdSupported, simdSupported, wasmRuntime } from '../src/tensor/wasm/runtime.js';
 import { relaxedOperands, relaxedWorkload } from './helpers/relaxed-workload.js';
 import { fixtureDir } from './helpers/fixtures.js';
 import { TOL, expectClose, expectIdentical, randomArray } from './helpers/tolerance.js';
@@ -130,10 +130,12 @@ describe('wasm SIMD kernels', () => {
           const c = cut % (N + 1);
           for (const tile of [true, false]) {
             if (!tile && M >= 8) continue;
-            const fn = accumulate === 'f32' ? (tile ? rt.kernels.matmulF32Tile4x4 : rt.kernels.matvecF32Row) : tile ? rt.kernels.matmulF64Tile4x4 : rt.kernels.matvecF64Row;
+            const name: WasmKernel = accumulate === 'f32' ? (tile ? 'matmulF32Tile4x4' : 'matvecF32Row') : tile ? 'matmulF64Tile4x4' : 'matvecF64Row';
+            const fn = rt.kernels[name];
             y.fill(Number.NaN);
-            fn(addr(rt, xm), addr(rt, wm), addr(rt, bm), addr(rt, y), M, K, N, 0, c);
-            fn(addr(rt, xm), addr(rt, wm), addr(rt, bm), addr(rt, y), M, K, N, c, N);
+            const xp = productInput(rt, name, xm, M, K);
+            fn(xp, addr(rt, wm), addr(rt, bm), addr(rt, y), M, K, N, 0, c);
+            fn(xp, addr(rt, wm), addr(rt, bm), addr(rt, y), M, K, N, c, N);
             if (accumulate === 'f32') expectClose(y, ref, TOL.f32, `f32 ${tile ? 'tile' : 'rows'} ${M}×${K}×${N} cut ${c}`);
             else expectWithinUlps(y, ref, 1, `f64 ${tile ? 'tile' : 'rows'} ${M}×${K}×${N} cut ${c}`);
           }
@@ -143,13 +145,21 @@ describe('wasm SIMD kernels', () => {
     });
   }
 
-  it('f32: the matrix–vector form sums in its documented order (four accumulators over k mod 16), bit for bit at any column split', () => {
-    // an independent emulation of assembly/matmul.ts dotRowW in float32 steps
+  it('f32: the matrix–vector form sums in its documented order (four accumulators over the even and odd entries of each block of 16), bit for bit at any column split', () => {
+    // an independent emulation of assembly/matmul.ts dotRowW in float32 steps: accumulator j, lane l
+    // of the block at k takes the entry k + 8·⌊j/2⌋ + 2l + (j mod 2)
     const f = Math.fround;
     const rowOrder = (x: Float32Array, w: Float32Array, K: number, bias: number): number => {
       const acc = [0, 1, 2, 3].map(() => [0, 0, 0, 0]);
       const k16 = K & ~15, k4 = K & ~3;
-      for (let k = 0; k < k16; k += 16) for (let j = 0; j < 4; j++) for (let l = 0; l < 4; l++) acc[j]![l] = f(acc[j]![l]! + f(x[k + 4 * j + l]! * w[k + 4 * j + l]!));
+      for (let k = 0; k < k16; k += 16) {
+        for (let j = 0; j < 4; j++) {
+          for (let l = 0; l < 4; l++) {
+            const i = k + 8 * Math.floor(j / 2) + 2 * l + (j % 2);
+            acc[j]![l] = f(acc[j]![l]! + f(x[i]! * w[i]!));
+          }
+        }
+      }
       for (let k = k16; k < k4; k += 4) for (let l = 0; l < 4; l++) acc[0]![l] = f(acc[0]![l]! + f(x[k + l]! * w[k + l]!));
       const lane = [0, 1, 2, 3].map((l) => f(f(acc[0]![l]! + acc[1]![l]!) + f(acc[2]![l]! + acc[3]![l]!)));
       let s = f(f(lane[0]! + lane[1]!) + f(lane[2]! + lane[3]!));
@@ -162,7 +172,8 @@ describe('wasm SIMD kernels', () => {
         const x = randomArray(M * K, seed), w = randomArray(N * K, seed + 1), b = withBias ? randomArray(N, seed + 2) : undefined;
         const xm = inMemory(rt, x), wm = inMemory(rt, w), bm = b ? inMemory(rt, b) : undefined, y = inMemory(rt, new Float32Array(M * N).fill(Number.NaN));
         const c = cut % (N + 1);
-        for (const [n0, n1] of [[0, c], [c, N]] as const) rt.kernels.matvecF32Row(addr(rt, xm), addr(rt, wm), addr(rt, bm), addr(rt, y), M, K, N, n0, n1);
+        const xp = productInput(rt, 'matvecF32Row', xm, M, K);
+        for (const [n0, n1] of [[0, c], [c, N]] as const) rt.kernels.matvecF32Row(xp, addr(rt, wm), addr(rt, bm), addr(rt, y), M, K, N, n0, n1);
         const want = Float32Array.from({ length: M * N }, (_, i) => rowOrder(x.subarray(Math.floor(i / N) * K), w.subarray((i % N) * K), K, b ? b[i % N]! : 0));
         expectIdentical(y, want, `f32 rows ${M}×${K}×${N} cut ${c}`);
         for (const a of [xm, wm, y, ...(bm ? [bm] : [])]) rt.free(a);
@@ -179,9 +190,9 @@ describe('wasm SIMD kernels', () => {
         const ref = new Float32Array(M * N);
         matmulBlocked(x, w, null, ref, M, K, N, 0, N);
         const xm = inMemory(rt, x), wm = inMemory(rt, w), y = inMemory(rt, new Float32Array(M * N));
-        for (const fn of [rt.kernels.matmulF32Tile4x4, rt.kernels.matmulF64Tile4x4, rt.kernels.matvecF32Row, rt.kernels.matvecF64Row]) {
-          fn(addr(rt, xm), addr(rt, wm), 0, addr(rt, y), M, K, N, 0, N);
-          expectCloseNonFinite(y, ref, `${fn.name} ${M}×${K}×${N}`);
+        for (const name of ['matmulF32Tile4x4', 'matmulF64Tile4x4', 'matvecF32Row', 'matvecF64Row'] as const) {
+          rt.kernels[name](productInput(rt, name, xm, M, K), addr(rt, wm), 0, addr(rt, y), M, K, N, 0, N);
+          expectCloseNonFinite(y, ref, `${name} ${M}×${K}×${N}`);
         }
       }),
       { numRuns: 100, endOnFailure: true },

@@ -57,9 +57,21 @@ export function matmulHalfWasm(rt: WasmRuntime, x: Float32Array, w: Uint16Array,
   return true;
 }
 
+/** The f32-summing matrix–vector kernels take x in interleavePairs' order (assembly/matmul.ts). */
+const PAIRED_X: ReadonlySet<WasmKernel> = new Set(['matvecF32Row', 'matvecBf16Row', 'matvecF16Row']);
+
+/** x's address in the order `fn` reads it: as it is, or interleaved into a staging slot (M·K values, this thread). */
+export function productInput(rt: WasmRuntime, fn: WasmKernel, x: Float32Array, M: number, K: number): number {
+  const xp = rt.operand(x, 'x');
+  if (!PAIRED_X.has(fn)) return xp;
+  const pp = rt.stage('x-pairs', M * K * 4);
+  rt.kernels.interleavePairs(xp, pp, M, K);
+  return pp;
+}
+
 /** A dense product kernel over column ranges (split across the pool when large), then the residual. */
 function denseProduct(rt: WasmRuntime, fn: WasmKernel, x: Float32Array, wp: number, bias: Float32Array | undefined, y: Float32Array, M: number, K: number, N: number, residual: Float32Array | undefined): void {
-  const xp = rt.operand(x, 'x'), bp = bias ? rt.operand(bias, 'bias') : 0, yp = output(rt, y);
+  const xp = productInput(rt, fn, x, M, K), bp = bias ? rt.operand(bias, 'bias') : 0, yp = output(rt, y);
   const parallel = M * K * N >= (M < MATVEC_MAX_ROWS ? PARALLEL_MIN_MATVEC_MACS : PARALLEL_MIN_MACS);
   wasmColumns(rt, fn, N, parallel, (n0, n1) => [xp, wp, bp, yp, M, K, N, n0, n1]);
   finish(rt, y, yp);

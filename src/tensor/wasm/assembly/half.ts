@@ -14,6 +14,23 @@ const F16_SCALE: f32 = reinterpret<f32>(<u32>0x77800000); // 2^112
 @inline export function wide4<T>(p: usize): v128 {
   const h = v128.load16x4_u(p); // one widening load (pmovzxwd on x64)
   if (sizeof<T>() == 1) return i32x4.shl(h, 16);
+  return f16Lanes(h);
+}
+
+/** Of eight 16-bit weights in v, the even ones (0, 2, 4, 6), widened: BF16 by one shift. */
+@inline export function wideEven<T>(v: v128): v128 {
+  if (sizeof<T>() == 1) return i32x4.shl(v, 16);
+  return f16Lanes(v128.and(v, i32x4.splat(0xffff)));
+}
+
+/** Of eight 16-bit weights in v, the odd ones (1, 3, 5, 7), widened: BF16 by one mask. */
+@inline export function wideOdd<T>(v: v128): v128 {
+  if (sizeof<T>() == 1) return v128.and(v, i32x4.splat(0xffff0000));
+  return f16Lanes(i32x4.shr_u(v, 16));
+}
+
+/** F16 bits in the low halves of four i32 lanes (high halves zero), as float32. */
+@inline function f16Lanes(h: v128): v128 {
   const mag = v128.and(h, i32x4.splat(0x7fff));
   const em = i32x4.shl(mag, 13);
   const scaled = f32x4.mul(em, f32x4.splat(F16_SCALE));
