@@ -35,8 +35,9 @@ const IDLE = 0, POSTED = 1, DONE = 2, FAILED = 3, POSTED_WASM = 4;
 /**
  * A wasm job travels in the worker's shared `args` slot, not as a message: its kernel's index in
  * WASM_KERNELS, the argument count and the arguments (addresses and sizes, exact in a double). A
- * posted message costs a structured clone and a port read on each side, tens of microseconds that
- * decode pays per product while the caller waits at the join; the slot costs a few stores.
+ * posted message costs a structured clone and a port read on each side, paid per product while the
+ * caller waits at the join: a split call of a tiny kernel took 2.7–2.8 µs that way, 0.5–0.7 µs
+ * through the slot (measured on this project's 2-core VM).
  */
 const ARGS_SLOTS = 32;
 /**

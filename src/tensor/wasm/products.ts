@@ -6,7 +6,8 @@
  * wasm32's 4 GiB); the caller then runs the TypeScript kernel.
  *
  *   matmulWasm   y = x·wᵀ + bias (+ residual): `f32` sums (the ANN) or `f64` sums (the spiking dense
- *                products, the TypeScript kernels' contract); matrix–vector form below 4 rows
+ *                products, the TypeScript kernels' contract); matrix–vector form below 4 rows,
+ *                whose f32-summing kernels read x interleaved per block of 16 (productInput)
  *   matmulHalfWasm  the same `f32` product over a BF16/F16 weight (widened as it is loaded)
  *   eventWasm    event-driven rows of wᵀ per nonzero spike (f64)
  *   planeWasm    event-driven digit planes, Horner over planes (f64)
