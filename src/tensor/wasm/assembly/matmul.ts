@@ -18,8 +18,10 @@
  *   matvecBf16Row / matmulBf16Tile4x4, matvecF16Row / matmulF16Tile4x4   the same f32 kernels
  *       over 16-bit weights (BF16, F16), widened in registers by half.ts: one generic source.
  * Tiles: 4 rows of x × 4 weight rows (16 accumulators; every load feeds 4 products); decode's
- * matrix–vector form streams one weight row at a time (rowW says why). Remainders (M, N not multiples of 4, K not
- * a multiple of the vector width) run the same sums one row or one column at a time.
+ * matrix–vector form streams one weight row at a time (rowW says why). Remainders: columns past the
+ * last tile (N not a multiple of 4) run the tile's own sums one output at a time, as do the f32
+ * tiles' rows past the last tile; the f64 tile's remaining rows run its row form (exact sums in the
+ * spiking products, so the order is immaterial there); K's remainder is a scalar tail.
  */
 
 import { wide1, wide4, wideEven, wideOdd } from './half';
@@ -263,7 +265,7 @@ function dotTileF64(a: usize, b: usize, K: i32): f64 {
 }
 
 /**
- * One f64 dot product of float32 values, one weight row streamed (as dotW), but four f64x2
+ * One f64 dot product of float32 values, one weight row streamed (as dotRowW), in natural order: four f64x2
  * accumulators over k mod 8 (one chain of two-lane adds would bound it below the stream): both
  * halves of each 16-byte load widened, the two-wide tail into the first, summed (a0 + a1) + (a2 + a3)
  * and across lanes, then the scalar tail; rounded to f32 by the caller. Its order differs from the
