@@ -27,7 +27,7 @@ import { planeMatmulCpu } from '../src/tensor/kernels/plane-matmul.js';
 import { spikeMatmulEventCpu } from '../src/tensor/kernels/spike-matmul.js';
 import { Tensor } from '../src/tensor/tensor.js';
 import { HalfTensor } from '../src/tensor/half.js';
-import { activationWasm, attentionWasm, gatedActivationWasm, normWasm, productInput } from '../src/tensor/wasm/products.js';
+import { activationWasm, attentionWasm, gatedActivationWasm, normWasm } from '../src/tensor/wasm/products.js';
 import { layerNormCpu, rmsNormCpu } from '../src/tensor/kernels/norm.js';
 import { encodeWasm } from '../src/tensor/wasm/encoders.js';
 import { EXTRA_PLANES, STAT, STATS_WIDTH, TERNARY_LIMIT, encodeCpu, planesOf } from '../src/tensor/kernels/codes.js';
@@ -133,7 +133,7 @@ describe('wasm SIMD kernels', () => {
             const name: WasmKernel = accumulate === 'f32' ? (tile ? 'matmulF32Tile4x4' : 'matvecF32Row') : tile ? 'matmulF64Tile4x4' : 'matvecF64Row';
             const fn = rt.kernels[name];
             y.fill(Number.NaN);
-            const xp = productInput(rt, name, xm, M, K);
+            const xp = addr(rt, xm);
             fn(xp, addr(rt, wm), addr(rt, bm), addr(rt, y), M, K, N, 0, c);
             fn(xp, addr(rt, wm), addr(rt, bm), addr(rt, y), M, K, N, c, N);
             if (accumulate === 'f32') expectClose(y, ref, TOL.f32, `f32 ${tile ? 'tile' : 'rows'} ${M}×${K}×${N} cut ${c}`);
@@ -145,9 +145,9 @@ describe('wasm SIMD kernels', () => {
     });
   }
 
-  it('f32: the matrix–vector form sums in its documented order (four accumulators over the even and odd entries of each block of 16), bit for bit at any column split', () => {
+  it('f32: the matrix–vector form sums in its documented order (four accumulators over the quarters of each block of 16), bit for bit at any column split', () => {
     // an independent emulation of assembly/matmul.ts dotRowW in float32 steps: accumulator j, lane l
-    // of the block at k takes the entry k + 8·⌊j/2⌋ + 2l + (j mod 2)
+    // of the block at k takes the entry k + 4j + l
     const f = Math.fround;
     const rowOrder = (x: Float32Array, w: Float32Array, K: number, bias: number): number => {
       const acc = [0, 1, 2, 3].map(() => [0, 0, 0, 0]);
@@ -155,7 +155,7 @@ describe('wasm SIMD kernels', () => {
       for (let k = 0; k < k16; k += 16) {
         for (let j = 0; j < 4; j++) {
           for (let l = 0; l < 4; l++) {
-            const i = k + 8 * Math.floor(j / 2) + 2 * l + (j % 2);
+            const i = k + 4 * j + l;
             acc[j]![l] = f(acc[j]![l]! + f(x[i]! * w[i]!));
           }
         }
@@ -172,7 +172,7 @@ describe('wasm SIMD kernels', () => {
         const x = randomArray(M * K, seed), w = randomArray(N * K, seed + 1), b = withBias ? randomArray(N, seed + 2) : undefined;
         const xm = inMemory(rt, x), wm = inMemory(rt, w), bm = b ? inMemory(rt, b) : undefined, y = inMemory(rt, new Float32Array(M * N).fill(Number.NaN));
         const c = cut % (N + 1);
-        const xp = productInput(rt, 'matvecF32Row', xm, M, K);
+        const xp = addr(rt, xm);
         for (const [n0, n1] of [[0, c], [c, N]] as const) rt.kernels.matvecF32Row(xp, addr(rt, wm), addr(rt, bm), addr(rt, y), M, K, N, n0, n1);
         const want = Float32Array.from({ length: M * N }, (_, i) => rowOrder(x.subarray(Math.floor(i / N) * K), w.subarray((i % N) * K), K, b ? b[i % N]! : 0));
         expectIdentical(y, want, `f32 rows ${M}×${K}×${N} cut ${c}`);
@@ -191,7 +191,7 @@ describe('wasm SIMD kernels', () => {
         matmulBlocked(x, w, null, ref, M, K, N, 0, N);
         const xm = inMemory(rt, x), wm = inMemory(rt, w), y = inMemory(rt, new Float32Array(M * N));
         for (const name of ['matmulF32Tile4x4', 'matmulF64Tile4x4', 'matvecF32Row', 'matvecF64Row'] as const) {
-          rt.kernels[name](productInput(rt, name, xm, M, K), addr(rt, wm), 0, addr(rt, y), M, K, N, 0, N);
+          rt.kernels[name](addr(rt, xm), addr(rt, wm), 0, addr(rt, y), M, K, N, 0, N);
           expectCloseNonFinite(y, ref, `${name} ${M}×${K}×${N}`);
         }
       }),

@@ -6,8 +6,7 @@
  * wasm32's 4 GiB); the caller then runs the TypeScript kernel.
  *
  *   matmulWasm   y = x·wᵀ + bias (+ residual): `f32` sums (the ANN) or `f64` sums (the spiking dense
- *                products, the TypeScript kernels' contract); matrix–vector form below 4 rows,
- *                whose f32-summing kernels read x interleaved per block of 16 (productInput)
+ *                products, the TypeScript kernels' contract); matrix–vector form below 4 rows
  *   matmulHalfWasm  the same `f32` product over a BF16/F16 weight (widened as it is loaded)
  *   eventWasm    event-driven rows of wᵀ per nonzero spike (f64)
  *   planeWasm    event-driven digit planes, Horner over planes (f64)
@@ -58,21 +57,9 @@ export function matmulHalfWasm(rt: WasmRuntime, x: Float32Array, w: Uint16Array,
   return true;
 }
 
-/** The f32-summing matrix–vector kernels take x in interleavePairs' order (assembly/matmul.ts). */
-const PAIRED_X: ReadonlySet<WasmKernel> = new Set(['matvecF32Row', 'matvecBf16Row', 'matvecF16Row']);
-
-/** x's address in the order `fn` reads it: as it is, or interleaved into a staging slot (M·K values, this thread). */
-export function productInput(rt: WasmRuntime, fn: WasmKernel, x: Float32Array, M: number, K: number): number {
-  const xp = rt.operand(x, 'x');
-  if (!PAIRED_X.has(fn)) return xp;
-  const pp = rt.stage('x-pairs', M * K * 4);
-  rt.kernels.interleavePairs(xp, pp, M, K);
-  return pp;
-}
-
 /** A dense product kernel over column ranges (split across the pool when large), then the residual. */
 function denseProduct(rt: WasmRuntime, fn: WasmKernel, x: Float32Array, wp: number, bias: Float32Array | undefined, y: Float32Array, M: number, K: number, N: number, residual: Float32Array | undefined): void {
-  const xp = productInput(rt, fn, x, M, K), bp = bias ? rt.operand(bias, 'bias') : 0, yp = output(rt, y);
+  const xp = rt.operand(x, 'x'), bp = bias ? rt.operand(bias, 'bias') : 0, yp = output(rt, y);
   const parallel = M * K * N >= (M < MATVEC_MAX_ROWS ? PARALLEL_MIN_MATVEC_MACS : PARALLEL_MIN_MACS);
   wasmColumns(rt, fn, N, parallel, (n0, n1) => [xp, wp, bp, yp, M, K, N, n0, n1]);
   finish(rt, y, yp);

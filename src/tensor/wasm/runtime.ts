@@ -53,12 +53,11 @@ export interface WasmExports {
   gatedActivationF64(kind: number, x: number, out: number, C: number, i0: number, i1: number): void;
   attentionF64(q: number, k: number, v: number, out: number, S: number, H: number, Hkv: number, d: number, queryStart: number, kvLength: number, scale: number, stride: number, kvOffset: number, causal: number, window: number, keyStarts: number, u0: number, u1: number, scores: number, acc: number): void;
   encodeWeightedF32(x: number, invTheta: number, R: number, C: number, T: number, E: number, ternary: number, sums: number, digits: number, stats: number, v: number, r0: number, r1: number): void;
-  interleavePairs(x: number, out: number, M: number, K: number): void;
   layerNormF64(x: number, gamma: number, beta: number, hasBeta: number, out: number, C: number, eps: number, r0: number, r1: number): void;
   rmsNormF64(x: number, gamma: number, out: number, C: number, eps: number, r0: number, r1: number): void;
 }
 
-export const WASM_KERNELS = ['matmulF32Tile4x4', 'matvecF32Row', 'matmulF64Tile4x4', 'matvecF64Row', 'matvecBf16Row', 'matmulBf16Tile4x4', 'matvecF16Row', 'matmulF16Tile4x4', 'eventRowsF64', 'planeAccumulateF64', 'streamSumF32', 'attentionF64', 'activationF64', 'gatedActivationF64', 'encodeWeightedF32', 'layerNormF64', 'rmsNormF64', 'interleavePairs'] as const;
+export const WASM_KERNELS = ['matmulF32Tile4x4', 'matvecF32Row', 'matmulF64Tile4x4', 'matvecF64Row', 'matvecBf16Row', 'matmulBf16Tile4x4', 'matvecF16Row', 'matmulF16Tile4x4', 'eventRowsF64', 'planeAccumulateF64', 'streamSumF32', 'attentionF64', 'activationF64', 'gatedActivationF64', 'encodeWeightedF32', 'layerNormF64', 'rmsNormF64'] as const;
 export type WasmKernel = (typeof WASM_KERNELS)[number];
 
 export const WASM_FILE = new URL('./simd.wasm', import.meta.url);

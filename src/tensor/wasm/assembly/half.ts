@@ -17,16 +17,18 @@ const F16_SCALE: f32 = reinterpret<f32>(<u32>0x77800000); // 2^112
   return f16Lanes(h);
 }
 
-/** Of eight 16-bit weights in v, the even ones (0, 2, 4, 6), widened: BF16 by one shift. */
-@inline export function wideEven<T>(v: v128): v128 {
-  if (sizeof<T>() == 1) return i32x4.shl(v, 16);
-  return f16Lanes(v128.and(v, i32x4.splat(0xffff)));
+/** Of eight 16-bit weights in v, the first four, widened: BF16 by one unpack with zero (each into a lane's high half). */
+@inline export function wideLow<T>(v: v128): v128 {
+  const z = i32x4.splat(0);
+  if (sizeof<T>() == 1) return i16x8.shuffle(z, v, 0, 8, 1, 9, 2, 10, 3, 11);
+  return f16Lanes(i16x8.shuffle(v, z, 0, 8, 1, 9, 2, 10, 3, 11));
 }
 
-/** Of eight 16-bit weights in v, the odd ones (1, 3, 5, 7), widened: BF16 by one mask. */
-@inline export function wideOdd<T>(v: v128): v128 {
-  if (sizeof<T>() == 1) return v128.and(v, i32x4.splat(0xffff0000));
-  return f16Lanes(i32x4.shr_u(v, 16));
+/** Of eight 16-bit weights in v, the last four, widened (as wideLow). */
+@inline export function wideHigh<T>(v: v128): v128 {
+  const z = i32x4.splat(0);
+  if (sizeof<T>() == 1) return i16x8.shuffle(z, v, 4, 12, 5, 13, 6, 14, 7, 15);
+  return f16Lanes(i16x8.shuffle(v, z, 4, 12, 5, 13, 6, 14, 7, 15));
 }
 
 /** F16 bits in the low halves of four i32 lanes (high halves zero), as float32. */

@@ -1,5 +1,5 @@
 // The kernels of the wasm SIMD set (one module; see ../runtime.ts).
-export { interleavePairs, matmulF32Tile4x4, matvecF32Row, matmulF64Tile4x4, matvecF64Row, matvecBf16Row, matmulBf16Tile4x4, matvecF16Row, matmulF16Tile4x4 } from './matmul';
+export { matmulF32Tile4x4, matvecF32Row, matmulF64Tile4x4, matvecF64Row, matvecBf16Row, matmulBf16Tile4x4, matvecF16Row, matmulF16Tile4x4 } from './matmul';
 export { eventRowsF64, planeAccumulateF64 } from './spike';
 export { streamSumF32 } from './bandwidth';
 export { attentionF64 } from './attention';

@@ -6,8 +6,8 @@
  *
  * Two arithmetics, named by what they accumulate in (XNNPACK-style: type, tile, instruction set):
  *   matmulF32Tile4x4 / matvecF32Row   f32 products summed in four f32 lanes (the tile: one
- *       accumulator per output over k mod 4; the row form: four, over the even and odd entries of
- *       each block of 16, x given in interleavePairs' order, added (a0 + a1) + (a2 + a3)), lanes added
+ *       accumulator per output over k mod 4; the row form: four, over the quarters of each block
+ *       of 16, added (a0 + a1) + (a2 + a3)), lanes added
  *       pairwise ((l0 + l1) + (l2 + l3)), then the scalar tail k ≥ K − K mod 4, then bias. Each
  *       form's bits do not depend on where the pool splits the columns.
  *       The ANN's products: what every inference engine computes, 4 multiply-adds per instruction.
@@ -24,7 +24,7 @@
  * spiking products, so the order is immaterial there); K's remainder is a scalar tail.
  */
 
-import { wide1, wide4, wideEven, wideOdd } from './half';
+import { wide1, wide4, wideHigh, wideLow } from './half';
 
 /**
  * c + a·b. Compiled twice (scripts/build-wasm.mjs): as a multiply and an add in simd.wasm, as a
@@ -98,53 +98,34 @@ function dotW<W>(a: usize, b: usize, K: i32): f32 {
 }
 
 /**
- * x's rows in the matrix–vector form's order: in every full block of 16, the even entries of each
- * half then its odd ones (x[b], x[b+2], x[b+4], x[b+6], x[b+1], x[b+3], …, then the same for b + 8);
- * past the last full block, as they are. A 16-byte load of eight 16-bit weights splits into its even
- * and odd ones with one shift or mask (half.ts), so the weights are not shuffled: x is, once per
- * product (M·K values against N·K weights).
- */
-export function interleavePairs(x: usize, out: usize, M: i32, K: i32): void {
-  const k16 = K & ~15;
-  for (let m = 0; m < M; m++) {
-    const xr = x + <usize>m * (<usize>K << 2), o = out + <usize>m * (<usize>K << 2);
-    for (let k = 0; k < k16; k += 8) {
-      const a = v128.load(xr + (<usize>k << 2)), b = v128.load(xr + (<usize>k << 2) + 16);
-      v128.store(o + (<usize>k << 2), i32x4.shuffle(a, b, 0, 2, 4, 6));
-      v128.store(o + (<usize>k << 2) + 16, i32x4.shuffle(a, b, 1, 3, 5, 7));
-    }
-    for (let k = k16; k < K; k++) store<f32>(o + (<usize>k << 2), load<f32>(xr + (<usize>k << 2)));
-  }
-}
-
-/**
- * One f32 dot product of length K, one weight row streamed (the matrix–vector form), `a` in
- * interleavePairs' order: per block of 16, four accumulators — the even and the odd weights of its
- * first eight, then of its second (lanes: k = b + 2l, b + 2l + 1, b + 8 + 2l, b + 9 + 2l) —, the
- * four-wide tail (natural order) into the first, summed (a0 + a1) + (a2 + a3), the lanes pairwise,
- * then the scalar tail. Float32 weights are split into even and odd by two shuffles (free here: the
- * stream bounds them), 16-bit ones by a shift or a mask, so every weight type sums in one order
- * and a BF16 weight's product is its float32 widening's, bit for bit. Four accumulators, because one
- * chain of adds bounds a 16-bit weight's stream below the memory's.
+ * One f32 dot product of length K, one weight row streamed (the matrix–vector form), in natural
+ * order: per block of 16, four accumulators over its four quarters (lanes: k = b + 4j + l for
+ * accumulator j), the four-wide tail into the first, summed (a0 + a1) + (a2 + a3), the lanes
+ * pairwise, then the scalar tail. Float32 weights are loaded as they are; a 16-byte load of eight
+ * 16-bit weights is widened into its low and high four by one unpack each (half.ts), so every weight
+ * type sums in one order and a BF16 weight's product is its float32 widening's, bit for bit. Four
+ * accumulators, because one chain of adds bounds a 16-bit weight's stream below the memory's. The
+ * even/odd split of each load (one shift or mask, x interleaved once per product) that this replaced
+ * needed two shuffles per float32 load: on 2 threads of an Intel Xeon VM (scratch bench, 200 MB of
+ * 768-wide rows) float32 rows streamed 19 GB/s that way and 21–23 in this order, BF16 rows
+ * 12.4 GB/s against 13.5.
  */
 function dotRowW<W>(a: usize, b: usize, K: i32): f32 {
   const k16 = K & ~15, k4 = K & ~3, ws = wshift<W>();
   let a0 = f32x4.splat(0), a1 = f32x4.splat(0), a2 = f32x4.splat(0), a3 = f32x4.splat(0);
   for (let k = 0; k < k16; k += 16) {
     const o = <usize>k << 2, h = <usize>k << ws;
-    let e0: v128, d0: v128, e1: v128, d1: v128;
+    let w0: v128, w1: v128, w2: v128, w3: v128;
     if (sizeof<W>() == 4) {
-      const w0 = v128.load(b + h), w1 = v128.load(b + h + 16), w2 = v128.load(b + h + 32), w3 = v128.load(b + h + 48);
-      e0 = i32x4.shuffle(w0, w1, 0, 2, 4, 6); d0 = i32x4.shuffle(w0, w1, 1, 3, 5, 7);
-      e1 = i32x4.shuffle(w2, w3, 0, 2, 4, 6); d1 = i32x4.shuffle(w2, w3, 1, 3, 5, 7);
+      w0 = v128.load(b + h); w1 = v128.load(b + h + 16); w2 = v128.load(b + h + 32); w3 = v128.load(b + h + 48);
     } else {
       const v0 = v128.load(b + h), v1 = v128.load(b + h + 16);
-      e0 = wideEven<W>(v0); d0 = wideOdd<W>(v0); e1 = wideEven<W>(v1); d1 = wideOdd<W>(v1);
+      w0 = wideLow<W>(v0); w1 = wideHigh<W>(v0); w2 = wideLow<W>(v1); w3 = wideHigh<W>(v1);
     }
-    a0 = madd4(v128.load(a + o), e0, a0);
-    a1 = madd4(v128.load(a + o + 16), d0, a1);
-    a2 = madd4(v128.load(a + o + 32), e1, a2);
-    a3 = madd4(v128.load(a + o + 48), d1, a3);
+    a0 = madd4(v128.load(a + o), w0, a0);
+    a1 = madd4(v128.load(a + o + 16), w1, a1);
+    a2 = madd4(v128.load(a + o + 32), w2, a2);
+    a3 = madd4(v128.load(a + o + 48), w3, a3);
   }
   for (let k = k16; k < k4; k += 4) a0 = madd4(v128.load(a + (<usize>k << 2)), wload4<W>(b + (<usize>k << ws)), a0);
   let s = hsum4(f32x4.add(f32x4.add(a0, a1), f32x4.add(a2, a3)));
@@ -153,7 +134,7 @@ function dotRowW<W>(a: usize, b: usize, K: i32): f32 {
 }
 
 /**
- * One row of x (in interleavePairs' order) against weight rows [n0, n1), one weight row at a time: a
+ * One row of x against weight rows [n0, n1), one weight row at a time: a
  * single sequential stream of the weights. Four rows at once (four streams, every load of x shared)
  * streamed 20–27 GB/s of float32 weights on 2 threads of this project's AMD EPYC VM where one row at
  * a time streamed 39–43 (scratch bench, 226 MB of 768-wide rows): decode is bound by the weights'
@@ -165,7 +146,7 @@ function rowW<W>(xr: usize, w: usize, bias: usize, yr: usize, K: i32, n0: i32, n
   for (let n = n0; n < n1; n++) store<f32>(yr + (<usize>n << 2), dotRowW<W>(xr, w + <usize>n * rb, K) + biasF32(bias, n));
 }
 
-/** Matrix–vector form (decode, M < 4): every row of x (interleavePairs' order) streams the weight rows once. */
+/** Matrix–vector form (decode, M < 4): every row of x streams the weight rows once. */
 function matvecW<W>(x: usize, w: usize, bias: usize, y: usize, M: i32, K: i32, N: i32, n0: i32, n1: i32): void {
   for (let m = 0; m < M; m++) rowW<W>(x + <usize>m * (<usize>K << 2), w, bias, y + <usize>m * (<usize>N << 2), K, n0, n1);
 }
