@@ -27,7 +27,7 @@ import { planeMatmulCpu } from '../src/tensor/kernels/plane-matmul.js';
 import { spikeMatmulEventCpu } from '../src/tensor/kernels/spike-matmul.js';
 import { Tensor } from '../src/tensor/tensor.js';
 import { HalfTensor } from '../src/tensor/half.js';
-import { activationWasm, attentionWasm, gatedActivationWasm, normWasm } from '../src/tensor/wasm/products.js';
+import { activationWasm, attentionWasm, gatedActivationWasm, normWasm, productInput } from '../src/tensor/wasm/products.js';
 import { layerNormCpu, rmsNormCpu } from '../src/tensor/kernels/norm.js';
 import { encodeWasm } from '../src/tensor/wasm/encoders.js';
 import { EXTRA_PLANES, STAT, STATS_WIDTH, TERNARY_LIMIT, encodeCpu, planesOf } from '../src/tensor/kernels/codes.js';
@@ -133,7 +133,7 @@ describe('wasm SIMD kernels', () => {
             const name: WasmKernel = accumulate === 'f32' ? (tile ? 'matmulF32Tile4x4' : 'matvecF32Row') : tile ? 'matmulF64Tile4x4' : 'matvecF64Row';
             const fn = rt.kernels[name];
             y.fill(Number.NaN);
-            const xp = addr(rt, xm);
+            const xp = productInput(rt, name, xm, M, K);
             fn(xp, addr(rt, wm), addr(rt, bm), addr(rt, y), M, K, N, 0, c);
             fn(xp, addr(rt, wm), addr(rt, bm), addr(rt, y), M, K, N, c, N);
             if (accumulate === 'f32') expectClose(y, ref, TOL.f32, `f32 ${tile ? 'tile' : 'rows'} ${M}×${K}×${N} cut ${c}`);
@@ -191,7 +191,7 @@ describe('wasm SIMD kernels', () => {
         matmulBlocked(x, w, null, ref, M, K, N, 0, N);
         const xm = inMemory(rt, x), wm = inMemory(rt, w), y = inMemory(rt, new Float32Array(M * N));
         for (const name of ['matmulF32Tile4x4', 'matmulF64Tile4x4', 'matvecF32Row', 'matvecF64Row'] as const) {
-          rt.kernels[name](addr(rt, xm), addr(rt, wm), 0, addr(rt, y), M, K, N, 0, N);
+          rt.kernels[name](productInput(rt, name, xm, M, K), addr(rt, wm), 0, addr(rt, y), M, K, N, 0, N);
           expectCloseNonFinite(y, ref, `${name} ${M}×${K}×${N}`);
         }
       }),

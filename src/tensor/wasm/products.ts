@@ -7,6 +7,7 @@
  *
  *   matmulWasm   y = x·wᵀ + bias (+ residual): `f32` sums (the ANN) or `f64` sums (the spiking dense
  *                products, the TypeScript kernels' contract); matrix–vector form below 4 rows
+ *                (whose f64 kernel reads x widened to float64: productInput)
  *   matmulHalfWasm  the same `f32` product over a BF16/F16 weight (widened as it is loaded)
  *   eventWasm    event-driven rows of wᵀ per nonzero spike (f64)
  *   planeWasm    event-driven digit planes, Horner over planes (f64)
@@ -57,9 +58,20 @@ export function matmulHalfWasm(rt: WasmRuntime, x: Float32Array, w: Uint16Array,
   return true;
 }
 
+/**
+ * x's address in the form `fn` reads it: float32 as it is, or, for matvecF64Row, widened to float64
+ * into a staging slot (M·K values, this thread), so the kernel widens only the weights.
+ */
+export function productInput(rt: WasmRuntime, fn: WasmKernel, x: Float32Array, M: number, K: number): number {
+  if (fn !== 'matvecF64Row') return rt.operand(x, 'x');
+  const n = M * K, ptr = rt.stage('x-f64', n * 8);
+  new Float64Array(rt.memory.buffer, ptr, n).set(n === x.length ? x : x.subarray(0, n));
+  return ptr;
+}
+
 /** A dense product kernel over column ranges (split across the pool when large), then the residual. */
 function denseProduct(rt: WasmRuntime, fn: WasmKernel, x: Float32Array, wp: number, bias: Float32Array | undefined, y: Float32Array, M: number, K: number, N: number, residual: Float32Array | undefined): void {
-  const xp = rt.operand(x, 'x'), bp = bias ? rt.operand(bias, 'bias') : 0, yp = output(rt, y);
+  const xp = productInput(rt, fn, x, M, K), bp = bias ? rt.operand(bias, 'bias') : 0, yp = output(rt, y);
   const parallel = M * K * N >= (M < MATVEC_MAX_ROWS ? PARALLEL_MIN_MATVEC_MACS : PARALLEL_MIN_MACS);
   wasmColumns(rt, fn, N, parallel, (n0, n1) => [xp, wp, bp, yp, M, K, N, n0, n1]);
   finish(rt, y, yp);

@@ -41,6 +41,7 @@ export interface WasmExports {
   matmulF32Tile4x4(x: number, w: number, bias: number, y: number, M: number, K: number, N: number, n0: number, n1: number): void;
   matvecF32Row(x: number, w: number, bias: number, y: number, M: number, K: number, N: number, n0: number, n1: number): void;
   matmulF64Tile4x4(x: number, w: number, bias: number, y: number, M: number, K: number, N: number, n0: number, n1: number): void;
+  /** x: M·K float64 values (productInput widens them). */
   matvecF64Row(x: number, w: number, bias: number, y: number, M: number, K: number, N: number, n0: number, n1: number): void;
   matvecBf16Row(x: number, w: number, bias: number, y: number, M: number, K: number, N: number, n0: number, n1: number): void;
   matmulBf16Tile4x4(x: number, w: number, bias: number, y: number, M: number, K: number, N: number, n0: number, n1: number): void;

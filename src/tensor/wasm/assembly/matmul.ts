@@ -14,7 +14,8 @@
  *   matmulF64Tile4x4 / matvecF64Row   f32 products promoted to f64 (exact: 24 + 24 bits < 53) and
  *       summed in two f64 lanes, rounded to f32 once with the bias — the TypeScript kernels'
  *       contract (they sum in JavaScript doubles). The spiking products use these, so the dense
- *       and event executions (spike.ts, also f64) agree as they do in TypeScript.
+ *       and event executions (spike.ts, also f64) agree as they do in TypeScript. matvecF64Row
+ *       takes x as float64 (its caller widens it once: products.ts productInput).
  *   matvecBf16Row / matmulBf16Tile4x4, matvecF16Row / matmulF16Tile4x4   the same f32 kernels
  *       over 16-bit weights (BF16, F16), widened in registers by half.ts: one generic source.
  * Tiles: 4 rows of x × 4 weight rows (16 accumulators; every load feeds 4 products); decode's
@@ -245,39 +246,62 @@ function dotTileF64(a: usize, b: usize, K: i32): f64 {
   return s;
 }
 
+/** Two x values at p as an f64x2: x of type X is float32 (promoted) or already float64 (loaded). */
+@inline function xPair<X>(p: usize): v128 {
+  if (sizeof<X>() == 8) return v128.load(p);
+  return load2(p);
+}
+
+@inline function xOne<X>(p: usize): f64 {
+  if (sizeof<X>() == 8) return load<f64>(p);
+  return <f64>load<f32>(p);
+}
+
 /**
- * One f64 dot product of float32 values, one weight row streamed (as dotRowW), in natural order: four f64x2
- * accumulators over k mod 8 (one chain of two-lane adds would bound it below the stream): both
- * halves of each 16-byte load widened, the two-wide tail into the first, summed (a0 + a1) + (a2 + a3)
- * and across lanes, then the scalar tail; rounded to f32 by the caller. Its order differs from the
- * tile's, as the four-row form's did: the spiking products' sums are exact (integer digit sums times
+ * One f64 dot product against float32 weights, one weight row streamed (as dotRowW), in natural
+ * order: four f64x2 accumulators over k mod 8 (one chain of two-lane adds would bound it below the
+ * stream): both halves of each 16-byte weight load widened, the two-wide tail into the first, summed
+ * (a0 + a1) + (a2 + a3) and across lanes, then the scalar tail; rounded to f32 by the caller. x is
+ * float32 (the f64 tile's remaining rows) or float64 (matvecF64Row: widened once per product by its
+ * caller, so each weight's widening is the only one: on an Intel Xeon (Sapphire Rapids) VM,
+ * promoting both operands held one thread to 3.3–3.7 GB/s of weights, promoting the weights only to
+ * 6.8–7.2; scratch bench). The same order for both, so the same values. It differs from the tile's,
+ * as the four-row form's did: the spiking products' sums are exact (integer digit sums times
  * float32 weights, far inside a double's 53 bits), so no order changes them.
  */
-function dotF64(a: usize, b: usize, K: i32): f64 {
-  const k8 = K & ~7, k2 = K & ~1;
+function dotF64<X>(a: usize, b: usize, K: i32): f64 {
+  const k8 = K & ~7, k2 = K & ~1, xs: usize = sizeof<X>() == 8 ? 3 : 2;
   let a0 = f64x2.splat(0), a1 = f64x2.splat(0), a2 = f64x2.splat(0), a3 = f64x2.splat(0);
   for (let k = 0; k < k8; k += 8) {
-    const o = <usize>k << 2;
-    const x0 = v128.load(a + o), x1 = v128.load(a + o + 16), w0 = v128.load(b + o), w1 = v128.load(b + o + 16);
-    a0 = madd2(f64x2.promote_low_f32x4(x0), f64x2.promote_low_f32x4(w0), a0);
-    a1 = madd2(highPair(x0), highPair(w0), a1);
-    a2 = madd2(f64x2.promote_low_f32x4(x1), f64x2.promote_low_f32x4(w1), a2);
-    a3 = madd2(highPair(x1), highPair(w1), a3);
+    const o = <usize>k << 2, ox = <usize>k << xs;
+    const w0 = v128.load(b + o), w1 = v128.load(b + o + 16);
+    let x0: v128, x1: v128, x2: v128, x3: v128;
+    if (sizeof<X>() == 8) {
+      x0 = v128.load(a + ox); x1 = v128.load(a + ox + 16); x2 = v128.load(a + ox + 32); x3 = v128.load(a + ox + 48);
+    } else {
+      const h0 = v128.load(a + ox), h1 = v128.load(a + ox + 16);
+      x0 = f64x2.promote_low_f32x4(h0); x1 = highPair(h0); x2 = f64x2.promote_low_f32x4(h1); x3 = highPair(h1);
+    }
+    a0 = madd2(x0, f64x2.promote_low_f32x4(w0), a0);
+    a1 = madd2(x1, highPair(w0), a1);
+    a2 = madd2(x2, f64x2.promote_low_f32x4(w1), a2);
+    a3 = madd2(x3, highPair(w1), a3);
   }
-  for (let k = k8; k < k2; k += 2) a0 = madd2(load2(a + (<usize>k << 2)), load2(b + (<usize>k << 2)), a0);
+  for (let k = k8; k < k2; k += 2) a0 = madd2(xPair<X>(a + (<usize>k << xs)), load2(b + (<usize>k << 2)), a0);
   let s = hsum2(f64x2.add(f64x2.add(a0, a1), f64x2.add(a2, a3)));
-  if (k2 < K) s += <f64>load<f32>(a + (<usize>k2 << 2)) * <f64>load<f32>(b + (<usize>k2 << 2));
+  if (k2 < K) s += xOne<X>(a + (<usize>k2 << xs)) * <f64>load<f32>(b + (<usize>k2 << 2));
   return s;
 }
 
-/** One row of x against weight rows [n0, n1), one weight row at a time (rowW says why). */
-function rowF64(xr: usize, w: usize, bias: usize, yr: usize, K: i32, n0: i32, n1: i32): void {
+/** One row of x (type X) against weight rows [n0, n1), one weight row at a time (rowW says why). */
+function rowF64<X>(xr: usize, w: usize, bias: usize, yr: usize, K: i32, n0: i32, n1: i32): void {
   const rb = <usize>K << 2;
-  for (let n = n0; n < n1; n++) store<f32>(yr + (<usize>n << 2), <f32>(dotF64(xr, w + <usize>n * rb, K) + biasF64(bias, n)));
+  for (let n = n0; n < n1; n++) store<f32>(yr + (<usize>n << 2), <f32>(dotF64<X>(xr, w + <usize>n * rb, K) + biasF64(bias, n)));
 }
 
+/** Matrix–vector form of the f64 products: x's M rows as float64 (M·K values), the weights float32. */
 export function matvecF64Row(x: usize, w: usize, bias: usize, y: usize, M: i32, K: i32, N: i32, n0: i32, n1: i32): void {
-  for (let m = 0; m < M; m++) rowF64(x + <usize>m * (<usize>K << 2), w, bias, y + <usize>m * (<usize>N << 2), K, n0, n1);
+  for (let m = 0; m < M; m++) rowF64<f64>(x + <usize>m * (<usize>K << 3), w, bias, y + <usize>m * (<usize>N << 2), K, n0, n1);
 }
 
 export function matmulF64Tile4x4(x: usize, w: usize, bias: usize, y: usize, M: i32, K: i32, N: i32, n0: i32, n1: i32): void {
@@ -314,7 +338,7 @@ export function matmulF64Tile4x4(x: usize, w: usize, bias: usize, y: usize, M: i
       for (let r = 0; r < 4; r++) store<f32>(y + <usize>(m + r) * yb + (<usize>n << 2), <f32>(dotTileF64(x + <usize>(m + r) * rb, wn, K) + bn));
     }
   }
-  for (; m < M; m++) rowF64(x + <usize>m * rb, w, bias, y + <usize>m * yb, K, n0, n1);
+  for (; m < M; m++) rowF64<f32>(x + <usize>m * rb, w, bias, y + <usize>m * yb, K, n0, n1);
 }
 
 @inline function tile4F64(xr: usize, w0: usize, bias: usize, yr: usize, rb: usize, K: i32, k2: i32, n: i32, a0: v128, a1: v128, a2: v128, a3: v128): void {
