@@ -11,7 +11,7 @@ import { main } from '../src/cli/main.js';
 import { bundledText } from '../src/convert/calibration-data.js';
 import { TARGET_CACHE_FILE, cacheKey, readTargetCache } from '../src/convert/search/cache.js';
 import { convertToTarget, meetsTarget, networkFromRecord, selectPart } from '../src/convert/search/planes.js';
-import { annReference, halfSpread, meanOf, scoreNetwork } from '../src/convert/search/selection.js';
+import { MARGIN_Z, annReference, halfSpread, meanOf, scoreNetwork, targetMargin } from '../src/convert/search/selection.js';
 import { splitCalibration } from '../src/convert/search/split.js';
 import { DEFAULT_TARGET, parseTarget, wilsonInterval } from '../src/convert/search/target.js';
 import { loadSnnModel, saveSnnModel } from '../src/convert/snn-io.js';
@@ -119,6 +119,21 @@ describe('scoring on the select part', () => {
     expect(m.top1 / expected).toBeGreaterThan(0.85);
     expect(m.top1 / expected).toBeLessThan(1.15);
     expect(halfSpread({ kl: new Float64Array(n), agree }, 1, 400)).toEqual(m); // seeded
+  });
+
+  it('the check\'s margins: 1.645 spreads of a 512-position text, widened by the select part\'s own error', () => {
+    const n = 4000;
+    const agree = Uint8Array.from({ length: n }, (_, i) => (i % 100 === 7 ? 0 : 1));
+    const kl = Float64Array.from({ length: n }, (_, i) => (i % 13) * 1e-4);
+    const spread = halfSpread({ kl, agree }, 3), m = targetMargin({ kl, agree }, 3);
+    expect(MARGIN_Z).toBe(1.645);
+    const f = 1.645 * Math.sqrt(1 + 512 / 4000);
+    expect(m.top1).toBeCloseTo(f * spread.top1, 15);
+    expect(m.kl).toBeCloseTo(f * spread.kl, 15);
+    // a short select part: subsets of half of it, and the same rule
+    const short = { kl: kl.subarray(0, 600), agree: agree.subarray(0, 600) };
+    expect(targetMargin(short, 3).top1).toBeCloseTo(1.645 * Math.sqrt(1 + 300 / 600) * halfSpread(short, 3, 32, 300).top1, 15);
+    expect(targetMargin({ kl: new Float64Array(0), agree: new Uint8Array(0) }, 3)).toEqual({ top1: 0, kl: 0 });
   });
 });
 
@@ -326,7 +341,7 @@ describe('the stored search of the bundled model', () => {
     const ref = await annReference(ann, selectPart(ann, split));
     expect(ref.positions).toBe(stored!.search.calibration.select_positions);
     const scored = await scoreNetwork(rebuilt.snn, ref);
-    const margin = halfSpread(scored, stored!.search.seed);
+    const margin = targetMargin(scored, stored!.search.seed);
     const c = stored!.search.chosen;
     expect({ top1: meanOf(scored.agree), energy_fp32: scored.energy.presets.fp32.ratio, top1_margin: margin.top1 })
       .toEqual({ top1: c.top1, energy_fp32: c.energy_fp32, top1_margin: c.top1_margin });

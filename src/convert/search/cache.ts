@@ -18,7 +18,7 @@ import type { FidelityTarget } from './target.js';
 
 export const TARGET_CACHE_FILE = 'spikelm-target.json';
 /** Bumped whenever the search's rules change, so an old record is never taken for a new one. */
-export const SEARCH_VERSION = 3;
+export const SEARCH_VERSION = 4;
 
 export interface TargetCacheKey {
   readonly weights: string;

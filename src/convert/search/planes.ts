@@ -18,9 +18,10 @@
  *                 that order are a sequence, and every prefix of it is a network
  *   6. check      bisect over the prefix length, checking each network on the whole select part:
  *                 it meets the target when top-1 − m_top1 ≥ target and KL + m_kl ≤ target, the
- *                 margins m being the standard deviation of the figures over 32 seeded random
- *                 subsets of 512 of the select part's positions (an evaluation text's size: the
- *                 spread such a text may show). The longest prefix that met is chosen.
+ *                 margins m being 1.645 standard deviations (one-sided 95%) of an evaluation-sized
+ *                 text's difference from the select part: the spread of the figures over 32
+ *                 seeded random subsets of 512 of its positions, with the select part's own error
+ *                 added (selection.ts targetMargin). The longest prefix that met is chosen.
  *
  *   8. head       phase-ternary only: a two-stage head (SpikingConfig.head) for the chosen network —
  *                 its first P_c planes to every output, the rest to the HEAD.topK leading ones. The
@@ -56,7 +57,7 @@ import { DEFAULT_NEURON } from '../../tensor/kernels/neuron.js';
 import { linearWeightCount } from '../../snn/memory.js';
 import { fineTune } from '../../train/finetune.js';
 import { type ConvertedModel, calibrate, finalize, observe, replace, trace } from '../stages.js';
-import { MARGIN_POSITIONS, annReference, halfSpread, massOutsideTopK, meanOf, type Reference, type Scored, scoreHeads, scoreNetwork } from './selection.js';
+import { MARGIN_POSITIONS, MARGIN_Z, annReference, massOutsideTopK, targetMargin, meanOf, type Reference, type Scored, scoreHeads, scoreNetwork } from './selection.js';
 import { type CalibrationSplit, takeTokens } from './split.js';
 import type { CalibrationData } from '../calibration-data.js';
 import { DEFAULT_TARGET, type FidelityTarget } from './target.js';
@@ -258,7 +259,7 @@ export async function convertToTarget(ann: CausalLM, split: CalibrationSplit, op
   const probeLast = budgeted < 1024 ? Math.min(ref.samples[probeWindows - 1]!.length, probeWanted - probeFull) : ref.samples[probeWindows - 1]!.length;
   const probePositions = probeFull + probeLast;
   const meets = (s: Scored): Omit<CheckRecord, 'moves'> => {
-    const top1 = meanOf(s.agree), kl = meanOf(s.kl), m = halfSpread(s, seed);
+    const top1 = meanOf(s.agree), kl = meanOf(s.kl), m = targetMargin(s, seed);
     const ok = meetsTarget({ top1, kl }, m, target);
     return { top1, kl, energy_fp32: s.energy.presets.fp32.ratio, top1_margin: m.top1, kl_margin: m.kl, meets: ok };
   };
@@ -467,7 +468,7 @@ export async function convertToTarget(ann: CausalLM, split: CalibrationSplit, op
       probe_windows: probeWindows, probe_positions: probePositions, probes_by: byKind ? 'kind' : 'site',
     },
     high_planes: high, probe_planes: probePlanes, min_planes: minPlanes,
-    margin_method: `standard deviation of top-1 and of KL over 32 seeded random subsets of ${Math.min(MARGIN_POSITIONS, ref.positions >> 1)} select positions (the size of an evaluation text)`,
+    margin_method: `${MARGIN_Z} × the standard deviation of top-1 and of KL over 32 seeded random subsets of ${Math.min(MARGIN_POSITIONS, ref.positions >> 1)} select positions (the size of an evaluation text) × √(1 + ${Math.min(MARGIN_POSITIONS, ref.positions >> 1)}/${ref.positions}) (the select part's own error): one-sided 95%`,
     baseline: { top1: baseCheck.top1, kl: baseCheck.kl, energy_fp32: baseCheck.energy_fp32, meets: baseCheck.meets },
     sensitivity, moves, checks, finetune, head_stage: headStage,
     chosen: {

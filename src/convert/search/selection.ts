@@ -216,3 +216,23 @@ export function halfSpread(s: Pick<Scored, 'kl' | 'agree'>, seed: number, rounds
   };
   return { top1: std(top1s), kl: std(kls) };
 }
+
+/**
+ * The one-sided normal quantile of the margins: a network checked at the target less its margin is
+ * predicted to meet the target on a text like the select part with probability 95% (z = 1.645).
+ */
+export const MARGIN_Z = 1.645;
+
+/**
+ * The margins a network is checked with: MARGIN_Z standard deviations of the difference between an
+ * evaluation-sized text's figure and the select part's own. The first is halfSpread (measured, so a
+ * spread wider than the binomial one — errors that come in runs — is kept); the select part's own
+ * error is the same per-position spread over its n positions, so the two add as
+ * halfSpread² · (1 + size / n). One standard deviation of a 512-position text alone (the margin
+ * before this) leaves such a text below a network that just meets the target about one time in six.
+ */
+export function targetMargin(s: Pick<Scored, 'kl' | 'agree'>, seed: number): { top1: number; kl: number } {
+  const n = s.kl.length, size = Math.min(MARGIN_POSITIONS, n >> 1);
+  const h = halfSpread(s, seed, 32, size), f = n > 0 ? MARGIN_Z * Math.sqrt(1 + size / n) : 0;
+  return { top1: f * h.top1, kl: f * h.kl };
+}
