@@ -163,6 +163,11 @@ describe('the search', () => {
     const again = await scoreNetwork(snn, await annReference(ann, split.select));
     expect(again.kl.reduce((a, b) => a + b, 0) / again.kl.length).toBeCloseTo(search.chosen.kl, 12);
     expect(again.energy.presets.fp32.ratio).toBeCloseTo(search.chosen.energy_fp32, 12);
+    // and its margins are the check's rule (targetMargin), not a bare spread
+    const margin = targetMargin(again, search.seed);
+    expect(margin.top1).toBeCloseTo(search.chosen.top1_margin, 12);
+    expect(margin.kl).toBeCloseTo(search.chosen.kl_margin, 12);
+    expect(margin.top1).toBeGreaterThan(halfSpread(again, search.seed).top1 * 1.6);
     // every check the bisection kept as met had met; the chosen one is the longest prefix that did
     const met = search.checks.filter((c) => c.meets).map((c) => c.moves);
     expect(search.chosen.moves).toBe(Math.max(...met));
