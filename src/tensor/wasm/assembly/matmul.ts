@@ -135,8 +135,8 @@ function dotRowW<W>(a: usize, b: usize, K: i32): f32 {
 }
 
 /**
- * One row of x against weight rows [n0, n1), one weight row at a time: a
- * single sequential stream of the weights. Four rows at once (four streams, every load of x shared)
+ * One row of x against weight rows [n0, n1), one weight row at a time: a single sequential stream
+ * of the weights. Four rows at once (four streams, every load of x shared)
  * streamed 20–27 GB/s of float32 weights on 2 threads of this project's AMD EPYC VM where one row at
  * a time streamed 39–43 (scratch bench, 226 MB of 768-wide rows): decode is bound by the weights'
  * read, not by the loads of x (in L1). Its order of sums is dotRowW's, not the tile's: decode and
