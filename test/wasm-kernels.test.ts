@@ -27,8 +27,9 @@ import { planeMatmulCpu } from '../src/tensor/kernels/plane-matmul.js';
 import { spikeMatmulEventCpu } from '../src/tensor/kernels/spike-matmul.js';
 import { Tensor } from '../src/tensor/tensor.js';
 import { HalfTensor } from '../src/tensor/half.js';
-import { activationWasm, attentionWasm, gatedActivationWasm, normWasm, productInput } from '../src/tensor/wasm/products.js';
+import { activationWasm, attentionWasm, foldWasm, gatedActivationWasm, normWasm, productInput } from '../src/tensor/wasm/products.js';
 import { layerNormCpu, rmsNormCpu } from '../src/tensor/kernels/norm.js';
+import { foldHalfRowsCpu, foldRowsCpu } from '../src/tensor/kernels/fold.js';
 import { encodeWasm } from '../src/tensor/wasm/encoders.js';
 import { EXTRA_PLANES, STAT, STATS_WIDTH, TERNARY_LIMIT, encodeCpu, planesOf } from '../src/tensor/kernels/codes.js';
 import { type WasmKernel, WasmRuntime, cpuKernelSet, relaxedRequested, relaxedSimdSupported, simdSupported, wasmRuntime } from '../src/tensor/wasm/runtime.js';
@@ -423,6 +424,47 @@ describe('wasm norms', () => {
   });
 });
 
+describe('wasm threshold folds', () => {
+  // bit for bit: each weight promoted to double, times its double scale, rounded to f32 once
+  it('equal foldRowsCpu and foldHalfRowsCpu bit for bit: any width, F32/BF16/F16 weights, non-finite weights and scales, serial and across the pool', () => {
+    const rt = runtime();
+    fc.assert(
+      fc.property(fc.integer({ min: 1, max: 9 }), fc.integer({ min: 1, max: 45 }), fc.integer(), fc.constantFrom('f32', 'bf16', 'f16'), fc.boolean(), (N, K, seed, format, pool) => {
+        // the pool splits rows from 2^18 weights on: a tall weight of the same width runs there
+        const rows = pool ? Math.ceil((1 << 18) / K) + N : N;
+        const values = withNonFinite(randomArray(rows * K, seed, 40), seed + 1, 3);
+        const scaled = Float64Array.from(withNonFinite(randomArray(K, seed + 2, 3), seed + 3, K > 4 ? 1 : 0), (v, i) => v * 2 ** (i % 7 - 3) / 3);
+        const ref = new Float32Array(rows * K), out = rt.f32(rows * K)!.fill(Number.NaN);
+        if (format === 'f32') {
+          const w = inMemory(rt, values);
+          foldRowsCpu(values, scaled, ref, K, 0, rows);
+          expect(foldWasm(rt, w, undefined, scaled, out, rows, K)).toBe(true);
+          rt.free(w);
+        } else {
+          // 16-bit patterns over the whole range (subnormals, infinities, NaNs in F16)
+          const bits = Uint16Array.from(randomArray(rows * K, seed + 4), (v) => Math.floor(Math.abs(v) * 65536) & 0xffff);
+          const w = rt.u16(rows * K)!;
+          w.set(bits);
+          foldHalfRowsCpu(bits, format, scaled, ref, K, 0, rows);
+          expect(foldWasm(rt, w, format, scaled, out, rows, K)).toBe(true);
+          rt.free(w);
+        }
+        expectIdentical(out, ref, `${format} fold ${rows}×${K}`);
+        rt.free(out);
+      }),
+      { numRuns: 120, endOnFailure: true },
+    );
+  });
+
+  it('refuses, having done nothing, a weight or an output outside the memory', () => {
+    const rt = runtime();
+    const w = new Float32Array(12).fill(1), out = rt.f32(12)!;
+    expect(foldWasm(rt, w, undefined, new Float64Array(4).fill(2), out, 3, 4)).toBe(false);
+    expect(Array.from(out)).toEqual(new Array(12).fill(0));
+    rt.free(out);
+  });
+});
+
 describe('the CPU backend with each kernel set', () => {
   const wasm = new CpuBackend({ kernels: 'wasm' }), ts = new CpuBackend({ kernels: 'ts' });
 
@@ -437,6 +479,32 @@ describe('the CPU backend with each kernel set', () => {
     expect(runtime().addressOf(ts.upload(w, 'linear').data)).toBeUndefined();
     expect(ts.upload(w, 'linear').data.buffer).toBeInstanceOf(SharedArrayBuffer);
     expect(wasm.upload(w, 'vector')).toBe(w);
+  });
+
+  it('uploadFolded gives, under either set, what uploading the host fold gives; the wasm copy is counted and freed by its dispose', () => {
+    const rt = runtime();
+    for (const [N, K] of [[5, 7], [700, 400]] as const) {
+      const f = Tensor.from([N, K], randomArray(N * K, N));
+      const h = new HalfTensor([N, K], 'f16', Uint16Array.from(randomArray(N * K, K), (v) => Math.floor(Math.abs(v) * 65536) & 0xffff));
+      const scaled = Float64Array.from(randomArray(K, 3), (v) => v / 7);
+      for (const w of [f, h]) {
+        const ref = new Float32Array(N * K);
+        if (w instanceof HalfTensor) foldHalfRowsCpu(w.bits, w.format, scaled, ref, K, 0, N);
+        else foldRowsCpu(w.data, scaled, ref, K, 0, N);
+        const [a, b] = [wasm.uploadFolded(wasm.upload(w, 'linear'), scaled), ts.uploadFolded(w, scaled)];
+        expectIdentical(a.data, ref, `wasm ${w instanceof HalfTensor ? 'f16' : 'f32'} ${N}×${K}`);
+        expectIdentical(b.data, ref, `ts ${w instanceof HalfTensor ? 'f16' : 'f32'} ${N}×${K}`);
+        expect(rt.addressOf(a.data)).toBeDefined();
+        expect(b.data.buffer).toBeInstanceOf(SharedArrayBuffer);
+        expect(wasm.upload(a, 'linear')).toBe(a); // used in place: one more owner, no copy
+        const live = rt.liveBytes;
+        wasm.dispose(a);
+        expect(rt.liveBytes).toBe(live);
+        wasm.dispose(a);
+        expect(Math.ceil((N * K * 4) / 64) * 64, 'freed by the last owner (in 64-byte blocks)').toBe(live - rt.liveBytes);
+      }
+    }
+    expect(() => wasm.uploadFolded(Tensor.from([2, 3], randomArray(6, 1)), new Float64Array(2))).toThrow(/fold of weight \[2, 3\] with 2 scales/);
   });
 
   it('products agree across the sets, from sub-views, with bias and residual, serial and across the pool', () => {

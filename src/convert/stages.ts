@@ -108,7 +108,7 @@ export function observe(plan: ConversionPlan, model: CausalLMLike, data: Calibra
             if (m > max[c]!) max[c] = m;
           }
         }
-        a.rows.push(Float32Array.from(d.subarray(0, t.rows * C)));
+        a.rows.push(d.slice(0, t.rows * C));
         a.count += t.rows;
       },
     });
@@ -124,11 +124,14 @@ export function observe(plan: ConversionPlan, model: CausalLMLike, data: Calibra
     const values = Array.from({ length: C }, () => new Float32Array(kept));
     let row = 0, j = 0;
     for (const block of a.rows) {
-      for (let r = 0; r < block.length / C; r++, row++) {
-        if (row % stride !== 0) continue;
-        for (let c = 0; c < C; c++) values[c]![j] = block[r * C + c]!;
-        j++;
+      // the block's kept rows, a channel at a time (each channel's values written in order)
+      const rows = block.length / C, r0 = (stride - (row % stride)) % stride, kept = r0 < rows ? Math.ceil((rows - r0) / stride) : 0;
+      for (let c = 0; c < C; c++) {
+        const out = values[c]!;
+        for (let r = r0, i = j; r < rows; r += stride, i++) out[i] = block[r * C + c]!;
       }
+      row += rows;
+      j += kept;
     }
     out.set(name, {
       channels: C,

@@ -31,7 +31,8 @@
  * the digit sums densely (what chat and benchmarks use). In `exact` mode every encoder is the
  * identity: the network is the ANN (a test anchors to it).
  */
-import { type HalfTensor, type WeightTensor, isHalf, widenInto, f32Weight } from '../tensor/half.js';
+import { type WeightTensor, isHalf, f32Weight } from '../tensor/half.js';
+import { foldHalfRowsCpu, foldRowsCpu } from '../tensor/kernels/fold.js';
 import { ArgumentError } from '../errors.js';
 import type { ModelConfig } from '../nn/config.js';
 import type { KvCache } from '../nn/kv-cache.js';
@@ -99,7 +100,7 @@ export class LayerwiseNet {
    * Layers sharing synapses folded for another plane count: how to fold their own, which the
    * event-driven execution (whose kernel adds weight rows as they are) makes on first use.
    */
-  private readonly refolds = new Map<Linear, { fold: () => Tensor; weight?: BTensor }>();
+  private readonly refolds = new Map<Linear, { fold: () => BTensor; weight?: BTensor }>();
 
   /**
    * `share`: a network of the same weights and thresholds (other planes) whose device tensors this
@@ -147,15 +148,14 @@ export class LayerwiseNet {
         // one folded into the shared synapses, so they serve as they are (the search builds dozens
         // of such networks; folding and uploading every weight each time was a third of its time)
         const made: Linear = { ...shared, code };
-        this.refolds.set(made, { fold: () => foldThresholds(weightsOf().weight, thresholdsOf(name)!, unitOf(code)) });
+        this.refolds.set(made, { fold: () => foldedWeight(b, weightsOf().weight, thresholdsOf(name)!, unitOf(code)) });
         this.linears.set(name, made);
         return made;
       }
       const th = thresholdsOf(name), w = weightsOf();
-      const folded = th ? foldThresholds(w.weight, th, unitOf(code)) : f32Weight(w.weight);
       const made: Linear = {
         slot: slots.get(name)!, fanout: site(name).fanout, code, ...(th ? { th: device(th)!, unit: unitOf(code) } : {}),
-        weight: own(b.upload(folded, 'linear')), ...(w.bias ? { bias: own(b.upload(w.bias, 'vector')) } : {}),
+        weight: own(th ? foldedWeight(b, w.weight, th, unitOf(code)) : b.upload(f32Weight(w.weight), 'linear')), ...(w.bias ? { bias: own(b.upload(w.bias, 'vector')) } : {}),
       };
       this.linears.set(name, made);
       return made;
@@ -213,7 +213,7 @@ export class LayerwiseNet {
     const r = this.refolds.get(l);
     if (!r) return l.weight;
     if (!r.weight) {
-      r.weight = this.backend.upload(r.fold(), 'linear');
+      r.weight = r.fold();
       this.owned.push(r.weight);
     }
     return r.weight;
@@ -327,21 +327,25 @@ export class LayerwiseNet {
   }
 }
 
-/** W·diag(θ)·unit: the synapses behind an encoder (a spike event adds one row of these). */
+/** θ·unit per input, in doubles: the scales a fold multiplies each weight column by. */
+function foldScales(w: WeightTensor, theta: Float32Array, unit: number): Float64Array {
+  const K = w.shape[1]!;
+  if (theta.length !== K) throw new ArgumentError(`thresholds: ${theta.length} values for a layer with ${K} inputs`);
+  return Float64Array.from(theta, (t) => t * unit);
+}
+
+/** W·diag(θ)·unit: the synapses behind an encoder (a spike event adds one row of these; kernels/fold.ts). */
 export function foldThresholds(w: WeightTensor, theta: Float32Array, unit: number): Tensor {
   const [N, K] = w.shape as [number, number];
-  if (theta.length !== K) throw new ArgumentError(`thresholds: ${theta.length} values for a layer with ${K} inputs`);
+  const scaled = foldScales(w, theta, unit);
   const out = new Tensor([N, K]);
-  const dst = out.data;
-  const scaled = Float64Array.from(theta, (t) => t * unit);
-  const row = isHalf(w) ? new Float32Array(K) : undefined;
-  const full = isHalf(w) ? undefined : w.data;
-  for (let n = 0; n < N; n++) {
-    const o = n * K;
-    // a 16-bit weight is widened a row at a time (exact), never as a whole second copy
-    const src = full ?? (widenInto((w as HalfTensor).bits, (w as HalfTensor).format, o, row!), row!);
-    const at = full ? o : 0;
-    for (let k = 0; k < K; k++) dst[o + k] = src[at + k]! * scaled[k]!;
-  }
+  if (isHalf(w)) foldHalfRowsCpu(w.bits, w.format, scaled, out.data, K, 0, N);
+  else foldRowsCpu(w.data, scaled, out.data, K, 0, N);
   return out;
+}
+
+/** The folded weight, uploaded: made in place where the backend can (uploadFolded), else folded here and uploaded. */
+function foldedWeight(b: Backend, w: WeightTensor, theta: Float32Array, unit: number): BTensor {
+  if (b.uploadFolded) return b.uploadFolded(w, foldScales(w, theta, unit));
+  return b.upload(foldThresholds(w, theta, unit), 'linear');
 }

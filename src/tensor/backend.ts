@@ -76,6 +76,12 @@ export interface Backend {
   describe(): string;
 
   upload(t: Tensor | HalfTensor, role?: WeightRole): BTensor;
+  /**
+   * A linear weight with thresholds folded in, w·diag(scaled) (kernels/fold.ts), made where it is
+   * used: what `upload(fold(w, scaled), 'linear')` gives, without the host copy in between. Optional:
+   * where a backend has none, the caller folds on the host and uploads.
+   */
+  uploadFolded?(w: Tensor | HalfTensor, scaled: Float64Array): BTensor;
   read(t: BTensor): Promise<Tensor>;
   zeros(shape: Shape): BTensor;
   dispose(t: BTensor): void;

@@ -23,13 +23,14 @@ import { type AttentionParams, attentionCpu, checkAttention } from './kernels/at
 import { embeddingCpu } from './kernels/embedding.js';
 import { type TokenChoice, sampleTokenCpu } from './kernels/sampling.js';
 import { matmulCpu } from './kernels/matmul.js';
+import { foldHalfRowsCpu, foldRowsCpu } from './kernels/fold.js';
 import { type QkNormHeads, checkQkNorm, layerNormCpu, qkNormCpu, rmsNormCpu } from './kernels/norm.js';
 import { ropeCpu } from './kernels/rope.js';
 import { type CausalMask, softmaxCpu } from './kernels/softmax.js';
 import { refineCpu, topKCpu } from './kernels/top-k.js';
 import { threadCount } from './threads.js';
 import { type CpuKernelSet, type WasmRuntime, cpuKernelSet, logOnce, wasmRuntime } from './wasm/runtime.js';
-import { ATTENTION_MIN_QUERIES, activationWasm, attentionWasm, gatedActivationWasm, eventWasm, matmulHalfWasm, matmulWasm, nonzeros, normWasm, planeWasm } from './wasm/products.js';
+import { ATTENTION_MIN_QUERIES, activationWasm, attentionWasm, foldWasm, gatedActivationWasm, eventWasm, matmulHalfWasm, matmulWasm, nonzeros, normWasm, planeWasm } from './wasm/products.js';
 import { encodeWasm } from './wasm/encoders.js';
 import { embeddingHalfCpu, matmulHalfCpu } from './kernels/half-matmul.js';
 import { attentionDims, binaryBroadcast, checkVector, embeddingDims, gatedDims, matmulDims, planeRows, qkvCheck, refineDims, topKDims, ropeCheck, spikeAttentionDims, stateCheck, timeMajorDims, writeRowsCheck } from './shapes.js';
@@ -106,6 +107,25 @@ export class CpuBackend implements Backend {
       data.set(t.data);
       return new Tensor(t.shape, data);
     });
+  }
+
+  /**
+   * W·diag(scaled) into a counted weight copy in shared memory (kernels/fold.ts; the wasm set's twin
+   * over the pool where the weight is in the wasm memory), so it is made where the products read it:
+   * folding on the host and uploading made every folded weight twice (a GPT-2-small's fixed
+   * conversion spent 5 of its 23 s there on a 2-core AMD EPYC VM).
+   */
+  uploadFolded(w: Tensor | HalfTensor, scaled: Float64Array): Tensor {
+    const [N, K] = w.shape as [number, number];
+    if (w.shape.length !== 2 || scaled.length !== K) throw new ShapeError(`cpu backend: a fold of weight ${shapeToString(w.shape)} with ${scaled.length} scales (expected [N, K] and K scales)`);
+    const dst = this.sharedArray(N * K, `folded weight ${JSON.stringify(w.shape)}`);
+    const half = w instanceof HalfTensor;
+    const rt = this.wasm;
+    if (!(rt && foldWasm(rt, half ? w.bits : w.data, half ? w.format : undefined, scaled, dst, N, K))) {
+      if (half) foldHalfRowsCpu(w.bits, w.format, scaled, dst, K, 0, N);
+      else foldRowsCpu(w.data, scaled, dst, K, 0, N);
+    }
+    return this.f32Copies.adopt(new Tensor(w.shape, dst), rt !== undefined && rt.addressOf(dst) !== undefined);
   }
 
   /**
@@ -485,6 +505,16 @@ class WeightCopies<T extends object> {
     }
     const o = this.owners.get(copy);
     if (o) o.count++;
+    return copy;
+  }
+
+  /**
+   * A copy made elsewhere, as its own source, returned as by one upload: counted once where
+   * `counted` (its last dispose frees it, as any copy's); uncounted, it lives until collected.
+   */
+  adopt(copy: T, counted: boolean): T {
+    this.copies.set(copy, copy);
+    if (counted) this.owners.set(copy, { source: copy, count: 1 });
     return copy;
   }
 

@@ -13,6 +13,8 @@
  *   planeWasm    event-driven digit planes, Horner over planes (f64)
  *   activationWasm, gatedActivationWasm  the activations (f64 formulas, as in TypeScript), element ranges
  *   normWasm     layer and RMS norms over row ranges (bit for bit the TypeScript kernels: assembly/norm.ts)
+ *   foldWasm     thresholds folded into a weight, W·diag(θ·unit), into a weight copy in the memory
+ *                (bit for bit kernels/fold.ts: assembly/fold.ts)
  *   attentionWasm  causal attention over (block, head) units (f64, the TypeScript kernel's arithmetic);
  *                q, k and v are staged, so it is used from ATTENTION_MIN_QUERIES query rows on, where
  *                the arithmetic (queries × keys) outweighs copying the keys and values
@@ -151,4 +153,21 @@ export function nonzeros(a: Float32Array): number {
   let nz = 0;
   for (let i = 0; i < a.length; i++) if (a[i] !== 0) nz++;
   return nz;
+}
+
+/** Below this many weights a fold stays on the calling thread. */
+const PARALLEL_MIN_FOLD = 1 << 18;
+
+/**
+ * dst = w·diag(scaled) over w's N rows of K (kernels/fold.ts), w float32 or 16-bit bits of `format`.
+ * Returns false, having done nothing, when w or dst is not in the memory.
+ */
+export function foldWasm(rt: WasmRuntime, w: Float32Array | Uint16Array, format: HalfFormat | undefined, scaled: Float64Array, dst: Float32Array, N: number, K: number): boolean {
+  const wp = rt.addressOf(w), dp = rt.addressOf(dst);
+  if (wp === undefined || dp === undefined) return false;
+  const sp = rt.stage('fold-scaled', K * 8);
+  new Float64Array(rt.memory.buffer, sp, K).set(scaled);
+  const fn = format === undefined ? 'foldF32' : format === 'bf16' ? 'foldBf16' : 'foldF16';
+  wasmColumns(rt, fn, N, N * K >= PARALLEL_MIN_FOLD, (n0, n1) => [wp, sp, dp, K, n0, n1], 1);
+  return true;
 }

@@ -56,9 +56,13 @@ export interface WasmExports {
   encodeWeightedF32(x: number, invTheta: number, R: number, C: number, T: number, E: number, ternary: number, sums: number, digits: number, stats: number, v: number, r0: number, r1: number): void;
   layerNormF64(x: number, gamma: number, beta: number, hasBeta: number, out: number, C: number, eps: number, r0: number, r1: number): void;
   rmsNormF64(x: number, gamma: number, out: number, C: number, eps: number, r0: number, r1: number): void;
+  /** scaled: K float64 values; w float32 (foldF32) or 16-bit bits (foldBf16, foldF16). */
+  foldF32(w: number, scaled: number, dst: number, K: number, n0: number, n1: number): void;
+  foldBf16(w: number, scaled: number, dst: number, K: number, n0: number, n1: number): void;
+  foldF16(w: number, scaled: number, dst: number, K: number, n0: number, n1: number): void;
 }
 
-export const WASM_KERNELS = ['matmulF32Tile4x4', 'matvecF32Row', 'matmulF64Tile4x4', 'matvecF64Row', 'matvecBf16Row', 'matmulBf16Tile4x4', 'matvecF16Row', 'matmulF16Tile4x4', 'eventRowsF64', 'planeAccumulateF64', 'streamSumF32', 'attentionF64', 'activationF64', 'gatedActivationF64', 'encodeWeightedF32', 'layerNormF64', 'rmsNormF64'] as const;
+export const WASM_KERNELS = ['matmulF32Tile4x4', 'matvecF32Row', 'matmulF64Tile4x4', 'matvecF64Row', 'matvecBf16Row', 'matmulBf16Tile4x4', 'matvecF16Row', 'matmulF16Tile4x4', 'eventRowsF64', 'planeAccumulateF64', 'streamSumF32', 'attentionF64', 'activationF64', 'gatedActivationF64', 'encodeWeightedF32', 'layerNormF64', 'rmsNormF64', 'foldF32', 'foldBf16', 'foldF16'] as const;
 export type WasmKernel = (typeof WASM_KERNELS)[number];
 
 export const WASM_FILE = new URL('./simd.wasm', import.meta.url);

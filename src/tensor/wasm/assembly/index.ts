@@ -6,3 +6,4 @@ export { attentionF64 } from './attention';
 export { activationF64, gatedActivationF64 } from './elementwise';
 export { encodeWeightedF32 } from './codes';
 export { layerNormF64, rmsNormF64 } from './norm';
+export { foldF32, foldBf16, foldF16 } from './fold';
