@@ -130,4 +130,15 @@ describe('raster geometry', () => {
     }
     expect(marks.length).toBe([...sites[0]!.digits, ...sites[1]!.digits].filter((d) => d !== 0).length);
   });
+
+  it('draws a long prompt\'s raster (more marks than a call takes arguments: `spikelm spikes` on 480 tokens overflowed the stack)', () => {
+    const tokens = 512, steps = 11, C = 64;
+    const digits = Float32Array.from({ length: steps * tokens * C }, (_, i) => (i % 2 === 0 ? (i % 4 === 0 ? 1 : -2) : 0));
+    const spec = { kind: 'mlp_in', sites: [{ site: 'layers.0.mlp_in', layer: 0, kind: 'mlp_in', channels: C, steps, tokens, digits, events: 0 }], perSite: C, schedule: 'stepwise' as const };
+    expect(rasterMarks(spec).length).toBeGreaterThan(150_000);
+    const svg = rasterSvg(spec);
+    // marks of |value| 2 (the largest) fully opaque, of 1 at 0.35 + 0.65/2
+    expect(svg).toContain('fill-opacity="1.00"');
+    expect(svg).toContain('fill-opacity="0.68"');
+  });
 });

@@ -76,8 +76,11 @@ export function rasterSvg(spec: RasterSpec): string {
     if (row > 0) out.push(`<line x1="${left}" y1="${top + row * cellH}" x2="${left + plotW}" y2="${top + row * cellH}" stroke="#999"/>`);
     row += n;
   }
-  const maxAbs = Math.max(1, ...rasterMarks(spec).map((m) => Math.abs(m.value)));
-  for (const m of rasterMarks(spec)) {
+  // a loop, not Math.max(...marks): a long prompt's raster has more marks than a call takes arguments
+  const marks = rasterMarks(spec);
+  let maxAbs = 1;
+  for (const m of marks) maxAbs = Math.max(maxAbs, Math.abs(m.value));
+  for (const m of marks) {
     const op = maxAbs > 1 ? (0.35 + 0.65 * Math.abs(m.value) / maxAbs).toFixed(2) : '1';
     out.push(`<rect x="${(left + m.x * cellW).toFixed(1)}" y="${(top + m.row * cellH).toFixed(1)}" width="${cellW.toFixed(1)}" height="${cellH.toFixed(1)}" fill="${m.value > 0 ? POS : NEG}" fill-opacity="${op}"/>`);
   }
