@@ -266,7 +266,7 @@ export class TemporalSpikeProcessor {
     this.stats.forwardMs += performance.now() - t0;
     this.stats.tokens += fresh.length;
     this.stats.attendedKeys += keysAttended(this.lm.config, common, fresh.length);
-    conv.tokens.push(...fresh);
+    for (const t of fresh) conv.tokens.push(t); // a loop: a long pasted turn outgrows a call's arguments
     conv.lastPositions = Array.from({ length: fresh.length }, (_, i) => common + i);
     return { logits: new Tensor([allLogits ? fresh.length : 1, this.lm.config.vocabSize], logits.data), positions: conv.lastPositions, conv };
   }

@@ -232,7 +232,7 @@ export function calibrate(plan: ConversionPlan, obs: Observations, opts: Calibra
     for (let c = 0; c < theta.length; c++) if (!(theta[c]! >= floor)) theta[c] = floor;
     sites.set(site.name, {
       theta, ...(centred ? { center: Float32Array.from(o.mean) } : {}),
-      medianTheta: quantileOf(Float32Array.from(theta).sort(), 0.5), maxAbs: Math.max(...o.maxAbs), tokens: o.count,
+      medianTheta: quantileOf(Float32Array.from(theta).sort(), 0.5), maxAbs: o.maxAbs.reduce((a, b) => Math.max(a, b), 0), tokens: o.count,
     });
   }
   return { quantile: q, coding, schedule: plan.schedule, center: opts.center ?? false, sites };
