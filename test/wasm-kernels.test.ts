@@ -21,13 +21,14 @@ import { SpikingLM } from '../src/snn/model.js';
 import { forwardStats } from '../src/snn/stats.js';
 import { CpuBackend } from '../src/tensor/cpu-backend.js';
 import { attentionRange } from '../src/tensor/kernels/attention.js';
+import { spikeAttentionCpu } from '../src/tensor/kernels/spike-attention.js';
 import { ACTIVATIONS, type Activation, activationCpu, gatedActivationCpu } from '../src/tensor/kernels/elementwise.js';
 import { matmulBlocked, matvecBlocked } from '../src/tensor/kernels/matmul.js';
 import { planeMatmulCpu } from '../src/tensor/kernels/plane-matmul.js';
 import { spikeMatmulEventCpu } from '../src/tensor/kernels/spike-matmul.js';
 import { Tensor } from '../src/tensor/tensor.js';
 import { HalfTensor } from '../src/tensor/half.js';
-import { activationWasm, attentionWasm, foldWasm, gatedActivationWasm, normWasm, productInput } from '../src/tensor/wasm/products.js';
+import { activationWasm, attentionWasm, foldWasm, spikeAttentionWasm, gatedActivationWasm, normWasm, productInput } from '../src/tensor/wasm/products.js';
 import { layerNormCpu, rmsNormCpu } from '../src/tensor/kernels/norm.js';
 import { foldHalfRowsCpu, foldRowsCpu } from '../src/tensor/kernels/fold.js';
 import { encodeWasm } from '../src/tensor/wasm/encoders.js';
@@ -256,6 +257,64 @@ describe('wasm attention', () => {
       ),
       { numRuns: 200, endOnFailure: true },
     );
+  });
+});
+
+describe('wasm spike-driven attention (fast execution)', () => {
+  // bit for bit: the same double sums in the same order, JavaScript's exp, the same float32 membranes
+  const pCode = fc.oneof(
+    fc.record({ kind: fc.constant('ternary' as const), T: fc.integer({ min: 1, max: 12 }) }),
+    fc.record({ kind: fc.constant('binary' as const), T: fc.integer({ min: 1, max: 12 }) }),
+    fc.record({ kind: fc.constant('rate' as const), T: fc.integer({ min: 1, max: 9 }), maxSpikes: fc.constantFrom(1, 3, Infinity) }),
+  );
+  it('equals spikeAttentionCpu\'s fast branch: outputs and row statistics (rate, binary and ternary p codes, GQA, windows, non-causal, cached prefixes, probabilities that clip or need extra planes)', () => {
+    const rt = runtime();
+    fc.assert(
+      fc.property(
+        fc.constantFrom([1, 1], [2, 1], [4, 2], [6, 3], [3, 3]), fc.integer({ min: 1, max: 9 }), fc.integer({ min: 1, max: 6 }), fc.integer({ min: 0, max: 9 }),
+        fc.option(fc.integer({ min: 1, max: 6 }), { nil: undefined }), fc.boolean(), pCode, fc.constantFrom(0.001, 0.004, 0.02, 0.1, 0.5, 2), fc.integer({ min: 3, max: 11 }), fc.integer(),
+        ([H, Hkv], d, S, queryStart, window, causal, p, thetaScale, qT, seed) => {
+          const L = queryStart + S, qW = H * d, kvW = Hkv * d;
+          // q's digit sums: integers of a ternary code of qT planes; θp from 0.001 (probabilities far past the range: every extra plane, then clipping) to 2
+          const q = Float32Array.from(randomArray(S * qW, seed), (v) => Math.round(v * 2 ** (qT - 1)));
+          const k = randomArray(L * kvW + 5, seed + 1, 3), v = randomArray(L * kvW + 5, seed + 2);
+          const thetaQ = Float32Array.from(randomArray(qW, seed + 3), (t) => 0.05 + Math.abs(t));
+          const thetaP = Float32Array.from(randomArray(H, seed + 4), (t) => Math.fround(thetaScale * (0.5 + Math.abs(t))));
+          const invThetaP = thetaP.map((t) => Math.fround(1 / t));
+          const params = { numHeads: H, numKvHeads: Hkv, headDim: d, queryStart, kvLength: L, scale: 1 / Math.sqrt(d), causal, ...(window && causal ? { window } : {}) };
+          const codes = { q: { kind: 'ternary' as const, T: qT }, p };
+          const inputs = { q, k, v, thetaQ, thetaP, invThetaP };
+          const ref = new Float32Array(S * qW).fill(Number.NaN), refStats = new Float32Array(S * H * STATS_WIDTH).fill(Number.NaN);
+          spikeAttentionCpu(inputs, S, params, codes, 'fast', ref, refStats);
+          const out = new Float32Array(S * qW).fill(Number.NaN), stats = new Float32Array(S * H * STATS_WIDTH).fill(Number.NaN);
+          spikeAttentionWasm(rt, inputs, S, params, codes, out, stats);
+          const what = `H ${H}/${Hkv} d ${d} S ${S} start ${queryStart} window ${window} causal ${causal} p ${p.kind} T ${p.T}`;
+          expectIdentical(out, ref, `${what}: outputs`);
+          expectIdentical(stats, refStats, `${what}: row statistics`);
+        },
+      ),
+      { numRuns: 300, endOnFailure: true },
+    );
+  });
+
+  it('across the pool (prefill-sized work) equals the serial TypeScript kernel; spikes do fire', () => {
+    const rt = runtime();
+    const H = 8, Hkv = 4, d = 32, S = 48, L = 80, qW = H * d, kvW = Hkv * d;
+    const q = Float32Array.from(randomArray(S * qW, 5), (v) => Math.round(v * 512));
+    const k = randomArray(L * kvW, 6, 2), v = randomArray(L * kvW, 7);
+    const thetaQ = Float32Array.from(randomArray(qW, 8), (t) => 0.002 + Math.abs(t) / 100);
+    const thetaP = new Float32Array(H).fill(1), invThetaP = new Float32Array(H).fill(1);
+    const params = { numHeads: H, numKvHeads: Hkv, headDim: d, queryStart: L - S, kvLength: L, scale: 1 / Math.sqrt(d) };
+    const codes = { q: { kind: 'ternary' as const, T: 10 }, p: { kind: 'ternary' as const, T: 8 } };
+    const inputs = { q, k, v, thetaQ, thetaP, invThetaP };
+    const ref = new Float32Array(S * qW), refStats = new Float32Array(S * H * STATS_WIDTH);
+    spikeAttentionCpu(inputs, S, params, codes, 'fast', ref, refStats);
+    const out = rt.f32(S * qW)!, stats = new Float32Array(S * H * STATS_WIDTH);
+    spikeAttentionWasm(rt, inputs, S, params, codes, out, stats);
+    expectIdentical(out, ref, 'outputs');
+    expectIdentical(stats, refStats, 'row statistics');
+    expect(refStats.filter((_, i) => i % STATS_WIDTH === STAT.events).reduce((a, b) => a + b, 0)).toBeGreaterThan(S * H);
+    rt.free(out);
   });
 });
 

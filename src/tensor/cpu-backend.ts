@@ -30,7 +30,7 @@ import { type CausalMask, softmaxCpu } from './kernels/softmax.js';
 import { refineCpu, topKCpu } from './kernels/top-k.js';
 import { threadCount } from './threads.js';
 import { type CpuKernelSet, type WasmRuntime, cpuKernelSet, logOnce, wasmRuntime } from './wasm/runtime.js';
-import { ATTENTION_MIN_QUERIES, activationWasm, attentionWasm, foldWasm, gatedActivationWasm, eventWasm, matmulHalfWasm, matmulWasm, nonzeros, normWasm, planeWasm } from './wasm/products.js';
+import { ATTENTION_MIN_QUERIES, activationWasm, attentionWasm, foldWasm, spikeAttentionWasm, gatedActivationWasm, eventWasm, matmulHalfWasm, matmulWasm, nonzeros, normWasm, planeWasm } from './wasm/products.js';
 import { encodeWasm } from './wasm/encoders.js';
 import { embeddingHalfCpu, matmulHalfCpu } from './kernels/half-matmul.js';
 import { attentionDims, binaryBroadcast, checkVector, embeddingDims, gatedDims, matmulDims, planeRows, qkvCheck, refineDims, topKDims, ropeCheck, spikeAttentionDims, stateCheck, timeMajorDims, writeRowsCheck } from './shapes.js';
@@ -273,7 +273,12 @@ export class CpuBackend implements Backend {
     checkVector(thetaP.theta, params.numHeads, 'spikeAttention p thresholds');
     const out = new Tensor([S, params.numHeads * params.headDim]);
     const rowStats = new Float32Array(S * params.numHeads * STATS_WIDTH);
-    spikeAttentionCpu({ q: q.data, k: k.data, v: v.data, thetaQ: host(thetaQ).data, thetaP: host(thetaP.theta).data, invThetaP: host(thetaP.invTheta).data }, S, params, codes, mode, out.data, rowStats);
+    const inputs = { q: q.data, k: k.data, v: v.data, thetaQ: host(thetaQ).data, thetaP: host(thetaP.theta).data, invThetaP: host(thetaP.invTheta).data };
+    // the fast execution in wasm (bit for bit); the event-driven one stays the TypeScript reference
+    if (this.wasm && mode === 'fast') {
+      checkAttention(params, S);
+      spikeAttentionWasm(this.wasm, inputs, S, params, codes, out.data, rowStats);
+    } else spikeAttentionCpu(inputs, S, params, codes, mode, out.data, rowStats);
     this.statsInto(rowStats, S * params.numHeads, stats);
     return out;
   }

@@ -68,7 +68,7 @@ const attentionRange = ${attentionRange.toString()};
 const { port, control, args } = workerData;
 const kernelNames = ${JSON.stringify(WASM_KERNELS)};
 // the wasm SIMD kernels on the main thread's shared memory (wasm/runtime.ts), where SIMD validates
-const wasm = workerData.wasm ? new WebAssembly.Instance(workerData.wasm.module, { env: { memory: workerData.wasm.memory } }).exports : null;
+const wasm = workerData.wasm ? new WebAssembly.Instance(workerData.wasm.module, { env: { memory: workerData.wasm.memory, exp: Math.exp } }).exports : null;
 require('node:v8').setFlagsFromString('--expose-gc');
 const collectGarbage = require('node:vm').runInNewContext('gc');
 for (;;) {

@@ -13,12 +13,16 @@
  *   planeWasm    event-driven digit planes, Horner over planes (f64)
  *   activationWasm, gatedActivationWasm  the activations (f64 formulas, as in TypeScript), element ranges
  *   normWasm     layer and RMS norms over row ranges (bit for bit the TypeScript kernels: assembly/norm.ts)
+ *   spikeAttentionWasm  spike-driven attention's fast execution over (row, head) units (bit for bit
+ *                kernels/spike-attention.ts: assembly/spike-attention.ts); keys and values staged
  *   foldWasm     thresholds folded into a weight, W·diag(θ·unit), into a weight copy in the memory
  *                (bit for bit kernels/fold.ts: assembly/fold.ts)
  *   attentionWasm  causal attention over (block, head) units (f64, the TypeScript kernel's arithmetic);
  *                q, k and v are staged where they live outside the memory (the KV cache does)
  */
 import type { AttentionParams } from '../kernels/attention.js';
+import { type SpikeAttentionCodes, type SpikeAttentionInputs } from '../kernels/spike-attention.js';
+import { unitOf, validateCode } from '../kernels/codes.js';
 import type { Activation } from '../kernels/elementwise.js';
 import { MATVEC_MAX_ROWS } from '../kernels/matmul.js';
 import { PARALLEL_MIN_ATTENTION, PARALLEL_MIN_MACS, PARALLEL_MIN_MATVEC_MACS, wasmColumns } from '../threads.js';
@@ -174,4 +178,28 @@ export function foldWasm(rt: WasmRuntime, w: Float32Array | Uint16Array, format:
   const fn = format === undefined ? 'foldF32' : format === 'bf16' ? 'foldBf16' : 'foldF16';
   wasmColumns(rt, fn, N, N * K >= PARALLEL_MIN_FOLD, (n0, n1) => [wp, sp, dp, K, n0, n1], 1);
   return true;
+}
+
+const CODE_KIND = { rate: 0, binary: 1, ternary: 2 } as const;
+
+/**
+ * Spike-driven attention's fast execution (spikeAttentionCpu's `fast` branch, same arguments) into
+ * out [S, H·d] and rowStats [S·H, STATS_WIDTH]: (row, head) units split across the pool when the
+ * work (units × keys × d) is large.
+ */
+export function spikeAttentionWasm(rt: WasmRuntime, inp: SpikeAttentionInputs, S: number, p: AttentionParams, codes: SpikeAttentionCodes, out: Float32Array, rowStats: Float32Array): void {
+  validateCode(codes.q);
+  validateCode(codes.p);
+  const H = p.numHeads, d = p.headDim, L = p.kvLength, kvW = p.numKvHeads * d;
+  const qp = rt.operand(inp.q, 'x'), kp = rt.operand(inp.k.subarray(0, L * kvW), 'k'), vp = rt.operand(inp.v.subarray(0, L * kvW), 'v');
+  const tq = rt.operand(inp.thetaQ, 'thetaQ'), tp = rt.operand(inp.thetaP, 'thetaP'), ip = rt.operand(inp.invThetaP, 'invThetaP');
+  const op = output(rt, out), sp = rt.addressOf(rowStats) ?? rt.stage('rowStats', rowStats.byteLength);
+  const units = S * H, work = units * L * d;
+  wasmColumns(rt, 'spikeAttentionFastF64', units, work >= PARALLEL_MIN_ATTENTION, (u0, u1, part) => [
+    qp, kp, vp, tq, tp, ip, op, sp, H, p.numKvHeads, d, p.queryStart, L, p.causal === false ? 0 : 1, p.window ?? -1,
+    unitOf(codes.q) * p.scale, CODE_KIND[codes.p.kind], codes.p.T, codes.p.maxSpikes ?? Infinity, unitOf(codes.p),
+    u0, u1, rt.stage(`scores${part}`, Math.max(1, L) * 8), rt.stage(`mp${part}`, Math.max(1, L) * 8), rt.stage(`acc${part}`, Math.max(1, d) * 8),
+  ], 1);
+  finish(rt, out, op);
+  finish(rt, rowStats, sp);
 }

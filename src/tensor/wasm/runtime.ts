@@ -60,9 +60,10 @@ export interface WasmExports {
   foldF32(w: number, scaled: number, dst: number, K: number, n0: number, n1: number): void;
   foldBf16(w: number, scaled: number, dst: number, K: number, n0: number, n1: number): void;
   foldF16(w: number, scaled: number, dst: number, K: number, n0: number, n1: number): void;
+  spikeAttentionFastF64(q: number, k: number, v: number, thetaQ: number, thetaP: number, invThetaP: number, out: number, rowStats: number, H: number, Hkv: number, d: number, queryStart: number, kvLength: number, causal: number, window: number, scoreUnit: number, pKind: number, pT: number, pMaxSpikes: number, pUnit: number, u0: number, u1: number, scores: number, mp: number, qTheta: number): void;
 }
 
-export const WASM_KERNELS = ['matmulF32Tile4x4', 'matvecF32Row', 'matmulF64Tile4x4', 'matvecF64Row', 'matvecBf16Row', 'matmulBf16Tile4x4', 'matvecF16Row', 'matmulF16Tile4x4', 'eventRowsF64', 'planeAccumulateF64', 'streamSumF32', 'attentionF64', 'activationF64', 'gatedActivationF64', 'encodeWeightedF32', 'layerNormF64', 'rmsNormF64', 'foldF32', 'foldBf16', 'foldF16'] as const;
+export const WASM_KERNELS = ['matmulF32Tile4x4', 'matvecF32Row', 'matmulF64Tile4x4', 'matvecF64Row', 'matvecBf16Row', 'matmulBf16Tile4x4', 'matvecF16Row', 'matmulF16Tile4x4', 'eventRowsF64', 'planeAccumulateF64', 'streamSumF32', 'attentionF64', 'activationF64', 'gatedActivationF64', 'encodeWeightedF32', 'layerNormF64', 'rmsNormF64', 'foldF32', 'foldBf16', 'foldF16', 'spikeAttentionFastF64'] as const;
 export type WasmKernel = (typeof WASM_KERNELS)[number];
 
 export const WASM_FILE = new URL('./simd.wasm', import.meta.url);
@@ -157,7 +158,7 @@ export class WasmRuntime {
   liveBytes = 0;
 
   constructor() {
-    this.kernels = new WA.Instance(this.module, { env: { memory: this.memory } }).exports as unknown as WasmExports;
+    this.kernels = new WA.Instance(this.module, { env: { memory: this.memory, exp: Math.exp } }).exports as unknown as WasmExports;
     this.buffers.add(this.memory.buffer);
   }
 

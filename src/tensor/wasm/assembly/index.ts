@@ -7,3 +7,4 @@ export { activationF64, gatedActivationF64 } from './elementwise';
 export { encodeWeightedF32 } from './codes';
 export { layerNormF64, rmsNormF64 } from './norm';
 export { foldF32, foldBf16, foldF16 } from './fold';
+export { spikeAttentionFastF64 } from './spike-attention';
