@@ -8,17 +8,7 @@
  * BF16, u16 marks F16), resolved at compile time.
  */
 
-import { wide1, wide4 } from './half';
-
-@inline function wload4<W>(p: usize): v128 {
-  if (sizeof<W>() == 4) return v128.load(p);
-  return wide4<W>(p);
-}
-
-@inline function wload1<W>(p: usize): f32 {
-  if (sizeof<W>() == 4) return load<f32>(p);
-  return wide1<W>(p);
-}
+import { wload1, wload4 } from './half';
 
 function foldW<W>(w: usize, scaled: usize, dst: usize, K: i32, n0: i32, n1: i32): void {
   const k4 = K & ~3, ws: usize = sizeof<W>() == 4 ? 2 : 1;

@@ -49,3 +49,15 @@ const F16_SCALE: f32 = reinterpret<f32>(<u32>0x77800000); // 2^112
   const bits = mag >= 0x7c00 ? em | 0x7f800000 : reinterpret<u32>(reinterpret<f32>(em) * F16_SCALE);
   return reinterpret<f32>(bits | ((h & 0x8000) << 16));
 }
+
+/** Four weights of type W at p as an f32x4: float32 as loaded, 16-bit widened (W: f32, or u8/u16 as above). */
+@inline export function wload4<W>(p: usize): v128 {
+  if (sizeof<W>() == 4) return v128.load(p);
+  return wide4<W>(p);
+}
+
+/** One weight of type W at p. */
+@inline export function wload1<W>(p: usize): f32 {
+  if (sizeof<W>() == 4) return load<f32>(p);
+  return wide1<W>(p);
+}

@@ -25,7 +25,7 @@
  * spiking products, so the order is immaterial there); K's remainder is a scalar tail.
  */
 
-import { wide1, wide4, wideHigh, wideLow } from './half';
+import { wideHigh, wideLow, wload1, wload4 } from './half';
 
 /**
  * c + a·b. Compiled twice (scripts/build-wasm.mjs): as a multiply and an add in simd.wasm, as a
@@ -70,18 +70,6 @@ import { wide1, wide4, wideHigh, wideLow } from './half';
 // f32 accumulation over weights of type W: f32, or 16-bit (u8 marks BF16, u16 marks F16; half.ts
 // widens them in registers). One source for all three, so a half weight's product has the float32
 // kernel's lanes and sums exactly; the type is resolved at compile time.
-
-/** Four weights at p as an f32x4. */
-@inline function wload4<W>(p: usize): v128 {
-  if (sizeof<W>() == 4) return v128.load(p);
-  return wide4<W>(p);
-}
-
-/** One weight at p. */
-@inline function wload1<W>(p: usize): f32 {
-  if (sizeof<W>() == 4) return load<f32>(p);
-  return wide1<W>(p);
-}
 
 /** log2 of a weight's bytes. */
 @inline function wshift<W>(): usize {
