@@ -10,7 +10,10 @@
  * copied into per-operand staging regions for each product: O(M·K + M·N) bytes beside O(M·K·N)
  * arithmetic, and it keeps the rest of the engine (every other kernel, the KV cache, the GPU upload)
  * unchanged. The worker pool instantiates the same module on the same memory (threads.ts), so a
- * product split across threads copies nothing.
+ * product split across threads copies nothing. A spiking network's folded weights (W·diag(θ)) are made
+ * in the memory by a kernel (the CPU backend's `uploadFolded`), never on the host and copied. The
+ * module imports the memory and JavaScript's `Math.exp` (env.exp: spike attention's softmax, so its
+ * probabilities, and the spikes they make, are the TypeScript kernel's).
  *
  * The allocator is first-fit over a free list sorted by address, with neighbours merged on release.
  * A weight's range is released when its last owner disposes it (`free`, which the CPU backend calls
