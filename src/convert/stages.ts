@@ -86,7 +86,7 @@ export function observe(plan: ConversionPlan, model: CausalLMLike, data: Calibra
   const own = (model as { backend?: unknown }).backend;
   const cpu = new CpuBackend(own instanceof CpuBackend ? { kernels: own.kernels } : {});
   const probe = new SpikingLM(model.config, model.weights, cpu, { timesteps: 1, mode: 'exact', schedule: plan.schedule, neuron: DEFAULT_NEURON, thresholds: new Map(), surrogate: { name: 'atan', alpha: 2 } });
-  // per site: the observed rows as they came (float32 copies), running sums and maxima per channel
+  // per site: the observed rows as they came (float32 copies); sums and maxima per channel after the forwards
   const acc = new Map<string, { rows: Float32Array[]; sum: Float64Array; max: Float32Array; count: number }>();
   for (const s of plan.sites) {
     if (s.kind === 'p_in') continue;
@@ -99,16 +99,7 @@ export function observe(plan: ConversionPlan, model: CausalLMLike, data: Calibra
         const a = acc.get(site);
         if (!a) throw new ArgumentError(`observe: the model reported an untraced site "${site}"`);
         const t = x as Tensor;
-        const C = t.cols, d = t.data, sum = a.sum, max = a.max;
-        for (let r = 0; r < t.rows; r++) {
-          for (let c = 0, o = r * C; c < C; c++, o++) {
-            const v = d[o]!;
-            sum[c] += v;
-            const m = v < 0 ? -v : v;
-            if (m > max[c]!) max[c] = m;
-          }
-        }
-        a.rows.push(d.slice(0, t.rows * C));
+        a.rows.push(t.data.slice(0, t.rows * t.cols));
         a.count += t.rows;
       },
     });
@@ -122,13 +113,27 @@ export function observe(plan: ConversionPlan, model: CausalLMLike, data: Calibra
     const C = a.sum.length;
     const kept = Math.ceil(a.count / stride);
     const values = Array.from({ length: C }, () => new Float32Array(kept));
+    const sum = a.sum, max = a.max;
     let row = 0, j = 0;
     for (const block of a.rows) {
-      // the block's kept rows, a channel at a time (each channel's values written in order)
+      // one pass over the block a channel at a time: the running sum and maximum over every row (in
+      // the order seen), and the kept rows' values, each channel's written in order
       const rows = block.length / C, r0 = (stride - (row % stride)) % stride, kept = r0 < rows ? Math.ceil((rows - r0) / stride) : 0;
       for (let c = 0; c < C; c++) {
         const out = values[c]!;
-        for (let r = r0, i = j; r < rows; r += stride, i++) out[i] = block[r * C + c]!;
+        let s = sum[c]!, mx = max[c]!;
+        for (let r = 0, i = j, next = r0; r < rows; r++) {
+          const v = block[r * C + c]!;
+          s += v;
+          const m = v < 0 ? -v : v;
+          if (m > mx) mx = m;
+          if (r === next) {
+            out[i++] = v;
+            next += stride;
+          }
+        }
+        sum[c] = s;
+        max[c] = mx;
       }
       row += rows;
       j += kept;
