@@ -242,9 +242,7 @@ function postWasm(pw: PoolWorker, fn: WasmKernel, args: readonly number[]): void
   Atomics.notify(pw.control, 0);
 }
 
-export const JOIN = { ms: 0, n: 0, main: 0 };
 function joinWorkers(used: readonly PoolWorker[], what: string): void {
-  const tj = performance.now(); JOIN.n++;
   let failure: string | undefined;
   for (const pw of used) {
     const until = performance.now() + SPIN_US / 1000;
@@ -256,7 +254,6 @@ function joinWorkers(used: readonly PoolWorker[], what: string): void {
     if (Atomics.load(pw.control, 0) === FAILED) failure = String(receiveMessageOnPort(pw.port)?.message ?? 'unknown error');
     Atomics.store(pw.control, 0, IDLE);
   }
-  JOIN.ms += performance.now() - tj;
   if (failure) throw new Error(`${what} worker failed: ${failure}`);
 }
 
@@ -304,6 +301,6 @@ export function wasmColumns(rt: WasmRuntime, fn: WasmKernel, N: number, parallel
     postWasm(workers[i]!, fn, argsOf(n0, n1, i + 1));
     used.push(workers[i]!);
   }
-  const tm = performance.now(); kernel(...argsOf(0, Math.min(step, N), 0)); JOIN.main += performance.now() - tm;
+  kernel(...argsOf(0, Math.min(step, N), 0));
   joinWorkers(used, fn);
 }
