@@ -79,12 +79,15 @@ describe('stages', () => {
       for (const c of [0, 17, C - 1]) {
         const firstDiff = col(c).findIndex((v, i) => Math.abs(v - o.values[c]![i]!) > 1e-5);
         expect(firstDiff, `${schedule} channel ${c}`).toBe(-1);
+        const mean = col(c).reduce((a, v) => a + v, 0) / rows;
+        expect(Math.abs(o.mean[c]! - mean), `${schedule} mean of channel ${c}`).toBeLessThan(1e-5);
       }
       const strided = observe(trace(ann, schedule), ann, { ...data, samples: sample }, { maxTokens: 10 }).get('head_in')!;
       const stride = Math.ceil(rows / 10);
       expect(strided.values[3]!.length).toBe(Math.ceil(rows / stride));
       expect(Array.from(strided.values[3]!)).toEqual(Array.from(o.values[3]!).filter((_, i) => i % stride === 0));
       expect(Array.from(strided.maxAbs)).toEqual(Array.from(o.maxAbs)); // maxima over every row, not only the kept ones
+      expect(Array.from(strided.mean)).toEqual(Array.from(o.mean)); // and so are the means
     }
   });
 

@@ -86,7 +86,8 @@ export function observe(plan: ConversionPlan, model: CausalLMLike, data: Calibra
   const own = (model as { backend?: unknown }).backend;
   const cpu = new CpuBackend(own instanceof CpuBackend ? { kernels: own.kernels } : {});
   const probe = new SpikingLM(model.config, model.weights, cpu, { timesteps: 1, mode: 'exact', schedule: plan.schedule, neuron: DEFAULT_NEURON, thresholds: new Map(), surrogate: { name: 'atan', alpha: 2 } });
-  // per site: the observed rows as they came (float32 copies); sums and maxima per channel after the forwards
+  // per site: the observed rows as they came (float32 copies, for the values), and each channel's
+  // running sum and maximum over every row, in the order seen
   const acc = new Map<string, { rows: Float32Array[]; sum: Float64Array; max: Float32Array; count: number }>();
   for (const s of plan.sites) {
     if (s.kind === 'p_in') continue;
@@ -99,7 +100,17 @@ export function observe(plan: ConversionPlan, model: CausalLMLike, data: Calibra
         const a = acc.get(site);
         if (!a) throw new ArgumentError(`observe: the model reported an untraced site "${site}"`);
         const t = x as Tensor;
-        a.rows.push(t.data.slice(0, t.rows * t.cols));
+        const block = t.data.slice(0, t.rows * t.cols);
+        const C = a.sum.length, sum = a.sum, max = a.max;
+        for (let o = 0; o < block.length; o += C) {
+          for (let c = 0; c < C; c++) {
+            const v = block[o + c]!;
+            sum[c] += v;
+            const m = v < 0 ? -v : v;
+            if (m > max[c]!) max[c] = m;
+          }
+        }
+        a.rows.push(block);
         a.count += t.rows;
       },
     });
@@ -108,45 +119,43 @@ export function observe(plan: ConversionPlan, model: CausalLMLike, data: Calibra
   probe.dispose();
   const out = new Map<string, SiteObservation>();
   for (const [name, a] of acc) {
-    // every stride-th row (in the order seen) is kept for the quantiles
-    const stride = Math.max(1, Math.ceil(a.count / maxTokens));
-    const C = a.sum.length;
-    const kept = Math.ceil(a.count / stride);
-    const values = Array.from({ length: C }, () => new Float32Array(kept));
-    const sum = a.sum, max = a.max;
-    let row = 0, j = 0;
-    for (const block of a.rows) {
-      // one pass over the block a channel at a time: the running sum and maximum over every row (in
-      // the order seen), and the kept rows' values, each channel's written in order
-      const rows = block.length / C, r0 = (stride - (row % stride)) % stride, kept = r0 < rows ? Math.ceil((rows - r0) / stride) : 0;
-      for (let c = 0; c < C; c++) {
-        const out = values[c]!;
-        let s = sum[c]!, mx = max[c]!;
-        for (let r = 0, i = j, next = r0; r < rows; r++) {
-          const v = block[r * C + c]!;
-          s += v;
-          const m = v < 0 ? -v : v;
-          if (m > mx) mx = m;
-          if (r === next) {
-            out[i++] = v;
-            next += stride;
-          }
-        }
-        sum[c] = s;
-        max[c] = mx;
-      }
-      row += rows;
-      j += kept;
-    }
+    let values: Float32Array[] | undefined;
+    const rows = a.rows;
     out.set(name, {
-      channels: C,
+      channels: a.sum.length,
       count: a.count,
       maxAbs: a.max,
       mean: Float32Array.from(a.sum, (s) => s / Math.max(a.count, 1)),
-      values,
+      // made on first use (quantiles below 1 and centred codes read them; the max needs none of
+      // them), then the rows are let go
+      get values() {
+        if (!values) {
+          values = keptValues(rows, a.sum.length, a.count, maxTokens);
+          rows.length = 0;
+        }
+        return values;
+      },
     });
   }
   return out;
+}
+
+/** Every stride-th row (in the order seen) of row blocks, as one array per channel. */
+function keptValues(blocks: readonly Float32Array[], C: number, count: number, maxTokens: number): Float32Array[] {
+  const stride = Math.max(1, Math.ceil(count / maxTokens));
+  const values = Array.from({ length: C }, () => new Float32Array(Math.ceil(count / stride)));
+  let row = 0, j = 0;
+  for (const block of blocks) {
+    const rows = block.length / C, r0 = (stride - (row % stride)) % stride;
+    let i = j;
+    for (let r = r0; r < rows; r += stride, i++) {
+      const o = r * C;
+      for (let c = 0; c < C; c++) values[c]![i] = block[o + c]!;
+    }
+    row += rows;
+    j = i;
+  }
+  return values;
 }
 
 // ---- calibrate ----------------------------------------------------------------------------------
@@ -219,14 +228,16 @@ export function calibrate(plan: ConversionPlan, obs: Observations, opts: Calibra
     const theta = new Float32Array(site.channels);
     for (let c = 0; c < site.channels; c++) {
       const mu = centred ? o.mean[c]! : 0;
-      const kept = o.values[c]!;
       if (q === 1) {
         // the max is the max of every value seen (the kept samples are a subset): no sort needed
         let m = o.maxAbs[c]!;
-        if (mu !== 0) for (let i = 0; i < kept.length; i++) m = Math.max(m, Math.abs(kept[i]! - mu));
+        if (mu !== 0) {
+          const kept = o.values[c]!;
+          for (let i = 0; i < kept.length; i++) m = Math.max(m, Math.abs(kept[i]! - mu));
+        }
         theta[c] = m / divisor;
       } else {
-        theta[c] = quantileOf(Float32Array.from(kept, (v) => Math.abs(v - mu)).sort(), q) / divisor;
+        theta[c] = quantileOf(Float32Array.from(o.values[c]!, (v) => Math.abs(v - mu)).sort(), q) / divisor;
       }
     }
     // queries: θ shared by the heads of a KV group, so keys can be scaled once per token

@@ -18,7 +18,8 @@
  *       takes x as float64 (its caller widens it once: products.ts productInput).
  *   matvecBf16Row / matmulBf16Tile4x4, matvecF16Row / matmulF16Tile4x4   the same f32 kernels
  *       over 16-bit weights (BF16, F16), widened in registers by half.ts: one generic source.
- * Tiles: 4 rows of x × 4 weight rows (16 accumulators; every load feeds 4 products); decode's
+ * Tiles: 4 rows of x × 4 weight rows (16 accumulators; every load feeds 4 products; the f64 tile
+ * over column blocks, BLOCK_BYTES says why); decode's
  * matrix–vector form streams one weight row at a time (rowW says why). Remainders: columns past the
  * last tile (N not a multiple of 4) run the tile's own sums one output at a time, as do the f32
  * tiles' rows past the last tile; the f64 tile's remaining rows run its row form (exact sums in the
@@ -292,7 +293,23 @@ export function matvecF64Row(x: usize, w: usize, bias: usize, y: usize, M: i32, 
   for (let m = 0; m < M; m++) rowF64<f64>(x + <usize>m * (<usize>K << 3), w, bias, y + <usize>m * (<usize>N << 2), K, n0, n1);
 }
 
+/**
+ * The f64 tile's column blocks: it runs every row of x against one block of weight rows (about
+ * BLOCK_BYTES of them) before the next, so a block is read from memory once and from cache by each
+ * tile of x rows, instead of every weight once per tile of x rows. Each output's sums are the same
+ * whatever the block, so this changes speed only. Measured on 64 rows of GPT-2-small's four shapes
+ * (scratch, 2-core AMD EPYC VM, calls of 38–151 M multiply-adds): one thread 3.5–5.8 → 5.7–6.6 G
+ * multiply-adds/s, two threads 4.0–11.8 → 7.7–11.6; 64, 128 and 256 KB alike. The f32 tiles are
+ * not blocked: there it made one thread 6–9% faster and two threads 8–12% slower.
+ */
+const BLOCK_BYTES: i32 = 128 << 10;
+
 export function matmulF64Tile4x4(x: usize, w: usize, bias: usize, y: usize, M: i32, K: i32, N: i32, n0: i32, n1: i32): void {
+  const nb = max(4, (BLOCK_BYTES / max(1, K << 2)) & ~3);
+  for (let b = n0; b < n1; b += nb) tilesF64(x, w, bias, y, M, K, N, b, min(b + nb, n1));
+}
+
+function tilesF64(x: usize, w: usize, bias: usize, y: usize, M: i32, K: i32, N: i32, n0: i32, n1: i32): void {
   const rb = <usize>K << 2, yb = <usize>N << 2, k2 = K & ~1;
   let m = 0;
   for (; m + 4 <= M; m += 4) {
