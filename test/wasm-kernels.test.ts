@@ -27,6 +27,7 @@ import { matmulBlocked, matvecBlocked } from '../src/tensor/kernels/matmul.js';
 import { planeMatmulCpu } from '../src/tensor/kernels/plane-matmul.js';
 import { spikeMatmulEventCpu } from '../src/tensor/kernels/spike-matmul.js';
 import { Tensor } from '../src/tensor/tensor.js';
+import { PARALLEL_MIN_MACS } from '../src/tensor/threads.js';
 import { HalfTensor } from '../src/tensor/half.js';
 import { activationWasm, attentionWasm, foldWasm, spikeAttentionWasm, gatedActivationWasm, normWasm, productInput } from '../src/tensor/wasm/products.js';
 import { layerNormCpu, rmsNormCpu } from '../src/tensor/kernels/norm.js';
@@ -146,6 +147,23 @@ describe('wasm SIMD kernels', () => {
       );
     });
   }
+
+  it('f64 tile: rows long enough that the weight rows run in column blocks (8–12 rows of 2.7–4 thousand weights) give the TypeScript kernel\'s outputs at any column range', () => {
+    const rt = runtime();
+    fc.assert(
+      fc.property(fc.integer({ min: 4, max: 11 }), fc.integer({ min: 2700, max: 4000 }), fc.integer({ min: 9, max: 41 }), fc.nat(), fc.integer(), (M, K, N, cut, seed) => {
+        const x = randomArray(M * K, seed), w = randomArray(N * K, seed + 1), b = randomArray(N, seed + 2);
+        const ref = new Float32Array(M * N);
+        matmulBlocked(x, w, b, ref, M, K, N, 0, N);
+        const xm = inMemory(rt, x), wm = inMemory(rt, w), bm = inMemory(rt, b), y = inMemory(rt, new Float32Array(M * N).fill(Number.NaN));
+        const c = 1 + (cut % (N - 1));
+        rt.kernels.matmulF64Tile4x4(addr(rt, xm), addr(rt, wm), addr(rt, bm), addr(rt, y), M, K, N, 0, c);
+        rt.kernels.matmulF64Tile4x4(addr(rt, xm), addr(rt, wm), addr(rt, bm), addr(rt, y), M, K, N, c, N);
+        expectWithinUlps(y, ref, 1, `f64 tile ${M}×${K}×${N} cut ${c}`);
+      }),
+      { numRuns: 12, endOnFailure: true },
+    );
+  });
 
   it('f32: the matrix–vector form sums in its documented order (four accumulators over the quarters of each block of 16), bit for bit at any column split', () => {
     // an independent emulation of assembly/matmul.ts dotRowW in float32 steps: accumulator j, lane l
@@ -585,6 +603,21 @@ describe('the CPU backend with each kernel set', () => {
       const sub = new Tensor([N, K], inner.subarray(8));
       expect(wasm.upload(sub, 'linear')).toBe(sub);
       expectClose(wasm.matmul(x, sub, bias).data, ts.matmul(x, wt, bias).data, TOL.f32, `sub-view weight ${M}×${K}×${N}`);
+    }
+  });
+
+  it('tile products across the pool (column chunks taken by whichever thread is free) equal the serial kernel bit for bit', () => {
+    const rt = runtime();
+    for (const [M, K, N] of [[4, 300, 877], [9, 257, 515], [16, 128, 1029]] as const) {
+      const x = inMemory(rt, randomArray(M * K, K)), w = inMemory(rt, randomArray(N * K, N)), b = inMemory(rt, randomArray(N, 3));
+      const wt = new Tensor([N, K], w), xt = new Tensor([M, K], x), bt = new Tensor([N], b);
+      expect(M * K * N).toBeGreaterThanOrEqual(PARALLEL_MIN_MACS);
+      for (const [name, product] of [['matmulF32Tile4x4', () => wasm.matmul(xt, wt, bt)], ['matmulF64Tile4x4', () => wasm.spikeMatmul(xt, wt, bt, undefined, 'dense')]] as const) {
+        const serial = inMemory(rt, new Float32Array(M * N).fill(Number.NaN));
+        rt.kernels[name](addr(rt, x), addr(rt, w), addr(rt, b), addr(rt, serial), M, K, N, 0, N);
+        // twice: the chunk counter starts afresh for every product
+        for (let rep = 0; rep < 2; rep++) expectWithinUlps(product().data, serial, 0, `${name} ${M}×${K}×${N} across the pool, product ${rep + 1}`);
+      }
     }
   });
 

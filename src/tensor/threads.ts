@@ -31,7 +31,7 @@ export const PARALLEL_MIN_MATVEC_MACS = 1 << 17;
 /** Attention: below this many score/value multiply-adds the work stays on the calling thread. */
 export const PARALLEL_MIN_ATTENTION = 1 << 18;
 
-const IDLE = 0, POSTED = 1, DONE = 2, FAILED = 3, POSTED_WASM = 4;
+const IDLE = 0, POSTED = 1, DONE = 2, FAILED = 3, POSTED_WASM = 4, POSTED_WASM_CHUNKS = 5;
 /**
  * A wasm job travels in the worker's shared `args` slot, not as a message: its kernel's index in
  * WASM_KERNELS, the argument count and the arguments (addresses and sizes, exact in a double). A
@@ -65,7 +65,7 @@ const { receiveMessageOnPort, workerData } = require('node:worker_threads');
 const matmulBlocked = ${matmulBlocked.toString()};
 const matvecBlocked = ${matvecBlocked.toString()};
 const attentionRange = ${attentionRange.toString()};
-const { port, control, args } = workerData;
+const { port, control, args, chunks } = workerData;
 const kernelNames = ${JSON.stringify(WASM_KERNELS)};
 // the wasm SIMD kernels on the main thread's shared memory (wasm/runtime.ts), where SIMD validates
 const wasm = workerData.wasm ? new WebAssembly.Instance(workerData.wasm.module, { env: { memory: workerData.wasm.memory, exp: Math.exp } }).exports : null;
@@ -74,11 +74,28 @@ const collectGarbage = require('node:vm').runInNewContext('gc');
 for (;;) {
   let state = Atomics.load(control, 0);
   // spin a little before sleeping (SPIN_US in threads.ts says why)
-  if (state !== ${POSTED} && state !== ${POSTED_WASM}) {
+  if (state !== ${POSTED} && state !== ${POSTED_WASM} && state !== ${POSTED_WASM_CHUNKS}) {
     const until = performance.now() + ${SPIN_US} / 1000;
-    while (state !== ${POSTED} && state !== ${POSTED_WASM} && performance.now() < until) state = Atomics.load(control, 0);
+    while (state !== ${POSTED} && state !== ${POSTED_WASM} && state !== ${POSTED_WASM_CHUNKS} && performance.now() < until) state = Atomics.load(control, 0);
   }
-  if (state !== ${POSTED} && state !== ${POSTED_WASM}) { Atomics.wait(control, 0, state); continue; }
+  if (state !== ${POSTED} && state !== ${POSTED_WASM} && state !== ${POSTED_WASM_CHUNKS}) { Atomics.wait(control, 0, state); continue; }
+  if (state === ${POSTED_WASM_CHUNKS}) {
+    // a dense product's column chunks, taken from the shared counter until none is left (wasmChunks)
+    try {
+      const fn = wasm[kernelNames[args[0]]], N = args[8], chunk = args[11];
+      for (;;) {
+        const n0 = Atomics.add(chunks, 0, 1) * chunk;
+        if (n0 >= N) break;
+        fn(args[2], args[3], args[4], args[5], args[6], args[7], N, n0, Math.min(N, n0 + chunk));
+      }
+      Atomics.store(control, 0, ${DONE});
+    } catch (err) {
+      port.postMessage(String(err && err.stack || err));
+      Atomics.store(control, 0, ${FAILED});
+    }
+    Atomics.notify(control, 0);
+    continue;
+  }
   if (state === ${POSTED_WASM}) {
     try {
       const n = args[1];
@@ -120,6 +137,8 @@ for (;;) {
 `;
 
 let pool: PoolWorker[] | undefined;
+/** The next column chunk of the pool's current chunked job (wasmChunks), shared by every thread. */
+const chunks = new Int32Array(new SharedArrayBuffer(4));
 
 export function threadCount(): number {
   const env = process.env.SPIKELM_THREADS;
@@ -139,7 +158,7 @@ function getPool(): PoolWorker[] {
   for (let i = 0; i < threadCount() - 1; i++) {
     const { port1, port2 } = new MessageChannel();
     const control = new Int32Array(new SharedArrayBuffer(4)), args = new Float64Array(new SharedArrayBuffer(8 * ARGS_SLOTS));
-    const worker = new Worker(source, { eval: true, workerData: { port: port2, control, args, wasm }, transferList: [port2] });
+    const worker = new Worker(source, { eval: true, workerData: { port: port2, control, args, chunks, wasm }, transferList: [port2] });
     worker.unref();
     port1.unref();
     pool.push({ worker, port: port1, control, args });
@@ -286,6 +305,38 @@ export function parallelAttention(q: Float32Array, k: Float32Array, v: Float32Ar
  * multiples of `granule`: 8 columns, as for the TypeScript kernels; 1 for attention's units). `argsOf(n0, n1, part)` gives the kernel's arguments
  * for one range; it runs on this thread, so it may stage scratch for its part.
  */
+/**
+ * A dense product kernel (arguments x, w, bias, y, M, K, N, n0, n1) over output columns [0, N) in
+ * chunks that every thread, this one included, takes from a shared counter until none is left:
+ * a thread that runs slower (a busier core of a VM, a later wake-up) takes fewer, where equal
+ * ranges had the others wait for it at the join. Each output's sums do not depend on which thread
+ * or chunk computes it, so the result is the same as over equal ranges, bit for bit.
+ */
+export function wasmChunks(rt: WasmRuntime, fn: WasmKernel, args: readonly [x: number, w: number, bias: number, y: number, M: number, K: number, N: number], chunk: number): void {
+  const kernel = rt.kernels[fn] as (...args: number[]) => void;
+  const workers = getPool();
+  const N = args[6];
+  if (workers.length === 0 || N <= chunk) {
+    kernel(...args, 0, N);
+    return;
+  }
+  Atomics.store(chunks, 0, 0);
+  for (const pw of workers) {
+    pw.args[0] = WASM_KERNELS.indexOf(fn);
+    pw.args[1] = 10;
+    pw.args.set(args, 2);
+    pw.args[11] = chunk;
+    Atomics.store(pw.control, 0, POSTED_WASM_CHUNKS);
+    Atomics.notify(pw.control, 0);
+  }
+  for (;;) {
+    const n0 = Atomics.add(chunks, 0, 1) * chunk;
+    if (n0 >= N) break;
+    kernel(...args, n0, Math.min(N, n0 + chunk));
+  }
+  joinWorkers(workers, fn);
+}
+
 export function wasmColumns(rt: WasmRuntime, fn: WasmKernel, N: number, parallel: boolean, argsOf: (n0: number, n1: number, part: number) => number[], granule = 8): void {
   const kernel = rt.kernels[fn] as (...args: number[]) => void;
   const workers = parallel && N >= 2 * granule ? getPool() : [];

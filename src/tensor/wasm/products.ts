@@ -25,7 +25,7 @@ import { type SpikeAttentionCodes, type SpikeAttentionInputs } from '../kernels/
 import { unitOf, validateCode } from '../kernels/codes.js';
 import type { Activation } from '../kernels/elementwise.js';
 import { MATVEC_MAX_ROWS } from '../kernels/matmul.js';
-import { PARALLEL_MIN_ATTENTION, PARALLEL_MIN_MACS, PARALLEL_MIN_MATVEC_MACS, wasmColumns } from '../threads.js';
+import { PARALLEL_MIN_ATTENTION, PARALLEL_MIN_MACS, PARALLEL_MIN_MATVEC_MACS, threadCount, wasmChunks, wasmColumns } from '../threads.js';
 import type { HalfFormat } from '../half.js';
 import type { WasmKernel, WasmRuntime } from './runtime.js';
 
@@ -74,11 +74,21 @@ export function productInput(rt: WasmRuntime, fn: WasmKernel, x: Float32Array, M
   return ptr;
 }
 
+/** Columns per chunk of a tile product: about CHUNKS_PER_THREAD chunks a thread, in multiples of 8. */
+const CHUNKS_PER_THREAD = 4;
+
+function denseChunk(N: number): number {
+  return Math.max(8, Math.ceil(N / (threadCount() * CHUNKS_PER_THREAD) / 8) * 8);
+}
+
 /** A dense product kernel over column ranges (split across the pool when large), then the residual. */
 function denseProduct(rt: WasmRuntime, fn: WasmKernel, x: Float32Array, wp: number, bias: Float32Array | undefined, y: Float32Array, M: number, K: number, N: number, residual: Float32Array | undefined): void {
   const xp = productInput(rt, fn, x, M, K), bp = bias ? rt.operand(bias, 'bias') : 0, yp = output(rt, y);
-  const parallel = M * K * N >= (M < MATVEC_MAX_ROWS ? PARALLEL_MIN_MATVEC_MACS : PARALLEL_MIN_MACS);
-  wasmColumns(rt, fn, N, parallel, (n0, n1) => [xp, wp, bp, yp, M, K, N, n0, n1]);
+  if (M >= MATVEC_MAX_ROWS) {
+    // the tiles, in column chunks taken by whichever thread is free (wasmChunks says why)
+    if (M * K * N >= PARALLEL_MIN_MACS) wasmChunks(rt, fn, [xp, wp, bp, yp, M, K, N], denseChunk(N));
+    else (rt.kernels[fn] as (...args: number[]) => void)(xp, wp, bp, yp, M, K, N, 0, N);
+  } else wasmColumns(rt, fn, N, M * K * N >= PARALLEL_MIN_MATVEC_MACS, (n0, n1) => [xp, wp, bp, yp, M, K, N, n0, n1]);
   finish(rt, y, yp);
   addResidual(y, residual);
 }
