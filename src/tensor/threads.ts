@@ -79,28 +79,19 @@ for (;;) {
     while (state !== ${POSTED} && state !== ${POSTED_WASM} && state !== ${POSTED_WASM_CHUNKS} && performance.now() < until) state = Atomics.load(control, 0);
   }
   if (state !== ${POSTED} && state !== ${POSTED_WASM} && state !== ${POSTED_WASM_CHUNKS}) { Atomics.wait(control, 0, state); continue; }
-  if (state === ${POSTED_WASM_CHUNKS}) {
-    // a dense product's column chunks, taken from the shared counter until none is left (wasmChunks)
-    try {
-      const fn = wasm[kernelNames[args[0]]], N = args[8], chunk = args[11];
-      for (;;) {
-        const n0 = Atomics.add(chunks, 0, 1) * chunk;
-        if (n0 >= N) break;
-        fn(args[2], args[3], args[4], args[5], args[6], args[7], N, n0, Math.min(N, n0 + chunk));
-      }
-      Atomics.store(control, 0, ${DONE});
-    } catch (err) {
-      port.postMessage(String(err && err.stack || err));
-      Atomics.store(control, 0, ${FAILED});
-    }
-    Atomics.notify(control, 0);
-    continue;
-  }
-  if (state === ${POSTED_WASM}) {
+  if (state === ${POSTED_WASM} || state === ${POSTED_WASM_CHUNKS}) {
     try {
       const n = args[1];
       const fn = wasm[kernelNames[args[0]]];
-      if (n === 4) fn(args[2], args[3], args[4], args[5]);
+      if (state === ${POSTED_WASM_CHUNKS}) {
+        // a dense product's column chunks, taken from the shared counter until none is left (wasmChunks)
+        const N = args[8], chunk = args[11];
+        for (;;) {
+          const n0 = Atomics.add(chunks, 0, 1) * chunk;
+          if (n0 >= N) break;
+          fn(args[2], args[3], args[4], args[5], args[6], args[7], N, n0, Math.min(N, n0 + chunk));
+        }
+      } else if (n === 4) fn(args[2], args[3], args[4], args[5]);
       else if (n === 9) fn(args[2], args[3], args[4], args[5], args[6], args[7], args[8], args[9], args[10]);
       else fn(...Array.from(args.subarray(2, 2 + n)));
       Atomics.store(control, 0, ${DONE});
