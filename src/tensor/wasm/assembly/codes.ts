@@ -16,7 +16,7 @@
  * TypeScript kernel does.
  */
 
-const STATS: i32 = 11;
+import { STATS, storeRowStats } from './stats';
 
 /** Up to four floats at p as lanes (the rest 0). */
 @inline function loadLanes(p: usize, n: i32): v128 {
@@ -127,16 +127,6 @@ export function encodeWeightedF32(x: usize, invTheta: usize, R: i32, C: i32, T: 
       storeLanes(sums + ((<usize>r * <usize>C + <usize>c) << 2), f32x4.mul(m, sign), n);
     }
     const so = stats + (<usize>r * STATS << 2), planes = <f32>(T + extra);
-    store<f32>(so, <f32>events);
-    store<f32>(so, events > 0 ? 1 : 0, 4);
-    store<f32>(so, <f32>events, 8);
-    store<f32>(so, <f32>C * planes, 12);
-    store<f32>(so, <f32>extra, 16);
-    store<f32>(so, <f32>events, 20);
-    store<f32>(so, extra > 0 ? 1 : 0, 24);
-    store<f32>(so, <f32>clipped, 28);
-    store<f32>(so, 0, 32);
-    store<f32>(so, <f32>active, 36);
-    store<f32>(so, <f32>active * planes, 40);
+    storeRowStats(so, <f32>events, events > 0 ? 1 : 0, <f32>events, <f32>C * planes, <f32>extra, <f32>clipped, <f32>active, <f32>active * planes);
   }
 }

@@ -18,11 +18,12 @@
  * Scratch per call: `scores` and `mp` (kvLength doubles each), `qTheta` (d doubles).
  */
 
+import { STATS, storeRowStats } from './stats';
+
 // @ts-ignore: decorator
 @external("env", "exp")
 declare function jsExp(x: f64): f64;
 
-const STATS: i32 = 11;
 const EXTRA: i32 = 8; // EXTRA_PLANES
 const TERNARY_FIRE: f64 = <f64>(<f32>(2.0 / 3.0));
 const TERNARY_LIMIT: f64 = <f64>(<f32>(4.0 / 3.0));
@@ -170,16 +171,6 @@ export function spikeAttentionFastF64(
     }
     for (let i = 0; i < d; i++) store<f32>(oo + (<usize>i << 2), <f32>(load<f64>(qTheta + (<usize>i << 3)) * outScale));
     const keys = <f64>(last + 1 - first), so = rowStats + (<usize>(u * STATS) << 2), steps = <f64>pT + extra;
-    store<f32>(so, <f32>events);
-    store<f32>(so, <f32>maxPer, 4);
-    store<f32>(so, <f32>nonzero, 8);
-    store<f32>(so, <f32>(keys * steps), 12);
-    store<f32>(so, <f32>extra, 16);
-    store<f32>(so, <f32>events, 20);
-    store<f32>(so, extra > 0 ? 1 : 0, 24);
-    store<f32>(so, <f32>clipped, 28);
-    store<f32>(so, 0, 32);
-    store<f32>(so, <f32>active, 36);
-    store<f32>(so, <f32>(active * steps), 40);
+    storeRowStats(so, <f32>events, <f32>maxPer, <f32>nonzero, <f32>(keys * steps), <f32>extra, <f32>clipped, <f32>active, <f32>(active * steps));
   }
 }
