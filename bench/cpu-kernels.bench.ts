@@ -7,8 +7,8 @@
  *   - a streaming read of a weight-sized buffer across the pool (wasm `streamSumF32`): the machine's
  *     read bandwidth now, measured beside the decode it bounds;
  *   - ANN decode (tokens/s after a 32-token prompt) and prefill of 128 tokens, each set;
- *   - the fixed conversion (layerwise phase-ternary, T = 9): its time, then the SNN's fast and
- *     event-driven decode, each set;
+ *   - the fixed conversion (layerwise phase-ternary, T = 9): its time (the wasm set's median of
+ *     three conversions and the slowest), then the SNN's fast and event-driven decode, each set;
  *   - the fair baseline: the ts set's matrix–vector product against the TypeScript kernel called
  *     directly (the previous commit's code path), so the ratio is not met by slowing the reference.
  * Decode's share of the bandwidth: weight bytes read per token (every linear weight and the head,
@@ -75,7 +75,7 @@ export const cpuKernelsSuite: Suite = {
   description: 'the wasm SIMD kernel set against the TypeScript set on the GPT-2-small-shaped F32 model: decode, prefill 128, streaming-read bandwidth, the T=9 conversion and the SNN fast/event decode, ratios within interleaved rounds',
   async run(ctx) {
     const dir = cachedRandomGpt2(GPT2_SMALL, { tokenizerFrom: path.join(FIXTURES, 'gpt2-random-f16') });
-    const plan = ctx.quick ? { rounds: 1, decode: 2, prefill: 16, snnTokens: 1, eventTokens: 1 } : { rounds: 5, decode: 8, prefill: 128, snnTokens: 3, eventTokens: 1 };
+    const plan = ctx.quick ? { rounds: 1, decode: 2, prefill: 16, snnTokens: 1, eventTokens: 1, converts: 1 } : { rounds: 5, decode: 8, prefill: 128, snnTokens: 3, eventTokens: 1, converts: 3 };
     const anns = Object.fromEntries(SETS.map((s) => [s, loadModel(dir, { backend: new CpuBackend({ kernels: s }) })])) as Record<CpuKernelSet, CausalLM>;
     const tok = loadTokenizer(dir);
     const data = createCalibrationData(tok);
@@ -113,13 +113,21 @@ export const cpuKernelsSuite: Suite = {
       push('ts set vs direct TypeScript kernel', direct / viaSet);
       ctx.log(`round ${r + 1}: stream read ${(bw / 1e9).toFixed(1)} GB/s; decode ts ${dec.ts!.toFixed(2)} wasm ${dec.wasm!.toFixed(2)} tokens/s (${(dec.wasm! / dec.ts!).toFixed(2)}×, ${((100 * dec.wasm! * bytesPerToken) / bw).toFixed(0)}% of the read bandwidth); prefill ${plan.prefill} ts ${pre.ts!.toFixed(1)} wasm ${pre.wasm!.toFixed(1)} tokens/s (${(pre.wasm! / pre.ts!).toFixed(2)}×)`);
     }
-    // the fixed conversion and the spiking decodes, each set, interleaved by round
+    // the fixed conversion (the wasm set's plan.converts times, its median reported beside its
+    // slowest: one conversion is one sample of this VM's noise; the ts set's once, it takes minutes),
+    // then the spiking decodes, each set, interleaved by round
     const snns = {} as Record<CpuKernelSet, SpikingLM>;
     for (const s of SETS) {
-      const t0 = performance.now();
-      snns[s] = (await convertModelToSpiking(anns[s], data, { timesteps: 9 })).snn;
-      push(`${s} convert T=9 s`, (performance.now() - t0) / 1000);
+      for (let c = 0; c < (s === 'wasm' ? plan.converts : 1); c++) {
+        snns[s]?.dispose();
+        const t0 = performance.now();
+        snns[s] = (await convertModelToSpiking(anns[s], data, { timesteps: 9 })).snn;
+        push(`${s} convert T=9 s`, (performance.now() - t0) / 1000);
+      }
     }
+    const converts = series.get('wasm convert T=9 s')!;
+    push('wasm convert T=9 s slowest', Math.max(...converts));
+    ctx.log(`convert T=9 with wasm, ${converts.length} times: ${converts.map((v) => v.toFixed(1)).join(', ')} s`);
     for (let r = 0; r < plan.rounds; r++) {
       const fast: Record<string, number> = {}, event: Record<string, number> = {};
       for (const s of SETS) {
@@ -139,7 +147,7 @@ export const cpuKernelsSuite: Suite = {
     for (const s of SETS) snns[s].dispose();
     const m = (k: string) => median(series.get(k) ?? [NaN]);
     const metrics = Object.fromEntries([...series.keys()].map((k) => [k, m(k)]));
-    ctx.log(`median of ${plan.rounds} rounds, ${threadCount()} threads: decode ${m('decode ratio').toFixed(2)}× (target ≥ 3), ${(100 * m('wasm decode share of bandwidth')).toFixed(0)}% of the streaming read (target ≥ 50%), prefill ${m('prefill ratio').toFixed(2)}× (target ≥ 5); snn fast ${m('snn fast ratio').toFixed(2)}×, event ${m('snn event ratio').toFixed(2)}× (target ≥ 2); convert T=9 ${m('wasm convert T=9 s').toFixed(1)} s with wasm (target ≤ 15), ${m('ts convert T=9 s').toFixed(1)} s with ts; ts set / direct TypeScript kernel ${m('ts set vs direct TypeScript kernel').toFixed(2)}`);
+    ctx.log(`median of ${plan.rounds} rounds, ${threadCount()} threads: decode ${m('decode ratio').toFixed(2)}× (target ≥ 3), ${(100 * m('wasm decode share of bandwidth')).toFixed(0)}% of the streaming read (target ≥ 50%), prefill ${m('prefill ratio').toFixed(2)}× (target ≥ 5); snn fast ${m('snn fast ratio').toFixed(2)}×, event ${m('snn event ratio').toFixed(2)}× (target ≥ 2); convert T=9 ${m('wasm convert T=9 s').toFixed(1)} s with wasm (median of ${plan.converts}, slowest ${m('wasm convert T=9 s slowest').toFixed(1)}; target ≤ 15), ${m('ts convert T=9 s').toFixed(1)} s with ts; ts set / direct TypeScript kernel ${m('ts set vs direct TypeScript kernel').toFixed(2)}`);
     const rows: BenchRow[] = [{
       suite: 'cpu-kernels', name: 'random GPT-2-small F32, wasm vs ts', meanMs: 1000 / m('wasm decode tokens/s'), samples: plan.rounds,
       metrics: { ...metrics, threads: threadCount(), rounds: plan.rounds, 'prefill tokens': plan.prefill, 'weight MB per token': bytesPerToken / 1e6 },
