@@ -12,10 +12,13 @@ import { GPU_REQUIRED, tryGpu } from './helpers/backends.js';
 
 describe('SVG line charts', () => {
   it('are well-formed XML for any data, escape text, and draw one polyline per series', () => {
+    // text the chart prints as given (series names, the title) may not spell NaN or Infinity itself:
+    // the check below is for numbers written as NaN or Infinity (a series named "NaN" failed it)
+    const text = fc.string().filter((t) => !/NaN|Infinity/.test(t));
     fc.assert(
       fc.property(
-        fc.array(fc.record({ name: fc.string(), points: fc.array(fc.tuple(fc.double({ min: -1e6, max: 1e6, noNaN: true }), fc.double({ noNaN: false })), { maxLength: 12 }), dashed: fc.boolean() }), { maxLength: 5 }),
-        fc.boolean(), fc.boolean(), fc.string(),
+        fc.array(fc.record({ name: text, points: fc.array(fc.tuple(fc.double({ min: -1e6, max: 1e6, noNaN: true }), fc.double({ noNaN: false })), { maxLength: 12 }), dashed: fc.boolean() }), { maxLength: 5 }),
+        fc.boolean(), fc.boolean(), text,
         (series, xLog, yLog, title) => {
           const svg = lineChart({ title, xLabel: 'x <&>', yLabel: 'y "q"', xLog, yLog, series, hlines: [{ y: 1, label: "a'b" }], note: 'n · m' });
           const names = checkWellFormedXml(svg);
